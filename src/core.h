@@ -1,0 +1,120 @@
+/* The loaded configuration: main settings, listeners, servers, locations and
+ * upstreams, as built by the parser (src/conf.c) through the core directives
+ * (src/core.c). One tg_config_t is one generation: the master builds a new one
+ * on reload and only replaces the running one when it loaded without error.
+ * Everything in it lives in config->arena. Workers get their copy by fork. */
+#ifndef TG_CORE_H
+#define TG_CORE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <pcre2.h>
+#include "str.h"
+#include "arena.h"
+#include "conf.h"
+#include "module.h"
+#include "upstream.h"
+
+#define TG_MAX_WORKERS 64
+
+typedef struct tg_server_s tg_server_t;
+typedef struct tg_location_s tg_location_t;
+
+/* One address:port the gateway listens on, shared by the server blocks that
+ * name it. The master owns one SO_REUSEPORT socket per worker slot. */
+typedef struct tg_listen_s {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[64]; /* "127.0.0.1:8080" */
+    unsigned tls : 1;
+    int backlog;
+    tg_server_t **servers; /* servers on this address, config order */
+    int nservers;
+    tg_server_t *default_server; /* default_server flag, else the first */
+    int fds[TG_MAX_WORKERS];     /* per worker slot; -1 until opened by the master */
+    const char *file;
+    int line;
+    struct tg_listen_s *next;
+} tg_listen_t;
+
+typedef enum {
+    TG_LOC_PREFIX = 0,
+    TG_LOC_EXACT,     /* = /path */
+    TG_LOC_PREFIX_NOREGEX, /* ^~ /path */
+    TG_LOC_REGEX,     /* ~ re, ~* re (caseless) */
+} tg_loc_kind_t;
+
+typedef struct {
+    int status;     /* 0 = no return directive */
+    tg_tpl_t *text; /* body, or Location for 301/302/303/307/308 */
+} tg_return_t;
+
+struct tg_location_s {
+    tg_loc_kind_t kind;
+    tg_str_t path;           /* prefix/exact path, or the regex source */
+    pcre2_code *re;          /* regex locations (JIT compiled) */
+    tg_server_t *server;
+    void **mconf;            /* per-module configs, merged with the server's */
+    tg_hook_t *hooks[TG_PHASE_COUNT]; /* NULL-terminated (module == NULL) */
+    tg_return_t ret;
+    const char *file;
+    int line;
+};
+
+/* A server block. Its own location list plus an implicit "location /" made
+ * from the server level when the config has none, so every request lands in a
+ * location. */
+struct tg_server_s {
+    tg_str_t *names; /* server_name list: exact, "*.suffix", or "" */
+    int nnames;
+    tg_listen_t **listens;
+    int nlistens;
+    void **mconf;              /* server-level module configs, merged with main */
+    tg_location_t **locations; /* config order */
+    int nlocations;
+    tg_location_t *root;       /* used when no location matches (404 unless set) */
+    const char *file;
+    int line;
+};
+
+/* Core settings of the main scope (the tg_core_module's main config). */
+typedef struct {
+    int64_t workers; /* 0 = auto (CPU count) */
+    const char *pid_file;
+    const char *error_log; /* NULL = stderr */
+    int error_level;
+    tg_msec_t shutdown_timeout;
+    int64_t worker_connections;
+} tg_main_conf_t;
+
+struct tg_config_s {
+    tg_arena_t arena;
+    const char *file; /* main config file */
+    tg_main_conf_t *main;
+    void **mconf; /* main-scope module configs, by module index */
+    tg_listen_t *listens;
+    tg_server_t **servers;
+    int nservers;
+    tg_upstream_t *upstreams;
+    int generation; /* 1 for the first load, +1 per reload */
+};
+
+/* Parse, merge and check `path` into a new config. Returns NULL after
+ * printing every `file:line:` error to stderr. */
+tg_config_t *tg_config_load(const char *path, int generation);
+void tg_config_destroy(tg_config_t *c);
+
+/* Find an upstream by name (NULL if none). */
+tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
+
+/* Server for a Host value on a listener: exact name, then the longest
+ * "*.suffix" wildcard, then the listener's default server. */
+tg_server_t *tg_core_find_server(tg_listen_t *ls, tg_str_t host);
+/* Location for a normalized path, with nginx's precedence: exact match; else
+ * the longest prefix; a "^~" longest prefix stops there; else the first
+ * matching regex in config order; else the longest prefix; else NULL. */
+tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path);
+
+extern tg_module_t tg_core_module;
+
+#endif

@@ -1,0 +1,93 @@
+/* The module interface. A module is one struct: its directives, per-scope
+ * config create + merge (main -> server -> location), an optional per-worker
+ * init, and hooks for the phases it cares about. src/modules.c lists every
+ * module once; that order is the hook order within each phase. At config
+ * time the core builds, for every location, one hook array per phase from the
+ * modules switched on there (is_active), so a request only calls hooks that
+ * do something.
+ *
+ * Hooks return TG_OK (next hook), TG_DONE (the hook answered: it called
+ * tg_request_respond), TG_AGAIN (the hook parked the request and will call
+ * tg_request_resume() later, which runs the same hook again) or TG_ERROR
+ * (the request fails with 500). */
+#ifndef TG_MODULE_H
+#define TG_MODULE_H
+
+#include "str.h"
+#include "arena.h"
+#include "conf.h"
+#include "buf.h"
+
+typedef enum { TG_OK = 0, TG_DONE, TG_AGAIN, TG_ERROR = -1 } tg_rc_t;
+
+typedef enum {
+    TG_PHASE_REWRITE = 0,
+    TG_PHASE_ACCESS,
+    TG_PHASE_ROUTE,
+    TG_PHASE_CONTENT,
+    TG_PHASE_RESPONSE_HEADERS,
+    TG_PHASE_RESPONSE_BODY,
+    TG_PHASE_LOG,
+    TG_PHASE_COUNT
+} tg_phase_t;
+
+typedef struct tg_request_s tg_request_t;
+typedef struct tg_worker_s tg_worker_t;
+typedef struct tg_module_s tg_module_t;
+
+/* A variable a module provides ($name, or a prefix like "http_" when
+ * TG_VAR_F_PREFIX). get() fills *out (memory from r->arena or the request)
+ * and returns 0, or -1 when the variable is unset (empty). */
+#define TG_VAR_F_PREFIX 0x01
+typedef struct {
+    const char *name;
+    unsigned flags;
+    int (*get)(tg_request_t *r, tg_str_t arg, tg_str_t *out);
+} tg_var_def_t;
+
+struct tg_module_s {
+    const char *name;
+    const tg_directive_t *directives; /* ends with a { NULL } row; may be NULL */
+    const tg_var_def_t *variables;    /* ends with a { NULL } row; may be NULL */
+    /* One config per scope (main, each server, each location), fields unset. */
+    void *(*create_conf)(tg_conf_t *cf);
+    /* Fill unset fields of child from parent; NULL or an error message. */
+    const char *(*merge_conf)(tg_conf_t *cf, void *parent, void *child);
+    /* After the whole config is parsed and merged (in the master, once per
+     * load): build tables, open zones. NULL or an error message. */
+    const char *(*init_conf)(tg_conf_t *cf, void *main_conf);
+    /* Is the module switched on in this (merged) location config? NULL means
+     * always. Only active modules get into the location's hook arrays. */
+    int (*is_active)(void *loc_conf);
+    int (*init_worker)(tg_worker_t *w);
+    void (*exit_worker)(tg_worker_t *w);
+    tg_rc_t (*on_rewrite)(tg_request_t *r, void *conf);
+    tg_rc_t (*on_access)(tg_request_t *r, void *conf);
+    tg_rc_t (*on_route)(tg_request_t *r, void *conf);
+    /* Produce the response (e.g. stats). TG_OK: not mine, let the core proxy. */
+    tg_rc_t (*on_content)(tg_request_t *r, void *conf);
+    tg_rc_t (*on_response_headers)(tg_request_t *r, void *conf);
+    /* Transform the body: *io is the chain of new data (NULL-terminated list;
+     * the last call of a response has TG_BUF_F_LAST on its last buffer). A
+     * filter replaces *io with its output chain (which may be empty). */
+    tg_rc_t (*on_response_body)(tg_request_t *r, void *conf, tg_chain_t **io);
+    void (*on_log)(tg_request_t *r, void *conf);
+    int index; /* position in tg_modules[], set by tg_modules_init() */
+};
+
+/* One entry of a location's per-phase hook array. */
+typedef struct {
+    tg_module_t *module;
+    void *conf;
+} tg_hook_t;
+
+extern tg_module_t *const tg_modules[]; /* NULL-terminated, src/modules.c */
+extern int tg_nmodules;
+void tg_modules_init(void);
+
+/* The module's config in the request's location (merged). */
+#define tg_module_conf(r, m) ((r)->loc_conf[(m)->index])
+/* Per-request module context slot. */
+#define tg_module_ctx(r, m) ((r)->ctx[(m)->index])
+
+#endif

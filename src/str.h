@@ -1,0 +1,59 @@
+/* Strings as (pointer, length) pairs, and the small parsers every part of the
+ * gateway shares: sizes, durations, case-insensitive compares. A tg_str_t
+ * never owns its memory; whoever made it (config arena, request arena, an I/O
+ * buffer) keeps it alive. Nothing here allocates. */
+#ifndef TG_STR_H
+#define TG_STR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const char *p; /* not NUL-terminated unless documented */
+    size_t len;
+} tg_str_t;
+
+typedef int64_t tg_msec_t;
+
+#define TG_STR(lit) ((tg_str_t){(lit), sizeof(lit) - 1})
+#define TG_NULL_STR ((tg_str_t){NULL, 0})
+#define TG_STR_FMT(s) (int)(s).len, (s).p /* printf("%.*s", TG_STR_FMT(s)) */
+
+static inline tg_str_t tg_str_c(const char *s)
+{
+    return (tg_str_t){s, s ? strlen(s) : 0};
+}
+
+static inline int tg_str_eq(tg_str_t a, tg_str_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+static inline int tg_str_eq_lit(tg_str_t a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && memcmp(a.p, lit, n) == 0;
+}
+
+/* ASCII case-insensitive equality, the rule for header names and tokens. */
+int tg_str_caseeq(tg_str_t a, tg_str_t b);
+int tg_str_caseeq_lit(tg_str_t a, const char *lit);
+/* 1 when `s` starts with `prefix`, case-insensitively. */
+int tg_str_has_caseprefix(tg_str_t s, const char *prefix);
+/* Find `needle` inside `s` case-insensitively as a comma-separated token
+ * ("keep-alive, Upgrade" contains token "upgrade"). */
+int tg_str_has_token(tg_str_t list, const char *token);
+tg_str_t tg_str_trim(tg_str_t s);
+
+/* "10k", "5m", "1g", "512" -> bytes. Returns 0, or -1 on bad syntax/overflow. */
+int tg_parse_size(tg_str_t s, int64_t *out);
+/* "250ms", "10s", "5m", "1h", "2d", plain number = seconds. Returns 0 or -1. */
+int tg_parse_msec(tg_str_t s, tg_msec_t *out);
+/* Non-negative decimal integer that fits in int64. Returns 0 or -1. */
+int tg_parse_int(tg_str_t s, int64_t *out);
+
+/* A 64-bit FNV-1a hash; used for tables and consistent hashing. */
+uint64_t tg_hash64(const void *data, size_t len);
+
+#endif

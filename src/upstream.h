@@ -1,0 +1,94 @@
+/* Upstream groups: their servers (peers), balancing state, passive and active
+ * health, and each worker's pool of idle keep-alive connections.
+ *
+ * Config-time fields are filled by the `upstream` block (or implicitly by
+ * `proxy_pass HOST:PORT`). Runtime fields are per worker: every worker owns
+ * its copy of the config after fork, so it may write them without locks. */
+#ifndef TG_UPSTREAM_H
+#define TG_UPSTREAM_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include "str.h"
+#include "conf.h"
+
+#define TG_UPSTREAM_MAX_PEERS 64 /* one bit each in a request's "tried" mask */
+
+typedef struct tg_tpl_s tg_tpl_t;
+typedef struct tg_hash_ring_s tg_hash_ring_t;
+typedef struct tg_upconn_s tg_upconn_t;
+
+typedef struct tg_peer_s {
+    /* config */
+    tg_str_t name; /* "127.0.0.1:3000" as written in the config */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int weight;             /* >= 1 */
+    int max_fails;          /* 0 disables passive health */
+    tg_msec_t fail_timeout; /* window for max_fails, and how long it stays down */
+    unsigned backup : 1;
+    int index; /* position in the upstream's peers[] */
+
+    /* runtime, per worker */
+    int current_weight; /* smooth weighted round robin */
+    int conns;          /* requests in flight to this peer from this worker */
+    int fails;          /* failures counted in the current window */
+    tg_msec_t fail_start; /* start of the current failure window */
+    tg_msec_t down_until; /* passive health: unavailable before this time */
+    unsigned health_down : 1; /* active health: marked down by checks */
+    int hc_fails, hc_passes;  /* consecutive active check results */
+} tg_peer_t;
+
+typedef enum {
+    TG_BALANCE_ROUND_ROBIN = 0,
+    TG_BALANCE_LEAST_CONN,
+    TG_BALANCE_HASH,
+    TG_BALANCE_RANDOM
+} tg_balance_t;
+
+typedef struct {
+    int enabled;
+    tg_str_t path; /* default "/" */
+    tg_msec_t interval, timeout;
+    int fails, passes; /* thresholds to mark down / up */
+} tg_health_conf_t;
+
+typedef struct tg_upstream_s {
+    tg_str_t name;
+    tg_peer_t *peers;
+    int npeers;
+    tg_balance_t balance;
+    tg_tpl_t *hash_key;   /* balance hash $VAR */
+    tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */
+    int keepalive;        /* idle connections kept per worker (default 32) */
+    tg_health_conf_t health;
+    unsigned implicit : 1; /* made by proxy_pass HOST:PORT */
+    unsigned tls : 1;      /* reserved for TLS to upstreams */
+    const char *file;      /* where it was defined */
+    int line;
+
+    /* runtime, per worker */
+    tg_upconn_t *idle; /* idle keep-alive connections (LIFO list) */
+    int nidle;
+    uint32_t rr_seed; /* random balancing, least_conn tie start */
+    struct tg_upstream_s *next;
+} tg_upstream_t;
+
+/* Choose a peer for one attempt. `key` is the evaluated hash key (hash
+ * balancing only). `tried` has bit i set for peers already tried by this
+ * request; the chosen peer's bit is set before returning. Unavailable peers
+ * (passive down, active down) are skipped; backups are used only when no
+ * primary is available. Returns NULL when nothing is left. Increments
+ * peer->conns; the caller calls tg_balance_done() when the attempt ends. */
+tg_peer_t *tg_balance_pick(tg_upstream_t *u, tg_str_t key, uint64_t *tried, tg_msec_t now);
+/* End of an attempt: decrements conns; a failure counts toward max_fails
+ * within fail_timeout and marks the peer down for fail_timeout when reached;
+ * a success resets the count. */
+void tg_balance_done(tg_upstream_t *u, tg_peer_t *p, int failed, tg_msec_t now);
+/* Is the peer usable now (not down by passive or active health)? */
+int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now);
+/* Build the hash ring and reset runtime state; call once per loaded config.
+ * Returns 0 or -1 (out of memory). Memory comes from `a`. */
+int tg_balance_init(tg_upstream_t *u, tg_arena_t *a);
+
+#endif
