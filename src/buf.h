@@ -9,6 +9,7 @@
 #define TG_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/uio.h>
 #include "str.h"
 #include "arena.h"
@@ -51,5 +52,46 @@ tg_buf_t *tg_buf_ref(tg_arena_t *a, const char *p, size_t len);
 /* Append a link for `b` to the chain whose tail pointer is *tail. */
 int tg_chain_append(tg_arena_t *a, tg_chain_t ***tail, tg_buf_t *b);
 size_t tg_chain_len(const tg_chain_t *c);
+
+
+/* A fixed-size queue of byte ranges waiting for writev(2). The ranges point
+ * into memory the owner keeps until they are written. `scratch` holds small
+ * framing text (chunk sizes) that must outlive the call that made it. */
+#define TG_IOVQ_MAX 32
+typedef struct {
+    struct iovec iov[TG_IOVQ_MAX];
+    int n, i;       /* ranges queued, first not fully written */
+    size_t pending; /* bytes not written yet */
+    char scratch[24];
+} tg_iovq_t;
+
+static inline int tg_iovq_is_empty(const tg_iovq_t *q)
+{
+    return q->pending == 0;
+}
+/* Queue a range; returns -1 when the queue is full (caller flushes first). */
+int tg_iovq_add(tg_iovq_t *q, const void *p, size_t len);
+/* writev what is queued. Returns 1 when everything went, 0 when the socket
+ * would block (the rest stays queued), -1 on error (errno set). *written
+ * accumulates the bytes written. */
+int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written);
+void tg_iovq_reset(tg_iovq_t *q);
+
+/* Body ranges produced by one parse round, in order. Adjacent ranges merge;
+ * when the list is full the ranges are compacted in place into one (safe:
+ * parsed output never runs ahead of parsed input in the same buffer). */
+#define TG_SPANS_MAX 16
+typedef struct {
+    struct iovec v[TG_SPANS_MAX];
+    int n;
+    size_t len;
+} tg_spans_t;
+
+void tg_spans_add(tg_spans_t *s, const char *p, size_t len);
+static inline void tg_spans_reset(tg_spans_t *s)
+{
+    s->n = 0;
+    s->len = 0;
+}
 
 #endif

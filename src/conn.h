@@ -1,0 +1,48 @@
+/* A client connection: its socket, watchers, the request parser and the
+ * input buffer. An idle keep-alive connection holds no buffer and no arena
+ * block, only this struct, so tens of thousands of idle clients cost little.
+ * The HTTP logic that drives it is in http.c. */
+#ifndef TG_CONN_H
+#define TG_CONN_H
+
+#include <netinet/in.h>
+#include <ev.h>
+#include <llhttp.h>
+#include "arena.h"
+#include "buf.h"
+#include "core.h"
+
+typedef enum {
+    TG_CONN_IDLE = 0,     /* keep-alive, waiting for a request (no buffer) */
+    TG_CONN_HEADERS,      /* reading a request's header block */
+    TG_CONN_BUSY,         /* a request is being processed/proxied */
+    TG_CONN_LINGER,       /* response sent, draining input before close */
+} tg_conn_state_t;
+
+struct tg_conn_s {
+    int fd;
+    ev_io io; /* one watcher; its events follow what the connection waits for */
+    ev_timer timer;
+    tg_listen_t *listen;
+    tg_arena_t arena;
+    llhttp_t parser;
+    tg_buf_t *ibuf;     /* bytes read; [pos,last) not parsed yet */
+    tg_request_t *req;  /* current request, NULL when idle */
+    struct tg_conn_s *prev, *next; /* the worker's list of open connections */
+    uint32_t nrequests;
+    uint8_t state;
+    uint8_t addrlen;
+    unsigned paused : 1; /* parser paused at the end of a message */
+    unsigned closing : 1;
+    char addr[INET6_ADDRSTRLEN]; /* peer address text */
+    struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
+};
+
+/* Take an accepted socket (already non-blocking). */
+void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);
+/* Graceful shutdown: close idle connections now, the others after their
+ * current request. */
+void tg_conn_close_idle_all(void);
+void tg_conn_close(tg_conn_t *c);
+
+#endif

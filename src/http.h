@@ -1,0 +1,49 @@
+/* The downstream HTTP/1.1 engine (http.c): parses requests on a client
+ * connection, validates them, routes them, runs the phase hooks, and writes
+ * responses (local ones, or those the proxy streams). The proxy (proxy.c)
+ * uses the functions below to pull the request body and push the response. */
+#ifndef TG_HTTP_H
+#define TG_HTTP_H
+
+#include "request.h"
+#include "conn.h"
+
+/* Core settings per scope (tg_core_module's config). */
+typedef struct {
+    int64_t client_max_body_size; /* 0 = unlimited */
+    int64_t client_max_uri;
+    int64_t client_max_headers; /* header count */
+    tg_msec_t header_timeout, idle_timeout, send_timeout, body_timeout;
+    int64_t keepalive_requests;
+    int server_tokens;
+} tg_core_conf_t;
+
+/* Request body pulled from the client for the proxy.
+ * Returns 1 when r's body spans (tg_http_body(r)) have data or the body is
+ * complete, 0 when more must be read (the read watcher is armed and
+ * tg_proxy_on_client_body will be called), -1 on error (status set). */
+int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done);
+/* The proxy consumed the spans: the input buffer may be reused. */
+void tg_http_body_consumed(tg_request_t *r);
+
+/* Start the response: status and r->resp_headers are set. Runs the response
+ * header hooks and serializes the header into the output queue. `length` is
+ * the body length if known, else -1. Returns 0 or -1. */
+int tg_http_send_header(tg_request_t *r);
+/* Queue body bytes (framed as needed). `last` marks the end of the body. May
+ * flush when the queue is full. Returns 0, or -1 (client gone). */
+int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last);
+/* Write what is queued. 1: all written; 0: blocked (the proxy is called back
+ * with tg_proxy_on_client_drained when done); -1: client gone. */
+int tg_http_flush(tg_request_t *r);
+/* The response is complete (or failed: `abort` closes the connection). */
+void tg_http_finalize(tg_request_t *r, int abort);
+/* Answer with an error page unless the header went out already (then the
+ * connection is closed). */
+void tg_http_error(tg_request_t *r, int status);
+/* Continue the phases after the routing decision (used by tg_request_resume). */
+void tg_http_run_phases(tg_request_t *r);
+
+extern tg_module_t tg_core_module;
+
+#endif

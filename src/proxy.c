@@ -1,0 +1,955 @@
+/* The reverse proxy.
+ *
+ * One attempt: pick a peer (tg_balance_pick), take an idle keep-alive
+ * connection to it or open one, send the request header, then stream the
+ * request body from the client as it arrives, and parse the response with
+ * llhttp while streaming its body back. Data moves in rounds: one read from
+ * one side, parsed, queued as iovecs that point into the read buffer, and
+ * written; the next read on that side waits until the round is written. So
+ * each direction holds at most one buffer, whatever the body size.
+ *
+ * Failures before any response byte reached the client are retried: on a
+ * fresh connection when a pooled one turns out closed (Node closes idle
+ * sockets after keepAliveTimeout; that race must not become a 502), and on
+ * the next peer when a connect fails, as long as the request can be sent
+ * again (no body, or a body still entirely in memory) and tries are left. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include "proxy.h"
+#include "http.h"
+#include "var.h"
+#include "log.h"
+#include "worker.h"
+#include "conn.h"
+
+typedef enum {
+    PX_CONNECTING = 0,
+    PX_SENDING,   /* writing request header/body */
+    PX_RECEIVING, /* the whole request went, reading the response */
+} px_state_t;
+
+struct tg_proxy_s {
+    tg_request_t *r;
+    tg_proxy_conf_t *conf;
+    tg_upconn_t *uc;
+    tg_peer_t *peer;
+    llhttp_t parser;
+    tg_buf_t *buf;   /* response bytes read from the upstream */
+    tg_iovq_t out;   /* request bytes for the upstream */
+    tg_spans_t body; /* response body spans of the current round */
+    tg_str_t head;   /* serialized request header, kept for retries */
+    tg_spans_t replay; /* the whole request body when it was in memory at start */
+    uint64_t tried;
+    uint64_t sent; /* bytes written to the upstream in this attempt */
+    int attempts, max_attempts, stale_retries;
+    uint8_t state;
+    uint8_t last_cb;
+    unsigned replayable : 1;
+    unsigned req_done : 1;        /* request fully queued */
+    unsigned body_inflight : 1;   /* client body spans queued, not yet written */
+    unsigned resp_started : 1;    /* a response byte arrived in this attempt */
+    unsigned resp_headers : 1;    /* response header complete */
+    unsigned resp_done : 1;
+    unsigned client_blocked : 1;  /* waiting for the client to drain */
+    unsigned upstream_close : 1;  /* upstream asked to close, or framing needs it */
+    tg_msec_t keepalive_ms;
+    int error_status;
+};
+
+static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void px_connect(tg_proxy_t *px);
+static void px_send(tg_proxy_t *px);
+static void px_receive(tg_proxy_t *px);
+static void px_fail(tg_proxy_t *px, int status, int peer_failed);
+
+static tg_proxy_conf_t *px_conf(tg_request_t *r)
+{
+    return tg_module_conf(r, &tg_proxy_module);
+}
+
+static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
+{
+    tg_upconn_t *uc = px->uc;
+    struct ev_loop *loop = tg_worker->loop;
+    if (uc->io.events != events || !ev_is_active(&uc->io)) {
+        ev_io_stop(loop, &uc->io);
+        if (events) {
+            ev_io_set(&uc->io, uc->fd, events);
+            ev_io_start(loop, &uc->io);
+        }
+    }
+    if (timeout > 0) {
+        uc->timer.repeat = (double)timeout / 1000.0;
+        ev_timer_again(loop, &uc->timer);
+    } else {
+        ev_timer_stop(loop, &uc->timer);
+    }
+}
+
+/* ---- request header ------------------------------------------------------- */
+
+static int is_hop_by_hop(tg_str_t name, tg_headers_t *hs)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
+                                      "transfer-encoding", "upgrade", "content-length",
+                                      "expect", "proxy-connection", NULL};
+    for (int i = 0; hop[i]; i++)
+        if (tg_str_caseeq_lit(name, hop[i]))
+            return 1;
+    if (tg_str_has_caseprefix(name, "proxy-") || tg_str_caseeq_lit(name, "proxy"))
+        return 1;
+    /* and whatever Connection lists */
+    for (uint32_t i = 0; i < hs->n; i++) {
+        if (!tg_str_caseeq_lit(hs->h[i].name, "connection"))
+            continue;
+        char token[64];
+        if (name.len >= sizeof(token))
+            continue;
+        memcpy(token, name.p, name.len);
+        token[name.len] = '\0';
+        if (tg_str_has_token(hs->h[i].value, token))
+            return 1;
+    }
+    return 0;
+}
+
+/* Build the header sent upstream: request line, the client's headers in
+ * order (hop-by-hop ones dropped, proxy_remove_header/proxy_set_header
+ * applied), the X-Forwarded-* set, and our own framing. */
+static int px_build_head(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_proxy_conf_t *pc = px->conf;
+    tg_headers_t out = {0};
+    tg_header_t *xff = NULL;
+    for (uint32_t i = 0; i < r->headers.n; i++) {
+        tg_header_t *h = &r->headers.h[i];
+        if (is_hop_by_hop(h->name, &r->headers))
+            continue;
+        int removed = 0;
+        for (int k = 0; k < pc->nremove_headers && !removed; k++)
+            removed = tg_str_caseeq(h->name, pc->remove_headers[k]);
+        for (int k = 0; k < pc->nset_headers && !removed; k++)
+            removed = tg_str_caseeq(h->name, pc->set_headers[k].name);
+        if (removed)
+            continue;
+        if (tg_str_caseeq_lit(h->name, "x-forwarded-for")) {
+            if (xff) { /* several: fold them into the first, in order */
+                char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(xff->value),
+                                          TG_STR_FMT(h->value));
+                if (v == NULL)
+                    return -1;
+                xff->value = tg_str_c(v);
+                continue;
+            }
+            if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
+                return -1;
+            xff = &out.h[out.n - 1];
+            continue;
+        }
+        if (tg_str_caseeq_lit(h->name, "x-forwarded-proto") ||
+            tg_str_caseeq_lit(h->name, "x-forwarded-host") ||
+            tg_str_caseeq_lit(h->name, "x-real-ip"))
+            continue; /* ours replace the client's */
+        if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
+            return -1;
+    }
+    tg_conn_t *c = r->conn;
+    tg_str_t peer = {c->addr, c->addrlen};
+    if (xff) {
+        char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(xff->value),
+                                  TG_STR_FMT(peer));
+        if (v == NULL)
+            return -1;
+        xff->value = tg_str_c(v);
+    } else if (tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-For"), peer) != 0) {
+        return -1;
+    }
+    tg_header_t *host = tg_headers_find(&r->headers, TG_STR("Host"));
+    if (tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-Proto"), r->scheme) != 0 ||
+        tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-Host"),
+                       host ? host->value : r->host) != 0 ||
+        tg_headers_add(r->arena, &out, TG_STR("X-Real-IP"), r->remote_addr) != 0)
+        return -1;
+    if (host == NULL && tg_headers_add(r->arena, &out, TG_STR("Host"), r->host) != 0)
+        return -1;
+    for (int k = 0; k < pc->nset_headers; k++) {
+        tg_str_t v;
+        if (tg_tpl_eval(r, pc->set_headers[k].value, &v) != 0)
+            return -1;
+        if (v.len && tg_headers_add(r->arena, &out, pc->set_headers[k].name, v) != 0)
+            return -1;
+    }
+
+    char lenbuf[48] = "";
+    if (r->chunked)
+        snprintf(lenbuf, sizeof(lenbuf), "Transfer-Encoding: chunked\r\n");
+    else if (r->content_length >= 0)
+        snprintf(lenbuf, sizeof(lenbuf), "Content-Length: %lld\r\n",
+                 (long long)r->content_length);
+    size_t size = r->method_name.len + r->uri.len + 16 + strlen(lenbuf) + 2;
+    for (uint32_t i = 0; i < out.n; i++)
+        size += out.h[i].name.len + out.h[i].value.len + 4;
+    char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
+    if (p == NULL)
+        return -1;
+#define PUT(s, n) (memcpy(w, (s), (n)), w += (n))
+    PUT(r->method_name.p, r->method_name.len);
+    PUT(" ", 1);
+    PUT(r->uri.p, r->uri.len);
+    PUT(" HTTP/1.1\r\n", 11);
+    for (uint32_t i = 0; i < out.n; i++) {
+        PUT(out.h[i].name.p, out.h[i].name.len);
+        PUT(": ", 2);
+        PUT(out.h[i].value.p, out.h[i].value.len);
+        PUT("\r\n", 2);
+    }
+    PUT(lenbuf, strlen(lenbuf));
+    PUT("\r\n", 2);
+#undef PUT
+    px->head = (tg_str_t){p, (size_t)(w - p)};
+    return 0;
+}
+
+/* ---- response parser ------------------------------------------------------- */
+
+static int on_resp_begin(llhttp_t *p)
+{
+    tg_proxy_t *px = p->data;
+    px->r->resp_headers.n = 0;
+    px->last_cb = 0;
+    return 0;
+}
+
+static int on_resp_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    tg_proxy_t *px = p->data;
+    tg_request_t *r = px->r;
+    if (px->last_cb != 1) {
+        if (r->resp_headers.n >= 200) {
+            px->error_status = 502;
+            return HPE_USER;
+        }
+        if (tg_headers_add(r->arena, &r->resp_headers, TG_NULL_STR, TG_NULL_STR) != 0)
+            return -1;
+        px->last_cb = 1;
+    }
+    tg_str_t *s = &r->resp_headers.h[r->resp_headers.n - 1].name;
+    if (s->p == NULL)
+        s->p = at;
+    s->len = (size_t)(at + len - s->p);
+    return 0;
+}
+
+static int on_resp_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    tg_proxy_t *px = p->data;
+    tg_request_t *r = px->r;
+    px->last_cb = 2;
+    tg_str_t *s = &r->resp_headers.h[r->resp_headers.n - 1].value;
+    if (s->p == NULL)
+        s->p = at;
+    s->len = (size_t)(at + len - s->p);
+    return 0;
+}
+
+static int on_resp_header_value_complete(llhttp_t *p)
+{
+    tg_proxy_t *px = p->data;
+    tg_header_t *h = &px->r->resp_headers.h[px->r->resp_headers.n - 1];
+    px->last_cb = 2;
+    if (h->value.p == NULL)
+        h->value = (tg_str_t){"", 0};
+    for (size_t i = 0; i < h->value.len; i++) {
+        unsigned char ch = (unsigned char)h->value.p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            px->error_status = 502;
+            return HPE_USER;
+        }
+    }
+    while (h->value.len && (h->value.p[h->value.len - 1] == ' ' ||
+                            h->value.p[h->value.len - 1] == '\t'))
+        h->value.len--;
+    return 0;
+}
+
+static int on_resp_headers_complete(llhttp_t *p)
+{
+    tg_proxy_t *px = p->data;
+    tg_request_t *r = px->r;
+    int st = p->status_code;
+    if (st < 200) {
+        /* 1xx: informational, not forwarded (we answer 100-continue
+         * ourselves); the real response follows */
+        r->resp_headers.n = 0;
+        return 0;
+    }
+    px->resp_headers = 1;
+    r->status = st;
+    r->upstream_status = st;
+    if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED))
+        r->resp_content_length = (int64_t)p->content_length;
+    else if (r->method == HTTP_HEAD || st == 204 || st == 304)
+        r->resp_content_length = -1;
+    if (!llhttp_should_keep_alive(p))
+        px->upstream_close = 1;
+    /* llhttp cannot know the response to HEAD has no body */
+    return r->method == HTTP_HEAD ? 1 : 0;
+}
+
+static int on_resp_body(llhttp_t *p, const char *at, size_t len)
+{
+    tg_proxy_t *px = p->data;
+    tg_spans_add(&px->body, at, len);
+    return 0;
+}
+
+static int on_resp_message_complete(llhttp_t *p)
+{
+    tg_proxy_t *px = p->data;
+    if (!px->resp_headers)
+        return 0; /* end of a 1xx */
+    px->resp_done = 1;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t resp_settings = {
+    .on_message_begin = on_resp_begin,
+    .on_header_field = on_resp_header_field,
+    .on_header_value = on_resp_header_value,
+    .on_header_value_complete = on_resp_header_value_complete,
+    .on_headers_complete = on_resp_headers_complete,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_message_complete,
+};
+
+/* Remove hop-by-hop response headers and learn the upstream's keep-alive
+ * timeout ("Keep-Alive: timeout=5" from Node) before they go. */
+static void px_clean_resp_headers(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_headers_t *hs = &r->resp_headers;
+    for (uint32_t i = 0; i < hs->n; i++) {
+        if (!tg_str_caseeq_lit(hs->h[i].name, "keep-alive"))
+            continue;
+        tg_str_t v = hs->h[i].value;
+        for (size_t k = 0; k + 8 <= v.len; k++) {
+            if (strncasecmp(v.p + k, "timeout=", 8) == 0) {
+                int64_t secs;
+                size_t e = k + 8;
+                while (e < v.len && v.p[e] >= '0' && v.p[e] <= '9')
+                    e++;
+                if (tg_parse_int((tg_str_t){v.p + k + 8, e - k - 8}, &secs) == 0)
+                    px->keepalive_ms = secs * 1000;
+                break;
+            }
+        }
+    }
+    uint32_t w = 0;
+    tg_headers_t copy = *hs;
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (!is_hop_by_hop(hs->h[i].name, &copy))
+            hs->h[w++] = hs->h[i];
+    hs->n = w;
+}
+
+/* ---- attempts -------------------------------------------------------------- */
+
+void tg_proxy_route(tg_request_t *r)
+{
+    tg_proxy_conf_t *pc = px_conf(r);
+    if (r->upstream == NULL)
+        r->upstream = pc->upstream;
+}
+
+static void px_release_conn(tg_proxy_t *px, int reuse)
+{
+    tg_upconn_t *uc = px->uc;
+    if (uc == NULL)
+        return;
+    px->uc = NULL;
+    uc->r = NULL;
+    ev_io_stop(tg_worker->loop, &uc->io);
+    ev_timer_stop(tg_worker->loop, &uc->timer);
+    if (reuse) {
+        uc->requests++;
+        /* retire it a second before the upstream would close it */
+        tg_msec_t ms = px->keepalive_ms ? px->keepalive_ms - 1000 : 60000;
+        if (ms > 0) {
+            tg_upstream_pool_put(uc, ms);
+            return;
+        }
+    }
+    tg_upconn_destroy(uc);
+}
+
+static void px_attempt_end(tg_proxy_t *px, int failed)
+{
+    if (px->peer) {
+        tg_balance_done(px->r->upstream, px->peer, failed, (tg_msec_t)(ev_now(tg_worker->loop) * 1000));
+        px->peer = NULL;
+    }
+}
+
+void tg_proxy_start(tg_request_t *r)
+{
+    tg_proxy_t *px = tg_arena_alloc(r->arena, sizeof(*px));
+    if (px == NULL) {
+        tg_http_error(r, 500);
+        return;
+    }
+    px->r = r;
+    px->conf = px_conf(r);
+    r->proxy = px;
+    tg_upstream_t *u = r->upstream;
+    px->max_attempts = px->conf->next_upstream_tries > 0 ? (int)px->conf->next_upstream_tries
+                                                          : u->npeers;
+    if (px_build_head(px) != 0) {
+        tg_http_error(r, 500);
+        return;
+    }
+    /* A request whose body is already complete in memory can be sent again;
+     * one still streaming from the client cannot. */
+    tg_spans_t *spans;
+    int done = 0;
+    if (!r->has_body) {
+        px->replayable = 1;
+    } else if (tg_http_body_pull(r, &spans, &done) == 1 && done) {
+        px->replay = *spans;
+        px->replayable = 1;
+    }
+    llhttp_init(&px->parser, HTTP_RESPONSE, &resp_settings);
+    px->parser.data = px;
+    r->upstream_start = ev_now(tg_worker->loop);
+    px_connect(px);
+}
+
+static void px_connect(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_upstream_t *u = r->upstream;
+    if (px->peer == NULL) {
+        if (px->attempts >= px->max_attempts) {
+            px_fail(px, 502, 0);
+            return;
+        }
+        tg_str_t key = TG_NULL_STR;
+        if (u->balance == TG_BALANCE_HASH && u->hash_key && tg_tpl_eval(r, u->hash_key, &key) != 0) {
+            tg_http_error(r, 500);
+            return;
+        }
+        px->peer = tg_balance_pick(u, key, &px->tried, (tg_msec_t)(ev_now(tg_worker->loop) * 1000));
+        if (px->peer == NULL) {
+            tg_log(TG_LOG_ERROR, "no live upstream server in \"%.*s\" for %.*s", TG_STR_FMT(u->name),
+                   TG_STR_FMT(r->uri));
+            px_fail(px, 502, 0);
+            return;
+        }
+        px->attempts++;
+    }
+    r->upstream_addr = px->peer->name;
+    /* reset per-attempt state */
+    tg_iovq_reset(&px->out);
+    px->sent = 0;
+    px->resp_started = px->resp_headers = px->resp_done = 0;
+    px->upstream_close = 0;
+    px->keepalive_ms = 0;
+    px->req_done = 0;
+    llhttp_reset(&px->parser);
+    r->resp_headers.n = 0;
+    r->resp_content_length = -1;
+
+    int pooled = 1;
+    tg_upconn_t *uc = tg_upstream_pool_get(u, px->peer);
+    if (uc == NULL) {
+        pooled = 0;
+        if ((uc = tg_upconn_create(u, px->peer)) == NULL) {
+            tg_log_errno(TG_LOG_ERROR, "connect() to %.*s failed", TG_STR_FMT(px->peer->name));
+            px_fail(px, 502, 1);
+            return;
+        }
+    }
+    px->uc = uc;
+    uc->r = r;
+    ev_init(&uc->io, px_io_cb); /* the pool stopped its own watchers */
+    ev_init(&uc->timer, px_timer_cb);
+    if (pooled) {
+        px->state = PX_SENDING;
+        px_send(px);
+        return;
+    }
+    px->state = PX_CONNECTING;
+    px_want(px, EV_WRITE, px->conf->connect_timeout);
+}
+
+/* An attempt failed. Retry when nothing reached the client yet and the
+ * request can be replayed; otherwise answer `status` (or drop the client if
+ * the response had started). */
+static void px_fail(tg_proxy_t *px, int status, int peer_failed)
+{
+    tg_request_t *r = px->r;
+    int stale = px->uc && px->uc->requests > 0 && !px->resp_started && px->state != PX_CONNECTING;
+    px_release_conn(px, 0);
+    if (stale && !peer_failed) {
+        /* a pooled connection the upstream had closed: not the peer's fault */
+        if (px->replayable && !r->header_sent && px->stale_retries++ < 64) {
+            tg_log(TG_LOG_DEBUG, "pooled connection to %.*s was closed, retrying",
+                   TG_STR_FMT(r->upstream_addr));
+            px_connect(px);
+            return;
+        }
+    }
+    px_attempt_end(px, peer_failed);
+    int idempotent = r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_LOCK;
+    int may_retry = px->replayable && !r->header_sent && !px->resp_started &&
+                    (px->sent == 0 || idempotent) && status != 504;
+    if (may_retry && px->attempts < px->max_attempts) {
+        px_connect(px);
+        return;
+    }
+    r->proxy = NULL;
+    if (r->header_sent) {
+        tg_http_finalize(r, 1);
+        return;
+    }
+    tg_http_error(r, status);
+}
+
+/* Queue the next piece of the request: header, then body rounds. Returns 1
+ * when something was queued or the request is complete, 0 when waiting for
+ * the client, -1 on error (answered). */
+static int px_fill(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    if (px->sent == 0 && px->out.pending == 0 && px->out.n == 0 && !px->req_done) {
+        tg_iovq_add(&px->out, px->head.p, px->head.len);
+        if (!r->has_body) {
+            px->req_done = 1;
+            return 1;
+        }
+        if (px->replay.n) {
+            if (r->chunked) {
+                int n = snprintf(px->out.scratch, sizeof(px->out.scratch), "%zx\r\n", px->replay.len);
+                tg_iovq_add(&px->out, px->out.scratch, (size_t)n);
+            }
+            for (int i = 0; i < px->replay.n; i++)
+                tg_iovq_add(&px->out, px->replay.v[i].iov_base, px->replay.v[i].iov_len);
+            if (r->chunked)
+                tg_iovq_add(&px->out, "\r\n0\r\n\r\n", 7);
+            px->req_done = 1;
+            return 1;
+        }
+        if (px->replayable) {
+            /* complete but empty chunked body */
+            if (r->chunked)
+                tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+            px->req_done = 1;
+        }
+        return 1;
+    }
+    tg_spans_t *spans;
+    int done = 0;
+    int rc = tg_http_body_pull(r, &spans, &done);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        int st = -rc;
+        px_release_conn(px, 0);
+        px_attempt_end(px, 0);
+        r->proxy = NULL;
+        if (st == 499 || r->header_sent)
+            tg_http_finalize(r, 1);
+        else
+            tg_http_error(r, st);
+        return -1;
+    }
+    if (spans->len) {
+        if (r->chunked) {
+            int n = snprintf(px->out.scratch, sizeof(px->out.scratch), "%zx\r\n", spans->len);
+            tg_iovq_add(&px->out, px->out.scratch, (size_t)n);
+        }
+        for (int i = 0; i < spans->n; i++)
+            tg_iovq_add(&px->out, spans->v[i].iov_base, spans->v[i].iov_len);
+        if (r->chunked)
+            tg_iovq_add(&px->out, "\r\n", 2);
+        px->body_inflight = 1;
+    }
+    if (done) {
+        if (r->chunked)
+            tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+        px->req_done = 1;
+    }
+    return 1;
+}
+
+static void px_send(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    for (;;) {
+        if (px->out.pending == 0) {
+            if (px->body_inflight) {
+                px->body_inflight = 0;
+                tg_http_body_consumed(r);
+            }
+            if (px->req_done) {
+                px->state = PX_RECEIVING;
+                px_want(px, EV_READ, px->conf->read_timeout);
+                return;
+            }
+            int rc = px_fill(px);
+            if (rc < 0)
+                return;
+            if (rc == 0) {
+                /* waiting for the client; an early response may still come */
+                px_want(px, EV_READ, px->conf->read_timeout);
+                return;
+            }
+            continue;
+        }
+        int rc = tg_iovq_write(&px->out, px->uc->fd, &px->sent);
+        if (rc == 1)
+            continue;
+        if (rc == 0) {
+            px_want(px, EV_READ | EV_WRITE, px->conf->send_timeout);
+            return;
+        }
+        tg_log_errno(TG_LOG_INFO, "sending to upstream %.*s failed", TG_STR_FMT(r->upstream_addr));
+        px_fail(px, 502, px->uc->requests == 0);
+        return;
+    }
+}
+
+void tg_proxy_on_client_body(tg_request_t *r)
+{
+    tg_proxy_t *px = r->proxy;
+    if (px && px->uc && px->state == PX_SENDING)
+        px_send(px);
+}
+
+/* Response done and written: the connection goes back to the pool when the
+ * exchange ended cleanly. */
+static void px_finish(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    int reuse = px->req_done && px->out.pending == 0 && !px->upstream_close &&
+                px->buf->pos == px->buf->last;
+    r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
+    px_release_conn(px, reuse);
+    px_attempt_end(px, 0);
+    tg_buf_put(px->buf);
+    px->buf = NULL;
+    r->proxy = NULL;
+    tg_http_finalize(r, 0);
+}
+
+/* One round is parsed: pass header and body spans on to the client. */
+static void px_forward(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    if (px->resp_headers && !r->header_sent) {
+        px_clean_resp_headers(px);
+        if (!px->req_done)
+            r->keepalive = 0; /* answered before the body was read */
+        if (tg_http_send_header(r) != 0) {
+            px_fail(px, 502, 0);
+            return;
+        }
+    }
+    if (r->header_sent && (px->body.len || px->resp_done)) {
+        if (tg_http_send_body(r, &px->body, px->resp_done) != 0) {
+            tg_http_finalize(r, 1);
+            return;
+        }
+    }
+    if (px->resp_done && r->upstream_time == 0)
+        r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
+    int rc = tg_http_flush(r);
+    if (rc < 0) {
+        tg_http_finalize(r, 1);
+        return;
+    }
+    if (rc == 0) {
+        px->client_blocked = 1;
+        px_want(px, 0, 0);
+        return;
+    }
+    tg_proxy_on_client_drained(r);
+}
+
+void tg_proxy_on_client_drained(tg_request_t *r)
+{
+    tg_proxy_t *px = r->proxy;
+    px->client_blocked = 0;
+    tg_spans_reset(&px->body);
+    if (px->resp_done) {
+        px_finish(px);
+        return;
+    }
+    if (px->uc == NULL)
+        return;
+    /* everything read so far is written: reuse the buffer from the start */
+    if (px->buf->pos == px->buf->last)
+        px->buf->pos = px->buf->last = px->buf->start;
+    if (px->state == PX_SENDING && px->out.pending)
+        px_want(px, EV_READ | EV_WRITE, px->conf->send_timeout);
+    else
+        px_want(px, EV_READ, px->conf->read_timeout);
+    px_receive(px);
+}
+
+static void px_receive(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    if (px->buf == NULL && (px->buf = tg_buf_get()) == NULL) {
+        px_fail(px, 500, 0);
+        return;
+    }
+    tg_buf_t *b = px->buf;
+    for (;;) {
+        if (b->last == b->end) {
+            if (!px->resp_headers) {
+                tg_log(TG_LOG_ERROR, "upstream %.*s sent a too big header",
+                       TG_STR_FMT(r->upstream_addr));
+                px_fail(px, 502, 1);
+                return;
+            }
+            b->pos = b->last = b->start; /* all parsed and forwarded */
+        }
+        ssize_t n = read(px->uc->fd, b->last, (size_t)(b->end - b->last));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            tg_log_errno(TG_LOG_INFO, "reading from upstream %.*s failed",
+                         TG_STR_FMT(r->upstream_addr));
+            px_fail(px, 502, px->uc->requests == 0 || px->resp_started);
+            return;
+        }
+        if (n == 0) {
+            if (px->resp_headers && llhttp_message_needs_eof(&px->parser)) {
+                /* body delimited by the close */
+                px->upstream_close = 1;
+                px->resp_done = 1;
+                px_forward(px);
+                return;
+            }
+            if (px->resp_started || px->uc->requests == 0)
+                tg_log(TG_LOG_ERROR, "upstream %.*s closed the connection %s",
+                       TG_STR_FMT(r->upstream_addr),
+                       px->resp_headers ? "in the middle of the body" : "before answering");
+            px_fail(px, 502, px->resp_started || px->uc->requests == 0);
+            return;
+        }
+        px->resp_started = 1;
+        char *start = b->last;
+        b->last += n;
+        llhttp_errno_t err = llhttp_execute(&px->parser, start, (size_t)n);
+        if (err == HPE_PAUSED) {
+            b->pos = (char *)llhttp_get_error_pos(&px->parser);
+            if (b->pos != b->last)
+                px->upstream_close = 1; /* bytes after the response: not reusable */
+            b->pos = b->last;
+        } else if (err != HPE_OK) {
+            tg_log(TG_LOG_ERROR, "upstream %.*s sent an invalid response: %s",
+                   TG_STR_FMT(r->upstream_addr), llhttp_get_error_reason(&px->parser));
+            px->upstream_close = 1;
+            px_fail(px, 502, 1);
+            return;
+        } else {
+            b->pos = b->last;
+        }
+        if (px->resp_headers) {
+            px_forward(px);
+            return;
+        }
+    }
+}
+
+static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
+    tg_proxy_t *px = uc->r->proxy;
+    if (px->state == PX_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(uc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            errno = err;
+            tg_log_errno(TG_LOG_ERROR, "connect() to %.*s failed", TG_STR_FMT(px->peer->name));
+            px_fail(px, 502, 1);
+            return;
+        }
+        px->state = PX_SENDING;
+        px_send(px);
+        return;
+    }
+    if (revents & EV_READ) {
+        px_receive(px);
+        return;
+    }
+    if ((revents & EV_WRITE) && px->state == PX_SENDING)
+        px_send(px);
+}
+
+static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, timer));
+    tg_proxy_t *px = uc->r->proxy;
+    const char *what = px->state == PX_CONNECTING ? "connecting to"
+                       : px->state == PX_SENDING  ? "sending to"
+                                                  : "reading from";
+    tg_log(TG_LOG_ERROR, "timed out %s upstream %.*s", what, TG_STR_FMT(px->peer->name));
+    px_fail(px, px->state == PX_CONNECTING ? 502 : 504, 1);
+}
+
+void tg_proxy_abort(tg_request_t *r)
+{
+    tg_proxy_t *px = r->proxy;
+    if (px == NULL)
+        return;
+    r->proxy = NULL;
+    px_release_conn(px, 0);
+    px_attempt_end(px, 0);
+    tg_buf_put(px->buf);
+    px->buf = NULL;
+}
+
+/* ---- directives ------------------------------------------------------------ */
+
+static void *proxy_create_conf(tg_conf_t *cf)
+{
+    tg_proxy_conf_t *pc = tg_arena_alloc(cf->arena, sizeof(*pc));
+    if (pc == NULL)
+        return NULL;
+    pc->connect_timeout = pc->read_timeout = pc->send_timeout = TG_CONF_UNSET;
+    pc->next_upstream_tries = TG_CONF_UNSET;
+    return pc;
+}
+
+static const char *proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    (void)cf;
+    tg_proxy_conf_t *p = parent, *c = child;
+    TG_CONF_MERGE(c->connect_timeout, p->connect_timeout, 5000);
+    TG_CONF_MERGE(c->read_timeout, p->read_timeout, 60000);
+    TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
+    TG_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
+    if (!c->set_headers_given) {
+        c->set_headers = p->set_headers;
+        c->nset_headers = p->nset_headers;
+        c->remove_headers = p->remove_headers;
+        c->nremove_headers = p->nremove_headers;
+    }
+    TG_CONF_MERGE_PTR(c->upstream, p->upstream, NULL);
+    return NULL;
+}
+
+/* proxy_pass NAME | HOST:PORT */
+static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_proxy_conf_t *pc = conf;
+    if (pc->upstream)
+        return "\"proxy_pass\" directive is duplicate";
+    tg_str_t target = tg_conf_arg(cf, 1);
+    if (tg_str_has_caseprefix(target, "http://"))
+        target = (tg_str_t){target.p + 7, target.len - 7};
+    if (target.len && target.p[target.len - 1] == '/')
+        target.len--;
+    pc->upstream = tg_upstream_reference(cf, target);
+    return pc->upstream ? NULL : tg_conf_errf(cf, "invalid upstream \"%.*s\" in \"proxy_pass\"",
+                                              TG_STR_FMT(tg_conf_arg(cf, 1)));
+}
+
+static const char *set_proxy_timeouts(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_proxy_conf_t *pc = conf;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v;
+        tg_msec_t *field = NULL;
+        if (tg_conf_arg_kv(cf, i, "connect", &v))
+            field = &pc->connect_timeout;
+        else if (tg_conf_arg_kv(cf, i, "read", &v))
+            field = &pc->read_timeout;
+        else if (tg_conf_arg_kv(cf, i, "send", &v))
+            field = &pc->send_timeout;
+        else
+            return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"proxy_timeouts\", expected "
+                                    "connect=, read= or send=",
+                                TG_STR_FMT(tg_conf_arg(cf, i)));
+        if (tg_parse_msec(v, field) != 0 || *field <= 0)
+            return tg_conf_errf(cf, "invalid time \"%.*s\" in \"proxy_timeouts\"", TG_STR_FMT(v));
+    }
+    return NULL;
+}
+
+static const char *set_proxy_set_header(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_proxy_conf_t *pc = conf;
+    tg_str_t name = tg_conf_arg(cf, 1), value = tg_conf_arg(cf, 2);
+    const char *err = tg_conf_check_header(cf, name, value);
+    if (err)
+        return err;
+    tg_proxy_header_t *h = tg_arena_alloc(cf->arena, (size_t)(pc->nset_headers + 1) * sizeof(*h));
+    if (h == NULL)
+        return "out of memory";
+    if (pc->nset_headers)
+        memcpy(h, pc->set_headers, (size_t)pc->nset_headers * sizeof(*h));
+    h[pc->nset_headers].name = tg_arena_str(cf->arena, name);
+    if ((h[pc->nset_headers].value = tg_tpl_compile(cf, value, &err)) == NULL)
+        return err;
+    pc->set_headers = h;
+    pc->nset_headers++;
+    pc->set_headers_given = 1;
+    return NULL;
+}
+
+static const char *set_proxy_remove_header(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_proxy_conf_t *pc = conf;
+    tg_str_t name = tg_conf_arg(cf, 1);
+    if (!tg_conf_is_token(name))
+        return tg_conf_errf(cf, "invalid header name \"%.*s\"", TG_STR_FMT(name));
+    tg_str_t *h = tg_arena_alloc(cf->arena, (size_t)(pc->nremove_headers + 1) * sizeof(*h));
+    if (h == NULL)
+        return "out of memory";
+    if (pc->nremove_headers)
+        memcpy(h, pc->remove_headers, (size_t)pc->nremove_headers * sizeof(*h));
+    h[pc->nremove_headers++] = tg_arena_str(cf->arena, name);
+    pc->remove_headers = h;
+    pc->set_headers_given = 1;
+    return NULL;
+}
+
+static const tg_directive_t proxy_directives[] = {
+    {"proxy_pass", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, set_proxy_pass, 0},
+    {"proxy_timeouts", TG_SCOPE_HTTP, 0, 1, 3, set_proxy_timeouts, 0},
+    {"proxy_next_upstream_tries", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
+     offsetof(tg_proxy_conf_t, next_upstream_tries)},
+    {"proxy_set_header", TG_SCOPE_HTTP, 0, 2, 2, set_proxy_set_header, 0},
+    {"proxy_remove_header", TG_SCOPE_HTTP, 0, 1, 1, set_proxy_remove_header, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_proxy_module = {
+    .name = "proxy",
+    .directives = proxy_directives,
+    .create_conf = proxy_create_conf,
+    .merge_conf = proxy_merge_conf,
+};

@@ -1,0 +1,486 @@
+/* Upstream groups: the `upstream` block and its directives, references from
+ * proxy_pass (resolved once the whole file is read, so a block may come
+ * after its users), and each worker's pool of idle keep-alive connections.
+ *
+ * An idle connection is watched for readability: the only thing an idle
+ * upstream may send is its close, and a connection that closed is dropped at
+ * once rather than discovered by the next request. Each idle connection also
+ * has a deadline just before the upstream's own keep-alive timeout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include "proxy.h"
+#include "var.h"
+#include "log.h"
+#include "worker.h"
+
+/* ---- config ---------------------------------------------------------------- */
+
+static tg_upstream_t *upstream_find(tg_config_t *c, tg_str_t name)
+{
+    for (tg_upstream_t *u = c->upstreams; u; u = u->next)
+        if (tg_str_eq(u->name, name))
+            return u;
+    return NULL;
+}
+
+tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name)
+{
+    tg_upstream_t *u = upstream_find(c, name);
+    return (u && u->npeers) ? u : NULL;
+}
+
+static tg_upstream_t *upstream_add(tg_conf_t *cf, tg_str_t name)
+{
+    tg_upstream_t *u = tg_arena_alloc(cf->arena, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->name = tg_arena_str(cf->arena, name);
+    u->keepalive = TG_CONF_UNSET;
+    u->file = cf->file;
+    u->line = cf->line;
+    u->next = cf->config->upstreams;
+    cf->config->upstreams = u;
+    return u;
+}
+
+/* "127.0.0.1:3000", "[::1]:3000", "localhost:3000" -> address. Resolving
+ * happens here, at config time in the master, never in a worker. */
+int tg_parse_addr(tg_str_t s, struct sockaddr_storage *ss, socklen_t *len, int default_port)
+{
+    char host[256], port[16];
+    const char *p = s.p, *end = s.p + s.len, *colon = NULL;
+    if (s.len == 0 || s.len >= sizeof(host))
+        return -1;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', s.len);
+        if (rb == NULL)
+            return -1;
+        memcpy(host, p + 1, (size_t)(rb - p - 1));
+        host[rb - p - 1] = '\0';
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        if (colon == NULL && rb + 1 != end)
+            return -1;
+    } else {
+        colon = memchr(p, ':', s.len);
+        size_t hl = colon ? (size_t)(colon - p) : s.len;
+        /* a bare number is a port on all interfaces (listen 8080) */
+        int digits = 1;
+        for (size_t i = 0; i < s.len; i++)
+            digits &= s.p[i] >= '0' && s.p[i] <= '9';
+        if (digits) {
+            snprintf(host, sizeof(host), "0.0.0.0");
+            colon = p - 1;
+        } else {
+            memcpy(host, p, hl);
+            host[hl] = '\0';
+        }
+    }
+    if (colon) {
+        size_t pl = (size_t)(end - colon - 1);
+        if (pl == 0 || pl >= sizeof(port))
+            return -1;
+        memcpy(port, colon + 1, pl);
+        port[pl] = '\0';
+        for (size_t i = 0; i < pl; i++)
+            if (port[i] < '0' || port[i] > '9')
+                return -1;
+        long pn = strtol(port, NULL, 10);
+        if (pn < 1 || pn > 65535)
+            return -1;
+    } else if (default_port > 0) {
+        snprintf(port, sizeof(port), "%d", default_port);
+    } else {
+        return -1;
+    }
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
+        return -1;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name)
+{
+    if (name.len == 0)
+        return NULL;
+    tg_upstream_t *u = upstream_find(cf->config, name);
+    if (u == NULL && (u = upstream_add(cf, name)) != NULL) {
+        u->implicit = 1; /* until an upstream block of that name shows up */
+        u->file = cf->file;
+        u->line = cf->line;
+    }
+    return u;
+}
+
+static const char *set_upstream_block(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    (void)conf;
+    tg_str_t name = tg_conf_arg(cf, 1);
+    tg_upstream_t *u = upstream_find(cf->config, name);
+    if (u && !u->implicit)
+        return tg_conf_errf(cf, "duplicate upstream \"%.*s\", first defined at %s:%d",
+                            TG_STR_FMT(name), u->file, u->line);
+    if (u == NULL && (u = upstream_add(cf, name)) == NULL)
+        return "out of memory";
+    u->implicit = 0;
+    u->file = cf->file;
+    u->line = cf->line;
+    u->peers = tg_arena_alloc(cf->arena, TG_UPSTREAM_MAX_PEERS * sizeof(tg_peer_t));
+    unsigned scope = cf->scope;
+    void *ctx = cf->ctx;
+    void **mconf = cf->mconf;
+    cf->scope = TG_SCOPE_UPSTREAM;
+    cf->ctx = u;
+    cf->mconf = NULL;
+    tg_conf_parse_block(cf);
+    cf->scope = scope;
+    cf->ctx = ctx;
+    cf->mconf = mconf;
+    if (u->npeers == 0)
+        return tg_conf_errf(cf, "no servers in upstream \"%.*s\"", TG_STR_FMT(name));
+    return NULL;
+}
+
+/* server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] */
+static const char *set_upstream_server(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    if (u->npeers == TG_UPSTREAM_MAX_PEERS)
+        return tg_conf_errf(cf, "too many servers in upstream \"%.*s\" (at most %d)",
+                            TG_STR_FMT(u->name), TG_UPSTREAM_MAX_PEERS);
+    tg_peer_t *p = &u->peers[u->npeers];
+    memset(p, 0, sizeof(*p));
+    tg_str_t addr = tg_conf_arg(cf, 1);
+    if (tg_parse_addr(addr, &p->addr, &p->addrlen, 0) != 0)
+        return tg_conf_errf(cf, "invalid server address \"%.*s\", expected HOST:PORT",
+                            TG_STR_FMT(addr));
+    p->name = tg_arena_str(cf->arena, addr);
+    p->weight = 1;
+    p->max_fails = 1;
+    p->fail_timeout = 10000;
+    for (int i = 2; i <= cf->nargs; i++) {
+        tg_str_t v, a = tg_conf_arg(cf, i);
+        int64_t n;
+        if (tg_conf_arg_kv(cf, i, "weight", &v)) {
+            if (tg_parse_int(v, &n) != 0 || n < 1 || n > 1000)
+                return tg_conf_errf(cf, "invalid weight \"%.*s\", expected 1..1000", TG_STR_FMT(v));
+            p->weight = (int)n;
+        } else if (tg_conf_arg_kv(cf, i, "max_fails", &v)) {
+            if (tg_parse_int(v, &n) != 0 || n > 1000)
+                return tg_conf_errf(cf, "invalid max_fails \"%.*s\"", TG_STR_FMT(v));
+            p->max_fails = (int)n;
+        } else if (tg_conf_arg_kv(cf, i, "fail_timeout", &v)) {
+            if (tg_parse_msec(v, &p->fail_timeout) != 0)
+                return tg_conf_errf(cf, "invalid fail_timeout \"%.*s\"", TG_STR_FMT(v));
+        } else if (tg_str_eq_lit(a, "backup")) {
+            p->backup = 1;
+        } else {
+            return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"server\", expected weight=, "
+                                    "max_fails=, fail_timeout= or backup",
+                                TG_STR_FMT(a));
+        }
+    }
+    p->index = u->npeers++;
+    return NULL;
+}
+
+static const char *set_balance(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t m = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(m, "hash")) {
+        if (cf->nargs != 2)
+            return "\"balance hash\" needs a key, e.g. \"balance hash $remote_addr;\"";
+        const char *err = NULL;
+        if ((u->hash_key = tg_tpl_compile(cf, tg_conf_arg(cf, 2), &err)) == NULL)
+            return err;
+        u->balance = TG_BALANCE_HASH;
+        return NULL;
+    }
+    if (cf->nargs != 1)
+        return tg_conf_errf(cf, "invalid number of arguments in \"balance %.*s\"", TG_STR_FMT(m));
+    if (tg_str_eq_lit(m, "round_robin"))
+        u->balance = TG_BALANCE_ROUND_ROBIN;
+    else if (tg_str_eq_lit(m, "least_conn"))
+        u->balance = TG_BALANCE_LEAST_CONN;
+    else if (tg_str_eq_lit(m, "random"))
+        u->balance = TG_BALANCE_RANDOM;
+    else
+        return tg_conf_errf(cf, "unknown balancing method \"%.*s\", expected round_robin, "
+                                "least_conn, hash or random",
+                            TG_STR_FMT(m));
+    return NULL;
+}
+
+static const char *set_keepalive(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    int64_t n;
+    if (tg_parse_int(tg_conf_arg(cf, 1), &n) != 0 || n > 100000)
+        return tg_conf_errf(cf, "invalid number \"%.*s\" in \"keepalive\"",
+                            TG_STR_FMT(tg_conf_arg(cf, 1)));
+    u->keepalive = (int)n;
+    return NULL;
+}
+
+/* health_check [path=/healthz] [interval=5s] [timeout=1s] [fails=3] [passes=2] */
+static const char *set_health_check(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_health_conf_t *h = &u->health;
+    h->enabled = 1;
+    h->path = TG_STR("/");
+    h->interval = 5000;
+    h->timeout = 1000;
+    h->fails = 3;
+    h->passes = 2;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v;
+        int64_t n;
+        if (tg_conf_arg_kv(cf, i, "path", &v)) {
+            if (v.len == 0 || v.p[0] != '/')
+                return tg_conf_errf(cf, "invalid path \"%.*s\" in \"health_check\"", TG_STR_FMT(v));
+            for (size_t k = 0; k < v.len; k++)
+                if ((unsigned char)v.p[k] <= ' ' || v.p[k] == 0x7f)
+                    return tg_conf_errf(cf, "invalid path \"%.*s\" in \"health_check\"",
+                                        TG_STR_FMT(v));
+            h->path = tg_arena_str(cf->arena, v);
+        } else if (tg_conf_arg_kv(cf, i, "interval", &v)) {
+            if (tg_parse_msec(v, &h->interval) != 0 || h->interval < 100)
+                return tg_conf_errf(cf, "invalid interval \"%.*s\" in \"health_check\"",
+                                    TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "timeout", &v)) {
+            if (tg_parse_msec(v, &h->timeout) != 0 || h->timeout <= 0)
+                return tg_conf_errf(cf, "invalid timeout \"%.*s\" in \"health_check\"",
+                                    TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "fails", &v)) {
+            if (tg_parse_int(v, &n) != 0 || n < 1 || n > 100)
+                return tg_conf_errf(cf, "invalid fails \"%.*s\" in \"health_check\"", TG_STR_FMT(v));
+            h->fails = (int)n;
+        } else if (tg_conf_arg_kv(cf, i, "passes", &v)) {
+            if (tg_parse_int(v, &n) != 0 || n < 1 || n > 100)
+                return tg_conf_errf(cf, "invalid passes \"%.*s\" in \"health_check\"",
+                                    TG_STR_FMT(v));
+            h->passes = (int)n;
+        } else {
+            return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"health_check\", expected "
+                                    "path=, interval=, timeout=, fails= or passes=",
+                                TG_STR_FMT(tg_conf_arg(cf, i)));
+        }
+    }
+    return NULL;
+}
+
+static const char *set_upstream_tls(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "off")) {
+        u->tls = 0;
+        return NULL;
+    }
+    if (tg_str_eq_lit(v, "on"))
+        return "\"tls on\" in an upstream is not supported yet";
+    return tg_conf_errf(cf, "invalid value \"%.*s\" in \"tls\", it must be \"on\" or \"off\"",
+                        TG_STR_FMT(v));
+}
+
+/* After parsing: every proxy_pass reference must name an upstream block or
+ * be a HOST:PORT, which becomes a one-server upstream. */
+int tg_upstream_init_all(tg_conf_t *cf)
+{
+    int errors = 0;
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
+        if (u->implicit) {
+            u->peers = tg_arena_alloc(cf->arena, sizeof(tg_peer_t));
+            tg_peer_t *p = u->peers;
+            if (p == NULL || memchr(u->name.p, ':', u->name.len) == NULL ||
+                tg_parse_addr(u->name, &p->addr, &p->addrlen, 0) != 0) {
+                fprintf(stderr, "%s:%d: unknown upstream \"%.*s\" (no upstream block of that "
+                                "name, and not HOST:PORT)\n",
+                        u->file, u->line, TG_STR_FMT(u->name));
+                errors++;
+                continue;
+            }
+            p->name = u->name;
+            p->weight = 1;
+            p->max_fails = 1;
+            p->fail_timeout = 10000;
+            u->npeers = 1;
+        }
+        if (u->keepalive == TG_CONF_UNSET)
+            u->keepalive = 32;
+        if (tg_balance_init(u, cf->arena) != 0) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": invalid servers\n", u->file, u->line,
+                    TG_STR_FMT(u->name));
+            errors++;
+        }
+    }
+    return errors ? -1 : 0;
+}
+
+static const tg_directive_t upstream_directives[] = {
+    {"upstream", TG_SCOPE_MAIN, TG_CONF_F_BLOCK, 1, 1, set_upstream_block, 0},
+    {"server", TG_SCOPE_UPSTREAM, 0, 1, 6, set_upstream_server, 0},
+    {"balance", TG_SCOPE_UPSTREAM, 0, 1, 2, set_balance, 0},
+    {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
+    {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
+    {"tls", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+static int upstream_init_worker(tg_worker_t *w)
+{
+    tg_health_start(w->config);
+    return 0;
+}
+
+static void upstream_exit_worker(tg_worker_t *w)
+{
+    tg_health_stop(w->config);
+    tg_upstream_close_idle_all(w->config);
+}
+
+tg_module_t tg_upstream_module = {
+    .name = "upstream",
+    .directives = upstream_directives,
+    .init_worker = upstream_init_worker,
+    .exit_worker = upstream_exit_worker,
+};
+
+/* ---- connections and the idle pool ------------------------------------------- */
+
+tg_upconn_t *tg_upconn_create(tg_upstream_t *u, tg_peer_t *p)
+{
+    int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&p->addr, p->addrlen) != 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    tg_upconn_t *uc = calloc(1, sizeof(*uc));
+    if (uc == NULL) {
+        close(fd);
+        return NULL;
+    }
+    uc->fd = fd;
+    uc->peer = p;
+    uc->upstream = u;
+    return uc;
+}
+
+void tg_upconn_destroy(tg_upconn_t *uc)
+{
+    ev_io_stop(tg_worker->loop, &uc->io);
+    ev_timer_stop(tg_worker->loop, &uc->timer);
+    close(uc->fd);
+    free(uc);
+}
+
+static void pool_unlink(tg_upconn_t *uc)
+{
+    tg_upstream_t *u = uc->upstream;
+    for (tg_upconn_t **pp = &u->idle; *pp; pp = &(*pp)->next) {
+        if (*pp == uc) {
+            *pp = uc->next;
+            u->nidle--;
+            return;
+        }
+    }
+}
+
+/* Readable while idle: the upstream closed it (or sent junk). Expired: we
+ * close it before the upstream does. Either way it leaves the pool. */
+static void idle_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
+    pool_unlink(uc);
+    tg_upconn_destroy(uc);
+}
+
+static void idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    idle_io_cb(loop, (ev_io *)((char *)w - offsetof(tg_upconn_t, timer) + offsetof(tg_upconn_t, io)),
+               revents);
+}
+
+tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p)
+{
+    for (tg_upconn_t **pp = &u->idle; *pp; pp = &(*pp)->next) {
+        tg_upconn_t *uc = *pp;
+        if (uc->peer != p)
+            continue;
+        *pp = uc->next;
+        u->nidle--;
+        ev_io_stop(tg_worker->loop, &uc->io);
+        ev_timer_stop(tg_worker->loop, &uc->timer);
+        uc->next = NULL;
+        return uc;
+    }
+    return NULL;
+}
+
+void tg_upstream_pool_put(tg_upconn_t *uc, tg_msec_t keepalive_ms)
+{
+    tg_upstream_t *u = uc->upstream;
+    if (u->keepalive == 0 || tg_worker->shutting_down) {
+        tg_upconn_destroy(uc);
+        return;
+    }
+    if (u->nidle >= u->keepalive) {
+        /* full: drop the oldest (the list tail) so the warm ones stay */
+        tg_upconn_t **pp = &u->idle;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        tg_upconn_t *old = *pp;
+        *pp = NULL;
+        u->nidle--;
+        tg_upconn_destroy(old);
+    }
+    ev_io_init(&uc->io, idle_io_cb, uc->fd, EV_READ);
+    ev_io_start(tg_worker->loop, &uc->io);
+    ev_timer_init(&uc->timer, idle_timer_cb, (double)keepalive_ms / 1000.0, 0);
+    ev_timer_start(tg_worker->loop, &uc->timer);
+    uc->next = u->idle;
+    u->idle = uc;
+    u->nidle++;
+}
+
+void tg_upstream_close_idle_all(tg_config_t *cf)
+{
+    for (tg_upstream_t *u = cf->upstreams; u; u = u->next) {
+        while (u->idle) {
+            tg_upconn_t *uc = u->idle;
+            u->idle = uc->next;
+            tg_upconn_destroy(uc);
+        }
+        u->nidle = 0;
+    }
+}

@@ -1,0 +1,382 @@
+/* Core variables and the template compiler/evaluator. Lookups by name happen
+ * only at config time; a compiled part holds the getter, so evaluation is a
+ * loop of calls and copies into the request arena. */
+#include <stdio.h>
+#include <string.h>
+#include <ev.h>
+#include "var.h"
+#include "request.h"
+#include "conn.h"
+#include "worker.h"
+
+static int var_remote_addr(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->remote_addr;
+    return 0;
+}
+
+static int var_host(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->host;
+    return 0;
+}
+
+static int var_uri(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->path;
+    return 0;
+}
+
+static int var_request_uri(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->uri;
+    return 0;
+}
+
+static int var_args(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->args;
+    return 0;
+}
+
+static int var_method(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->method_name;
+    return 0;
+}
+
+static int var_scheme(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->scheme;
+    return 0;
+}
+
+/* $http_x_api_key: the header X-Api-Key ('_' stands for '-'); several
+ * headers of that name are joined with ", " as RFC 9110 allows. */
+static int var_http(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    tg_str_t first = TG_NULL_STR;
+    size_t total = 0;
+    int count = 0;
+    for (uint32_t i = 0; i < r->headers.n; i++) {
+        tg_header_t *h = &r->headers.h[i];
+        if (h->name.len != name.len)
+            continue;
+        size_t k = 0;
+        for (; k < name.len; k++) {
+            char a = h->name.p[k], b = name.p[k];
+            if (a >= 'A' && a <= 'Z')
+                a += 32;
+            if (b >= 'A' && b <= 'Z')
+                b += 32;
+            if (b == '_')
+                b = '-';
+            if (a != b)
+                break;
+        }
+        if (k != name.len)
+            continue;
+        if (count++ == 0)
+            first = h->value;
+        total += h->value.len + 2;
+    }
+    if (count == 0)
+        return -1;
+    if (count == 1) {
+        *out = first;
+        return 0;
+    }
+    char *p = tg_arena_alloc_nz(r->arena, total), *w = p;
+    if (p == NULL)
+        return -1;
+    for (uint32_t i = 0; i < r->headers.n; i++) {
+        tg_header_t *h = &r->headers.h[i];
+        tg_str_t v;
+        if (h->name.len != name.len)
+            continue;
+        /* same comparison as above, cheaper to redo than to remember */
+        int same = 1;
+        for (size_t k = 0; k < name.len && same; k++) {
+            char a = h->name.p[k], b = name.p[k];
+            a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
+            b = (b >= 'A' && b <= 'Z') ? b + 32 : (b == '_' ? '-' : b);
+            same = a == b;
+        }
+        if (!same)
+            continue;
+        v = h->value;
+        if (w != p) {
+            *w++ = ',';
+            *w++ = ' ';
+        }
+        memcpy(w, v.p, v.len);
+        w += v.len;
+    }
+    *out = (tg_str_t){p, (size_t)(w - p)};
+    return 0;
+}
+
+int tg_var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    for (uint32_t i = 0; i < r->headers.n; i++) {
+        tg_header_t *h = &r->headers.h[i];
+        if (!tg_str_caseeq_lit(h->name, "cookie"))
+            continue;
+        const char *p = h->value.p, *end = p + h->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *k = p;
+            while (p < end && *p != '=' && *p != ';')
+                p++;
+            tg_str_t key = {k, (size_t)(p - k)};
+            const char *v = p < end && *p == '=' ? ++p : p;
+            while (p < end && *p != ';')
+                p++;
+            if (tg_str_eq(key, name)) {
+                *out = (tg_str_t){v, (size_t)(p - v)};
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
+int tg_var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    const char *p = r->args.p, *end = p + r->args.len;
+    while (p && p < end) {
+        const char *k = p;
+        while (p < end && *p != '=' && *p != '&')
+            p++;
+        tg_str_t key = {k, (size_t)(p - k)};
+        const char *v = p < end && *p == '=' ? ++p : p;
+        while (p < end && *p != '&')
+            p++;
+        if (tg_str_eq(key, name)) {
+            *out = (tg_str_t){v, (size_t)(p - v)};
+            return 0;
+        }
+        if (p < end)
+            p++;
+    }
+    return -1;
+}
+
+static int var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    return tg_var_cookie(r, name, out);
+}
+
+static int var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    return tg_var_arg(r, name, out);
+}
+
+static int var_printf(tg_request_t *r, tg_str_t *out, const char *fmt, double v)
+{
+    char *p = tg_arena_alloc_nz(r->arena, 32);
+    if (p == NULL)
+        return -1;
+    int n = snprintf(p, 32, fmt, v);
+    *out = (tg_str_t){p, (size_t)n};
+    return 0;
+}
+
+static int var_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->status == 0)
+        return -1;
+    return var_printf(r, out, "%.0f", (double)r->status);
+}
+
+static int var_upstream_addr(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->upstream_addr.len == 0)
+        return -1;
+    *out = r->upstream_addr;
+    return 0;
+}
+
+static int var_request_time(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    double t = ev_now(tg_worker->loop) - r->start;
+    return var_printf(r, out, "%.3f", t < 0 ? 0 : t);
+}
+
+static int var_upstream_response_time(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->upstream_start == 0)
+        return -1;
+    return var_printf(r, out, "%.3f", r->upstream_time);
+}
+
+static int var_upstream_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->upstream_status == 0)
+        return -1;
+    return var_printf(r, out, "%.0f", (double)r->upstream_status);
+}
+
+static int var_bytes_sent(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return var_printf(r, out, "%.0f", (double)r->bytes_out);
+}
+
+static int var_request_length(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return var_printf(r, out, "%.0f", (double)r->bytes_in);
+}
+
+static const tg_var_def_t core_vars[] = {
+    {"remote_addr", 0, var_remote_addr},
+    {"host", 0, var_host},
+    {"uri", 0, var_uri},
+    {"request_uri", 0, var_request_uri},
+    {"args", 0, var_args},
+    {"method", 0, var_method},
+    {"request_method", 0, var_method},
+    {"scheme", 0, var_scheme},
+    {"status", 0, var_status},
+    {"upstream_addr", 0, var_upstream_addr},
+    {"upstream_status", 0, var_upstream_status},
+    {"request_time", 0, var_request_time},
+    {"upstream_response_time", 0, var_upstream_response_time},
+    {"bytes_sent", 0, var_bytes_sent},
+    {"request_length", 0, var_request_length},
+    {"http_", TG_VAR_F_PREFIX, var_http},
+    {"cookie_", TG_VAR_F_PREFIX, var_cookie},
+    {"arg_", TG_VAR_F_PREFIX, var_arg},
+    {NULL, 0, NULL},
+};
+
+static const tg_var_def_t *find_in(const tg_var_def_t *defs, tg_str_t name, tg_str_t *arg)
+{
+    for (; defs && defs->name; defs++) {
+        size_t n = strlen(defs->name);
+        if (defs->flags & TG_VAR_F_PREFIX) {
+            if (name.len > n && memcmp(name.p, defs->name, n) == 0) {
+                *arg = (tg_str_t){name.p + n, name.len - n};
+                return defs;
+            }
+        } else if (name.len == n && memcmp(name.p, defs->name, n) == 0) {
+            *arg = TG_NULL_STR;
+            return defs;
+        }
+    }
+    return NULL;
+}
+
+static const tg_var_def_t *find_var(tg_str_t name, tg_str_t *arg)
+{
+    const tg_var_def_t *v = find_in(core_vars, name, arg);
+    for (int i = 0; v == NULL && tg_modules[i]; i++)
+        v = find_in(tg_modules[i]->variables, name, arg);
+    return v;
+}
+
+static int is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_';
+}
+
+tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err)
+{
+    tg_tpl_t *t = tg_arena_alloc(cf->arena, sizeof(*t));
+    /* at most one part per '$' plus one literal between each */
+    size_t max = 1;
+    for (size_t i = 0; i < src.len; i++)
+        max += src.p[i] == '$' ? 2 : 0;
+    t->parts = tg_arena_alloc(cf->arena, max * sizeof(*t->parts));
+    t->src = tg_arena_str(cf->arena, src);
+    const char *p = t->src.p, *end = p + src.len, *lit = p;
+    while (p < end) {
+        if (*p != '$') {
+            p++;
+            continue;
+        }
+        if (p > lit)
+            t->parts[t->nparts++] = (tg_tpl_part_t){NULL, {lit, (size_t)(p - lit)}};
+        const char *s = ++p, *e;
+        if (p < end && *p == '{') {
+            s = ++p;
+            while (p < end && *p != '}')
+                p++;
+            if (p == end) {
+                *err = tg_conf_errf(cf, "unclosed \"${\" in \"%.*s\"", TG_STR_FMT(src));
+                return NULL;
+            }
+            e = p++;
+        } else {
+            while (p < end && is_name_char(*p))
+                p++;
+            e = p;
+        }
+        tg_str_t name = {s, (size_t)(e - s)}, arg;
+        if (name.len == 0) {
+            *err = tg_conf_errf(cf, "empty variable name in \"%.*s\"", TG_STR_FMT(src));
+            return NULL;
+        }
+        const tg_var_def_t *v = find_var(name, &arg);
+        if (v == NULL) {
+            *err = tg_conf_errf(cf, "unknown variable \"$%.*s\"", TG_STR_FMT(name));
+            return NULL;
+        }
+        t->parts[t->nparts++] = (tg_tpl_part_t){v, arg};
+        lit = p;
+    }
+    if (p > lit)
+        t->parts[t->nparts++] = (tg_tpl_part_t){NULL, {lit, (size_t)(p - lit)}};
+    return t;
+}
+
+int tg_tpl_eval(tg_request_t *r, const tg_tpl_t *t, tg_str_t *out)
+{
+    if (t->nparts == 0) {
+        *out = (tg_str_t){"", 0};
+        return 0;
+    }
+    tg_str_t vals[16], *v = vals;
+    if (t->nparts > 16 && (v = tg_arena_alloc_nz(r->arena, t->nparts * sizeof(*v))) == NULL)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < t->nparts; i++) {
+        const tg_tpl_part_t *pt = &t->parts[i];
+        if (pt->var == NULL)
+            v[i] = pt->text;
+        else if (pt->var->get(r, pt->text, &v[i]) != 0)
+            v[i] = (tg_str_t){"", 0};
+        total += v[i].len;
+    }
+    if (t->nparts == 1) {
+        *out = v[0];
+        return 0;
+    }
+    char *p = tg_arena_alloc_nz(r->arena, total + 1);
+    if (p == NULL)
+        return -1;
+    size_t n = 0;
+    for (int i = 0; i < t->nparts; i++) {
+        if (v[i].len)
+            memcpy(p + n, v[i].p, v[i].len);
+        n += v[i].len;
+    }
+    p[n] = '\0';
+    *out = (tg_str_t){p, n};
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* Variables and templates. A template is a config string such as
+ * "$remote_addr$http_x_api_key" or "Bearer $cookie_token", compiled once at
+ * config time into literal and variable parts; evaluating it for a request
+ * writes into the request arena. Variables come from the core table in var.c
+ * and from each module's `variables` table (module.h). */
+#ifndef TG_VAR_H
+#define TG_VAR_H
+
+#include "str.h"
+#include "conf.h"
+#include "module.h"
+
+typedef struct {
+    const tg_var_def_t *var; /* NULL: literal part */
+    tg_str_t text;           /* literal, or the variable's argument (http_NAME -> "NAME") */
+} tg_tpl_part_t;
+
+struct tg_tpl_s {
+    tg_tpl_part_t *parts;
+    int nparts;
+    tg_str_t src; /* as written */
+};
+
+/* Compile `src`; on error returns NULL and sets *err (arena message naming the
+ * unknown variable). Templates without variables are allowed. */
+tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err);
+/* Evaluate into r->arena (a template with no variables costs no copy).
+ * Returns 0 or -1 (out of memory). Unset variables are empty. */
+int tg_tpl_eval(tg_request_t *r, const tg_tpl_t *t, tg_str_t *out);
+static inline int tg_tpl_has_vars(const tg_tpl_t *t)
+{
+    return !(t->nparts == 0 || (t->nparts == 1 && t->parts[0].var == NULL));
+}
+
+/* Value of a header/cookie/query argument, used by variables and Lua. */
+int tg_var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out);
+int tg_var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out);
+
+#endif
