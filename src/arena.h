@@ -10,6 +10,7 @@
 #ifndef TG_ARENA_H
 #define TG_ARENA_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include "str.h"
 
@@ -35,6 +36,8 @@ char *tg_arena_strdup(tg_arena_t *a, tg_str_t s); /* NUL-terminated copy */
 tg_str_t tg_arena_str(tg_arena_t *a, tg_str_t s); /* copy, also NUL-terminated */
 char *tg_arena_printf(tg_arena_t *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+char *tg_arena_vprintf(tg_arena_t *a, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 int tg_arena_on_reset(tg_arena_t *a, void (*fn)(void *), void *data);
 /* Run cleanups, keep the first block only (emptied). */
 void tg_arena_reset(tg_arena_t *a);

@@ -39,13 +39,18 @@ typedef struct tg_directive_s {
     int min_args, max_args; /* counted without the name; max -1 = unlimited */
     /* Returns NULL on success, else an error message (static, or from
      * tg_conf_errf). `conf` is the owning module's config for the current
-     * scope (NULL for modules without create_conf). */
+     * scope (NULL for modules without create_conf); in an upstream block it
+     * is cf->ctx. A set() that reported its own errors with tg_conf_error
+     * returns NULL (the count already fails the parse). When a block
+     * directive's set() fails without calling tg_conf_parse_block, the
+     * parser skips the block body. cf->args are overwritten by statements
+     * inside a block, so read them before tg_conf_parse_block. */
     const char *(*set)(tg_conf_t *cf, const struct tg_directive_s *d, void *conf);
     size_t offset; /* field written by the stock setters */
 } tg_directive_t;
 
 typedef struct {
-    tg_str_t text;
+    tg_str_t text; /* unescaped, NUL-terminated copy in cf->arena: may be kept */
     int quoted; /* 1 when it came from "..." or '...' (so `;` or `{` inside is text) */
 } tg_conf_arg_t;
 

@@ -1,0 +1,185 @@
+/* Strings and the small value parsers shared by the config and the request
+ * path. Every function takes (pointer, length) strings, never relies on a
+ * terminating NUL and never allocates. Case folding is plain ASCII on
+ * purpose: header names and config keywords are ASCII, and the C locale's
+ * tolower() would make results depend on the environment. The parsers accept
+ * exactly the documented syntax and fail on anything else (signs, spaces,
+ * junk, overflow) rather than guessing, so a typo in a config is an error. */
+#include "str.h"
+
+#include <stdint.h>
+
+static inline unsigned char lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
+static inline int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int caseeq_n(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
+    }
+    return 1;
+}
+
+int tg_str_caseeq(tg_str_t a, tg_str_t b)
+{
+    return a.len == b.len && caseeq_n(a.p, b.p, a.len);
+}
+
+int tg_str_caseeq_lit(tg_str_t a, const char *lit)
+{
+    return tg_str_caseeq(a, tg_str_c(lit));
+}
+
+int tg_str_has_caseprefix(tg_str_t s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.len >= n && caseeq_n(s.p, prefix, n);
+}
+
+/* Optional white space as HTTP defines it (SP / HTAB), plus CR and LF so
+ * that the same trim serves config values and header lines. */
+static inline int is_ows(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+tg_str_t tg_str_trim(tg_str_t s)
+{
+    while (s.len > 0 && is_ows(s.p[0])) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len > 0 && is_ows(s.p[s.len - 1]))
+        s.len--;
+    return s;
+}
+
+/* Whole-token match: "keep-alive, Upgrade" has "upgrade" but not "grade";
+ * empty list elements (",,") are skipped as RFC 9110 asks recipients to. */
+int tg_str_has_token(tg_str_t list, const char *token)
+{
+    tg_str_t want = tg_str_c(token);
+    const char *p = list.p, *end = list.p + list.len;
+
+    if (want.len == 0 || list.len == 0) return 0;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        if (tg_str_caseeq(tg_str_trim((tg_str_t){p, (size_t)(stop - p)}), want)) return 1;
+        p = comma ? comma + 1 : end;
+    }
+    return 0;
+}
+
+/* Reads the leading run of digits of [*pp, end) into *out. Fails on no
+ * digits or a value above INT64_MAX; on success *pp points past the run. */
+static int parse_digits(const char **pp, const char *end, int64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+
+    if (p == end || !is_digit(*p)) return -1;
+    for (; p < end && is_digit(*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > ((uint64_t)INT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *pp = p;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int tg_parse_int(tg_str_t s, int64_t *out)
+{
+    const char *p = s.p, *end = s.p + s.len;
+    int64_t v;
+
+    if (s.len == 0 || parse_digits(&p, end, &v) < 0 || p != end) return -1;
+    *out = v;
+    return 0;
+}
+
+static int mul_checked(int64_t v, int64_t mult, int64_t *out)
+{
+    if (v > INT64_MAX / mult) return -1;
+    *out = v * mult;
+    return 0;
+}
+
+int tg_parse_size(tg_str_t s, int64_t *out)
+{
+    const char *p = s.p, *end = s.p + s.len;
+    int64_t v, mult = 1;
+
+    if (s.len == 0 || parse_digits(&p, end, &v) < 0) return -1;
+    if (p < end) {
+        switch (lower((unsigned char)*p)) {
+        case 'k':
+            mult = 1024;
+            break;
+        case 'm':
+            mult = 1024 * 1024;
+            break;
+        case 'g':
+            mult = 1024 * 1024 * 1024;
+            break;
+        default:
+            return -1;
+        }
+        if (++p != end) return -1;
+    }
+    return mul_checked(v, mult, out);
+}
+
+/* Durations are one or more "<digits><unit>" groups with units in strictly
+ * decreasing order ("1h30m", "1m30s", "2s500ms"), so "30s1m" or "5s5s" is
+ * an error rather than a silent sum. A bare number stands alone and means
+ * seconds, which is what people expect from "timeout 30". */
+int tg_parse_msec(tg_str_t s, tg_msec_t *out)
+{
+    static const struct {
+        char unit[3];
+        int64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    const char *p = s.p, *end = s.p + s.len;
+    int64_t total = 0, v;
+    size_t next_unit = 0; /* only units from here on may follow */
+
+    if (s.len == 0 || parse_digits(&p, end, &v) < 0) return -1;
+    if (p == end) return mul_checked(v, 1000, out);
+    for (;;) {
+        size_t u, n = (end - p >= 2 && p[0] == 'm' && p[1] == 's') ? 2 : 1;
+        int64_t part;
+        for (u = next_unit; u < sizeof units / sizeof units[0]; u++) {
+            if (strlen(units[u].unit) == n && memcmp(units[u].unit, p, n) == 0) break;
+        }
+        if (u == sizeof units / sizeof units[0]) return -1;
+        if (mul_checked(v, units[u].ms, &part) < 0 || part > INT64_MAX - total) return -1;
+        total += part;
+        next_unit = u + 1;
+        p += n;
+        if (p == end) break;
+        if (parse_digits(&p, end, &v) < 0 || p == end) return -1;
+    }
+    *out = total;
+    return 0;
+}
+
+uint64_t tg_hash64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

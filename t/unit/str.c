@@ -1,0 +1,167 @@
+/* Unit tests for src/str.c: case-insensitive compares, token lists, trim,
+ * the size/duration/integer parsers (accepted forms, their values, and every
+ * class of reject: empty, sign, junk, bad unit, overflow) and FNV-1a 64. */
+#include "str.h"
+#include "tap.h"
+
+#include <stdint.h>
+
+static void test_size_ok(const char *in, int64_t want)
+{
+    int64_t v = -7;
+    int rc = tg_parse_size(tg_str_c(in), &v);
+
+    ok(rc == 0 && v == want, "size \"%s\" = %lld (got rc %d, %lld)", in, (long long)want, rc,
+       (long long)v);
+}
+
+static void test_size_bad(const char *in)
+{
+    int64_t v = -7;
+
+    ok(tg_parse_size(tg_str_c(in), &v) == -1 && v == -7, "size \"%s\" rejected, out untouched", in);
+}
+
+static void test_msec_ok(const char *in, tg_msec_t want)
+{
+    tg_msec_t v = -7;
+    int rc = tg_parse_msec(tg_str_c(in), &v);
+
+    ok(rc == 0 && v == want, "msec \"%s\" = %lld (got rc %d, %lld)", in, (long long)want, rc,
+       (long long)v);
+}
+
+static void test_msec_bad(const char *in)
+{
+    tg_msec_t v = -7;
+
+    ok(tg_parse_msec(tg_str_c(in), &v) == -1 && v == -7, "msec \"%s\" rejected", in);
+}
+
+static void test_int(const char *in, int rc_want, int64_t want)
+{
+    int64_t v = -7;
+    int rc = tg_parse_int(tg_str_c(in), &v);
+
+    ok(rc == rc_want && v == want, "int \"%s\" -> rc %d value %lld", in, rc_want, (long long)want);
+}
+
+int main(void)
+{
+    /* compares */
+    ok(tg_str_caseeq(TG_STR("Content-Length"), TG_STR("content-LENGTH")), "caseeq ignores case");
+    ok(!tg_str_caseeq(TG_STR("abc"), TG_STR("abd")), "caseeq differs");
+    ok(!tg_str_caseeq(TG_STR("abc"), TG_STR("abcd")), "caseeq length");
+    ok(tg_str_caseeq(TG_NULL_STR, TG_STR("")), "caseeq empty vs NULL string");
+    ok(!tg_str_caseeq(TG_STR("@"), TG_STR("`")), "caseeq folds letters only");
+    ok(tg_str_caseeq_lit(TG_STR("KEEP-ALIVE"), "keep-alive"), "caseeq_lit");
+    ok(!tg_str_caseeq_lit(TG_STR("keep"), "keep-alive"), "caseeq_lit prefix is not equal");
+    ok(tg_str_has_caseprefix(TG_STR("Text/HTML; charset=utf-8"), "text/"), "caseprefix");
+    ok(tg_str_has_caseprefix(TG_STR("abc"), ""), "empty prefix");
+    ok(!tg_str_has_caseprefix(TG_STR("te"), "text/"), "caseprefix longer than string");
+    ok(tg_str_eq(TG_STR("a"), TG_STR("a")) && !tg_str_eq(TG_STR("a"), TG_STR("A")), "str_eq exact");
+
+    /* trim */
+    {
+        tg_str_t t = tg_str_trim(TG_STR(" \t value x \r\n"));
+        ok(tg_str_eq_lit(t, "value x"), "trim both ends: '%.*s'", TG_STR_FMT(t));
+        ok(tg_str_trim(TG_STR("  \t ")).len == 0, "trim all blanks");
+        ok(tg_str_trim(TG_NULL_STR).len == 0, "trim empty");
+    }
+
+    /* tokens */
+    ok(tg_str_has_token(TG_STR("keep-alive, Upgrade"), "upgrade"), "token second, other case");
+    ok(tg_str_has_token(TG_STR("Upgrade"), "upgrade"), "token alone");
+    ok(tg_str_has_token(TG_STR("  close  "), "close"), "token with OWS");
+    ok(tg_str_has_token(TG_STR("a,\tgzip\t,b"), "GZIP"), "token with tabs");
+    ok(tg_str_has_token(TG_STR(",,x,,"), "x"), "empty elements skipped");
+    ok(!tg_str_has_token(TG_STR("keep-alive, Upgrade"), "grade"), "no partial token");
+    ok(!tg_str_has_token(TG_STR("upgrades"), "upgrade"), "no token prefix");
+    ok(!tg_str_has_token(TG_STR("up grade"), "grade"), "space is not a separator");
+    ok(!tg_str_has_token(TG_STR(""), "x"), "empty list");
+    ok(!tg_str_has_token(TG_STR("a,,b"), ""), "empty token never matches");
+
+    /* sizes */
+    test_size_ok("0", 0);
+    test_size_ok("512", 512);
+    test_size_ok("10k", 10240);
+    test_size_ok("10K", 10240);
+    test_size_ok("5m", 5 * 1024 * 1024);
+    test_size_ok("5M", 5 * 1024 * 1024);
+    test_size_ok("1g", 1024LL * 1024 * 1024);
+    test_size_ok("3G", 3LL * 1024 * 1024 * 1024);
+    test_size_ok("9223372036854775807", INT64_MAX);
+    test_size_ok("8589934591g", 8589934591LL * 1024 * 1024 * 1024);
+    test_size_bad("");
+    test_size_bad("k");
+    test_size_bad("-1");
+    test_size_bad("+1");
+    test_size_bad(" 1");
+    test_size_bad("1 ");
+    test_size_bad("10x");
+    test_size_bad("10kb");
+    test_size_bad("10t");
+    test_size_bad("1.5m");
+    test_size_bad("9223372036854775808");
+    test_size_bad("8589934592g");
+    test_size_bad("99999999999999999999999");
+    {
+        int64_t v = 0;
+        ok(tg_parse_size((tg_str_t){"10k;", 3}, &v) == 0 && v == 10240,
+           "size uses the length, not a NUL");
+    }
+
+    /* durations */
+    test_msec_ok("0", 0);
+    test_msec_ok("30", 30000);
+    test_msec_ok("250ms", 250);
+    test_msec_ok("10s", 10000);
+    test_msec_ok("5m", 300000);
+    test_msec_ok("1h", 3600000);
+    test_msec_ok("2d", 172800000);
+    test_msec_ok("1m30s", 90000);
+    test_msec_ok("1h30m", 5400000);
+    test_msec_ok("2s500ms", 2500);
+    test_msec_ok("1d2h3m4s5ms", 86400000LL + 7200000 + 180000 + 4000 + 5);
+    test_msec_ok("0ms", 0);
+    test_msec_ok("9223372036854775807ms", INT64_MAX);
+    test_msec_bad("");
+    test_msec_bad("s");
+    test_msec_bad("ms");
+    test_msec_bad("-1s");
+    test_msec_bad("+1s");
+    test_msec_bad("1 s");
+    test_msec_bad("10x");
+    test_msec_bad("10S");
+    test_msec_bad("1mm");
+    test_msec_bad("1m30");
+    test_msec_bad("30s1m");
+    test_msec_bad("5s5s");
+    test_msec_bad("1.5s");
+    test_msec_bad("10sx");
+    test_msec_bad("9223372036854775807s");
+    test_msec_bad("9223372036854775807");
+    test_msec_bad("106751991168d");
+    test_msec_ok("106751991167d", 106751991167LL * 86400000);
+    test_msec_bad("106751991166d112375808ms");
+    test_msec_ok("106751991166d112375807ms", INT64_MAX);
+
+    /* integers */
+    test_int("0", 0, 0);
+    test_int("42", 0, 42);
+    test_int("007", 0, 7);
+    test_int("9223372036854775807", 0, INT64_MAX);
+    test_int("9223372036854775808", -1, -7);
+    test_int("", -1, -7);
+    test_int("-1", -1, -7);
+    test_int("1k", -1, -7);
+    test_int("1 ", -1, -7);
+
+    /* FNV-1a 64 reference values */
+    ok(tg_hash64("", 0) == 0xcbf29ce484222325ULL, "fnv1a64 of empty is the offset basis");
+    ok(tg_hash64("a", 1) == 0xaf63dc4c8601ec8cULL, "fnv1a64(\"a\")");
+    ok(tg_hash64("foobar", 6) == 0x85944171f73967e8ULL, "fnv1a64(\"foobar\")");
+    ok(tg_hash64("ab", 2) != tg_hash64("ba", 2), "order matters");
+
+    return done_testing();
+}
