@@ -25,7 +25,7 @@ typedef struct tg_location_s tg_location_t;
 typedef struct tg_listen_s {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char text[64]; /* "127.0.0.1:8080" */
+    char text[80]; /* "127.0.0.1:8080" */
     unsigned tls : 1;
     int backlog;
     tg_server_t **servers; /* servers on this address, config order */
@@ -73,6 +73,7 @@ struct tg_server_s {
     tg_location_t **locations; /* config order */
     int nlocations;
     tg_location_t *root;       /* used when no location matches (404 unless set) */
+    tg_return_t ret;           /* server-level `return` (carried by root) */
     const char *file;
     int line;
 };
@@ -85,6 +86,7 @@ typedef struct {
     int error_level;
     tg_msec_t shutdown_timeout;
     int64_t worker_connections;
+    int64_t header_buffer_size; /* client_header_buffer_size: the 431 limit */
 } tg_main_conf_t;
 
 struct tg_config_s {
@@ -114,6 +116,11 @@ tg_server_t *tg_core_find_server(tg_listen_t *ls, tg_str_t host);
  * the longest prefix; a "^~" longest prefix stops there; else the first
  * matching regex in config order; else the longest prefix; else NULL. */
 tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path);
+
+/* Config-time checks shared by the directives that take header names. */
+int tg_conf_is_token(tg_str_t s);
+/* NULL, or an error message when `name` is not a token or `value` has CTLs. */
+const char *tg_conf_check_header(tg_conf_t *cf, tg_str_t name, tg_str_t value);
 
 extern tg_module_t tg_core_module;
 

@@ -9,6 +9,7 @@
 #include "str.h"
 #include "conf.h"
 #include "module.h"
+#include "upstream.h"
 
 typedef struct {
     const tg_var_def_t *var; /* NULL: literal part */

@@ -1,0 +1,185 @@
+/* Active health checks: every `interval`, each worker sends
+ * `GET path HTTP/1.1` on a fresh connection to every server of upstreams with
+ * a health_check, and reads the status line within `timeout`. A 2xx or 3xx
+ * answer is a pass, anything else (refused, timeout, other status) a fail.
+ * `fails` consecutive fails mark the server down (balancing skips it),
+ * `passes` consecutive passes mark it up again. Each worker checks on its
+ * own, so a worker never trusts state it cannot see. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <ev.h>
+#include "proxy.h"
+#include "worker.h"
+#include "log.h"
+
+typedef struct {
+    ev_timer timer;  /* interval, then the timeout of a check */
+    ev_io io;
+    int fd;
+    tg_upstream_t *u;
+    tg_peer_t *peer;
+    char req[512];
+    size_t req_len, sent;
+    char resp[64];
+    size_t got;
+} check_t;
+
+static check_t *checks;
+static int nchecks;
+
+static void check_arm(check_t *k, double after)
+{
+    struct ev_loop *loop = tg_worker->loop;
+    ev_io_stop(loop, &k->io);
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+    ev_timer_stop(loop, &k->timer);
+    ev_timer_set(&k->timer, after, 0.);
+    ev_timer_start(loop, &k->timer);
+}
+
+static void check_result(check_t *k, int ok, const char *why)
+{
+    tg_peer_t *p = k->peer;
+    tg_health_conf_t *h = &k->u->health;
+    if (ok) {
+        p->hc_fails = 0;
+        if (p->health_down && ++p->hc_passes >= h->passes) {
+            p->health_down = 0;
+            p->hc_passes = 0;
+            tg_log(TG_LOG_WARN, "upstream %.*s server %.*s is up (health check passed)",
+                   TG_STR_FMT(k->u->name), TG_STR_FMT(p->name));
+        }
+    } else {
+        p->hc_passes = 0;
+        if (!p->health_down && ++p->hc_fails >= h->fails) {
+            p->health_down = 1;
+            p->hc_fails = 0;
+            tg_log(TG_LOG_WARN, "upstream %.*s server %.*s is down (health check: %s)",
+                   TG_STR_FMT(k->u->name), TG_STR_FMT(p->name), why);
+        }
+    }
+    check_arm(k, (double)h->interval / 1000.0);
+}
+
+static void check_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    check_t *k = w->data;
+    if (revents & EV_WRITE) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (k->sent == 0 && (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err)) {
+            check_result(k, 0, err ? strerror(err) : "connect failed");
+            return;
+        }
+        ssize_t n = send(k->fd, k->req + k->sent, k->req_len - k->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN) {
+            check_result(k, 0, strerror(errno));
+            return;
+        }
+        if (n > 0 && (k->sent += (size_t)n) == k->req_len) {
+            ev_io_stop(loop, &k->io);
+            ev_io_set(&k->io, k->fd, EV_READ);
+            ev_io_start(loop, &k->io);
+        }
+        return;
+    }
+    ssize_t n = recv(k->fd, k->resp + k->got, sizeof(k->resp) - 1 - k->got, 0);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n <= 0) {
+        check_result(k, 0, n == 0 ? "connection closed" : strerror(errno));
+        return;
+    }
+    k->got += (size_t)n;
+    k->resp[k->got] = '\0';
+    if (k->got < 12 && !memchr(k->resp, '\n', k->got))
+        return;
+    int status = 0;
+    if (sscanf(k->resp, "HTTP/1.%*d %3d", &status) != 1) {
+        check_result(k, 0, "bad response");
+        return;
+    }
+    char why[32];
+    snprintf(why, sizeof(why), "status %d", status);
+    check_result(k, status >= 200 && status < 400, why);
+}
+
+static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    check_t *k = t->data;
+    if (k->fd >= 0) {
+        check_result(k, 0, "timeout");
+        return;
+    }
+    /* start a check */
+    k->fd = socket(k->peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (k->fd < 0) {
+        check_result(k, 0, strerror(errno));
+        return;
+    }
+    if (connect(k->fd, (struct sockaddr *)&k->peer->addr, k->peer->addrlen) != 0 &&
+        errno != EINPROGRESS) {
+        check_result(k, 0, strerror(errno));
+        return;
+    }
+    k->sent = k->got = 0;
+    ev_io_set(&k->io, k->fd, EV_WRITE);
+    ev_io_start(loop, &k->io);
+    ev_timer_set(t, (double)k->u->health.timeout / 1000.0, 0.);
+    ev_timer_start(loop, t);
+}
+
+void tg_health_start(tg_config_t *cf)
+{
+    int n = 0;
+    for (tg_upstream_t *u = cf->upstreams; u; u = u->next)
+        if (u->health.enabled)
+            n += u->npeers;
+    if (n == 0)
+        return;
+    checks = calloc((size_t)n, sizeof(*checks));
+    if (checks == NULL)
+        return;
+    for (tg_upstream_t *u = cf->upstreams; u; u = u->next) {
+        if (!u->health.enabled)
+            continue;
+        for (int i = 0; i < u->npeers; i++) {
+            check_t *k = &checks[nchecks++];
+            k->fd = -1;
+            k->u = u;
+            k->peer = &u->peers[i];
+            int len = snprintf(k->req, sizeof(k->req),
+                               "GET %.*s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: tollgate-health\r\n"
+                               "Connection: close\r\n\r\n",
+                               TG_STR_FMT(u->health.path), TG_STR_FMT(k->peer->name));
+            k->req_len = len > 0 && (size_t)len < sizeof(k->req) ? (size_t)len : 0;
+            ev_init(&k->io, check_io_cb);
+            k->io.data = k;
+            ev_init(&k->timer, check_timer_cb);
+            k->timer.data = k;
+            /* first check soon, spread over the interval a little */
+            check_arm(k, 0.01 * (double)(nchecks % 50));
+        }
+    }
+}
+
+void tg_health_stop(tg_config_t *cf)
+{
+    (void)cf;
+    for (int i = 0; i < nchecks; i++) {
+        ev_io_stop(tg_worker->loop, &checks[i].io);
+        ev_timer_stop(tg_worker->loop, &checks[i].timer);
+        if (checks[i].fd >= 0)
+            close(checks[i].fd);
+    }
+    free(checks);
+    checks = NULL;
+    nchecks = 0;
+}

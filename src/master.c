@@ -1,0 +1,378 @@
+/* The master process: owns the listening sockets (one SO_REUSEPORT socket per
+ * listener and worker slot, kept across reloads so no queued connection is
+ * ever reset), forks the workers, and turns signals into actions:
+ *   HUP   reload: load and check the new config; on error log it and keep
+ *         the running one; else start new workers and stop the old ones
+ *         gracefully
+ *   TERM  graceful stop; INT, QUIT fast stop; USR1 reopen the logs
+ *   CHLD  a worker of the current generation that died is respawned, after
+ *         a delay that grows while it keeps crashing.
+ * It waits for signals with sigtimedwait, so it needs no event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include "master.h"
+#include "worker.h"
+#include "log.h"
+
+typedef struct {
+    pid_t pid;        /* 0 = not running */
+    int generation;   /* config generation it runs */
+    double respawn_at; /* > 0: respawn pending at this time */
+    int crashes;       /* recent crashes, for the backoff */
+    double last_crash;
+} slot_t;
+
+static tg_config_t *current;
+static const char *conf_path;
+static slot_t slots[TG_MAX_WORKERS];
+static int nworkers;
+static pid_t old_pids[4096]; /* workers of older generations still finishing */
+static int nold;
+
+static double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int workers_wanted(tg_config_t *c)
+{
+    int n = (int)c->main->workers;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    return n > TG_MAX_WORKERS ? TG_MAX_WORKERS : n;
+}
+
+static int open_socket(tg_listen_t *ls)
+{
+    int fd = socket(ls->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1, defer = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (ls->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (struct sockaddr *)&ls->addr, ls->addrlen) != 0 || listen(fd, ls->backlog) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Give `next` its sockets: taken over from `prev` where the address and slot
+ * match, opened otherwise. On failure nothing of `prev` is touched. */
+static int open_listeners(tg_config_t *next, tg_config_t *prev, int n)
+{
+    for (tg_listen_t *ls = next->listens; ls; ls = ls->next) {
+        tg_listen_t *old = NULL;
+        for (tg_listen_t *o = prev ? prev->listens : NULL; o; o = o->next)
+            if (o->addrlen == ls->addrlen && memcmp(&o->addr, &ls->addr, o->addrlen) == 0)
+                old = o;
+        for (int i = 0; i < n; i++) {
+            if (old && old->fds[i] >= 0) {
+                ls->fds[i] = old->fds[i];
+                continue;
+            }
+            if ((ls->fds[i] = open_socket(ls)) < 0) {
+                tg_log_errno(TG_LOG_CRIT, "%s:%d: cannot listen on %s", ls->file, ls->line,
+                             ls->text);
+                /* close only what was opened for `next` */
+                for (tg_listen_t *l = next->listens; l; l = l->next)
+                    for (int k = 0; k < TG_MAX_WORKERS; k++) {
+                        int shared = 0;
+                        for (tg_listen_t *o = prev ? prev->listens : NULL; o; o = o->next)
+                            shared |= o->fds[k] == l->fds[k] && l->fds[k] >= 0;
+                        if (l->fds[k] >= 0 && !shared)
+                            close(l->fds[k]);
+                        l->fds[k] = -1;
+                    }
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Close `prev`'s sockets that `next` does not use. */
+static void close_unused(tg_config_t *prev, tg_config_t *next)
+{
+    for (tg_listen_t *o = prev->listens; o; o = o->next)
+        for (int i = 0; i < TG_MAX_WORKERS; i++) {
+            if (o->fds[i] < 0)
+                continue;
+            int used = 0;
+            for (tg_listen_t *l = next ? next->listens : NULL; l; l = l->next)
+                used |= l->fds[i] == o->fds[i];
+            if (!used)
+                close(o->fds[i]);
+            o->fds[i] = -1;
+        }
+}
+
+static void spawn(int slot)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        tg_log_errno(TG_LOG_CRIT, "fork()");
+        slots[slot].respawn_at = now_sec() + 1.0;
+        return;
+    }
+    if (pid == 0)
+        tg_worker_run(current, slot); /* never returns */
+    slots[slot].pid = pid;
+    slots[slot].generation = current->generation;
+    slots[slot].respawn_at = 0;
+}
+
+static void remember_old(pid_t pid)
+{
+    if (nold < (int)(sizeof(old_pids) / sizeof(old_pids[0])))
+        old_pids[nold++] = pid;
+}
+
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int slot = -1;
+        for (int i = 0; i < nworkers; i++)
+            if (slots[i].pid == pid)
+                slot = i;
+        for (int i = 0; i < nold; i++)
+            if (old_pids[i] == pid)
+                old_pids[i] = old_pids[--nold];
+        int crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (WIFSIGNALED(status))
+            tg_log(slot >= 0 ? TG_LOG_CRIT : TG_LOG_WARN, "worker %d exited on signal %d%s", (int)pid,
+                   WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
+        else
+            tg_log(crashed ? TG_LOG_CRIT : TG_LOG_INFO, "worker %d exited with code %d", (int)pid,
+                   WEXITSTATUS(status));
+        if (slot < 0)
+            continue;
+        slots[slot].pid = 0;
+        /* a worker of the current generation must not end: respawn it, with a
+         * delay growing 0.1s, 0.2s, ... up to 10s while it keeps crashing */
+        double t = now_sec();
+        slot_t *s = &slots[slot];
+        if (t - s->last_crash > 30.0)
+            s->crashes = 0;
+        s->last_crash = t;
+        double delay = 0.1 * (double)(1 << (s->crashes < 7 ? s->crashes : 7));
+        s->crashes++;
+        s->respawn_at = t + (delay > 10.0 ? 10.0 : delay);
+    }
+}
+
+static void respawn_due(void)
+{
+    double t = now_sec();
+    for (int i = 0; i < nworkers; i++)
+        if (slots[i].pid == 0 && slots[i].respawn_at > 0 && t >= slots[i].respawn_at) {
+            tg_log(TG_LOG_WARN, "respawning worker #%d", i);
+            spawn(i);
+        }
+}
+
+/* stderr of the config loader goes to the log on reload (it may be a file) */
+static tg_config_t *load_logged(int generation)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    FILE *saved = stderr;
+    if (mem)
+        stderr = mem;
+    tg_config_t *c = tg_config_load(conf_path, generation);
+    if (mem) {
+        stderr = saved;
+        fclose(mem);
+        for (char *line = text, *nl; line && *line; line = nl + 1) {
+            if ((nl = strchr(line, '\n')) == NULL)
+                nl = line + strlen(line) - 1;
+            else
+                *nl = '\0';
+            tg_log(c ? TG_LOG_WARN : TG_LOG_ERROR, "%s", line);
+        }
+        free(text);
+    }
+    return c;
+}
+
+static void reload(void)
+{
+    tg_log(TG_LOG_INFO, "reloading %s", conf_path);
+    tg_config_t *next = load_logged(current->generation + 1);
+    if (next == NULL) {
+        tg_log(TG_LOG_ERROR, "reload failed, the running configuration is kept");
+        return;
+    }
+    int n = workers_wanted(next);
+    if (open_listeners(next, current, n) != 0) {
+        tg_log(TG_LOG_ERROR, "reload failed, the running configuration is kept");
+        tg_config_destroy(next);
+        return;
+    }
+    if (tg_log_open(next->main->error_log) != 0)
+        tg_log_errno(TG_LOG_ERROR, "cannot open the error log %s", next->main->error_log);
+    tg_log_level = next->main->error_level;
+    tg_config_t *prev = current;
+    current = next;
+    /* new workers first, then the old ones stop accepting: the sockets they
+     * share hold any connection that arrives in between */
+    pid_t olds[TG_MAX_WORKERS];
+    int nolds = 0;
+    for (int i = 0; i < TG_MAX_WORKERS; i++) {
+        if (slots[i].pid > 0)
+            olds[nolds++] = slots[i].pid;
+        slots[i] = (slot_t){0};
+    }
+    nworkers = n;
+    for (int i = 0; i < n; i++)
+        spawn(i);
+    for (int i = 0; i < nolds; i++) {
+        kill(olds[i], SIGTERM);
+        remember_old(olds[i]);
+    }
+    close_unused(prev, next);
+    tg_config_destroy(prev);
+    tg_log(TG_LOG_INFO, "reloaded: generation %d, %d workers", current->generation, n);
+}
+
+static void signal_all(int sig)
+{
+    for (int i = 0; i < nworkers; i++)
+        if (slots[i].pid > 0)
+            kill(slots[i].pid, sig);
+    for (int i = 0; i < nold; i++)
+        kill(old_pids[i], sig);
+}
+
+static int any_alive(void)
+{
+    for (int i = 0; i < nworkers; i++)
+        if (slots[i].pid > 0)
+            return 1;
+    return nold > 0;
+}
+
+/* Stop: send `sig`, wait for the workers up to `grace` seconds, then kill. */
+static void stop_all(int sig, double grace)
+{
+    for (int i = 0; i < nworkers; i++)
+        slots[i].respawn_at = 0;
+    signal_all(sig);
+    double deadline = now_sec() + grace;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    while (any_alive()) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        sigtimedwait(&set, NULL, &ts);
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (int i = 0; i < nworkers; i++)
+                if (slots[i].pid == pid)
+                    slots[i].pid = 0;
+            for (int i = 0; i < nold; i++)
+                if (old_pids[i] == pid)
+                    old_pids[i] = old_pids[--nold];
+        }
+        if (now_sec() > deadline) {
+            tg_log(TG_LOG_WARN, "workers still running after %.1fs: killing them", grace);
+            signal_all(SIGKILL);
+            deadline = now_sec() + 5.0;
+        }
+    }
+}
+
+static int write_pid(const char *path)
+{
+    if (path == NULL)
+        return 0;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
+        tg_log_errno(TG_LOG_CRIT, "cannot write the pid file %s", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int tg_master_run(tg_config_t *config, const char *path)
+{
+    current = config;
+    conf_path = path;
+    tg_log_set_slot(-1);
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(&set, sigs[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    nworkers = workers_wanted(current);
+    if (open_listeners(current, NULL, nworkers) != 0)
+        return 1;
+    if (write_pid(current->main->pid_file) != 0)
+        return 1;
+    for (int i = 0; i < nworkers; i++)
+        spawn(i);
+    tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
+
+    for (;;) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        switch (sig) {
+        case SIGCHLD: reap(); break;
+        case SIGHUP: reload(); break;
+        case SIGUSR1:
+            tg_log_open(current->main->error_log);
+            signal_all(SIGUSR1);
+            tg_log(TG_LOG_INFO, "logs reopened");
+            break;
+        case SIGTERM:
+            tg_log(TG_LOG_INFO, "graceful stop");
+            stop_all(SIGTERM, (double)current->main->shutdown_timeout / 1000.0 + 5.0);
+            goto done;
+        case SIGINT:
+        case SIGQUIT:
+            tg_log(TG_LOG_INFO, "fast stop");
+            stop_all(SIGQUIT, 3.0);
+            goto done;
+        default: break;
+        }
+        reap();
+        respawn_due();
+    }
+done:
+    if (current->main->pid_file)
+        unlink(current->main->pid_file);
+    close_unused(current, NULL);
+    tg_log(TG_LOG_INFO, "exit");
+    tg_config_destroy(current);
+    return 0;
+}
