@@ -1,6 +1,7 @@
 // Demo Node service that `make run` starts behind Tollgate. Standard library
 // only. Environment: PORT (default 3000), HOST (default 127.0.0.1).
 //   GET  /            HTML page showing the request headers it received
+//   GET  /healthz     JSON {status:'ok'} (the gateway's health check)
 //   GET  /api/hello   JSON greeting
 //   GET  /api/time    JSON with the current time
 //   POST /api/echo    JSON echo of the request body (parsed when it is JSON)
@@ -71,6 +72,7 @@ const server = http.createServer((req, res) => {
         if (size > MAX_BODY) return json(res, 413, { error: 'body too large' });
         const routes = {
             '/': ['GET', () => send(res, 200, 'text/html; charset=utf-8', page(req))],
+            '/healthz': ['GET', () => json(res, 200, { status: 'ok' })],
             '/api/hello': ['GET', () => json(res, 200, {
                 message: 'Hello from the demo service behind Tollgate',
                 service: 'demo', pid: process.pid })],
