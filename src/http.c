@@ -741,6 +741,10 @@ void tg_http_run_phases(tg_request_t *r)
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         tg_iovq_add(&HR(r)->out, cont, sizeof(cont) - 1);
         HR(r)->continue_sent = 1;
+        if (tg_http_flush(r) < 0) { /* the client is gone */
+            tg_http_finalize(r, 1);
+            return;
+        }
     }
     tg_proxy_start(r);
 }

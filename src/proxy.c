@@ -125,6 +125,18 @@ static int is_hop_by_hop(tg_str_t name, tg_headers_t *hs)
 /* Build the header sent upstream: request line, the client's headers in
  * order (hop-by-hop ones dropped, proxy_remove_header/proxy_set_header
  * applied), the X-Forwarded-* set, and our own framing. */
+/* Does proxy_set_header or proxy_remove_header name this header? */
+static int px_overridden(const tg_proxy_conf_t *pc, tg_str_t name)
+{
+    for (int k = 0; k < pc->nremove_headers; k++)
+        if (tg_str_caseeq(name, pc->remove_headers[k]))
+            return 1;
+    for (int k = 0; k < pc->nset_headers; k++)
+        if (tg_str_caseeq(name, pc->set_headers[k].name))
+            return 1;
+    return 0;
+}
+
 static int px_build_head(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -135,12 +147,7 @@ static int px_build_head(tg_proxy_t *px)
         tg_header_t *h = &r->headers.h[i];
         if (is_hop_by_hop(h->name, &r->headers))
             continue;
-        int removed = 0;
-        for (int k = 0; k < pc->nremove_headers && !removed; k++)
-            removed = tg_str_caseeq(h->name, pc->remove_headers[k]);
-        for (int k = 0; k < pc->nset_headers && !removed; k++)
-            removed = tg_str_caseeq(h->name, pc->set_headers[k].name);
-        if (removed)
+        if (px_overridden(pc, h->name))
             continue;
         if (tg_str_caseeq_lit(h->name, "x-forwarded-for")) {
             if (xff) { /* several: fold them into the first, in order */
@@ -165,7 +172,9 @@ static int px_build_head(tg_proxy_t *px)
     }
     tg_conn_t *c = r->conn;
     tg_str_t peer = {c->addr, c->addrlen};
-    if (xff) {
+    if (px_overridden(pc, TG_STR("X-Forwarded-For"))) {
+        /* proxy_set_header/proxy_remove_header decide */
+    } else if (xff) {
         char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(xff->value),
                                   TG_STR_FMT(peer));
         if (v == NULL)
@@ -175,11 +184,15 @@ static int px_build_head(tg_proxy_t *px)
         return -1;
     }
     tg_header_t *host = tg_headers_find(&r->headers, TG_STR("Host"));
-    if (tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-Proto"), r->scheme) != 0 ||
-        tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-Host"),
-                       host ? host->value : r->host) != 0 ||
-        tg_headers_add(r->arena, &out, TG_STR("X-Real-IP"), r->remote_addr) != 0)
-        return -1;
+    const tg_header_t gen[] = {
+        {TG_STR("X-Forwarded-Proto"), r->scheme},
+        {TG_STR("X-Forwarded-Host"), host ? host->value : r->host},
+        {TG_STR("X-Real-IP"), r->remote_addr},
+    };
+    for (size_t k = 0; k < sizeof(gen) / sizeof(gen[0]); k++)
+        if (!px_overridden(pc, gen[k].name) &&
+            tg_headers_add(r->arena, &out, gen[k].name, gen[k].value) != 0)
+            return -1;
     if (host == NULL && tg_headers_add(r->arena, &out, TG_STR("Host"), r->host) != 0)
         return -1;
     for (int k = 0; k < pc->nset_headers; k++) {
