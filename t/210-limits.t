@@ -1,0 +1,103 @@
+# Malformed, ambiguous and oversized requests: the right status, the
+# connection closed, and nothing forwarded upstream.
+use v5.36;
+use Test::More;
+use lib 't/lib';
+use Tollgate::Test;
+
+my $up = node_upstream('echo');
+my $tg = tg_start(<<"C");
+server {
+    listen %%PORT%%;
+    client_max_body_size 1k;
+    client_max_uri_length 2k;
+    client_max_headers 20;
+    timeouts header=1s idle=1s body=1s;
+    location / { proxy_pass $up->{addr}; }
+}
+C
+
+sub status_of($raw) { return $raw =~ m{^HTTP/1\.1 (\d{3}) } ? $1 : 'none' }
+
+my @bad = (
+    ['CL and TE together', "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400],
+    ['two different Content-Length', "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400],
+    ['Content-Length list', "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", 400],
+    ['negative Content-Length', "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400],
+    ['bad chunk size', "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400],
+    ['chunk size overflow', "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", 400],
+    ['TE not ending in chunked', "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400],
+    ['TE chunked twice', "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400],
+    ['bare LF line ends', "GET / HTTP/1.1\nHost: x\n\n", 400],
+    ['bare CR', "GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", 400],
+    ['obs-fold', "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n", 400],
+    ['control byte in a header value', "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400],
+    ['NUL in a header value', "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400],
+    ['space before colon', "GET / HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n", 400],
+    ['missing Host in HTTP/1.1', "GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400],
+    ['two Host headers', "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
+    ['bad Host', "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400],
+    ['absolute-form Host mismatch', "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n", 400],
+    ['bad method token', "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ['HTTP/2.0 request line', "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505],
+    ['HTTP/0.9 style', "GET /\r\n\r\n", 505],
+    ['bad version', "GET / HTTP/1.x\r\nHost: x\r\n\r\n", 400],
+    ['space in target', "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ['%00 in path', "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ['dot segments above root', "GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ['CONNECT', "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", 405],
+    ['asterisk with GET', "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ['too many headers', "GET / HTTP/1.1\r\nHost: x\r\n" . join('', map { "X-$_: v\r\n" } 1 .. 25) . "\r\n", 431],
+    ['header block too large', "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " . ('a' x 20000) . "\r\n\r\n", 431],
+    ['URI too long', "GET /" . ('a' x 3000) . " HTTP/1.1\r\nHost: x\r\n\r\n", 414],
+    ['URI longer than the buffer', "GET /" . ('a' x 20000) . " HTTP/1.1\r\nHost: x\r\n\r\n", 414],
+    ['body over client_max_body_size (Content-Length)', "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" . ('a' x 2000), 413],
+);
+$up->clear_log;
+for my $t (@bad) {
+    my ($name, $req, $want) = @$t;
+    my ($raw, $closed) = $tg->raw($req, timeout => 3);
+    is(status_of($raw), $want, "$name: $want");
+    ok($closed, "$name: connection closed");
+}
+is(scalar @{$up->log}, 0, 'none of them reached the upstream')
+    or diag explain [map { $_->{url} } @{$up->log}];
+
+# chunked body over the limit: 413 once the decoded size passes it
+{
+    my $body = join('', map { sprintf("%x\r\n%s\r\n", 500, 'b' x 500) } 1 .. 5) . "0\r\n\r\n";
+    my $raw = $tg->raw("POST /chunk-big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n$body");
+    like($raw, qr{^HTTP/1\.1 (413|502) }, 'chunked body over the limit refused');
+}
+
+# a smuggling attempt on keep-alive: the second "request" must not be served
+{
+    $up->clear_log;
+    my $raw = $tg->raw("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    is(status_of($raw), 400, 'CL+TE smuggling: 400');
+    is((() = $raw =~ m{HTTP/1\.1}g), 1, 'exactly one response');
+    ok(!grep({ $_->{url} =~ /smuggled/ } @{$up->log}), 'smuggled request never forwarded');
+}
+
+# header timeout: a slow client gets 408 (or a close) after `timeouts header=`
+{
+    my ($raw, $closed) = $tg->raw(["GET / HTTP/1.1\r\n", "Host: x\r\n"], timeout => 4);
+    ok($closed, 'incomplete header closed after the header timeout');
+    like($raw, qr{^(HTTP/1\.1 408 |$)}, '408 or silent close');
+}
+# idle keep-alive timeout
+{
+    my $c = $tg->keepalive;
+    is($c->request(GET => '/idle')->{status}, 200, 'request before idling');
+    ok($c->is_closed(3), 'idle connection closed after `timeouts idle=`');
+}
+# body timeout: a client that stops sending its body
+{
+    my ($raw, $closed) = $tg->raw("POST /slowbody HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+                                  timeout => 6);
+    ok($closed, 'stalled request body: connection closed');
+}
+# a good request still works afterwards on the same gateway
+is($tg->http(GET => '/fine')->{status}, 200, 'gateway still serves');
+$tg->stop;
+done_testing;
