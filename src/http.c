@@ -719,9 +719,9 @@ void tg_http_run_phases(tg_request_t *r)
             }
             if (st == 301 || st == 302 || st == 303 || st == 307 || st == 308) {
                 tg_request_add_resp_header(r, TG_STR("Location"), text);
-                text = TG_NULL_STR;
-            }
-            if (text.len == 0 && st >= 300) {
+                char *page = tg_arena_printf(r->arena, "%d %s\n", st, tg_status_reason(st));
+                text = page ? tg_str_c(page) : TG_NULL_STR;
+            } else if (text.len == 0 && st >= 300) {
                 tg_http_error(r, st);
                 return;
             }
