@@ -816,7 +816,8 @@ void tg_http_body_consumed(tg_request_t *r)
 
 static size_t put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n)
+        memcpy(p, s, n);
     return n;
 }
 

@@ -70,6 +70,7 @@ static void px_connect(tg_proxy_t *px);
 static void px_send(tg_proxy_t *px);
 static void px_receive(tg_proxy_t *px);
 static void px_fail(tg_proxy_t *px, int status, int peer_failed);
+static void px_give_up(tg_proxy_t *px, int status);
 
 static tg_proxy_conf_t *px_conf(tg_request_t *r)
 {
@@ -452,7 +453,7 @@ static void px_connect(tg_proxy_t *px)
     tg_upstream_t *u = r->upstream;
     if (px->peer == NULL) {
         if (px->attempts >= px->max_attempts) {
-            px_fail(px, 502, 0);
+            px_give_up(px, 502);
             return;
         }
         tg_str_t key = TG_NULL_STR;
@@ -464,7 +465,7 @@ static void px_connect(tg_proxy_t *px)
         if (px->peer == NULL) {
             tg_log(TG_LOG_ERROR, "no live upstream server in \"%.*s\" for %.*s", TG_STR_FMT(u->name),
                    TG_STR_FMT(r->uri));
-            px_fail(px, 502, 0);
+            px_give_up(px, 502);
             return;
         }
         px->attempts++;
@@ -529,6 +530,14 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
         px_connect(px);
         return;
     }
+    px_give_up(px, status);
+}
+
+/* No more attempts: answer `status`, or drop the client when the response
+ * had started already. */
+static void px_give_up(tg_proxy_t *px, int status)
+{
+    tg_request_t *r = px->r;
     r->proxy = NULL;
     if (r->header_sent) {
         tg_http_finalize(r, 1);

@@ -328,6 +328,8 @@ int tg_upstream_init_all(tg_conf_t *cf)
             p->fail_timeout = 10000;
             u->npeers = 1;
         }
+        if (u->npeers == 1)
+            u->peers[0].max_fails = 0; /* nowhere else to go: never mark it down */
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
         if (tg_balance_init(u, cf->arena) != 0) {
