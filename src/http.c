@@ -414,6 +414,14 @@ static void conn_fail_request(tg_conn_t *c, int status)
     c->req = r;
     c->state = TG_CONN_BUSY;
     r->keepalive = 0;
+    if (c->parser.http_major == 1)
+        r->http_minor = c->parser.http_minor; /* the request line was read */
+    if (r->loc == NULL) {
+        /* answered and logged by the listener's default server */
+        r->server = c->listen->default_server;
+        r->loc = r->server->root;
+        r->loc_conf = r->loc->mconf;
+    }
     tg_http_error(r, status);
 }
 
