@@ -194,7 +194,9 @@ static int px_build_head(tg_proxy_t *px)
         if (!px_overridden(pc, gen[k].name) &&
             tg_headers_add(r->arena, &out, gen[k].name, gen[k].value) != 0)
             return -1;
-    if (host == NULL && tg_headers_add(r->arena, &out, TG_STR("Host"), r->host) != 0)
+    /* an HTTP/1.0 client may send no Host: name the upstream, as nginx does */
+    if (host == NULL && !px_overridden(pc, TG_STR("Host")) &&
+        tg_headers_add(r->arena, &out, TG_STR("Host"), r->host.len ? r->host : r->upstream->name) != 0)
         return -1;
     for (int k = 0; k < pc->nset_headers; k++) {
         tg_str_t v;
@@ -216,7 +218,7 @@ static int px_build_head(tg_proxy_t *px)
     char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
     if (p == NULL)
         return -1;
-#define PUT(s, n) (memcpy(w, (s), (n)), w += (n))
+#define PUT(s, n) ((n) ? (memcpy(w, (s), (n)), w += (n)) : w)
     PUT(r->method_name.p, r->method_name.len);
     PUT(" ", 1);
     PUT(r->uri.p, r->uri.len);
@@ -673,8 +675,32 @@ static void px_finish(tg_proxy_t *px)
     tg_http_finalize(r, 0);
 }
 
-/* One round is parsed: pass header and body spans on to the client. */
-static void px_forward(tg_proxy_t *px)
+/* Everything forwarded so far is written: get ready to read more. Returns 1
+ * when the caller may read the upstream again, 0 when the exchange ended. */
+static int px_drained(tg_proxy_t *px)
+{
+    px->client_blocked = 0;
+    tg_spans_reset(&px->body);
+    if (px->resp_done) {
+        px_finish(px);
+        return 0;
+    }
+    if (px->uc == NULL)
+        return 0;
+    /* everything read so far is written: reuse the buffer from the start */
+    if (px->buf->pos == px->buf->last)
+        px->buf->pos = px->buf->last = px->buf->start;
+    if (px->state == PX_SENDING && px->out.pending)
+        px_want(px, EV_READ | EV_WRITE, px->conf->send_timeout);
+    else
+        px_want(px, EV_READ, px->conf->read_timeout);
+    return 1;
+}
+
+/* One round is parsed: pass header and body spans on to the client.
+ * Returns 1 when all of it is written and the upstream may be read again,
+ * 0 when the client is blocked or the exchange ended. */
+static int px_forward(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
     if (px->resp_headers && !r->header_sent) {
@@ -683,13 +709,13 @@ static void px_forward(tg_proxy_t *px)
             r->keepalive = 0; /* answered before the body was read */
         if (tg_http_send_header(r) != 0) {
             px_fail(px, 502, 0);
-            return;
+            return 0;
         }
     }
     if (r->header_sent && (px->body.len || px->resp_done)) {
         if (tg_http_send_body(r, &px->body, px->resp_done) != 0) {
             tg_http_finalize(r, 1);
-            return;
+            return 0;
         }
     }
     if (px->resp_done && r->upstream_time == 0)
@@ -697,35 +723,21 @@ static void px_forward(tg_proxy_t *px)
     int rc = tg_http_flush(r);
     if (rc < 0) {
         tg_http_finalize(r, 1);
-        return;
+        return 0;
     }
     if (rc == 0) {
         px->client_blocked = 1;
         px_want(px, 0, 0);
-        return;
+        return 0;
     }
-    tg_proxy_on_client_drained(r);
+    return px_drained(px);
 }
 
 void tg_proxy_on_client_drained(tg_request_t *r)
 {
     tg_proxy_t *px = r->proxy;
-    px->client_blocked = 0;
-    tg_spans_reset(&px->body);
-    if (px->resp_done) {
-        px_finish(px);
-        return;
-    }
-    if (px->uc == NULL)
-        return;
-    /* everything read so far is written: reuse the buffer from the start */
-    if (px->buf->pos == px->buf->last)
-        px->buf->pos = px->buf->last = px->buf->start;
-    if (px->state == PX_SENDING && px->out.pending)
-        px_want(px, EV_READ | EV_WRITE, px->conf->send_timeout);
-    else
-        px_want(px, EV_READ, px->conf->read_timeout);
-    px_receive(px);
+    if (px_drained(px))
+        px_receive(px);
 }
 
 static void px_receive(tg_proxy_t *px)
@@ -790,10 +802,8 @@ static void px_receive(tg_proxy_t *px)
         } else {
             b->pos = b->last;
         }
-        if (px->resp_headers) {
-            px_forward(px);
+        if (px->resp_headers && !px_forward(px))
             return;
-        }
     }
 }
 
