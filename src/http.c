@@ -846,6 +846,8 @@ int tg_http_send_header(tg_request_t *r)
     tg_core_conf_t *cc = r->loc_conf ? core_conf(r->loc_conf) : NULL;
     if (cc && !cc->server_tokens)
         tg_headers_remove(&r->resp_headers, TG_STR("Server"));
+    else if (tg_headers_find(&r->resp_headers, TG_STR("Server")) == NULL)
+        tg_headers_add(r->arena, &r->resp_headers, TG_STR("Server"), TG_STR("tollgate"));
 
     /* framing: our own, whatever the upstream used */
     char lenbuf[32];

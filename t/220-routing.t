@@ -77,5 +77,10 @@ $r = $tg->http(HEAD => '/exact');
 is($r->{body}, '', 'HEAD of a local response has no body');
 is($r->{headers}{'content-length'}, '5', 'but its length');
 
+is($r->{headers}{server}, 'tollgate', 'Server header with server_tokens on');
 $tg->stop;
+
+my $q = tg_start("server { listen %%PORT%%; server_tokens off; return 200 x; }");
+ok(!exists $q->http(GET => '/')->{headers}{server}, 'server_tokens off: no Server header');
+$q->stop;
 done_testing;

@@ -6,7 +6,9 @@
  * module gets its own config slot. stderr is captured per parse and the
  * temporary directory is shown as "D", so messages are compared exactly,
  * file:line included. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* nftw */
+#endif
 #include "conf.h"
 #include "module.h"
 #include "tap.h"
