@@ -58,8 +58,24 @@ static int var_scheme(tg_request_t *r, tg_str_t arg, tg_str_t *out)
     return 0;
 }
 
-/* $http_x_api_key: the header X-Api-Key ('_' stands for '-'); several
- * headers of that name are joined with ", " as RFC 9110 allows. */
+/* Is header `name` the one $http_NAME asks for? ('_' stands for '-',
+ * case-insensitive) */
+static int header_is(tg_str_t name, tg_str_t want)
+{
+    if (name.len != want.len)
+        return 0;
+    for (size_t k = 0; k < want.len; k++) {
+        char a = name.p[k], b = want.p[k];
+        a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
+        b = (b >= 'A' && b <= 'Z') ? b + 32 : (b == '_' ? '-' : b);
+        if (a != b)
+            return 0;
+    }
+    return 1;
+}
+
+/* $http_x_api_key: the header X-Api-Key; several headers of that name are
+ * joined with ", " as RFC 9110 allows. */
 static int var_http(tg_request_t *r, tg_str_t name, tg_str_t *out)
 {
     tg_str_t first = TG_NULL_STR;
@@ -67,21 +83,7 @@ static int var_http(tg_request_t *r, tg_str_t name, tg_str_t *out)
     int count = 0;
     for (uint32_t i = 0; i < r->headers.n; i++) {
         tg_header_t *h = &r->headers.h[i];
-        if (h->name.len != name.len)
-            continue;
-        size_t k = 0;
-        for (; k < name.len; k++) {
-            char a = h->name.p[k], b = name.p[k];
-            if (a >= 'A' && a <= 'Z')
-                a += 32;
-            if (b >= 'A' && b <= 'Z')
-                b += 32;
-            if (b == '_')
-                b = '-';
-            if (a != b)
-                break;
-        }
-        if (k != name.len)
+        if (!header_is(h->name, name))
             continue;
         if (count++ == 0)
             first = h->value;
@@ -98,26 +100,15 @@ static int var_http(tg_request_t *r, tg_str_t name, tg_str_t *out)
         return -1;
     for (uint32_t i = 0; i < r->headers.n; i++) {
         tg_header_t *h = &r->headers.h[i];
-        tg_str_t v;
-        if (h->name.len != name.len)
+        if (!header_is(h->name, name))
             continue;
-        /* same comparison as above, cheaper to redo than to remember */
-        int same = 1;
-        for (size_t k = 0; k < name.len && same; k++) {
-            char a = h->name.p[k], b = name.p[k];
-            a = (a >= 'A' && a <= 'Z') ? a + 32 : a;
-            b = (b >= 'A' && b <= 'Z') ? b + 32 : (b == '_' ? '-' : b);
-            same = a == b;
-        }
-        if (!same)
-            continue;
-        v = h->value;
         if (w != p) {
             *w++ = ',';
             *w++ = ' ';
         }
-        memcpy(w, v.p, v.len);
-        w += v.len;
+        if (h->value.len)
+            memcpy(w, h->value.p, h->value.len);
+        w += h->value.len;
     }
     *out = (tg_str_t){p, (size_t)(w - p)};
     return 0;
@@ -169,6 +160,7 @@ int tg_var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out)
     }
     return -1;
 }
+
 
 static int var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out)
 {
