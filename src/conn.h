@@ -34,7 +34,10 @@ struct tg_conn_s {
     uint8_t addrlen;
     unsigned paused : 1; /* parser paused at the end of a message */
     unsigned closing : 1;
+    unsigned pp_done : 1;        /* PROXY protocol header read */
+    uint8_t pp_len;
     char addr[INET6_ADDRSTRLEN]; /* peer address text */
+    char pp_addr[INET6_ADDRSTRLEN]; /* client address from the PROXY header */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 

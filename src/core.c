@@ -250,7 +250,7 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
     }
 }
 
-/* listen [ADDR:]PORT [default_server] [tls] [backlog=N] */
+/* listen [ADDR:]PORT [default_server] [tls] [proxy_protocol] [backlog=N] */
 static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -269,6 +269,8 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
             is_default = 1;
         } else if (tg_str_eq_lit(v, "tls")) {
             tmp.tls = 1;
+        } else if (tg_str_eq_lit(v, "proxy_protocol")) {
+            tmp.proxy_protocol = 1;
         } else if (tg_conf_arg_kv(cf, i, "backlog", &num)) {
             if (tg_parse_int(num, &n) != 0 || n < 1 || n > 65535)
                 return tg_conf_errf(cf, "invalid backlog \"%.*s\"", TG_STR_FMT(num));
@@ -296,8 +298,9 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
         while (*tail)
             tail = &(*tail)->next;
         *tail = ls;
-    } else if (ls->tls != tmp.tls) {
-        return tg_conf_errf(cf, "\"%s\" is listened on with and without tls (first at %s:%d)",
+    } else if (ls->tls != tmp.tls || ls->proxy_protocol != tmp.proxy_protocol) {
+        return tg_conf_errf(cf, "\"%s\" is listened on with different tls or proxy_protocol "
+                                "settings (first at %s:%d)",
                             ls->text, ls->file, ls->line);
     }
     for (int i = 0; i < s->nlistens; i++)
@@ -452,7 +455,7 @@ static const tg_directive_t core_directives[] = {
     {"client_header_buffer_size", TG_SCOPE_MAIN, 0, 1, 1, set_main_size,
      offsetof(tg_main_conf_t, header_buffer_size)},
     {"server", TG_SCOPE_MAIN, TG_CONF_F_BLOCK, 0, 0, set_server, 0},
-    {"listen", TG_SCOPE_SERVER, 0, 1, 4, set_listen, 0},
+    {"listen", TG_SCOPE_SERVER, 0, 1, 5, set_listen, 0},
     {"server_name", TG_SCOPE_SERVER, 0, 1, -1, set_server_name, 0},
     {"location", TG_SCOPE_SERVER, TG_CONF_F_BLOCK, 1, 2, set_location, 0},
     {"return", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 2, set_return, 0},

@@ -27,6 +27,7 @@ typedef struct tg_listen_s {
     socklen_t addrlen;
     char text[80]; /* "127.0.0.1:8080" */
     unsigned tls : 1;
+    unsigned proxy_protocol : 1; /* connections start with a PROXY header */
     int backlog;
     tg_server_t **servers; /* servers on this address, config order */
     int nservers;

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "proxy.h"
 #include "uri.h"
+#include "proxyproto.h"
 #include "var.h"
 #include "log.h"
 #include "worker.h"
@@ -425,6 +426,41 @@ static void conn_fail_request(tg_conn_t *c, int status)
     tg_http_error(r, status);
 }
 
+/* A listener with proxy_protocol: read the PROXY header before any HTTP.
+ * Returns 1 when done, 0 when waiting for bytes, -1 when the connection was
+ * closed (not a valid header). */
+static int conn_proxy_protocol(tg_conn_t *c)
+{
+    tg_buf_t *b = c->ibuf;
+    for (;;) {
+        int n = tg_proxyproto_parse(b->pos, (size_t)(b->last - b->pos), c->pp_addr,
+                                    sizeof(c->pp_addr));
+        if (n > 0) {
+            b->pos += n;
+            c->pp_done = 1;
+            c->pp_len = (uint8_t)strlen(c->pp_addr);
+            return 1;
+        }
+        if (n < 0 || b->last == b->end) {
+            tg_log(TG_LOG_INFO, "%s: no valid PROXY protocol header", c->addr);
+            tg_conn_close(c);
+            return -1;
+        }
+        ssize_t got = read(c->fd, b->last, (size_t)(b->end - b->last));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            conn_want(c, EV_READ);
+            return 0;
+        }
+        if (got <= 0) {
+            tg_conn_close(c);
+            return -1;
+        }
+        b->last += got;
+    }
+}
+
 static void conn_read(tg_conn_t *c)
 {
     for (;;) {
@@ -436,6 +472,11 @@ static void conn_read(tg_conn_t *c)
         tg_buf_t *b = c->ibuf;
         if (b->pos == b->last && !c->req)
             b->pos = b->last = b->start; /* nothing pending: reuse from the start */
+        if (!c->pp_done && c->listen->proxy_protocol) {
+            if (conn_proxy_protocol(c) <= 0)
+                return;
+            continue;
+        }
         if (b->pos == b->last) {
             if (b->last == b->end) {
                 /* The header block does not fit in one buffer. */
@@ -475,7 +516,9 @@ static void conn_read(tg_conn_t *c)
         if (c->req && HR(c->req)->headers_done) {
             c->state = TG_CONN_BUSY;
             ev_timer_stop(tg_worker->loop, &c->timer);
-            conn_want(c, 0);
+            /* the read watcher stays on: turning it off and on again per
+             * request costs two epoll_ctl calls; it is turned off lazily if
+             * the client sends while we do not read (conn_io_cb) */
             request_process(c->req);
             return;
         }
@@ -518,6 +561,8 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if ((revents & EV_READ) && c->req && HR(c->req)->body_wait) {
             HR(c->req)->body_wait = 0;
             tg_proxy_on_client_body(c->req);
+        } else if (revents & EV_READ) {
+            conn_want(c, 0); /* pipelined bytes or a close: look after the response */
         }
         return;
     }
@@ -936,7 +981,7 @@ int tg_http_flush(tg_request_t *r)
     int rc = tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
     if (rc == 1) {
         if (c->io.events & EV_WRITE) {
-            conn_want(c, HR(r)->body_wait ? EV_READ : 0);
+            conn_want(c, EV_READ);
             ev_timer_stop(tg_worker->loop, &c->timer);
         }
         return 1;

@@ -394,7 +394,6 @@ static void px_release_conn(tg_proxy_t *px, int reuse)
         return;
     px->uc = NULL;
     uc->r = NULL;
-    ev_io_stop(tg_worker->loop, &uc->io);
     ev_timer_stop(tg_worker->loop, &uc->timer);
     if (reuse) {
         uc->requests++;
@@ -496,7 +495,12 @@ static void px_connect(tg_proxy_t *px)
     }
     px->uc = uc;
     uc->r = r;
-    ev_init(&uc->io, px_io_cb); /* the pool stopped its own watchers */
+    /* a pooled connection keeps its read watcher running (no epoll_ctl per
+     * request): only the callbacks change hands */
+    if (ev_is_active(&uc->io))
+        ev_set_cb(&uc->io, px_io_cb);
+    else
+        ev_init(&uc->io, px_io_cb);
     ev_init(&uc->timer, px_timer_cb);
     if (pooled) {
         px->state = PX_SENDING;

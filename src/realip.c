@@ -3,13 +3,14 @@
  * X-Forwarded-For the list is read right to left, skipping trusted proxies,
  * so a client cannot choose its address by sending the header itself. The
  * result replaces $remote_addr for everything after this module (logs, keys,
- * the X-Forwarded-For sent upstream, Lua). */
+ * the X-Forwarded-For sent upstream, Lua). With proxy_protocol the address
+ * comes from the PROXY header a balancer sent (listen ... proxy_protocol). */
 #include <arpa/inet.h>
 #include "request.h"
 #include "conn.h"
 #include "cidr.h"
 
-enum { RIP_XFF = 1, RIP_X_REAL_IP };
+enum { RIP_XFF = 1, RIP_X_REAL_IP, RIP_PROXY_PROTOCOL };
 
 typedef struct {
     tg_cidr_t *from;
@@ -63,9 +64,11 @@ static const char *set_header(tg_conf_t *cf, const tg_directive_t *d, void *conf
         c->header = RIP_XFF;
     else if (tg_str_caseeq_lit(v, "X-Real-IP"))
         c->header = RIP_X_REAL_IP;
+    else if (tg_str_eq_lit(v, "proxy_protocol"))
+        c->header = RIP_PROXY_PROTOCOL;
     else
         return tg_conf_errf(cf, "invalid value \"%.*s\" in \"real_ip_header\", expected "
-                                "X-Forwarded-For or X-Real-IP",
+                                "X-Forwarded-For, X-Real-IP or proxy_protocol",
                             TG_STR_FMT(v));
     return NULL;
 }
@@ -87,7 +90,10 @@ static tg_rc_t realip_rewrite(tg_request_t *r, void *conf)
     if (!tg_cidr_match_sa(c->from, c->nfrom, (struct sockaddr *)&r->conn->sa))
         return TG_OK;
     tg_str_t found = TG_NULL_STR;
-    if (c->header == RIP_X_REAL_IP) {
+    if (c->header == RIP_PROXY_PROTOCOL) {
+        if (r->conn->pp_len)
+            found = (tg_str_t){r->conn->pp_addr, r->conn->pp_len};
+    } else if (c->header == RIP_X_REAL_IP) {
         tg_header_t *h = tg_headers_find(&r->headers, TG_STR("X-Real-IP"));
         if (h && is_addr(tg_str_trim(h->value)))
             found = tg_str_trim(h->value);

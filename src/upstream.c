@@ -441,10 +441,9 @@ tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p)
             continue;
         *pp = uc->next;
         u->nidle--;
-        ev_io_stop(tg_worker->loop, &uc->io);
         ev_timer_stop(tg_worker->loop, &uc->timer);
         uc->next = NULL;
-        return uc;
+        return uc; /* its read watcher is still on, for the new owner */
     }
     return NULL;
 }
@@ -466,8 +465,13 @@ void tg_upstream_pool_put(tg_upconn_t *uc, tg_msec_t keepalive_ms)
         u->nidle--;
         tg_upconn_destroy(old);
     }
-    ev_io_init(&uc->io, idle_io_cb, uc->fd, EV_READ);
-    ev_io_start(tg_worker->loop, &uc->io);
+    if (ev_is_active(&uc->io) && uc->io.events == EV_READ) {
+        ev_set_cb(&uc->io, idle_io_cb);
+    } else {
+        ev_io_stop(tg_worker->loop, &uc->io);
+        ev_io_init(&uc->io, idle_io_cb, uc->fd, EV_READ);
+        ev_io_start(tg_worker->loop, &uc->io);
+    }
     ev_timer_init(&uc->timer, idle_timer_cb, (double)keepalive_ms / 1000.0, 0);
     ev_timer_start(tg_worker->loop, &uc->timer);
     uc->next = u->idle;
