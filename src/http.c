@@ -877,6 +877,12 @@ static size_t put(char *p, const char *s, size_t n)
 int tg_http_send_header(tg_request_t *r)
 {
     http_req_t *hr = HR(r);
+    /* before the hooks, so remove_header can drop it too */
+    tg_core_conf_t *cc = r->loc_conf ? core_conf(r->loc_conf) : NULL;
+    if (cc && !cc->server_tokens)
+        tg_headers_remove(&r->resp_headers, TG_STR("Server"));
+    else if (tg_headers_find(&r->resp_headers, TG_STR("Server")) == NULL)
+        tg_headers_add(r->arena, &r->resp_headers, TG_STR("Server"), TG_STR("tollgate"));
     if (r->loc) {
         for (tg_hook_t *h = r->loc->hooks[TG_PHASE_RESPONSE_HEADERS]; h && h->module; h++) {
             if (h->module->on_response_headers(r, h->conf) == TG_ERROR) {
@@ -888,11 +894,6 @@ int tg_http_send_header(tg_request_t *r)
     int st = r->status;
     if (r->method == HTTP_HEAD || st == 204 || st == 304 || st < 200)
         r->resp_no_body = 1;
-    tg_core_conf_t *cc = r->loc_conf ? core_conf(r->loc_conf) : NULL;
-    if (cc && !cc->server_tokens)
-        tg_headers_remove(&r->resp_headers, TG_STR("Server"));
-    else if (tg_headers_find(&r->resp_headers, TG_STR("Server")) == NULL)
-        tg_headers_add(r->arena, &r->resp_headers, TG_STR("Server"), TG_STR("tollgate"));
 
     /* framing: our own, whatever the upstream used */
     char lenbuf[32];

@@ -1,6 +1,9 @@
 /* The one ordered list of modules. Order is hook order within a phase:
- * real_ip first (it decides $remote_addr for everyone after it), the access
- * log last. Adding a module is one line here plus its file. */
+ * real_ip first (it decides $remote_addr for everyone after it); response
+ * headers: security_headers, cors, then the user's add_header/remove_header
+ * (so remove_header can drop anything); the access log last. Adding a module
+ * is one line here plus its file (src/ for core parts, modules/ for
+ * middleware). */
 #include <stddef.h>
 #include "module.h"
 #include "core.h"
@@ -8,12 +11,18 @@
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_accesslog_module;
+extern tg_module_t tg_security_headers_module;
+extern tg_module_t tg_cors_module;
+extern tg_module_t tg_headers_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
     &tg_realip_module,
     &tg_upstream_module,
     &tg_proxy_module,
+    &tg_security_headers_module,
+    &tg_cors_module,
+    &tg_headers_module,
     &tg_accesslog_module,
     NULL,
 };

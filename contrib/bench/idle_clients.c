@@ -1,0 +1,300 @@
+/* idle_clients.c: the client of the benchmark's `idle` scenario.
+ *
+ * Opens N keep-alive connections to 127.0.0.1:PORT, sends one "GET PATH HTTP/1.1" on each
+ * and reads its whole response, so that every connection ends up established and idle after
+ * a completed request. Then it prints one "ready ..." line and holds the connections open,
+ * watching for any the server closes, until SIGTERM/SIGINT/SIGUSR1 or MAX_SECS after its
+ * start; then it closes them all, prints one "done ..." line and exits 0. contrib/bench/run
+ * measures the proxy's memory between those two lines.
+ *
+ *   ready conns=N ok=K non200=A connect=B closed=C timeout=D badresp=E closed_idle=F open_ms=T
+ *     ok: connections whose request got a complete 200 response and that are still open;
+ *     non200: complete responses with another status; connect: connects that failed;
+ *     closed: closed by the server before the response was complete; timeout: not done
+ *     within the open phase (MAX_SECS / 2); badresp: unparsable or too large responses;
+ *     closed_idle: connections the server closed after their 200 (counted once, here)
+ *   done held=H closed_idle=C held_ms=T
+ *     held: idle connections still open when told to stop; closed_idle: idle connections
+ *     the server closed (or reset, or sent unexpected data on) so far, the open phase included
+ *
+ * Invariants: at most INFLIGHT connections are connecting or waiting for their response at
+ * once (so the server's listen backlog never overflows and no SYN is retried); every wait
+ * is bounded by MAX_SECS in total; loopback only. It raises its own RLIMIT_NOFILE to fit N.
+ *
+ * Usage: idle_clients PORT N PATH MAX_SECS
+ * Build: gcc -O2 -o build/bench/idle_clients contrib/bench/idle_clients.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INFLIGHT 256      /* connections connecting or awaiting a response at once */
+#define RESP_MAX 8192     /* a response (headers + body) must fit in this */
+#define MAX_EVENTS 512
+
+enum { C_FREE = 0, C_CONNECTING, C_WAITING, C_IDLE, C_DONE };
+
+typedef struct {
+    int fd;
+    int state;
+    char *buf; /* RESP_MAX bytes while waiting for the response, else NULL */
+    size_t len;
+} conn_t;
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) { (void)sig; stop_flag = 1; }
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int epfd;
+static struct sockaddr_in peer;
+static char request[512];
+static size_t request_len;
+static long n_ok, n_non200, n_connect, n_closed, n_badresp, n_closed_idle;
+static int inflight;
+
+static void conn_finish(conn_t *c, int state)
+{
+    free(c->buf);
+    c->buf = NULL;
+    if (c->state == C_CONNECTING || c->state == C_WAITING) inflight--;
+    if (state == C_DONE && c->fd >= 0) {
+        close(c->fd); /* also removes it from the epoll set */
+        c->fd = -1;
+    }
+    c->state = state;
+}
+
+static void conn_start(conn_t *c)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        n_connect++;
+        c->state = C_DONE;
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    inflight++;
+    c->state = C_CONNECTING;
+    if (connect(c->fd, (struct sockaddr *)&peer, sizeof(peer)) < 0 && errno != EINPROGRESS) {
+        n_connect++;
+        conn_finish(c, C_DONE);
+        return;
+    }
+    struct epoll_event e = {.events = EPOLLOUT | EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &e) < 0) {
+        n_connect++;
+        conn_finish(c, C_DONE);
+    }
+}
+
+/* Is the response in c->buf complete? 1 yes (status in *status), 0 not yet, -1 invalid. */
+static int response_complete(conn_t *c, int *status)
+{
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (!end) return c->len >= RESP_MAX ? -1 : 0;
+    size_t hdr_len = (size_t)(end - c->buf) + 4;
+    if (sscanf(c->buf, "HTTP/1.%*[01] %d", status) != 1) return -1;
+    if (*status == 204 || *status == 304 || (*status >= 100 && *status < 200)) return 1;
+    long clen = -1;
+    int chunked = 0;
+    for (char *p = memchr(c->buf, '\n', hdr_len); p && p < end; p = memchr(p, '\n', (size_t)(end - p))) {
+        p++;
+        if (strncasecmp(p, "Content-Length:", 15) == 0) clen = strtol(p + 15, NULL, 10);
+        else if (strncasecmp(p, "Transfer-Encoding:", 18) == 0) {
+            char *eol = memchr(p, '\r', (size_t)(end + 2 - p));
+            if (eol && memmem(p, (size_t)(eol - p), "chunked", 7)) chunked = 1;
+        }
+    }
+    if (chunked) /* a small body: done once the last chunk and empty trailer are in */
+        return c->len >= hdr_len + 5 && memcmp(c->buf + c->len - 5, "0\r\n\r\n", 5) == 0
+                   ? 1 : (c->len >= RESP_MAX ? -1 : 0);
+    if (clen < 0) return -1; /* would be delimited by close: not a keep-alive response */
+    if (hdr_len + (size_t)clen > RESP_MAX) return -1;
+    return c->len >= hdr_len + (size_t)clen;
+}
+
+static void on_io(conn_t *c, uint32_t ev)
+{
+    if (c->state == C_CONNECTING) {
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err || (ev & (EPOLLERR | EPOLLHUP))) {
+            n_connect++;
+            conn_finish(c, C_DONE);
+            return;
+        }
+        if (!(ev & EPOLLOUT)) return;
+        /* the request is tiny: one write on a fresh socket sends it whole */
+        if (write(c->fd, request, request_len) != (ssize_t)request_len) {
+            n_closed++;
+            conn_finish(c, C_DONE);
+            return;
+        }
+        c->buf = malloc(RESP_MAX);
+        c->len = 0;
+        c->state = C_WAITING;
+        struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &e);
+        return;
+    }
+    if (c->state == C_WAITING) {
+        for (;;) {
+            ssize_t n = read(c->fd, c->buf + c->len, RESP_MAX - c->len);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            if (n <= 0) {
+                n_closed++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+            c->len += (size_t)n;
+            int status = 0;
+            int r = response_complete(c, &status);
+            if (r < 0) {
+                n_badresp++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+            if (r > 0) {
+                if (status == 200) {
+                    n_ok++;
+                    conn_finish(c, C_IDLE); /* stays open and in the epoll set */
+                } else {
+                    n_non200++;
+                    conn_finish(c, C_DONE);
+                }
+                return;
+            }
+            if (c->len >= RESP_MAX) {
+                n_badresp++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+        }
+    }
+    if (c->state == C_IDLE) {
+        /* nothing should arrive on an idle connection: EOF, a reset or stray data all count */
+        char tmp[512];
+        ssize_t n = read(c->fd, tmp, sizeof(tmp));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        n_closed_idle++;
+        n_ok--;
+        conn_finish(c, C_DONE);
+    }
+}
+
+static void raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= (rlim_t)want) return;
+    struct rlimit nr = {.rlim_cur = (rlim_t)want, .rlim_max = rl.rlim_max};
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want) nr.rlim_max = (rlim_t)want;
+    if (setrlimit(RLIMIT_NOFILE, &nr) == 0) return;
+    nr.rlim_cur = nr.rlim_max = rl.rlim_max; /* not allowed to raise the hard limit */
+    setrlimit(RLIMIT_NOFILE, &nr);
+    fprintf(stderr, "idle_clients: fd limit %ld is below the %ld it needs\n", (long)rl.rlim_max, want);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s PORT N PATH MAX_SECS\n", argv[0]);
+        return 2;
+    }
+    int port = atoi(argv[1]);
+    long n = atol(argv[2]);
+    double max_ms = atof(argv[4]) * 1000;
+    if (port <= 0 || port > 65535 || n <= 0 || n > 1000000 || max_ms <= 0 || argv[3][0] != '/') {
+        fprintf(stderr, "idle_clients: bad arguments\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait returns */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    raise_nofile(n + 64);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons((uint16_t)port);
+    peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    request_len = (size_t)snprintf(request, sizeof(request),
+                                   "GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: idle_clients\r\n\r\n", argv[3]);
+    if (request_len >= sizeof(request)) return 2;
+
+    conn_t *conns = calloc((size_t)n, sizeof(conn_t));
+    if (!conns) return 1;
+    for (long i = 0; i < n; i++) conns[i].fd = -1;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        perror("epoll_create1");
+        return 1;
+    }
+
+    /* Phase 1: open them, a window of INFLIGHT at a time, each with one request. */
+    double t0 = now_ms();
+    double open_deadline = t0 + max_ms / 2;
+    long next = 0;
+    struct epoll_event evs[MAX_EVENTS];
+    while (!stop_flag && now_ms() < open_deadline) {
+        while (next < n && inflight < INFLIGHT) conn_start(&conns[next++]);
+        if (next >= n && inflight == 0) break;
+        int k = epoll_wait(epfd, evs, MAX_EVENTS, 100);
+        if (k < 0 && errno != EINTR) {
+            perror("epoll_wait");
+            return 1;
+        }
+        for (int i = 0; i < k; i++) on_io((conn_t *)evs[i].data.ptr, evs[i].events);
+    }
+    long n_timeout = 0;
+    for (long i = 0; i < n; i++) {
+        if (conns[i].state == C_CONNECTING || conns[i].state == C_WAITING || conns[i].state == C_FREE) {
+            n_timeout++;
+            conn_finish(&conns[i], C_DONE);
+        }
+    }
+    double t1 = now_ms();
+    printf("ready conns=%ld ok=%ld non200=%ld connect=%ld closed=%ld timeout=%ld badresp=%ld "
+           "closed_idle=%ld open_ms=%.0f\n",
+           n, n_ok, n_non200, n_connect, n_closed, n_timeout, n_badresp, n_closed_idle, t1 - t0);
+
+    /* Phase 2: hold them until told to stop (or MAX_SECS), noting any the server closes. */
+    while (!stop_flag && now_ms() < t0 + max_ms) {
+        int k = epoll_wait(epfd, evs, MAX_EVENTS, 100);
+        if (k < 0 && errno != EINTR) {
+            perror("epoll_wait");
+            return 1;
+        }
+        for (int i = 0; i < k; i++) on_io((conn_t *)evs[i].data.ptr, evs[i].events);
+    }
+    long held = 0;
+    for (long i = 0; i < n; i++) {
+        if (conns[i].state == C_IDLE) {
+            held++;
+            conn_finish(&conns[i], C_DONE);
+        }
+    }
+    printf("done held=%ld closed_idle=%ld held_ms=%.0f\n", held, n_closed_idle, now_ms() - t1);
+    return 0;
+}

@@ -1,0 +1,19 @@
+// Test upstream: an Express app with optional middleware, to compare what
+// Tollgate answers with what the npm packages answer in-process.
+// Environment: PORT; MW = "" (none) | "helmet" | "cors"; CORS (JSON options
+// for the cors package). Routes: any method on any path answers "ok" as
+// text/plain; GET /own-headers also sets its own X-Frame-Options: DENY and
+// Content-Security-Policy: default-src 'none'.
+'use strict';
+const express = require('express');
+const app = express();
+const mw = process.env.MW || '';
+if (mw === 'helmet') app.use(require('helmet')());
+if (mw === 'cors') app.use(require('cors')(JSON.parse(process.env.CORS || '{}')));
+app.get('/own-headers', (req, res) => {
+    res.set('X-Frame-Options', 'DENY');
+    res.set('Content-Security-Policy', "default-src 'none'");
+    res.type('text/plain').send('own');
+});
+app.all(/.*/, (req, res) => res.type('text/plain').send('ok'));
+app.listen(parseInt(process.env.PORT || '0', 10), '127.0.0.1');
