@@ -12,7 +12,7 @@
  *     non200: complete responses with another status; connect: connects that failed;
  *     closed: closed by the server before the response was complete; timeout: not done
  *     within the open phase (MAX_SECS / 2); badresp: unparsable or too large responses;
- *     closed_idle: connections the server closed after their 200 (counted once, here)
+ *     closed_idle: connections the server closed after their 200 (not in ok)
  *   done held=H closed_idle=C held_ms=T
  *     held: idle connections still open when told to stop; closed_idle: idle connections
  *     the server closed (or reset, or sent unexpected data on) so far, the open phase included
