@@ -52,11 +52,9 @@ static const char *set_add_header(tg_conf_t *cf, const tg_directive_t *d, void *
     if (cf->nargs == 3 && !tg_str_eq_lit(tg_conf_arg(cf, 3), "always"))
         return tg_conf_errf(cf, "invalid parameter \"%s\" in \"add_header\", expected always",
                             cf->args[3].text.p);
-    hd_add_t *v = tg_arena_alloc(cf->arena, (size_t)(c->nadd + 1) * sizeof(*v));
+    hd_add_t *v = tg_arena_grow(cf->arena, c->add, (size_t)c->nadd, 1, sizeof(*v));
     if (v == NULL)
         return "out of memory";
-    if (c->nadd)
-        memcpy(v, c->add, (size_t)c->nadd * sizeof(*v));
     v[c->nadd].name = tg_arena_str(cf->arena, name);
     if ((v[c->nadd].value = tg_tpl_compile(cf, value, &err)) == NULL)
         return err;
@@ -74,11 +72,9 @@ static const char *set_remove_header(tg_conf_t *cf, const tg_directive_t *d, voi
     tg_str_t name = tg_conf_arg(cf, 1);
     if (!tg_conf_is_token(name))
         return tg_conf_errf(cf, "invalid header name \"%.*s\"", TG_STR_FMT(name));
-    tg_str_t *v = tg_arena_alloc(cf->arena, (size_t)(c->nremove + 1) * sizeof(*v));
+    tg_str_t *v = tg_arena_grow(cf->arena, c->remove, (size_t)c->nremove, 1, sizeof(*v));
     if (v == NULL)
         return "out of memory";
-    if (c->nremove)
-        memcpy(v, c->remove, (size_t)c->nremove * sizeof(*v));
     v[c->nremove++] = tg_arena_str(cf->arena, name);
     c->remove = v;
     c->given = 1;

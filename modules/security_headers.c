@@ -82,11 +82,9 @@ static const char *set_security_header(tg_conf_t *cf, const tg_directive_t *d, v
     for (int i = 0; i < c->nset; i++)
         if (tg_str_caseeq(c->set[i].name, name))
             return tg_conf_errf(cf, "duplicate \"security_header %.*s\"", TG_STR_FMT(name));
-    sh_header_t *v = tg_arena_alloc(cf->arena, (size_t)(c->nset + 1) * sizeof(*v));
+    sh_header_t *v = tg_arena_grow(cf->arena, c->set, (size_t)c->nset, 1, sizeof(*v));
     if (v == NULL)
         return "out of memory";
-    if (c->nset)
-        memcpy(v, c->set, (size_t)c->nset * sizeof(*v));
     v[c->nset].name = tg_arena_str(cf->arena, name);
     v[c->nset].value = tg_str_eq_lit(value, "off") ? TG_NULL_STR : tg_arena_str(cf->arena, value);
     c->set = v;

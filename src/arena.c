@@ -250,3 +250,11 @@ void tg_arena_destroy(tg_arena_t *a)
     a->head = NULL;
     a->total = 0;
 }
+
+void *tg_arena_grow(tg_arena_t *a, const void *arr, size_t n, size_t extra, size_t size)
+{
+    char *v = tg_arena_alloc(a, (n + extra) * size);
+    if (v && n)
+        memcpy(v, arr, n * size);
+    return v;
+}

@@ -38,6 +38,10 @@ char *tg_arena_printf(tg_arena_t *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 char *tg_arena_vprintf(tg_arena_t *a, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
+/* A copy of the array `arr` (n elements of `size` bytes) with `extra` more
+ * zeroed elements after them: how config directives grow their lists.
+ * NULL when out of memory. */
+void *tg_arena_grow(tg_arena_t *a, const void *arr, size_t n, size_t extra, size_t size);
 int tg_arena_on_reset(tg_arena_t *a, void (*fn)(void *), void *data);
 /* Run cleanups, keep the first block only (emptied). */
 void tg_arena_reset(tg_arena_t *a);

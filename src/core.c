@@ -19,11 +19,9 @@
 /* Grow an arena array of pointers by one (configs are small). */
 static int ptr_push(tg_arena_t *a, void ***arr, int *n, void *item)
 {
-    void **v = tg_arena_alloc(a, (size_t)(*n + 1) * sizeof(void *));
+    void **v = tg_arena_grow(a, *arr, (size_t)*n, 1, sizeof(void *));
     if (v == NULL)
         return -1;
-    if (*n)
-        memcpy(v, *arr, (size_t)*n * sizeof(void *));
     v[(*n)++] = item;
     *arr = v;
     return 0;
@@ -323,11 +321,10 @@ static const char *set_server_name(tg_conf_t *cf, const tg_directive_t *d, void 
     (void)d;
     (void)conf;
     tg_server_t *s = cf->ctx;
-    tg_str_t *names = tg_arena_alloc(cf->arena, (size_t)(s->nnames + cf->nargs) * sizeof(tg_str_t));
+    tg_str_t *names = tg_arena_grow(cf->arena, s->names, (size_t)s->nnames, (size_t)cf->nargs,
+                                    sizeof(tg_str_t));
     if (names == NULL)
         return "out of memory";
-    if (s->nnames)
-        memcpy(names, s->names, (size_t)s->nnames * sizeof(tg_str_t));
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t v = tg_conf_arg(cf, i);
         char *low = tg_arena_strdup(cf->arena, v);

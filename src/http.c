@@ -131,7 +131,7 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static void span_extend(tg_str_t *s, const char *at, size_t len)
+void tg_header_span_extend(tg_str_t *s, const char *at, size_t len)
 {
     if (s->p == NULL)
         s->p = at;
@@ -141,14 +141,14 @@ static void span_extend(tg_str_t *s, const char *at, size_t len)
 static int on_method(llhttp_t *p, const char *at, size_t len)
 {
     tg_conn_t *c = p->data;
-    span_extend(&c->req->method_name, at, len);
+    tg_header_span_extend(&c->req->method_name, at, len);
     return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     tg_conn_t *c = p->data;
-    span_extend(&c->req->uri, at, len);
+    tg_header_span_extend(&c->req->uri, at, len);
     if ((int64_t)c->req->uri.len > conn_core_conf(c)->client_max_uri) {
         HR(c->req)->error_status = 414;
         return HPE_USER;
@@ -170,7 +170,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
             return -1;
         hr->last_cb = 1;
     }
-    span_extend(&r->headers.h[r->headers.n - 1].name, at, len);
+    tg_header_span_extend(&r->headers.h[r->headers.n - 1].name, at, len);
     return 0;
 }
 
@@ -179,7 +179,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     tg_conn_t *c = p->data;
     tg_request_t *r = c->req;
     HR(r)->last_cb = 2;
-    span_extend(&r->headers.h[r->headers.n - 1].value, at, len);
+    tg_header_span_extend(&r->headers.h[r->headers.n - 1].value, at, len);
     return 0;
 }
 
@@ -189,16 +189,22 @@ static int on_header_value_complete(llhttp_t *p)
 {
     tg_conn_t *c = p->data;
     tg_request_t *r = c->req;
-    tg_header_t *h = &r->headers.h[r->headers.n - 1];
     HR(r)->last_cb = 2;
+    if (tg_header_value_finish(&r->headers.h[r->headers.n - 1]) != 0) {
+        HR(r)->error_status = 400;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+int tg_header_value_finish(tg_header_t *h)
+{
     if (h->value.p == NULL)
-        h->value = (tg_str_t){h->name.p + h->name.len, 0};
+        h->value = (tg_str_t){"", 0};
     for (size_t i = 0; i < h->value.len; i++) {
         unsigned char ch = (unsigned char)h->value.p[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-            HR(r)->error_status = 400;
-            return HPE_USER;
-        }
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -1;
     }
     while (h->value.len && (h->value.p[h->value.len - 1] == ' ' ||
                             h->value.p[h->value.len - 1] == '\t'))

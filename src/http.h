@@ -44,6 +44,13 @@ void tg_http_error(tg_request_t *r, int status);
 /* Continue the phases after the routing decision (used by tg_request_resume). */
 void tg_http_run_phases(tg_request_t *r);
 
+/* Shared by the request and response parsers: grow a header span over the
+ * next piece llhttp hands over; finish a value (empty if none, trailing
+ * whitespace trimmed). Returns -1 when the value has control bytes other
+ * than HTAB (RFC 9110 5.5). */
+void tg_header_span_extend(tg_str_t *s, const char *at, size_t len);
+int tg_header_value_finish(tg_header_t *h);
+
 extern tg_module_t tg_core_module;
 
 #endif

@@ -259,10 +259,7 @@ static int on_resp_header_field(llhttp_t *p, const char *at, size_t len)
             return -1;
         px->last_cb = 1;
     }
-    tg_str_t *s = &r->resp_headers.h[r->resp_headers.n - 1].name;
-    if (s->p == NULL)
-        s->p = at;
-    s->len = (size_t)(at + len - s->p);
+    tg_header_span_extend(&r->resp_headers.h[r->resp_headers.n - 1].name, at, len);
     return 0;
 }
 
@@ -271,30 +268,18 @@ static int on_resp_header_value(llhttp_t *p, const char *at, size_t len)
     tg_proxy_t *px = p->data;
     tg_request_t *r = px->r;
     px->last_cb = 2;
-    tg_str_t *s = &r->resp_headers.h[r->resp_headers.n - 1].value;
-    if (s->p == NULL)
-        s->p = at;
-    s->len = (size_t)(at + len - s->p);
+    tg_header_span_extend(&r->resp_headers.h[r->resp_headers.n - 1].value, at, len);
     return 0;
 }
 
 static int on_resp_header_value_complete(llhttp_t *p)
 {
     tg_proxy_t *px = p->data;
-    tg_header_t *h = &px->r->resp_headers.h[px->r->resp_headers.n - 1];
     px->last_cb = 2;
-    if (h->value.p == NULL)
-        h->value = (tg_str_t){"", 0};
-    for (size_t i = 0; i < h->value.len; i++) {
-        unsigned char ch = (unsigned char)h->value.p[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-            px->error_status = 502;
-            return HPE_USER;
-        }
+    if (tg_header_value_finish(&px->r->resp_headers.h[px->r->resp_headers.n - 1]) != 0) {
+        px->error_status = 502;
+        return HPE_USER;
     }
-    while (h->value.len && (h->value.p[h->value.len - 1] == ' ' ||
-                            h->value.p[h->value.len - 1] == '\t'))
-        h->value.len--;
     return 0;
 }
 
@@ -941,11 +926,10 @@ static const char *set_proxy_set_header(tg_conf_t *cf, const tg_directive_t *d, 
     const char *err = tg_conf_check_header(cf, name, value);
     if (err)
         return err;
-    tg_proxy_header_t *h = tg_arena_alloc(cf->arena, (size_t)(pc->nset_headers + 1) * sizeof(*h));
+    tg_proxy_header_t *h = tg_arena_grow(cf->arena, pc->set_headers, (size_t)pc->nset_headers, 1,
+                                         sizeof(*h));
     if (h == NULL)
         return "out of memory";
-    if (pc->nset_headers)
-        memcpy(h, pc->set_headers, (size_t)pc->nset_headers * sizeof(*h));
     h[pc->nset_headers].name = tg_arena_str(cf->arena, name);
     if ((h[pc->nset_headers].value = tg_tpl_compile(cf, value, &err)) == NULL)
         return err;
@@ -962,11 +946,10 @@ static const char *set_proxy_remove_header(tg_conf_t *cf, const tg_directive_t *
     tg_str_t name = tg_conf_arg(cf, 1);
     if (!tg_conf_is_token(name))
         return tg_conf_errf(cf, "invalid header name \"%.*s\"", TG_STR_FMT(name));
-    tg_str_t *h = tg_arena_alloc(cf->arena, (size_t)(pc->nremove_headers + 1) * sizeof(*h));
+    tg_str_t *h = tg_arena_grow(cf->arena, pc->remove_headers, (size_t)pc->nremove_headers, 1,
+                                sizeof(*h));
     if (h == NULL)
         return "out of memory";
-    if (pc->nremove_headers)
-        memcpy(h, pc->remove_headers, (size_t)pc->nremove_headers * sizeof(*h));
     h[pc->nremove_headers++] = tg_arena_str(cf->arena, name);
     pc->remove_headers = h;
     pc->set_headers_given = 1;

@@ -42,11 +42,9 @@ static const char *set_from(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     realip_conf_t *c = conf;
-    tg_cidr_t *v = tg_arena_alloc(cf->arena, (size_t)(c->nfrom + cf->nargs) * sizeof(*v));
+    tg_cidr_t *v = tg_arena_grow(cf->arena, c->from, (size_t)c->nfrom, (size_t)cf->nargs, sizeof(*v));
     if (v == NULL)
         return "out of memory";
-    if (c->nfrom)
-        memcpy(v, c->from, (size_t)c->nfrom * sizeof(*v));
     for (int i = 1; i <= cf->nargs; i++)
         if (tg_cidr_parse(tg_conf_arg(cf, i), &v[c->nfrom++]) != 0)
             return tg_conf_errf(cf, "invalid address or CIDR \"%s\" in \"real_ip_from\"",
