@@ -49,6 +49,7 @@ typedef struct {
     unsigned body_wait : 1;  /* the proxy waits for request body bytes */
     unsigned continue_sent : 1;
     unsigned rerouted : 1;
+    tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
 } http_req_t;
 
 #define HR(r) ((http_req_t *)(r))
@@ -954,23 +955,20 @@ int tg_http_send_header(tg_request_t *r)
     return 0;
 }
 
-int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last)
+/* Queue body bytes with the response's framing. */
+static int queue_body(tg_request_t *r, const struct iovec *v, int n, size_t len, int last)
 {
     http_req_t *hr = HR(r);
     tg_iovq_t *q = &hr->out;
-    if (r->resp_no_body) {
-        hr->resp_done = last;
-        return 0;
-    }
-    if (spans && spans->len) {
-        if (q->n + spans->n + 3 > TG_IOVQ_MAX && tg_http_flush(r) != 1)
+    if (len) {
+        if (q->n + n + 3 > TG_IOVQ_MAX && tg_http_flush(r) != 1)
             return -1; /* callers queue at most one round before flushing */
         if (hr->resp_chunked) {
-            int n = snprintf(q->scratch, sizeof(q->scratch), "%zx\r\n", spans->len);
-            tg_iovq_add(q, q->scratch, (size_t)n);
+            int k = snprintf(q->scratch, sizeof(q->scratch), "%zx\r\n", len);
+            tg_iovq_add(q, q->scratch, (size_t)k);
         }
-        for (int i = 0; i < spans->n; i++)
-            tg_iovq_add(q, spans->v[i].iov_base, spans->v[i].iov_len);
+        for (int i = 0; i < n; i++)
+            tg_iovq_add(q, v[i].iov_base, v[i].iov_len);
         if (hr->resp_chunked)
             tg_iovq_add(q, "\r\n", 2);
     }
@@ -980,6 +978,66 @@ int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last)
         hr->resp_done = 1;
     }
     return 0;
+}
+
+/* Run the location's body filters over this round: the spans become a chain
+ * (descriptors kept per request, no allocation per round), each filter
+ * replaces the chain with its output, and the result is queued. */
+static int filter_body(tg_request_t *r, tg_spans_t *spans, int last)
+{
+    http_req_t *hr = HR(r);
+    if (hr->filter_bufs == NULL &&
+        (hr->filter_bufs = tg_arena_alloc(r->arena, (TG_SPANS_MAX + 1) *
+                                                        (sizeof(tg_buf_t) + sizeof(tg_chain_t)))) == NULL)
+        return -1;
+    tg_buf_t *bufs = hr->filter_bufs;
+    tg_chain_t *links = (tg_chain_t *)(bufs + TG_SPANS_MAX + 1), *in = NULL;
+    int nb = 0;
+    for (int i = 0; spans && i < spans->n; i++) {
+        char *p = spans->v[i].iov_base;
+        bufs[nb++] = (tg_buf_t){p, p + spans->v[i].iov_len, p, p + spans->v[i].iov_len, 0, NULL};
+    }
+    if (nb == 0 && !last)
+        return 0;
+    if (nb == 0)
+        bufs[nb++] = (tg_buf_t){0}; /* an empty buffer that carries LAST */
+    if (last)
+        bufs[nb - 1].flags |= TG_BUF_F_LAST;
+    for (int i = nb - 1; i >= 0; i--) {
+        links[i] = (tg_chain_t){&bufs[i], in};
+        in = &links[i];
+    }
+    for (tg_hook_t *h = r->loc->hooks[TG_PHASE_RESPONSE_BODY]; h && h->module; h++)
+        if (h->module->on_response_body(r, h->conf, &in) == TG_ERROR)
+            return -1;
+    struct iovec v[TG_IOVQ_MAX - 4];
+    int nv = 0;
+    size_t len = 0;
+    for (tg_chain_t *cl = in; cl; cl = cl->next) {
+        size_t bl = tg_buf_len(cl->buf);
+        if (bl == 0)
+            continue;
+        if (nv == (int)(sizeof(v) / sizeof(v[0]))) {
+            tg_log(TG_LOG_ERROR, "a body filter returned more than %d buffers", nv);
+            return -1;
+        }
+        v[nv++] = (struct iovec){cl->buf->pos, bl};
+        len += bl;
+    }
+    return queue_body(r, v, nv, len, last);
+}
+
+int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last)
+{
+    http_req_t *hr = HR(r);
+    if (r->resp_no_body) {
+        hr->resp_done = last;
+        return 0;
+    }
+    if (r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY])
+        return filter_body(r, spans, last);
+    return queue_body(r, spans ? spans->v : NULL, spans ? spans->n : 0, spans ? spans->len : 0,
+                      last);
 }
 
 int tg_http_flush(tg_request_t *r)
