@@ -17,6 +17,7 @@ typedef enum {
     TG_CONN_HEADERS,      /* reading a request's header block */
     TG_CONN_BUSY,         /* a request is being processed/proxied */
     TG_CONN_LINGER,       /* response sent, draining input before close */
+    TG_CONN_TUNNEL,       /* upgraded: bytes pass through (proxy.c, tunnel.c) */
 } tg_conn_state_t;
 
 struct tg_conn_s {

@@ -560,6 +560,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     case TG_CONN_LINGER:
         conn_drain(c);
         return;
+    case TG_CONN_TUNNEL:
+        tg_proxy_on_tunnel_event(c->req);
+        return;
     case TG_CONN_BUSY:
         if (revents & EV_WRITE) {
             conn_write_ready(c);
@@ -593,6 +596,10 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         }
         tg_log(TG_LOG_INFO, "client %s timed out", c->addr);
+        tg_http_finalize(c->req, 1);
+        return;
+    case TG_CONN_TUNNEL:
+        tg_log(TG_LOG_INFO, "client %s: upgraded connection idle, closed", c->addr);
         tg_http_finalize(c->req, 1);
         return;
     default:
@@ -809,6 +816,19 @@ void tg_http_run_phases(tg_request_t *r)
     tg_proxy_start(r);
 }
 
+void tg_http_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms)
+{
+    tg_conn_t *c = r->conn;
+    c->state = TG_CONN_TUNNEL;
+    c->timer.repeat = (double)idle_ms / 1000.0;
+    ev_timer_again(tg_worker->loop, &c->timer);
+}
+
+void tg_http_tunnel_active(tg_request_t *r)
+{
+    ev_timer_again(tg_worker->loop, &r->conn->timer);
+}
+
 void tg_request_resume(tg_request_t *r)
 {
     tg_http_run_phases(r);
@@ -918,7 +938,9 @@ int tg_http_send_header(tg_request_t *r)
         }
     }
     tg_str_t conn_hdr = TG_NULL_STR;
-    if (!r->keepalive)
+    if (st == 101)
+        conn_hdr = TG_STR("Connection: upgrade\r\n");
+    else if (!r->keepalive)
         conn_hdr = TG_STR("Connection: close\r\n");
     else if (r->http_minor == 0)
         conn_hdr = TG_STR("Connection: keep-alive\r\n");

@@ -41,6 +41,10 @@ void tg_http_finalize(tg_request_t *r, int abort);
 /* Answer with an error page unless the header went out already (then the
  * connection is closed). */
 void tg_http_error(tg_request_t *r, int status);
+/* The connection becomes a tunnel (after a 101): events go to the proxy,
+ * the idle timer is `idle_ms`; tg_http_tunnel_active restarts it. */
+void tg_http_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms);
+void tg_http_tunnel_active(tg_request_t *r);
 /* Continue the phases after the routing decision (used by tg_request_resume). */
 void tg_http_run_phases(tg_request_t *r);
 

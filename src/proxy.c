@@ -29,6 +29,7 @@
 #include "log.h"
 #include "worker.h"
 #include "conn.h"
+#include "tunnel.h"
 
 typedef enum {
     PX_CONNECTING = 0,
@@ -62,6 +63,8 @@ struct tg_proxy_s {
     unsigned upstream_close : 1;  /* upstream asked to close, or framing needs it */
     tg_msec_t keepalive_ms;
     int error_status;
+    unsigned websocket : 1;  /* a WebSocket upgrade was asked for */
+    tg_tunnel_t *tunnel;     /* after a 101: the two-way byte pipe */
 };
 
 static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -71,6 +74,8 @@ static void px_send(tg_proxy_t *px);
 static void px_receive(tg_proxy_t *px);
 static void px_fail(tg_proxy_t *px, int status, int peer_failed);
 static void px_give_up(tg_proxy_t *px, int status);
+static void px_upgrade(tg_proxy_t *px);
+static void px_tunnel_event(tg_proxy_t *px);
 
 static tg_proxy_conf_t *px_conf(tg_request_t *r)
 {
@@ -206,6 +211,14 @@ static int px_build_head(tg_proxy_t *px)
             return -1;
     }
 
+    if (px->websocket) {
+        /* the hop-by-hop pair that asks the upstream to switch protocols */
+        tg_header_t *up = tg_headers_find(&r->headers, TG_STR("Upgrade"));
+        if (tg_headers_add(r->arena, &out, TG_STR("Connection"), TG_STR("upgrade")) != 0 ||
+            tg_headers_add(r->arena, &out, TG_STR("Upgrade"), up->value) != 0)
+            return -1;
+    }
+
     char lenbuf[48] = "";
     if (r->chunked)
         snprintf(lenbuf, sizeof(lenbuf), "Transfer-Encoding: chunked\r\n");
@@ -288,6 +301,15 @@ static int on_resp_headers_complete(llhttp_t *p)
     tg_proxy_t *px = p->data;
     tg_request_t *r = px->r;
     int st = p->status_code;
+    if (st == 101) {
+        if (!px->websocket) {
+            px->error_status = 502; /* a switch nobody asked for */
+            return -1;
+        }
+        px->resp_headers = 1;
+        r->status = r->upstream_status = 101;
+        return 0; /* llhttp stops with HPE_PAUSED_UPGRADE */
+    }
     if (st < 200) {
         /* 1xx: informational, not forwarded (we answer 100-continue
          * ourselves); the real response follows */
@@ -301,8 +323,10 @@ static int on_resp_headers_complete(llhttp_t *p)
         r->resp_content_length = (int64_t)p->content_length;
     else if (r->method == HTTP_HEAD || st == 204 || st == 304)
         r->resp_content_length = -1;
-    if (!llhttp_should_keep_alive(p))
+    if (!llhttp_should_keep_alive(p) || px->websocket)
         px->upstream_close = 1;
+    if (px->websocket)
+        r->keepalive = 0; /* upgrade refused: the client's next bytes may not be HTTP */
     /* llhttp cannot know the response to HEAD has no body */
     return r->method == HTTP_HEAD ? 1 : 0;
 }
@@ -319,6 +343,8 @@ static int on_resp_message_complete(llhttp_t *p)
     tg_proxy_t *px = p->data;
     if (!px->resp_headers)
         return 0; /* end of a 1xx */
+    if (px->r->status == 101)
+        return HPE_PAUSED; /* what follows is the new protocol */
     px->resp_done = 1;
     return HPE_PAUSED;
 }
@@ -413,6 +439,16 @@ void tg_proxy_start(tg_request_t *r)
     tg_upstream_t *u = r->upstream;
     px->max_attempts = px->conf->next_upstream_tries > 0 ? (int)px->conf->next_upstream_tries
                                                           : u->npeers;
+    if (r->upgrade) {
+        /* WebSocket is the upgrade we pass on; any other (h2c...) is
+         * dropped: the request is served as a plain one, then the
+         * connection closes since its bytes after it are not HTTP/1.1 */
+        tg_header_t *up = tg_headers_find(&r->headers, TG_STR("Upgrade"));
+        px->websocket = r->method == HTTP_GET && r->http_minor == 1 && up &&
+                        tg_str_has_token(up->value, "websocket");
+        if (!px->websocket)
+            r->keepalive = 0;
+    }
     if (px_build_head(px) != 0) {
         tg_http_error(r, 500);
         return;
@@ -777,6 +813,11 @@ static void px_receive(tg_proxy_t *px)
         char *start = b->last;
         b->last += n;
         llhttp_errno_t err = llhttp_execute(&px->parser, start, (size_t)n);
+        if ((err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED) && r->status == 101) {
+            b->pos = (char *)llhttp_get_error_pos(&px->parser);
+            px_upgrade(px);
+            return;
+        }
         if (err == HPE_PAUSED) {
             b->pos = (char *)llhttp_get_error_pos(&px->parser);
             if (b->pos != b->last)
@@ -801,6 +842,10 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
     tg_proxy_t *px = uc->r->proxy;
+    if (px->tunnel) {
+        px_tunnel_event(px);
+        return;
+    }
     if (px->state == PX_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -842,10 +887,82 @@ void tg_proxy_abort(tg_request_t *r)
     if (px == NULL)
         return;
     r->proxy = NULL;
+    if (px->tunnel) {
+        tg_worker->tunnels_open--;
+        tg_buf_put(px->tunnel->up);
+        tg_buf_put(px->tunnel->down);
+        px->tunnel = NULL;
+    }
     px_release_conn(px, 0);
     px_attempt_end(px, 0);
     tg_buf_put(px->buf);
     px->buf = NULL;
+}
+
+/* ---- upgraded connections ------------------------------------------------------ */
+
+/* The upstream answered 101: send that on, then both sockets become a
+ * tunnel. Bytes either side sent after the switch are already in buffers. */
+static void px_upgrade(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_conn_t *c = r->conn;
+    tg_header_t *up = tg_headers_find(&r->resp_headers, TG_STR("Upgrade"));
+    tg_str_t proto = up ? up->value : TG_STR("websocket");
+    px_clean_resp_headers(px);
+    if (tg_headers_add(r->arena, &r->resp_headers, TG_STR("Upgrade"), proto) != 0 ||
+        tg_http_send_header(r) != 0 || tg_http_flush(r) != 1) {
+        /* a 101 header that cannot be written at once: give up on it */
+        tg_http_finalize(r, 1);
+        return;
+    }
+    tg_tunnel_t *t = tg_arena_alloc(r->arena, sizeof(*t));
+    tg_buf_t *to_up = tg_buf_get();
+    if (t == NULL || to_up == NULL) {
+        tg_buf_put(to_up);
+        tg_http_finalize(r, 1);
+        return;
+    }
+    /* what the client sent after its upgrade request */
+    tg_buf_t *in = c->ibuf;
+    size_t early = (size_t)(in->last - in->pos);
+    if (early > tg_buf_room(to_up))
+        early = tg_buf_room(to_up);
+    memcpy(to_up->last, in->pos, early);
+    to_up->last += early;
+    in->pos += early;
+    *t = (tg_tunnel_t){.cfd = c->fd, .ufd = px->uc->fd, .cio = &c->io, .uio = &px->uc->io,
+                       .up = to_up, .down = px->buf};
+    px->buf = NULL;
+    px->tunnel = t;
+    r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
+    ev_timer_stop(tg_worker->loop, &px->uc->timer);
+    tg_worker->upgrades++;
+    tg_worker->tunnels_open++;
+    tg_http_tunnel_begin(r, px->conf->websocket_idle_timeout);
+    px_tunnel_event(px);
+}
+
+static void px_tunnel_event(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_tunnel_t *t = px->tunnel;
+    uint64_t up0 = t->up_bytes, down0 = t->down_bytes;
+    int alive = tg_tunnel_pump(t, tg_worker->loop);
+    tg_worker->tunnel_bytes_up += t->up_bytes - up0;
+    tg_worker->tunnel_bytes_down += t->down_bytes - down0;
+    r->bytes_out += t->down_bytes - down0;
+    r->bytes_in += t->up_bytes - up0;
+    if (alive) {
+        tg_http_tunnel_active(r);
+        return;
+    }
+    tg_http_finalize(r, 1); /* logs it, closes both sides */
+}
+
+void tg_proxy_on_tunnel_event(tg_request_t *r)
+{
+    px_tunnel_event(r->proxy);
 }
 
 /* ---- directives ------------------------------------------------------------ */
@@ -857,6 +974,7 @@ static void *proxy_create_conf(tg_conf_t *cf)
         return NULL;
     pc->connect_timeout = pc->read_timeout = pc->send_timeout = TG_CONF_UNSET;
     pc->next_upstream_tries = TG_CONF_UNSET;
+    pc->websocket_idle_timeout = TG_CONF_UNSET;
     return pc;
 }
 
@@ -865,6 +983,7 @@ static const char *proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
     (void)cf;
     tg_proxy_conf_t *p = parent, *c = child;
     TG_CONF_MERGE(c->connect_timeout, p->connect_timeout, 5000);
+    TG_CONF_MERGE(c->websocket_idle_timeout, p->websocket_idle_timeout, 3600000);
     TG_CONF_MERGE(c->read_timeout, p->read_timeout, 60000);
     TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
     TG_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
@@ -963,6 +1082,8 @@ static const tg_directive_t proxy_directives[] = {
      offsetof(tg_proxy_conf_t, next_upstream_tries)},
     {"proxy_set_header", TG_SCOPE_HTTP, 0, 2, 2, set_proxy_set_header, 0},
     {"proxy_remove_header", TG_SCOPE_HTTP, 0, 1, 1, set_proxy_remove_header, 0},
+    {"websocket_idle_timeout", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_msec,
+     offsetof(tg_proxy_conf_t, websocket_idle_timeout)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

@@ -22,6 +22,7 @@ typedef struct {
     tg_str_t *remove_headers;
     int nremove_headers;
     int set_headers_given; /* 1 when this scope had its own list */
+    tg_msec_t websocket_idle_timeout;
 } tg_proxy_conf_t;
 
 /* An upstream connection, active or idle in its upstream's pool. */
@@ -46,6 +47,8 @@ void tg_proxy_on_client_body(tg_request_t *r);
 void tg_proxy_on_client_drained(tg_request_t *r);
 /* Drop the upstream side of r (client gone, or request finished). */
 void tg_proxy_abort(tg_request_t *r);
+/* A tunneled (upgraded) client connection has an event. */
+void tg_proxy_on_tunnel_event(tg_request_t *r);
 
 /* upstream.c: the pool */
 tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p);

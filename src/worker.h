@@ -19,6 +19,9 @@ struct tg_worker_s {
     tg_conn_t *conns; /* all open client connections */
     int64_t nconns;
     uint32_t next_request_id;
+    /* upgraded connections, for the stats endpoint */
+    uint64_t upgrades, tunnel_bytes_up, tunnel_bytes_down;
+    int64_t tunnels_open;
     unsigned shutting_down : 1;
     unsigned accept_paused : 1;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_hup;

@@ -1,0 +1,87 @@
+#include <errno.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include "tunnel.h"
+
+/* One direction: read `from` into b while there is room, write b to `to`.
+ * Returns 1 if any byte moved. */
+static int move(int from, int to, tg_buf_t *b, unsigned *eof, unsigned *shut, unsigned *failed,
+                uint64_t *count)
+{
+    int progress = 0;
+    for (;;) {
+        if (b->pos == b->last)
+            b->pos = b->last = b->start;
+        if (!*eof && b->last < b->end) {
+            ssize_t n = read(from, b->last, (size_t)(b->end - b->last));
+            if (n > 0) {
+                b->last += n;
+                progress = 1;
+            } else if (n == 0) {
+                *eof = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                *failed = 1;
+                return progress;
+            }
+        }
+        if (b->pos == b->last)
+            break;
+        ssize_t w = send(to, b->pos, (size_t)(b->last - b->pos), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                *failed = 1;
+            break;
+        }
+        b->pos += w;
+        *count += (uint64_t)w;
+        progress = 1;
+        if (b->pos != b->last)
+            break; /* the other side is full: wait for it */
+        if (*eof)
+            break;
+    }
+    if (*eof && b->pos == b->last && !*shut) {
+        shutdown(to, SHUT_WR); /* pass the half-close on */
+        *shut = 1;
+    }
+    return progress;
+}
+
+static void want(struct ev_loop *loop, ev_io *w, int fd, int events)
+{
+    if (ev_is_active(w) && w->events == events)
+        return;
+    ev_io_stop(loop, w);
+    if (events) {
+        ev_io_set(w, fd, events);
+        ev_io_start(loop, w);
+    }
+}
+
+int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
+{
+    unsigned up_shut = t->u_shut, down_shut = t->c_shut, c_eof = t->c_eof, u_eof = t->u_eof,
+             failed = 0;
+    int moved, rounds = 0;
+    do { /* a bounded number of rounds: a busy tunnel must not starve the others */
+        moved = move(t->cfd, t->ufd, t->up, &c_eof, &up_shut, &failed, &t->up_bytes);
+        moved |= move(t->ufd, t->cfd, t->down, &u_eof, &down_shut, &failed, &t->down_bytes);
+    } while (moved && !failed && ++rounds < 8);
+    t->c_eof = c_eof, t->u_eof = u_eof, t->u_shut = up_shut, t->c_shut = down_shut;
+    /* one side is done and what it sent is delivered: the tunnel is over
+     * (as nginx does: a WebSocket peer that closed will not be answered) */
+    if (failed || t->u_shut || t->c_shut) {
+        t->failed = failed;
+        ev_io_stop(loop, t->cio);
+        ev_io_stop(loop, t->uio);
+        return 0;
+    }
+    /* read a side only when its buffer has room; write it when bytes wait */
+    int up_full = t->up->last == t->up->end && t->up->pos != t->up->last;
+    int down_full = t->down->last == t->down->end && t->down->pos != t->down->last;
+    int cev = ((!t->c_eof && !up_full) ? EV_READ : 0) | (t->down->pos != t->down->last ? EV_WRITE : 0);
+    int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up->pos != t->up->last ? EV_WRITE : 0);
+    want(loop, t->cio, t->cfd, cev);
+    want(loop, t->uio, t->ufd, uev);
+    return 1;
+}
