@@ -523,9 +523,10 @@ static void conn_read(tg_conn_t *c)
         if (c->req && HR(c->req)->headers_done) {
             c->state = TG_CONN_BUSY;
             ev_timer_stop(tg_worker->loop, &c->timer);
-            /* the read watcher stays on: turning it off and on again per
-             * request costs two epoll_ctl calls; it is turned off lazily if
-             * the client sends while we do not read (conn_io_cb) */
+            /* the read watcher is on while the request runs (to see a client
+             * that goes away); it stays on across keep-alive requests, since
+             * turning it off and on costs two epoll_ctl calls per request */
+            conn_want(c, EV_READ);
             request_process(c->req);
             return;
         }
@@ -572,7 +573,26 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             HR(c->req)->body_wait = 0;
             tg_proxy_on_client_body(c->req);
         } else if (revents & EV_READ) {
-            conn_want(c, 0); /* pipelined bytes or a close: look after the response */
+            /* Bytes while we are not reading the request: pipelined ones go
+             * to the input buffer (parsed after this response) while it has
+             * room, so a close behind them is still seen; a client that went
+             * away (a long poll it gave up on) ends the request and its
+             * upstream side. A full buffer stops the reading. */
+            tg_buf_t *b = c->ibuf;
+            char ch;
+            ssize_t n = (b && b->last < b->end) ? read(c->fd, b->last, (size_t)(b->end - b->last))
+                                                : recv(c->fd, &ch, 1, MSG_PEEK);
+            if (n > 0 && b && b->last < b->end) {
+                b->last += n;
+                return;
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                tg_log(TG_LOG_INFO, "client %s closed the connection before the response",
+                       c->addr);
+                tg_http_finalize(c->req, 1);
+                return;
+            }
+            conn_want(c, 0);
         }
         return;
     }

@@ -469,6 +469,38 @@ void tg_proxy_start(tg_request_t *r)
     px_connect(px);
 }
 
+/* The server the client's sticky cookie names, if it is still usable. */
+static tg_peer_t *px_sticky_peer(tg_proxy_t *px, tg_msec_t now)
+{
+    tg_upstream_t *u = px->r->upstream;
+    tg_str_t v;
+    if (tg_var_cookie(px->r, u->sticky_cookie, &v) != 0 || v.len != 16)
+        return NULL;
+    for (int i = 0; i < u->npeers; i++) {
+        tg_peer_t *p = &u->peers[i];
+        if (memcmp(p->sticky_id, v.p, 16) != 0 || !tg_balance_is_available(p, now))
+            continue;
+        px->tried |= 1ULL << i; /* as tg_balance_pick does */
+        p->conns++;
+        return p;
+    }
+    return NULL;
+}
+
+/* Name the server in the sticky cookie unless the client sent that already. */
+static int px_sticky_cookie(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    tg_upstream_t *u = r->upstream;
+    tg_str_t v;
+    if (u->sticky_cookie.len == 0 || px->peer == NULL ||
+        (tg_var_cookie(r, u->sticky_cookie, &v) == 0 && tg_str_eq(v, tg_str_c(px->peer->sticky_id))))
+        return 0;
+    char *c = tg_arena_printf(r->arena, "%.*s=%s; Path=/; HttpOnly; SameSite=Lax",
+                              TG_STR_FMT(u->sticky_cookie), px->peer->sticky_id);
+    return c ? tg_headers_add(r->arena, &r->resp_headers, TG_STR("Set-Cookie"), tg_str_c(c)) : -1;
+}
+
 static void px_connect(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -483,7 +515,11 @@ static void px_connect(tg_proxy_t *px)
             tg_http_error(r, 500);
             return;
         }
-        px->peer = tg_balance_pick(u, key, &px->tried, (tg_msec_t)(ev_now(tg_worker->loop) * 1000));
+        tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
+        if (px->attempts == 0 && u->sticky_cookie.len)
+            px->peer = px_sticky_peer(px, now);
+        if (px->peer == NULL)
+            px->peer = tg_balance_pick(u, key, &px->tried, now);
         if (px->peer == NULL) {
             tg_log(TG_LOG_ERROR, "no live upstream server in \"%.*s\" for %.*s", TG_STR_FMT(u->name),
                    TG_STR_FMT(r->uri));
@@ -730,6 +766,10 @@ static int px_forward(tg_proxy_t *px)
     tg_request_t *r = px->r;
     if (px->resp_headers && !r->header_sent) {
         px_clean_resp_headers(px);
+        if (px_sticky_cookie(px) != 0) {
+            px_fail(px, 500, 0);
+            return 0;
+        }
         if (!px->req_done)
             r->keepalive = 0; /* answered before the body was read */
         if (tg_http_send_header(r) != 0) {
@@ -911,6 +951,7 @@ static void px_upgrade(tg_proxy_t *px)
     tg_str_t proto = up ? up->value : TG_STR("websocket");
     px_clean_resp_headers(px);
     if (tg_headers_add(r->arena, &r->resp_headers, TG_STR("Upgrade"), proto) != 0 ||
+        px_sticky_cookie(px) != 0 ||
         tg_http_send_header(r) != 0 || tg_http_flush(r) != 1) {
         /* a 101 header that cannot be written at once: give up on it */
         tg_http_finalize(r, 1);

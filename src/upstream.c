@@ -290,6 +290,21 @@ static const char *set_health_check(tg_conf_t *cf, const tg_directive_t *d, void
     return NULL;
 }
 
+/* sticky cookie NAME: a client keeps its server (Socket.io long polling) */
+static const char *set_sticky(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t kind = tg_conf_arg(cf, 1), name = tg_conf_arg(cf, 2);
+    if (!tg_str_eq_lit(kind, "cookie"))
+        return tg_conf_errf(cf, "invalid sticky method \"%.*s\", expected \"sticky cookie NAME\"",
+                            TG_STR_FMT(kind));
+    if (!tg_conf_is_token(name) || memchr(name.p, '=', name.len))
+        return tg_conf_errf(cf, "invalid cookie name \"%.*s\"", TG_STR_FMT(name));
+    u->sticky_cookie = tg_arena_str(cf->arena, name);
+    return NULL;
+}
+
 static const char *set_upstream_tls(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -330,6 +345,9 @@ int tg_upstream_init_all(tg_conf_t *cf)
         }
         if (u->npeers == 1)
             u->peers[0].max_fails = 0; /* nowhere else to go: never mark it down */
+        for (int i = 0; i < u->npeers; i++) /* the same on every instance and reload */
+            snprintf(u->peers[i].sticky_id, sizeof(u->peers[i].sticky_id), "%016llx",
+                     (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
         if (tg_balance_init(u, cf->arena) != 0) {
@@ -348,6 +366,7 @@ static const tg_directive_t upstream_directives[] = {
     {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
     {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
     {"tls", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls, 0},
+    {"sticky", TG_SCOPE_UPSTREAM, 0, 2, 2, set_sticky, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

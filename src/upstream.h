@@ -28,6 +28,7 @@ typedef struct tg_peer_s {
     tg_msec_t fail_timeout; /* window for max_fails, and how long it stays down */
     unsigned backup : 1;
     int index; /* position in the upstream's peers[] */
+    char sticky_id[17]; /* its value in the sticky cookie: hex of a hash of name */
 
     /* runtime, per worker */
     int current_weight; /* smooth weighted round robin */
@@ -62,6 +63,7 @@ typedef struct tg_upstream_s {
     tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */
     int keepalive;        /* idle connections kept per worker (default 32) */
     tg_health_conf_t health;
+    tg_str_t sticky_cookie; /* sticky cookie NAME; empty when off */
     unsigned implicit : 1; /* made by proxy_pass HOST:PORT */
     unsigned tls : 1;      /* reserved for TLS to upstreams */
     const char *file;      /* where it was defined */

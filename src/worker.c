@@ -140,7 +140,7 @@ static void graceful_stop(tg_worker_t *w)
 {
     if (w->shutting_down)
         return;
-    tg_log(TG_LOG_INFO, "gracefully shutting down");
+    tg_log(TG_LOG_INFO, "gracefully shutting down (%d connections open)", (int)w->nconns);
     tg_worker_accept_pause();
     w->shutting_down = 1;
     for (int i = 0; i < w->nlistens; i++)

@@ -75,8 +75,8 @@ C
 # --- kill -9 of a worker: respawned, service continues
 {
     my $tg = tg_start($conf->('k'), no_log_check => 1);
+    ok(wait_until(sub { $tg->worker_pids == 2 }, 10), 'two workers');
     my @w = $tg->worker_pids;
-    is(scalar @w, 2, 'two workers');
     kill 'KILL', $w[0];
     ok(wait_until(sub { my @n = $tg->worker_pids; @n == 2 && !grep { $_ == $w[0] } @n }, 5),
        'killed worker replaced');
@@ -122,6 +122,7 @@ C
 # --- the master dies: workers leave
 {
     my $tg = tg_start($conf->('m'), no_log_check => 1);
+    wait_until(sub { $tg->worker_pids == 2 }, 10);
     my @w = $tg->worker_pids;
     kill 'KILL', $tg->pid;
     ok(wait_until(sub { !grep { kill(0, $_) && `ps -o stat= -p $_` !~ /Z/ } @w }, 5),

@@ -11,7 +11,8 @@ use Tollgate::Test;
 my $up = node_upstream('echo');
 my $tg = tg_start("server { listen %%PORT%%; client_max_body_size 0; "
                 . "location / { proxy_pass $up->{addr}; proxy_timeouts read=60s; } }");
-my ($worker) = $tg->worker_pids;
+my $worker;
+wait_until(sub { ($worker) = $tg->worker_pids; $worker }, 10) or BAIL_OUT('no worker');
 
 sub rss_kb($pid) {
     open(my $fh, '<', "/proc/$pid/status") or return 0;
