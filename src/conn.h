@@ -26,21 +26,21 @@ struct tg_conn_s {
     ev_timer timer;
     tg_listen_t *listen;
     tg_arena_t arena;
-    llhttp_t parser;
+    llhttp_t *parser;   /* with ibuf: an idle connection holds neither */
     tg_buf_t *ibuf;     /* bytes read; [pos,last) not parsed yet */
     tg_request_t *req;  /* current request, NULL when idle */
     struct tg_conn_s *prev, *next; /* the worker's list of open connections */
     uint32_t nrequests;
     uint8_t state;
-    uint8_t addrlen;
     unsigned paused : 1; /* parser paused at the end of a message */
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
-    uint8_t pp_len;
-    char addr[INET6_ADDRSTRLEN]; /* peer address text */
-    char pp_addr[INET6_ADDRSTRLEN]; /* client address from the PROXY header */
+    char *pp_addr;               /* client address from the PROXY header (malloc) */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
+
+/* The peer's address as text, in a buffer valid until the next call. */
+const char *tg_conn_peer(const tg_conn_t *c);
 
 /* Take an accepted socket (already non-blocking). */
 void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);

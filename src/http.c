@@ -115,7 +115,8 @@ static tg_request_t *request_create(tg_conn_t *c)
     r->resp_content_length = -1;
     r->start = ev_now(tg_worker->loop);
     r->id = ++tg_worker->next_request_id;
-    r->remote_addr = (tg_str_t){c->addr, c->addrlen};
+    r->peer_addr = tg_arena_str(r->arena, tg_str_c(tg_conn_peer(c)));
+    r->remote_addr = r->peer_addr;
     r->scheme = c->listen->tls ? TG_STR("https") : TG_STR("http");
     r->loc_conf = NULL;
     return r;
@@ -272,22 +273,72 @@ static int conn_parse(tg_conn_t *c)
     tg_buf_t *b = c->ibuf;
     if (c->paused || b->pos == b->last)
         return 0;
-    llhttp_errno_t err = llhttp_execute(&c->parser, b->pos, (size_t)(b->last - b->pos));
+    llhttp_errno_t err = llhttp_execute(c->parser, b->pos, (size_t)(b->last - b->pos));
     if (err == HPE_OK) {
         b->pos = b->last;
         return 0;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        b->pos = (char *)llhttp_get_error_pos(&c->parser);
+        b->pos = (char *)llhttp_get_error_pos(c->parser);
         c->paused = 1;
         return 0;
     }
-    tg_log(TG_LOG_INFO, "client %s sent an invalid request: %s", c->addr,
-           llhttp_get_error_reason(&c->parser));
+    tg_log(TG_LOG_INFO, "client %s sent an invalid request: %s", tg_conn_peer(c),
+           llhttp_get_error_reason(c->parser));
     return -1;
 }
 
 /* ---- connections ---------------------------------------------------------- */
+
+/* Parsers are kept only while a connection has bytes to parse: a free list
+ * recycles them. */
+static llhttp_t *parser_free;
+static int parser_cached;
+
+static llhttp_t *parser_get(tg_conn_t *c)
+{
+    llhttp_t *p = parser_free;
+    if (p) {
+        parser_free = p->data;
+        parser_cached--;
+    } else if ((p = malloc(sizeof(*p))) == NULL) {
+        return NULL;
+    }
+    llhttp_init(p, HTTP_REQUEST, &parser_settings);
+    p->data = c;
+    return p;
+}
+
+/* An idle connection keeps neither its input buffer nor its parser. */
+static void conn_release_buffers(tg_conn_t *c)
+{
+    tg_buf_put(c->ibuf);
+    c->ibuf = NULL;
+    c->paused = 0;
+    if (c->parser == NULL)
+        return;
+    if (parser_cached < CONN_CACHE_MAX) {
+        c->parser->data = parser_free;
+        parser_free = c->parser;
+        parser_cached++;
+    } else {
+        free(c->parser);
+    }
+    c->parser = NULL;
+}
+
+const char *tg_conn_peer(const tg_conn_t *c)
+{
+    static char text[INET6_ADDRSTRLEN];
+    const struct sockaddr *sa = (const struct sockaddr *)&c->sa;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, text, sizeof(text));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &c->sa.sin6_addr, text, sizeof(text));
+    else
+        strcpy(text, "unix");
+    return text;
+}
 
 void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen)
 {
@@ -300,22 +351,12 @@ void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t sale
         close(fd);
         return;
     }
-    memset(c, 0, offsetof(tg_conn_t, addr));
+    memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->listen = ls;
     tg_arena_init(&c->arena, 0);
-    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
-    c->parser.data = c;
     if (salen <= sizeof(c->sa))
         memcpy(&c->sa, sa, salen);
-    c->addr[0] = '\0';
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->addr, sizeof(c->addr));
-    else
-        strcpy(c->addr, "unix");
-    c->addrlen = (uint8_t)strlen(c->addr);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
@@ -346,8 +387,9 @@ void tg_conn_close(tg_conn_t *c)
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
     close(c->fd);
-    tg_buf_put(c->ibuf);
-    c->ibuf = NULL;
+    conn_release_buffers(c);
+    free(c->pp_addr);
+    c->pp_addr = NULL;
     tg_arena_destroy(&c->arena);
     if (c->prev)
         c->prev->next = c->next;
@@ -422,8 +464,8 @@ static void conn_fail_request(tg_conn_t *c, int status)
     c->req = r;
     c->state = TG_CONN_BUSY;
     r->keepalive = 0;
-    if (c->parser.http_major == 1)
-        r->http_minor = c->parser.http_minor; /* the request line was read */
+    if (c->parser && c->parser->http_major == 1)
+        r->http_minor = c->parser->http_minor; /* the request line was read */
     if (r->loc == NULL) {
         /* answered and logged by the listener's default server */
         r->server = c->listen->default_server;
@@ -440,16 +482,19 @@ static int conn_proxy_protocol(tg_conn_t *c)
 {
     tg_buf_t *b = c->ibuf;
     for (;;) {
-        int n = tg_proxyproto_parse(b->pos, (size_t)(b->last - b->pos), c->pp_addr,
-                                    sizeof(c->pp_addr));
+        char addr[INET6_ADDRSTRLEN];
+        int n = tg_proxyproto_parse(b->pos, (size_t)(b->last - b->pos), addr, sizeof(addr));
         if (n > 0) {
             b->pos += n;
             c->pp_done = 1;
-            c->pp_len = (uint8_t)strlen(c->pp_addr);
+            if (addr[0] && (c->pp_addr = strdup(addr)) == NULL) {
+                tg_conn_close(c);
+                return -1;
+            }
             return 1;
         }
         if (n < 0 || b->last == b->end) {
-            tg_log(TG_LOG_INFO, "%s: no valid PROXY protocol header", c->addr);
+            tg_log(TG_LOG_INFO, "%s: no valid PROXY protocol header", tg_conn_peer(c));
             tg_conn_close(c);
             return -1;
         }
@@ -471,7 +516,8 @@ static int conn_proxy_protocol(tg_conn_t *c)
 static void conn_read(tg_conn_t *c)
 {
     for (;;) {
-        if (c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) {
+        if ((c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) ||
+            (c->parser == NULL && (c->parser = parser_get(c)) == NULL)) {
             tg_log(TG_LOG_ERROR, "out of memory for a client buffer");
             tg_conn_close(c);
             return;
@@ -498,8 +544,7 @@ static void conn_read(tg_conn_t *c)
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
                     if (c->state == TG_CONN_IDLE && b->last == b->start) {
                         /* idle: hold no memory while waiting */
-                        tg_buf_put(b);
-                        c->ibuf = NULL;
+                        conn_release_buffers(c);
                         tg_arena_destroy(&c->arena);
                     }
                     conn_want(c, EV_READ);
@@ -588,7 +633,7 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 tg_log(TG_LOG_INFO, "client %s closed the connection before the response",
-                       c->addr);
+                       tg_conn_peer(c));
                 tg_http_finalize(c->req, 1);
                 return;
             }
@@ -605,21 +650,21 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     tg_conn_t *c = (tg_conn_t *)((char *)w - offsetof(tg_conn_t, timer));
     switch (c->state) {
     case TG_CONN_HEADERS:
-        tg_log(TG_LOG_INFO, "client %s timed out sending its request header", c->addr);
+        tg_log(TG_LOG_INFO, "client %s timed out sending its request header", tg_conn_peer(c));
         conn_fail_request(c, 408);
         return;
     case TG_CONN_BUSY:
         if (c->req && HR(c->req)->body_wait && !c->req->header_sent) {
-            tg_log(TG_LOG_INFO, "client %s timed out sending its request body", c->addr);
+            tg_log(TG_LOG_INFO, "client %s timed out sending its request body", tg_conn_peer(c));
             HR(c->req)->body_wait = 0;
             tg_http_error(c->req, 408);
             return;
         }
-        tg_log(TG_LOG_INFO, "client %s timed out", c->addr);
+        tg_log(TG_LOG_INFO, "client %s timed out", tg_conn_peer(c));
         tg_http_finalize(c->req, 1);
         return;
     case TG_CONN_TUNNEL:
-        tg_log(TG_LOG_INFO, "client %s: upgraded connection idle, closed", c->addr);
+        tg_log(TG_LOG_INFO, "client %s: upgraded connection idle, closed", tg_conn_peer(c));
         tg_http_finalize(c->req, 1);
         return;
     default:
@@ -1135,7 +1180,7 @@ void tg_http_finalize(tg_request_t *r, int abort)
     b->last = b->start + left;
     c->req = NULL;
     tg_arena_reset(&c->arena);
-    llhttp_resume(&c->parser);
+    llhttp_resume(c->parser);
     c->paused = 0;
     c->state = TG_CONN_IDLE;
     conn_timer(c, core_conf(c->listen->default_server->mconf)->idle_timeout);
@@ -1145,8 +1190,7 @@ void tg_http_finalize(tg_request_t *r, int abort)
         ev_feed_event(tg_worker->loop, &c->io, EV_READ);
         return;
     }
-    tg_buf_put(b);
-    c->ibuf = NULL;
+    conn_release_buffers(c);
     tg_arena_destroy(&c->arena);
     conn_want(c, EV_READ);
 }

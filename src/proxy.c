@@ -176,8 +176,7 @@ static int px_build_head(tg_proxy_t *px)
         if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
             return -1;
     }
-    tg_conn_t *c = r->conn;
-    tg_str_t peer = {c->addr, c->addrlen};
+    tg_str_t peer = r->peer_addr;
     if (px_overridden(pc, TG_STR("X-Forwarded-For"))) {
         /* proxy_set_header/proxy_remove_header decide */
     } else if (xff) {

@@ -89,8 +89,8 @@ static tg_rc_t realip_rewrite(tg_request_t *r, void *conf)
         return TG_OK;
     tg_str_t found = TG_NULL_STR;
     if (c->header == RIP_PROXY_PROTOCOL) {
-        if (r->conn->pp_len)
-            found = (tg_str_t){r->conn->pp_addr, r->conn->pp_len};
+        if (r->conn->pp_addr)
+            found = tg_str_c(r->conn->pp_addr);
     } else if (c->header == RIP_X_REAL_IP) {
         tg_header_t *h = tg_headers_find(&r->headers, TG_STR("X-Real-IP"));
         if (h && is_addr(tg_str_trim(h->value)))

@@ -62,6 +62,7 @@ struct tg_request_s {
     unsigned upgrade : 1; /* Upgrade requested (passed through later) */
     unsigned uri_changed : 1; /* path rewritten: re-route */
     tg_str_t remote_addr;   /* client address, after real_ip */
+    tg_str_t peer_addr;     /* the TCP peer's address */
     tg_str_t scheme;        /* "http" or "https" */
 
     /* routing result */
