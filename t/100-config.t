@@ -104,4 +104,22 @@ like($r->{output}, qr/:3: unknown directive "a1".*:4: unknown directive "a2"/s,
     ok(!-e $tg->dir . '/tollgate.pid', 'pid file removed');
     $tg->stop;
 }
+# -d: daemonize, then stop it through the pid file
+{
+    my $bin = $ENV{TG_BIN} // repo_root() . '/build/tollgate';
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $port = free_port();
+    open(my $fh, '>', "$dir/d.conf") or die;
+    print $fh "pid $dir/d.pid;\nerror_log $dir/error.log info;\nworkers 1;\n"
+            . "server { listen 127.0.0.1:$port; return 200 daemon; }\n";
+    close $fh;
+    system($bin, '-d', '-c', "$dir/d.conf");
+    is($?, 0, '-d returns at once with 0');
+    ok(wait_until(sub { -s "$dir/d.pid" }, 5), 'pid file written');
+    is(Tollgate::Test::http_request($port, GET => '/')->{body}, 'daemon', 'the daemon serves');
+    my $pid = do { open(my $p, '<', "$dir/d.pid"); <$p> } // 0;
+    chomp $pid;
+    system($bin, '-s', 'stop', '-c', "$dir/d.conf");
+    ok(wait_until(sub { !kill(0, $pid) }, 10), 'daemon stopped with -s stop');
+}
 done_testing;
