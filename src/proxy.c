@@ -315,6 +315,13 @@ static int on_resp_headers_complete(llhttp_t *p)
         r->resp_headers.n = 0;
         return 0;
     }
+    tg_header_t *te = tg_headers_find(&r->resp_headers, TG_STR("Transfer-Encoding"));
+    if (te && !tg_str_caseeq_lit(tg_str_trim(te->value), "chunked")) {
+        /* a coding we would have to undo to reframe the body: refuse, as
+         * nginx does, rather than pass transfer-coded bytes on unlabelled */
+        px->error_status = 502;
+        return -1;
+    }
     px->resp_headers = 1;
     r->status = st;
     r->upstream_status = st;
@@ -601,6 +608,8 @@ static void px_give_up(tg_proxy_t *px, int status)
 {
     tg_request_t *r = px->r;
     r->proxy = NULL;
+    tg_buf_put(px->buf);
+    px->buf = NULL;
     if (r->header_sent) {
         tg_http_finalize(r, 1);
         return;
