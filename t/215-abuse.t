@@ -13,8 +13,9 @@ my $up = node_upstream('echo');
 my $garbage = node_upstream('garbage');
 my $dead = free_port();
 # (under ASan, freed memory sits in a quarantine that would look like growth)
-my $tg = tg_start(<<"C", errors_ok => [qr/upstream|connect\(\)|refused/],
-                  env => { ASAN_OPTIONS => 'quarantine_size_mb=0' });
+my %opts = (errors_ok => [qr/upstream|connect\(\)|refused/],
+            env => { ASAN_OPTIONS => 'quarantine_size_mb=0' });
+my $tg = tg_start(<<"C", %opts);
 server {
     listen %%PORT%%;
     timeouts header=2s;
