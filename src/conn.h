@@ -44,9 +44,11 @@ const char *tg_conn_peer(const tg_conn_t *c);
 
 /* Take an accepted socket (already non-blocking). */
 void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);
-/* Graceful shutdown: close idle connections now, the others after their
- * current request. */
-void tg_conn_close_idle_all(void);
+/* Graceful shutdown: close the keep-alive connections idle for at least
+ * `min_idle` seconds (the others are closed after their next answer, which
+ * says Connection: close: closing a connection a client is about to reuse
+ * would fail its request). */
+void tg_conn_close_idle_all(double min_idle);
 void tg_conn_close(tg_conn_t *c);
 
 #endif

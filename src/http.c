@@ -409,12 +409,15 @@ void tg_conn_close(tg_conn_t *c)
     }
 }
 
-void tg_conn_close_idle_all(void)
+void tg_conn_close_idle_all(double min_idle)
 {
     tg_conn_t *c = tg_worker->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->state == TG_CONN_IDLE && (c->ibuf == NULL || c->ibuf->pos == c->ibuf->last))
+        if (c->state != TG_CONN_IDLE || (c->ibuf && c->ibuf->pos != c->ibuf->last))
+            continue;
+        double idle = c->timer.repeat - ev_timer_remaining(tg_worker->loop, &c->timer);
+        if (idle >= min_idle || !ev_is_active(&c->timer))
             tg_conn_close(c);
     }
 }
@@ -1161,7 +1164,10 @@ void tg_http_finalize(tg_request_t *r, int abort)
         tg_proxy_abort(r);
     c->nrequests++;
     int unread = !hr->body_done;
-    if (abort || !r->keepalive || unread || tg_worker->shutting_down) {
+    /* a shutting-down worker still keeps a connection whose answer promised
+     * keep-alive: the client may be sending its next request right now; that
+     * one is answered with Connection: close (or the idle check closes it) */
+    if (abort || !r->keepalive || unread) {
         if (!abort && (unread || c->ibuf->pos != c->ibuf->last)) {
             conn_linger(c);
             return;

@@ -126,7 +126,7 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     tg_worker_t *w = tg_worker;
-    tg_conn_close_idle_all();
+    tg_conn_close_idle_all(1.0);
     if (w->nconns > 0 && ev_now(loop) >= shutdown_deadline) {
         tg_log(TG_LOG_WARN, "shutdown_timeout: closing %d connections", (int)w->nconns);
         while (w->conns)
@@ -146,7 +146,7 @@ static void graceful_stop(tg_worker_t *w)
     for (int i = 0; i < w->nlistens; i++)
         close(w->accepts[i].fd); /* the master keeps its copy */
     tg_upstream_close_idle_all(w->config);
-    tg_conn_close_idle_all();
+    tg_conn_close_idle_all(1.0);
     shutdown_deadline = ev_now(w->loop) + (double)w->config->main->shutdown_timeout / 1000.0;
     ev_timer_set(&w->shutdown_timer, 0.05, 0.05);
     ev_timer_start(w->loop, &w->shutdown_timer);
