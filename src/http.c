@@ -49,6 +49,7 @@ typedef struct {
     unsigned body_wait : 1;  /* the proxy waits for request body bytes */
     unsigned continue_sent : 1;
     unsigned rerouted : 1;
+    unsigned header_pending : 1; /* r->header_hold: not written yet (filter_body) */
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
 } http_req_t;
 
@@ -969,6 +970,8 @@ static size_t put(char *p, const char *s, size_t n)
     return n;
 }
 
+static int header_write(tg_request_t *r);
+
 int tg_http_send_header(tg_request_t *r)
 {
     http_req_t *hr = HR(r);
@@ -989,6 +992,30 @@ int tg_http_send_header(tg_request_t *r)
     int st = r->status;
     if (r->method == HTTP_HEAD || st == 204 || st == 304 || st < 200)
         r->resp_no_body = 1;
+    if (r->header_hold && !r->resp_no_body && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY]) {
+        /* a body filter decides first (filter_body); the header strings may
+         * point into the upstream's read buffer, which body reads reuse */
+        for (uint32_t i = 0; i < r->resp_headers.n; i++) {
+            tg_header_t *h = &r->resp_headers.h[i];
+            h->name = tg_arena_str(r->arena, h->name);
+            h->value = tg_arena_str(r->arena, h->value);
+            if (h->name.p == NULL || h->value.p == NULL)
+                return -1;
+        }
+        hr->header_pending = 1;
+        r->header_sent = 1;
+        return 0;
+    }
+    r->header_hold = 0;
+    return header_write(r);
+}
+
+/* Serialize the response header into the output queue. */
+static int header_write(tg_request_t *r)
+{
+    http_req_t *hr = HR(r);
+    int st = r->status;
+    hr->header_pending = 0;
 
     /* framing: our own, whatever the upstream used */
     char lenbuf[32];
@@ -1100,6 +1127,11 @@ static int filter_body(tg_request_t *r, tg_spans_t *spans, int last)
     for (tg_hook_t *h = r->loc->hooks[TG_PHASE_RESPONSE_BODY]; h && h->module; h++)
         if (h->module->on_response_body(r, h->conf, &in) == TG_ERROR)
             return -1;
+    if (hr->header_pending && (last || !r->header_hold || tg_chain_len(in) > 0)) {
+        r->header_hold = 0;
+        if (header_write(r) != 0)
+            return -1;
+    }
     struct iovec v[TG_IOVQ_MAX - 4];
     int nv = 0;
     size_t len = 0;

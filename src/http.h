@@ -27,8 +27,10 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done);
 void tg_http_body_consumed(tg_request_t *r);
 
 /* Start the response: status and r->resp_headers are set. Runs the response
- * header hooks and serializes the header into the output queue. `length` is
- * the body length if known, else -1. Returns 0 or -1. */
+ * header hooks and serializes the header into the output queue, or, when a
+ * hook set r->header_hold, leaves that to the body filters' first output (see
+ * request.h). The body length is r->resp_content_length (-1: unknown).
+ * Returns 0 or -1. */
 int tg_http_send_header(tg_request_t *r);
 /* Queue body bytes (framed as needed). `last` marks the end of the body. May
  * flush when the queue is full. Returns 0, or -1 (client gone). */

@@ -1,9 +1,10 @@
 /* The one ordered list of modules. Order is hook order within a phase:
  * real_ip first (it decides $remote_addr for everyone after it); response
- * headers: security_headers, cors, then the user's add_header/remove_header
- * (so remove_header can drop anything); the access log last. Adding a module
- * is one line here plus its file (src/ for core parts, modules/ for
- * middleware). */
+ * headers: security_headers, cors, compress (it sees the final Content-Type
+ * and adds Content-Encoding and Vary), then the user's add_header/
+ * remove_header (so remove_header can drop anything, compress's Vary too);
+ * the access log last. Adding a module is one line here plus its file
+ * (src/ for core parts, modules/ for middleware). */
 #include <stddef.h>
 #include "module.h"
 #include "core.h"
@@ -13,6 +14,7 @@ extern tg_module_t tg_realip_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_security_headers_module;
 extern tg_module_t tg_cors_module;
+extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 
 tg_module_t *const tg_modules[] = {
@@ -22,6 +24,7 @@ tg_module_t *const tg_modules[] = {
     &tg_proxy_module,
     &tg_security_headers_module,
     &tg_cors_module,
+    &tg_compress_module,
     &tg_headers_module,
     &tg_accesslog_module,
     NULL,

@@ -76,7 +76,14 @@ struct tg_request_s {
     tg_chain_t *resp_body;       /* a local response's body (tg_request_respond) */
     unsigned resp_local : 1;     /* answered by the gateway itself */
     unsigned resp_no_body : 1;   /* HEAD, 204, 304 */
-    unsigned header_sent : 1;
+    unsigned header_sent : 1;    /* the header is final (written, or held: see below) */
+    /* Set by a response-header hook that can only decide on the header once
+     * it has seen body bytes (compress with an unknown length): the header is
+     * then written just before the first body bytes a body filter passes on,
+     * or at the end of the body, and the body filters may still change
+     * resp_headers and resp_content_length until then. A filter clears it
+     * when it has decided. Ignored for responses without a body. */
+    unsigned header_hold : 1;
 
     /* accounting */
     double start;          /* ev_now at the first byte */
