@@ -276,7 +276,7 @@ static int type_listed(const cz_conf_t *c, tg_str_t mt)
 {
     for (int i = 0; i < c->ntypes; i++) {
         tg_str_t p = c->types[i];
-        if (tg_str_eq_lit(p, "*"))
+        if (tg_str_eq_lit(p, "*") || tg_str_eq_lit(p, "*/*"))
             return 1;
         if (p.len >= 2 && p.p[p.len - 1] == '*') { /* type wildcard: the prefix, slash included */
             if (mt.len > p.len - 1 && tg_str_caseeq((tg_str_t){mt.p, p.len - 1},

@@ -20,6 +20,9 @@
 //   /reset            socket destroyed before answering
 //   /headers?a=1&b=2  those response headers (a repeated name gives several lines)
 //   /sse/N            text/event-stream, N events 50 ms apart
+//   /random/N         N random bytes as text/plain (incompressible), with
+//                     X-Sha256: their hex SHA-256; ?chunked=1: without
+//                     Content-Length, 64 KB at a time
 //   /name             the NAME env as text/plain
 // Pattern bytes: byte i is "abcdefghijklmnopqrstuvwxyz"[i % 26]
 // (Tollgate::Test::body_pattern(N) gives the same string).
@@ -142,6 +145,23 @@ function respond(req, res, body) {
         res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
         every(res, parseInt(m[1], 10), 50,
               (i) => res.write(`id: ${i + 1}\ndata: event ${i + 1}\n\n`), () => res.end());
+    } else if ((m = path.match(/^\/random\/(\d+)/))) {
+        const data = crypto.randomBytes(parseInt(m[1], 10));
+        const headers = { 'Content-Type': 'text/plain',
+                          'X-Sha256': crypto.createHash('sha256').update(data).digest('hex') };
+        if (url.searchParams.get('chunked') !== '1') headers['Content-Length'] = data.length;
+        res.writeHead(200, headers);
+        let off = 0;
+        const pump = () => {
+            while (off < data.length) {
+                const piece = data.subarray(off, off + SLICE);
+                off += piece.length;
+                if (!res.write(piece)) return void res.once('drain', pump);
+            }
+            res.end();
+        };
+        res.on('close', () => { off = data.length; });
+        pump();
     } else if (path.startsWith('/name')) {
         res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(NAME) });
         res.end(NAME);
