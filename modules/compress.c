@@ -24,7 +24,8 @@
  *
  * Memory: per compressed response, one encoder (its window and tables are
  * fixed by the level: gzip window 32 KB/memLevel 8 at most, brotli lgwin 18,
- * zstd window log 20; smaller for a small known length) and the output
+ * zstd window log 20 and tables of at most 2^20 entries; smaller for a small
+ * known length; docs/compression.md has the sizes per level) and the output
  * buffers of one round, from the worker's buffer pool. A round's output is
  * bounded: gzip and zstd emit at most a block per round, and brotli, which
  * could otherwise merge up to 512 KB of input into one metablock, is flushed
@@ -56,6 +57,7 @@ static const int cz_max_level[CZ_NCODINGS] = {9, 11, 19};
 #define CZ_GZIP_MEMLEVEL 8
 #define CZ_BR_LGWIN 18
 #define CZ_ZSTD_WLOG 20
+#define CZ_ZSTD_TABLE_LOG 20
 
 static const tg_str_t cz_default_types[] = {
     TG_STR("text/*"),          TG_STR("application/json"), TG_STR("application/javascript"),
@@ -199,6 +201,14 @@ static const char *set_level(tg_conf_t *cf, const tg_directive_t *d, void *conf)
         if (c->level[k] != TG_CONF_UNSET)
             return tg_conf_errf(cf, "\"compress_level\": %s level is duplicate", cz_names[k]);
         c->level[k] = (int)v;
+        if (k == CZ_BR && v >= 7 && v <= 9)
+            tg_conf_warn(cf, "\"compress_level\": br=%d needs 10 to 35 MB per response being "
+                             "compressed; 4 to 6 need 2 to 4 MB",
+                         (int)v);
+        else if (k == CZ_BR && v >= 10)
+            tg_conf_warn(cf, "\"compress_level\": br=%d is meant for static files, far too "
+                             "slow for responses made per request",
+                         (int)v);
     }
     return NULL;
 }
@@ -364,8 +374,15 @@ static int encoder_create(cz_ctx_t *c)
     if ((c->zs = ZSTD_createCCtx()) == NULL)
         return -1;
     if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_compressionLevel, c->level)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_windowLog, CZ_ZSTD_WLOG)) ||
-        (len >= 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c->zs, (unsigned long long)len))))
+        ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_windowLog, CZ_ZSTD_WLOG)))
+        return -1;
+    /* From level 9 on, zstd's match tables grow to 85 MB at level 19; levels up to 8 stay
+     * within 2^20 entries, so the same bound keeps every level under about 11 MB. */
+    if (c->level >= 9 &&
+        (ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_hashLog, CZ_ZSTD_TABLE_LOG)) ||
+         ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_chainLog, CZ_ZSTD_TABLE_LOG))))
+        return -1;
+    if (len >= 0 && ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c->zs, (unsigned long long)len)))
         return -1;
     return 0;
 }
