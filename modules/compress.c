@@ -669,9 +669,10 @@ static tg_rc_t cz_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
             if (hold_copy(c, *io) != 0)
                 return TG_ERROR;
             *io = NULL;
-            if (last) { /* shorter than min_length: as it is */
+            if (last) { /* shorter than min_length: as it is, and now its length is known */
                 c->state = CZ_PASS;
                 r->header_hold = 0;
+                r->resp_content_length = (int64_t)c->held;
                 *io = hold_chain(c);
             }
             return TG_OK;

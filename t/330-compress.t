@@ -99,6 +99,8 @@ for my $enc (@codings) {
            "$enc, $n bytes in $k chunks: " . ($want ? 'compressed' : 'as it is'));
         ok(content($r) eq body_pattern($n), "$enc, $n bytes in $k chunks: round trip");
         is($r->{headers}{'vary'}, 'Accept-Encoding', "$enc, $n bytes in $k chunks: Vary");
+        is($r->{headers}{'content-length'}, $want ? undef : $n,
+           "$enc, $n bytes in $k chunks: " . ($want ? 'chunked' : 'held, sent with Content-Length'));
     }
     for my $q ('/random/1000000', '/random/3000000?chunked=1') {
         my $r = get($P1, $q, 'Accept-Encoding' => $enc);
