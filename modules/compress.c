@@ -31,6 +31,7 @@
  * could otherwise merge up to 512 KB of input into one metablock, is flushed
  * once 64 KB went in without output. Everything is released by an arena
  * cleanup, so an aborted request leaks nothing. */
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 #include <brotli/encode.h>
@@ -75,6 +76,26 @@ typedef struct {
     tg_str_t offered[CZ_NCODINGS]; /* names of codings[], for the negotiation */
 } cz_conf_t;
 
+/* A deflate stream and the geometry it was made with (malloc'd: zlib's state
+ * points back at it, and it may outlive the request in the idle cache). */
+typedef struct {
+    z_stream z;
+    int wbits, memlevel;
+} cz_gz_t;
+
+/* Idle encoders of this worker (a worker is one process, one thread). A
+ * full-size deflate state is four 64 KB blocks and a zstd context 2 to 11 MB
+ * of tables; allocating them per response costs malloc, page faults each time
+ * glibc hands the memory back, and for zstd zeroing fresh tables. Reset and
+ * reused, a compressed response costs its compression only. Bounded; brotli
+ * has no reset, its encoders are made per response. */
+#define CZ_GZ_IDLE_MAX 16 /* 4 MB */
+#define CZ_ZS_IDLE_MAX 4  /* 10 MB at the default level */
+static cz_gz_t *gz_idle[CZ_GZ_IDLE_MAX];
+static int gz_nidle;
+static ZSTD_CCtx *zs_idle[CZ_ZS_IDLE_MAX];
+static int zs_nidle;
+
 typedef enum { CZ_PASS = 0, CZ_HOLD, CZ_ON, CZ_FINISHED } cz_state_t;
 typedef enum { CZ_OP_PROCESS = 0, CZ_OP_FLUSH, CZ_OP_FINISH } cz_op_t;
 
@@ -96,11 +117,10 @@ typedef struct {
     tg_chain_t links[CZ_MAX_OUT];
     tg_buf_t end;        /* empty buffer carrying TG_BUF_F_LAST when a round has no bytes */
     /* encoder */
-    z_stream *gz;
+    cz_gz_t *gz;
     BrotliEncoderState *br;
     ZSTD_CCtx *zs;
     size_t br_unflushed; /* brotli input since its last output */
-    z_stream gz_stream;  /* gz points here once deflateInit2 succeeded */
 } cz_ctx_t;
 
 tg_module_t tg_compress_module;
@@ -352,10 +372,29 @@ static int encoder_create(cz_ctx_t *c)
             if (memlevel > 1)
                 memlevel--;
         }
-        if (deflateInit2(&c->gz_stream, c->level, Z_DEFLATED, wbits + 16, memlevel,
-                         Z_DEFAULT_STRATEGY) != Z_OK)
+        if (wbits == CZ_GZIP_WBITS && memlevel == CZ_GZIP_MEMLEVEL && gz_nidle > 0) {
+            cz_gz_t *g = gz_idle[--gz_nidle];
+            if (deflateReset(&g->z) != Z_OK ||
+                deflateParams(&g->z, c->level, Z_DEFAULT_STRATEGY) != Z_OK) {
+                deflateEnd(&g->z);
+                free(g);
+                return -1;
+            }
+            c->gz = g;
+            return 0;
+        }
+        cz_gz_t *g = malloc(sizeof(*g));
+        if (g == NULL)
             return -1;
-        c->gz = &c->gz_stream;
+        memset(g, 0, sizeof(*g));
+        g->wbits = wbits;
+        g->memlevel = memlevel;
+        if (deflateInit2(&g->z, c->level, Z_DEFLATED, wbits + 16, memlevel,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(g);
+            return -1;
+        }
+        c->gz = g;
         return 0;
     }
     if (c->coding == CZ_BR) {
@@ -371,8 +410,16 @@ static int encoder_create(cz_ctx_t *c)
                                       len < (1 << 30) ? (uint32_t)len : 1u << 30);
         return 0;
     }
-    if ((c->zs = ZSTD_createCCtx()) == NULL)
+    if (zs_nidle > 0) {
+        ZSTD_CCtx *z = zs_idle[--zs_nidle];
+        if (ZSTD_isError(ZSTD_CCtx_reset(z, ZSTD_reset_session_and_parameters))) {
+            ZSTD_freeCCtx(z);
+            return -1;
+        }
+        c->zs = z;
+    } else if ((c->zs = ZSTD_createCCtx()) == NULL) {
         return -1;
+    }
     if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_compressionLevel, c->level)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(c->zs, ZSTD_c_windowLog, CZ_ZSTD_WLOG)))
         return -1;
@@ -387,10 +434,19 @@ static int encoder_create(cz_ctx_t *c)
     return 0;
 }
 
+/* Give the encoder back: to the idle cache when it has room (reset when
+ * taken again), else to the system. */
 static void encoder_destroy(cz_ctx_t *c)
 {
     if (c->gz) {
-        deflateEnd(c->gz);
+        cz_gz_t *g = c->gz;
+        if (g->wbits == CZ_GZIP_WBITS && g->memlevel == CZ_GZIP_MEMLEVEL &&
+            gz_nidle < CZ_GZ_IDLE_MAX) {
+            gz_idle[gz_nidle++] = g;
+        } else {
+            deflateEnd(&g->z);
+            free(g);
+        }
         c->gz = NULL;
     }
     if (c->br) {
@@ -398,9 +454,24 @@ static void encoder_destroy(cz_ctx_t *c)
         c->br = NULL;
     }
     if (c->zs) {
-        ZSTD_freeCCtx(c->zs);
+        if (zs_nidle < CZ_ZS_IDLE_MAX)
+            zs_idle[zs_nidle++] = c->zs;
+        else
+            ZSTD_freeCCtx(c->zs);
         c->zs = NULL;
     }
+}
+
+static void cz_exit_worker(tg_worker_t *w)
+{
+    (void)w;
+    while (gz_nidle > 0) {
+        cz_gz_t *g = gz_idle[--gz_nidle];
+        deflateEnd(&g->z);
+        free(g);
+    }
+    while (zs_nidle > 0)
+        ZSTD_freeCCtx(zs_idle[--zs_nidle]);
 }
 
 static void ctx_cleanup(void *data)
@@ -519,7 +590,7 @@ static tg_buf_t *out_buf(cz_ctx_t *c)
 
 static int gz_run(cz_ctx_t *c, const char *p, size_t len, cz_op_t op)
 {
-    z_stream *z = c->gz;
+    z_stream *z = &c->gz->z;
     int flush = op == CZ_OP_FINISH ? Z_FINISH : op == CZ_OP_FLUSH ? Z_SYNC_FLUSH : Z_NO_FLUSH;
     z->next_in = (Bytef *)p;
     z->avail_in = (uInt)len;
@@ -741,6 +812,7 @@ tg_module_t tg_compress_module = {
     .create_conf = cz_create_conf,
     .merge_conf = cz_merge_conf,
     .is_active = cz_is_active,
+    .exit_worker = cz_exit_worker,
     .on_response_headers = cz_response_headers,
     .on_response_body = cz_response_body,
 };
