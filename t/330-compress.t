@@ -9,6 +9,7 @@ use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
 use File::Temp qw(tempfile);
+use IO::Socket::INET;
 use Digest::SHA qw(sha256_hex);
 use lib 't/lib';
 use Tollgate::Test qw(:DEFAULT http_request);
@@ -39,7 +40,7 @@ sub content($r) {
 
 my $up = node_upstream('echo');
 my $long = 'x' x 3000;
-my $tg = tg_start(<<"C");
+my $tg = tg_start(<<"C",
 server {
     listen %%PORT%%;
     compress gzip br zstd;
@@ -51,6 +52,7 @@ server {
     compress gzip br zstd;
     compress_min_length 100;
     location / { proxy_pass $up->{addr}; }
+    location /novary/ { remove_header Vary; proxy_pass $up->{addr}; }
 }
 server {
     listen %%PORT3%%;
@@ -67,6 +69,7 @@ server {
     location /status/ { compress_types image/*; proxy_pass $up->{addr}; }
 }
 C
+    errors_ok => [qr/closed the connection in the middle of the body/]);
 sub get($port, $path, @headers) {
     return http_request($port, GET => $path, headers => \@headers, timeout => 30);
 }
@@ -221,6 +224,31 @@ for my $t (@negotiation) {
     ok(eval { decode_json(content($r)) }, 'and the body round trips');
 }
 
+# remove_header runs after compress
+{
+    my $r = get($P2, '/novary/x', 'Accept-Encoding' => 'gzip');
+    is($r->{headers}{'content-encoding'}, 'gzip', 'remove_header Vary: still compressed');
+    ok(!exists $r->{headers}{vary}, 'remove_header Vary removes compress\'s Vary');
+}
+
+# aborted responses: the client goes away in the middle, the upstream dies in
+# the middle; the worker goes on (and under ASan nothing leaks)
+{
+    for my $enc (@codings) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $P1) or die;
+        print $s "GET /random/20000000?chunked=1 HTTP/1.1\r\nHost: x\r\n"
+               . "Accept-Encoding: $enc\r\n\r\n";
+        my $got = '';
+        sysread($s, $got, 1000);
+        like($got, qr/^Content-Encoding: \Q$enc\E\r$/mi, "$enc: client leaves a compressed stream");
+        close $s;
+        my $r = get($P2, '/close-mid-body', 'Accept-Encoding' => $enc);
+        ok(!defined $r->{status} || $r->{error} || $r->{closed}, "$enc: upstream dying mid-body ends the answer");
+        $r = get($P1, '/size/5000', 'Accept-Encoding' => $enc);
+        ok(content($r) eq body_pattern(5000), "$enc: next request fine after aborts");
+    }
+}
+
 # ---- left alone ------------------------------------------------------------------
 
 # Checks that the answer is not encoded, and whether it has Vary.
@@ -326,6 +354,18 @@ sub left_alone($r, $name, $vary = undef) {
     is($via->{headers}{vary}, 'Accept-Encoding', 'compression (zstd): one Vary');
     $gw->stop;
     $app->stop;
+}
+
+# main scope settings reach servers and locations
+{
+    my $gw = tg_start("compress br; compress_min_length 10; compress_types text/plain;\n"
+                    . "server { listen %%PORT%%; location / { proxy_pass $up->{addr}; } }");
+    my $r = $gw->http(GET => '/size/20', headers => ['Accept-Encoding' => 'gzip, br']);
+    is($r->{headers}{'content-encoding'}, 'br', 'compress from the main scope');
+    ok(content($r) eq body_pattern(20), 'main scope: round trip');
+    $r = $gw->http(GET => '/headers', headers => ['Accept-Encoding' => 'br']);
+    ok(!exists $r->{headers}{'content-encoding'}, 'compress_types from the main scope');
+    $gw->stop;
 }
 
 # ---- config ------------------------------------------------------------------------
