@@ -532,6 +532,7 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     tg_header_t *ce = tg_headers_find(&r->resp_headers, TG_STR("Content-Encoding"));
     if (ce && !tg_str_caseeq_lit(tg_str_trim(ce->value), "identity"))
         return TG_OK; /* compressed by the app already */
+    int ce_identity = ce != NULL; /* (vary_add may move the header array) */
     if (has_no_transform(&r->resp_headers) || has_no_transform(&r->headers))
         return TG_OK;
     if (vary_add(r, "Accept-Encoding") != 0)
@@ -555,8 +556,8 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     x->flush = tg_str_caseeq_lit(mt, "text/event-stream");
     x->end.flags = TG_BUF_F_LAST;
     tg_module_ctx(r, &tg_compress_module) = x;
-    if (ce)
-        tg_headers_remove(&r->resp_headers, TG_STR("Content-Encoding")); /* "identity" */
+    if (ce_identity)
+        tg_headers_remove(&r->resp_headers, TG_STR("Content-Encoding"));
     if (len < 0 && !x->flush && c->min_length > 0) {
         x->state = CZ_HOLD; /* decide on the first min_length bytes */
         r->header_hold = 1;
