@@ -72,7 +72,7 @@ typedef struct {
     const char *ciphers, *groups;
     const char *client_ca;
     int64_t verify_client; /* 0 off, 1 on, 2 optional */
-    int64_t redirect_https;
+    int redirect_https;    /* tg_conf_set_flag writes an int */
     tg_msec_t ticket_rotate; /* main scope only */
     const char *ca_file;     /* where tls_client_ca was written */
     int ca_line;
