@@ -452,8 +452,11 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
                                                                       : TLS1_3_VERSION);
     SSL_CTX_set_max_proto_version(ctx, (t->protocols & TLS_PROTO_13) ? TLS1_3_VERSION
                                                                       : TLS1_2_VERSION);
+    /* a client that closes without close_notify has simply closed (browsers
+     * do): end of stream, not an error */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_SINGLE_DH_USE | SSL_OP_SINGLE_ECDH_USE);
+                                 SSL_OP_SINGLE_DH_USE | SSL_OP_SINGLE_ECDH_USE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_dh_auto(ctx, 1);

@@ -47,6 +47,15 @@ server {
     timeouts header=1s;
     return 200 "default\\n";
 }
+server {
+    listen %%PORT3%% tls proxy_protocol;
+    server_name a.test;
+    real_ip_from 127.0.0.1;
+    real_ip_header proxy_protocol;
+    tls_certificate $a->{cert};
+    tls_certificate_key $a->{key};
+    return 200 "client \$remote_addr \$scheme\\n";
+}
 C
 my $port = $tg->port;
 
@@ -151,5 +160,12 @@ ok($tg->wait_log(qr/TLS handshake timed out/, 5, $off), 'timeout logged');
 $r = http_request($tg->port(2), GET => '/x/y?z=1', headers => [Host => 'a.test']);
 is($r->{status}, 301, 'redirect_https: 301');
 is($r->{headers}{location}, "https://a.test:$port/x/y?z=1", 'to the TLS port, with the target');
+
+# --- PROXY protocol header before the TLS handshake
+open(my $pc, '-|', $ENV{TG_NODE} // 'node', 't/lib/tls-client.js', 'proxy', $tg->port(3),
+     $pki->{ca}) or die;
+my $pres = eval { decode_json(scalar <$pc>) } // {};
+close $pc;
+is($pres->{body}, "client 203.0.113.7 https\n", 'PROXY header, then TLS') or diag explain $pres;
 
 done_testing;

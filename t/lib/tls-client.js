@@ -5,6 +5,8 @@
 //   node tls-client.js hold PORT CA     keep-alive: GET /delay/1500 (the
 //                                       caller reloads meanwhile), then GET
 //                                       /again on the same connection
+//   node tls-client.js proxy PORT CA    a PROXY v1 header (client
+//                                       203.0.113.7), then TLS and GET /
 // Prints one JSON line with the results; exits 0.
 'use strict';
 const https = require('https');
@@ -30,6 +32,19 @@ if (mode === 'ws') {
     });
     ws.on('close', () => done({ got }));
     ws.on('error', (e) => done({ error: String(e), got }));
+} else if (mode === 'proxy') {
+    const net = require('net');
+    const tls = require('tls');
+    const sock = net.connect(port, '127.0.0.1', () => {
+        sock.write('PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n');
+        const t = tls.connect({ socket: sock, ca, servername: 'a.test' }, () => {
+            t.write('GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+        });
+        let data = '';
+        t.on('data', (d) => { data += d; });
+        t.on('end', () => done({ body: data.split('\r\n\r\n')[1] }));
+        t.on('error', (e) => done({ error: String(e) }));
+    });
 } else if (mode === 'hold') {
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca, servername: 'a.test' });
     const get = (path, cb) => {
