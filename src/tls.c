@@ -36,6 +36,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include <openssl/ocsp.h>
 #include <openssl/core_names.h>
 #include "tls.h"
 #include "core.h"
@@ -63,6 +64,11 @@ typedef struct {
     const char *cert, *key; /* absolute paths */
     const char *file;       /* where tls_certificate was written */
     int line;
+    const char *staple;     /* tls_stapling_file (DER OCSP response) or NULL */
+    int staple_line;
+    unsigned char *ocsp;    /* its bytes, read at load (config arena) */
+    size_t ocsp_len;
+    X509 *leaf;             /* the certificate as loaded into the SSL_CTX */
 } cert_pair_t;
 
 typedef struct {
@@ -139,8 +145,24 @@ static const char *set_certificate(tg_conf_t *cf, const tg_directive_t *d, void 
     cert_pair_t *p = tg_arena_grow(cf->arena, t->pairs, (size_t)t->npairs, 1, sizeof(*p));
     if (p == NULL)
         return "out of memory";
-    p[t->npairs++] = (cert_pair_t){path, NULL, cf->file, cf->line};
+    p[t->npairs++] = (cert_pair_t){.cert = path, .file = cf->file, .line = cf->line};
     t->pairs = p;
+    return NULL;
+}
+
+/* tls_stapling_file FILE: the OCSP response to staple for the certificate
+ * before it (read at every load, so a reload refreshes it). */
+static const char *set_stapling_file(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (t->npairs == 0 || t->pairs[t->npairs - 1].staple != NULL)
+        return "\"tls_stapling_file\" must follow a \"tls_certificate\" (one per certificate)";
+    if ((err = file_check(cf, "OCSP response", path)) != NULL)
+        return err;
+    t->pairs[t->npairs - 1].staple = path;
+    t->pairs[t->npairs - 1].staple_line = cf->line;
     return NULL;
 }
 
@@ -395,7 +417,59 @@ static const char *ssl_reason(void)
     return r ? r : "unknown error";
 }
 
-static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, const cert_pair_t *p)
+/* Read a DER OCSP response into the config arena and check it parses. */
+static int load_staple(tg_conf_t *cf, cert_pair_t *p)
+{
+    cf->line = p->staple_line;
+    FILE *f = fopen(p->staple, "rb");
+    long len = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        len = ftell(f);
+    if (f == NULL || len <= 0 || len > 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0 ||
+        (p->ocsp = tg_arena_alloc_nz(cf->arena, (size_t)len)) == NULL ||
+        fread(p->ocsp, 1, (size_t)len, f) != (size_t)len) {
+        tg_conf_error(cf, "cannot read OCSP response \"%s\"", p->staple);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    const unsigned char *q = p->ocsp;
+    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &q, len);
+    if (resp == NULL) {
+        ERR_clear_error();
+        tg_conf_error(cf, "\"%s\" is not a DER OCSP response", p->staple);
+        return -1;
+    }
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL)
+        tg_conf_warn(cf, "OCSP response \"%s\" is not successful, not stapled", p->staple);
+    else
+        p->ocsp_len = (size_t)len;
+    OCSP_RESPONSE_free(resp);
+    return 0;
+}
+
+/* Staple the response of the certificate the handshake chose, if any. */
+static int status_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    tls_conf_t *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    X509 *x = SSL_get_certificate(ssl);
+    for (int i = 0; t && i < t->npairs; i++) {
+        cert_pair_t *p = &t->pairs[i];
+        if (p->leaf != x || p->ocsp_len == 0)
+            continue;
+        unsigned char *copy = OPENSSL_memdup(p->ocsp, p->ocsp_len); /* OpenSSL frees it */
+        if (copy == NULL || !SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)p->ocsp_len)) {
+            OPENSSL_free(copy);
+            return SSL_TLSEXT_ERR_NOACK;
+        }
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
 {
     cf->file = p->file;
     cf->line = p->line;
@@ -425,7 +499,8 @@ static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, const cert_pair_t *p)
         tg_conf_error(cf, "key \"%s\" does not match certificate \"%s\"", p->key, p->cert);
         return -1;
     }
-    return 0;
+    p->leaf = x;
+    return p->staple ? load_staple(cf, p) : 0;
 }
 
 /* A session id context per server block, so a session resumes only with the
@@ -464,6 +539,7 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
     SSL_CTX_set1_groups_list(ctx, t->groups);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+    SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
     /* resumption is by tickets only: they work across workers */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
@@ -578,6 +654,7 @@ static tg_rc_t redirect_rewrite(tg_request_t *r, void *conf)
 static const tg_directive_t tls_directives[] = {
     {"tls_certificate", TG_SCOPE_SERVER, 0, 1, 1, set_certificate, 0},
     {"tls_certificate_key", TG_SCOPE_SERVER, 0, 1, 1, set_certificate_key, 0},
+    {"tls_stapling_file", TG_SCOPE_SERVER, 0, 1, 1, set_stapling_file, 0},
     {"tls_protocols", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 2, set_protocols, 0},
     {"tls_ciphers", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_ciphers, 0},
     {"tls_groups", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_ciphers, 0},

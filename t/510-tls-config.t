@@ -150,6 +150,39 @@ like(s_client($tg->port, servername => 'a.test', args => ['-cert', $pki->{client
      'the CA names are sent');
 $tg->stop;
 
+# --- OCSP stapling from a file, refreshed on reload
+my $ocsp = sub ($days, $out) {
+    open my $ix, '>', "$dir/ocsp-index.txt" or die; close $ix;
+    run_cmd(undef, 'openssl', 'ocsp', '-issuer', $ca, '-cert', $a->{cert}, '-no_nonce',
+            '-reqout', "$dir/ocsp-req.der");
+    my ($o, $rc) = run_cmd(undef, 'openssl', 'ocsp', '-index', "$dir/ocsp-index.txt", '-rsigner',
+                           $ca, '-rkey', "$dir/ca.key", '-CA', $ca, '-reqin', "$dir/ocsp-req.der",
+                           '-respout', $out, '-ndays', $days);
+    die "openssl ocsp: $o" if $rc;
+};
+$ocsp->(1, "$dir/staple.der");
+my $sconf = srv("$pair\n tls_stapling_file $dir/staple.der;\n return 200 ok;");
+$tg = tg_start($sconf);
+my $next = sub {
+    my $o = s_client($tg->port, servername => 'a.test', args => ['-status']);
+    return $o =~ /OCSP Response Status: successful/ && $o =~ /Next Update: ([^\n]+)/ ? $1 : 'none';
+};
+my $n1 = $next->();
+isnt($n1, 'none', 'OCSP response stapled');
+like(s_client($tg->port, servername => 'a.test'), qr/No OCSP response|^(?!.*OCSP Response Status)/s,
+     'not sent to a client that does not ask');
+$ocsp->(5, "$dir/staple.der");
+$off = $tg->reload($sconf);
+ok($tg->wait_log(qr/reloaded: generation 2/, 5, $off), 'reloaded');
+my $n2 = $next->();
+ok($n2 ne 'none' && $n2 ne $n1, "reload staples the new response ($n2)");
+$tg->stop;
+open $fh, '>', "$dir/bad.der" or die; print $fh "garbage"; close $fh;
+like(tg_conf_error(srv("$pair\n tls_stapling_file $dir/bad.der;")),
+     qr/^\S+:6: "\S+bad\.der" is not a DER OCSP response/m, 'a bad OCSP file: file:line');
+like(tg_conf_error(srv(" tls_stapling_file $dir/staple.der;")),
+     qr/^\S+:4: "tls_stapling_file" must follow a "tls_certificate"/m, 'stapling before a certificate');
+
 # --- WebSocket over TLS
 my $ws = node_upstream('ws');
 $tg = tg_start(srv("$pair\n location /ws { proxy_pass $ws->{addr}; }"));
