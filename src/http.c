@@ -651,8 +651,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
              * upstream side. A full buffer stops the reading. */
             tg_buf_t *b = c->ibuf;
             char ch;
-            ssize_t n = (b && b->last < b->end) ? tg_conn_read(c, b->last, (size_t)(b->end - b->last))
-                                                : recv(c->fd, &ch, 1, MSG_PEEK);
+            ssize_t n = (b && b->last < b->end)
+                            ? tg_conn_read(c, b->last, (size_t)(b->end - b->last))
+                            : recv(c->fd, &ch, 1, MSG_PEEK);
             if (n > 0 && b && b->last < b->end) {
                 b->last += n;
                 return;
