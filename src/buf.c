@@ -103,10 +103,21 @@ void tg_iovq_reset(tg_iovq_t *q)
     q->pending = 0;
 }
 
+static ssize_t fd_writev(void *ctx, const struct iovec *iov, int n)
+{
+    return writev(*(int *)ctx, iov, n);
+}
+
 int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written)
 {
+    return tg_iovq_send(q, fd_writev, &fd, written);
+}
+
+int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov, int n), void *ctx,
+                 uint64_t *written)
+{
     while (q->pending) {
-        ssize_t n = writev(fd, q->iov + q->i, q->n - q->i);
+        ssize_t n = wv(ctx, q->iov + q->i, q->n - q->i);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

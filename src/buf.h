@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include "str.h"
 #include "arena.h"
@@ -75,6 +76,9 @@ int tg_iovq_add(tg_iovq_t *q, const void *p, size_t len);
  * would block (the rest stays queued), -1 on error (errno set). *written
  * accumulates the bytes written. */
 int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written);
+/* The same through a writev-like function (a TLS connection). */
+int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov, int n), void *ctx,
+                 uint64_t *written);
 void tg_iovq_reset(tg_iovq_t *q);
 
 /* Body ranges produced by one parse round, in order. Adjacent ranges merge;

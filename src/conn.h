@@ -5,12 +5,17 @@
 #ifndef TG_CONN_H
 #define TG_CONN_H
 
+#include <errno.h>
+#include <unistd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <ev.h>
 #include <llhttp.h>
 #include "arena.h"
 #include "buf.h"
 #include "core.h"
+#include "tls.h"
 
 typedef enum {
     TG_CONN_IDLE = 0,     /* keep-alive, waiting for a request (no buffer) */
@@ -35,6 +40,9 @@ struct tg_conn_s {
     unsigned paused : 1; /* parser paused at the end of a message */
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
+    unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
+    unsigned tls_failed : 1;     /* fatal TLS error: no close_notify */
+    tg_ssl_t *ssl;               /* TLS listeners: the session (tls.c), else NULL */
     char *pp_addr;               /* client address from the PROXY header (malloc) */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
@@ -50,5 +58,35 @@ void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t sale
  * would fail its request). */
 void tg_conn_close_idle_all(double min_idle);
 void tg_conn_close(tg_conn_t *c);
+
+/* Connection I/O, plain or through TLS, with read(2)/send(2) semantics:
+ * >0 bytes, 0 end of stream, -1 with errno (EAGAIN: wait for the socket). */
+static inline ssize_t tg_conn_read(tg_conn_t *c, void *buf, size_t len)
+{
+    return c->ssl ? tg_tls_read(c, buf, len) : read(c->fd, buf, len);
+}
+static inline ssize_t tg_conn_writev(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    return c->ssl ? tg_tls_writev(c, iov, n) : writev(c->fd, iov, n);
+}
+static inline ssize_t tg_conn_write(tg_conn_t *c, const void *buf, size_t len)
+{
+    if (c->ssl) {
+        struct iovec v = {(void *)buf, len};
+        return tg_tls_writev(c, &v, 1);
+    }
+    return send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+/* Bytes already read off the socket and waiting in the TLS layer: no socket
+ * event will announce them. */
+static inline int tg_conn_has_pending(tg_conn_t *c)
+{
+    return c->ssl && tg_tls_pending(c);
+}
+/* The events to wait for after tg_conn_read returned EAGAIN. */
+static inline int tg_conn_read_events(tg_conn_t *c)
+{
+    return (c->ssl && c->tls_want_write) ? EV_WRITE : EV_READ;
+}
 
 #endif

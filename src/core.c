@@ -277,8 +277,6 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
             return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"listen\"", TG_STR_FMT(v));
         }
     }
-    if (tmp.tls)
-        return "\"tls\" on \"listen\" is not supported by this build yet";
     tg_listen_t *ls;
     for (ls = cf->config->listens; ls; ls = ls->next)
         if (addr_equal(&ls->addr, ls->addrlen, &tmp.addr, tmp.addrlen))

@@ -368,7 +368,13 @@ void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t sale
     tg_worker->conns = c;
     tg_worker->nconns++;
     c->state = TG_CONN_IDLE;
+    /* the header timeout also bounds the TLS handshake */
     conn_timer(c, conn_core_conf(c)->header_timeout);
+    if (ls->tls && tg_tls_conn_start(c) != 0) {
+        tg_log(TG_LOG_ERROR, "out of memory starting TLS");
+        tg_conn_close(c);
+        return;
+    }
     /* The listener uses TCP_DEFER_ACCEPT: the first request is usually there
      * already, so try it before paying for an epoll round trip. */
     conn_read(c);
@@ -387,6 +393,8 @@ void tg_conn_close(tg_conn_t *c)
     }
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
+    tg_tls_conn_shutdown(c);
+    tg_tls_conn_free(c);
     close(c->fd);
     conn_release_buffers(c);
     free(c->pp_addr);
@@ -435,6 +443,7 @@ static void conn_linger(tg_conn_t *c)
     }
     tg_arena_reset(&c->arena);
     c->state = TG_CONN_LINGER;
+    tg_tls_conn_shutdown(c);
     shutdown(c->fd, SHUT_WR);
     conn_want(c, EV_READ);
     c->timer.repeat = LINGER_TIME;
@@ -502,7 +511,24 @@ static int conn_proxy_protocol(tg_conn_t *c)
             tg_conn_close(c);
             return -1;
         }
-        ssize_t got = read(c->fd, b->last, (size_t)(b->end - b->last));
+        /* behind TLS the bytes after the header are the handshake's: peek,
+         * and take off the socket only the header's own bytes */
+        ssize_t got = c->ssl ? recv(c->fd, b->last, (size_t)(b->end - b->last), MSG_PEEK)
+                             : read(c->fd, b->last, (size_t)(b->end - b->last));
+        if (c->ssl && got > 0) {
+            size_t had = (size_t)(b->last - b->pos);
+            int hn = tg_proxyproto_parse(b->pos, had + (size_t)got, addr, sizeof(addr));
+            size_t take = hn > 0 ? (size_t)hn - had : (size_t)got;
+            if (hn >= 0 && read(c->fd, b->last, take) != (ssize_t)take)
+                hn = -1;
+            b->last += take;
+            if (hn < 0) {
+                tg_log(TG_LOG_INFO, "%s: no valid PROXY protocol header", tg_conn_peer(c));
+                tg_conn_close(c);
+                return -1;
+            }
+            continue; /* the next round parses it */
+        }
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -541,7 +567,7 @@ static void conn_read(tg_conn_t *c)
                 conn_fail_request(c, st);
                 return;
             }
-            ssize_t n = read(c->fd, b->last, (size_t)(b->end - b->last));
+            ssize_t n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -551,7 +577,7 @@ static void conn_read(tg_conn_t *c)
                         conn_release_buffers(c);
                         tg_arena_destroy(&c->arena);
                     }
-                    conn_want(c, EV_READ);
+                    conn_want(c, tg_conn_read_events(c));
                     return;
                 }
                 tg_conn_close(c);
@@ -629,8 +655,9 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
              * upstream side. A full buffer stops the reading. */
             tg_buf_t *b = c->ibuf;
             char ch;
-            ssize_t n = (b && b->last < b->end) ? read(c->fd, b->last, (size_t)(b->end - b->last))
-                                                : recv(c->fd, &ch, 1, MSG_PEEK);
+            ssize_t n = (b && b->last < b->end)
+                            ? tg_conn_read(c, b->last, (size_t)(b->end - b->last))
+                            : recv(c->fd, &ch, 1, MSG_PEEK);
             if (n > 0 && b && b->last < b->end) {
                 b->last += n;
                 return;
@@ -672,6 +699,8 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         tg_http_finalize(c->req, 1);
         return;
     default:
+        if (c->ssl && !tg_tls_is_established(c))
+            tg_log(TG_LOG_INFO, "client %s: TLS handshake timed out", tg_conn_peer(c));
         tg_conn_close(c);
     }
 }
@@ -930,13 +959,13 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
                 b = c->ibuf;
             }
             b->pos = b->last = b->start;
-            ssize_t n = read(c->fd, b->last, (size_t)(b->end - b->last));
+            ssize_t n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
                     hr->body_wait = 1;
-                    conn_want(c, EV_READ);
+                    conn_want(c, tg_conn_read_events(c));
                     conn_timer(c, cc->body_timeout);
                     return 0;
                 }
@@ -1162,10 +1191,16 @@ int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last)
                       last);
 }
 
+static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
+{
+    return tg_conn_writev(c, iov, n);
+}
+
 int tg_http_flush(tg_request_t *r)
 {
     tg_conn_t *c = r->conn;
-    int rc = tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
+    int rc = c->ssl ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
+                    : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
     if (rc == 1) {
         if (c->io.events & EV_WRITE) {
             conn_want(c, EV_READ);
@@ -1222,8 +1257,9 @@ void tg_http_finalize(tg_request_t *r, int abort)
     c->paused = 0;
     c->state = TG_CONN_IDLE;
     conn_timer(c, core_conf(c->listen->default_server->mconf)->idle_timeout);
-    if (left) {
-        /* pipelined: serve it from the loop, not from this stack */
+    if (left || tg_conn_has_pending(c)) {
+        /* pipelined: serve it from the loop, not from this stack (TLS:
+         * decrypted bytes wait in the TLS layer, no socket event comes) */
         conn_want(c, EV_READ);
         ev_feed_event(tg_worker->loop, &c->io, EV_READ);
         return;

@@ -9,6 +9,7 @@
 #include "module.h"
 #include "core.h"
 #include "proxy.h"
+#include "tls.h"
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_accesslog_module;
@@ -20,6 +21,7 @@ extern tg_module_t tg_headers_module;
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
     &tg_realip_module,
+    &tg_tls_module, /* redirect_https answers before any other rewrite */
     &tg_upstream_module,
     &tg_proxy_module,
     &tg_security_headers_module,

@@ -980,7 +980,7 @@ static void px_upgrade(tg_proxy_t *px)
     memcpy(to_up->last, in->pos, early);
     to_up->last += early;
     in->pos += early;
-    *t = (tg_tunnel_t){.cfd = c->fd, .ufd = px->uc->fd, .cio = &c->io, .uio = &px->uc->io,
+    *t = (tg_tunnel_t){.c = c, .ufd = px->uc->fd, .cio = &c->io, .uio = &px->uc->io,
                        .up = to_up, .down = px->buf};
     px->buf = NULL;
     px->tunnel = t;

@@ -2,18 +2,38 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "tunnel.h"
+#include "tls.h"
 
-/* One direction: read `from` into b while there is room, write b to `to`.
- * Returns 1 if any byte moved. */
-static int move(int from, int to, tg_buf_t *b, unsigned *eof, unsigned *shut, unsigned *failed,
-                uint64_t *count)
+/* The two ends: the client connection (plain or TLS) and the upstream
+ * socket. */
+static ssize_t side_read(tg_tunnel_t *t, int client, void *buf, size_t len)
+{
+    return client ? tg_conn_read(t->c, buf, len) : read(t->ufd, buf, len);
+}
+
+static ssize_t side_write(tg_tunnel_t *t, int client, const void *buf, size_t len)
+{
+    return client ? tg_conn_write(t->c, buf, len) : send(t->ufd, buf, len, MSG_NOSIGNAL);
+}
+
+static void side_shutdown(tg_tunnel_t *t, int client)
+{
+    if (client)
+        tg_tls_conn_shutdown(t->c); /* close_notify first (no-op when plain) */
+    shutdown(client ? t->c->fd : t->ufd, SHUT_WR);
+}
+
+/* One direction: read side `from_client` into b while there is room, write
+ * b to the other side. Returns 1 if any byte moved. */
+static int move(tg_tunnel_t *t, int from_client, tg_buf_t *b, unsigned *eof, unsigned *shut,
+                unsigned *failed, uint64_t *count)
 {
     int progress = 0;
     for (;;) {
         if (b->pos == b->last)
             b->pos = b->last = b->start;
         if (!*eof && b->last < b->end) {
-            ssize_t n = read(from, b->last, (size_t)(b->end - b->last));
+            ssize_t n = side_read(t, from_client, b->last, (size_t)(b->end - b->last));
             if (n > 0) {
                 b->last += n;
                 progress = 1;
@@ -26,7 +46,7 @@ static int move(int from, int to, tg_buf_t *b, unsigned *eof, unsigned *shut, un
         }
         if (b->pos == b->last)
             break;
-        ssize_t w = send(to, b->pos, (size_t)(b->last - b->pos), MSG_NOSIGNAL);
+        ssize_t w = side_write(t, !from_client, b->pos, (size_t)(b->last - b->pos));
         if (w < 0) {
             if (errno != EAGAIN && errno != EINTR)
                 *failed = 1;
@@ -41,7 +61,7 @@ static int move(int from, int to, tg_buf_t *b, unsigned *eof, unsigned *shut, un
             break;
     }
     if (*eof && b->pos == b->last && !*shut) {
-        shutdown(to, SHUT_WR); /* pass the half-close on */
+        side_shutdown(t, !from_client); /* pass the half-close on */
         *shut = 1;
     }
     return progress;
@@ -64,8 +84,8 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
              failed = 0;
     int moved, rounds = 0;
     do { /* a bounded number of rounds: a busy tunnel must not starve the others */
-        moved = move(t->cfd, t->ufd, t->up, &c_eof, &up_shut, &failed, &t->up_bytes);
-        moved |= move(t->ufd, t->cfd, t->down, &u_eof, &down_shut, &failed, &t->down_bytes);
+        moved = move(t, 1, t->up, &c_eof, &up_shut, &failed, &t->up_bytes);
+        moved |= move(t, 0, t->down, &u_eof, &down_shut, &failed, &t->down_bytes);
     } while (moved && !failed && ++rounds < 8);
     t->c_eof = c_eof, t->u_eof = u_eof, t->u_shut = up_shut, t->c_shut = down_shut;
     /* one side is done and what it sent is delivered: the tunnel is over
@@ -81,7 +101,12 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
     int down_full = t->down->last == t->down->end && t->down->pos != t->down->last;
     int cev = ((!t->c_eof && !up_full) ? EV_READ : 0) | (t->down->pos != t->down->last ? EV_WRITE : 0);
     int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up->pos != t->up->last ? EV_WRITE : 0);
-    want(loop, t->cio, t->cfd, cev);
+    if ((cev & EV_READ) && t->c->ssl && t->c->tls_want_write)
+        cev |= EV_WRITE; /* the TLS layer must write before it can read on */
+    want(loop, t->cio, t->c->fd, cev);
     want(loop, t->uio, t->ufd, uev);
+    /* decrypted bytes the TLS layer holds come with no socket event */
+    if ((cev & EV_READ) && tg_conn_has_pending(t->c))
+        ev_feed_event(loop, t->cio, EV_READ);
     return 1;
 }

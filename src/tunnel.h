@@ -3,16 +3,19 @@
  * as soon as they are read; each direction has one buffer, and a side is not
  * read while its buffer waits for the other side to take it (backpressure).
  * When one side closes, what it sent is delivered, the other side gets a
- * FIN, and the tunnel ends. */
+ * FIN, and the tunnel ends. The client side reads and writes through the
+ * connection's I/O functions, so a wss:// client is served through TLS. */
 #ifndef TG_TUNNEL_H
 #define TG_TUNNEL_H
 
 #include <stdint.h>
 #include <ev.h>
 #include "buf.h"
+#include "conn.h"
 
 typedef struct {
-    int cfd, ufd;          /* client and upstream sockets */
+    tg_conn_t *c;          /* client side: its I/O goes through tg_conn_read/write (TLS) */
+    int ufd;               /* upstream socket */
     ev_io *cio, *uio;      /* their watchers: the tunnel sets what they wait for */
     tg_buf_t *up, *down;   /* client -> upstream, upstream -> client */
     uint64_t up_bytes, down_bytes;

@@ -58,6 +58,37 @@ static int var_scheme(tg_request_t *r, tg_str_t arg, tg_str_t *out)
     return 0;
 }
 
+/* TLS: unset on plain connections. */
+static int var_tls_protocol(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_tls_var_protocol(r->conn, out);
+}
+
+static int var_tls_cipher(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_tls_var_cipher(r->conn, out);
+}
+
+static int var_tls_client_verify(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_tls_var_client_verify(r->conn, r->arena, out);
+}
+
+static int var_tls_client_s_dn(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_tls_var_client_s_dn(r->conn, r->arena, out);
+}
+
+static int var_tls_client_fingerprint(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_tls_var_client_fingerprint(r->conn, r->arena, out);
+}
+
 /* Is header `name` the one $http_NAME asks for? ('_' stands for '-',
  * case-insensitive) */
 static int header_is(tg_str_t name, tg_str_t want)
@@ -243,6 +274,11 @@ static const tg_var_def_t core_vars[] = {
     {"method", 0, var_method},
     {"request_method", 0, var_method},
     {"scheme", 0, var_scheme},
+    {"tls_protocol", 0, var_tls_protocol},
+    {"tls_cipher", 0, var_tls_cipher},
+    {"tls_client_verify", 0, var_tls_client_verify},
+    {"tls_client_s_dn", 0, var_tls_client_s_dn},
+    {"tls_client_fingerprint", 0, var_tls_client_fingerprint},
     {"status", 0, var_status},
     {"upstream_addr", 0, var_upstream_addr},
     {"upstream_status", 0, var_upstream_status},

@@ -1,0 +1,880 @@
+/* TLS termination with OpenSSL 3.
+ *
+ * Config: the tls module's directives fill one tls_conf_t per scope. After
+ * the whole file is parsed (init_conf, in the master), every server block
+ * that listens with `tls` gets its own SSL_CTX holding all of its
+ * certificate/key pairs (an RSA and an ECDSA pair side by side: OpenSSL
+ * picks what the client supports). The contexts live as long as the config
+ * generation (freed by an arena cleanup), and workers inherit them by fork.
+ *
+ * Handshake: SSL_new starts from the listener's default server; the
+ * client-hello callback reads SNI, picks the server block with the same rules
+ * as the Host lookup (tg_core_find_server) and switches SSL_CTX before the
+ * version and cipher are chosen, so per-server protocols and ciphers apply.
+ *
+ * Session resumption across workers: stateless tickets whose keys derive
+ * from a secret the master makes once (kept in this file's static across
+ * reloads) and the time slot floor(now / tls_ticket_rotate). Every worker
+ * computes the same keys, the previous slot's key is still accepted. The
+ * per-process key cache below is a pure function of (secret, slot).
+ *
+ * I/O: tg_tls_read/tg_tls_writev behave like read(2)/writev(2). Writes
+ * gather small ranges (a header block, chunk framing) into one 16 KB record
+ * buffer and send large ranges directly; a retry after WANT_WRITE always
+ * presents the same leading bytes (the queue head has not moved), which is
+ * what SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER requires. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <openssl/ocsp.h>
+#include <openssl/core_names.h>
+#include "tls.h"
+#include "core.h"
+#include "conn.h"
+#include "request.h"
+#include "http.h"
+#include "log.h"
+
+#define TLS_PROTO_12 0x01
+#define TLS_PROTO_13 0x02
+#define TLS_RECORD 16384
+#define TLS_DIRECT_MIN 4096 /* ranges this big go to SSL_write without a copy */
+
+#define TLS_DEFAULT_CIPHERS                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+#define TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
+
+/* The ALPN protocols we speak, in preference order (wire format). The one
+ * place to add "h2" later. */
+static const unsigned char alpn_protos[] = "\x08http/1.1";
+
+typedef struct {
+    const char *cert, *key; /* absolute paths */
+    const char *file;       /* where tls_certificate was written */
+    int line;
+    const char *staple;     /* tls_stapling_file (DER OCSP response) or NULL */
+    int staple_line;
+    unsigned char *ocsp;    /* its bytes, read at load (config arena) */
+    size_t ocsp_len;
+    X509 *leaf;             /* the certificate as loaded into the SSL_CTX */
+} cert_pair_t;
+
+typedef struct {
+    cert_pair_t *pairs;
+    int npairs;
+    int64_t protocols; /* TLS_PROTO_* bits */
+    const char *ciphers, *groups;
+    const char *client_ca;
+    int64_t verify_client; /* 0 off, 1 on, 2 optional */
+    int redirect_https;    /* tg_conf_set_flag writes an int */
+    tg_msec_t ticket_rotate; /* main scope only */
+    const char *ca_file;     /* where tls_client_ca was written */
+    int ca_line;
+    SSL_CTX *ctx; /* built at init_conf for servers with a tls listener */
+} tls_conf_t;
+
+static tls_conf_t *tls_conf(void **mconf)
+{
+    return mconf[tg_tls_module.index];
+}
+
+/* ---- directives ------------------------------------------------------------ */
+
+static void *tls_create_conf(tg_conf_t *cf)
+{
+    tls_conf_t *t = tg_arena_alloc(cf->arena, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->protocols = TG_CONF_UNSET;
+    t->verify_client = TG_CONF_UNSET;
+    t->redirect_https = TG_CONF_UNSET;
+    t->ticket_rotate = TG_CONF_UNSET;
+    return t;
+}
+
+static const char *tls_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    (void)cf;
+    tls_conf_t *p = parent, *c = child;
+    TG_CONF_MERGE(c->protocols, p->protocols, TLS_PROTO_12 | TLS_PROTO_13);
+    TG_CONF_MERGE_PTR(c->ciphers, p->ciphers, TLS_DEFAULT_CIPHERS);
+    TG_CONF_MERGE_PTR(c->groups, p->groups, TLS_DEFAULT_GROUPS);
+    TG_CONF_MERGE(c->verify_client, p->verify_client, 0);
+    TG_CONF_MERGE(c->redirect_https, p->redirect_https, 0);
+    TG_CONF_MERGE(c->ticket_rotate, p->ticket_rotate, 3600 * 1000);
+    if (c->client_ca == NULL) {
+        c->client_ca = p->client_ca;
+        c->ca_file = p->ca_file;
+        c->ca_line = p->ca_line;
+    }
+    return NULL;
+}
+
+static const char *file_check(tg_conf_t *cf, const char *what, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return tg_conf_errf(cf, "cannot open %s \"%s\": %s", what, path, strerror(errno));
+    fclose(f);
+    return NULL;
+}
+
+/* tls_certificate FILE: starts a pair; tls_certificate_key completes it. */
+static const char *set_certificate(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (t->npairs && t->pairs[t->npairs - 1].key == NULL)
+        return tg_conf_errf(cf, "\"tls_certificate\" \"%s\" has no \"tls_certificate_key\" yet",
+                            t->pairs[t->npairs - 1].cert);
+    if ((err = file_check(cf, "certificate", path)) != NULL)
+        return err;
+    cert_pair_t *p = tg_arena_grow(cf->arena, t->pairs, (size_t)t->npairs, 1, sizeof(*p));
+    if (p == NULL)
+        return "out of memory";
+    p[t->npairs++] = (cert_pair_t){.cert = path, .file = cf->file, .line = cf->line};
+    t->pairs = p;
+    return NULL;
+}
+
+/* tls_stapling_file FILE: the OCSP response to staple for the certificate
+ * before it (read at every load, so a reload refreshes it). */
+static const char *set_stapling_file(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (t->npairs == 0 || t->pairs[t->npairs - 1].staple != NULL)
+        return "\"tls_stapling_file\" must follow a \"tls_certificate\" (one per certificate)";
+    if ((err = file_check(cf, "OCSP response", path)) != NULL)
+        return err;
+    t->pairs[t->npairs - 1].staple = path;
+    t->pairs[t->npairs - 1].staple_line = cf->line;
+    return NULL;
+}
+
+static const char *set_certificate_key(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (t->npairs == 0 || t->pairs[t->npairs - 1].key != NULL)
+        return "\"tls_certificate_key\" must follow a \"tls_certificate\"";
+    if ((err = file_check(cf, "certificate key", path)) != NULL)
+        return err;
+    t->pairs[t->npairs - 1].key = path;
+    return NULL;
+}
+
+/* tls_protocols TLSv1.2 TLSv1.3 */
+static const char *set_protocols(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    t->protocols = 0;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v = tg_conf_arg(cf, i);
+        if (tg_str_eq_lit(v, "TLSv1.2"))
+            t->protocols |= TLS_PROTO_12;
+        else if (tg_str_eq_lit(v, "TLSv1.3"))
+            t->protocols |= TLS_PROTO_13;
+        else
+            return tg_conf_errf(cf, "unsupported protocol \"%.*s\" in \"tls_protocols\", "
+                                    "expected TLSv1.2 or TLSv1.3",
+                                TG_STR_FMT(v));
+    }
+    return NULL;
+}
+
+/* tls_ciphers LIST and tls_groups LIST, checked against OpenSSL right away. */
+static const char *set_ciphers(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    tls_conf_t *t = conf;
+    const char *v = tg_conf_arg(cf, 1).p;
+    int groups = strcmp(d->name, "tls_groups") == 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return "out of memory";
+    int ok = groups ? SSL_CTX_set1_groups_list(ctx, v) : SSL_CTX_set_cipher_list(ctx, v);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    if (!ok)
+        return tg_conf_errf(cf, "invalid value \"%s\" in \"%s\": no %s OpenSSL knows", v, d->name,
+                            groups ? "group" : "cipher");
+    *(groups ? &t->groups : &t->ciphers) = v;
+    return NULL;
+}
+
+static const char *set_client_ca(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if ((err = file_check(cf, "client CA", path)) != NULL)
+        return err;
+    t->client_ca = path;
+    t->ca_file = cf->file;
+    t->ca_line = cf->line;
+    return NULL;
+}
+
+static const char *set_verify_client(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "off"))
+        t->verify_client = 0;
+    else if (tg_str_eq_lit(v, "on"))
+        t->verify_client = 1;
+    else if (tg_str_eq_lit(v, "optional"))
+        t->verify_client = 2;
+    else
+        return tg_conf_errf(cf, "invalid value \"%.*s\" in \"tls_verify_client\", expected on, "
+                                "optional or off",
+                            TG_STR_FMT(v));
+    return NULL;
+}
+
+static const char *set_ticket_rotate(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    tls_conf_t *t = conf;
+    const char *err = tg_conf_set_msec(cf, d, conf);
+    if (err == NULL && t->ticket_rotate < 60000)
+        return "\"tls_ticket_rotate\" must be at least 1m";
+    return err;
+}
+
+/* ---- session tickets ------------------------------------------------------- */
+
+static unsigned char ticket_secret[32]; /* master-made, kept across reloads */
+static int ticket_secret_set;
+
+typedef struct {
+    int64_t slot;
+    unsigned char name[16], aes[32], mac[32];
+} ticket_key_t;
+
+static ticket_key_t key_cache[2]; /* per process; derived, never mutated state */
+
+static void derive(const char *label, int64_t slot, unsigned char *out, size_t len)
+{
+    unsigned char msg[24], md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    size_t l = strlen(label);
+    memcpy(msg, label, l);
+    for (int i = 0; i < 8; i++)
+        msg[l + (size_t)i] = (unsigned char)((uint64_t)slot >> (56 - 8 * i));
+    HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), msg, l + 8, md, &mdlen);
+    memcpy(out, md, len);
+}
+
+static const ticket_key_t *ticket_key(int64_t slot)
+{
+    ticket_key_t *k = &key_cache[slot & 1];
+    if (k->slot != slot || slot == 0) {
+        derive("tg-name", slot, k->name, sizeof(k->name));
+        derive("tg-aes", slot, k->aes, sizeof(k->aes));
+        derive("tg-mac", slot, k->mac, sizeof(k->mac));
+        k->slot = slot;
+    }
+    return k;
+}
+
+static int64_t ticket_slot(SSL *ssl)
+{
+    tls_conf_t *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    int64_t period = t ? t->ticket_rotate / 1000 : 3600;
+    return (int64_t)time(NULL) / (period > 0 ? period : 3600);
+}
+
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    int64_t now = ticket_slot(ssl);
+    const ticket_key_t *k;
+    int rc = 1;
+    if (enc) {
+        k = ticket_key(now);
+        memcpy(name, k->name, 16);
+        if (RAND_bytes(iv, 16) != 1)
+            return -1;
+    } else {
+        k = ticket_key(now);
+        if (memcmp(name, k->name, 16) != 0) {
+            k = ticket_key(now - 1);
+            if (memcmp(name, k->name, 16) != 0)
+                return 0; /* unknown or expired key: full handshake */
+            rc = 2;       /* valid, but issue a ticket under the current key */
+        }
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->mac, sizeof(k->mac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (!EVP_MAC_CTX_set_params(hctx, params))
+        return -1;
+    if (enc ? !EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv)
+            : !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
+        return -1;
+    return rc;
+}
+
+/* ---- handshake callbacks --------------------------------------------------- */
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, alpn_protos, sizeof(alpn_protos) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no_application_protocol */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The host_name entry of a server_name extension, lowercased into buf. */
+static tg_str_t sni_from_hello(SSL *ssl, char *buf, size_t size)
+{
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5)
+        return TG_NULL_STR;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list + 2 > len || p[2] != TLSEXT_NAMETYPE_host_name)
+        return TG_NULL_STR;
+    size_t n = ((size_t)p[3] << 8) | p[4];
+    if (n + 5 > len || n == 0 || n >= size)
+        return TG_NULL_STR;
+    for (size_t i = 0; i < n; i++) {
+        char ch = (char)p[5 + i];
+        buf[i] = (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+    }
+    while (n > 0 && buf[n - 1] == '.')
+        n--;
+    return (tg_str_t){buf, n};
+}
+
+/* Pick the server block by SNI and switch to its SSL_CTX. SSL_set_SSL_CTX
+ * moves the certificates and session id context; the settings SSL_new
+ * copied from the first context are copied again here. */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    (void)al;
+    (void)arg;
+    tg_conn_t *c = SSL_get_app_data(ssl);
+    char buf[256];
+    tg_str_t host = sni_from_hello(ssl, buf, sizeof(buf));
+    tg_server_t *s = tg_core_find_server(c->listen, host);
+    tls_conf_t *t = tls_conf(s->mconf);
+    if (t->ctx == NULL || t->ctx == SSL_get_SSL_CTX(ssl))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    SSL_CTX *ctx = t->ctx;
+    SSL_set_SSL_CTX(ssl, ctx);
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+    SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(ctx));
+    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+    if (!SSL_set_cipher_list(ssl, t->ciphers) || !SSL_set1_groups_list(ssl, t->groups))
+        return SSL_CLIENT_HELLO_ERROR;
+    if (t->verify_client) {
+        STACK_OF(X509_NAME) *names = SSL_dup_CA_list(SSL_CTX_get_client_CA_list(ctx));
+        if (names == NULL)
+            return SSL_CLIENT_HELLO_ERROR;
+        SSL_set_client_CA_list(ssl, names);
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ---- building contexts ----------------------------------------------------- */
+
+static void ctx_free(void *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    return r ? r : "unknown error";
+}
+
+/* Read a DER OCSP response into the config arena and check it parses. */
+static int load_staple(tg_conf_t *cf, cert_pair_t *p)
+{
+    cf->line = p->staple_line;
+    FILE *f = fopen(p->staple, "rb");
+    long len = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        len = ftell(f);
+    if (f == NULL || len <= 0 || len > 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0 ||
+        (p->ocsp = tg_arena_alloc_nz(cf->arena, (size_t)len)) == NULL ||
+        fread(p->ocsp, 1, (size_t)len, f) != (size_t)len) {
+        tg_conf_error(cf, "cannot read OCSP response \"%s\"", p->staple);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    const unsigned char *q = p->ocsp;
+    OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &q, len);
+    if (resp == NULL) {
+        ERR_clear_error();
+        tg_conf_error(cf, "\"%s\" is not a DER OCSP response", p->staple);
+        return -1;
+    }
+    if (OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL)
+        tg_conf_warn(cf, "OCSP response \"%s\" is not successful, not stapled", p->staple);
+    else
+        p->ocsp_len = (size_t)len;
+    OCSP_RESPONSE_free(resp);
+    return 0;
+}
+
+/* Staple the response of the certificate the handshake chose, if any. */
+static int status_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    tls_conf_t *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    X509 *x = SSL_get_certificate(ssl);
+    for (int i = 0; t && i < t->npairs; i++) {
+        cert_pair_t *p = &t->pairs[i];
+        if (p->leaf != x || p->ocsp_len == 0)
+            continue;
+        unsigned char *copy = OPENSSL_memdup(p->ocsp, p->ocsp_len); /* OpenSSL frees it */
+        if (copy == NULL || !SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)p->ocsp_len)) {
+            OPENSSL_free(copy);
+            return SSL_TLSEXT_ERR_NOACK;
+        }
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
+{
+    cf->file = p->file;
+    cf->line = p->line;
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1) {
+        tg_conf_error(cf, "cannot load certificate \"%s\": %s", p->cert, ssl_reason());
+        return -1;
+    }
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    if (x && X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+        tg_conf_warn(cf, "certificate \"%s\" has expired", p->cert);
+    if (p->key == NULL) {
+        tg_conf_error(cf, "certificate \"%s\" has no \"tls_certificate_key\"", p->cert);
+        return -1;
+    }
+    ERR_clear_error();
+    if (SSL_CTX_use_PrivateKey_file(ctx, p->key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+            ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)
+            tg_conf_error(cf, "key \"%s\" does not match certificate \"%s\"", p->key, p->cert);
+        else
+            tg_conf_error(cf, "cannot read key \"%s\": %s", p->key, ssl_reason());
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        tg_conf_error(cf, "key \"%s\" does not match certificate \"%s\"", p->key, p->cert);
+        return -1;
+    }
+    p->leaf = x;
+    return p->staple ? load_staple(cf, p) : 0;
+}
+
+/* A session id context per server block, so a session resumes only with the
+ * server (and client-certificate policy) that made it. */
+static void set_sid_ctx(SSL_CTX *ctx, tg_server_t *s)
+{
+    unsigned char md[32];
+    char text[512];
+    int n = snprintf(text, sizeof(text), "tollgate:%s:%d", s->file, s->line);
+    EVP_Digest(text, (size_t)(n < 0 ? 0 : n), md, NULL, EVP_sha256(), NULL);
+    SSL_CTX_set_session_id_context(ctx, md, sizeof(md));
+}
+
+static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL || tg_arena_on_reset(cf->arena, ctx_free, ctx) != 0) {
+        SSL_CTX_free(ctx);
+        tg_conf_error(cf, "out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_app_data(ctx, t);
+    SSL_CTX_set_min_proto_version(ctx, (t->protocols & TLS_PROTO_12) ? TLS1_2_VERSION
+                                                                      : TLS1_3_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, (t->protocols & TLS_PROTO_13) ? TLS1_3_VERSION
+                                                                      : TLS1_2_VERSION);
+    /* a client that closes without close_notify has simply closed (browsers
+     * do): end of stream, not an error */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_SINGLE_DH_USE | SSL_OP_SINGLE_ECDH_USE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_dh_auto(ctx, 1);
+    SSL_CTX_set_cipher_list(ctx, t->ciphers);
+    SSL_CTX_set1_groups_list(ctx, t->groups);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+    SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
+    /* resumption is by tickets only: they work across workers */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    SSL_CTX_set_timeout(ctx, (long)(t->ticket_rotate / 1000) * 2);
+    set_sid_ctx(ctx, s);
+    for (int i = 0; i < t->npairs; i++)
+        if (load_pair(cf, ctx, &t->pairs[i]) != 0)
+            return NULL;
+    if (t->verify_client) {
+        cf->file = t->ca_file ? t->ca_file : s->file;
+        cf->line = t->ca_file ? t->ca_line : s->line;
+        if (t->client_ca == NULL) {
+            tg_conf_error(cf, "\"tls_verify_client\" needs \"tls_client_ca\"");
+            return NULL;
+        }
+        ERR_clear_error();
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+        if (names == NULL || SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            tg_conf_error(cf, "cannot load client CA \"%s\": %s", t->client_ca, ssl_reason());
+            return NULL;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (t->verify_client == 1
+                                                       ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+    }
+    return ctx;
+}
+
+static int has_tls_listen(tg_server_t *s)
+{
+    for (int i = 0; i < s->nlistens; i++)
+        if (s->listens[i]->tls)
+            return 1;
+    return 0;
+}
+
+static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
+{
+    (void)main_conf;
+    tg_config_t *c = cf->config;
+    if (!ticket_secret_set) {
+        if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1)
+            return "cannot make the session ticket secret";
+        ticket_secret_set = 1;
+    }
+    const char *file = cf->file;
+    int line = cf->line;
+    for (int i = 0; i < c->nservers; i++) {
+        tg_server_t *s = c->servers[i];
+        tls_conf_t *t = tls_conf(s->mconf);
+        cf->file = s->file;
+        cf->line = s->line;
+        if (!has_tls_listen(s)) {
+            if (t->npairs)
+                tg_conf_warn(cf, "\"tls_certificate\" in a server without \"listen ... tls\"");
+            continue;
+        }
+        if (t->npairs == 0) {
+            tg_conf_error(cf, "server listens with \"tls\" but has no \"tls_certificate\"");
+            continue;
+        }
+        t->ctx = build_ctx(cf, s, t);
+    }
+    cf->file = file;
+    cf->line = line;
+    return NULL;
+}
+
+/* ---- redirect_https -------------------------------------------------------- */
+
+static int redirect_is_active(void *conf)
+{
+    return ((tls_conf_t *)conf)->redirect_https == 1;
+}
+
+static tg_rc_t redirect_rewrite(tg_request_t *r, void *conf)
+{
+    (void)conf;
+    if (r->conn->listen->tls)
+        return TG_OK;
+    tg_str_t host = r->host;
+    if (host.len == 0) {
+        for (int i = 0; i < r->server->nnames && host.len == 0; i++)
+            if (r->server->names[i].len && r->server->names[i].p[0] != '*')
+                host = r->server->names[i];
+        if (host.len == 0)
+            return TG_OK; /* no name to send the client to */
+    }
+    int port = 443;
+    for (int i = 0; i < r->server->nlistens; i++) {
+        tg_listen_t *ls = r->server->listens[i];
+        if (ls->tls) {
+            struct sockaddr_in *sa = (struct sockaddr_in *)&ls->addr; /* port: same offset v6 */
+            port = ntohs(sa->sin_port);
+            break;
+        }
+    }
+    char portbuf[16] = "";
+    if (port != 443)
+        snprintf(portbuf, sizeof(portbuf), ":%d", port);
+    char *loc = tg_arena_printf(r->arena, "https://%.*s%s%.*s", TG_STR_FMT(host), portbuf,
+                                TG_STR_FMT(r->uri));
+    if (loc == NULL || tg_request_respond(r, 301, "text/plain", TG_STR("301 Moved Permanently\n")))
+        return TG_ERROR;
+    if (tg_request_add_resp_header(r, TG_STR("Location"), tg_str_c(loc)) != 0)
+        return TG_ERROR;
+    return TG_DONE;
+}
+
+static const tg_directive_t tls_directives[] = {
+    {"tls_certificate", TG_SCOPE_SERVER, 0, 1, 1, set_certificate, 0},
+    {"tls_certificate_key", TG_SCOPE_SERVER, 0, 1, 1, set_certificate_key, 0},
+    {"tls_stapling_file", TG_SCOPE_SERVER, 0, 1, 1, set_stapling_file, 0},
+    {"tls_protocols", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 2, set_protocols, 0},
+    {"tls_ciphers", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_ciphers, 0},
+    {"tls_groups", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_ciphers, 0},
+    {"tls_client_ca", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_client_ca, 0},
+    {"tls_verify_client", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_verify_client, 0},
+    {"tls_ticket_rotate", TG_SCOPE_MAIN, 0, 1, 1, set_ticket_rotate,
+     offsetof(tls_conf_t, ticket_rotate)},
+    {"redirect_https", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, tg_conf_set_flag,
+     offsetof(tls_conf_t, redirect_https)},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_tls_module = {
+    .name = "tls",
+    .directives = tls_directives,
+    .create_conf = tls_create_conf,
+    .merge_conf = tls_merge_conf,
+    .init_conf = tls_init_conf,
+    .is_active = redirect_is_active,
+    .on_rewrite = redirect_rewrite,
+};
+
+/* ---- connection I/O -------------------------------------------------------- */
+
+int tg_tls_conn_start(tg_conn_t *c)
+{
+    tls_conf_t *t = tls_conf(c->listen->default_server->mconf);
+    SSL *ssl = SSL_new(t->ctx);
+    if (ssl == NULL)
+        return -1;
+    if (!SSL_set_fd(ssl, c->fd)) {
+        SSL_free(ssl);
+        return -1;
+    }
+    SSL_set_app_data(ssl, c);
+    SSL_set_accept_state(ssl);
+    c->ssl = ssl;
+    return 0;
+}
+
+void tg_tls_conn_shutdown(tg_conn_t *c)
+{
+    if (c->ssl == NULL || c->tls_failed || !SSL_is_init_finished(c->ssl))
+        return;
+    SSL_shutdown(c->ssl); /* close_notify if the socket takes it; never waits */
+    ERR_clear_error();
+}
+
+void tg_tls_conn_free(tg_conn_t *c)
+{
+    if (c->ssl == NULL)
+        return;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    ERR_clear_error();
+}
+
+/* Map an SSL error to errno; log handshake failures at info (they are the
+ * client's problem: a scanner, plain HTTP, an old client). */
+static ssize_t tls_fail(tg_conn_t *c, int rc, const char *op)
+{
+    int e = SSL_get_error(c->ssl, rc);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        c->tls_want_write = 0;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_want_write = 1;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        c->tls_failed = 1;
+        if (errno == 0 || ERR_peek_error() != 0) {
+            ERR_clear_error();
+            if (*op == 'r')
+                return 0; /* EOF without close_notify */
+            errno = EPIPE;
+        }
+        return -1;
+    default:
+        c->tls_failed = 1;
+        if (!SSL_is_init_finished(c->ssl))
+            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
+                   ssl_reason());
+        else
+            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
+                   ssl_reason());
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+ssize_t tg_tls_read(tg_conn_t *c, void *buf, size_t len)
+{
+    errno = 0;
+    int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    return tls_fail(c, n, "read");
+}
+
+ssize_t tg_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    static char record[TLS_RECORD]; /* per process; filled and sent in one call */
+    int i = 0;
+    while (i < n && iov[i].iov_len == 0)
+        i++;
+    if (i == n)
+        return 0;
+    const void *p = iov[i].iov_base;
+    size_t len = iov[i].iov_len;
+    if (len < TLS_DIRECT_MIN && i + 1 < n) {
+        /* small ranges: one record, not one record per range */
+        len = 0;
+        for (; i < n && len < TLS_RECORD; i++) {
+            size_t take = iov[i].iov_len;
+            if (take > TLS_RECORD - len)
+                take = TLS_RECORD - len;
+            memcpy(record + len, iov[i].iov_base, take);
+            len += take;
+        }
+        p = record;
+    }
+    errno = 0;
+    int w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    if (w > 0)
+        return w;
+    return tls_fail(c, w, "write");
+}
+
+int tg_tls_pending(tg_conn_t *c)
+{
+    return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
+int tg_tls_is_established(tg_conn_t *c)
+{
+    return c->ssl && SSL_is_init_finished(c->ssl);
+}
+
+/* ---- variables ------------------------------------------------------------- */
+
+int tg_tls_var_protocol(tg_conn_t *c, tg_str_t *out)
+{
+    if (c->ssl == NULL)
+        return -1;
+    *out = tg_str_c(SSL_get_version(c->ssl));
+    return 0;
+}
+
+int tg_tls_var_cipher(tg_conn_t *c, tg_str_t *out)
+{
+    const char *name = c->ssl ? SSL_get_cipher_name(c->ssl) : NULL;
+    if (name == NULL)
+        return -1;
+    *out = tg_str_c(name);
+    return 0;
+}
+
+int tg_tls_var_client_verify(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
+{
+    if (c->ssl == NULL)
+        return -1;
+    X509 *x = SSL_get0_peer_certificate(c->ssl);
+    if (x == NULL) {
+        *out = TG_STR("NONE");
+        return 0;
+    }
+    long v = SSL_get_verify_result(c->ssl);
+    if (v == X509_V_OK) {
+        *out = TG_STR("SUCCESS");
+        return 0;
+    }
+    char *s = tg_arena_printf(a, "FAILED:%s", X509_verify_cert_error_string(v));
+    if (s == NULL)
+        return -1;
+    *out = tg_str_c(s);
+    return 0;
+}
+
+int tg_tls_var_client_s_dn(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
+{
+    X509 *x = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    if (x == NULL)
+        return -1;
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL)
+        return -1;
+    int rc = -1;
+    if (X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0) {
+        char *data;
+        long len = BIO_get_mem_data(bio, &data);
+        char *copy = tg_arena_alloc_nz(a, (size_t)len + 1);
+        if (copy) {
+            memcpy(copy, data, (size_t)len);
+            copy[len] = '\0';
+            *out = (tg_str_t){copy, (size_t)len};
+            rc = 0;
+        }
+    }
+    BIO_free(bio);
+    return rc;
+}
+
+int tg_tls_var_client_fingerprint(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
+{
+    X509 *x = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (x == NULL || X509_digest(x, EVP_sha256(), md, &n) != 1)
+        return -1;
+    char *hex = tg_arena_alloc_nz(a, n * 2 + 1);
+    if (hex == NULL)
+        return -1;
+    for (unsigned int i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    *out = (tg_str_t){hex, n * 2};
+    return 0;
+}
