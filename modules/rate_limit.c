@@ -26,6 +26,7 @@
  * Counters (passed, limited, dry_run, backend errors) sit in the zone's
  * shared header; eviction, limiting and backend trouble are logged at most
  * once a second per zone (one worker does it, with the running totals). */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -506,7 +507,10 @@ static void redis_done(void *data, redisReply *reply, const char *err)
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER &&
         reply->element[1]->type == REDIS_REPLY_INTEGER) {
-        tg_gcra_decide(&z->gcra, reply->element[1]->integer * 1000, &res->g);
+        long long us = reply->element[1]->integer;
+        if (us > INT64_MAX / 1000) /* nonsense from the store: clamp, do not overflow */
+            us = INT64_MAX / 1000;
+        tg_gcra_decide(&z->gcra, (int64_t)us * 1000, &res->g);
         res->g.allowed = reply->element[0]->integer == 1; /* the server decided */
         res->state = RES_DONE;
     } else {

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
@@ -334,6 +336,9 @@ static void conn_connect(conn_t *c)
         return;
     }
     ac->data = c;
+    /* pipelined commands go out as they come, not behind Nagle */
+    int one = 1;
+    setsockopt(ac->c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (redisLibevAttach(tg_worker->loop, ac) != REDIS_OK) {
         redisAsyncFree(ac);
         c->state = CONN_CONNECTING;
