@@ -1,8 +1,9 @@
 /* The one ordered list of modules. Order is hook order within a phase:
  * real_ip first (it decides $remote_addr for everyone after it); access:
  * rate_limit first (a refused request costs nothing further, and a CORS
- * preflight counts too), then cors; response headers: rate_limit's
- * RateLimit headers, security_headers, cors, then the user's
+ * preflight counts too), then cors, then lua (scripts see only requests
+ * the built-in checks let through); response headers: rate_limit's
+ * RateLimit headers, security_headers, cors, lua_header_filter, then the user's
  * add_header/remove_header (so remove_header can drop anything); the access
  * log last. Adding a module
  * is one line here plus its file (src/ for core parts, modules/ for
@@ -17,6 +18,7 @@ extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_security_headers_module;
 extern tg_module_t tg_cors_module;
+extern tg_module_t tg_lua_module;
 extern tg_module_t tg_headers_module;
 
 tg_module_t *const tg_modules[] = {
@@ -27,6 +29,7 @@ tg_module_t *const tg_modules[] = {
     &tg_rate_limit_module,
     &tg_security_headers_module,
     &tg_cors_module,
+    &tg_lua_module,
     &tg_headers_module,
     &tg_accesslog_module,
     NULL,
