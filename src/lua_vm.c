@@ -142,6 +142,11 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* The budget is spent: yield out of the chunk. A yield cannot be caught by
+ * pcall, unlike an error; the runner sees over_budget and fails the run.
+ * Inside a C call that cannot yield (a sort comparator, a gsub callback)
+ * lua_yield raises "attempt to yield across a C-call boundary" instead, and
+ * the hook tries again 1000 instructions later. */
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -149,11 +154,9 @@ static void count_hook(lua_State *L, lua_Debug *ar)
         return;
     if (!vm.over_budget) {
         vm.over_budget = 1;
-        /* from now on raise every 1000 instructions, so a pcall that catches
-         * the error cannot keep the script alive */
         lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
     }
-    luaL_error(L, "instruction limit exceeded (%d)", (int)vm.budget);
+    lua_yield(L, 0);
 }
 
 static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
@@ -396,7 +399,11 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
     vm.r = NULL;
     vm.ctx = NULL;
 
-    if (rc == LUA_YIELD) {
+    if (vm.over_budget) {
+        lua_settop(co, 0);
+        lua_pushfstring(co, "instruction limit exceeded (%d)", (int)vm.budget);
+        rc = LUA_ERRRUN;
+    } else if (rc == LUA_YIELD) {
         if (ctx->exited) {
             release_co(ctx);
             return TG_DONE;
@@ -406,6 +413,7 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         lua_pushliteral(co, "attempt to yield from the script's main chunk");
         rc = LUA_ERRRUN;
     }
+    lua_sethook(L, NULL, 0, 0);
     if (rc == 0) {
         release_co(ctx);
         return TG_OK;
