@@ -151,8 +151,10 @@ static int req_arg(lua_State *L)
 {
     tg_request_t *r = tg_lua_vm_request(L, "tg.req.arg", ANY);
     tg_str_t v;
-    if (tg_var_arg(r, check_str(L, 1), &v) != 0)
-        return 0;
+    if (tg_var_arg(r, check_str(L, 1), &v) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     push_str(L, v);
     return 1;
 }
@@ -269,8 +271,10 @@ static int var_index(lua_State *L)
     int rc = tg_var_get(r, name, &v);
     if (rc == -2)
         return luaL_error(L, "tg.var: unknown variable \"%s\"", name.p);
-    if (rc != 0)
-        return 0;
+    if (rc != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     push_str(L, v);
     return 1;
 }
@@ -435,8 +439,10 @@ static int dict_get(lua_State *L)
         lua_pushliteral(L, "no memory");
         return 2;
     }
-    if (rc == 0)
-        return 0;
+    if (rc == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     switch (v.type) {
     case TG_SHDICT_STR: push_str(L, v.str); break;
     case TG_SHDICT_BOOL: lua_pushboolean(L, v.num != 0); break;

@@ -136,8 +136,10 @@ static int re_match(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     re_slot_t *re = compiled(L, 2, 3);
-    if (!run(L, re, s, len, 0))
-        return 0;
+    if (!run(L, re, s, len, 0)) {
+        lua_pushnil(L);
+        return 1;
+    }
     push_captures(L, re, s);
     return 1;
 }
@@ -147,8 +149,10 @@ static int re_find(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     re_slot_t *re = compiled(L, 2, 3);
-    if (!run(L, re, s, len, 0))
-        return 0;
+    if (!run(L, re, s, len, 0)) {
+        lua_pushnil(L);
+        return 1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(re->md);
     lua_pushinteger(L, (lua_Integer)ov[0] + 1);
     lua_pushinteger(L, (lua_Integer)ov[1]);
