@@ -392,6 +392,13 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+static int l_phase(lua_State *L)
+{
+    tg_lua_vm_ctx(L, "tg.phase", ANY);
+    lua_pushstring(L, tg_lua_phase_names[tg_lua_vm_phase()]);
+    return 1;
+}
+
 static int l_log(lua_State *L)
 {
     size_t n;
@@ -537,7 +544,7 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     };
     static const luaL_Reg top[] = {
         {"route", l_route}, {"exit", l_exit}, {"redirect", l_redirect}, {"sleep", l_sleep},
-        {"now", l_now},     {"log", l_log},   {NULL, NULL},
+        {"now", l_now},     {"log", l_log},   {"phase", l_phase}, {NULL, NULL},
     };
     static const luaL_Reg dict[] = {
         {"get", dict_get}, {"set", dict_set}, {"incr", dict_incr}, {"delete", dict_delete},
