@@ -288,6 +288,17 @@ static int tg_index(lua_State *L)
     return 0;
 }
 
+/* tg.ctx is looked up per request, so it must never become a plain field */
+static int tg_newindex(lua_State *L)
+{
+    size_t n;
+    const char *k = lua_tolstring(L, 2, &n);
+    if (k && n == 3 && memcmp(k, "ctx", 3) == 0)
+        return luaL_error(L, "tg.ctx cannot be replaced; set fields in it");
+    lua_rawset(L, 1);
+    return 0;
+}
+
 /* ---- routing and answers ---- */
 
 static int l_route(lua_State *L)
@@ -589,8 +600,10 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     tg_lua_crypto_open(L);
     lua_setfield(L, tg, "crypto");
 
-    lua_createtable(L, 0, 1); /* tg.ctx is per request */
+    lua_createtable(L, 0, 2); /* tg.ctx is per request */
     lua_pushcfunction(L, tg_index);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tg_newindex);
+    lua_setfield(L, -2, "__newindex");
     lua_setmetatable(L, tg);
 }

@@ -294,6 +294,8 @@ void tg_lua_vm_exit(void)
 
 static void release_co(tg_lua_req_t *ctx)
 {
+    if (ev_is_active(&ctx->timer) && tg_worker)
+        ev_timer_stop(tg_worker->loop, &ctx->timer);
     if (ctx->co_ref != LUA_NOREF && vm.L) {
         luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->co_ref);
         ctx->co_ref = LUA_NOREF;
@@ -306,9 +308,7 @@ static void release_co(tg_lua_req_t *ctx)
 static void req_cleanup(void *data)
 {
     tg_lua_req_t *ctx = data;
-    if (ev_is_active(&ctx->timer) && tg_worker)
-        ev_timer_stop(tg_worker->loop, &ctx->timer);
-    release_co(ctx);
+    release_co(ctx); /* stops a pending tg.sleep timer too */
     if (ctx->ctx_ref != LUA_NOREF && vm.L)
         luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->ctx_ref);
     ctx->ctx_ref = LUA_NOREF;

@@ -87,6 +87,7 @@ local p = tg.req.path()
 if p == "/ex/resp" then tg.resp.set_header("A", "b") end
 if p == "/ex/badheader" then tg.req.set_header("X", "a\r\nb") end
 if p == "/ex/unknownvar" then local _ = tg.var.no_such_thing end
+if p == "/ex/ctx" then tg.ctx = {} end
 if p == "/ex/sandbox" then
   tg.exit(200, table.concat({tostring(io), tostring(os.execute), tostring(loadfile),
     tostring(load), tostring(debug), tostring(ffi), tostring(jit), tostring(string.dump),
@@ -94,7 +95,7 @@ if p == "/ex/sandbox" then
 end
 L
 }, errors_ok => [qr/not allowed in phase "access"/, qr/invalid character in the value/,
-                 qr/unknown variable "no_such_thing"/]);
+                 qr/unknown variable "no_such_thing"/, qr/tg.ctx cannot be replaced/]);
 
 my $r = $tg->http(GET => '/x?y=1', headers => ['X-Remove' => 'r', 'X-Keep' => 'k']);
 is($r->{status}, 200, 'proxied through every phase');
@@ -158,6 +159,8 @@ $r = $tg->http(GET => '/ex/badheader');
 is($r->{status}, 500, 'CR/LF in a header value is refused');
 $r = $tg->http(GET => '/ex/unknownvar');
 is($r->{status}, 500, 'unknown tg.var raises');
+$r = $tg->http(GET => '/ex/ctx');
+is($r->{status}, 500, 'tg.ctx cannot be replaced');
 ok($tg->wait_log(qr/tg.resp.set_header: not allowed in phase "access"/, 5), 'phase message');
 $r = $tg->http(GET => '/ex/sandbox');
 is($r->{body}, 'nil|nil|nil|nil|nil|nil|nil|nil|number|nil', 'sandbox: no io, os.execute, loaders, debug, ffi, jit');
