@@ -99,6 +99,7 @@ struct tg_config_s {
     tg_server_t **servers;
     int nservers;
     tg_upstream_t *upstreams;
+    struct tg_shm_zone_s *shm_zones; /* shared memory zones (src/shm.c), declaration order */
     int generation; /* 1 for the first load, +1 per reload */
 };
 

@@ -1,10 +1,13 @@
 /* The one ordered list of modules. Order is hook order within a phase:
- * real_ip first (it decides $remote_addr for everyone after it); response
- * headers: security_headers, cors, compress (it sees the final Content-Type
- * and adds Content-Encoding and Vary), then the user's add_header/
- * remove_header (so remove_header can drop anything, compress's Vary too);
- * the access log last. Adding a module is one line here plus its file
- * (src/ for core parts, modules/ for middleware). */
+ * real_ip first (it decides $remote_addr for everyone after it); access:
+ * rate_limit first (a refused request costs nothing further, and a CORS
+ * preflight counts too), then cors, then lua (scripts see only requests the
+ * built-in checks let through); response headers: rate_limit's RateLimit
+ * headers, security_headers, cors, lua_header_filter, compress (it sees the
+ * final Content-Type and adds Content-Encoding and Vary), then the user's
+ * add_header/remove_header (so remove_header can drop anything); the access
+ * log last. Adding a module is one line here plus its file (src/ for core
+ * parts, modules/ for middleware). */
 #include <stddef.h>
 #include "module.h"
 #include "core.h"
@@ -13,8 +16,10 @@
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_accesslog_module;
+extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_security_headers_module;
 extern tg_module_t tg_cors_module;
+extern tg_module_t tg_lua_module;
 extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 
@@ -24,8 +29,10 @@ tg_module_t *const tg_modules[] = {
     &tg_tls_module, /* redirect_https answers before any other rewrite */
     &tg_upstream_module,
     &tg_proxy_module,
+    &tg_rate_limit_module,
     &tg_security_headers_module,
     &tg_cors_module,
+    &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
     &tg_accesslog_module,

@@ -317,6 +317,15 @@ static const tg_var_def_t *find_var(tg_str_t name, tg_str_t *arg)
     return v;
 }
 
+int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out)
+{
+    tg_str_t arg;
+    const tg_var_def_t *v = find_var(name, &arg);
+    if (v == NULL)
+        return -2;
+    return v->get(r, arg, out) == 0 ? 0 : -1;
+}
+
 static int is_name_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

@@ -33,6 +33,11 @@ static inline int tg_tpl_has_vars(const tg_tpl_t *t)
     return !(t->nparts == 0 || (t->nparts == 1 && t->parts[0].var == NULL));
 }
 
+/* A variable by name at run time ("remote_addr", "http_x_api_key"; no '$'),
+ * for Lua's tg.var. 0 and *out set, -1 when unset, -2 when no such variable.
+ * A linear search of the variable tables: meant for scripts, not hot loops. */
+int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out);
+
 /* Value of a header/cookie/query argument, used by variables and Lua. */
 int tg_var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out);
 int tg_var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out);

@@ -1,0 +1,33 @@
+-- HS256 JSON Web Tokens: verify(token, secret [, now, leeway]) returns the
+-- claims table, or nil and a reason ("malformed token", "unsupported alg",
+-- "bad signature", "token expired", "token not yet valid").
+local json = require "tollgate.json"
+local c = tg.crypto
+local M = {}
+
+function M.verify(token, secret, now, leeway)
+  if type(token) ~= "string" then return nil, "missing token" end
+  local h64, p64, s64 = token:match("^([%w_-]+)%.([%w_-]+)%.([%w_-]+)$")
+  if not h64 then return nil, "malformed token" end
+  local header = json.decode(c.base64_decode(h64, true) or "")
+  local claims = json.decode(c.base64_decode(p64, true) or "")
+  local sig = c.base64_decode(s64, true)
+  if type(header) ~= "table" or type(claims) ~= "table" or not sig then
+    return nil, "malformed token"
+  end
+  if header.alg ~= "HS256" then return nil, "unsupported alg" end
+  if not c.equal(c.hmac_sha256(secret, h64 .. "." .. p64), sig) then
+    return nil, "bad signature"
+  end
+  now = now or tg.now()
+  leeway = leeway or 0
+  if claims.exp ~= nil and (type(claims.exp) ~= "number" or now >= claims.exp + leeway) then
+    return nil, "token expired"
+  end
+  if claims.nbf ~= nil and (type(claims.nbf) ~= "number" or now + leeway < claims.nbf) then
+    return nil, "token not yet valid"
+  end
+  return claims
+end
+
+return M

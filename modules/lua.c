@@ -1,0 +1,274 @@
+/* lua: scripts in the request's phases (docs/lua.md).
+ *
+ *   lua_package_path "lua/?.lua;;";      main: where require looks
+ *   lua_shared_dict NAME SIZE;           main: tg.shared.NAME, in shared memory
+ *   lua_memory_limit SIZE;               main: per worker state (default 128m)
+ *   lua_instruction_limit N;             per hook run (default 10000000; 0 off)
+ *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
+ *   lua_header_filter FILE;  lua_log FILE;      server or location
+ *
+ * The master reads and syntax-checks every script while it loads the config
+ * (an error is a config error naming the directive's line and the script's
+ * own line); workers compile the checked source when they start, so a reload
+ * picks up changed scripts and a broken one never replaces running workers.
+ * The per-worker runtime is src/lua_vm.c; the API is src/lua_api.c. */
+#include <string.h>
+#include "module.h"
+#include "request.h"
+#include "core.h"
+#include "shm.h"
+#include "shdict.h"
+#include "lua_vm.h"
+#include "worker.h"
+
+#define LUA_DEFAULT_INSTRUCTIONS 10000000
+#define LUA_DEFAULT_MEMORY (128 * 1024 * 1024)
+
+typedef struct {
+    tg_lua_main_t main; /* main scope only */
+    tg_lua_script_t *scripts[TG_LUA_NPHASES];
+    int64_t instruction_limit;
+} lua_conf_t;
+
+tg_module_t tg_lua_module;
+
+static void *lua_create_conf(tg_conf_t *cf)
+{
+    lua_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
+    if (c) {
+        c->instruction_limit = TG_CONF_UNSET;
+        c->main.memory_limit = TG_CONF_UNSET;
+    }
+    return c;
+}
+
+static const char *lua_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    (void)cf;
+    lua_conf_t *p = parent, *c = child;
+    for (int i = 0; i < TG_LUA_NPHASES; i++)
+        TG_CONF_MERGE_PTR(c->scripts[i], p->scripts[i], NULL);
+    TG_CONF_MERGE(c->instruction_limit, p->instruction_limit, LUA_DEFAULT_INSTRUCTIONS);
+    return NULL;
+}
+
+static tg_lua_main_t *main_conf(tg_conf_t *cf)
+{
+    return &((lua_conf_t *)cf->config->mconf[tg_lua_module.index])->main;
+}
+
+static void reference_upstream(void *data, tg_str_t name)
+{
+    tg_conf_t *cf = data;
+    /* "host:port" named literally: an implicit upstream, made at config
+     * time like proxy_pass HOST:PORT makes one */
+    if (memchr(name.p, ':', name.len) && tg_config_find_upstream(cf->config, name) == NULL)
+        tg_upstream_reference(cf, tg_arena_str(cf->arena, name));
+}
+
+/* lua_rewrite FILE (the phase is the directive's offset) */
+static const char *set_script(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    lua_conf_t *c = conf;
+    int phase = (int)d->offset;
+    if (c->scripts[phase])
+        return tg_conf_errf(cf, "\"%s\" directive is duplicate", d->name);
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    tg_lua_main_t *m = main_conf(cf);
+    tg_lua_script_t *s = m->scripts, **tail = &m->scripts;
+    for (; s; tail = &s->next, s = s->next)
+        if (strcmp(s->path, path) == 0)
+            break;
+    if (s == NULL) {
+        if ((s = tg_arena_alloc(cf->arena, sizeof(*s))) == NULL)
+            return "out of memory";
+        s->path = path;
+        const char *err = tg_lua_vm_check(cf->arena, path, &s->src, &s->len);
+        if (err)
+            return err;
+        s->id = m->nscripts++;
+        *tail = s;
+        tg_lua_vm_route_literals(s->src, s->len, reference_upstream, cf);
+    }
+    c->scripts[phase] = s;
+    return NULL;
+}
+
+static const char *set_package_path(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.package_path.p)
+        return "\"lua_package_path\" directive is duplicate";
+    tg_str_t v = tg_conf_arg(cf, 1);
+    char *out = "";
+    const char *p = v.p, *end = v.p + v.len;
+    int defaults = 0;
+    while (p <= end) {
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        if (e == NULL)
+            e = end;
+        tg_str_t item = {p, (size_t)(e - p)};
+        if (item.len == 0) {
+            if (!defaults++) {
+                const char *a = tg_conf_path(cf, TG_STR("lua/?.lua"));
+                const char *b = tg_conf_path(cf, TG_STR("lua/?/init.lua"));
+                out = tg_arena_printf(cf->arena, "%s%s%s;%s", out, *out ? ";" : "", a, b);
+            }
+        } else {
+            out = tg_arena_printf(cf->arena, "%s%s%s", out, *out ? ";" : "",
+                                  tg_conf_path(cf, item));
+        }
+        if (out == NULL)
+            return "out of memory";
+        p = e + 1;
+    }
+    c->main.package_path = tg_str_c(out);
+    return NULL;
+}
+
+static const char *set_shared_dict(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    tg_str_t name = tg_conf_arg(cf, 1);
+    int64_t size;
+    if (tg_parse_size(tg_conf_arg(cf, 2), &size) != 0 || size < 32 * 1024)
+        return tg_conf_errf(cf, "invalid size \"%s\" in \"lua_shared_dict\", expected 32k or more",
+                            cf->args[2].text.p);
+    for (size_t i = 0; i < name.len; i++) {
+        char ch = name.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return tg_conf_errf(cf, "invalid name \"%s\" in \"lua_shared_dict\", expected "
+                                    "letters, digits and _",
+                                name.p);
+    }
+    tg_shm_zone_t *z;
+    const char *err = tg_shm_zone_add(cf, name, (size_t)size, "lua_dict", &z);
+    if (err)
+        return err;
+    tg_lua_dict_t *ld = tg_arena_alloc(cf->arena, sizeof(*ld));
+    if (ld == NULL)
+        return "out of memory";
+    ld->name = z->name;
+    if ((ld->dict = tg_shdict_init(z->data, z->size)) == NULL)
+        return "shared dict zone too small";
+    ld->next = c->main.dicts;
+    c->main.dicts = ld;
+    return NULL;
+}
+
+static const char *set_memory_limit(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.memory_limit != TG_CONF_UNSET)
+        return "\"lua_memory_limit\" directive is duplicate";
+    if (tg_parse_size(tg_conf_arg(cf, 1), &c->main.memory_limit) != 0 ||
+        (c->main.memory_limit != 0 && c->main.memory_limit < 1024 * 1024))
+        return tg_conf_errf(cf, "invalid size \"%s\" in \"lua_memory_limit\", expected 1m or more "
+                                "(0: no limit)",
+                            cf->args[1].text.p);
+    return NULL;
+}
+
+static const char *lua_init_conf(tg_conf_t *cf, void *conf)
+{
+    (void)cf;
+    lua_conf_t *c = conf;
+    if (c->main.memory_limit == TG_CONF_UNSET)
+        c->main.memory_limit = LUA_DEFAULT_MEMORY;
+    return NULL;
+}
+
+static int lua_is_active(void *conf)
+{
+    lua_conf_t *c = conf;
+    for (int i = 0; i < TG_LUA_NPHASES; i++)
+        if (c->scripts[i])
+            return 1;
+    return 0;
+}
+
+static int lua_init_worker(tg_worker_t *w)
+{
+    lua_conf_t *c = w->config->mconf[tg_lua_module.index];
+    if (c->main.nscripts == 0)
+        return 0;
+    return tg_lua_vm_init(&c->main);
+}
+
+static void lua_exit_worker(tg_worker_t *w)
+{
+    (void)w;
+    tg_lua_vm_exit();
+}
+
+static tg_rc_t run(tg_request_t *r, void *conf, tg_lua_phase_t phase)
+{
+    lua_conf_t *c = conf;
+    if (c->scripts[phase] == NULL)
+        return TG_OK;
+    return tg_lua_vm_run(r, &tg_module_ctx(r, &tg_lua_module), c->scripts[phase], phase,
+                         c->instruction_limit);
+}
+
+static tg_rc_t lua_rewrite(tg_request_t *r, void *conf)
+{
+    return run(r, conf, TG_LUA_REWRITE);
+}
+
+static tg_rc_t lua_access(tg_request_t *r, void *conf)
+{
+    return run(r, conf, TG_LUA_ACCESS);
+}
+
+static tg_rc_t lua_route(tg_request_t *r, void *conf)
+{
+    return run(r, conf, TG_LUA_ROUTE);
+}
+
+static tg_rc_t lua_header_filter(tg_request_t *r, void *conf)
+{
+    tg_rc_t rc = run(r, conf, TG_LUA_HEADER_FILTER);
+    return rc == TG_ERROR ? TG_ERROR : TG_OK;
+}
+
+static void lua_log(tg_request_t *r, void *conf)
+{
+    run(r, conf, TG_LUA_LOG);
+}
+
+#define SCRIPT(name, phase)                                                                        \
+    {name, TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, set_script, phase}
+
+static const tg_directive_t lua_directives[] = {
+    {"lua_package_path", TG_SCOPE_MAIN, 0, 1, 1, set_package_path, 0},
+    {"lua_shared_dict", TG_SCOPE_MAIN, 0, 2, 2, set_shared_dict, 0},
+    {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
+    {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
+     offsetof(lua_conf_t, instruction_limit)},
+    SCRIPT("lua_rewrite", TG_LUA_REWRITE),
+    SCRIPT("lua_access", TG_LUA_ACCESS),
+    SCRIPT("lua_route", TG_LUA_ROUTE),
+    SCRIPT("lua_header_filter", TG_LUA_HEADER_FILTER),
+    SCRIPT("lua_log", TG_LUA_LOG),
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_lua_module = {
+    .name = "lua",
+    .directives = lua_directives,
+    .create_conf = lua_create_conf,
+    .merge_conf = lua_merge_conf,
+    .init_conf = lua_init_conf,
+    .is_active = lua_is_active,
+    .init_worker = lua_init_worker,
+    .exit_worker = lua_exit_worker,
+    .on_rewrite = lua_rewrite,
+    .on_access = lua_access,
+    .on_route = lua_route,
+    .on_response_headers = lua_header_filter,
+    .on_log = lua_log,
+};

@@ -1,0 +1,481 @@
+/* The worker's Lua state and the script runner (see lua_vm.h). Everything
+ * here is per process: the master only uses tg_lua_vm_check and
+ * tg_lua_vm_route_literals, with a throwaway state. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ev.h>
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+#include "luajit.h"
+#include "lua_vm.h"
+#include "request.h"
+#include "worker.h"
+#include "log.h"
+
+struct tg_lua_req_s {
+    tg_request_t *r;
+    lua_State *co; /* the running or sleeping chunk, NULL when none */
+    int co_ref;    /* its registry anchor */
+    tg_lua_phase_t co_phase;
+    int ctx_ref; /* tg.ctx table, LUA_NOREF until used */
+    ev_timer timer;
+    unsigned sleeping : 1;
+    unsigned exited : 1;
+};
+
+/* This process's runtime. `r`, `ctx` and `phase` describe the chunk running
+ * now (NULL between runs), which is how the API finds its request. */
+static struct {
+    lua_State *L;
+    int *chunks; /* registry refs of the compiled scripts, by script id */
+    int nchunks;
+    size_t used, limit; /* bytes allocated by the state; limit 0 = none */
+    int in_script;      /* the limit applies only while a script runs */
+    int over_budget;    /* the instruction limit was hit in this run */
+    int64_t budget;
+    tg_request_t *r;
+    tg_lua_req_t *ctx;
+    tg_lua_phase_t phase;
+} vm;
+
+const char *const tg_lua_phase_names[TG_LUA_NPHASES] = {"rewrite", "access", "route",
+                                                        "header_filter", "log"};
+
+/* ---- config time (master) ---- */
+
+const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return tg_arena_printf(a, "cannot open Lua script \"%s\": %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap = cap ? cap * 2 : 16384;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return "out of memory";
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(buf);
+        return tg_arena_printf(a, "cannot read Lua script \"%s\"", path);
+    }
+    const char *err = NULL;
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        free(buf);
+        return "cannot create a Lua state";
+    }
+    char *chunkname = tg_arena_printf(a, "@%s", path);
+    if (n && buf[0] == 0x1b) /* precompiled bytecode could break the sandbox */
+        err = tg_arena_printf(a, "%s: bytecode scripts are not accepted", path);
+    else if (luaL_loadbuffer(L, buf, n, chunkname) != 0)
+        err = tg_arena_printf(a, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    if (err == NULL) {
+        *src = tg_arena_alloc_nz(a, n + 1);
+        if (*src == NULL) {
+            err = "out of memory";
+        } else {
+            memcpy(*src, buf, n);
+            (*src)[n] = '\0';
+            *len = n;
+        }
+    }
+    free(buf);
+    return err;
+}
+
+void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg_str_t),
+                              void *data)
+{
+    static const char call[] = "tg.route(";
+    const char *p = src, *end = src + len;
+    while ((p = memmem(p, (size_t)(end - p), call, sizeof(call) - 1)) != NULL) {
+        p += sizeof(call) - 1;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p >= end || (*p != '"' && *p != '\''))
+            continue;
+        char q = *p++;
+        const char *s = p;
+        while (p < end && *p != q && *p != '\\' && *p != '\n')
+            p++;
+        if (p < end && *p == q)
+            fn(data, (tg_str_t){s, (size_t)(p - s)});
+    }
+}
+
+/* ---- the state ---- */
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        vm.used -= osize;
+        return NULL;
+    }
+    /* outside a script (new coroutines, refs) allocations are small and must
+     * not fail: an unprotected Lua error would abort the process */
+    if (vm.in_script && vm.limit && nsize > osize && vm.used - osize + nsize > vm.limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p)
+        vm.used = vm.used - osize + nsize;
+    return p;
+}
+
+/* The budget is spent: yield out of the chunk. A yield cannot be caught by
+ * pcall, unlike an error; the runner sees over_budget and fails the run.
+ * Inside a C call that cannot yield (a sort comparator, a gsub callback)
+ * lua_yield raises "attempt to yield across a C-call boundary" instead, and
+ * the hook tries again 1000 instructions later. */
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (!vm.in_script)
+        return;
+    if (!vm.over_budget) {
+        vm.over_budget = 1;
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
+    }
+    lua_yield(L, 0);
+}
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
+{
+    lua_pushcfunction(L, fn);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+}
+
+static void set_nil(lua_State *L, int table, const char *field)
+{
+    lua_pushnil(L);
+    lua_setfield(L, table, field);
+}
+
+/* The standard library a script sees: base (without dofile, loadfile, load,
+ * loadstring, collectgarbage, gcinfo, getfenv, setfenv), string (without
+ * dump), table, math, bit, coroutine, os.time/clock/date/difftime, and
+ * require limited to Lua files on lua_package_path. No io, debug, ffi, jit. */
+static void sandbox(lua_State *L, tg_lua_main_t *m)
+{
+    open_lib(L, "", luaopen_base);
+    open_lib(L, LUA_LOADLIBNAME, luaopen_package);
+    open_lib(L, LUA_TABLIBNAME, luaopen_table);
+    open_lib(L, LUA_STRLIBNAME, luaopen_string);
+    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+    open_lib(L, LUA_BITLIBNAME, luaopen_bit);
+    open_lib(L, LUA_OSLIBNAME, luaopen_os);
+    open_lib(L, LUA_JITLIBNAME, luaopen_jit);
+    /* compiled traces skip the count hook: interpreter only */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    int g = lua_gettop(L);
+    static const char *const drop[] = {"dofile", "loadfile", "load", "loadstring",
+                                       "collectgarbage", "gcinfo", "getfenv", "setfenv",
+                                       "jit", "module", NULL};
+    for (int i = 0; drop[i]; i++)
+        set_nil(L, g, drop[i]);
+    lua_getfield(L, g, "string");
+    set_nil(L, lua_gettop(L), "dump");
+    lua_pop(L, 1);
+
+    /* os: only the clock functions */
+    lua_getfield(L, g, "os");
+    int os = lua_gettop(L);
+    lua_createtable(L, 0, 4);
+    static const char *const keep[] = {"time", "clock", "date", "difftime", NULL};
+    for (int i = 0; keep[i]; i++) {
+        lua_getfield(L, os, keep[i]);
+        lua_setfield(L, -2, keep[i]);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, g, "os");
+    lua_getfield(L, g, "package");
+    int pkg = lua_gettop(L);
+    lua_getfield(L, pkg, "loaded");
+    int loaded = lua_gettop(L);
+    lua_pushvalue(L, os + 1);
+    lua_setfield(L, loaded, "os");
+    set_nil(L, loaded, "jit");
+    set_nil(L, loaded, "io");
+    set_nil(L, loaded, "debug");
+    set_nil(L, loaded, "ffi");
+    set_nil(L, loaded, "_G");
+    /* require: preload and Lua files only */
+    set_nil(L, pkg, "loadlib");
+    set_nil(L, pkg, "seeall");
+    lua_pushliteral(L, "");
+    lua_setfield(L, pkg, "cpath");
+    lua_pushlstring(L, m->package_path.len ? m->package_path.p : "", m->package_path.len);
+    lua_setfield(L, pkg, "path");
+    lua_getfield(L, pkg, "loaders");
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3);
+    lua_pop(L, 1);
+
+    /* the tg table: global and require "tollgate" */
+    lua_newtable(L);
+    tg_lua_api_open(L, m);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, "tollgate");
+    lua_setfield(L, g, "tg");
+    lua_settop(L, 0);
+}
+
+int tg_lua_vm_init(tg_lua_main_t *m)
+{
+    memset(&vm, 0, sizeof(vm));
+    vm.limit = m->memory_limit > 0 ? (size_t)m->memory_limit : 0;
+    vm.L = lua_newstate(vm_alloc, NULL);
+    if (vm.L == NULL) {
+        tg_log(TG_LOG_ERROR, "lua: cannot create the state");
+        return -1;
+    }
+    lua_State *L = vm.L;
+    sandbox(L, m);
+    vm.nchunks = m->nscripts;
+    vm.chunks = calloc((size_t)(m->nscripts ? m->nscripts : 1), sizeof(int));
+    if (vm.chunks == NULL)
+        return -1;
+    for (tg_lua_script_t *s = m->scripts; s; s = s->next) {
+        char name[4096];
+        snprintf(name, sizeof(name), "@%s", s->path);
+        if (luaL_loadbuffer(L, s->src, s->len, name) != 0) {
+            tg_log(TG_LOG_ERROR, "lua: %s", lua_tostring(L, -1));
+            lua_settop(L, 0);
+            return -1;
+        }
+        /* globals of a script are its own: written to its environment, read
+         * through to the shared sandbox */
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, LUA_GLOBALSINDEX);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_setfenv(L, -2);
+        vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 0;
+}
+
+void tg_lua_vm_exit(void)
+{
+    if (vm.L)
+        lua_close(vm.L);
+    free(vm.chunks);
+    memset(&vm, 0, sizeof(vm));
+}
+
+/* ---- per request ---- */
+
+static void release_co(tg_lua_req_t *ctx)
+{
+    if (ev_is_active(&ctx->timer) && tg_worker)
+        ev_timer_stop(tg_worker->loop, &ctx->timer);
+    if (ctx->co_ref != LUA_NOREF && vm.L) {
+        luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->co_ref);
+        ctx->co_ref = LUA_NOREF;
+    }
+    ctx->co = NULL;
+    ctx->sleeping = 0;
+}
+
+/* arena cleanup: the request is over, whatever state its script is in */
+static void req_cleanup(void *data)
+{
+    tg_lua_req_t *ctx = data;
+    release_co(ctx); /* stops a pending tg.sleep timer too */
+    if (ctx->ctx_ref != LUA_NOREF && vm.L)
+        luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->ctx_ref);
+    ctx->ctx_ref = LUA_NOREF;
+}
+
+static void on_wake(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tg_lua_req_t *ctx = t->data;
+    tg_request_resume(ctx->r);
+}
+
+static tg_lua_req_t *req_ctx(tg_request_t *r, void **slot)
+{
+    tg_lua_req_t *ctx = *slot;
+    if (ctx)
+        return ctx;
+    ctx = tg_arena_alloc(r->arena, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    ctx->r = r;
+    ctx->co_ref = ctx->ctx_ref = LUA_NOREF;
+    ev_timer_init(&ctx->timer, on_wake, 0, 0);
+    ctx->timer.data = ctx;
+    if (tg_arena_on_reset(r->arena, req_cleanup, ctx) != 0)
+        return NULL;
+    *slot = ctx;
+    return ctx;
+}
+
+/* "file:line: message" plus the traceback, on one log line */
+static void log_error(lua_State *co, int rc, tg_request_t *r, tg_lua_phase_t phase)
+{
+    lua_State *L = vm.L;
+    const char *msg = lua_tostring(co, -1);
+    if (msg == NULL)
+        msg = rc == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+    if (rc == LUA_ERRMEM)
+        msg = lua_pushfstring(co, "%s (lua_memory_limit %d bytes)", msg, (int)vm.limit);
+    luaL_traceback(L, co, msg, 0);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    char *line = tg_arena_alloc_nz(r->arena, n + 1);
+    if (line) {
+        for (size_t i = 0; i < n; i++)
+            line[i] = s[i] == '\n' ? ' ' : s[i] == '\t' ? ' ' : s[i];
+        line[n] = '\0';
+    }
+    tg_log(TG_LOG_ERROR, "lua %s: %s, request #%u \"%.*s %.*s\"", tg_lua_phase_names[phase],
+           line ? line : s, r->id, TG_STR_FMT(r->method_name), TG_STR_FMT(r->uri));
+    lua_pop(L, 1);
+}
+
+tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
+                      int64_t instruction_limit)
+{
+    lua_State *L = vm.L;
+    tg_lua_req_t *ctx = req_ctx(r, slot);
+    if (L == NULL || ctx == NULL)
+        return TG_ERROR;
+    if (ctx->co && !(ctx->co_phase == phase && ctx->sleeping))
+        release_co(ctx); /* left over from a phase that did not finish */
+    if (ctx->co == NULL) {
+        ctx->co = lua_newthread(L);
+        ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        ctx->co_phase = phase;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm.chunks[s->id]);
+        lua_xmove(L, ctx->co, 1);
+    }
+    ctx->sleeping = 0;
+    ctx->exited = 0;
+    lua_State *co = ctx->co;
+
+    vm.r = r;
+    vm.ctx = ctx;
+    vm.phase = phase;
+    vm.over_budget = 0;
+    vm.budget = instruction_limit;
+    if (instruction_limit > 0)
+        lua_sethook(L, count_hook, LUA_MASKCOUNT,
+                    instruction_limit > INT_MAX ? INT_MAX : (int)instruction_limit);
+    else
+        lua_sethook(L, NULL, 0, 0);
+    vm.in_script = 1;
+    int rc = lua_resume(co, 0);
+    vm.in_script = 0;
+    vm.r = NULL;
+    vm.ctx = NULL;
+
+    if (vm.over_budget) {
+        lua_settop(co, 0);
+        lua_pushfstring(co, "instruction limit exceeded (%d)", (int)vm.budget);
+        rc = LUA_ERRRUN;
+    } else if (rc == LUA_YIELD) {
+        if (ctx->exited) {
+            release_co(ctx);
+            return TG_DONE;
+        }
+        if (ctx->sleeping)
+            return TG_AGAIN;
+        lua_pushliteral(co, "attempt to yield from the script's main chunk");
+        rc = LUA_ERRRUN;
+    }
+    lua_sethook(L, NULL, 0, 0);
+    if (rc == 0) {
+        release_co(ctx);
+        return TG_OK;
+    }
+    log_error(co, rc, r, phase);
+    release_co(ctx);
+    if (rc == LUA_ERRMEM)
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    return TG_ERROR;
+}
+
+/* ---- for the API ---- */
+
+tg_lua_req_t *tg_lua_vm_ctx(lua_State *L, const char *fn, unsigned phases)
+{
+    if (vm.ctx == NULL)
+        luaL_error(L, "%s: no request (called outside a phase)", fn);
+    if (!(phases & TG_LUA_F(vm.phase)))
+        luaL_error(L, "%s: not allowed in phase \"%s\"", fn, tg_lua_phase_names[vm.phase]);
+    return vm.ctx;
+}
+
+tg_request_t *tg_lua_vm_request(lua_State *L, const char *fn, unsigned phases)
+{
+    return tg_lua_vm_ctx(L, fn, phases)->r;
+}
+
+tg_lua_phase_t tg_lua_vm_phase(void)
+{
+    return vm.phase;
+}
+
+int tg_lua_vm_sleep(lua_State *L, double seconds)
+{
+    tg_lua_req_t *ctx = tg_lua_vm_ctx(L, "tg.sleep", TG_LUA_F_REQUEST);
+    if (L != ctx->co)
+        return luaL_error(L, "tg.sleep: not allowed inside a coroutine of the script");
+    ev_timer_set(&ctx->timer, seconds < 0 ? 0 : seconds, 0);
+    ev_timer_start(tg_worker->loop, &ctx->timer);
+    ctx->sleeping = 1;
+    return lua_yield(L, 0);
+}
+
+int tg_lua_vm_in_chunk(lua_State *L)
+{
+    return vm.ctx && L == vm.ctx->co;
+}
+
+int tg_lua_vm_exit_request(lua_State *L)
+{
+    vm.ctx->exited = 1;
+    return lua_yield(L, 0);
+}
+
+int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx)
+{
+    if (ctx->ctx_ref == LUA_NOREF) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        ctx->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ctx_ref);
+    return 1;
+}

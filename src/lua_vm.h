@@ -1,0 +1,108 @@
+/* The Lua runtime of a worker: one LuaJIT state, the sandbox every script
+ * runs in, the compiled script chunks, and running one chunk for one request
+ * in its own coroutine (modules/lua.c calls it from its phase hooks).
+ *
+ * Scripts are read and syntax-checked once per config load in the master
+ * (tg_lua_vm_check), and the checked source is what the workers compile at
+ * start, so a worker never reads a script file and a reload with a broken
+ * script never gets past the master. Each request that runs a script gets
+ * a coroutine anchored in the registry until the chunk ends or the request
+ * ends (arena cleanup). A coroutine that sleeps (tg.sleep) parks the request
+ * (TG_AGAIN) and is resumed by a timer; the same hook called again resumes it
+ * instead of starting a new one.
+ *
+ * Safety: the JIT compiler is off because compiled traces never call the
+ * instruction-count hook, so the per-run instruction limit is exact in the
+ * interpreter; the state's allocator counts bytes and refuses allocations
+ * past lua_memory_limit while a script runs (a Lua "not enough memory"
+ * error). Every error ends that run only: 500, logged with a traceback. */
+#ifndef TG_LUA_VM_H
+#define TG_LUA_VM_H
+
+#include <stdint.h>
+#include "str.h"
+#include "arena.h"
+#include "module.h"
+
+typedef enum {
+    TG_LUA_REWRITE = 0,
+    TG_LUA_ACCESS,
+    TG_LUA_ROUTE,
+    TG_LUA_HEADER_FILTER,
+    TG_LUA_LOG,
+    TG_LUA_NPHASES
+} tg_lua_phase_t;
+
+#define TG_LUA_F(ph) (1u << (ph)) /* phase bit, for API phase checks */
+#define TG_LUA_F_REQUEST (TG_LUA_F(TG_LUA_REWRITE) | TG_LUA_F(TG_LUA_ACCESS) | TG_LUA_F(TG_LUA_ROUTE))
+#define TG_LUA_F_ANY ((1u << TG_LUA_NPHASES) - 1)
+
+/* One script file, once per config however many directives name it. */
+typedef struct tg_lua_script_s {
+    const char *path; /* as resolved, also the chunk name for messages */
+    char *src;        /* the checked source (config arena) */
+    size_t len;
+    int id; /* index of its compiled chunk in the worker */
+    struct tg_lua_script_s *next;
+} tg_lua_script_t;
+
+typedef struct tg_shdict_s tg_shdict_t;
+typedef struct tg_lua_dict_s {
+    tg_str_t name; /* tg.shared.NAME */
+    tg_shdict_t *dict;
+    struct tg_lua_dict_s *next;
+} tg_lua_dict_t;
+
+/* Main-scope settings the worker's state is built from. */
+typedef struct {
+    tg_str_t package_path; /* lua_package_path, resolved against the prefix */
+    int64_t memory_limit;  /* bytes, per worker state */
+    tg_lua_script_t *scripts;
+    int nscripts;
+    tg_lua_dict_t *dicts;
+} tg_lua_main_t;
+
+/* Master, config time: read `path`, check its syntax. Returns NULL and the
+ * source in *src and *len (arena), or an error message "path:line: ..." (arena). */
+const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t *len);
+/* Literal upstream names in tg.route("...") calls of a source, for the
+ * config to create implicit HOST:PORT upstreams: calls fn for each. */
+void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg_str_t),
+                              void *data);
+
+/* Worker start: the state, sandbox, tg API and every script compiled.
+ * Returns 0 or -1 (logged). */
+int tg_lua_vm_init(tg_lua_main_t *m);
+void tg_lua_vm_exit(void);
+
+/* Run (or resume) script `s` for request r in `phase`. `slot` is the
+ * module's per-request context slot. TG_OK, TG_DONE (tg.exit answered),
+ * TG_AGAIN (sleeping), TG_ERROR (a script error, logged: the caller answers
+ * 500). In the header filter and log phases a sleep is an error. */
+tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
+                      int64_t instruction_limit);
+
+/* ---- for the API files (src/lua_api.c, lua_re.c, lua_crypto.c) ---- */
+typedef struct lua_State lua_State;
+typedef struct tg_lua_req_s tg_lua_req_t;
+
+/* The request of the running script, after checking that `fn` may be called
+ * in the current phase (raises a Lua error otherwise). */
+tg_request_t *tg_lua_vm_request(lua_State *L, const char *fn, unsigned phases);
+/* The per-request context of the running script (same checks). */
+tg_lua_req_t *tg_lua_vm_ctx(lua_State *L, const char *fn, unsigned phases);
+tg_lua_phase_t tg_lua_vm_phase(void);
+extern const char *const tg_lua_phase_names[TG_LUA_NPHASES];
+
+/* Registers tg.* into the table on top of the stack. */
+void tg_lua_api_open(lua_State *L, tg_lua_main_t *m);
+void tg_lua_re_open(lua_State *L);     /* tg.re */
+void tg_lua_crypto_open(lua_State *L); /* tg.crypto */
+
+/* What the API asks of the runner. */
+int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */
+int tg_lua_vm_in_chunk(lua_State *L); /* L is the chunk's coroutine, not one it made */
+int tg_lua_vm_exit_request(lua_State *L); /* after tg_request_respond: yields */
+int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx); /* tg.ctx */
+
+#endif

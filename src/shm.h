@@ -1,0 +1,65 @@
+/* Shared memory zones: named regions that every worker of a config
+ * generation sees at the same address with the same bytes. The master maps
+ * them (anonymous MAP_SHARED memory) while it loads the config, before it
+ * forks the workers, so a worker inherits them and never maps anything
+ * itself. Users: rate-limit tables now; Lua shared dicts and the stats
+ * counters later.
+ *
+ * A zone is declared by a directive's set() with tg_shm_zone_add(): name,
+ * size and an owner tag (what the bytes mean: "rate_limit", "lua_dict", ...).
+ * Names are unique within a config and looked up with tg_shm_zone_find().
+ *
+ * Reload: when the next config declares a zone with the same name, tag and
+ * size, it gets the same mapping, contents and all (zone->reused is set), so
+ * counters and rate-limit state survive a reload; old and new workers then
+ * share it while the old ones finish, which is why the layout of a tag must
+ * only depend on the size. A zone whose size or tag changed is new and
+ * starts zeroed. A mapping is released when the last config using it is
+ * destroyed (in the master; workers exit with theirs).
+ *
+ * The memory of a new zone is zeroed and only takes RAM when touched, so
+ * owners should make "all zero" mean "empty". Locking inside a zone is the
+ * owner's business; tg_shm_mutex_* is a process-shared, robust mutex for it. */
+#ifndef TG_SHM_H
+#define TG_SHM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include "str.h"
+#include "conf.h"
+
+typedef struct tg_shm_map_s tg_shm_map_t;
+
+typedef struct tg_shm_zone_s {
+    tg_str_t name;   /* as declared (config arena) */
+    const char *tag; /* owner: a static string */
+    void *data;      /* start of the zone, page aligned */
+    size_t size;     /* usable bytes at data: the requested size rounded up to pages */
+    unsigned reused : 1; /* the mapping and its contents come from the previous config */
+    const char *file; /* where it was declared */
+    int line;
+    struct tg_shm_zone_s *next; /* the config's zones, declaration order */
+    tg_shm_map_t *map;          /* private: the mapping */
+} tg_shm_zone_t;
+
+/* Declare a zone in the config being parsed (call it from a directive's
+ * set()). Returns NULL and sets *out, or an error message: a duplicate name,
+ * a size out of range, mmap failing. The mapping is released with the config. */
+const char *tg_shm_zone_add(tg_conf_t *cf, tg_str_t name, size_t size, const char *tag,
+                            tg_shm_zone_t **out);
+/* The config's zone of this name, or NULL. */
+tg_shm_zone_t *tg_shm_zone_find(tg_config_t *c, tg_str_t name);
+
+/* A mutex that lives in a zone and works across processes. When a worker
+ * dies holding it (a crash), the next locker gets it with a return value of
+ * 1 instead of 0 and must repair or reset what it protects; it is consistent
+ * again after that. -1: a usage error (logged). */
+typedef struct {
+    pthread_mutex_t m;
+} tg_shm_mutex_t;
+
+int tg_shm_mutex_init(tg_shm_mutex_t *mx);
+int tg_shm_mutex_lock(tg_shm_mutex_t *mx);
+void tg_shm_mutex_unlock(tg_shm_mutex_t *mx);
+
+#endif
