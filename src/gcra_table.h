@@ -36,8 +36,8 @@
 typedef struct tg_gcra_table_s tg_gcra_table_t;
 
 typedef struct {
-    uint32_t capacity; /* entries */
-    uint32_t used;     /* entries holding a key */
+    uint32_t capacity;  /* entries */
+    uint32_t used;      /* entries holding a key */
     uint64_t evictions; /* live keys dropped because the table was full */
     uint64_t reclaimed; /* expired keys whose entry was taken back */
     uint64_t resets;    /* times the table was cleared after a crash */
