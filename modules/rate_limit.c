@@ -121,6 +121,8 @@ typedef struct {
     rl_res_t res[];
 } rl_ctx_t;
 
+/* The GCRA on the Redis side. Its `sha` is filled in when a config with a
+ * Redis zone loads (always the same value, the SHA-1 of the text). */
 static tg_redis_script_t gcra_script = {
     /* KEYS[1]: the key; ARGV[1]: interval, ARGV[2]: tolerance (microseconds).
      * Returns {allowed, ahead}: ahead is how far the TAT ran ahead of now
