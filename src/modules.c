@@ -4,9 +4,8 @@
  * preflight counts too), then cors; response headers: rate_limit's
  * RateLimit headers, security_headers, cors, then the user's
  * add_header/remove_header (so remove_header can drop anything); the access
- * log last. Adding a module
- * is one line here plus its file (src/ for core parts, modules/ for
- * middleware). */
+ * log last. Adding a module is one line here plus its file (src/ for core
+ * parts, modules/ for middleware). */
 #include <stddef.h>
 #include "module.h"
 #include "core.h"
