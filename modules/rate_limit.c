@@ -73,6 +73,10 @@ typedef struct {
     tg_shm_zone_t *shm;
     rl_shared_t *shared;
     tg_gcra_table_t *table;
+    /* per worker: SHA-256 for the partition key, set up once (a one-shot
+     * EVP_Digest allocates and looks the algorithm up on every call) */
+    EVP_MD *sha256;
+    EVP_MD_CTX *sha_ctx;
     const char *file;
     int line;
 } rl_zone_t;
@@ -449,6 +453,11 @@ static int rl_init_worker(tg_worker_t *w)
     rl_conf_t *m = w->config->mconf[tg_rate_limit_module.index];
     for (int i = 0; i < m->nbackends; i++)
         if (tg_redis_start(m->backends[i]) != 0) return -1;
+    EVP_MD *sha256 = m->nzones ? EVP_MD_fetch(NULL, "SHA256", NULL) : NULL;
+    for (int i = 0; i < m->nzones; i++) {
+        m->zones[i]->sha256 = sha256;
+        if (sha256 == NULL || (m->zones[i]->sha_ctx = EVP_MD_CTX_new()) == NULL) return -1;
+    }
     return 0;
 }
 
@@ -670,12 +679,14 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
 
 /* express-rate-limit's partition key: base64 of the first 12 hex digits of
  * the key's SHA-256 */
-static int partition_key(tg_str_t key, char out[17])
+static int partition_key(rl_zone_t *z, tg_str_t key, char out[17])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     char hex[13];
-    if (!EVP_Digest(key.p, key.len, md, &n, EVP_sha256(), NULL)) return -1;
+    if (!EVP_DigestInit_ex2(z->sha_ctx, z->sha256, NULL) ||
+        !EVP_DigestUpdate(z->sha_ctx, key.p, key.len) || !EVP_DigestFinal_ex(z->sha_ctx, md, &n))
+        return -1;
     for (int i = 0; i < 6; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return EVP_EncodeBlock((unsigned char *)out, (unsigned char *)hex, 12) == 16 ? 0 : -1;
@@ -697,7 +708,7 @@ static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
             char *v;
             if (pass == 0) {
                 char pk[17];
-                if (partition_key(res->key, pk) != 0) return TG_ERROR;
+                if (partition_key(z, res->key, pk) != 0) return TG_ERROR;
                 v = tg_arena_printf(r->arena, "\"%s\"; q=%lld; w=%lld; pk=:%s:", z->policy,
                                     (long long)z->gcra.count, (long long)z->window, pk);
             } else {
