@@ -68,8 +68,10 @@ typedef struct {
     tg_redis_t *redis;     /* NULL: local */
     tg_str_t redis_prefix; /* "tollgate:rl:NAME:" */
     char interval_us[24], tolerance_us[24];
-    char policy[48]; /* express-rate-limit's identifier: "10-in-1min" */
-    int64_t window;  /* seconds, for w= */
+    char policy[48];      /* express-rate-limit's identifier: "10-in-1min" */
+    tg_str_t policy_head; /* "\"10-in-1min\"; q=10; w=60; pk=:" */
+    tg_str_t limit_head;  /* "\"10-in-1min\"; r=" */
+    int64_t window;       /* seconds, for w= */
     tg_shm_zone_t *shm;
     rl_shared_t *shared;
     tg_gcra_table_t *table;
@@ -352,6 +354,13 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
              z->window == 1    ? "sec"
              : z->window == 60 ? "min"
                                : "hr");
+    /* the constant parts of the headers, so a response only appends numbers */
+    char *ph = tg_arena_printf(cf->arena, "\"%s\"; q=%lld; w=%lld; pk=:", z->policy,
+                               (long long)count, (long long)z->window);
+    char *lh = tg_arena_printf(cf->arena, "\"%s\"; r=", z->policy);
+    if (ph == NULL || lh == NULL) return "out of memory";
+    z->policy_head = tg_str_c(ph);
+    z->limit_head = tg_str_c(lh);
     const char *err = tg_shm_zone_add(cf, name, local ? (size_t)z->size : RL_REDIS_ZONE_SIZE,
                                       local ? "rate_limit" : "rate_limit_redis", &z->shm);
     if (err) return err;
@@ -679,22 +688,45 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
 
 /* express-rate-limit's partition key: base64 of the first 12 hex digits of
  * the key's SHA-256 */
-static int partition_key(rl_zone_t *z, tg_str_t key, char out[17])
+static const char hexdigits[] = "0123456789abcdef";
+
+/* express-rate-limit's partition key: base64 of the first 12 hex digits of
+ * the key's SHA-256. Writes 16 characters. */
+static int partition_key(rl_zone_t *z, tg_str_t key, char *out)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char md[EVP_MAX_MD_SIZE], hex[12];
     unsigned int n = 0;
-    char hex[13];
     if (!EVP_DigestInit_ex2(z->sha_ctx, z->sha256, NULL) ||
         !EVP_DigestUpdate(z->sha_ctx, key.p, key.len) || !EVP_DigestFinal_ex(z->sha_ctx, md, &n))
         return -1;
-    for (int i = 0; i < 6; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return EVP_EncodeBlock((unsigned char *)out, (unsigned char *)hex, 12) == 16 ? 0 : -1;
+    for (int i = 0; i < 6; i++) {
+        hex[2 * i] = (unsigned char)hexdigits[md[i] >> 4];
+        hex[2 * i + 1] = (unsigned char)hexdigits[md[i] & 15];
+    }
+    char b64[17];
+    if (EVP_EncodeBlock((unsigned char *)b64, hex, 12) != 16) return -1;
+    memcpy(out, b64, 16);
+    return 0;
+}
+
+/* Decimal digits of v >= 0 at p; returns how many. */
+static size_t put_int(char *p, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
 }
 
 /* RateLimit-Policy and RateLimit as express-rate-limit 7 sends them with
  * standardHeaders: 'draft-8' (one of each per zone that counted the
- * request, on every answer including our 429). */
+ * request, on every answer including our 429). Built from the zone's
+ * constant head plus numbers: no printf on this path. */
 static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
 {
     rl_conf_t *c = conf;
@@ -705,20 +737,24 @@ static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
             rl_zone_t *z = c->use[i];
             rl_res_t *res = &x->res[i];
             if (res->state != RES_DONE) continue;
-            char *v;
+            tg_str_t head = pass ? z->limit_head : z->policy_head;
+            char *v = tg_arena_alloc_nz(r->arena, head.len + 48);
+            if (v == NULL) return TG_ERROR;
+            memcpy(v, head.p, head.len);
+            size_t n = head.len;
             if (pass == 0) {
-                char pk[17];
-                if (partition_key(z, res->key, pk) != 0) return TG_ERROR;
-                v = tg_arena_printf(r->arena, "\"%s\"; q=%lld; w=%lld; pk=:%s:", z->policy,
-                                    (long long)z->gcra.count, (long long)z->window, pk);
+                if (partition_key(z, res->key, v + n) != 0) return TG_ERROR;
+                n += 16;
+                v[n++] = ':';
             } else {
-                v = tg_arena_printf(r->arena, "\"%s\"; r=%lld; t=%lld", z->policy,
-                                    (long long)res->g.remaining,
-                                    (long long)tg_gcra_seconds(res->g.reset));
+                n += put_int(v + n, res->g.remaining < 0 ? 0 : res->g.remaining);
+                memcpy(v + n, "; t=", 4);
+                n += 4;
+                n += put_int(v + n, tg_gcra_seconds(res->g.reset));
             }
-            if (v == NULL || tg_headers_add(r->arena, &r->resp_headers,
-                                            pass ? TG_STR("RateLimit") : TG_STR("RateLimit-Policy"),
-                                            tg_str_c(v)) != 0)
+            if (tg_headers_add(r->arena, &r->resp_headers,
+                               pass ? TG_STR("RateLimit") : TG_STR("RateLimit-Policy"),
+                               (tg_str_t){v, n}) != 0)
                 return TG_ERROR;
         }
     }
