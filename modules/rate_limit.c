@@ -65,14 +65,20 @@ typedef struct {
     int status;
     unsigned dry_run : 1;
     unsigned deny_on_error : 1;
-    tg_redis_t *redis;    /* NULL: local */
+    tg_redis_t *redis;     /* NULL: local */
     tg_str_t redis_prefix; /* "tollgate:rl:NAME:" */
     char interval_us[24], tolerance_us[24];
-    char policy[48];        /* express-rate-limit's identifier: "10-in-1min" */
-    int64_t window;         /* seconds, for w= */
+    char policy[48];      /* express-rate-limit's identifier: "10-in-1min" */
+    tg_str_t policy_head; /* "\"10-in-1min\"; q=10; w=60; pk=:" */
+    tg_str_t limit_head;  /* "\"10-in-1min\"; r=" */
+    int64_t window;       /* seconds, for w= */
     tg_shm_zone_t *shm;
     rl_shared_t *shared;
     tg_gcra_table_t *table;
+    /* per worker: SHA-256 for the partition key, set up once (a one-shot
+     * EVP_Digest allocates and looks the algorithm up on every call) */
+    EVP_MD *sha256;
+    EVP_MD_CTX *sha_ctx;
     const char *file;
     int line;
 } rl_zone_t;
@@ -121,6 +127,8 @@ typedef struct {
     rl_res_t res[];
 } rl_ctx_t;
 
+/* The GCRA on the Redis side. Its `sha` is filled in when a config with a
+ * Redis zone loads (always the same value, the SHA-1 of the text). */
 static tg_redis_script_t gcra_script = {
     /* KEYS[1]: the key; ARGV[1]: interval, ARGV[2]: tolerance (microseconds).
      * Returns {allowed, ahead}: ahead is how far the TAT ran ahead of now
@@ -166,8 +174,7 @@ static rl_conf_t *main_conf(tg_conf_t *cf)
 static rl_zone_t *zone_find(rl_conf_t *m, tg_str_t name)
 {
     for (int i = 0; i < m->nzones; i++)
-        if (tg_str_eq(m->zones[i]->name, name))
-            return m->zones[i];
+        if (tg_str_eq(m->zones[i]->name, name)) return m->zones[i];
     return NULL;
 }
 
@@ -190,8 +197,7 @@ static const char *rl_merge_conf(tg_conf_t *cf, void *parent, void *child)
     /* resolved here, after the whole file: zones may be declared anywhere */
     rl_conf_t *m = main_conf(cf);
     c->use = tg_arena_alloc(cf->arena, (size_t)(c->nrefs + 1) * sizeof(rl_zone_t *));
-    if (c->use == NULL)
-        return "out of memory";
+    if (c->use == NULL) return "out of memory";
     const char *file = cf->file;
     int line = cf->line;
     for (int i = 0; i < c->nrefs; i++) {
@@ -217,18 +223,26 @@ static const char *parse_rate(tg_conf_t *cf, tg_str_t v, int64_t *count, int64_t
     if (r && tg_parse_int((tg_str_t){v.p, (size_t)(r - v.p)}, count) == 0 && *count > 0 &&
         v.p + v.len - r == 3 && r[1] == '/') {
         switch (r[2]) {
-        case 's': *window = 1; break;
-        case 'm': *window = 60; break;
-        case 'h': *window = 3600; break;
-        default: *window = 0;
+        case 's':
+            *window = 1;
+            break;
+        case 'm':
+            *window = 60;
+            break;
+        case 'h':
+            *window = 3600;
+            break;
+        default:
+            *window = 0;
         }
         if (*window) {
             *period = *window * 1000000000LL;
             return NULL;
         }
     }
-    return tg_conf_errf(cf, "invalid rate \"%.*s\" in \"rate_limit_zone\", expected Nr/s, Nr/m or "
-                            "Nr/h",
+    return tg_conf_errf(cf,
+                        "invalid rate \"%.*s\" in \"rate_limit_zone\", expected Nr/s, Nr/m or "
+                        "Nr/h",
                         TG_STR_FMT(v));
 }
 
@@ -240,8 +254,7 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     if (zone_find(m, name))
         return tg_conf_errf(cf, "duplicate rate_limit_zone \"%.*s\"", TG_STR_FMT(name));
     rl_zone_t *z = tg_arena_alloc(cf->arena, sizeof(*z));
-    if (z == NULL)
-        return "out of memory";
+    if (z == NULL) return "out of memory";
     z->name = name;
     z->status = 429;
     z->file = cf->file;
@@ -252,10 +265,8 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
         const char *err = NULL;
         int64_t n;
         if (tg_conf_arg_kv(cf, i, "key", &v)) {
-            if (v.len == 0)
-                return "empty key= in \"rate_limit_zone\"";
-            if ((z->key = tg_tpl_compile(cf, v, &err)) == NULL)
-                return err;
+            if (v.len == 0) return "empty key= in \"rate_limit_zone\"";
+            if ((z->key = tg_tpl_compile(cf, v, &err)) == NULL) return err;
         } else if (tg_conf_arg_kv(cf, i, "rate", &v)) {
             err = parse_rate(cf, v, &count, &period, &z->window);
         } else if (tg_conf_arg_kv(cf, i, "burst", &v)) {
@@ -264,47 +275,48 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
                                    TG_STR_FMT(v));
         } else if (tg_conf_arg_kv(cf, i, "size", &v)) {
             if (tg_parse_size(v, &z->size) != 0 || z->size <= 0)
-                err = tg_conf_errf(cf, "invalid size \"%.*s\" in \"rate_limit_zone\"",
-                                   TG_STR_FMT(v));
+                err =
+                    tg_conf_errf(cf, "invalid size \"%.*s\" in \"rate_limit_zone\"", TG_STR_FMT(v));
         } else if (tg_conf_arg_kv(cf, i, "backend", &v)) {
             backend = v;
         } else if (tg_conf_arg_kv(cf, i, "mode", &v)) {
             if (tg_str_eq_lit(v, "dry_run"))
                 z->dry_run = 1;
             else if (!tg_str_eq_lit(v, "enforce"))
-                err = tg_conf_errf(cf, "invalid mode \"%.*s\" in \"rate_limit_zone\", expected "
-                                       "enforce or dry_run",
+                err = tg_conf_errf(cf,
+                                   "invalid mode \"%.*s\" in \"rate_limit_zone\", expected "
+                                   "enforce or dry_run",
                                    TG_STR_FMT(v));
         } else if (tg_conf_arg_kv(cf, i, "status", &v)) {
             if (tg_parse_int(v, &n) != 0 || n < 400 || n > 599)
-                err = tg_conf_errf(cf, "invalid status \"%.*s\" in \"rate_limit_zone\", expected "
-                                       "400..599",
+                err = tg_conf_errf(cf,
+                                   "invalid status \"%.*s\" in \"rate_limit_zone\", expected "
+                                   "400..599",
                                    TG_STR_FMT(v));
             z->status = (int)n;
         } else if (tg_conf_arg_kv(cf, i, "on_backend_error", &v)) {
             if (tg_str_eq_lit(v, "deny"))
                 z->deny_on_error = 1;
             else if (!tg_str_eq_lit(v, "allow"))
-                err = tg_conf_errf(cf, "invalid on_backend_error \"%.*s\" in \"rate_limit_zone\", "
-                                       "expected allow or deny",
+                err = tg_conf_errf(cf,
+                                   "invalid on_backend_error \"%.*s\" in \"rate_limit_zone\", "
+                                   "expected allow or deny",
                                    TG_STR_FMT(v));
         } else {
-            err = tg_conf_errf(cf, "invalid parameter \"%s\" in \"rate_limit_zone\", expected "
-                                   "key=, rate=, burst=, size=, backend=, mode=, status= or "
-                                   "on_backend_error=",
+            err = tg_conf_errf(cf,
+                               "invalid parameter \"%s\" in \"rate_limit_zone\", expected "
+                               "key=, rate=, burst=, size=, backend=, mode=, status= or "
+                               "on_backend_error=",
                                cf->args[i].text.p);
         }
-        if (err)
-            return err;
+        if (err) return err;
     }
     if (z->key == NULL || count == 0)
-        return tg_conf_errf(cf, "\"rate_limit_zone\" %.*s needs key= and rate=",
-                            TG_STR_FMT(name));
+        return tg_conf_errf(cf, "\"rate_limit_zone\" %.*s needs key= and rate=", TG_STR_FMT(name));
     int local = backend.p == NULL || tg_str_eq_lit(backend, "local");
     if (!local) {
         const char *err = tg_redis_create(cf, backend, &z->redis);
-        if (err)
-            return err;
+        if (err) return err;
         /* one pool per address, whatever the number of zones using it */
         for (int i = 0; i < m->nbackends; i++)
             if (strcmp(tg_redis_name(m->backends[i]), tg_redis_name(z->redis)) == 0)
@@ -314,23 +326,21 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
             for (int i = 0; i < m->nbackends; i++)
                 known |= m->backends[i] == z->redis;
             if (!known) {
-                tg_redis_t **b = tg_arena_grow(cf->arena, m->backends, (size_t)m->nbackends, 1,
-                                               sizeof(*b));
-                if (b == NULL)
-                    return "out of memory";
+                tg_redis_t **b =
+                    tg_arena_grow(cf->arena, m->backends, (size_t)m->nbackends, 1, sizeof(*b));
+                if (b == NULL) return "out of memory";
                 b[m->nbackends++] = z->redis;
                 m->backends = b;
             }
         }
-        if ((err = tg_redis_add_script(cf, z->redis, &gcra_script)) != NULL)
-            return err;
+        if ((err = tg_redis_add_script(cf, z->redis, &gcra_script)) != NULL) return err;
         char *pfx = tg_arena_printf(cf->arena, "tollgate:rl:%.*s:", TG_STR_FMT(name));
-        if (pfx == NULL)
-            return "out of memory";
+        if (pfx == NULL) return "out of memory";
         z->redis_prefix = tg_str_c(pfx);
     } else if (z->size == 0) {
-        return tg_conf_errf(cf, "\"rate_limit_zone\" %.*s needs size= (shared memory for its "
-                                "keys, about %d bytes each)",
+        return tg_conf_errf(cf,
+                            "\"rate_limit_zone\" %.*s needs size= (shared memory for its "
+                            "keys, about %d bytes each)",
                             TG_STR_FMT(name), TG_GCRA_TABLE_KEY_BYTES);
     }
     /* Redis keeps microseconds: round the interval so both agree exactly */
@@ -341,14 +351,21 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     snprintf(z->tolerance_us, sizeof(z->tolerance_us), "%lld",
              (long long)(z->gcra.tolerance / 1000));
     snprintf(z->policy, sizeof(z->policy), "%lld-in-1%s", (long long)count,
-             z->window == 1 ? "sec" : z->window == 60 ? "min" : "hr");
+             z->window == 1    ? "sec"
+             : z->window == 60 ? "min"
+                               : "hr");
+    /* the constant parts of the headers, so a response only appends numbers */
+    char *ph = tg_arena_printf(cf->arena, "\"%s\"; q=%lld; w=%lld; pk=:", z->policy,
+                               (long long)count, (long long)z->window);
+    char *lh = tg_arena_printf(cf->arena, "\"%s\"; r=", z->policy);
+    if (ph == NULL || lh == NULL) return "out of memory";
+    z->policy_head = tg_str_c(ph);
+    z->limit_head = tg_str_c(lh);
     const char *err = tg_shm_zone_add(cf, name, local ? (size_t)z->size : RL_REDIS_ZONE_SIZE,
                                       local ? "rate_limit" : "rate_limit_redis", &z->shm);
-    if (err)
-        return err;
+    if (err) return err;
     rl_zone_t **zs = tg_arena_grow(cf->arena, m->zones, (size_t)m->nzones, 1, sizeof(*zs));
-    if (zs == NULL)
-        return "out of memory";
+    if (zs == NULL) return "out of memory";
     zs[m->nzones++] = z;
     m->zones = zs;
     return NULL;
@@ -359,17 +376,14 @@ static const char *set_rate_limit(tg_conf_t *cf, const tg_directive_t *d, void *
     (void)d;
     rl_conf_t *c = conf;
     if (cf->nargs == 1 && tg_str_eq_lit(tg_conf_arg(cf, 1), "off")) {
-        if (c->set)
-            return "\"rate_limit off\" cannot be combined with other \"rate_limit\" lines";
+        if (c->set) return "\"rate_limit off\" cannot be combined with other \"rate_limit\" lines";
         c->set = 2;
         return NULL;
     }
-    if (c->set == 2)
-        return "\"rate_limit off\" cannot be combined with other \"rate_limit\" lines";
-    rl_ref_t *refs = tg_arena_grow(cf->arena, c->refs, (size_t)c->nrefs, (size_t)cf->nargs,
-                                   sizeof(*refs));
-    if (refs == NULL)
-        return "out of memory";
+    if (c->set == 2) return "\"rate_limit off\" cannot be combined with other \"rate_limit\" lines";
+    rl_ref_t *refs =
+        tg_arena_grow(cf->arena, c->refs, (size_t)c->nrefs, (size_t)cf->nargs, sizeof(*refs));
+    if (refs == NULL) return "out of memory";
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t name = tg_conf_arg(cf, i);
         for (int k = 0; k < c->nrefs; k++)
@@ -389,8 +403,7 @@ static const char *set_allow(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     rl_conf_t *c = conf;
     int n = c->nallow == TG_CONF_UNSET ? 0 : c->nallow;
     tg_cidr_t *v = tg_arena_grow(cf->arena, c->allow, (size_t)n, (size_t)cf->nargs, sizeof(*v));
-    if (v == NULL)
-        return "out of memory";
+    if (v == NULL) return "out of memory";
     for (int i = 1; i <= cf->nargs; i++)
         if (tg_cidr_parse(tg_conf_arg(cf, i), &v[n++]) != 0)
             return tg_conf_errf(cf, "invalid address or CIDR \"%s\" in \"rate_limit_allow\"",
@@ -404,8 +417,7 @@ static const char *set_body(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     rl_conf_t *c = conf;
-    if (c->body.p)
-        return "\"rate_limit_body\" directive is duplicate";
+    if (c->body.p) return "\"rate_limit_body\" directive is duplicate";
     c->body = tg_conf_arg(cf, 1);
     if (cf->nargs == 2) {
         c->body_type = tg_conf_arg(cf, 2);
@@ -428,8 +440,7 @@ static const char *rl_init_conf(tg_conf_t *cf, void *conf)
             memset(z->shared, 0, sizeof(*z->shared));
             z->shared->magic = RL_MAGIC;
         }
-        if (z->redis)
-            continue;
+        if (z->redis) continue;
         z->table = tg_gcra_table_init((char *)z->shm->data + RL_SHARED_SIZE,
                                       z->shm->size - RL_SHARED_SIZE);
         if (z->table == NULL) {
@@ -450,8 +461,12 @@ static int rl_init_worker(tg_worker_t *w)
 {
     rl_conf_t *m = w->config->mconf[tg_rate_limit_module.index];
     for (int i = 0; i < m->nbackends; i++)
-        if (tg_redis_start(m->backends[i]) != 0)
-            return -1;
+        if (tg_redis_start(m->backends[i]) != 0) return -1;
+    EVP_MD *sha256 = m->nzones ? EVP_MD_fetch(NULL, "SHA256", NULL) : NULL;
+    for (int i = 0; i < m->nzones; i++) {
+        m->zones[i]->sha256 = sha256;
+        if (sha256 == NULL || (m->zones[i]->sha_ctx = EVP_MD_CTX_new()) == NULL) return -1;
+    }
     return 0;
 }
 
@@ -465,8 +480,8 @@ static int rl_is_active(void *conf)
 /* One worker logs a kind of event per zone and second. */
 static int log_due(rl_zone_t *z, int kind)
 {
-    int64_t sec = mono_ns() / 1000000000, old = __atomic_load_n(&z->shared->log_at[kind],
-                                                                 __ATOMIC_RELAXED);
+    int64_t sec = mono_ns() / 1000000000,
+            old = __atomic_load_n(&z->shared->log_at[kind], __ATOMIC_RELAXED);
     return old != sec && __atomic_compare_exchange_n(&z->shared->log_at[kind], &old, sec, 0,
                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
@@ -486,14 +501,16 @@ static void take_local(rl_zone_t *z, tg_str_t key, rl_res_t *res, int64_t now)
     }
     res->state = RES_DONE;
     if ((ev & TG_GCRA_TABLE_F_RESET))
-        tg_log(TG_LOG_WARN, "rate_limit zone \"%.*s\": a worker died holding the table lock, "
-                            "the table was cleared",
+        tg_log(TG_LOG_WARN,
+               "rate_limit zone \"%.*s\": a worker died holding the table lock, "
+               "the table was cleared",
                TG_STR_FMT(z->name));
     if ((ev & TG_GCRA_TABLE_F_EVICTED) && tg_log_level <= TG_LOG_INFO && log_due(z, LOG_EVICT)) {
         tg_gcra_table_stats_t st;
         tg_gcra_table_stats(z->table, &st);
-        tg_log(TG_LOG_INFO, "rate_limit zone \"%.*s\": table full (%u keys), evicted the least "
-                            "recently used key; evictions=%llu",
+        tg_log(TG_LOG_INFO,
+               "rate_limit zone \"%.*s\": table full (%u keys), evicted the least "
+               "recently used key; evictions=%llu",
                TG_STR_FMT(z->name), st.capacity, (unsigned long long)st.evictions);
     }
 }
@@ -515,8 +532,9 @@ static void redis_done(void *data, redisReply *reply, const char *err)
         res->state = RES_DONE;
     } else {
         res->state = RES_ERROR;
-        res->err = err ? err : reply && reply->type == REDIS_REPLY_ERROR ? "error reply"
-                                                                         : "unexpected reply";
+        res->err = err                                         ? err
+                   : reply && reply->type == REDIS_REPLY_ERROR ? "error reply"
+                                                               : "unexpected reply";
         if (reply && reply->type == REDIS_REPLY_ERROR && log_due(z, LOG_BACKEND))
             tg_log(TG_LOG_ERROR, "rate_limit zone \"%.*s\": redis %s answered: %s",
                    TG_STR_FMT(z->name), tg_redis_name(z->redis), reply->str);
@@ -539,16 +557,14 @@ static tg_rc_t take_redis(rl_ctx_t *x, rl_zone_t *z, tg_str_t key, rl_res_t *res
 {
     tg_request_t *r = x->r;
     char *k = tg_arena_alloc_nz(r->arena, z->redis_prefix.len + key.len);
-    if (k == NULL)
-        return TG_ERROR;
+    if (k == NULL) return TG_ERROR;
     memcpy(k, z->redis_prefix.p, z->redis_prefix.len);
     memcpy(k + z->redis_prefix.len, key.p, key.len);
     const char *argv[3] = {k, z->interval_us, z->tolerance_us};
     size_t argvlen[3] = {z->redis_prefix.len + key.len, strlen(z->interval_us),
                          strlen(z->tolerance_us)};
     if (!x->cleanup) {
-        if (tg_arena_on_reset(r->arena, ctx_cleanup, x) != 0)
-            return TG_ERROR;
+        if (tg_arena_on_reset(r->arena, ctx_cleanup, x) != 0) return TG_ERROR;
         x->cleanup = 1;
     }
     const char *err = NULL;
@@ -570,18 +586,16 @@ static tg_rc_t respond_json(tg_request_t *r, int status, const char *json)
 static tg_rc_t limit(tg_request_t *r, rl_conf_t *c, rl_zone_t *z, rl_res_t *res)
 {
     int64_t retry = tg_gcra_seconds(res->g.retry_after);
-    if (retry < 1)
-        retry = 1;
+    if (retry < 1) retry = 1;
     char num[24];
     int n = snprintf(num, sizeof(num), "%lld", (long long)retry);
     if (tg_request_add_resp_header(r, TG_STR("Retry-After"), (tg_str_t){num, (size_t)n}) != 0)
         return TG_ERROR;
     if (c->body.p) {
-        const char *type = c->body_type.p
-                               ? c->body_type.p
-                               : (c->body.len && (c->body.p[0] == '{' || c->body.p[0] == '['))
-                                     ? "application/json"
-                                     : "text/plain";
+        const char *type = c->body_type.p ? c->body_type.p
+                           : (c->body.len && (c->body.p[0] == '{' || c->body.p[0] == '['))
+                               ? "application/json"
+                               : "text/plain";
         return tg_request_respond(r, z->status, type, c->body) ? TG_ERROR : TG_DONE;
     }
     char *body = tg_arena_printf(r->arena, "{\"error\":\"rate_limited\",\"retry_after\":%lld}",
@@ -596,13 +610,13 @@ static tg_rc_t decide(tg_request_t *r, rl_conf_t *c, rl_zone_t *z, rl_res_t *res
     if (res->state == RES_ERROR) {
         uint64_t n = count(&s->backend_errors);
         if (log_due(z, LOG_BACKEND))
-            tg_log(TG_LOG_ERROR, "rate_limit zone \"%.*s\": backend %s: %s, client %.*s %s by "
-                                 "on_backend_error=%s; backend_errors=%llu",
+            tg_log(TG_LOG_ERROR,
+                   "rate_limit zone \"%.*s\": backend %s: %s, client %.*s %s by "
+                   "on_backend_error=%s; backend_errors=%llu",
                    TG_STR_FMT(z->name), z->redis ? tg_redis_name(z->redis) : "local", res->err,
                    TG_STR_FMT(r->remote_addr), z->deny_on_error ? "refused" : "let through",
                    z->deny_on_error ? "deny" : "allow", (unsigned long long)n);
-        if (z->deny_on_error)
-            return respond_json(r, 503, "{\"error\":\"rate_limit_unavailable\"}");
+        if (z->deny_on_error) return respond_json(r, 503, "{\"error\":\"rate_limit_unavailable\"}");
         return TG_OK;
     }
     if (res->g.allowed) {
@@ -612,16 +626,18 @@ static tg_rc_t decide(tg_request_t *r, rl_conf_t *c, rl_zone_t *z, rl_res_t *res
     if (z->dry_run) {
         uint64_t n = count(&s->dry_run);
         if (log_due(z, LOG_DRY))
-            tg_log(TG_LOG_WARN, "rate_limit zone \"%.*s\": dry run, would limit client %.*s "
-                                "(retry after %llds); dry_run=%llu",
+            tg_log(TG_LOG_WARN,
+                   "rate_limit zone \"%.*s\": dry run, would limit client %.*s "
+                   "(retry after %llds); dry_run=%llu",
                    TG_STR_FMT(z->name), TG_STR_FMT(r->remote_addr),
                    (long long)tg_gcra_seconds(res->g.retry_after), (unsigned long long)n);
         return TG_OK;
     }
     uint64_t n = count(&s->limited);
     if (log_due(z, LOG_LIMIT))
-        tg_log(TG_LOG_INFO, "rate_limit zone \"%.*s\": limiting client %.*s (retry after %llds); "
-                            "limited=%llu",
+        tg_log(TG_LOG_INFO,
+               "rate_limit zone \"%.*s\": limiting client %.*s (retry after %llds); "
+               "limited=%llu",
                TG_STR_FMT(z->name), TG_STR_FMT(r->remote_addr),
                (long long)tg_gcra_seconds(res->g.retry_after), (unsigned long long)n);
     return limit(r, c, z, res);
@@ -635,22 +651,19 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
         if (c->nallow && tg_cidr_match_text(c->allow, c->nallow, r->remote_addr))
             return TG_OK; /* exempt: no limit, no headers */
         x = tg_arena_alloc(r->arena, sizeof(*x) + (size_t)c->nuse * sizeof(rl_res_t));
-        if (x == NULL)
-            return TG_ERROR;
+        if (x == NULL) return TG_ERROR;
         x->r = r;
         x->conf = c;
         tg_module_ctx(r, &tg_rate_limit_module) = x;
     }
-    if (x->cmd)
-        return TG_AGAIN; /* still waiting (not expected: only the reply resumes) */
+    if (x->cmd) return TG_AGAIN; /* still waiting (not expected: only the reply resumes) */
     int64_t now = 0;
     for (; x->next < c->nuse; x->next++) {
         rl_zone_t *z = c->use[x->next];
         rl_res_t *res = &x->res[x->next];
         if (res->state == RES_TODO) {
             tg_str_t key;
-            if (tg_tpl_eval(r, z->key, &key) != 0)
-                return TG_ERROR;
+            if (tg_tpl_eval(r, z->key, &key) != 0) return TG_ERROR;
             res->key = key;
             if (key.len == 0) {
                 res->state = RES_SKIPPED; /* nothing to count by */
@@ -658,19 +671,15 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
             }
             if (z->redis) {
                 tg_rc_t rc = take_redis(x, z, key, res);
-                if (rc != TG_OK)
-                    return rc;
+                if (rc != TG_OK) return rc;
             } else {
-                if (now == 0)
-                    now = mono_ns();
+                if (now == 0) now = mono_ns();
                 take_local(z, key, res, now);
             }
         }
-        if (res->state == RES_SKIPPED)
-            continue;
+        if (res->state == RES_SKIPPED) continue;
         tg_rc_t rc = decide(r, c, z, res);
-        if (rc != TG_OK)
-            return rc;
+        if (rc != TG_OK) return rc;
     }
     return TG_OK;
 }
@@ -679,48 +688,73 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
 
 /* express-rate-limit's partition key: base64 of the first 12 hex digits of
  * the key's SHA-256 */
-static int partition_key(tg_str_t key, char out[17])
+static const char hexdigits[] = "0123456789abcdef";
+
+/* express-rate-limit's partition key: base64 of the first 12 hex digits of
+ * the key's SHA-256. Writes 16 characters. */
+static int partition_key(rl_zone_t *z, tg_str_t key, char *out)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char md[EVP_MAX_MD_SIZE], hex[12];
     unsigned int n = 0;
-    char hex[13];
-    if (!EVP_Digest(key.p, key.len, md, &n, EVP_sha256(), NULL))
+    if (!EVP_DigestInit_ex2(z->sha_ctx, z->sha256, NULL) ||
+        !EVP_DigestUpdate(z->sha_ctx, key.p, key.len) || !EVP_DigestFinal_ex(z->sha_ctx, md, &n))
         return -1;
-    for (int i = 0; i < 6; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return EVP_EncodeBlock((unsigned char *)out, (unsigned char *)hex, 12) == 16 ? 0 : -1;
+    for (int i = 0; i < 6; i++) {
+        hex[2 * i] = (unsigned char)hexdigits[md[i] >> 4];
+        hex[2 * i + 1] = (unsigned char)hexdigits[md[i] & 15];
+    }
+    char b64[17];
+    if (EVP_EncodeBlock((unsigned char *)b64, hex, 12) != 16) return -1;
+    memcpy(out, b64, 16);
+    return 0;
+}
+
+/* Decimal digits of v >= 0 at p; returns how many. */
+static size_t put_int(char *p, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
 }
 
 /* RateLimit-Policy and RateLimit as express-rate-limit 7 sends them with
  * standardHeaders: 'draft-8' (one of each per zone that counted the
- * request, on every answer including our 429). */
+ * request, on every answer including our 429). Built from the zone's
+ * constant head plus numbers: no printf on this path. */
 static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
 {
     rl_conf_t *c = conf;
     rl_ctx_t *x = tg_module_ctx(r, &tg_rate_limit_module);
-    if (!c->headers || x == NULL || x->conf != c)
-        return TG_OK;
+    if (!c->headers || x == NULL || x->conf != c) return TG_OK;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < c->nuse && i <= x->next; i++) {
             rl_zone_t *z = c->use[i];
             rl_res_t *res = &x->res[i];
-            if (res->state != RES_DONE)
-                continue;
-            char *v;
+            if (res->state != RES_DONE) continue;
+            tg_str_t head = pass ? z->limit_head : z->policy_head;
+            char *v = tg_arena_alloc_nz(r->arena, head.len + 48);
+            if (v == NULL) return TG_ERROR;
+            memcpy(v, head.p, head.len);
+            size_t n = head.len;
             if (pass == 0) {
-                char pk[17];
-                if (partition_key(res->key, pk) != 0)
-                    return TG_ERROR;
-                v = tg_arena_printf(r->arena, "\"%s\"; q=%lld; w=%lld; pk=:%s:", z->policy,
-                                    (long long)z->gcra.count, (long long)z->window, pk);
+                if (partition_key(z, res->key, v + n) != 0) return TG_ERROR;
+                n += 16;
+                v[n++] = ':';
             } else {
-                v = tg_arena_printf(r->arena, "\"%s\"; r=%lld; t=%lld", z->policy,
-                                    (long long)res->g.remaining,
-                                    (long long)tg_gcra_seconds(res->g.reset));
+                n += put_int(v + n, res->g.remaining < 0 ? 0 : res->g.remaining);
+                memcpy(v + n, "; t=", 4);
+                n += 4;
+                n += put_int(v + n, tg_gcra_seconds(res->g.reset));
             }
-            if (v == NULL || tg_headers_add(r->arena, &r->resp_headers,
-                                            pass ? TG_STR("RateLimit") : TG_STR("RateLimit-Policy"),
-                                            tg_str_c(v)) != 0)
+            if (tg_headers_add(r->arena, &r->resp_headers,
+                               pass ? TG_STR("RateLimit") : TG_STR("RateLimit-Policy"),
+                               (tg_str_t){v, n}) != 0)
                 return TG_ERROR;
         }
     }

@@ -19,9 +19,9 @@
 #define RECLAIM_PER_TAKE 2                /* expired entries taken back from the old end per call */
 
 typedef struct {
-    uint64_t h1, h2; /* the key's hash */
-    int64_t tat;     /* theoretical arrival time, CLOCK_MONOTONIC ns */
-    uint32_t chain;  /* next entry in the bucket */
+    uint64_t h1, h2;     /* the key's hash */
+    int64_t tat;         /* theoretical arrival time, CLOCK_MONOTONIC ns */
+    uint32_t chain;      /* next entry in the bucket */
     uint32_t prev, next; /* recency list: prev is more recent */
     uint32_t used;
 } entry_t;
@@ -32,8 +32,8 @@ struct tg_gcra_table_s {
     uint64_t seed[2];
     uint32_t mask; /* buckets - 1 */
     uint32_t capacity;
-    uint32_t hw;        /* entries [0, hw) have been handed out at least once */
-    uint32_t free_head; /* free entries, linked through `chain` */
+    uint32_t hw;         /* entries [0, hw) have been handed out at least once */
+    uint32_t free_head;  /* free entries, linked through `chain` */
     uint32_t head, tail; /* recency list */
     uint32_t used;
     uint32_t pad;
@@ -123,8 +123,7 @@ tg_gcra_table_t *tg_gcra_table_init(void *mem, size_t size)
     if (t->magic == TABLE_MAGIC && t->size == size)
         return t; /* kept from the previous config generation */
     size_t hdr = align_up(sizeof(*t), 64);
-    if (size < hdr + sizeof(uint32_t) + sizeof(entry_t))
-        return NULL;
+    if (size < hdr + sizeof(uint32_t) + sizeof(entry_t)) return NULL;
     size_t avail = size - hdr;
     size_t est = avail / (sizeof(entry_t) + sizeof(uint32_t));
     size_t nb = 1;
@@ -132,13 +131,10 @@ tg_gcra_table_t *tg_gcra_table_init(void *mem, size_t size)
         nb *= 2;
     size_t eoff = hdr + align_up(nb * sizeof(uint32_t), 64);
     size_t cap = (size - eoff) / sizeof(entry_t);
-    if (cap == 0)
-        return NULL;
-    if (cap > UINT32_MAX - 1)
-        cap = UINT32_MAX - 1;
+    if (cap == 0) return NULL;
+    if (cap > UINT32_MAX - 1) cap = UINT32_MAX - 1;
     memset(t, 0, hdr);
-    if (tg_shm_mutex_init(&t->lock) != 0)
-        return NULL;
+    if (tg_shm_mutex_init(&t->lock) != 0) return NULL;
     if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
         /* no entropy source: still a good hash, only not secret */
         struct timespec ts;
@@ -191,8 +187,7 @@ static void release(tg_gcra_table_t *t, uint32_t ref)
     uint32_t *pp = &BUCKETS(t)[e->h1 & t->mask];
     while (*pp && *pp != ref)
         pp = &es[*pp - 1].chain;
-    if (*pp == ref)
-        *pp = e->chain;
+    if (*pp == ref) *pp = e->chain;
     lru_unlink(t, ref);
     e->used = 0;
     e->chain = t->free_head;
@@ -231,8 +226,7 @@ int tg_gcra_table_take(tg_gcra_table_t *t, const tg_gcra_t *g, tg_str_t key, int
     tg_siphash128(t->seed, key.p, key.len, h);
     *events = 0;
     int lk = tg_shm_mutex_lock(&t->lock);
-    if (lk < 0)
-        return -1;
+    if (lk < 0) return -1;
     if (lk == 1) {
         clear(t);
         t->resets++;
@@ -271,8 +265,7 @@ int tg_gcra_table_take(tg_gcra_table_t *t, const tg_gcra_t *g, tg_str_t key, int
     tg_gcra_take(g, &es[found - 1].tat, now, res);
     /* keep the free list stocked from expired keys at the old end */
     for (int i = 0; i < RECLAIM_PER_TAKE && t->tail && t->tail != found; i++) {
-        if (es[t->tail - 1].tat > now)
-            break;
+        if (es[t->tail - 1].tat > now) break;
         release(t, t->tail);
         t->reclaimed++;
     }

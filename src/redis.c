@@ -88,8 +88,7 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
     if (p < end && *p == '[') { /* [v6]:port */
         h = p + 1;
         he = memchr(h, ']', (size_t)(end - h));
-        if (he == NULL)
-            goto bad;
+        if (he == NULL) goto bad;
         p = he + 1;
     } else {
         h = p;
@@ -97,8 +96,7 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
             p++;
         he = p;
     }
-    if (he == h || (size_t)(he - h) >= sizeof(host))
-        goto bad;
+    if (he == h || (size_t)(he - h) >= sizeof(host)) goto bad;
     memcpy(host, h, (size_t)(he - h));
     host[he - h] = '\0';
     int64_t port = 6379, db = 0;
@@ -111,16 +109,15 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
     }
     if (p < end && *p == '/') {
         p++;
-        if (p < end && (tg_parse_int((tg_str_t){p, (size_t)(end - p)}, &db) != 0 || db < 0 ||
-                        db > 1000000))
+        if (p < end &&
+            (tg_parse_int((tg_str_t){p, (size_t)(end - p)}, &db) != 0 || db < 0 || db > 1000000))
             goto bad;
     } else if (p != end) {
         goto bad;
     }
 
     tg_redis_t *r = tg_arena_alloc(cf->arena, sizeof(*r));
-    if (r == NULL)
-        return "out of memory";
+    if (r == NULL) return "out of memory";
     /* resolved now, in the master: a worker must not block in getaddrinfo */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &ai);
@@ -135,8 +132,7 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
     r->port = (int)port;
     r->db = (int)db;
     snprintf(r->name, sizeof(r->name), v6 ? "[%s]:%d" : "%s:%d", r->ip, r->port);
-    if (db)
-        snprintf(r->name + strlen(r->name), sizeof(r->name) - strlen(r->name), "/%d", r->db);
+    if (db) snprintf(r->name + strlen(r->name), sizeof(r->name) - strlen(r->name), "/%d", r->db);
     *out = r;
     return NULL;
 bad:
@@ -147,10 +143,8 @@ bad:
 const char *tg_redis_add_script(tg_conf_t *cf, tg_redis_t *r, tg_redis_script_t *s)
 {
     for (int i = 0; i < r->nscripts; i++)
-        if (r->scripts[i] == s)
-            return NULL;
-    if (r->nscripts == MAX_SCRIPTS)
-        return "too many redis scripts";
+        if (r->scripts[i] == s) return NULL;
+    if (r->nscripts == MAX_SCRIPTS) return "too many redis scripts";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (!EVP_Digest(s->text, strlen(s->text), md, &n, EVP_sha1(), NULL) || n != 20)
@@ -170,14 +164,12 @@ const char *tg_redis_name(const tg_redis_t *r)
 
 static int fmt_reserve(tg_redis_cmd_t *c, size_t more)
 {
-    if (c->len + more <= c->cap)
-        return 0;
+    if (c->len + more <= c->cap) return 0;
     size_t cap = c->cap ? c->cap : 256;
     while (cap < c->len + more)
         cap *= 2;
     char *b = realloc(c->buf, cap);
-    if (b == NULL)
-        return -1;
+    if (b == NULL) return -1;
     c->buf = b;
     c->cap = cap;
     return 0;
@@ -187,8 +179,7 @@ static int fmt_add(tg_redis_cmd_t *c, const char *s, size_t n)
 {
     char hdr[32];
     int h = snprintf(hdr, sizeof(hdr), "$%zu\r\n", n);
-    if (fmt_reserve(c, (size_t)h + n + 2) != 0)
-        return -1;
+    if (fmt_reserve(c, (size_t)h + n + 2) != 0) return -1;
     memcpy(c->buf + c->len, hdr, (size_t)h);
     memcpy(c->buf + c->len + h, s, n);
     memcpy(c->buf + c->len + h + n, "\r\n", 2);
@@ -232,8 +223,7 @@ static void cmd_deliver(tg_redis_cmd_t *c, redisReply *reply, const char *err)
     tg_redis_cb cb = c->cb;
     c->cb = NULL;
     ev_timer_stop(tg_worker->loop, &c->timer);
-    if (cb)
-        cb(c->data, reply, err);
+    if (cb) cb(c->data, reply, err);
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -253,8 +243,7 @@ static void log_down(conn_t *c, const char *why)
  * forget it and schedule a reconnect. */
 static void conn_lost(conn_t *c, const char *why)
 {
-    if (c->state == CONN_DOWN)
-        return;
+    if (c->state == CONN_DOWN) return;
     c->ac = NULL;
     c->state = CONN_DOWN;
     c->backoff = c->backoff < BACKOFF_MIN ? BACKOFF_MIN : c->backoff;
@@ -269,8 +258,7 @@ static void conn_close(conn_t *c, const char *why)
 {
     redisAsyncContext *ac = c->ac;
     conn_lost(c, why);
-    if (ac)
-        redisAsyncFree(ac); /* pending callbacks run now, with NULL */
+    if (ac) redisAsyncFree(ac); /* pending callbacks run now, with NULL */
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -291,8 +279,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
     conn_t *c = ac->data;
-    if (c->ac == ac)
-        conn_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
+    if (c->ac == ac) conn_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
 static void handshake_cb(redisAsyncContext *ac, void *reply_, void *data)
@@ -300,8 +287,7 @@ static void handshake_cb(redisAsyncContext *ac, void *reply_, void *data)
     (void)data;
     conn_t *c = ac->data;
     redisReply *reply = reply_;
-    if (c->ac != ac)
-        return;
+    if (c->ac != ac) return;
     if (reply == NULL) {
         conn_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
         return;
@@ -329,8 +315,7 @@ static void conn_connect(conn_t *c)
     if (ac == NULL || ac->err) {
         char why[160];
         snprintf(why, sizeof(why), "cannot connect: %s", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
+        if (ac) redisAsyncFree(ac);
         c->state = CONN_CONNECTING; /* so that conn_lost schedules the retry */
         conn_lost(c, why);
         return;
@@ -357,8 +342,7 @@ static void conn_connect(conn_t *c)
         if (redisAsyncCommand(ac, handshake_cb, NULL, "SCRIPT LOAD %s", r->scripts[i]->text) ==
             REDIS_OK)
             c->handshake++;
-    if (c->handshake == 0)
-        c->state = CONN_UP;
+    if (c->handshake == 0) c->state = CONN_UP;
 }
 
 int tg_redis_start(tg_redis_t *r)
@@ -396,8 +380,7 @@ static void reply_cb(redisAsyncContext *ac, void *reply_, void *data)
     conn_t *c = ac->data;
     if (reply == NULL) {
         /* the context is being freed: this connection is down */
-        if (c->ac == ac)
-            conn_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
+        if (c->ac == ac) conn_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
         cmd_deliver(cmd, NULL, ac->errstr[0] ? ac->errstr : "connection closed");
         cmd_put(cmd);
         return;
@@ -426,10 +409,8 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     cmd->cb = NULL;
     /* a reply this late means the connection is stalled: close it; the
      * commands behind it fail now, and this record is released by hiredis */
-    if (cmd->conn->ac)
-        conn_close(cmd->conn, "timed out");
-    if (cb)
-        cb(data, NULL, "timed out");
+    if (cmd->conn->ac) conn_close(cmd->conn, "timed out");
+    if (cb) cb(data, NULL, "timed out");
 }
 
 tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, int argc,
@@ -439,8 +420,7 @@ tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, in
     conn_t *c = NULL;
     for (int i = 0; i < TG_REDIS_POOL && c == NULL; i++) {
         conn_t *k = &r->conns[(r->rr + (unsigned)i) % TG_REDIS_POOL];
-        if (k->ac)
-            c = k;
+        if (k->ac) c = k;
     }
     r->rr++;
     if (c == NULL) {
@@ -459,8 +439,8 @@ tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, in
     if (!bad) {
         memcpy(cmd->buf, hdr, (size_t)h);
         cmd->len = (size_t)h;
-        bad = fmt_add(cmd, "EVALSHA", 7) || fmt_add(cmd, s->sha, 40) ||
-              fmt_add(cmd, nk, (size_t)nkl);
+        bad =
+            fmt_add(cmd, "EVALSHA", 7) || fmt_add(cmd, s->sha, 40) || fmt_add(cmd, nk, (size_t)nkl);
     }
     for (int i = 0; i < argc && !bad; i++)
         bad = fmt_add(cmd, argv[i], argvlen[i]);

@@ -35,8 +35,7 @@ static tg_shm_map_t *maps;
 static void map_release(void *data)
 {
     tg_shm_map_t *m = data;
-    if (--m->refs > 0)
-        return;
+    if (--m->refs > 0) return;
     for (tg_shm_map_t **pp = &maps; *pp; pp = &(*pp)->next)
         if (*pp == m) {
             *pp = m->next;
@@ -66,8 +65,8 @@ static tg_shm_map_t *map_create(tg_str_t name, const char *tag, size_t size)
     memcpy(m->name, name.p, name.len);
     m->name[name.len] = '\0';
     /* NORESERVE: a big zone costs RAM only for the pages its owner touches */
-    m->addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    m->addr =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m->addr == MAP_FAILED) {
         free(m->name);
         free(m);
@@ -88,22 +87,20 @@ const char *tg_shm_zone_add(tg_conf_t *cf, tg_str_t name, size_t size, const cha
     if (dup)
         return tg_conf_errf(cf, "shared memory zone \"%.*s\" is already declared at %s:%d",
                             TG_STR_FMT(name), dup->file, dup->line);
-    if (name.len == 0)
-        return "empty shared memory zone name";
+    if (name.len == 0) return "empty shared memory zone name";
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     if (size == 0 || size > SHM_MAX_SIZE)
         return tg_conf_errf(cf, "invalid size of shared memory zone \"%.*s\"", TG_STR_FMT(name));
     size = (size + page - 1) / page * page;
 
     tg_shm_zone_t *z = tg_arena_alloc(cf->arena, sizeof(*z));
-    if (z == NULL)
-        return "out of memory";
+    if (z == NULL) return "out of memory";
     tg_shm_map_t *m = map_find(name, tag, size);
     if (m) {
         z->reused = 1;
     } else if ((m = map_create(name, tag, size)) == NULL) {
-        return tg_conf_errf(cf, "cannot map %zu bytes of shared memory for zone \"%.*s\": %s",
-                            size, TG_STR_FMT(name), strerror(errno));
+        return tg_conf_errf(cf, "cannot map %zu bytes of shared memory for zone \"%.*s\": %s", size,
+                            TG_STR_FMT(name), strerror(errno));
     }
     m->refs++;
     if (tg_arena_on_reset(cf->arena, map_release, m) != 0) {
@@ -128,16 +125,14 @@ const char *tg_shm_zone_add(tg_conf_t *cf, tg_str_t name, size_t size, const cha
 tg_shm_zone_t *tg_shm_zone_find(tg_config_t *c, tg_str_t name)
 {
     for (tg_shm_zone_t *z = c->shm_zones; z; z = z->next)
-        if (tg_str_eq(z->name, name))
-            return z;
+        if (tg_str_eq(z->name, name)) return z;
     return NULL;
 }
 
 int tg_shm_mutex_init(tg_shm_mutex_t *mx)
 {
     pthread_mutexattr_t a;
-    if (pthread_mutexattr_init(&a) != 0)
-        return -1;
+    if (pthread_mutexattr_init(&a) != 0) return -1;
     int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
              pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
              pthread_mutex_init(&mx->m, &a) != 0;
@@ -148,8 +143,7 @@ int tg_shm_mutex_init(tg_shm_mutex_t *mx)
 int tg_shm_mutex_lock(tg_shm_mutex_t *mx)
 {
     int rc = pthread_mutex_lock(&mx->m);
-    if (rc == 0)
-        return 0;
+    if (rc == 0) return 0;
     if (rc == EOWNERDEAD) {
         /* the holder died: the lock is ours, the data it guards is suspect */
         pthread_mutex_consistent(&mx->m);

@@ -31,12 +31,12 @@
 typedef struct tg_shm_map_s tg_shm_map_t;
 
 typedef struct tg_shm_zone_s {
-    tg_str_t name;   /* as declared (config arena) */
-    const char *tag; /* owner: a static string */
-    void *data;      /* start of the zone, page aligned */
-    size_t size;     /* usable bytes at data: the requested size rounded up to pages */
+    tg_str_t name;       /* as declared (config arena) */
+    const char *tag;     /* owner: a static string */
+    void *data;          /* start of the zone, page aligned */
+    size_t size;         /* usable bytes at data: the requested size rounded up to pages */
     unsigned reused : 1; /* the mapping and its contents come from the previous config */
-    const char *file; /* where it was declared */
+    const char *file;    /* where it was declared */
     int line;
     struct tg_shm_zone_s *next; /* the config's zones, declaration order */
     tg_shm_map_t *map;          /* private: the mapping */

@@ -114,8 +114,10 @@ C
     my $tg = tg_start(<<'C');
 rate_limit_zone burst key=$http_x_key rate=10r/m burst=5 size=1m;
 rate_limit_zone slow key=$http_x_key rate=1r/h size=64k;
+rate_limit_zone fast key=$http_x_key rate=100r/s size=64k;
 server {
     listen %%PORT%%;
+    location /fast { rate_limit fast; rate_limit_headers on; return 200 "ok\n"; }
     location /burst { rate_limit burst; return 200 "ok\n"; }
     location /slow  { rate_limit slow;  return 200 "ok\n"; }
 }
@@ -134,6 +136,9 @@ C
     $r = $tg->http(GET => '/burst');
     is($r->{status}, 200, 'empty key: not limited');
 
+    $r = $tg->http(GET => '/fast', headers => ['X-Key' => 'f']);
+    like($r->{headers}{'ratelimit-policy'}, qr/^"100-in-1sec"; q=100; w=1; pk=:/, 'r/s policy');
+    is($r->{headers}{ratelimit}, '"100-in-1sec"; r=99; t=1', 'r/s RateLimit');
     is($tg->http(GET => '/slow', headers => ['X-Key' => 's'])->{status}, 200, '1r/h: first');
     $r = $tg->http(GET => '/slow', headers => ['X-Key' => 's']);
     is($r->{status}, 429, '1r/h: second refused');

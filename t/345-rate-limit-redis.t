@@ -132,14 +132,15 @@ my $down_errors = [qr/\[error\].*redis 127\.0\.0\.1:\d+: /,
     # every connection of both workers is back once a run of requests has no 503
     my $k = 0;
     ok(wait_until(sub {
-        my @s = map { $deny->http(GET => '/', headers => ['X-Round' => 'back' . $k++])->{status} }
+        my @s = map { $deny->http(GET => '/', headers => ['X-Round' => 'probe' . $k++])->{status} }
                 1 .. 8;
         return !grep { $_ != 200 } @s;
     }, 10), 'reconnected after Redis restarted');
     ok($deny->wait_log(qr/redis 127\.0\.0\.1:\d+: connected/, 5), 'recovery logged');
     my %n;
     $n{$deny->http(GET => '/', headers => ['X-Round' => 'back2'])->{status}}++ for 1 .. 12;
-    is_deeply(\%n, { 200 => 10, 429 => 2 }, 'limits apply again');
+    is_deeply(\%n, { 200 => 10, 429 => 2 }, 'limits apply again')
+        or diag explain(\%n), $deny->error_log;
 }
 
 # --- a stalled Redis costs a request about redis_timeout -------------------------

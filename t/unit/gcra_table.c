@@ -183,8 +183,7 @@ static void test_processes(void)
             char b[32];
             for (int i = 0; i < 2000; i++) {
                 tg_gcra_table_take(t, &g, TG_STR("shared"), now + i, &r, &ev);
-                if (r.allowed)
-                    __atomic_fetch_add(passed, 1, __ATOMIC_SEQ_CST);
+                if (r.allowed) __atomic_fetch_add(passed, 1, __ATOMIC_SEQ_CST);
                 tg_gcra_table_take(t, &g, key(b, sizeof b, k * 2000 + i), now, &r, &ev);
             }
             _exit(0);
