@@ -319,25 +319,6 @@ static int type_listed(const cz_conf_t *c, tg_str_t mt)
     return 0;
 }
 
-/* Add `token` to the response's Vary unless it is there (or Vary is "*"). */
-static int vary_add(tg_request_t *r, const char *token)
-{
-    tg_header_t *v = tg_headers_find(&r->resp_headers, TG_STR("Vary"));
-    if (v == NULL)
-        return tg_headers_add(r->arena, &r->resp_headers, TG_STR("Vary"), tg_str_c(token));
-    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
-        tg_header_t *h = &r->resp_headers.h[i];
-        if (tg_str_caseeq_lit(h->name, "Vary") &&
-            (tg_str_has_token(h->value, token) || tg_str_has_token(h->value, "*")))
-            return 0;
-    }
-    char *s = tg_arena_printf(r->arena, "%.*s, %s", TG_STR_FMT(v->value), token);
-    if (s == NULL)
-        return -1;
-    v->value = tg_str_c(s);
-    return 0;
-}
-
 static int has_no_transform(tg_headers_t *hs)
 {
     for (uint32_t i = 0; i < hs->n; i++)
@@ -535,7 +516,7 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     int ce_identity = ce != NULL; /* (vary_add may move the header array) */
     if (has_no_transform(&r->resp_headers) || has_no_transform(&r->headers))
         return TG_OK;
-    if (vary_add(r, "Accept-Encoding") != 0)
+    if (tg_request_vary_add(r, "Accept-Encoding") != 0)
         return TG_ERROR;
     if (r->method == HTTP_HEAD || st == 304)
         return TG_OK;

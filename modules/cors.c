@@ -145,21 +145,6 @@ static tg_str_t allowed_origin(const cors_conf_t *c, tg_request_t *r)
     return TG_NULL_STR;
 }
 
-/* Add `token` to the response's Vary unless it is there (or Vary is "*"). */
-static int vary_add(tg_request_t *r, const char *token)
-{
-    tg_header_t *v = tg_headers_find(&r->resp_headers, TG_STR("Vary"));
-    if (v == NULL)
-        return tg_headers_add(r->arena, &r->resp_headers, TG_STR("Vary"), tg_str_c(token));
-    if (tg_str_has_token(v->value, token) || tg_str_has_token(v->value, "*"))
-        return 0;
-    char *s = tg_arena_printf(r->arena, "%.*s, %s", TG_STR_FMT(v->value), token);
-    if (s == NULL)
-        return -1;
-    v->value = tg_str_c(s);
-    return 0;
-}
-
 /* The headers both answers carry: origin, Vary, credentials. */
 static int origin_headers(const cors_conf_t *c, tg_request_t *r)
 {
@@ -167,7 +152,7 @@ static int origin_headers(const cors_conf_t *c, tg_request_t *r)
     if (origin.len &&
         tg_headers_set(r->arena, &r->resp_headers, TG_STR("Access-Control-Allow-Origin"), origin))
         return -1;
-    if (!c->any_origin && vary_add(r, "Origin") != 0)
+    if (!c->any_origin && tg_request_vary_add(r, "Origin") != 0)
         return -1;
     if (c->credentials && tg_headers_set(r->arena, &r->resp_headers,
                                          TG_STR("Access-Control-Allow-Credentials"), TG_STR("true")))
@@ -193,7 +178,7 @@ static tg_rc_t cors_access(tg_request_t *r, void *conf)
         return TG_ERROR;
     if (c->headers.len == 0) { /* reflect what the browser asks for */
         tg_header_t *h = tg_headers_find(&r->headers, TG_STR("Access-Control-Request-Headers"));
-        if (vary_add(r, "Access-Control-Request-Headers") != 0)
+        if (tg_request_vary_add(r, "Access-Control-Request-Headers") != 0)
             return TG_ERROR;
         allow_headers = h ? h->value : TG_NULL_STR;
     }

@@ -1323,6 +1323,24 @@ int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t 
     return 0;
 }
 
+int tg_request_vary_add(tg_request_t *r, const char *token)
+{
+    tg_header_t *v = tg_headers_find(&r->resp_headers, TG_STR("Vary"));
+    if (v == NULL)
+        return tg_headers_add(r->arena, &r->resp_headers, TG_STR("Vary"), tg_str_c(token));
+    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
+        tg_header_t *h = &r->resp_headers.h[i];
+        if (tg_str_caseeq_lit(h->name, "Vary") &&
+            (tg_str_has_token(h->value, token) || tg_str_has_token(h->value, "*")))
+            return 0;
+    }
+    char *s = tg_arena_printf(r->arena, "%.*s, %s", TG_STR_FMT(v->value), token);
+    if (s == NULL)
+        return -1;
+    v->value = tg_str_c(s);
+    return 0;
+}
+
 int tg_request_add_resp_header(tg_request_t *r, tg_str_t name, tg_str_t value)
 {
     tg_str_t n = tg_arena_str(r->arena, name), v = tg_arena_str(r->arena, value);

@@ -106,6 +106,8 @@ int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t 
 /* Continue a request parked by a hook that returned TG_AGAIN: the same hook
  * runs again. Safe to call from any event callback. */
 void tg_request_resume(tg_request_t *r);
+/* Add `token` to the response's Vary unless a Vary line has it (or "*"). */
+int tg_request_vary_add(tg_request_t *r, const char *token);
 /* Add a response header (copies name and value into the arena). */
 int tg_request_add_resp_header(tg_request_t *r, tg_str_t name, tg_str_t value);
 /* The standard reason phrase of a status. */
