@@ -3,7 +3,8 @@
  *
  *   rate_limit_zone NAME key=TEMPLATE rate=Nr/s|r/m|r/h [burst=N] size=SIZE
  *                   [backend=local|redis://HOST:PORT[/DB]] [mode=enforce|dry_run]
- *                   [status=429] [on_backend_error=allow|deny];     (main scope)
+ *                   [status=429] [on_backend_error=allow|deny]
+ *                   [skip_empty=on|off];                           (main scope)
  *   redis_timeout 50ms;                                            (main scope)
  *   rate_limit NAME...; | rate_limit off;                  (server, location)
  *   rate_limit_allow CIDR...;  rate_limit_headers on|off;  rate_limit_body TEXT [TYPE];
@@ -19,7 +20,8 @@
  * the per-request context. If the request ends first, an arena cleanup
  * cancels the pending command, so a late reply never touches a freed request.
  *
- * Per zone and request: the key is evaluated; an empty key is not limited.
+ * Per zone and request: the key is evaluated; an empty key (a missing header)
+ * counts under one shared empty key, or is not limited with skip_empty=on.
  * Zones run in the order given; the first one that refuses answers (429 or
  * status=, Retry-After, a JSON body) and the ones after it are not charged.
  * dry_run zones count and log what they would refuse and let it through.
@@ -65,6 +67,7 @@ typedef struct {
     int status;
     unsigned dry_run : 1;
     unsigned deny_on_error : 1;
+    unsigned skip_empty : 1; /* an empty key is not limited */
     tg_redis_t *redis;     /* NULL: local */
     tg_str_t redis_prefix; /* "tollgate:rl:NAME:" */
     char interval_us[24], tolerance_us[24];
@@ -294,6 +297,14 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
                                    "400..599",
                                    TG_STR_FMT(v));
             z->status = (int)n;
+        } else if (tg_conf_arg_kv(cf, i, "skip_empty", &v)) {
+            if (tg_str_eq_lit(v, "on"))
+                z->skip_empty = 1;
+            else if (!tg_str_eq_lit(v, "off"))
+                err = tg_conf_errf(cf,
+                                   "invalid skip_empty \"%.*s\" in \"rate_limit_zone\", expected "
+                                   "on or off",
+                                   TG_STR_FMT(v));
         } else if (tg_conf_arg_kv(cf, i, "on_backend_error", &v)) {
             if (tg_str_eq_lit(v, "deny"))
                 z->deny_on_error = 1;
@@ -305,8 +316,8 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
         } else {
             err = tg_conf_errf(cf,
                                "invalid parameter \"%s\" in \"rate_limit_zone\", expected "
-                               "key=, rate=, burst=, size=, backend=, mode=, status= or "
-                               "on_backend_error=",
+                               "key=, rate=, burst=, size=, backend=, mode=, status=, "
+                               "skip_empty= or on_backend_error=",
                                cf->args[i].text.p);
         }
         if (err) return err;
@@ -665,7 +676,7 @@ static tg_rc_t rl_access(tg_request_t *r, void *conf)
             tg_str_t key;
             if (tg_tpl_eval(r, z->key, &key) != 0) return TG_ERROR;
             res->key = key;
-            if (key.len == 0) {
+            if (key.len == 0 && z->skip_empty) {
                 res->state = RES_SKIPPED; /* nothing to count by */
                 continue;
             }

@@ -114,12 +114,14 @@ C
     my $tg = tg_start(<<'C');
 rate_limit_zone burst key=$http_x_key rate=10r/m burst=5 size=1m;
 rate_limit_zone slow key=$http_x_key rate=1r/h size=64k;
+rate_limit_zone skip key=$http_x_key rate=1r/h size=64k skip_empty=on;
 rate_limit_zone fast key=$http_x_key rate=100r/s size=64k;
 server {
     listen %%PORT%%;
     location /fast { rate_limit fast; rate_limit_headers on; return 200 "ok\n"; }
     location /burst { rate_limit burst; return 200 "ok\n"; }
     location /slow  { rate_limit slow;  return 200 "ok\n"; }
+    location /skip  { rate_limit skip;  return 200 "ok\n"; }
 }
 C
     my $n = statuses(parallel($tg->port, 20, path => '/burst', headers => ['X-Key' => 'k1']));
@@ -133,8 +135,10 @@ C
     is_deeply(decode_json($r->{body}),
               { error => 'rate_limited', retry_after => 0 + $r->{headers}{'retry-after'} },
               'body {"error":"rate_limited","retry_after":N}');
-    $r = $tg->http(GET => '/burst');
-    is($r->{status}, 200, 'empty key: not limited');
+    my @empty = map { $tg->http(GET => '/slow')->{status} } 1 .. 2;
+    is_deeply(\@empty, [200, 429], 'empty keys share one key: 1r/h lets one through');
+    @empty = map { $tg->http(GET => '/skip')->{status} } 1 .. 3;
+    is_deeply(\@empty, [200, 200, 200], 'skip_empty=on: an empty key is not limited');
 
     $r = $tg->http(GET => '/fast', headers => ['X-Key' => 'f']);
     like($r->{headers}{'ratelimit-policy'}, qr/^"100-in-1sec"; q=100; w=1; pk=:/, 'r/s policy');
