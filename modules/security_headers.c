@@ -116,10 +116,23 @@ static tg_rc_t sh_response_headers(tg_request_t *r, void *conf)
     sh_conf_t *c = conf;
     int tls = tg_str_eq_lit(r->scheme, "https");
     if (c->enabled) {
-        tg_headers_remove(&r->resp_headers, TG_STR("X-Powered-By"));
+        /* one pass over the response: drop X-Powered-By and note which of
+         * the defaults the upstream set itself (no per-default scan) */
+        uint32_t present = 0, w = 0;
+        tg_headers_t *hs = &r->resp_headers;
+        for (uint32_t i = 0; i < hs->n; i++) {
+            tg_str_t n = hs->h[i].name;
+            if (tg_str_caseeq_lit(n, "X-Powered-By"))
+                continue;
+            for (size_t k = 0; k < NDEFAULTS; k++)
+                if (tg_str_caseeq(n, helmet_defaults[k].name))
+                    present |= 1u << k;
+            hs->h[w++] = hs->h[i];
+        }
+        hs->n = w;
         for (size_t i = 0; i < NDEFAULTS; i++) {
             const sh_header_t *h = &helmet_defaults[i];
-            const sh_header_t *x = explicit_value(c, h->name);
+            const sh_header_t *x = c->nset ? explicit_value(c, h->name) : NULL;
             if (x && x->value.p == NULL) { /* security_header NAME off */
                 if (c->override)
                     tg_headers_remove(&r->resp_headers, h->name);
@@ -127,7 +140,9 @@ static tg_rc_t sh_response_headers(tg_request_t *r, void *conf)
             }
             if (!x && !tls && tg_str_caseeq_lit(h->name, "Strict-Transport-Security"))
                 continue; /* HSTS means nothing on plain HTTP unless asked for */
-            if (put(r, c, h->name, x ? x->value : h->value) != 0)
+            tg_str_t v = x ? x->value : h->value;
+            if ((present & (1u << i)) ? (c->override && tg_headers_set(r->arena, hs, h->name, v))
+                                      : tg_headers_add(r->arena, hs, h->name, v))
                 return TG_ERROR;
         }
     }

@@ -32,10 +32,6 @@ int tg_str_caseeq(tg_str_t a, tg_str_t b)
     return a.len == b.len && caseeq_n(a.p, b.p, a.len);
 }
 
-int tg_str_caseeq_lit(tg_str_t a, const char *lit)
-{
-    return tg_str_caseeq(a, tg_str_c(lit));
-}
 
 int tg_str_has_caseprefix(tg_str_t s, const char *prefix)
 {

@@ -38,7 +38,13 @@ static inline int tg_str_eq_lit(tg_str_t a, const char *lit)
 
 /* ASCII case-insensitive equality, the rule for header names and tokens. */
 int tg_str_caseeq(tg_str_t a, tg_str_t b);
-int tg_str_caseeq_lit(tg_str_t a, const char *lit);
+/* Inline so that strlen of a literal is folded and a length mismatch, the
+ * usual case when scanning headers, costs one compare. */
+static inline int tg_str_caseeq_lit(tg_str_t a, const char *lit)
+{
+    size_t n = strlen(lit);
+    return a.len == n && tg_str_caseeq(a, (tg_str_t){lit, n});
+}
 /* 1 when `s` starts with `prefix`, case-insensitively. */
 int tg_str_has_caseprefix(tg_str_t s, const char *prefix);
 /* Find `needle` inside `s` case-insensitively as a comma-separated token
