@@ -84,8 +84,7 @@ static const char *stats_init_conf(tg_conf_t *cf, void *conf)
     if (err)
         return err;
     tg_stats_shm_t *s = mc->shm = z->data;
-    if (!z->reused || s->master.magic != 0x74677374617473ULL) {
-        memset(s, 0, sizeof(*s));
+    if (!z->reused) { /* a new zone is zeroed; touching it all would cost its RAM */
         s->master.magic = 0x74677374617473ULL;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -115,7 +114,7 @@ static const char *stats_init_conf(tg_conf_t *cf, void *conf)
             memcpy(name + ul + 1, u->peers[i].name.p, pl);
             if (memcmp(name, s->master.peer_names[slot], sizeof(name)) != 0) {
                 memcpy(s->master.peer_names[slot], name, sizeof(name));
-                for (int w = 0; w < TG_MAX_WORKERS; w++)
+                for (int w = 0; z->reused && w < TG_MAX_WORKERS; w++)
                     memset(&s->workers[w].peers[slot], 0, sizeof(tg_stats_peer_t));
             }
         }

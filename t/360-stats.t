@@ -132,6 +132,24 @@ $tg->http(GET => '/ok2');
 ok(wait_until(sub { $s = stats_json(); $s->{requests}{total} == $before + 1 }, 10),
     'counting goes on after the reload') or diag $s->{requests}{total};
 
+# a crashed worker is respawned and counted; counters are kept (a crash
+# logs [crit], hence its own gateway without the log check)
+{
+    my $tg3 = tg_start("workers 2;\nserver { listen %%PORT%%; location = /stats { stats; }"
+        . " location / { return 200 ok; } }", no_log_check => 1);
+    ok(wait_until(sub { $tg3->worker_pids == 2 }, 10), 'two workers');
+    $tg3->http(GET => '/a') for 1 .. 5;
+    my @pids = $tg3->worker_pids;
+    kill 'KILL', $pids[0];
+    my $j;
+    ok(wait_until(sub {
+        my $r = $tg3->http(GET => '/stats');
+        $j = $r->{status} == 200 && decode_json($r->{body});
+        $j && $j->{worker_restarts} == 1 }, 10), 'worker restart counted');
+    is($j->{requests}{total}, 5, 'counters survive a worker crash');
+    $tg3->stop;
+}
+
 # deny in front of stats
 my $tg2 = tg_start("server { listen %%PORT%%; location = /stats { deny all; stats; } }");
 is($tg2->http(GET => '/stats')->{status}, 403, 'stats behind deny all');
