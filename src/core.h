@@ -16,6 +16,7 @@
 #include "upstream.h"
 
 #define TG_MAX_WORKERS 64
+#define TG_VERSION "0.1.0"
 
 typedef struct tg_server_s tg_server_t;
 typedef struct tg_location_s tg_location_t;

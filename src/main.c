@@ -13,7 +13,6 @@
 #include "master.h"
 #include "log.h"
 
-#define TG_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

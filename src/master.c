@@ -23,6 +23,7 @@
 #include "master.h"
 #include "worker.h"
 #include "log.h"
+#include "stats.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -188,6 +189,7 @@ static void respawn_due(void)
     for (int i = 0; i < nworkers; i++)
         if (slots[i].pid == 0 && slots[i].respawn_at > 0 && t >= slots[i].respawn_at) {
             tg_log(TG_LOG_WARN, "respawning worker #%d", i);
+            tg_stats_master_respawned(current);
             spawn(i);
         }
 }
@@ -246,6 +248,7 @@ static void reload(void)
         slots[i] = (slot_t){0};
     }
     nworkers = n;
+    tg_stats_master_loaded(current, n, 1);
     for (int i = 0; i < n; i++)
         spawn(i);
     for (int i = 0; i < nolds; i++) {
@@ -339,6 +342,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         return 1;
     if (write_pid(current->main->pid_file) != 0)
         return 1;
+    tg_stats_master_loaded(current, nworkers, 0);
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);

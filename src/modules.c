@@ -1,7 +1,7 @@
 /* The one ordered list of modules. Order is hook order within a phase:
  * real_ip first (it decides $remote_addr for everyone after it); access:
  * rate_limit first (a refused request costs nothing further, and a CORS
- * preflight counts too), then cors, then lua (scripts see only requests the
+ * preflight counts too), then allow/deny, then cors, then lua (scripts see only requests the
  * built-in checks let through); response headers: rate_limit's RateLimit
  * headers, security_headers, cors, lua_header_filter, compress (it sees the
  * final Content-Type and adds Content-Encoding and Vary), then the user's
@@ -22,6 +22,8 @@ extern tg_module_t tg_cors_module;
 extern tg_module_t tg_lua_module;
 extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
+extern tg_module_t tg_access_module;
+extern tg_module_t tg_stats_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
@@ -30,11 +32,13 @@ tg_module_t *const tg_modules[] = {
     &tg_upstream_module,
     &tg_proxy_module,
     &tg_rate_limit_module,
+    &tg_access_module, /* allow/deny: after rate_limit, before cors */
     &tg_security_headers_module,
     &tg_cors_module,
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
+    &tg_stats_module, /* its log hook must see the final status */
     &tg_accesslog_module,
     NULL,
 };
