@@ -594,17 +594,20 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
 
 /* ---- upstream contexts ----------------------------------------------------- */
 
-/* A new session ticket from an upstream: keep it on the peer (per worker)
- * for the next connection. */
+/* A new session ticket from an upstream: keep a copy on the peer (per
+ * worker) for the next connection. A copy, because OpenSSL marks the
+ * session objects of a connection not resumable when that connection gets
+ * newer tickets or is freed; the copy is ours alone. */
 static int up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     tg_upconn_t *uc = SSL_get_app_data(ssl);
-    if (uc == NULL)
+    SSL_SESSION *copy = uc ? SSL_SESSION_dup(sess) : NULL;
+    if (copy == NULL)
         return 0;
     if (uc->peer->tls_session)
         SSL_SESSION_free(uc->peer->tls_session);
-    uc->peer->tls_session = sess;
-    return 1; /* we keep the reference */
+    uc->peer->tls_session = copy;
+    return 0; /* OpenSSL keeps (and frees) its own reference */
 }
 
 static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
@@ -938,8 +941,15 @@ int tg_tls_upconn_start(tg_upconn_t *uc)
                                : SSL_set1_host(ssl, p->tls_host);
     if (ok && !p->tls_host_is_ip)
         ok = SSL_set_tlsext_host_name(ssl, p->tls_host);
-    if (ok && p->tls_session)
-        SSL_set_session(ssl, p->tls_session); /* a stale one just means a full handshake */
+    if (ok && p->tls_session) {
+        /* a copy again, so this connection cannot spoil the stored one; a
+         * stale session just means a full handshake */
+        SSL_SESSION *copy = SSL_SESSION_dup(p->tls_session);
+        if (copy) {
+            SSL_set_session(ssl, copy);
+            SSL_SESSION_free(copy);
+        }
+    }
     if (!ok) {
         SSL_free(ssl);
         ERR_clear_error();
@@ -955,8 +965,9 @@ int tg_tls_upconn_handshake(tg_upconn_t *uc)
 {
     errno = 0;
     int rc = SSL_connect(uc->ssl);
-    if (rc == 1)
+    if (rc == 1) {
         return 1;
+    }
     int want_write = 0, failed = 0, log_it;
     ssl_io_error(uc->ssl, rc, 0, &want_write, &failed, &log_it);
     if (!failed) {

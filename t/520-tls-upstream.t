@@ -21,9 +21,11 @@ my $client = $pki->{client};
 my $up = node_upstream('https-echo', env => { CERT => $lh->{cert}, KEY => $lh->{key} });
 my $mtls = node_upstream('https-echo', env => { CERT => $lh->{cert}, KEY => $lh->{key},
                                                 CLIENT_CA => $ca, NAME => 'mtls' });
+my $hang = node_upstream('hang');
 my ($p, $mp) = ($up->{port}, $mtls->{port});
 
-my $tg = tg_start(<<"C", errors_ok => [qr/TLS certificate verification failed/]);
+my @errors_ok = (qr/TLS certificate verification failed/, qr/timed out in the TLS handshake with/);
+my $tg = tg_start(<<"C", errors_ok => \@errors_ok);
 upstream good { server localhost:$p; tls on; tls_trusted_ca $ca; }
 upstream fresh { server localhost:$p; tls on; tls_trusted_ca $ca; keepalive 0; }
 upstream wrongca { server localhost:$p; tls on; tls_trusted_ca $rogue_ca; }
@@ -32,6 +34,8 @@ upstream noverify { server 127.0.0.1:$p; tls on; tls_verify off; }
 upstream mtls { server localhost:$mp; tls on; tls_trusted_ca $ca;
                 tls_certificate $client->{cert}; tls_certificate_key $client->{key}; }
 upstream nocert { server localhost:$mp; tls on; tls_trusted_ca $ca; }
+upstream failover { server 127.0.0.1:$p; server localhost:$p; tls on; tls_trusted_ca $ca; }
+upstream stall { server localhost:$hang->{port}; tls on; tls_trusted_ca $ca; }
 server {
     listen %%PORT%%;
     location /good/ { proxy_pass good; }
@@ -42,6 +46,8 @@ server {
     location /mtls/ { proxy_pass mtls; }
     location /nocert/ { proxy_pass nocert; }
     location /ws { proxy_pass good; }
+    location /failover/ { proxy_pass failover; }
+    location /stall/ { proxy_pass stall; proxy_timeouts connect=500ms; }
 }
 C
 
@@ -63,10 +69,11 @@ ok(keys %ports <= 2, 'pooled TLS connections reused (' . scalar(keys %ports) . '
 my $c1 = decode_json($tg->http(GET => '/good/z')->{body})->{connections};
 ok($c1 - $c0 <= 2, "few TLS connections for 10 requests ($c0 -> $c1)");
 
-# keepalive 0: every request a new connection (each stores its session for
-# the next one; whether Node resumes it is not asserted here)
+# keepalive 0: every request a new connection, resumed from the last session
 my @fresh = map { decode_json($tg->http(GET => "/fresh/$_")->{body}) } 1 .. 3;
 isnt($fresh[0]{remotePort}, $fresh[2]{remotePort}, 'keepalive 0: new connections');
+ok(!$fresh[0]{reused} && $fresh[1]{reused} && $fresh[2]{reused},
+   'TLS sessions resumed on new connections to the same server');
 
 my $off = $tg->log_offset;
 is($tg->http(GET => '/wrongca/x')->{status}, 502, 'wrong CA: 502');
@@ -81,6 +88,15 @@ $r = $tg->http(GET => '/mtls/x');
 is($r->{status}, 200, 'client certificate accepted by an upstream that requires one');
 is(eval { decode_json($r->{body})->{client_cn} }, 'client one', 'the upstream saw our certificate');
 is($tg->http(GET => '/nocert/x')->{status}, 502, 'no client certificate: 502');
+
+for my $i (1 .. 3) {
+    is($tg->http(GET => "/failover/$i")->{status}, 200,
+       "a server failing verification is skipped for the next one ($i)");
+}
+$off = $tg->log_offset;
+is($tg->http(GET => '/stall/x')->{status}, 502, 'a stalled handshake: 502 after the connect timeout');
+ok($tg->wait_log(qr/timed out in the TLS handshake with upstream localhost/, 5, $off),
+   'handshake timeout logged');
 
 my $ws = Tollgate::WS->connect($tg->port, '/ws');
 ok($ws && $ws->{status} == 101, 'WebSocket to a TLS upstream: 101');
