@@ -33,6 +33,7 @@
 
 typedef enum {
     PX_CONNECTING = 0,
+    PX_HANDSHAKE, /* TLS upstreams: SSL_connect, under the connect timeout */
     PX_SENDING,   /* writing request header/body */
     PX_RECEIVING, /* the whole request went, reading the response */
 } px_state_t;
@@ -82,7 +83,8 @@ static tg_proxy_conf_t *px_conf(tg_request_t *r)
     return tg_module_conf(r, &tg_proxy_module);
 }
 
-static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
+/* Set the events the upstream watcher waits for (the timer is untouched). */
+static void px_want_io(tg_proxy_t *px, int events)
 {
     tg_upconn_t *uc = px->uc;
     struct ev_loop *loop = tg_worker->loop;
@@ -93,6 +95,13 @@ static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
             ev_io_start(loop, &uc->io);
         }
     }
+}
+
+static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
+{
+    tg_upconn_t *uc = px->uc;
+    struct ev_loop *loop = tg_worker->loop;
+    px_want_io(px, events);
     if (timeout > 0) {
         uc->timer.repeat = (double)timeout / 1000.0;
         ev_timer_again(loop, &uc->timer);
@@ -580,7 +589,8 @@ static void px_connect(tg_proxy_t *px)
 static void px_fail(tg_proxy_t *px, int status, int peer_failed)
 {
     tg_request_t *r = px->r;
-    int stale = px->uc && px->uc->requests > 0 && !px->resp_started && px->state != PX_CONNECTING;
+    int stale = px->uc && px->uc->requests > 0 && !px->resp_started &&
+                px->state != PX_CONNECTING && px->state != PX_HANDSHAKE;
     px_release_conn(px, 0);
     if (stale && !peer_failed) {
         /* a pooled connection the upstream had closed: not the peer's fault */
@@ -684,6 +694,11 @@ static int px_fill(tg_proxy_t *px)
     return 1;
 }
 
+static ssize_t px_upconn_writev(void *ctx, const struct iovec *iov, int n)
+{
+    return tg_upconn_writev(ctx, iov, n);
+}
+
 static void px_send(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -708,7 +723,8 @@ static void px_send(tg_proxy_t *px)
             }
             continue;
         }
-        int rc = tg_iovq_write(&px->out, px->uc->fd, &px->sent);
+        int rc = px->uc->ssl ? tg_iovq_send(&px->out, px_upconn_writev, px->uc, &px->sent)
+                             : tg_iovq_write(&px->out, px->uc->fd, &px->sent);
         if (rc == 1)
             continue;
         if (rc == 0) {
@@ -831,12 +847,15 @@ static void px_receive(tg_proxy_t *px)
             }
             b->pos = b->last = b->start; /* all parsed and forwarded */
         }
-        ssize_t n = read(px->uc->fd, b->last, (size_t)(b->end - b->last));
+        ssize_t n = tg_upconn_read(px->uc, b->last, (size_t)(b->end - b->last));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (px->uc->ssl && px->uc->tls_want_write)
+                    px_want_io(px, EV_READ | EV_WRITE); /* TLS must write to read on */
                 return;
+            }
             tg_log_errno(TG_LOG_INFO, "reading from upstream %.*s failed",
                          TG_STR_FMT(r->upstream_addr));
             px_fail(px, 502, px->uc->requests == 0 || px->resp_started);
@@ -885,6 +904,24 @@ static void px_receive(tg_proxy_t *px)
     }
 }
 
+/* TLS upstreams: one step of the handshake after the TCP connect; the
+ * connect timer keeps running until it is done. */
+static void px_handshake(tg_proxy_t *px)
+{
+    tg_upconn_t *uc = px->uc;
+    int rc = tg_tls_upconn_handshake(uc);
+    if (rc == 0) {
+        px_want_io(px, uc->tls_want_write ? EV_WRITE : EV_READ);
+        return;
+    }
+    if (rc < 0) { /* logged: fails like a connect failure */
+        px_fail(px, 502, 1);
+        return;
+    }
+    px->state = PX_SENDING;
+    px_send(px);
+}
+
 static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -904,11 +941,26 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             px_fail(px, 502, 1);
             return;
         }
+        if (uc->upstream->tls) {
+            if (tg_tls_upconn_start(uc) != 0) {
+                tg_log(TG_LOG_ERROR, "upstream %.*s: cannot start TLS", TG_STR_FMT(px->peer->name));
+                px_fail(px, 502, 1);
+                return;
+            }
+            px->state = PX_HANDSHAKE;
+            px_handshake(px);
+            return;
+        }
         px->state = PX_SENDING;
         px_send(px);
         return;
     }
-    if (revents & EV_READ) {
+    if (px->state == PX_HANDSHAKE) {
+        px_handshake(px);
+        return;
+    }
+    if ((revents & EV_READ) ||
+        ((revents & EV_WRITE) && px->state == PX_RECEIVING && uc->ssl && uc->tls_want_write)) {
         px_receive(px);
         return;
     }
@@ -923,10 +975,11 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, timer));
     tg_proxy_t *px = uc->r->proxy;
     const char *what = px->state == PX_CONNECTING ? "connecting to"
+                       : px->state == PX_HANDSHAKE ? "in the TLS handshake with"
                        : px->state == PX_SENDING  ? "sending to"
                                                   : "reading from";
     tg_log(TG_LOG_ERROR, "timed out %s upstream %.*s", what, TG_STR_FMT(px->peer->name));
-    px_fail(px, px->state == PX_CONNECTING ? 502 : 504, 1);
+    px_fail(px, px->state == PX_CONNECTING || px->state == PX_HANDSHAKE ? 502 : 504, 1);
 }
 
 void tg_proxy_abort(tg_request_t *r)
@@ -980,7 +1033,7 @@ static void px_upgrade(tg_proxy_t *px)
     memcpy(to_up->last, in->pos, early);
     to_up->last += early;
     in->pos += early;
-    *t = (tg_tunnel_t){.c = c, .ufd = px->uc->fd, .cio = &c->io, .uio = &px->uc->io,
+    *t = (tg_tunnel_t){.c = c, .ufd = px->uc->fd, .uc = px->uc, .cio = &c->io, .uio = &px->uc->io,
                        .up = to_up, .down = px->buf};
     px->buf = NULL;
     px->tunnel = t;

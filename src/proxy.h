@@ -4,9 +4,13 @@
 #ifndef TG_PROXY_H
 #define TG_PROXY_H
 
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <ev.h>
 #include "request.h"
 #include "upstream.h"
+#include "tls.h"
 
 typedef struct {
     tg_str_t name;
@@ -35,8 +39,35 @@ struct tg_upconn_s {
     tg_request_t *r;  /* the request using it; NULL when idle */
     double expires;   /* idle: retire at this ev_now() */
     uint32_t requests; /* served on this connection */
+    tg_ssl_t *ssl;     /* TLS upstreams: the session, else NULL */
+    unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
+    unsigned tls_failed : 1;
     struct tg_upconn_s *next;
 };
+
+/* Upstream connection I/O, plain or through TLS, with read(2)/writev(2)
+ * semantics (as tg_conn_read/tg_conn_writev for clients). */
+static inline ssize_t tg_upconn_read(tg_upconn_t *uc, void *buf, size_t len)
+{
+    return uc->ssl ? tg_tls_up_read(uc, buf, len) : read(uc->fd, buf, len);
+}
+static inline ssize_t tg_upconn_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
+{
+    return uc->ssl ? tg_tls_up_writev(uc, iov, n) : writev(uc->fd, iov, n);
+}
+static inline ssize_t tg_upconn_write(tg_upconn_t *uc, const void *buf, size_t len)
+{
+    if (uc->ssl) {
+        struct iovec v = {(void *)buf, len};
+        return tg_tls_up_writev(uc, &v, 1);
+    }
+    return send(uc->fd, buf, len, MSG_NOSIGNAL);
+}
+/* Decrypted bytes waiting in the TLS layer (no socket event comes for them). */
+static inline int tg_upconn_has_pending(tg_upconn_t *uc)
+{
+    return uc->ssl && tg_tls_up_pending(uc);
+}
 
 /* Pick r->upstream from proxy_pass (before the route hooks may change it). */
 void tg_proxy_route(tg_request_t *r);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -44,6 +45,7 @@
 #include "request.h"
 #include "http.h"
 #include "log.h"
+#include "proxy.h"
 
 #define TLS_PROTO_12 0x01
 #define TLS_PROTO_13 0x02
@@ -137,6 +139,17 @@ static const char *set_certificate(tg_conf_t *cf, const tg_directive_t *d, void 
     (void)d;
     tls_conf_t *t = conf;
     const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (cf->scope == TG_SCOPE_UPSTREAM) { /* the client certificate for this upstream */
+        tg_upstream_t *u = conf;
+        if (u->tls_cert)
+            return "\"tls_certificate\" is duplicate";
+        if ((err = file_check(cf, "certificate", path)) != NULL)
+            return err;
+        u->tls_cert = path;
+        u->tls_cert_file = cf->file;
+        u->tls_cert_line = cf->line;
+        return NULL;
+    }
     if (t->npairs && t->pairs[t->npairs - 1].key == NULL)
         return tg_conf_errf(cf, "\"tls_certificate\" \"%s\" has no \"tls_certificate_key\" yet",
                             t->pairs[t->npairs - 1].cert);
@@ -171,6 +184,15 @@ static const char *set_certificate_key(tg_conf_t *cf, const tg_directive_t *d, v
     (void)d;
     tls_conf_t *t = conf;
     const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1)), *err;
+    if (cf->scope == TG_SCOPE_UPSTREAM) {
+        tg_upstream_t *u = conf;
+        if (u->tls_cert == NULL || u->tls_key != NULL)
+            return "\"tls_certificate_key\" must follow a \"tls_certificate\"";
+        if ((err = file_check(cf, "certificate key", path)) != NULL)
+            return err;
+        u->tls_key = path;
+        return NULL;
+    }
     if (t->npairs == 0 || t->pairs[t->npairs - 1].key != NULL)
         return "\"tls_certificate_key\" must follow a \"tls_certificate\"";
     if ((err = file_check(cf, "certificate key", path)) != NULL)
@@ -570,6 +592,86 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
     return ctx;
 }
 
+/* ---- upstream contexts ----------------------------------------------------- */
+
+/* A new session ticket from an upstream: keep a copy on the peer (per
+ * worker) for the next connection. A copy, because OpenSSL marks the
+ * session objects of a connection not resumable when that connection gets
+ * newer tickets or is freed; the copy is ours alone. */
+static int up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tg_upconn_t *uc = SSL_get_app_data(ssl);
+    SSL_SESSION *copy = uc ? SSL_SESSION_dup(sess) : NULL;
+    if (copy == NULL)
+        return 0;
+    if (uc->peer->tls_session)
+        SSL_SESSION_free(uc->peer->tls_session);
+    uc->peer->tls_session = copy;
+    return 0; /* OpenSSL keeps (and frees) its own reference */
+}
+
+static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
+{
+    cf->file = u->file;
+    cf->line = u->line;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL || tg_arena_on_reset(cf->arena, ctx_free, ctx) != 0) {
+        SSL_CTX_free(ctx);
+        tg_conf_error(cf, "out of memory");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, up_new_session_cb);
+    SSL_CTX_set_alpn_protos(ctx, alpn_protos, sizeof(alpn_protos) - 1);
+    u->tls_ctx = ctx;
+    if (u->tls_verify) {
+        ERR_clear_error();
+        if (u->tls_ca ? SSL_CTX_load_verify_locations(ctx, u->tls_ca, NULL) != 1
+                      : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            tg_conf_error(cf, "upstream \"%.*s\": cannot load trusted CA \"%s\": %s",
+                          TG_STR_FMT(u->name), u->tls_ca ? u->tls_ca : "(system store)",
+                          ssl_reason());
+            return -1;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    if (u->tls_cert) {
+        cert_pair_t p = {.cert = u->tls_cert, .key = u->tls_key, .file = u->tls_cert_file,
+                         .line = u->tls_cert_line};
+        if (load_pair(cf, ctx, &p) != 0)
+            return -1;
+    }
+    /* the host each server is checked against, and named by in SNI */
+    for (int i = 0; i < u->npeers; i++) {
+        tg_peer_t *p = &u->peers[i];
+        tg_str_t n = p->name;
+        const char *colon = NULL;
+        if (n.len && n.p[0] == '[') {
+            const char *rb = memchr(n.p, ']', n.len);
+            n = (tg_str_t){n.p + 1, rb ? (size_t)(rb - n.p - 1) : n.len - 1};
+        } else if ((colon = memrchr(n.p, ':', n.len)) != NULL) {
+            n.len = (size_t)(colon - n.p);
+        }
+        char *h = tg_arena_alloc_nz(cf->arena, n.len + 1);
+        if (h == NULL) {
+            tg_conf_error(cf, "out of memory");
+            return -1;
+        }
+        memcpy(h, n.p, n.len);
+        h[n.len] = '\0';
+        p->tls_host = h;
+        unsigned char bin[16];
+        p->tls_host_is_ip = inet_pton(AF_INET, h, bin) == 1 || inet_pton(AF_INET6, h, bin) == 1;
+    }
+    return 0;
+}
+
 static int has_tls_listen(tg_server_t *s)
 {
     for (int i = 0; i < s->nlistens; i++)
@@ -605,6 +707,9 @@ static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
         }
         t->ctx = build_ctx(cf, s, t);
     }
+    for (tg_upstream_t *u = c->upstreams; u; u = u->next)
+        if (u->tls)
+            build_upstream_ctx(cf, u);
     cf->file = file;
     cf->line = line;
     return NULL;
@@ -652,8 +757,8 @@ static tg_rc_t redirect_rewrite(tg_request_t *r, void *conf)
 }
 
 static const tg_directive_t tls_directives[] = {
-    {"tls_certificate", TG_SCOPE_SERVER, 0, 1, 1, set_certificate, 0},
-    {"tls_certificate_key", TG_SCOPE_SERVER, 0, 1, 1, set_certificate_key, 0},
+    {"tls_certificate", TG_SCOPE_SERVER | TG_SCOPE_UPSTREAM, 0, 1, 1, set_certificate, 0},
+    {"tls_certificate_key", TG_SCOPE_SERVER | TG_SCOPE_UPSTREAM, 0, 1, 1, set_certificate_key, 0},
     {"tls_stapling_file", TG_SCOPE_SERVER, 0, 1, 1, set_stapling_file, 0},
     {"tls_protocols", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 2, set_protocols, 0},
     {"tls_ciphers", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_ciphers, 0},
@@ -712,62 +817,59 @@ void tg_tls_conn_free(tg_conn_t *c)
     ERR_clear_error();
 }
 
-/* Map an SSL error to errno; log handshake failures at info (they are the
- * client's problem: a scanner, plain HTTP, an old client). */
-static ssize_t tls_fail(tg_conn_t *c, int rc, const char *op)
+/* Map an SSL error to read(2)/writev(2) results, for both sides (client
+ * connections and upstream connections). *want_write is set to which way
+ * the socket must move before a retry; *failed on a fatal error, and then
+ * *log_it when OpenSSL has a reason the caller should log (the caller logs
+ * it with ssl_reason() and clears the error queue). */
+static ssize_t ssl_io_error(SSL *ssl, int rc, int reading, int *want_write, int *failed,
+                            int *log_it)
 {
-    int e = SSL_get_error(c->ssl, rc);
+    int e = SSL_get_error(ssl, rc);
+    *log_it = 0;
     switch (e) {
     case SSL_ERROR_WANT_READ:
-        c->tls_want_write = 0;
+        *want_write = 0;
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
-        c->tls_want_write = 1;
+        *want_write = 1;
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     case SSL_ERROR_SYSCALL:
-        c->tls_failed = 1;
+        *failed = 1;
         if (errno == 0 || ERR_peek_error() != 0) {
             ERR_clear_error();
-            if (*op == 'r')
+            if (reading)
                 return 0; /* EOF without close_notify */
             errno = EPIPE;
         }
         return -1;
     default:
-        c->tls_failed = 1;
-        if (!SSL_is_init_finished(c->ssl))
-            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
-                   ssl_reason());
-        else
-            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
-                   ssl_reason());
-        ERR_clear_error();
+        *failed = 1;
+        *log_it = 1;
         errno = EPROTO;
         return -1;
     }
 }
 
-ssize_t tg_tls_read(tg_conn_t *c, void *buf, size_t len)
+/* SSL_read / SSL_write of a gathered iovec, shared by both sides. */
+static int ssl_do_read(SSL *ssl, void *buf, size_t len)
 {
     errno = 0;
-    int n = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (n > 0)
-        return n;
-    return tls_fail(c, n, "read");
+    return SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
 }
 
-ssize_t tg_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+static int ssl_do_writev(SSL *ssl, const struct iovec *iov, int n)
 {
     static char record[TLS_RECORD]; /* per process; filled and sent in one call */
     int i = 0;
     while (i < n && iov[i].iov_len == 0)
         i++;
     if (i == n)
-        return 0;
+        return INT_MIN; /* nothing to write */
     const void *p = iov[i].iov_base;
     size_t len = iov[i].iov_len;
     if (len < TLS_DIRECT_MIN && i + 1 < n) {
@@ -783,10 +885,176 @@ ssize_t tg_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
         p = record;
     }
     errno = 0;
-    int w = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    return SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+}
+
+/* Client side: log handshake failures at info (they are the client's
+ * problem: a scanner, plain HTTP, an old client). */
+static ssize_t tls_fail(tg_conn_t *c, int rc, const char *op)
+{
+    int want_write = c->tls_want_write, failed = 0, log_it;
+    ssize_t r = ssl_io_error(c->ssl, rc, *op == 'r', &want_write, &failed, &log_it);
+    c->tls_want_write = want_write ? 1 : 0;
+    if (failed)
+        c->tls_failed = 1;
+    if (log_it) {
+        if (!SSL_is_init_finished(c->ssl))
+            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
+                   ssl_reason());
+        else
+            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
+                   ssl_reason());
+        ERR_clear_error();
+    }
+    return r;
+}
+
+ssize_t tg_tls_read(tg_conn_t *c, void *buf, size_t len)
+{
+    int n = ssl_do_read(c->ssl, buf, len);
+    if (n > 0)
+        return n;
+    return tls_fail(c, n, "read");
+}
+
+ssize_t tg_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    int w = ssl_do_writev(c->ssl, iov, n);
+    if (w == INT_MIN)
+        return 0;
     if (w > 0)
         return w;
     return tls_fail(c, w, "write");
+}
+
+/* ---- upstream connection I/O ---------------------------------------------- */
+
+int tg_tls_upconn_start(tg_upconn_t *uc)
+{
+    tg_peer_t *p = uc->peer;
+    SSL *ssl = SSL_new(uc->upstream->tls_ctx);
+    if (ssl == NULL)
+        return -1;
+    int ok = SSL_set_fd(ssl, uc->fd);
+    if (ok && uc->upstream->tls_verify)
+        ok = p->tls_host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), p->tls_host)
+                               : SSL_set1_host(ssl, p->tls_host);
+    if (ok && !p->tls_host_is_ip)
+        ok = SSL_set_tlsext_host_name(ssl, p->tls_host);
+    if (ok && p->tls_session) {
+        /* a copy again, so this connection cannot spoil the stored one; a
+         * stale session just means a full handshake */
+        SSL_SESSION *copy = SSL_SESSION_dup(p->tls_session);
+        if (copy) {
+            SSL_set_session(ssl, copy);
+            SSL_SESSION_free(copy);
+        }
+    }
+    if (!ok) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_set_app_data(ssl, uc);
+    SSL_set_connect_state(ssl);
+    uc->ssl = ssl;
+    return 0;
+}
+
+int tg_tls_upconn_handshake(tg_upconn_t *uc)
+{
+    errno = 0;
+    int rc = SSL_connect(uc->ssl);
+    if (rc == 1) {
+        return 1;
+    }
+    int want_write = 0, failed = 0, log_it;
+    ssl_io_error(uc->ssl, rc, 0, &want_write, &failed, &log_it);
+    if (!failed) {
+        if (errno == EAGAIN) {
+            uc->tls_want_write = want_write ? 1 : 0;
+            return 0;
+        }
+        failed = 1; /* close_notify during the handshake */
+    }
+    uc->tls_failed = 1;
+    long v = SSL_get_verify_result(uc->ssl);
+    if (v != X509_V_OK)
+        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS certificate verification failed: %s",
+               TG_STR_FMT(uc->peer->name), X509_verify_cert_error_string(v));
+    else if (log_it)
+        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed: %s",
+               TG_STR_FMT(uc->peer->name), ssl_reason());
+    else
+        tg_log_errno(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed (connection closed)",
+                     TG_STR_FMT(uc->peer->name));
+    ERR_clear_error();
+    return -1;
+}
+
+static ssize_t up_fail(tg_upconn_t *uc, int rc, const char *op)
+{
+    int want_write = uc->tls_want_write, failed = 0, log_it;
+    ssize_t r = ssl_io_error(uc->ssl, rc, *op == 'r', &want_write, &failed, &log_it);
+    uc->tls_want_write = want_write ? 1 : 0;
+    if (failed)
+        uc->tls_failed = 1;
+    if (log_it) {
+        tg_log(TG_LOG_INFO, "upstream %.*s: TLS %s failed: %s", TG_STR_FMT(uc->peer->name), op,
+               ssl_reason());
+        ERR_clear_error();
+    }
+    return r;
+}
+
+ssize_t tg_tls_up_read(tg_upconn_t *uc, void *buf, size_t len)
+{
+    int n = ssl_do_read(uc->ssl, buf, len);
+    return n > 0 ? n : up_fail(uc, n, "read");
+}
+
+ssize_t tg_tls_up_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
+{
+    int w = ssl_do_writev(uc->ssl, iov, n);
+    if (w == INT_MIN)
+        return 0;
+    return w > 0 ? w : up_fail(uc, w, "write");
+}
+
+int tg_tls_up_pending(tg_upconn_t *uc)
+{
+    return uc->ssl && SSL_pending(uc->ssl) > 0;
+}
+
+int tg_tls_up_idle_ok(tg_upconn_t *uc)
+{
+    char b;
+    if (uc->ssl == NULL || uc->tls_failed)
+        return 0;
+    int n = ssl_do_read(uc->ssl, &b, 1);
+    if (n > 0)
+        return 0; /* bytes nobody asked for */
+    int e = SSL_get_error(uc->ssl, n);
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_READ && SSL_pending(uc->ssl) == 0;
+}
+
+void tg_tls_up_shutdown(tg_upconn_t *uc)
+{
+    if (uc->ssl == NULL || uc->tls_failed || !SSL_is_init_finished(uc->ssl))
+        return;
+    SSL_shutdown(uc->ssl);
+    ERR_clear_error();
+}
+
+void tg_tls_upconn_free(tg_upconn_t *uc)
+{
+    if (uc->ssl == NULL)
+        return;
+    SSL_set_app_data(uc->ssl, NULL);
+    SSL_free(uc->ssl);
+    uc->ssl = NULL;
+    ERR_clear_error();
 }
 
 int tg_tls_pending(tg_conn_t *c)

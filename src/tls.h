@@ -39,6 +39,23 @@ int tg_tls_pending(tg_conn_t *c);
 /* Is the handshake finished? */
 int tg_tls_is_established(tg_conn_t *c);
 
+/* Upstream side (tls on in an upstream block). uc->ssl is set by start,
+ * freed by free (tg_upconn_destroy). The handshake returns 1 when done, 0
+ * to wait for the socket (uc->tls_want_write says which way), -1 when it
+ * failed (logged at error: a verification failure with its reason). The
+ * I/O functions behave like tg_tls_read/tg_tls_writev. */
+typedef struct tg_upconn_s tg_upconn_t;
+int tg_tls_upconn_start(tg_upconn_t *uc);
+int tg_tls_upconn_handshake(tg_upconn_t *uc);
+ssize_t tg_tls_up_read(tg_upconn_t *uc, void *buf, size_t len);
+ssize_t tg_tls_up_writev(tg_upconn_t *uc, const struct iovec *iov, int n);
+int tg_tls_up_pending(tg_upconn_t *uc);
+/* An idle pooled connection became readable: 1 when that was only TLS
+ * housekeeping (a session ticket) and it stays usable, 0 to close it. */
+int tg_tls_up_idle_ok(tg_upconn_t *uc);
+void tg_tls_up_shutdown(tg_upconn_t *uc);
+void tg_tls_upconn_free(tg_upconn_t *uc);
+
 /* Per-request variables ($tls_protocol ...): 0 and *out set, or -1 (unset). */
 int tg_tls_var_protocol(tg_conn_t *c, tg_str_t *out);
 int tg_tls_var_cipher(tg_conn_t *c, tg_str_t *out);

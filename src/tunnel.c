@@ -3,23 +3,26 @@
 #include <sys/socket.h>
 #include "tunnel.h"
 #include "tls.h"
+#include "proxy.h"
 
 /* The two ends: the client connection (plain or TLS) and the upstream
  * socket. */
 static ssize_t side_read(tg_tunnel_t *t, int client, void *buf, size_t len)
 {
-    return client ? tg_conn_read(t->c, buf, len) : read(t->ufd, buf, len);
+    return client ? tg_conn_read(t->c, buf, len) : tg_upconn_read(t->uc, buf, len);
 }
 
 static ssize_t side_write(tg_tunnel_t *t, int client, const void *buf, size_t len)
 {
-    return client ? tg_conn_write(t->c, buf, len) : send(t->ufd, buf, len, MSG_NOSIGNAL);
+    return client ? tg_conn_write(t->c, buf, len) : tg_upconn_write(t->uc, buf, len);
 }
 
 static void side_shutdown(tg_tunnel_t *t, int client)
 {
     if (client)
         tg_tls_conn_shutdown(t->c); /* close_notify first (no-op when plain) */
+    else
+        tg_tls_up_shutdown(t->uc);
     shutdown(client ? t->c->fd : t->ufd, SHUT_WR);
 }
 
@@ -103,10 +106,14 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
     int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up->pos != t->up->last ? EV_WRITE : 0);
     if ((cev & EV_READ) && t->c->ssl && t->c->tls_want_write)
         cev |= EV_WRITE; /* the TLS layer must write before it can read on */
+    if ((uev & EV_READ) && t->uc->ssl && t->uc->tls_want_write)
+        uev |= EV_WRITE;
     want(loop, t->cio, t->c->fd, cev);
     want(loop, t->uio, t->ufd, uev);
     /* decrypted bytes the TLS layer holds come with no socket event */
     if ((cev & EV_READ) && tg_conn_has_pending(t->c))
         ev_feed_event(loop, t->cio, EV_READ);
+    if ((uev & EV_READ) && tg_upconn_has_pending(t->uc))
+        ev_feed_event(loop, t->uio, EV_READ);
     return 1;
 }

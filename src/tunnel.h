@@ -16,6 +16,7 @@
 typedef struct {
     tg_conn_t *c;          /* client side: its I/O goes through tg_conn_read/write (TLS) */
     int ufd;               /* upstream socket */
+    struct tg_upconn_s *uc; /* its connection: I/O through tg_upconn_read/write (TLS) */
     ev_io *cio, *uio;      /* their watchers: the tunnel sets what they wait for */
     tg_buf_t *up, *down;   /* client -> upstream, upstream -> client */
     uint64_t up_bytes, down_bytes;

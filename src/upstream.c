@@ -45,6 +45,7 @@ static tg_upstream_t *upstream_add(tg_conf_t *cf, tg_str_t name)
         return NULL;
     u->name = tg_arena_str(cf->arena, name);
     u->keepalive = TG_CONF_UNSET;
+    u->tls_verify = 1;
     u->file = cf->file;
     u->line = cf->line;
     u->next = cf->config->upstreams;
@@ -314,10 +315,42 @@ static const char *set_upstream_tls(tg_conf_t *cf, const tg_directive_t *d, void
         u->tls = 0;
         return NULL;
     }
-    if (tg_str_eq_lit(v, "on"))
-        return "\"tls on\" in an upstream is not supported yet";
+    if (tg_str_eq_lit(v, "on")) {
+        u->tls = 1;
+        return NULL;
+    }
     return tg_conf_errf(cf, "invalid value \"%.*s\" in \"tls\", it must be \"on\" or \"off\"",
                         TG_STR_FMT(v));
+}
+
+/* tls_trusted_ca FILE: the CAs an upstream's certificate must chain to */
+static const char *set_upstream_trusted_ca(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return tg_conf_errf(cf, "cannot open trusted CA \"%s\": %s", path, strerror(errno));
+    fclose(f);
+    u->tls_ca = path;
+    return NULL;
+}
+
+static const char *set_upstream_tls_verify(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "on"))
+        u->tls_verify = 1;
+    else if (tg_str_eq_lit(v, "off"))
+        u->tls_verify = 0;
+    else
+        return tg_conf_errf(cf, "invalid value \"%.*s\" in \"tls_verify\", it must be \"on\" or "
+                                "\"off\"",
+                            TG_STR_FMT(v));
+    return NULL;
 }
 
 /* After parsing: every proxy_pass reference must name an upstream block or
@@ -350,6 +383,23 @@ int tg_upstream_init_all(tg_conf_t *cf)
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
+        if (!u->tls && (u->tls_ca || u->tls_cert || !u->tls_verify)) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": TLS settings without \"tls on\"\n",
+                    u->file, u->line, TG_STR_FMT(u->name));
+            errors++;
+        }
+        if (u->tls_cert && u->tls_key == NULL) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"tls_certificate\" has no "
+                            "\"tls_certificate_key\"\n",
+                    u->tls_cert_file, u->tls_cert_line, TG_STR_FMT(u->name));
+            errors++;
+        }
+        if (u->tls && u->health.enabled) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"health_check\" is not supported with "
+                            "\"tls on\" yet\n",
+                    u->file, u->line, TG_STR_FMT(u->name));
+            errors++;
+        }
         if (tg_balance_init(u, cf->arena) != 0) {
             fprintf(stderr, "%s:%d: upstream \"%.*s\": invalid servers\n", u->file, u->line,
                     TG_STR_FMT(u->name));
@@ -366,6 +416,8 @@ static const tg_directive_t upstream_directives[] = {
     {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
     {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
     {"tls", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls, 0},
+    {"tls_trusted_ca", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_trusted_ca, 0},
+    {"tls_verify", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls_verify, 0},
     {"sticky", TG_SCOPE_UPSTREAM, 0, 2, 2, set_sticky, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -419,6 +471,7 @@ void tg_upconn_destroy(tg_upconn_t *uc)
 {
     ev_io_stop(tg_worker->loop, &uc->io);
     ev_timer_stop(tg_worker->loop, &uc->timer);
+    tg_tls_upconn_free(uc); /* no close_notify: a pooled close needs none */
     close(uc->fd);
     free(uc);
 }
@@ -440,8 +493,9 @@ static void pool_unlink(tg_upconn_t *uc)
 static void idle_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
-    (void)revents;
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
+    if ((revents & EV_READ) && uc->ssl && tg_tls_up_idle_ok(uc))
+        return; /* a TLS session ticket, not a close */
     pool_unlink(uc);
     tg_upconn_destroy(uc);
 }

@@ -29,6 +29,8 @@ typedef struct tg_peer_s {
     unsigned backup : 1;
     int index; /* position in the upstream's peers[] */
     char sticky_id[17]; /* its value in the sticky cookie: hex of a hash of name */
+    char *tls_host;     /* TLS upstreams: the host as written (no port, no brackets) */
+    unsigned tls_host_is_ip : 1; /* an IP literal: checked as an IP, no SNI */
 
     /* runtime, per worker */
     int current_weight; /* smooth weighted round robin */
@@ -38,6 +40,7 @@ typedef struct tg_peer_s {
     tg_msec_t down_until; /* passive health: unavailable before this time */
     unsigned health_down : 1; /* active health: marked down by checks */
     int hc_fails, hc_passes;  /* consecutive active check results */
+    void *tls_session;        /* SSL_SESSION of the last TLS connection, for resumption */
 } tg_peer_t;
 
 typedef enum {
@@ -65,7 +68,13 @@ typedef struct tg_upstream_s {
     tg_health_conf_t health;
     tg_str_t sticky_cookie; /* sticky cookie NAME; empty when off */
     unsigned implicit : 1; /* made by proxy_pass HOST:PORT */
-    unsigned tls : 1;      /* reserved for TLS to upstreams */
+    unsigned tls : 1;      /* tls on: connections go through TLS */
+    int tls_verify;        /* tls_verify (default on) */
+    const char *tls_ca;    /* tls_trusted_ca, NULL: the system store */
+    const char *tls_cert, *tls_key; /* client certificate (tls_certificate[_key]) */
+    const char *tls_cert_file; /* where tls_certificate was written */
+    int tls_cert_line;
+    void *tls_ctx;         /* SSL_CTX built at config load (tls.c), freed with the arena */
     const char *file;      /* where it was defined */
     int line;
 
