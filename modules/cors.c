@@ -49,7 +49,7 @@ static const char *cors_merge_conf(tg_conf_t *cf, void *parent, void *child)
 /* a comma-separated list of tokens, as the header values are written */
 static const char *check_list(tg_conf_t *cf, const char *what, tg_str_t v)
 {
-    const char *p = v.p, *end = v.p + v.len;
+    const char *p = v.p, *end = v.len ? v.p + v.len : v.p;
     while (p <= end) {
         const char *e = memchr(p, ',', (size_t)(end - p));
         if (e == NULL)
@@ -87,7 +87,7 @@ static const char *set_cors(tg_conf_t *cf, const tg_directive_t *d, void *conf)
             c->origins = tg_arena_alloc(cf->arena, (size_t)n * sizeof(tg_str_t));
             if (c->origins == NULL)
                 return "out of memory";
-            const char *p = v.p, *end = v.p + v.len;
+            const char *p = v.p, *end = v.len ? v.p + v.len : v.p;
             while (p <= end) {
                 const char *e = memchr(p, ',', (size_t)(end - p));
                 if (e == NULL)

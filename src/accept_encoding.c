@@ -161,6 +161,8 @@ static const char *parse_element(tg_accept_encoding_t *ae, const char *p, const 
 
 void tg_accept_encoding_add(tg_accept_encoding_t *ae, tg_str_t value)
 {
+    if (value.len == 0)
+        return; /* an empty header (value.p may be NULL) */
     const char *p = value.p, *end = value.p + value.len;
     while (p < end) {
         p = ows(p, end);

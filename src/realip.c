@@ -101,7 +101,7 @@ static tg_rc_t realip_rewrite(tg_request_t *r, void *conf)
             tg_header_t *h = &r->headers.h[i];
             if (!tg_str_caseeq_lit(h->name, "X-Forwarded-For"))
                 continue;
-            const char *end = h->value.p + h->value.len;
+            const char *end = h->value.len ? h->value.p + h->value.len : h->value.p;
             while (end > h->value.p) {
                 const char *start = end;
                 while (start > h->value.p && start[-1] != ',')

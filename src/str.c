@@ -62,7 +62,7 @@ tg_str_t tg_str_trim(tg_str_t s)
 int tg_str_has_token(tg_str_t list, const char *token)
 {
     tg_str_t want = tg_str_c(token);
-    const char *p = list.p, *end = list.p + list.len;
+    const char *p = list.p, *end = list.len ? list.p + list.len : list.p;
 
     if (want.len == 0 || list.len == 0) return 0;
     while (p < end) {
@@ -94,7 +94,7 @@ static int parse_digits(const char **pp, const char *end, int64_t *out)
 
 int tg_parse_int(tg_str_t s, int64_t *out)
 {
-    const char *p = s.p, *end = s.p + s.len;
+    const char *p = s.p, *end = s.len ? s.p + s.len : s.p;
     int64_t v;
 
     if (s.len == 0 || parse_digits(&p, end, &v) < 0 || p != end) return -1;
@@ -111,7 +111,7 @@ static int mul_checked(int64_t v, int64_t mult, int64_t *out)
 
 int tg_parse_size(tg_str_t s, int64_t *out)
 {
-    const char *p = s.p, *end = s.p + s.len;
+    const char *p = s.p, *end = s.len ? s.p + s.len : s.p;
     int64_t v, mult = 1;
 
     if (s.len == 0 || parse_digits(&p, end, &v) < 0) return -1;
@@ -144,7 +144,7 @@ int tg_parse_msec(tg_str_t s, tg_msec_t *out)
         char unit[3];
         int64_t ms;
     } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
-    const char *p = s.p, *end = s.p + s.len;
+    const char *p = s.p, *end = s.len ? s.p + s.len : s.p;
     int64_t total = 0, v;
     size_t next_unit = 0; /* only units from here on may follow */
 

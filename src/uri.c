@@ -14,7 +14,7 @@ static int hexval(char c)
 
 int tg_uri_split(tg_str_t t, tg_uri_t *out)
 {
-    const char *p = t.p, *end = t.p + t.len;
+    const char *p = t.p, *end = t.len ? t.p + t.len : t.p;
     out->authority = out->query = TG_NULL_STR;
     if (t.len == 1 && p[0] == '*') {
         out->path = t;
@@ -59,7 +59,7 @@ int tg_uri_split(tg_str_t t, tg_uri_t *out)
 long tg_uri_normalize(tg_str_t path, char *dst)
 {
     size_t n = 0;
-    const char *p = path.p, *end = path.p + path.len;
+    const char *p = path.p, *end = path.len ? path.p + path.len : path.p;
     if (p == end || *p != '/')
         return -1;
     while (p < end) {
