@@ -395,6 +395,7 @@ static const char *set_rate_limit(tg_conf_t *cf, const tg_directive_t *d, void *
     rl_ref_t *refs =
         tg_arena_grow(cf->arena, c->refs, (size_t)c->nrefs, (size_t)cf->nargs, sizeof(*refs));
     if (refs == NULL) return "out of memory";
+    c->refs = refs; /* the parser goes on after an error: keep array and count in step */
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t name = tg_conf_arg(cf, i);
         for (int k = 0; k < c->nrefs; k++)
@@ -403,7 +404,6 @@ static const char *set_rate_limit(tg_conf_t *cf, const tg_directive_t *d, void *
                                     TG_STR_FMT(name));
         refs[c->nrefs++] = (rl_ref_t){name, cf->file, cf->line};
     }
-    c->refs = refs;
     c->set = 1;
     return NULL;
 }

@@ -323,6 +323,7 @@ static const char *set_server_name(tg_conf_t *cf, const tg_directive_t *d, void 
                                     sizeof(tg_str_t));
     if (names == NULL)
         return "out of memory";
+    s->names = names; /* the parser goes on after an error: keep array and count in step */
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t v = tg_conf_arg(cf, i);
         char *low = tg_arena_strdup(cf->arena, v);
@@ -339,7 +340,6 @@ static const char *set_server_name(tg_conf_t *cf, const tg_directive_t *d, void 
         }
         names[s->nnames++] = (tg_str_t){low, v.len};
     }
-    s->names = names;
     return NULL;
 }
 

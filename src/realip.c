@@ -45,11 +45,11 @@ static const char *set_from(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     tg_cidr_t *v = tg_arena_grow(cf->arena, c->from, (size_t)c->nfrom, (size_t)cf->nargs, sizeof(*v));
     if (v == NULL)
         return "out of memory";
+    c->from = v; /* the parser goes on after an error: keep array and count in step */
     for (int i = 1; i <= cf->nargs; i++)
         if (tg_cidr_parse(tg_conf_arg(cf, i), &v[c->nfrom++]) != 0)
             return tg_conf_errf(cf, "invalid address or CIDR \"%s\" in \"real_ip_from\"",
                                 cf->args[i].text.p);
-    c->from = v;
     return NULL;
 }
 
