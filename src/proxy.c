@@ -1002,6 +1002,25 @@ void tg_proxy_abort(tg_request_t *r)
 
 /* ---- upgraded connections ------------------------------------------------------ */
 
+/* Copy the response header bytes that live in the upstream read buffer into
+ * the request's arena, so that the buffer can be reused or released. */
+static int px_own_resp_headers(tg_proxy_t *px)
+{
+    const char *lo = px->buf->start, *hi = px->buf->end;
+    tg_headers_t *hs = &px->r->resp_headers;
+    for (uint32_t i = 0; i < hs->n; i++) {
+        tg_str_t *f[2] = {&hs->h[i].name, &hs->h[i].value};
+        for (int k = 0; k < 2; k++) {
+            if (f[k]->p == NULL || f[k]->p < lo || f[k]->p >= hi)
+                continue;
+            *f[k] = tg_arena_str(px->r->arena, *f[k]);
+            if (f[k]->p == NULL)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* The upstream answered 101: send that on, then both sockets become a
  * tunnel. Bytes either side sent after the switch are already in buffers. */
 static void px_upgrade(tg_proxy_t *px)
@@ -1019,20 +1038,32 @@ static void px_upgrade(tg_proxy_t *px)
         return;
     }
     tg_tunnel_t *t = tg_arena_alloc(r->arena, sizeof(*t));
-    tg_buf_t *to_up = tg_buf_get();
-    if (t == NULL || to_up == NULL) {
+    /* what the client sent after its upgrade request (the input buffer is as
+     * large as a pool buffer, so it all fits) */
+    tg_buf_t *in = c->ibuf;
+    size_t early = (size_t)(in->last - in->pos);
+    tg_buf_t *to_up = early ? tg_buf_get() : NULL;
+    if (t == NULL || (early && to_up == NULL)) {
         tg_buf_put(to_up);
         tg_http_finalize(r, 1);
         return;
     }
-    /* what the client sent after its upgrade request */
-    tg_buf_t *in = c->ibuf;
-    size_t early = (size_t)(in->last - in->pos);
-    if (early > tg_buf_room(to_up))
-        early = tg_buf_room(to_up);
-    memcpy(to_up->last, in->pos, early);
-    to_up->last += early;
-    in->pos += early;
+    if (early) {
+        memcpy(to_up->last, in->pos, early);
+        to_up->last += early;
+        in->pos += early;
+    }
+    /* what the upstream sent after its 101 stays in px->buf; the response
+     * headers (read in a log phase, e.g. by Lua) must not point into it */
+    if (px_own_resp_headers(px) != 0) {
+        tg_buf_put(to_up);
+        tg_http_finalize(r, 1);
+        return;
+    }
+    if (px->buf->pos == px->buf->last) {
+        tg_buf_put(px->buf);
+        px->buf = NULL;
+    }
     *t = (tg_tunnel_t){.c = c, .ufd = px->uc->fd, .uc = px->uc, .cio = &c->io, .uio = &px->uc->io,
                        .up = to_up, .down = px->buf};
     px->buf = NULL;

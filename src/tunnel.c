@@ -26,13 +26,20 @@ static void side_shutdown(tg_tunnel_t *t, int client)
     shutdown(client ? t->c->fd : t->ufd, SHUT_WR);
 }
 
-/* One direction: read side `from_client` into b while there is room, write
- * b to the other side. Returns 1 if any byte moved. */
-static int move(tg_tunnel_t *t, int from_client, tg_buf_t *b, unsigned *eof, unsigned *shut,
+/* One direction: read side `from_client` into *bp while there is room,
+ * write it to the other side. The buffer is taken from the worker's pool
+ * only for the move and goes back as soon as it is empty, so an idle tunnel
+ * holds no buffer. Returns 1 if any byte moved. */
+static int move(tg_tunnel_t *t, int from_client, tg_buf_t **bp, unsigned *eof, unsigned *shut,
                 unsigned *failed, uint64_t *count)
 {
     int progress = 0;
-    for (;;) {
+    tg_buf_t *b = *bp;
+    if (b == NULL && !*eof && (b = tg_buf_get()) == NULL) {
+        *failed = 1;
+        return 0;
+    }
+    while (b != NULL) {
         if (b->pos == b->last)
             b->pos = b->last = b->start;
         if (!*eof && b->last < b->end) {
@@ -44,6 +51,7 @@ static int move(tg_tunnel_t *t, int from_client, tg_buf_t *b, unsigned *eof, uns
                 *eof = 1;
             } else if (errno != EAGAIN && errno != EINTR) {
                 *failed = 1;
+                *bp = b; /* the tunnel's end returns it */
                 return progress;
             }
         }
@@ -63,7 +71,12 @@ static int move(tg_tunnel_t *t, int from_client, tg_buf_t *b, unsigned *eof, uns
         if (*eof)
             break;
     }
-    if (*eof && b->pos == b->last && !*shut) {
+    if (b && b->pos == b->last) {
+        tg_buf_put(b);
+        b = NULL;
+    }
+    *bp = b;
+    if (*eof && b == NULL && !*shut) {
         side_shutdown(t, !from_client); /* pass the half-close on */
         *shut = 1;
     }
@@ -87,8 +100,8 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
              failed = 0;
     int moved, rounds = 0;
     do { /* a bounded number of rounds: a busy tunnel must not starve the others */
-        moved = move(t, 1, t->up, &c_eof, &up_shut, &failed, &t->up_bytes);
-        moved |= move(t, 0, t->down, &u_eof, &down_shut, &failed, &t->down_bytes);
+        moved = move(t, 1, &t->up, &c_eof, &up_shut, &failed, &t->up_bytes);
+        moved |= move(t, 0, &t->down, &u_eof, &down_shut, &failed, &t->down_bytes);
     } while (moved && !failed && ++rounds < 8);
     t->c_eof = c_eof, t->u_eof = u_eof, t->u_shut = up_shut, t->c_shut = down_shut;
     /* one side is done and what it sent is delivered: the tunnel is over
@@ -99,11 +112,12 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
         ev_io_stop(loop, t->uio);
         return 0;
     }
-    /* read a side only when its buffer has room; write it when bytes wait */
-    int up_full = t->up->last == t->up->end && t->up->pos != t->up->last;
-    int down_full = t->down->last == t->down->end && t->down->pos != t->down->last;
-    int cev = ((!t->c_eof && !up_full) ? EV_READ : 0) | (t->down->pos != t->down->last ? EV_WRITE : 0);
-    int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up->pos != t->up->last ? EV_WRITE : 0);
+    /* read a side only when its buffer has room; write it when bytes wait
+     * (a buffer that is still there holds bytes) */
+    int up_full = t->up && t->up->last == t->up->end;
+    int down_full = t->down && t->down->last == t->down->end;
+    int cev = ((!t->c_eof && !up_full) ? EV_READ : 0) | (t->down ? EV_WRITE : 0);
+    int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up ? EV_WRITE : 0);
     if ((cev & EV_READ) && t->c->ssl && t->c->tls_want_write)
         cev |= EV_WRITE; /* the TLS layer must write before it can read on */
     if ((uev & EV_READ) && t->uc->ssl && t->uc->tls_want_write)

@@ -17,11 +17,17 @@
  *     held: idle connections still open when told to stop; closed_idle: idle connections
  *     the server closed (or reset, or sent unexpected data on) so far, the open phase included
  *
+ * With MODE "ws" each connection is a WebSocket instead: the request asks for an upgrade
+ * (RFC 6455's sample key), a 101 answer counts as the complete response, then the client sends
+ * one masked 5-byte text frame and waits for the same 11 bytes to come back (the benchmark
+ * upstream echoes raw bytes), so both directions of every tunnel have carried data before
+ * the connections sit idle; "ok" counts connections that got the echo.
+ *
  * Invariants: at most INFLIGHT connections are connecting or waiting for their response at
  * once (so the server's listen backlog never overflows and no SYN is retried); every wait
  * is bounded by MAX_SECS in total; loopback only. It raises its own RLIMIT_NOFILE to fit N.
  *
- * Usage: idle_clients PORT N PATH MAX_SECS
+ * Usage: idle_clients PORT N PATH MAX_SECS [http|ws]
  * Build: gcc -O2 -o build/bench/idle_clients contrib/bench/idle_clients.c
  */
 #define _GNU_SOURCE
@@ -44,7 +50,11 @@
 #define RESP_MAX 8192     /* a response (headers + body) must fit in this */
 #define MAX_EVENTS 512
 
-enum { C_FREE = 0, C_CONNECTING, C_WAITING, C_IDLE, C_DONE };
+enum { C_FREE = 0, C_CONNECTING, C_WAITING, C_ECHO, C_IDLE, C_DONE };
+
+/* The WebSocket mode's frame: FIN + text, masked, 5 bytes "hello" (RFC 6455 section 5.7). */
+static const unsigned char ws_frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                         0x7f, 0x9f, 0x4d, 0x51, 0x58};
 
 typedef struct {
     int fd;
@@ -69,12 +79,13 @@ static char request[512];
 static size_t request_len;
 static long n_ok, n_non200, n_connect, n_closed, n_badresp, n_closed_idle;
 static int inflight;
+static int ws_mode;
 
 static void conn_finish(conn_t *c, int state)
 {
     free(c->buf);
     c->buf = NULL;
-    if (c->state == C_CONNECTING || c->state == C_WAITING) inflight--;
+    if (c->state == C_CONNECTING || c->state == C_WAITING || c->state == C_ECHO) inflight--;
     if (state == C_DONE && c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -176,7 +187,17 @@ static void on_io(conn_t *c, uint32_t ev)
                 return;
             }
             if (r > 0) {
-                if (status == 200) {
+                if (ws_mode && status == 101) {
+                    /* the 101 ends the header block; nothing may follow it before our frame */
+                    if (c->len != (size_t)((char *)memmem(c->buf, c->len, "\r\n\r\n", 4) - c->buf) + 4 ||
+                        write(c->fd, ws_frame, sizeof(ws_frame)) != (ssize_t)sizeof(ws_frame)) {
+                        n_badresp++;
+                        conn_finish(c, C_DONE);
+                        return;
+                    }
+                    c->len = 0;
+                    c->state = C_ECHO;
+                } else if (!ws_mode && status == 200) {
                     n_ok++;
                     conn_finish(c, C_IDLE); /* stays open and in the epoll set */
                 } else {
@@ -190,6 +211,28 @@ static void on_io(conn_t *c, uint32_t ev)
                 conn_finish(c, C_DONE);
                 return;
             }
+        }
+    }
+    if (c->state == C_ECHO) {
+        for (;;) {
+            ssize_t n = read(c->fd, c->buf + c->len, sizeof(ws_frame) - c->len);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            if (n <= 0) {
+                n_closed++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+            c->len += (size_t)n;
+            if (c->len < sizeof(ws_frame)) continue;
+            if (memcmp(c->buf, ws_frame, sizeof(ws_frame)) != 0) {
+                n_badresp++;
+                conn_finish(c, C_DONE);
+            } else {
+                n_ok++;
+                conn_finish(c, C_IDLE);
+            }
+            return;
         }
     }
     if (c->state == C_IDLE) {
@@ -217,8 +260,13 @@ static void raise_nofile(long want)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PORT N PATH MAX_SECS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s PORT N PATH MAX_SECS [http|ws]\n", argv[0]);
+        return 2;
+    }
+    ws_mode = argc == 6 && strcmp(argv[5], "ws") == 0;
+    if (argc == 6 && !ws_mode && strcmp(argv[5], "http") != 0) {
+        fprintf(stderr, "idle_clients: mode must be http or ws\n");
         return 2;
     }
     int port = atoi(argv[1]);
@@ -240,7 +288,12 @@ int main(int argc, char **argv)
     peer.sin_port = htons((uint16_t)port);
     peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     request_len = (size_t)snprintf(request, sizeof(request),
-                                   "GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: idle_clients\r\n\r\n", argv[3]);
+                                   "GET %s HTTP/1.1\r\nHost: bench\r\nUser-Agent: idle_clients\r\n%s\r\n",
+                                   argv[3],
+                                   ws_mode ? "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                                             "Sec-WebSocket-Version: 13\r\n"
+                                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                           : "");
     if (request_len >= sizeof(request)) return 2;
 
     conn_t *conns = calloc((size_t)n, sizeof(conn_t));
@@ -269,7 +322,8 @@ int main(int argc, char **argv)
     }
     long n_timeout = 0;
     for (long i = 0; i < n; i++) {
-        if (conns[i].state == C_CONNECTING || conns[i].state == C_WAITING || conns[i].state == C_FREE) {
+        if (conns[i].state == C_CONNECTING || conns[i].state == C_WAITING || conns[i].state == C_ECHO ||
+            conns[i].state == C_FREE) {
             n_timeout++;
             conn_finish(&conns[i], C_DONE);
         }

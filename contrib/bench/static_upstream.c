@@ -9,6 +9,12 @@
  *   GET|HEAD /100k     100 KB octet stream
  *   POST /upload       reads and discards a body of any size (Content-Length or chunked),
  *                      answers {"received":N}
+ *   GET /ws            with "Upgrade: websocket": 101 Switching Protocols, then the
+ *                      connection echoes every byte it reads (a raw tunnel echo: enough for
+ *                      the idle-WebSocket scenario, whose client sends one frame and reads
+ *                      it back). The accept key is computed for the fixed key the
+ *                      benchmark's client sends (RFC 6455's sample key); proxies forward it
+ *                      as is.
  *   anything else      404 (405 for a known path with the wrong method)
  *
  * Invariants: connections are keep-alive unless the client asks otherwise (Connection:
@@ -56,7 +62,8 @@ typedef enum {
     ST_CHUNK_SIZE,
     ST_CHUNK_DATA,
     ST_CHUNK_CRLF,
-    ST_TRAILER
+    ST_TRAILER,
+    ST_TUNNEL
 } state_t;
 
 typedef struct {
@@ -273,7 +280,7 @@ static int parse_head(conn_t *c, size_t end)
     if (q != NULL) tlen = (size_t)(q - target);
     int http10 = (eol - sp2 >= 9 && memcmp(sp2 + 1, "HTTP/1.0", 8) == 0);
 
-    int chunked = 0, has_cl = 0, conn_close = http10, expect = 0;
+    int chunked = 0, has_cl = 0, conn_close = http10, expect = 0, upgrade = 0;
     unsigned long long cl = 0;
     for (char *l = eol + 1; l < e;) {
         char *le = memchr(l, '\n', (size_t)(e - l));
@@ -301,10 +308,21 @@ static int parse_head(conn_t *c, size_t end)
                 conn_close = 0;
         } else if (nl == 6 && strncasecmp(l, "expect", 6) == 0) {
             expect = token_has(v, vl, "100-continue");
+        } else if (nl == 7 && strncasecmp(l, "upgrade", 7) == 0) {
+            upgrade = token_has(v, vl, "websocket");
         }
         l = le + 1;
     }
 
+    if (upgrade && tlen == 3 && memcmp(target, "/ws", 3) == 0 && mlen == 3 &&
+        memcmp(p, "GET", 3) == 0) {
+        static const char ws101[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        enqueue(c, ws101, sizeof(ws101) - 1);
+        c->state = ST_TUNNEL;
+        return 0;
+    }
     const response_t *r = &resp_404;
     int head = (mlen == 4 && memcmp(p, "HEAD", 4) == 0);
     for (int i = 0; i < nroutes; i++) {
@@ -411,6 +429,15 @@ static int process(conn_t *c)
             c->body_seen += n;
             pos += n;
             if (c->body_left == 0) c->state = ST_CHUNK_CRLF;
+            c->scan = pos;
+            break;
+        }
+        case ST_TUNNEL: { /* echo, in slices that fit a dyn slot */
+            int slot = (c->q_head + c->q_len) % MAX_QUEUE;
+            size_t n = avail < sizeof(c->dyn[slot]) ? avail : sizeof(c->dyn[slot]);
+            memcpy(c->dyn[slot], b, n);
+            enqueue(c, c->dyn[slot], n);
+            pos += n;
             c->scan = pos;
             break;
         }
