@@ -36,16 +36,18 @@ OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
-.PHONY: all deps run test unit bench clean install fuzz
+.PHONY: all deps run test unit bench clean install fuzz build/tollgate
 
 all: deps build/tollgate
 
 deps:
 	@if [ "$(DEPS_OK)" != yes ] || ! command -v node >/dev/null; then contrib/install-deps.sh; fi
 
+# build/tollgate names the flavour built last (phony: a symlink's date is its
+# target's, so a release build after a sanitizer build would not relink it)
 build/tollgate: $(BUILD)/tollgate
 	@mkdir -p build
-	@ln -sf $(notdir $(BUILD))/tollgate build/tollgate
+	@ln -sfn $(notdir $(BUILD))/tollgate build/tollgate
 
 $(BUILD)/tollgate: $(OBJS) $(LLHTTP_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
