@@ -97,6 +97,14 @@ int tg_iovq_add(tg_iovq_t *q, const void *p, size_t len)
     return 0;
 }
 
+int tg_iovq_add_chunk_size(tg_iovq_t *q, size_t len)
+{
+    size_t k = tg_fmt_hex(q->scratch, len);
+    q->scratch[k++] = '\r';
+    q->scratch[k++] = '\n';
+    return tg_iovq_add(q, q->scratch, k);
+}
+
 void tg_iovq_reset(tg_iovq_t *q)
 {
     q->n = q->i = 0;

@@ -72,6 +72,9 @@ static inline int tg_iovq_is_empty(const tg_iovq_t *q)
 }
 /* Queue a range; returns -1 when the queue is full (caller flushes first). */
 int tg_iovq_add(tg_iovq_t *q, const void *p, size_t len);
+/* Queue the chunk-size line "HEX\r\n" of a chunk of `len` bytes (in
+ * `scratch`: one per round of queued writes). */
+int tg_iovq_add_chunk_size(tg_iovq_t *q, size_t len);
 /* writev what is queued. Returns 1 when everything went, 0 when the socket
  * would block (the rest stays queued), -1 on error (errno set). *written
  * accumulates the bytes written. */

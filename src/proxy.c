@@ -112,28 +112,37 @@ static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
 
 /* ---- request header ------------------------------------------------------- */
 
-static int is_hop_by_hop(tg_str_t name, tg_headers_t *hs)
+#define PX_MAX_RESP_HEADERS 200 /* more in an upstream response: 502 */
+
+/* Hop-by-hop: the RFC 9110 list, Proxy-*, and whatever a Connection header
+ * lists (`hs` is only scanned for those when `has_connection`). Called for
+ * every header both ways, so a length switch rejects most names at once. */
+static int is_hop_by_hop(tg_str_t name, const tg_headers_t *hs, int has_connection)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
-                                      "transfer-encoding", "upgrade", "content-length",
-                                      "expect", "proxy-connection", NULL};
-    for (int i = 0; hop[i]; i++)
-        if (tg_str_caseeq_lit(name, hop[i]))
-            return 1;
-    if (tg_str_has_caseprefix(name, "proxy-") || tg_str_caseeq_lit(name, "proxy"))
-        return 1;
-    /* and whatever Connection lists */
-    for (uint32_t i = 0; i < hs->n; i++) {
-        if (!tg_str_caseeq_lit(hs->h[i].name, "connection"))
-            continue;
-        char token[64];
-        if (name.len >= sizeof(token))
-            continue;
-        memcpy(token, name.p, name.len);
-        token[name.len] = '\0';
-        if (tg_str_has_token(hs->h[i].value, token))
-            return 1;
+    const char *fixed = NULL, *fixed2 = NULL;
+    switch (name.len) {
+    case 2: fixed = "te"; break;
+    case 5: fixed = "proxy"; break;
+    case 6: fixed = "expect"; break;
+    case 7: fixed = "trailer", fixed2 = "upgrade"; break;
+    case 10: fixed = "connection", fixed2 = "keep-alive"; break;
+    case 14: fixed = "content-length"; break;
+    case 17: fixed = "transfer-encoding"; break;
     }
+    if ((fixed && tg_str_caseeq(name, (tg_str_t){fixed, name.len})) ||
+        (fixed2 && tg_str_caseeq(name, (tg_str_t){fixed2, name.len})))
+        return 1;
+    if (name.len > 6 && tg_str_has_caseprefix(name, "proxy-"))
+        return 1; /* Proxy-Connection, Proxy-Authorization, ... */
+    if (!has_connection || name.len >= 64)
+        return 0;
+    char token[64];
+    memcpy(token, name.p, name.len);
+    token[name.len] = '\0';
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (tg_str_caseeq_lit(hs->h[i].name, "connection") &&
+            tg_str_has_token(hs->h[i].value, token))
+            return 1;
     return 0;
 }
 
@@ -158,9 +167,10 @@ static int px_build_head(tg_proxy_t *px)
     tg_proxy_conf_t *pc = px->conf;
     tg_headers_t out = {0};
     tg_header_t *xff = NULL;
+    int has_connection = tg_headers_find(&r->headers, TG_STR("Connection")) != NULL;
     for (uint32_t i = 0; i < r->headers.n; i++) {
         tg_header_t *h = &r->headers.h[i];
-        if (is_hop_by_hop(h->name, &r->headers))
+        if (is_hop_by_hop(h->name, &r->headers, has_connection))
             continue;
         if (px_overridden(pc, h->name))
             continue;
@@ -227,13 +237,17 @@ static int px_build_head(tg_proxy_t *px)
             return -1;
     }
 
-    char lenbuf[48] = "";
-    if (r->chunked)
-        snprintf(lenbuf, sizeof(lenbuf), "Transfer-Encoding: chunked\r\n");
-    else if (r->content_length >= 0)
-        snprintf(lenbuf, sizeof(lenbuf), "Content-Length: %lld\r\n",
-                 (long long)r->content_length);
-    size_t size = r->method_name.len + r->uri.len + 16 + strlen(lenbuf) + 2;
+    char lenbuf[48] = "Content-Length: ";
+    tg_str_t framing = TG_NULL_STR;
+    if (r->chunked) {
+        framing = TG_STR("Transfer-Encoding: chunked\r\n");
+    } else if (r->content_length >= 0) {
+        size_t k = 16 + tg_fmt_dec(lenbuf + 16, (uint64_t)r->content_length);
+        lenbuf[k++] = '\r';
+        lenbuf[k++] = '\n';
+        framing = (tg_str_t){lenbuf, k};
+    }
+    size_t size = r->method_name.len + r->uri.len + 16 + framing.len + 2;
     for (uint32_t i = 0; i < out.n; i++)
         size += out.h[i].name.len + out.h[i].value.len + 4;
     char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
@@ -250,7 +264,7 @@ static int px_build_head(tg_proxy_t *px)
         PUT(out.h[i].value.p, out.h[i].value.len);
         PUT("\r\n", 2);
     }
-    PUT(lenbuf, strlen(lenbuf));
+    PUT(framing.p, framing.len);
     PUT("\r\n", 2);
 #undef PUT
     px->head = (tg_str_t){p, (size_t)(w - p)};
@@ -272,7 +286,7 @@ static int on_resp_header_field(llhttp_t *p, const char *at, size_t len)
     tg_proxy_t *px = p->data;
     tg_request_t *r = px->r;
     if (px->last_cb != 1) {
-        if (r->resp_headers.n >= 200) {
+        if (r->resp_headers.n >= PX_MAX_RESP_HEADERS) {
             px->error_status = 502;
             return HPE_USER;
         }
@@ -396,10 +410,17 @@ static void px_clean_resp_headers(tg_proxy_t *px)
             }
         }
     }
-    uint32_t w = 0;
-    tg_headers_t copy = *hs;
+    /* decide for every header before moving any: the Connection header that
+     * names others is dropped too (at most PX_MAX_RESP_HEADERS of them) */
+    int has_connection = tg_headers_find(hs, TG_STR("Connection")) != NULL;
+    unsigned char drop[PX_MAX_RESP_HEADERS];
+    if (hs->n > PX_MAX_RESP_HEADERS) /* the parser refuses more */
+        hs->n = PX_MAX_RESP_HEADERS;
     for (uint32_t i = 0; i < hs->n; i++)
-        if (!is_hop_by_hop(hs->h[i].name, &copy))
+        drop[i] = (unsigned char)is_hop_by_hop(hs->h[i].name, hs, has_connection);
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (!drop[i])
             hs->h[w++] = hs->h[i];
     hs->n = w;
 }
@@ -640,10 +661,8 @@ static int px_fill(tg_proxy_t *px)
             return 1;
         }
         if (px->replay.n) {
-            if (r->chunked) {
-                int n = snprintf(px->out.scratch, sizeof(px->out.scratch), "%zx\r\n", px->replay.len);
-                tg_iovq_add(&px->out, px->out.scratch, (size_t)n);
-            }
+            if (r->chunked)
+                tg_iovq_add_chunk_size(&px->out, px->replay.len);
             for (int i = 0; i < px->replay.n; i++)
                 tg_iovq_add(&px->out, px->replay.v[i].iov_base, px->replay.v[i].iov_len);
             if (r->chunked)
@@ -676,10 +695,8 @@ static int px_fill(tg_proxy_t *px)
         return -1;
     }
     if (spans->len) {
-        if (r->chunked) {
-            int n = snprintf(px->out.scratch, sizeof(px->out.scratch), "%zx\r\n", spans->len);
-            tg_iovq_add(&px->out, px->out.scratch, (size_t)n);
-        }
+        if (r->chunked)
+            tg_iovq_add_chunk_size(&px->out, spans->len);
         for (int i = 0; i < spans->n; i++)
             tg_iovq_add(&px->out, spans->v[i].iov_base, spans->v[i].iov_len);
         if (r->chunked)

@@ -168,6 +168,30 @@ int tg_parse_msec(tg_str_t s, tg_msec_t *out)
     return 0;
 }
 
+size_t tg_fmt_dec(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t tg_fmt_hex(char *p, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t n = 1;
+    while (n < 16 && (v >> (4 * n)))
+        n++;
+    for (size_t i = 0; i < n; i++)
+        p[i] = digits[(v >> (4 * (n - 1 - i))) & 0xf];
+    return n;
+}
+
 uint64_t tg_hash64(const void *data, size_t len)
 {
     const unsigned char *p = data;

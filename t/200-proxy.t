@@ -61,6 +61,12 @@ $r = $tg->http(GET => '/headers?Set-Cookie=a%3D1&Set-Cookie=b%3D2&X-Up=1');
 is_deeply([map { $_->[1] } grep { lc $_->[0] eq 'set-cookie' } @{$r->{header_list}}],
           ['a=1', 'b=2'], 'repeated response headers kept');
 is($r->{headers}{'x-up'}, '1', 'response header passed');
+$r = $tg->http(GET => '/headers?Connection=X-Private%2C%20keep-alive&X-Private=s&X-Kept=1'
+                     . '&Proxy-Authenticate=Basic');
+is($r->{status}, 200, 'response with hop-by-hop headers');
+ok(!exists $r->{headers}{$_}, "response hop-by-hop $_ removed")
+    for qw(x-private proxy-authenticate keep-alive);
+is($r->{headers}{'x-kept'}, '1', 'the other response headers stay');
 like($r->{headers}{date} // '', qr/GMT$/, 'Date present');
 $r = $tg->http(GET => '/status/404');
 is($r->{status}, 404, 'upstream status passed');

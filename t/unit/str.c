@@ -163,5 +163,23 @@ int main(void)
     ok(tg_hash64("foobar", 6) == 0x85944171f73967e8ULL, "fnv1a64(\"foobar\")");
     ok(tg_hash64("ab", 2) != tg_hash64("ba", 2), "order matters");
 
+    /* number formatting agrees with printf over edges and a sweep */
+    const uint64_t vals[] = {0, 1, 9, 10, 15, 16, 99, 100, 255, 256, 4095, 65536, 999999999,
+                             1000000000, 0xffffffffULL, 0x100000000ULL, INT64_MAX, UINT64_MAX};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]) + 5000; i++) {
+        uint64_t v = i < sizeof(vals) / sizeof(vals[0]) ? vals[i] : (uint64_t)i * 7919u * 104729u;
+        char got[24], want[24];
+        size_t n = tg_fmt_dec(got, v);
+        got[n] = '\0';
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+        if (strcmp(got, want) != 0 && bad++ < 5) diag("dec %s != %s", got, want);
+        n = tg_fmt_hex(got, v);
+        got[n] = '\0';
+        snprintf(want, sizeof(want), "%llx", (unsigned long long)v);
+        if (strcmp(got, want) != 0 && bad++ < 5) diag("hex %s != %s", got, want);
+    }
+    ok(bad == 0, "tg_fmt_dec and tg_fmt_hex match printf (%d mismatches)", bad);
+
     return done_testing();
 }
