@@ -920,9 +920,45 @@ void tg_http_run_phases(tg_request_t *r)
     tg_proxy_start(r);
 }
 
+static void rebase(tg_str_t *s, const char *lo, const char *hi, char *copy)
+{
+    if (s->p >= lo && s->p < hi)
+        s->p = copy + (s->p - lo);
+}
+
+/* A tunnel lives long and idle: it keeps neither the input buffer nor the
+ * parser. The header bytes still referenced (for the log phase at its end)
+ * move into the request's arena first; every string of the request that
+ * points into them is moved along. */
+static void tunnel_release_buffers(tg_request_t *r)
+{
+    tg_conn_t *c = r->conn;
+    tg_buf_t *b = c->ibuf;
+    if (b == NULL || r->hbuf != b || b->pos != b->last)
+        return; /* bytes not forwarded yet: keep it (the tunnel drains it) */
+    const char *lo = b->start, *hi = b->last;
+    char *copy = tg_arena_alloc_nz(r->arena, (size_t)(hi - lo) + 1);
+    if (copy == NULL)
+        return;
+    memcpy(copy, lo, (size_t)(hi - lo));
+    tg_str_t *fields[] = {&r->method_name, &r->uri, &r->path, &r->args, &r->host,
+                          &r->remote_addr, &r->peer_addr, &r->scheme, &r->upstream_addr};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        rebase(fields[i], lo, hi, copy);
+    tg_headers_t *hs[] = {&r->headers, &r->resp_headers};
+    for (int k = 0; k < 2; k++)
+        for (uint32_t i = 0; i < hs[k]->n; i++) {
+            rebase(&hs[k]->h[i].name, lo, hi, copy);
+            rebase(&hs[k]->h[i].value, lo, hi, copy);
+        }
+    r->hbuf = NULL;
+    conn_release_buffers(c);
+}
+
 void tg_http_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms)
 {
     tg_conn_t *c = r->conn;
+    tunnel_release_buffers(r);
     c->state = TG_CONN_TUNNEL;
     c->timer.repeat = (double)idle_ms / 1000.0;
     ev_timer_again(tg_worker->loop, &c->timer);

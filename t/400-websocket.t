@@ -71,6 +71,33 @@ like($r->{body}, qr{plain /plain}, '... by the upstream');
     $t->stop;
 }
 
+# the access log line of a tunnel, written when it ends: the request it came
+# from is intact (the tunnel released its input buffer and parser at the 101)
+{
+    my $t = tg_start(<<"C");
+server {
+    listen %%PORT%%;
+    access_log %%DIR%%/access.log combined;
+    location / { proxy_pass $up->{addr}; }
+}
+C
+    my $w = Tollgate::WS->connect($t->port, '/ws?room=42', headers => ['User-Agent: ws-test/1.0',
+                                                                      'Referer: http://ref.test/page']);
+    $w->recv;
+    $w->send_text('logged');
+    is(($w->recv)[1], 'echo:logged', 'tunnel works with an access log');
+    $w->close;
+    my $line = '';
+    for (1 .. 50) {
+        $line = Tollgate::Test::_slurp($t->dir . '/access.log');
+        last if $line =~ /\n/;
+        sleep 0.1;
+    }
+    like($line, qr{"GET /ws\?room=42 HTTP/1\.1" 101 }, 'log line: request line and status 101');
+    like($line, qr{"http://ref\.test/page" "ws-test/1\.0"}, 'log line: referer and user agent');
+    $t->stop;
+}
+
 # 100 tunnels survive 3 reloads
 my @socks = map { Tollgate::WS->connect($tg->port, '/ws') } 1 .. 100;
 is(scalar(grep { defined } @socks), 100, '100 WebSockets open');
