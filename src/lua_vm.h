@@ -76,11 +76,11 @@ int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
 
 /* Run (or resume) script `s` for request r in `phase`. `slot` is the
- * module's per-request context slot. TG_OK, TG_DONE (tg.exit answered),
- * TG_AGAIN (sleeping), TG_ERROR (a script error, logged: the caller answers
+ * module's per-request context slot; body_max caps tg.req.body. TG_OK, TG_DONE (tg.exit answered),
+ * TG_AGAIN (sleeping, or waiting for the request body), TG_ERROR (a script error, logged: the caller answers
  * 500). In the header filter and log phases a sleep is an error. */
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
-                      int64_t instruction_limit);
+                      int64_t instruction_limit, int64_t body_max);
 
 /* ---- for the API files (src/lua_api.c, lua_re.c, lua_crypto.c) ---- */
 typedef struct lua_State lua_State;
@@ -104,5 +104,8 @@ int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail
 int tg_lua_vm_in_chunk(lua_State *L); /* L is the chunk's coroutine, not one it made */
 int tg_lua_vm_exit_request(lua_State *L); /* after tg_request_respond: yields */
 int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx); /* tg.ctx */
+/* tg.req.body: the body read once per request (up to body_max), or nil,
+ * "body too large"; yields while the body arrives. lua_CFunction. */
+int tg_lua_vm_body(lua_State *L);
 
 #endif
