@@ -5,11 +5,14 @@
  * Scripts are read and syntax-checked once per config load in the master
  * (tg_lua_vm_check), and the checked source is what the workers compile at
  * start, so a worker never reads a script file and a reload with a broken
- * script never gets past the master. Each request that runs a script gets
- * a coroutine anchored in the registry until the chunk ends or the request
- * ends (arena cleanup). A coroutine that sleeps (tg.sleep) parks the request
- * (TG_AGAIN) and is resumed by a timer; the same hook called again resumes it
- * instead of starting a new one.
+ * script never gets past the master. Each run of a script gets a coroutine
+ * from a per-worker pool (threads whose chunk returned are reused), anchored
+ * in the registry until the chunk ends or the request ends (arena cleanup).
+ * A coroutine that sleeps (tg.sleep) or waits for the request body
+ * (tg.req.body) parks the request (TG_AGAIN) and is resumed by a timer or by
+ * body bytes; the same hook called again resumes it instead of starting a
+ * new one. The body is read by the runner, outside the script, so no I/O
+ * and no end of the request ever happens inside a Lua call.
  *
  * Safety: the JIT compiler is off because compiled traces never call the
  * instruction-count hook, so the per-run instruction limit is exact in the
@@ -76,9 +79,11 @@ int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
 
 /* Run (or resume) script `s` for request r in `phase`. `slot` is the
- * module's per-request context slot; body_max caps tg.req.body. TG_OK, TG_DONE (tg.exit answered),
- * TG_AGAIN (sleeping, or waiting for the request body), TG_ERROR (a script error, logged: the caller answers
- * 500). In the header filter and log phases a sleep is an error. */
+ * module's per-request context slot; body_max caps tg.req.body. TG_OK,
+ * TG_DONE (tg.exit answered), TG_AGAIN (sleeping, or waiting for the request
+ * body; also when the request ended meanwhile), TG_ERROR (a script error,
+ * logged: the caller answers 500). In the header filter and log phases a
+ * sleep is an error. */
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
                       int64_t instruction_limit, int64_t body_max);
 
