@@ -4,6 +4,7 @@
  *   lua_shared_dict NAME SIZE;           main: tg.shared.NAME, in shared memory
  *   lua_memory_limit SIZE;               main: per worker state (default 128m)
  *   lua_instruction_limit N;             per hook run (default 10000000; 0 off)
+ *   lua_body_max SIZE;                   tg.req.body reads up to SIZE (default 1m)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
  *
@@ -23,11 +24,13 @@
 
 #define LUA_DEFAULT_INSTRUCTIONS 10000000
 #define LUA_DEFAULT_MEMORY (128 * 1024 * 1024)
+#define LUA_DEFAULT_BODY_MAX (1024 * 1024)
 
 typedef struct {
     tg_lua_main_t main; /* main scope only */
     tg_lua_script_t *scripts[TG_LUA_NPHASES];
     int64_t instruction_limit;
+    int64_t body_max; /* lua_body_max */
 } lua_conf_t;
 
 tg_module_t tg_lua_module;
@@ -37,6 +40,7 @@ static void *lua_create_conf(tg_conf_t *cf)
     lua_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
     if (c) {
         c->instruction_limit = TG_CONF_UNSET;
+        c->body_max = TG_CONF_UNSET;
         c->main.memory_limit = TG_CONF_UNSET;
     }
     return c;
@@ -49,6 +53,7 @@ static const char *lua_merge_conf(tg_conf_t *cf, void *parent, void *child)
     for (int i = 0; i < TG_LUA_NPHASES; i++)
         TG_CONF_MERGE_PTR(c->scripts[i], p->scripts[i], NULL);
     TG_CONF_MERGE(c->instruction_limit, p->instruction_limit, LUA_DEFAULT_INSTRUCTIONS);
+    TG_CONF_MERGE(c->body_max, p->body_max, LUA_DEFAULT_BODY_MAX);
     return NULL;
 }
 
@@ -211,7 +216,7 @@ static tg_rc_t run(tg_request_t *r, void *conf, tg_lua_phase_t phase)
     if (c->scripts[phase] == NULL)
         return TG_OK;
     return tg_lua_vm_run(r, &tg_module_ctx(r, &tg_lua_module), c->scripts[phase], phase,
-                         c->instruction_limit);
+                         c->instruction_limit, c->body_max);
 }
 
 static tg_rc_t lua_rewrite(tg_request_t *r, void *conf)
@@ -249,6 +254,7 @@ static const tg_directive_t lua_directives[] = {
     {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
      offsetof(lua_conf_t, instruction_limit)},
+    {"lua_body_max", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_size, offsetof(lua_conf_t, body_max)},
     SCRIPT("lua_rewrite", TG_LUA_REWRITE),
     SCRIPT("lua_access", TG_LUA_ACCESS),
     SCRIPT("lua_route", TG_LUA_ROUTE),

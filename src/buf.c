@@ -149,6 +149,20 @@ int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov,
     return 1;
 }
 
+/* Move every range to follow the first (in place: see buf.h); returns the
+ * end of the one range left. */
+static char *spans_compact(tg_spans_t *s)
+{
+    char *dst = (char *)s->v[0].iov_base + s->v[0].iov_len;
+    for (int i = 1; i < s->n; i++) {
+        memmove(dst, s->v[i].iov_base, s->v[i].iov_len);
+        dst += s->v[i].iov_len;
+    }
+    s->v[0].iov_len = (size_t)(dst - (char *)s->v[0].iov_base);
+    s->n = 1;
+    return dst;
+}
+
 void tg_spans_add(tg_spans_t *s, const char *p, size_t len)
 {
     if (len == 0)
@@ -162,13 +176,7 @@ void tg_spans_add(tg_spans_t *s, const char *p, size_t len)
         }
     }
     if (s->n == TG_SPANS_MAX) {
-        char *dst = (char *)s->v[0].iov_base + s->v[0].iov_len;
-        for (int i = 1; i < s->n; i++) {
-            memmove(dst, s->v[i].iov_base, s->v[i].iov_len);
-            dst += s->v[i].iov_len;
-        }
-        s->v[0].iov_len = (size_t)(dst - (char *)s->v[0].iov_base);
-        s->n = 1;
+        char *dst = spans_compact(s);
         memmove(dst, p, len);
         s->v[0].iov_len += len;
         return;
@@ -176,4 +184,17 @@ void tg_spans_add(tg_spans_t *s, const char *p, size_t len)
     s->v[s->n].iov_base = (void *)p;
     s->v[s->n].iov_len = len;
     s->n++;
+}
+
+void tg_spans_prepend(tg_spans_t *s, const char *p, size_t len)
+{
+    if (len == 0)
+        return;
+    if (s->n == TG_SPANS_MAX)
+        spans_compact(s);
+    memmove(&s->v[1], &s->v[0], (size_t)s->n * sizeof(s->v[0]));
+    s->v[0].iov_base = (void *)p;
+    s->v[0].iov_len = len;
+    s->n++;
+    s->len += len;
 }

@@ -95,6 +95,8 @@ typedef struct {
 } tg_spans_t;
 
 void tg_spans_add(tg_spans_t *s, const char *p, size_t len);
+/* Put a range in front (compacting the others first when the list is full). */
+void tg_spans_prepend(tg_spans_t *s, const char *p, size_t len);
 static inline void tg_spans_reset(tg_spans_t *s)
 {
     s->n = 0;

@@ -50,7 +50,12 @@ typedef struct {
     unsigned continue_sent : 1;
     unsigned rerouted : 1;
     unsigned header_pending : 1; /* r->header_hold: not written yet (filter_body) */
+    unsigned held_wait : 1;      /* a phase hook waits for body bytes (tg_http_body_read) */
+    unsigned held_done : 1;      /* tg_http_body_read decided: `held` or too large */
+    unsigned held_too_large : 1;
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
+    tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
+    size_t held_cap;
 } http_req_t;
 
 #define HR(r) ((http_req_t *)(r))
@@ -652,7 +657,12 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if ((revents & EV_READ) && c->req && HR(c->req)->body_wait) {
             HR(c->req)->body_wait = 0;
-            tg_proxy_on_client_body(c->req);
+            if (HR(c->req)->held_wait) {
+                HR(c->req)->held_wait = 0;
+                tg_request_resume(c->req); /* the hook waiting in tg_http_body_read */
+            } else {
+                tg_proxy_on_client_body(c->req);
+            }
         } else if (revents & EV_READ) {
             /* Bytes while we are not reading the request: pipelined ones go
              * to the input buffer (parsed after this response) while it has
@@ -847,6 +857,18 @@ static void request_process(tg_request_t *r)
     tg_http_run_phases(r);
 }
 
+/* "100 Continue" once, before the first body byte is wanted. Returns 0, or
+ * -1 when the client is gone. */
+static int send_continue(tg_request_t *r)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (HR(r)->continue_sent)
+        return 0;
+    tg_iovq_add(&HR(r)->out, cont, sizeof(cont) - 1);
+    HR(r)->continue_sent = 1;
+    return tg_http_flush(r) < 0 ? -1 : 0;
+}
+
 void tg_http_run_phases(tg_request_t *r)
 {
     while (r->phase <= TG_PHASE_CONTENT) {
@@ -908,14 +930,9 @@ void tg_http_run_phases(tg_request_t *r)
         tg_http_error(r, 404);
         return;
     }
-    if (r->expect_continue && r->has_body) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        tg_iovq_add(&HR(r)->out, cont, sizeof(cont) - 1);
-        HR(r)->continue_sent = 1;
-        if (tg_http_flush(r) < 0) { /* the client is gone */
-            tg_http_finalize(r, 1);
-            return;
-        }
+    if (r->expect_continue && r->has_body && send_continue(r) < 0) {
+        tg_http_finalize(r, 1); /* the client is gone */
+        return;
     }
     tg_proxy_start(r);
 }
@@ -1030,6 +1047,98 @@ void tg_http_body_consumed(tg_request_t *r)
     tg_spans_reset(&HR(r)->body);
     if (r->conn->state == TG_CONN_BUSY && !r->header_sent)
         ev_timer_stop(tg_worker->loop, &r->conn->timer);
+}
+
+/* Append this round's body bytes to hr->held, growing it by doubling (from
+ * 16 KB, or the Content-Length) up to `max`. Returns 0 or -1. */
+static int held_append(tg_request_t *r, tg_spans_t *spans, size_t max)
+{
+    http_req_t *hr = HR(r);
+    size_t need = hr->held.len + spans->len;
+    if (need > hr->held_cap) {
+        size_t cap = hr->held_cap ? hr->held_cap * 2 : 16384;
+        if (r->content_length > 0 && (size_t)r->content_length > cap)
+            cap = (size_t)r->content_length;
+        while (cap < need)
+            cap *= 2;
+        if (cap > max)
+            cap = max;
+        char *p = tg_arena_alloc_nz(r->arena, cap);
+        if (p == NULL)
+            return -1;
+        if (hr->held.len)
+            memcpy(p, hr->held.p, hr->held.len);
+        hr->held.p = p;
+        hr->held_cap = cap;
+    }
+    char *w = (char *)hr->held.p + hr->held.len;
+    for (int i = 0; i < spans->n; i++) {
+        memcpy(w, spans->v[i].iov_base, spans->v[i].iov_len);
+        w += spans->v[i].iov_len;
+    }
+    hr->held.len = need;
+    return 0;
+}
+
+int tg_http_body_read(tg_request_t *r, int64_t max, tg_str_t *body)
+{
+    http_req_t *hr = HR(r);
+    tg_core_conf_t *cc = core_conf(r->loc_conf);
+    if (cc->client_max_body_size && max > cc->client_max_body_size)
+        max = cc->client_max_body_size;
+    if (!hr->held_done && !r->has_body) {
+        hr->held = (tg_str_t){"", 0};
+        hr->held_done = 1;
+    }
+    if (!hr->held_done && r->content_length > max) {
+        hr->held_too_large = hr->held_done = 1; /* not a byte read: it streams as usual */
+    }
+    if (!hr->held_done && r->expect_continue && send_continue(r) < 0) {
+        tg_http_finalize(r, 1);
+        return -1;
+    }
+    while (!hr->held_done) {
+        tg_spans_t *spans;
+        int done = 0;
+        int rc = tg_http_body_pull(r, &spans, &done);
+        if (rc == 0) {
+            hr->held_wait = 1;
+            return 0;
+        }
+        if (rc < 0) {
+            if (rc == -499)
+                tg_http_finalize(r, 1);
+            else
+                tg_http_error(r, -rc);
+            return -1;
+        }
+        if (hr->held.len + spans->len > (size_t)max) {
+            /* too large: what was read goes upstream first, then this round
+             * (still in the input buffer) and the rest stream as usual */
+            if (hr->held.len)
+                tg_spans_prepend(spans, hr->held.p, hr->held.len);
+            hr->held_too_large = hr->held_done = 1;
+            break;
+        }
+        if (spans->len && held_append(r, spans, (size_t)max) != 0) {
+            tg_http_error(r, 500);
+            return -1;
+        }
+        tg_http_body_consumed(r);
+        if (done) {
+            /* complete: the proxy replays exactly these bytes, framed with a
+             * Content-Length whatever the client used */
+            if (hr->held.p == NULL)
+                hr->held = (tg_str_t){"", 0};
+            r->chunked = 0;
+            r->content_length = (int64_t)hr->held.len;
+            r->has_body = hr->held.len > 0;
+            tg_spans_add(&hr->body, hr->held.p, hr->held.len);
+            hr->held_done = 1;
+        }
+    }
+    *body = hr->held_too_large ? TG_NULL_STR : hr->held;
+    return 1;
 }
 
 /* ---- responses ------------------------------------------------------------ */

@@ -25,6 +25,18 @@ typedef struct {
 int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done);
 /* The proxy consumed the spans: the input buffer may be reused. */
 void tg_http_body_consumed(tg_request_t *r);
+/* For a phase hook that needs the whole request body before the proxy runs
+ * (Lua's tg.req.body): read it (Content-Length or chunked, decoded) into the
+ * request arena, up to `max` bytes (and never past client_max_body_size).
+ * Returns 1 when decided: *body is the whole body, which the proxy then sends
+ * upstream as it is, with a Content-Length whatever the client's framing; or
+ * body->p == NULL when it is larger than `max`: reading stopped there, the
+ * bytes read so far go upstream first and the rest streams as usual. Later
+ * calls return the same answer. 0: waiting for the client; the hook runs
+ * again (tg_request_resume) when bytes arrive, and calls this again. -1: the
+ * request ended (client gone, bad framing, timeout: answered or closed), the
+ * hook must return TG_AGAIN and not touch r. */
+int tg_http_body_read(tg_request_t *r, int64_t max, tg_str_t *body);
 
 /* Start the response: status and r->resp_headers are set. Runs the response
  * header hooks and serializes the header into the output queue, or, when a

@@ -36,6 +36,21 @@ static tg_str_t check_str(lua_State *L, int i)
 /* All values of header `name`, joined with ", " (nil when none). */
 static int push_header(lua_State *L, tg_headers_t *hs, tg_str_t name)
 {
+    /* the usual cases, none or one, without a buffer */
+    uint32_t first = 0;
+    while (first < hs->n && !tg_str_caseeq(hs->h[first].name, name))
+        first++;
+    if (first == hs->n) {
+        lua_pushnil(L);
+        return 1;
+    }
+    uint32_t next = first + 1;
+    while (next < hs->n && !tg_str_caseeq(hs->h[next].name, name))
+        next++;
+    if (next == hs->n) {
+        push_str(L, hs->h[first].value);
+        return 1;
+    }
     int count = 0;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -205,15 +220,6 @@ static int req_scheme(lua_State *L)
     return 1;
 }
 
-/* The body streams to the upstream and is never buffered by the gateway, so
- * a script cannot read it: nil, "not read". */
-static int req_body(lua_State *L)
-{
-    tg_lua_vm_request(L, "tg.req.body", ANY);
-    lua_pushnil(L);
-    lua_pushliteral(L, "request bodies are streamed and not available to scripts");
-    return 2;
-}
 
 /* ---- tg.resp ---- */
 
@@ -545,7 +551,7 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
         {"headers", req_headers}, {"set_header", req_set_header},
         {"clear_header", req_clear_header}, {"client_ip", req_client_ip},
         {"host", req_host},       {"scheme", req_scheme},
-        {"body", req_body},       {NULL, NULL},
+        {"body", tg_lua_vm_body},       {NULL, NULL},
     };
     static const luaL_Reg resp[] = {
         {"status", resp_status},         {"header", resp_header},

@@ -14,6 +14,7 @@
 #include "lua_vm.h"
 #include "request.h"
 #include "worker.h"
+#include "http.h"
 #include "log.h"
 
 struct tg_lua_req_s {
@@ -23,9 +24,15 @@ struct tg_lua_req_s {
     tg_lua_phase_t co_phase;
     int ctx_ref; /* tg.ctx table, LUA_NOREF until used */
     ev_timer timer;
+    tg_str_t body; /* tg.req.body's answer once read (request arena); p NULL: too large */
     unsigned sleeping : 1;
     unsigned exited : 1;
+    unsigned body_wait : 1; /* yielded in tg.req.body, the runner reads */
+    unsigned body_read : 1;
+    unsigned cleanup : 1;   /* req_cleanup is registered */
 };
+
+#define LUA_CO_POOL 64 /* finished coroutines kept for reuse */
 
 /* This process's runtime. `r`, `ctx` and `phase` describe the chunk running
  * now (NULL between runs), which is how the API finds its request. */
@@ -40,6 +47,11 @@ static struct {
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
+    struct {
+        lua_State *co;
+        int ref;
+    } pool[LUA_CO_POOL];
+    int npool;
 } vm;
 
 const char *const tg_lua_phase_names[TG_LUA_NPHASES] = {"rewrite", "access", "route",
@@ -292,26 +304,65 @@ void tg_lua_vm_exit(void)
 
 /* ---- per request ---- */
 
-static void release_co(tg_lua_req_t *ctx)
+/* A coroutine for a run: a finished one from the pool (a thread whose chunk
+ * returned normally is reset and started again: no allocation, no registry
+ * reference, no garbage), else a new one. */
+static int co_acquire(tg_lua_req_t *ctx)
+{
+    if (vm.npool) {
+        vm.npool--;
+        ctx->co = vm.pool[vm.npool].co;
+        ctx->co_ref = vm.pool[vm.npool].ref;
+        return 0;
+    }
+    ctx->co = lua_newthread(vm.L);
+    ctx->co_ref = luaL_ref(vm.L, LUA_REGISTRYINDEX);
+    return ctx->co_ref == LUA_REFNIL ? -1 : 0;
+}
+
+/* Done with the request's coroutine. `finished`: its chunk returned (the
+ * thread can start another); otherwise (an error, tg.exit, a request that
+ * ended while it slept) it is dropped for the collector. */
+static void release_co(tg_lua_req_t *ctx, int finished)
 {
     if (ev_is_active(&ctx->timer) && tg_worker)
         ev_timer_stop(tg_worker->loop, &ctx->timer);
     if (ctx->co_ref != LUA_NOREF && vm.L) {
-        luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->co_ref);
+        if (finished && vm.npool < LUA_CO_POOL) {
+            lua_settop(ctx->co, 0);
+            vm.pool[vm.npool].co = ctx->co;
+            vm.pool[vm.npool].ref = ctx->co_ref;
+            vm.npool++;
+        } else {
+            luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->co_ref);
+        }
         ctx->co_ref = LUA_NOREF;
     }
     ctx->co = NULL;
     ctx->sleeping = 0;
+    ctx->body_wait = 0;
 }
 
 /* arena cleanup: the request is over, whatever state its script is in */
 static void req_cleanup(void *data)
 {
     tg_lua_req_t *ctx = data;
-    release_co(ctx); /* stops a pending tg.sleep timer too */
+    release_co(ctx, 0); /* stops a pending tg.sleep timer too */
     if (ctx->ctx_ref != LUA_NOREF && vm.L)
         luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->ctx_ref);
     ctx->ctx_ref = LUA_NOREF;
+}
+
+/* Registered only when something outlives a run (a parked coroutine, the
+ * tg.ctx table): most requests need no cleanup. Returns 0 or -1. */
+static int need_cleanup(tg_lua_req_t *ctx)
+{
+    if (ctx->cleanup)
+        return 0;
+    if (tg_arena_on_reset(ctx->r->arena, req_cleanup, ctx) != 0)
+        return -1;
+    ctx->cleanup = 1;
+    return 0;
 }
 
 static void on_wake(struct ev_loop *loop, ev_timer *t, int revents)
@@ -334,8 +385,6 @@ static tg_lua_req_t *req_ctx(tg_request_t *r, void **slot)
     ctx->co_ref = ctx->ctx_ref = LUA_NOREF;
     ev_timer_init(&ctx->timer, on_wake, 0, 0);
     ctx->timer.data = ctx;
-    if (tg_arena_on_reset(r->arena, req_cleanup, ctx) != 0)
-        return NULL;
     *slot = ctx;
     return ctx;
 }
@@ -363,41 +412,91 @@ static void log_error(lua_State *co, int rc, tg_request_t *r, tg_lua_phase_t pha
     lua_pop(L, 1);
 }
 
+/* tg.req.body's results on the coroutine's stack: the body, or nil and
+ * "body too large". Returns how many. */
+static int push_body(lua_State *co, tg_lua_req_t *ctx)
+{
+    if (ctx->body.p) {
+        lua_pushlstring(co, ctx->body.p, ctx->body.len);
+        return 1;
+    }
+    lua_pushnil(co);
+    lua_pushliteral(co, "body too large");
+    return 2;
+}
+
+/* The coroutine waits in tg.req.body: read on. Returns how many results
+ * are pushed for the resumption, or -1 when still waiting (TG_AGAIN), or -2
+ * when the request ended meanwhile (ctx is gone with it). */
+static int body_step(tg_lua_req_t *ctx, int64_t body_max)
+{
+    int rc = tg_http_body_read(ctx->r, body_max, &ctx->body);
+    if (rc == 0)
+        return -1;
+    if (rc < 0)
+        return -2;
+    ctx->body_wait = 0;
+    ctx->body_read = 1;
+    return push_body(ctx->co, ctx);
+}
+
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
-                      int64_t instruction_limit)
+                      int64_t instruction_limit, int64_t body_max)
 {
     lua_State *L = vm.L;
     tg_lua_req_t *ctx = req_ctx(r, slot);
     if (L == NULL || ctx == NULL)
         return TG_ERROR;
-    if (ctx->co && !(ctx->co_phase == phase && ctx->sleeping))
-        release_co(ctx); /* left over from a phase that did not finish */
+    int nargs = 0;
+    if (ctx->co && !(ctx->co_phase == phase && (ctx->sleeping || ctx->body_wait)))
+        release_co(ctx, 0); /* left over from a phase that did not finish */
     if (ctx->co == NULL) {
-        ctx->co = lua_newthread(L);
-        ctx->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (co_acquire(ctx) != 0)
+            return TG_ERROR;
         ctx->co_phase = phase;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm.chunks[s->id]);
-        lua_xmove(L, ctx->co, 1);
+        lua_rawgeti(ctx->co, LUA_REGISTRYINDEX, vm.chunks[s->id]);
+    } else if (ctx->body_wait) {
+        /* resumed by body bytes: read on before waking the script */
+        if ((nargs = body_step(ctx, body_max)) == -1)
+            return TG_AGAIN;
+        if (nargs == -2)
+            return TG_AGAIN; /* the request is over */
     }
-    ctx->sleeping = 0;
-    ctx->exited = 0;
     lua_State *co = ctx->co;
+    int rc;
 
-    vm.r = r;
-    vm.ctx = ctx;
-    vm.phase = phase;
-    vm.over_budget = 0;
-    vm.budget = instruction_limit;
-    if (instruction_limit > 0)
-        lua_sethook(L, count_hook, LUA_MASKCOUNT,
-                    instruction_limit > INT_MAX ? INT_MAX : (int)instruction_limit);
-    else
-        lua_sethook(L, NULL, 0, 0);
-    vm.in_script = 1;
-    int rc = lua_resume(co, 0);
-    vm.in_script = 0;
-    vm.r = NULL;
-    vm.ctx = NULL;
+    for (;;) {
+        ctx->sleeping = 0;
+        ctx->exited = 0;
+        vm.r = r;
+        vm.ctx = ctx;
+        vm.phase = phase;
+        vm.over_budget = 0;
+        vm.budget = instruction_limit;
+        /* the count hook stays installed between runs: setting it again with
+         * the same mask only restarts the count, while installing and
+         * removing it would rewrite the interpreter's dispatch table twice */
+        if (instruction_limit > 0)
+            lua_sethook(L, count_hook, LUA_MASKCOUNT,
+                        instruction_limit > INT_MAX ? INT_MAX : (int)instruction_limit);
+        else if (lua_gethookmask(L))
+            lua_sethook(L, NULL, 0, 0);
+        vm.in_script = 1;
+        rc = lua_resume(co, nargs);
+        vm.in_script = 0;
+        vm.r = NULL;
+        vm.ctx = NULL;
+        if (rc != LUA_YIELD || vm.over_budget || !ctx->body_wait)
+            break;
+        /* tg.req.body: read what is there; wait for more, or resume now */
+        if ((nargs = body_step(ctx, body_max)) == -1) {
+            if (need_cleanup(ctx) != 0)
+                break;
+            return TG_AGAIN;
+        }
+        if (nargs == -2)
+            return TG_AGAIN; /* the request is over */
+    }
 
     if (vm.over_budget) {
         lua_settop(co, 0);
@@ -405,21 +504,23 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         rc = LUA_ERRRUN;
     } else if (rc == LUA_YIELD) {
         if (ctx->exited) {
-            release_co(ctx);
+            release_co(ctx, 0);
             return TG_DONE;
         }
-        if (ctx->sleeping)
+        if (ctx->sleeping && need_cleanup(ctx) == 0)
             return TG_AGAIN;
-        lua_pushliteral(co, "attempt to yield from the script's main chunk");
+        if (ctx->sleeping || ctx->body_wait)
+            lua_pushliteral(co, "out of memory");
+        else
+            lua_pushliteral(co, "attempt to yield from the script's main chunk");
         rc = LUA_ERRRUN;
     }
-    lua_sethook(L, NULL, 0, 0);
     if (rc == 0) {
-        release_co(ctx);
+        release_co(ctx, 1);
         return TG_OK;
     }
     log_error(co, rc, r, phase);
-    release_co(ctx);
+    release_co(ctx, 0);
     if (rc == LUA_ERRMEM)
         lua_gc(L, LUA_GCCOLLECT, 0);
     return TG_ERROR;
@@ -468,9 +569,23 @@ int tg_lua_vm_exit_request(lua_State *L)
     return lua_yield(L, 0);
 }
 
+int tg_lua_vm_body(lua_State *L)
+{
+    tg_lua_req_t *ctx = tg_lua_vm_ctx(L, "tg.req.body", TG_LUA_F_REQUEST);
+    if (ctx->body_read)
+        return push_body(L, ctx);
+    if (L != ctx->co)
+        return luaL_error(L, "tg.req.body: not allowed inside a coroutine of the script before "
+                             "the chunk read the body");
+    ctx->body_wait = 1; /* the runner reads, outside the script, and resumes it */
+    return lua_yield(L, 0);
+}
+
 int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx)
 {
     if (ctx->ctx_ref == LUA_NOREF) {
+        if (need_cleanup(ctx) != 0)
+            return luaL_error(L, "tg.ctx: out of memory");
         lua_newtable(L);
         lua_pushvalue(L, -1);
         ctx->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);

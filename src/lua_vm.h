@@ -5,11 +5,14 @@
  * Scripts are read and syntax-checked once per config load in the master
  * (tg_lua_vm_check), and the checked source is what the workers compile at
  * start, so a worker never reads a script file and a reload with a broken
- * script never gets past the master. Each request that runs a script gets
- * a coroutine anchored in the registry until the chunk ends or the request
- * ends (arena cleanup). A coroutine that sleeps (tg.sleep) parks the request
- * (TG_AGAIN) and is resumed by a timer; the same hook called again resumes it
- * instead of starting a new one.
+ * script never gets past the master. Each run of a script gets a coroutine
+ * from a per-worker pool (threads whose chunk returned are reused), anchored
+ * in the registry until the chunk ends or the request ends (arena cleanup).
+ * A coroutine that sleeps (tg.sleep) or waits for the request body
+ * (tg.req.body) parks the request (TG_AGAIN) and is resumed by a timer or by
+ * body bytes; the same hook called again resumes it instead of starting a
+ * new one. The body is read by the runner, outside the script, so no I/O
+ * and no end of the request ever happens inside a Lua call.
  *
  * Safety: the JIT compiler is off because compiled traces never call the
  * instruction-count hook, so the per-run instruction limit is exact in the
@@ -76,11 +79,13 @@ int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
 
 /* Run (or resume) script `s` for request r in `phase`. `slot` is the
- * module's per-request context slot. TG_OK, TG_DONE (tg.exit answered),
- * TG_AGAIN (sleeping), TG_ERROR (a script error, logged: the caller answers
- * 500). In the header filter and log phases a sleep is an error. */
+ * module's per-request context slot; body_max caps tg.req.body. TG_OK,
+ * TG_DONE (tg.exit answered), TG_AGAIN (sleeping, or waiting for the request
+ * body; also when the request ended meanwhile), TG_ERROR (a script error,
+ * logged: the caller answers 500). In the header filter and log phases a
+ * sleep is an error. */
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
-                      int64_t instruction_limit);
+                      int64_t instruction_limit, int64_t body_max);
 
 /* ---- for the API files (src/lua_api.c, lua_re.c, lua_crypto.c) ---- */
 typedef struct lua_State lua_State;
@@ -104,5 +109,8 @@ int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail
 int tg_lua_vm_in_chunk(lua_State *L); /* L is the chunk's coroutine, not one it made */
 int tg_lua_vm_exit_request(lua_State *L); /* after tg_request_respond: yields */
 int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx); /* tg.ctx */
+/* tg.req.body: the body read once per request (up to body_max), or nil,
+ * "body too large"; yields while the body arrives. lua_CFunction. */
+int tg_lua_vm_body(lua_State *L);
 
 #endif

@@ -39,7 +39,7 @@ if r.path() == "/info" then
   local h = r.headers()
   local out = table.concat({r.method(), r.path(), r.query(), tostring(r.arg("a")),
     tostring(r.header("x-one")), tostring(h["x-multi"]), r.client_ip(), r.host(), r.scheme(),
-    tostring(r.body()), tostring(tg.var.remote_addr), tostring(tg.var.http_x_one),
+    '[' .. r.body() .. ']', tostring(tg.var.remote_addr), tostring(tg.var.http_x_one),
     tostring(tg.var.arg_a), tostring(tg.var.cookie_c)}, "|")
   tg.exit(200, out)
 end
@@ -132,7 +132,7 @@ is($r->{headers}{location}, 'https://example.com/x', 'Location');
 
 $r = $tg->http(GET => '/info?a=1&b=2', headers => ['X-One' => '1', 'X-Multi' => 'a',
     'X-Multi' => 'b', 'Cookie' => 'c=cv; d=2']);
-is($r->{body}, 'GET|/info|a=1&b=2|1|1|a, b|127.0.0.1|127.0.0.1|http|nil|127.0.0.1|1|1|cv',
+is($r->{body}, 'GET|/info|a=1&b=2|1|1|a, b|127.0.0.1|127.0.0.1|http|[]|127.0.0.1|1|1|cv',
    'tg.req readers and tg.var');
 
 $r = $tg->http(GET => '/re');

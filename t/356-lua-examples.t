@@ -27,6 +27,11 @@ server {
     location /key/ { lua_access $ex/api_key.lua; proxy_pass $stable->{addr}; }
     location = /admin/keys { lua_access %%DIR%%/admin.lua; }
     location /jwt/ { lua_access $ex/jwt_hs256.lua; proxy_pass $stable->{addr}; }
+    location /hook/ {
+        lua_body_max 4k;
+        lua_access $ex/webhook_signature.lua;
+        proxy_pass $stable->{addr};
+    }
     location ~ ^/(api|headers|status)/ {
         lua_header_filter $ex/response_headers.lua;
         proxy_pass $stable->{addr};
@@ -36,6 +41,7 @@ server {
 }
 C
     'jwt_config.lua' => "return { secret = 's3cret' }\n",
+    'webhook_config.lua' => "return { secret = 'hook-secret' }\n",
     'admin.lua' => "tg.shared.api_keys:set(tg.req.arg('key'), tg.req.arg('client')) tg.exit(204)\n",
 });
 
@@ -122,5 +128,24 @@ is(name_of($r), 'canary', 'routed again on the new path');
 $j = decode_json($r->{body});
 is($j->{url}, '/users/7?x=1', '/v1 stripped');
 is($j->{headers}{'x-api-version'}, '1', 'version sent upstream');
+
+# webhook signature over the body
+my $payload = '{"action":"opened","number":7}';
+my $sig = 'sha256=' . unpack('H*', hmac_sha256($payload, 'hook-secret'));
+$r = $tg->http(POST => '/hook/x', body => $payload, headers => ['X-Hub-Signature-256' => $sig]);
+is($r->{status}, 200, 'webhook: a good signature passes');
+my $got = decode_json($r->{body});
+is($got->{body}, $payload, 'webhook: the upstream gets the body the signature covers');
+ok(!exists $got->{headers}{'x-hub-signature-256'}, 'webhook: the signature is not forwarded');
+$r = $tg->http(POST => '/hook/x', chunked => 1, body => ['{"action":', '"opened","number":7}'],
+               headers => ['X-Hub-Signature-256' => $sig]);
+is($r->{status}, 200, 'webhook: a chunked body is checked decoded');
+is(decode_json($r->{body})->{body}, $payload, 'webhook: and forwarded whole');
+$r = $tg->http(POST => '/hook/x', body => "$payload ", headers => ['X-Hub-Signature-256' => $sig]);
+is($r->{status}, 401, 'webhook: a changed body is refused');
+is($r->{body}, "bad signature\n", 'webhook: with its reason');
+is($tg->http(POST => '/hook/x', body => $payload)->{status}, 401, 'webhook: no signature, 401');
+$r = $tg->http(POST => '/hook/x', body => 'x' x 5000, headers => ['X-Hub-Signature-256' => $sig]);
+is($r->{status}, 413, 'webhook: a body over lua_body_max, 413');
 
 done_testing;

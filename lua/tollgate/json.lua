@@ -15,8 +15,17 @@ end
 
 local value
 
+-- bytes, not one-character strings: no string is made per character
+local SP, TAB, CR, LF = 32, 9, 13, 10
+local QUOTE, LBRACE, RBRACE, LBRACKET, RBRACKET, COLON, COMMA = 34, 123, 125, 91, 93, 58, 44
+
 local function skip(s, i)
-  return find(s, "[^ \t\r\n]", i) or #s + 1
+  local b = byte(s, i)
+  while b == SP or b == LF or b == CR or b == TAB do
+    i = i + 1
+    b = byte(s, i)
+  end
+  return b and i or #s + 1
 end
 
 local function str(s, i) -- i at the opening quote
@@ -25,7 +34,7 @@ local function str(s, i) -- i at the opening quote
     local k = find(s, '["\\]', j)
     if not k then error("unterminated string") end
     out[#out + 1] = sub(s, j, k - 1)
-    if byte(s, k) == 34 then return table.concat(out), k + 1 end
+    if byte(s, k) == QUOTE then return table.concat(out), k + 1 end
     local e = sub(s, k + 1, k + 1)
     if e == "u" then
       local hex = sub(s, k + 2, k + 5)
@@ -43,38 +52,38 @@ end
 
 function value(s, i)
   i = skip(s, i)
-  local c = sub(s, i, i)
-  if c == "{" then
+  local c = byte(s, i)
+  if c == LBRACE then
     local t = {}
     i = skip(s, i + 1)
-    if sub(s, i, i) == "}" then return t, i + 1 end
+    if byte(s, i) == RBRACE then return t, i + 1 end
     while true do
-      if sub(s, i, i) ~= '"' then error("expected a key") end
+      if byte(s, i) ~= QUOTE then error("expected a key") end
       local k
       k, i = str(s, i)
       i = skip(s, i)
-      if sub(s, i, i) ~= ":" then error("expected ':'") end
+      if byte(s, i) ~= COLON then error("expected ':'") end
       t[k], i = value(s, i + 1)
       i = skip(s, i)
-      local d = sub(s, i, i)
-      if d == "}" then return t, i + 1 end
-      if d ~= "," then error("expected ',' or '}'") end
+      local d = byte(s, i)
+      if d == RBRACE then return t, i + 1 end
+      if d ~= COMMA then error("expected ',' or '}'") end
       i = skip(s, i + 1)
     end
-  elseif c == "[" then
+  elseif c == LBRACKET then
     local t, n = {}, 0
     i = skip(s, i + 1)
-    if sub(s, i, i) == "]" then return t, i + 1 end
+    if byte(s, i) == RBRACKET then return t, i + 1 end
     while true do
       n = n + 1
       t[n], i = value(s, i)
       i = skip(s, i)
-      local d = sub(s, i, i)
-      if d == "]" then return t, i + 1 end
-      if d ~= "," then error("expected ',' or ']'") end
+      local d = byte(s, i)
+      if d == RBRACKET then return t, i + 1 end
+      if d ~= COMMA then error("expected ',' or ']'") end
       i = i + 1
     end
-  elseif c == '"' then
+  elseif c == QUOTE then
     return str(s, i)
   elseif find(s, "^true", i) then
     return true, i + 4

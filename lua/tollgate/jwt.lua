@@ -3,12 +3,18 @@
 -- "bad signature", "token expired", "token not yet valid").
 local json = require "tollgate.json"
 local c = tg.crypto
+local find, sub = string.find, string.sub
 local M = {}
 
 function M.verify(token, secret, now, leeway)
   if type(token) ~= "string" then return nil, "missing token" end
-  local h64, p64, s64 = token:match("^([%w_-]+)%.([%w_-]+)%.([%w_-]+)$")
-  if not h64 then return nil, "malformed token" end
+  -- three non-empty parts (base64_decode below refuses non-base64 bytes)
+  local d1 = find(token, ".", 1, true)
+  local d2 = d1 and find(token, ".", d1 + 1, true)
+  if not d2 or d1 == 1 or d2 == d1 + 1 or d2 == #token or find(token, ".", d2 + 1, true) then
+    return nil, "malformed token"
+  end
+  local h64, p64, s64 = sub(token, 1, d1 - 1), sub(token, d1 + 1, d2 - 1), sub(token, d2 + 1)
   local header = json.decode(c.base64_decode(h64, true) or "")
   local claims = json.decode(c.base64_decode(p64, true) or "")
   local sig = c.base64_decode(s64, true)
