@@ -1175,13 +1175,14 @@ int tg_tls_upconn_start(tg_upconn_t *uc)
     return 0;
 }
 
-int tg_tls_upconn_handshake(tg_upconn_t *uc)
+/* One handshake step. On failure, the reason goes to `why` (NUL-terminated;
+ * a verification failure names the verification error). */
+static int up_handshake(tg_upconn_t *uc, char *why, size_t size)
 {
     errno = 0;
     int rc = SSL_connect(uc->ssl);
-    if (rc == 1) {
+    if (rc == 1)
         return 1;
-    }
     int want_write = 0, failed = 0, log_it;
     ssl_io_error(uc->ssl, rc, 0, &want_write, &failed, &log_it);
     if (!failed) {
@@ -1194,16 +1195,29 @@ int tg_tls_upconn_handshake(tg_upconn_t *uc)
     uc->tls_failed = 1;
     long v = SSL_get_verify_result(uc->ssl);
     if (v != X509_V_OK)
-        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS certificate verification failed: %s",
-               TG_STR_FMT(uc->peer->name), X509_verify_cert_error_string(v));
+        snprintf(why, size, "TLS certificate verification failed: %s",
+                 X509_verify_cert_error_string(v));
     else if (log_it)
-        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed: %s",
-               TG_STR_FMT(uc->peer->name), ssl_reason());
+        snprintf(why, size, "TLS handshake failed: %s", ssl_reason());
     else
-        tg_log_errno(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed (connection closed)",
-                     TG_STR_FMT(uc->peer->name));
+        snprintf(why, size, "TLS handshake failed (connection closed%s%s)", errno ? ": " : "",
+                 errno ? strerror(errno) : "");
     ERR_clear_error();
     return -1;
+}
+
+int tg_tls_upconn_handshake(tg_upconn_t *uc)
+{
+    char why[256];
+    int rc = up_handshake(uc, why, sizeof(why));
+    if (rc < 0)
+        tg_log(TG_LOG_ERROR, "upstream %.*s: %s", TG_STR_FMT(uc->peer->name), why);
+    return rc;
+}
+
+int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size)
+{
+    return up_handshake(uc, why, size);
 }
 
 static ssize_t up_fail(tg_upconn_t *uc, int rc, const char *op)

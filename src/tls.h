@@ -47,6 +47,10 @@ int tg_tls_is_established(tg_conn_t *c);
 typedef struct tg_upconn_s tg_upconn_t;
 int tg_tls_upconn_start(tg_upconn_t *uc);
 int tg_tls_upconn_handshake(tg_upconn_t *uc);
+/* The same for health checks: nothing logged, a failure's reason written
+ * to `why` ("TLS certificate verification failed: ..."), for the caller's
+ * one log line when the server changes state. */
+int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size);
 ssize_t tg_tls_up_read(tg_upconn_t *uc, void *buf, size_t len);
 ssize_t tg_tls_up_writev(tg_upconn_t *uc, const struct iovec *iov, int n);
 int tg_tls_up_pending(tg_upconn_t *uc);
