@@ -16,7 +16,11 @@
  * from a secret the master makes once (kept in this file's static across
  * reloads) and the time slot floor(now / tls_ticket_rotate). Every worker
  * computes the same keys, the previous slot's key is still accepted. The
- * per-process key cache below is a pure function of (secret, slot).
+ * per-process key cache below is a pure function of (secret, slot). Session
+ * IDs go through the shared cache of src/tls_cache.c (OpenSSL's internal
+ * per-process cache is off). A session resumes only with the session id
+ * context (server block, certificates, client-CA policy) and the SNI name
+ * it was made with.
  *
  * I/O: tg_tls_read/tg_tls_writev behave like read(2)/writev(2). Writes
  * gather small ranges (a header block, chunk framing) into one 16 KB record

@@ -7,7 +7,8 @@
  * is freed with its arena. Session-ticket keys are derived from a secret the
  * master creates once and keeps across reloads, and from the time slot, so
  * every worker of every generation computes the same keys without shared
- * memory (see docs/tls.md). */
+ * memory; sessions resumed by ID come from a cache in shared memory
+ * (tls_cache.h) that every worker uses (see docs/tls.md). */
 #ifndef TG_TLS_H
 #define TG_TLS_H
 
