@@ -1179,9 +1179,7 @@ int tg_tls_upconn_start(tg_upconn_t *uc)
     return 0;
 }
 
-/* One handshake step. On failure, the reason goes to `why` (NUL-terminated;
- * a verification failure names the verification error). */
-static int up_handshake(tg_upconn_t *uc, char *why, size_t size)
+int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size)
 {
     errno = 0;
     int rc = SSL_connect(uc->ssl);
@@ -1213,15 +1211,10 @@ static int up_handshake(tg_upconn_t *uc, char *why, size_t size)
 int tg_tls_upconn_handshake(tg_upconn_t *uc)
 {
     char why[256];
-    int rc = up_handshake(uc, why, sizeof(why));
+    int rc = tg_tls_upconn_check(uc, why, sizeof(why));
     if (rc < 0)
         tg_log(TG_LOG_ERROR, "upstream %.*s: %s", TG_STR_FMT(uc->peer->name), why);
     return rc;
-}
-
-int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size)
-{
-    return up_handshake(uc, why, size);
 }
 
 static ssize_t up_fail(tg_upconn_t *uc, int rc, const char *op)

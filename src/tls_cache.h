@@ -53,7 +53,8 @@ tg_tls_cache_t *tg_tls_cache_init(void *mem, size_t size);
 
 /* Store `len` bytes under the session ID `id` (1..TG_TLS_CACHE_MAX_ID bytes),
  * replacing a session with the same ID. `expires` and `now` are Unix times
- * in seconds. 0 stored, 1 not stored (too big), -1 the lock failed. */
+ * in seconds. 0 stored, 1 not stored (too big: only counted, `data` may
+ * then be NULL; or a bad ID length), -1 the lock failed. */
 int tg_tls_cache_put(tg_tls_cache_t *c, const unsigned char *id, size_t idlen,
                      const unsigned char *data, size_t len, int64_t expires, int64_t now);
 
