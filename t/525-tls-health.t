@@ -66,7 +66,6 @@ ok($j2->{connections} - $j1->{connections} >= 4,
 
 is($tg->http(GET => '/wrongca/x')->{status}, 502, 'the down server is not tried: 502');
 my $off = $tg->log_offset;
-my %names;
 for my $i (1 .. 6) {
     my $r = $tg->http(GET => "/mixed/$i");
     is($r->{status}, 200, "mixed: request $i goes to the verified server");
