@@ -16,7 +16,11 @@
  * from a secret the master makes once (kept in this file's static across
  * reloads) and the time slot floor(now / tls_ticket_rotate). Every worker
  * computes the same keys, the previous slot's key is still accepted. The
- * per-process key cache below is a pure function of (secret, slot).
+ * per-process key cache below is a pure function of (secret, slot). Session
+ * IDs go through the shared cache of src/tls_cache.c (OpenSSL's internal
+ * per-process cache is off). A session resumes only with the session id
+ * context (server block, certificates, client-CA policy) and the SNI name
+ * it was made with.
  *
  * I/O: tg_tls_read/tg_tls_writev behave like read(2)/writev(2). Writes
  * gather small ranges (a header block, chunk framing) into one 16 KB record
@@ -46,6 +50,8 @@
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "shm.h"
+#include "tls_cache.h"
 
 #define TLS_PROTO_12 0x01
 #define TLS_PROTO_13 0x02
@@ -57,6 +63,9 @@
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"       \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 #define TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
+#define TLS_DEFAULT_CACHE (1024 * 1024)
+#define TLS_MAX_CACHE ((int64_t)1 << 30)
+#define TLS_CACHE_ZONE "tollgate:tls_session_cache" /* the shm zone's name */
 
 /* The ALPN protocols we speak, in preference order (wire format). The one
  * place to add "h2" later. */
@@ -82,6 +91,10 @@ typedef struct {
     int64_t verify_client; /* 0 off, 1 on, 2 optional */
     int redirect_https;    /* tg_conf_set_flag writes an int */
     tg_msec_t ticket_rotate; /* main scope only */
+    int64_t session_cache;     /* main: tls_session_cache size in bytes, 0 off */
+    tg_msec_t session_timeout; /* main */
+    int session_tickets;       /* main: tg_conf_set_flag writes an int */
+    tg_tls_cache_t *cache;     /* the shared session cache, NULL when off */
     const char *ca_file;     /* where tls_client_ca was written */
     int ca_line;
     SSL_CTX *ctx; /* built at init_conf for servers with a tls listener */
@@ -103,6 +116,9 @@ static void *tls_create_conf(tg_conf_t *cf)
     t->verify_client = TG_CONF_UNSET;
     t->redirect_https = TG_CONF_UNSET;
     t->ticket_rotate = TG_CONF_UNSET;
+    t->session_cache = TG_CONF_UNSET;
+    t->session_timeout = TG_CONF_UNSET;
+    t->session_tickets = TG_CONF_UNSET;
     return t;
 }
 
@@ -116,6 +132,9 @@ static const char *tls_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->verify_client, p->verify_client, 0);
     TG_CONF_MERGE(c->redirect_https, p->redirect_https, 0);
     TG_CONF_MERGE(c->ticket_rotate, p->ticket_rotate, 3600 * 1000);
+    TG_CONF_MERGE(c->session_cache, p->session_cache, TLS_DEFAULT_CACHE);
+    TG_CONF_MERGE(c->session_timeout, p->session_timeout, 3600 * 1000);
+    TG_CONF_MERGE(c->session_tickets, p->session_tickets, 1);
     if (c->client_ca == NULL) {
         c->client_ca = p->client_ca;
         c->ca_file = p->ca_file;
@@ -280,6 +299,38 @@ static const char *set_ticket_rotate(tg_conf_t *cf, const tg_directive_t *d, voi
     return err;
 }
 
+/* tls_session_cache shared:SIZE | off */
+static const char *set_session_cache(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tls_conf_t *t = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "off")) {
+        t->session_cache = 0;
+        return NULL;
+    }
+    int64_t size;
+    if (v.len < 7 || memcmp(v.p, "shared:", 7) != 0 ||
+        tg_parse_size((tg_str_t){v.p + 7, v.len - 7}, &size) != 0)
+        return tg_conf_errf(cf, "invalid value \"%.*s\" in \"tls_session_cache\", expected "
+                                "shared:SIZE or off",
+                            TG_STR_FMT(v));
+    if (size < TG_TLS_CACHE_MIN_SIZE || size > TLS_MAX_CACHE)
+        return tg_conf_errf(cf, "\"tls_session_cache\" size \"%.*s\" must be between 32k and 1g",
+                            TG_STR_FMT(v));
+    t->session_cache = size;
+    return NULL;
+}
+
+static const char *set_session_timeout(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    tls_conf_t *t = conf;
+    const char *err = tg_conf_set_msec(cf, d, conf);
+    if (err == NULL && (t->session_timeout < 1000 || t->session_timeout > 7 * 86400 * 1000LL))
+        return "\"tls_session_timeout\" must be between 1s and 7d";
+    return err;
+}
+
 /* ---- session tickets ------------------------------------------------------- */
 
 static unsigned char ticket_secret[32]; /* master-made, kept across reloads */
@@ -425,6 +476,123 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* ---- session cache and SNI binding ------------------------------------------ */
+
+/* Was `sess` made for the server name this client hello asks for? A
+ * session binds to its SNI (RFC 6066 section 3): the same server block may
+ * answer several names, and resuming under another name would skip that
+ * name's checks. Only valid while the client hello is processed, which is
+ * when OpenSSL looks sessions up (by ID or ticket). */
+static int sni_matches(SSL *ssl, SSL_SESSION *sess)
+{
+    char buf[256];
+    tg_str_t now = sni_from_hello(ssl, buf, sizeof(buf));
+    const char *h = SSL_SESSION_get0_hostname(sess);
+    size_t n = h ? strlen(h) : 0;
+    while (n > 0 && h[n - 1] == '.')
+        n--;
+    if (n != now.len)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if ((ch >= 'A' && ch <= 'Z' ? ch + 32 : ch) != now.p[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* The SNI callback only acknowledges the name (the server block was picked
+ * in the client hello callback): OpenSSL records an acknowledged name in
+ * the new session, which is what sni_matches compares against. */
+static int servername_cb(SSL *ssl, int *al, void *arg)
+{
+    (void)ssl;
+    (void)al;
+    (void)arg;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* A new session (full handshake): store it serialised under its ID. TLS 1.3
+ * sessions are only stored when tickets are off: OpenSSL then sends their
+ * ID as the ticket and looks it up here; with tickets on they are stateless
+ * and storing them would only push TLS 1.2 sessions out. Returns 0: OpenSSL
+ * keeps its reference. */
+static int sess_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_conf_t *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (t == NULL || t->cache == NULL ||
+        (SSL_version(ssl) == TLS1_3_VERSION && !(SSL_get_options(ssl) & SSL_OP_NO_TICKET)))
+        return 0;
+    unsigned int idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    unsigned char buf[TG_TLS_CACHE_MAX_DATA], *p = buf;
+    int len = i2d_SSL_SESSION(sess, NULL);
+    if (len <= 0) {
+        ERR_clear_error();
+        return 0;
+    }
+    if (len <= (int)sizeof(buf) && i2d_SSL_SESSION(sess, &p) != len) {
+        ERR_clear_error();
+        return 0;
+    }
+    int64_t expires = (int64_t)SSL_SESSION_get_time(sess) + SSL_SESSION_get_timeout(sess);
+    tg_tls_cache_put(t->cache, id, idlen, len <= (int)sizeof(buf) ? buf : NULL, (size_t)len,
+                     expires, (int64_t)time(NULL));
+    return 0;
+}
+
+/* A client offers a session ID: the stored session, deserialised (ours:
+ * *copy = 0), or NULL for a full handshake. OpenSSL then checks the
+ * session id context, protocol and cipher itself. */
+static SSL_SESSION *sess_get_cb(SSL *ssl, const unsigned char *id, int idlen, int *copy)
+{
+    *copy = 0;
+    tls_conf_t *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    unsigned char buf[TG_TLS_CACHE_MAX_DATA];
+    if (t == NULL || t->cache == NULL || idlen <= 0)
+        return NULL;
+    long n = tg_tls_cache_get(t->cache, id, (size_t)idlen, (int64_t)time(NULL), buf, sizeof(buf));
+    if (n <= 0)
+        return NULL;
+    const unsigned char *p = buf;
+    SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, n);
+    if (sess == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    if (!sni_matches(ssl, sess)) {
+        SSL_SESSION_free(sess);
+        return NULL;
+    }
+    return sess;
+}
+
+/* OpenSSL drops a session (a fatal alert on its connection, a single-use
+ * TLS 1.3 ticket used): drop it for every worker. */
+static void sess_remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    tls_conf_t *t = SSL_CTX_get_app_data(ctx);
+    unsigned int idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    if (t && t->cache)
+        tg_tls_cache_remove(t->cache, id, idlen);
+}
+
+/* A ticket decrypted fine: resume only under the name it was issued for
+ * (else a full handshake and a new ticket). Other outcomes as OpenSSL's
+ * default: a full handshake with a new ticket. */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+                                       size_t name_len, SSL_TICKET_STATUS status, void *arg)
+{
+    (void)name;
+    (void)name_len;
+    (void)arg;
+    if ((status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW) ||
+        !sni_matches(ssl, sess))
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* ---- building contexts ----------------------------------------------------- */
 
 static void ctx_free(void *ctx)
@@ -525,15 +693,29 @@ static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
     return p->staple ? load_staple(cf, p) : 0;
 }
 
-/* A session id context per server block, so a session resumes only with the
- * server (and client-certificate policy) that made it. */
-static void set_sid_ctx(SSL_CTX *ctx, tg_server_t *s)
+/* The session id context: SHA-256 of the server block's place in the
+ * config, its certificates and its client-certificate policy, so a session
+ * (by ID or ticket) resumes only with the server block, certificates and
+ * client-CA setting that made it, also across a reload that changed them. */
+static int set_sid_ctx(SSL_CTX *ctx, tg_server_t *s, tls_conf_t *t)
 {
-    unsigned char md[32];
-    char text[512];
-    int n = snprintf(text, sizeof(text), "tollgate:%s:%d", s->file, s->line);
-    EVP_Digest(text, (size_t)(n < 0 ? 0 : n), md, NULL, EVP_sha256(), NULL);
-    SSL_CTX_set_session_id_context(ctx, md, sizeof(md));
+    unsigned char md[32], leaf[EVP_MAX_MD_SIZE];
+    unsigned int n;
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    char text[64];
+    int ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(h, s->file, strlen(s->file) + 1);
+    snprintf(text, sizeof(text), ":%d:%d:", s->line, (int)t->verify_client);
+    ok = ok && EVP_DigestUpdate(h, text, strlen(text));
+    if (ok && t->verify_client && t->client_ca)
+        ok = EVP_DigestUpdate(h, t->client_ca, strlen(t->client_ca) + 1);
+    for (int i = 0; ok && i < t->npairs; i++)
+        ok = t->pairs[i].leaf && X509_digest(t->pairs[i].leaf, EVP_sha256(), leaf, &n) &&
+             EVP_DigestUpdate(h, leaf, n);
+    ok = ok && EVP_DigestFinal_ex(h, md, NULL) &&
+         SSL_CTX_set_session_id_context(ctx, md, sizeof(md));
+    EVP_MD_CTX_free(h);
+    return ok ? 0 : -1;
 }
 
 static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
@@ -561,15 +743,32 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
     SSL_CTX_set1_groups_list(ctx, t->groups);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
-    /* resumption is by tickets only: they work across workers */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
-    SSL_CTX_set_timeout(ctx, (long)(t->ticket_rotate / 1000) * 2);
-    set_sid_ctx(ctx, s);
+    /* resumption across workers: tickets whose keys every worker derives,
+     * and session IDs in the shared cache; OpenSSL's per-process cache never */
+    if (t->cache) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(ctx, sess_new_cb);
+        SSL_CTX_sess_set_get_cb(ctx, sess_get_cb);
+        SSL_CTX_sess_set_remove_cb(ctx, sess_remove_cb);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    if (t->session_tickets) {
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+        SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_dec_cb, NULL);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    }
+    SSL_CTX_set_timeout(ctx, (long)(t->session_timeout / 1000));
     for (int i = 0; i < t->npairs; i++)
         if (load_pair(cf, ctx, &t->pairs[i]) != 0)
             return NULL;
+    if (set_sid_ctx(ctx, s, t) != 0) {
+        tg_conf_error(cf, "cannot set the session id context: %s", ssl_reason());
+        return NULL;
+    }
     if (t->verify_client) {
         cf->file = t->ca_file ? t->ca_file : s->file;
         cf->line = t->ca_file ? t->ca_line : s->line;
@@ -682,7 +881,6 @@ static int has_tls_listen(tg_server_t *s)
 
 static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
 {
-    (void)main_conf;
     tg_config_t *c = cf->config;
     if (!ticket_secret_set) {
         if (RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1)
@@ -691,9 +889,24 @@ static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
     }
     const char *file = cf->file;
     int line = cf->line;
+    tls_conf_t *m = main_conf;
+    tg_tls_cache_t *cache = NULL;
+    int any_tls = 0;
+    for (int i = 0; i < c->nservers; i++)
+        any_tls |= has_tls_listen(c->servers[i]);
+    if (any_tls && m->session_cache > 0) {
+        tg_shm_zone_t *z;
+        const char *err = tg_shm_zone_add(cf, tg_str_c(TLS_CACHE_ZONE), (size_t)m->session_cache,
+                                          "tls_session_cache", &z);
+        if (err)
+            return err;
+        if ((cache = tg_tls_cache_init(z->data, z->size)) == NULL)
+            return "cannot set up the TLS session cache";
+    }
     for (int i = 0; i < c->nservers; i++) {
         tg_server_t *s = c->servers[i];
         tls_conf_t *t = tls_conf(s->mconf);
+        t->cache = cache;
         cf->file = s->file;
         cf->line = s->line;
         if (!has_tls_listen(s)) {
@@ -767,6 +980,11 @@ static const tg_directive_t tls_directives[] = {
     {"tls_verify_client", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_verify_client, 0},
     {"tls_ticket_rotate", TG_SCOPE_MAIN, 0, 1, 1, set_ticket_rotate,
      offsetof(tls_conf_t, ticket_rotate)},
+    {"tls_session_cache", TG_SCOPE_MAIN, 0, 1, 1, set_session_cache, 0},
+    {"tls_session_timeout", TG_SCOPE_MAIN, 0, 1, 1, set_session_timeout,
+     offsetof(tls_conf_t, session_timeout)},
+    {"tls_session_tickets", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_flag,
+     offsetof(tls_conf_t, session_tickets)},
     {"redirect_https", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, tg_conf_set_flag,
      offsetof(tls_conf_t, redirect_https)},
     {NULL, 0, 0, 0, 0, NULL, 0},
@@ -961,13 +1179,12 @@ int tg_tls_upconn_start(tg_upconn_t *uc)
     return 0;
 }
 
-int tg_tls_upconn_handshake(tg_upconn_t *uc)
+int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size)
 {
     errno = 0;
     int rc = SSL_connect(uc->ssl);
-    if (rc == 1) {
+    if (rc == 1)
         return 1;
-    }
     int want_write = 0, failed = 0, log_it;
     ssl_io_error(uc->ssl, rc, 0, &want_write, &failed, &log_it);
     if (!failed) {
@@ -980,16 +1197,24 @@ int tg_tls_upconn_handshake(tg_upconn_t *uc)
     uc->tls_failed = 1;
     long v = SSL_get_verify_result(uc->ssl);
     if (v != X509_V_OK)
-        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS certificate verification failed: %s",
-               TG_STR_FMT(uc->peer->name), X509_verify_cert_error_string(v));
+        snprintf(why, size, "TLS certificate verification failed: %s",
+                 X509_verify_cert_error_string(v));
     else if (log_it)
-        tg_log(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed: %s",
-               TG_STR_FMT(uc->peer->name), ssl_reason());
+        snprintf(why, size, "TLS handshake failed: %s", ssl_reason());
     else
-        tg_log_errno(TG_LOG_ERROR, "upstream %.*s: TLS handshake failed (connection closed)",
-                     TG_STR_FMT(uc->peer->name));
+        snprintf(why, size, "TLS handshake failed (connection closed%s%s)", errno ? ": " : "",
+                 errno ? strerror(errno) : "");
     ERR_clear_error();
     return -1;
+}
+
+int tg_tls_upconn_handshake(tg_upconn_t *uc)
+{
+    char why[256];
+    int rc = tg_tls_upconn_check(uc, why, sizeof(why));
+    if (rc < 0)
+        tg_log(TG_LOG_ERROR, "upstream %.*s: %s", TG_STR_FMT(uc->peer->name), why);
+    return rc;
 }
 
 static ssize_t up_fail(tg_upconn_t *uc, int rc, const char *op)

@@ -7,7 +7,8 @@
  * is freed with its arena. Session-ticket keys are derived from a secret the
  * master creates once and keeps across reloads, and from the time slot, so
  * every worker of every generation computes the same keys without shared
- * memory (see docs/tls.md). */
+ * memory; sessions resumed by ID come from a cache in shared memory
+ * (tls_cache.h) that every worker uses (see docs/tls.md). */
 #ifndef TG_TLS_H
 #define TG_TLS_H
 
@@ -47,6 +48,10 @@ int tg_tls_is_established(tg_conn_t *c);
 typedef struct tg_upconn_s tg_upconn_t;
 int tg_tls_upconn_start(tg_upconn_t *uc);
 int tg_tls_upconn_handshake(tg_upconn_t *uc);
+/* The same for health checks: nothing logged, a failure's reason written
+ * to `why` ("TLS certificate verification failed: ..."), for the caller's
+ * one log line when the server changes state. */
+int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size);
 ssize_t tg_tls_up_read(tg_upconn_t *uc, void *buf, size_t len);
 ssize_t tg_tls_up_writev(tg_upconn_t *uc, const struct iovec *iov, int n);
 int tg_tls_up_pending(tg_upconn_t *uc);

@@ -394,12 +394,6 @@ int tg_upstream_init_all(tg_conf_t *cf)
                     u->tls_cert_file, u->tls_cert_line, TG_STR_FMT(u->name));
             errors++;
         }
-        if (u->tls && u->health.enabled) {
-            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"health_check\" is not supported with "
-                            "\"tls on\" yet\n",
-                    u->file, u->line, TG_STR_FMT(u->name));
-            errors++;
-        }
         if (tg_balance_init(u, cf->arena) != 0) {
             fprintf(stderr, "%s:%d: upstream \"%.*s\": invalid servers\n", u->file, u->line,
                     TG_STR_FMT(u->name));

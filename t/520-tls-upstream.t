@@ -127,9 +127,6 @@ like(tg_conf_error("upstream u { server localhost:1; tls on; tls_verify maybe; }
 like(tg_conf_error("upstream u { server localhost:1; tls_trusted_ca $ca; }\n"
                    . "server { listen %%PORT%%; proxy_pass u; }"),
      qr/TLS settings without "tls on"/, 'TLS settings need tls on');
-like(tg_conf_error("upstream u { server localhost:1; tls on; health_check; }\n"
-                   . "server { listen %%PORT%%; proxy_pass u; }"),
-     qr/"health_check" is not supported with "tls on"/, 'health_check refused for tls upstreams');
 ok(tg_conf_ok("upstream u { server localhost:1; tls on; }\nserver { listen %%PORT%%; proxy_pass u; }"),
    'tls on with the system store');
 
