@@ -15,6 +15,7 @@
 #include "request.h"
 #include "worker.h"
 #include "log.h"
+#include "stats.h"
 
 struct tg_lua_req_s {
     tg_request_t *r;
@@ -418,6 +419,9 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         release_co(ctx);
         return TG_OK;
     }
+    tg_stats_count(TG_STATS_LUA_ERRORS, 1);
+    if (vm.over_budget)
+        tg_stats_count(TG_STATS_LUA_LIMIT, 1);
     log_error(co, rc, r, phase);
     release_co(ctx);
     if (rc == LUA_ERRMEM)
