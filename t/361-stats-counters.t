@@ -198,6 +198,21 @@ is(stats()->{requests}{total}, $before, 'stats requests are not traffic');
 $tg->http(GET => '/stats-self') for 1 .. 3;
 ok(wait_until(sub { stats()->{requests}{total} == $before + 3 }, 5), 'stats_count_self on: counted');
 
+# reload: a new location before page-a; named counters keep their slot
+{
+    my $total = stats()->{servers}{'a.test'}{locations}{'page-a'}{requests}{total};
+    my $off = $tg->reload($conf =~ s/(    location = \/a )/    location = \/new { return 200 new; }\n$1/r);
+    ok($tg->wait_log(qr/reloaded: generation 2/, 10, $off), 'reloaded');
+    ok(wait_until(sub { my $j = stats(); $j && $j->{generation} == 2 }, 10), 'generation 2');
+    $tg->http(GET => '/new');
+    $tg->http(GET => '/a');
+    my $j;
+    ok(wait_until(sub { $j = stats(); $j->{servers}{'a.test'}{locations}{'page-a'}{requests}{total} == $total + 1 }, 10),
+        'location counters survive the reload') or diag explain $j->{servers}{'a.test'}{locations};
+    is($j->{servers}{'a.test'}{locations}{'/new'}{requests}{total}, 1, 'the new location starts from zero');
+    is($j->{rate_limit}{zones}{strict}{limited}, $N, 'zone counters survive the reload');
+}
+
 # config errors
 like(tg_conf_error("server { listen %%PORT%%; location / { stats_auth 'a:\$6\$x'; } }"),
     qr/:\d+: .*"stats_auth"/, 'stats_auth without stats');
