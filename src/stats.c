@@ -77,8 +77,10 @@ int tg_stats_slot(tg_conf_t *cf, tg_stats_kind_t kind, tg_str_t a, tg_str_t b)
         return -1;
     char key[TG_STATS_NAME_MAX] = {0};
     size_t al = a.len < PART_MAX ? a.len : PART_MAX, bl = b.len < PART_MAX ? b.len : PART_MAX;
-    memcpy(key, a.p, al);
-    memcpy(key + al + 1, b.p, bl);
+    if (al) /* no NULL pointer to memcpy, even for 0 bytes */
+        memcpy(key, a.p, al);
+    if (bl)
+        memcpy(key + al + 1, b.p, bl);
     if (al == 0)
         key[0] = '_'; /* an empty first part would read as a never used slot */
     uint64_t gen = (uint64_t)cf->config->generation;
