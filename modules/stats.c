@@ -1,17 +1,23 @@
 /* stats: counts every request into the shared stats zone (src/stats.h) and,
  * where `stats;` is set, answers with the totals:
  *
- *   location = /stats { allow 127.0.0.1; deny all; stats; }
+ *   location = /stats { allow 127.0.0.1; deny all; stats; stats_auth "ops:$6$..."; }
+ *   location /api/ { stats_name api; proxy_pass api; }
  *
  * JSON by default; Prometheus text with ?format=prometheus or an Accept of
- * text/plain; a self-contained HTML dashboard with ?format=html or an Accept
- * of text/html. docs/stats.md has the schema and every metric.
+ * text/plain; a self-contained HTML dashboard (stats_dashboard.h) with
+ * ?format=html or an Accept of text/html. docs/stats.md has the schema and
+ * every metric.
  *
  * Counting runs in the log phase of every location (is_active is NULL), so
  * it sees the final status, and must stay cheap: relaxed atomic adds into
- * this worker's block, no lock, no allocation. Requests answered by `stats`
- * are not counted. Gauges (open connections, open tunnels) are copied from
- * the worker at each request end and on a 1 s timer. */
+ * this worker's block (totals, the server block's and the location's slots,
+ * the upstream server's), no lock, no allocation. Requests answered by
+ * `stats` are not counted unless stats_count_self is on. Cheap gauges (open
+ * connections and tunnels) are copied at each request end; connections by
+ * state and the upstream servers' in-flight attempts and health every second
+ * and before answering. Events outside this module (TLS, compression, rate
+ * limits, Lua, retries) are counted by one-line hooks (src/stats.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -28,7 +34,6 @@
 #include "log.h"
 #include "module.h"
 #include "request.h"
-#include "shm.h"
 #include "stats.h"
 #include "upstream.h"
 #include "worker.h"
