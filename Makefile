@@ -14,7 +14,7 @@ CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -g -D_GNU
                -Isrc -I$(LLHTTP_INC)
 ifeq ($(DEPS_OK),yes)
 CFLAGS_BASE += $(shell pkg-config --cflags $(PKGS))
-LIBS := -lev $(shell pkg-config --libs $(PKGS)) -lm
+LIBS := -lev $(shell pkg-config --libs $(PKGS)) -lcrypt -lm
 endif
 
 ifeq ($(SANITIZE),1)
@@ -55,7 +55,7 @@ build/tollgate: $(BUILD)/tollgate
 $(BUILD)/tollgate: $(OBJS) $(LLHTTP_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h)
+$(BUILD)/%.o: %.c $(wildcard src/*.h modules/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 

@@ -41,6 +41,7 @@
 #include "request.h"
 #include "accept_encoding.h"
 #include "log.h"
+#include "stats.h"
 
 enum { CZ_GZIP = 0, CZ_BR, CZ_ZSTD, CZ_NCODINGS };
 
@@ -490,6 +491,7 @@ static int compress_start(tg_request_t *r, cz_ctx_t *c)
     }
     r->resp_content_length = -1;
     c->state = CZ_ON;
+    tg_stats_count(TG_STATS_COMPRESSED, 1);
     return 0;
 }
 
@@ -732,6 +734,7 @@ static tg_rc_t cz_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
         }
         if (compress_start(r, c) != 0)
             return TG_ERROR;
+        tg_stats_count(TG_STATS_COMPRESS_IN, c->held);
         r->header_hold = 0;
         for (int i = 0; i < c->nhold; i++) {
             if (encode(c, c->hold[i]->pos, tg_buf_len(c->hold[i]), CZ_OP_PROCESS) != 0)
@@ -753,10 +756,12 @@ static tg_rc_t cz_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
     }
 
     tg_chain_t *head = NULL, *tail = NULL;
+    size_t out = 0;
     for (int i = 0; i < c->used; i++) {
         tg_buf_t *b = c->out[i];
         if (tg_buf_len(b) == 0)
             continue;
+        out += tg_buf_len(b);
         if (c->flush)
             b->flags |= TG_BUF_F_FLUSH;
         c->links[i] = (tg_chain_t){b, NULL};
@@ -766,6 +771,8 @@ static tg_rc_t cz_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
             head = &c->links[i];
         tail = &c->links[i];
     }
+    tg_stats_count(TG_STATS_COMPRESS_IN, len);
+    tg_stats_count(TG_STATS_COMPRESS_OUT, out);
     if (last) {
         if (tail == NULL) {
             c->links[0] = (tg_chain_t){&c->end, NULL};

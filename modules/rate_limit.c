@@ -38,6 +38,7 @@
 #include "var.h"
 #include "cidr.h"
 #include "shm.h"
+#include "stats.h"
 #include "gcra.h"
 #include "gcra_table.h"
 #include "redis.h"
@@ -77,6 +78,7 @@ typedef struct {
     int64_t window;       /* seconds, for w= */
     tg_shm_zone_t *shm;
     rl_shared_t *shared;
+    int stats_slot; /* its counters in the stats zone, -1: none */
     tg_gcra_table_t *table;
     /* per worker: SHA-256 for the partition key, set up once (a one-shot
      * EVP_Digest allocates and looks the algorithm up on every call) */
@@ -446,6 +448,7 @@ static const char *rl_init_conf(tg_conf_t *cf, void *conf)
     rl_conf_t *m = conf;
     for (int i = 0; i < m->nzones; i++) {
         rl_zone_t *z = m->zones[i];
+        z->stats_slot = tg_stats_slot(cf, TG_STATS_ZONE, z->name, TG_NULL_STR);
         z->shared = z->shm->data;
         if (z->shared->magic != RL_MAGIC) {
             memset(z->shared, 0, sizeof(*z->shared));
@@ -634,6 +637,7 @@ static tg_rc_t decide(tg_request_t *r, rl_conf_t *c, rl_zone_t *z, rl_res_t *res
         count(&s->passed);
         return TG_OK;
     }
+    tg_stats_zone_hit(z->stats_slot, z->dry_run);
     if (z->dry_run) {
         uint64_t n = count(&s->dry_run);
         if (log_due(z, LOG_DRY))

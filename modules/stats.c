@@ -1,45 +1,65 @@
 /* stats: counts every request into the shared stats zone (src/stats.h) and,
  * where `stats;` is set, answers with the totals:
  *
- *   location = /stats { allow 127.0.0.1; deny all; stats; }
+ *   location = /stats { allow 127.0.0.1; deny all; stats; stats_auth "ops:$6$..."; }
+ *   location /api/ { stats_name api; proxy_pass api; }
  *
  * JSON by default; Prometheus text with ?format=prometheus or an Accept of
- * text/plain; a self-contained HTML dashboard with ?format=html or an Accept
- * of text/html. docs/stats.md has the schema and every metric.
+ * text/plain; a self-contained HTML dashboard (stats_dashboard.h) with
+ * ?format=html or an Accept of text/html. docs/stats.md has the schema and
+ * every metric.
  *
  * Counting runs in the log phase of every location (is_active is NULL), so
  * it sees the final status, and must stay cheap: relaxed atomic adds into
- * this worker's block, no lock, no allocation. Requests answered by `stats`
- * are not counted. Gauges (open connections, open tunnels) are copied from
- * the worker at each request end and on a 1 s timer. */
+ * this worker's block (totals, the server block's and the location's slots,
+ * the upstream server's), no lock, no allocation. Requests answered by
+ * `stats` are not counted unless stats_count_self is on. Cheap gauges (open
+ * connections and tunnels) are copied at each request end; connections by
+ * state and the upstream servers' in-flight attempts and health every second
+ * and before answering. Events outside this module (TLS, compression, rate
+ * limits, Lua, retries) are counted by one-line hooks (src/stats.c). */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <crypt.h>
 #include <ev.h>
 #include <llhttp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include "conn.h"
 #include "log.h"
 #include "module.h"
 #include "request.h"
-#include "shm.h"
 #include "stats.h"
 #include "upstream.h"
 #include "worker.h"
+#include "stats_dashboard.h"
 
 typedef struct {
-    tg_upstream_t *u;
-    int base; /* slot of its first server; servers past TG_STATS_MAX_PEERS: -1 */
-} stats_up_t;
+    tg_str_t user;
+    const char *hash; /* crypt(3) string: $6$..., $y$..., $2b$... */
+} stats_user_t;
+
+#define AUTH_CACHE 4 /* credentials that verified lately, per worker */
 
 typedef struct {
-    int enabled; /* location: `stats;` answers here */
+    int enabled;    /* location: `stats;` answers here */
+    int count_self; /* stats_count_self: its own requests count as traffic */
+    tg_str_t name;  /* stats_name, else the location's path (not inherited) */
+    stats_user_t *users; /* stats_auth */
+    int nusers;
+    int srv_slot, loc_slot; /* per server block / location counters, -1: none */
     /* main scope only */
-    tg_stats_shm_t *shm;
-    stats_up_t *ups;
-    int nups;
+    tg_stats_t *st;
     ev_timer *timer;        /* per worker, malloc'd at worker start */
     uint64_t upgrades_seen; /* tg_worker->upgrades already added to the zone */
+    struct crypt_data *crypt; /* per worker, for stats_auth */
+    unsigned char auth_ok[AUTH_CACHE][SHA256_DIGEST_LENGTH];
+    int auth_next;
 } stats_conf_t;
 
 tg_module_t tg_stats_module;
@@ -47,8 +67,11 @@ tg_module_t tg_stats_module;
 static void *stats_create_conf(tg_conf_t *cf)
 {
     stats_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
-    if (c)
+    if (c) {
         c->enabled = TG_CONF_UNSET;
+        c->count_self = TG_CONF_UNSET;
+        c->srv_slot = c->loc_slot = -1;
+    }
     return c;
 }
 
@@ -58,8 +81,12 @@ static const char *stats_merge_conf(tg_conf_t *cf, void *parent, void *child)
     (void)parent;
     stats_conf_t *c = child;
     /* not inherited: `stats` answers only in the location that names it */
+    if ((c->nusers || c->count_self != TG_CONF_UNSET) && c->enabled != 1)
+        return "\"stats_auth\" and \"stats_count_self\" need \"stats\" in the same location";
     if (c->enabled == TG_CONF_UNSET)
         c->enabled = 0;
+    if (c->count_self == TG_CONF_UNSET)
+        c->count_self = 0;
     return NULL;
 }
 
@@ -74,52 +101,113 @@ static const char *set_stats(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
-/* Declare the zone and give every upstream server its slot. A slot whose
- * server changed since the last load starts from zero. */
+static const char *set_name(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    stats_conf_t *c = conf;
+    if (c->name.p)
+        return "\"stats_name\" directive is duplicate";
+    c->name = tg_conf_arg(cf, 1);
+    if (c->name.len == 0)
+        return "empty name in \"stats_name\"";
+    return NULL;
+}
+
+/* stats_auth USER:HASH, HASH in a crypt(3) format libxcrypt supports (as
+ * `mkpasswd -m sha-512` or `openssl passwd -6` print them). */
+static const char *set_auth(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    stats_conf_t *c = conf;
+    tg_str_t a = tg_conf_arg(cf, 1);
+    const char *colon = memchr(a.p, ':', a.len);
+    if (colon == NULL || colon == a.p)
+        return tg_conf_errf(cf, "invalid \"stats_auth\" \"%.*s\", expected USER:HASH",
+                            TG_STR_FMT(a));
+    const char *hash = colon + 1;
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    if (cd == NULL)
+        return "out of memory";
+    const char *out = crypt_r("probe", hash, cd);
+    int ok = hash[0] == '$' && out && out[0] != '*' && strlen(out) == strlen(hash);
+    free(cd);
+    if (!ok)
+        return tg_conf_errf(cf, "invalid password hash in \"stats_auth\" for \"%.*s\", expected "
+                                "a crypt(3) hash such as $6$... (mkpasswd -m sha-512, "
+                                "openssl passwd -6) or $y$... (mkpasswd)",
+                            (int)(colon - a.p), a.p);
+    stats_user_t *nu = tg_arena_alloc(cf->arena, (size_t)(c->nusers + 1) * sizeof(*nu));
+    if (nu == NULL)
+        return "out of memory";
+    if (c->nusers)
+        memcpy(nu, c->users, (size_t)c->nusers * sizeof(*nu));
+    nu[c->nusers++] = (stats_user_t){{a.p, (size_t)(colon - a.p)}, hash};
+    c->users = nu;
+    return NULL;
+}
+
+/* The server block's name in the stats: its first server_name, else its
+ * first listen address. */
+static tg_str_t server_key(tg_server_t *s)
+{
+    if (s->nnames && s->names[0].len)
+        return s->names[0];
+    if (s->nlistens)
+        return tg_str_c(s->listens[0]->text);
+    return TG_STR("_");
+}
+
+static void assign_location(tg_conf_t *cf, tg_location_t *loc, int srv_slot, tg_str_t srv)
+{
+    stats_conf_t *lc = loc->mconf[tg_stats_module.index];
+    lc->srv_slot = srv_slot;
+    lc->loc_slot = tg_stats_slot(cf, TG_STATS_LOCATION, srv, lc->name.p ? lc->name : loc->path);
+    if (lc->loc_slot < 0)
+        tg_conf_warn(cf, "stats: location \"%.*s\" is not counted on its own, more than %d "
+                         "locations",
+                     TG_STR_FMT(loc->path), TG_STATS_MAX_LOCATIONS);
+}
+
+/* Give every upstream server, server block and location its slot. */
 static const char *stats_init_conf(tg_conf_t *cf, void *conf)
 {
     stats_conf_t *mc = conf;
-    tg_shm_zone_t *z;
-    const char *err = tg_shm_zone_add(cf, TG_STR("__stats"), sizeof(tg_stats_shm_t), "stats", &z);
-    if (err)
-        return err;
-    tg_stats_shm_t *s = mc->shm = z->data;
-    if (!z->reused) { /* a new zone is zeroed; touching it all would cost its RAM */
-        s->master.magic = 0x74677374617473ULL;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s->master.start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    }
-    int nups = 0, slot = 0;
+    tg_stats_t *st = mc->st = tg_stats_zone(cf);
+    if (st == NULL)
+        return NULL; /* reported */
+    int nups = 0;
     for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
         nups++;
-    mc->ups = tg_arena_alloc(cf->arena, (size_t)(nups ? nups : 1) * sizeof(stats_up_t));
-    if (mc->ups == NULL)
+    st->ups = tg_arena_alloc(cf->arena, (size_t)(nups ? nups : 1) * sizeof(*st->ups));
+    if (st->ups == NULL)
         return "out of memory";
     for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
-        stats_up_t *su = &mc->ups[mc->nups++];
+        tg_stats_upstream_t *su = &st->ups[st->nups++];
         su->u = u;
-        su->base = slot + u->npeers <= TG_STATS_MAX_PEERS ? slot : -1;
-        if (su->base < 0) {
-            tg_conf_warn(cf, "stats: upstream \"%.*s\" is not counted per server, more than %d "
-                             "upstream servers",
-                         TG_STR_FMT(u->name), TG_STATS_MAX_PEERS);
-            continue;
-        }
-        for (int i = 0; i < u->npeers; i++, slot++) {
-            char name[TG_STATS_NAME_MAX] = {0};
-            size_t ul = u->name.len < 47 ? u->name.len : 47;
-            size_t pl = u->peers[i].name.len < 47 ? u->peers[i].name.len : 47;
-            memcpy(name, u->name.p, ul);
-            memcpy(name + ul + 1, u->peers[i].name.p, pl);
-            if (memcmp(name, s->master.peer_names[slot], sizeof(name)) != 0) {
-                memcpy(s->master.peer_names[slot], name, sizeof(name));
-                for (int w = 0; z->reused && w < TG_MAX_WORKERS; w++)
-                    memset(&s->workers[w].peers[slot], 0, sizeof(tg_stats_peer_t));
-            }
+        if ((su->slots = tg_arena_alloc(cf->arena, (size_t)u->npeers * sizeof(int) + 1)) == NULL)
+            return "out of memory";
+        for (int i = 0; i < u->npeers; i++) {
+            su->slots[i] = tg_stats_slot(cf, TG_STATS_PEER, u->name, u->peers[i].name);
+            if (su->slots[i] < 0)
+                tg_conf_warn(cf, "stats: upstream \"%.*s\" server \"%.*s\" is not counted on its "
+                                 "own, more than %d upstream servers",
+                             TG_STR_FMT(u->name), TG_STR_FMT(u->peers[i].name),
+                             TG_STATS_MAX_PEERS);
         }
     }
-    s->master.npeers = (uint64_t)slot;
+    for (int i = 0; i < cf->config->nservers; i++) {
+        tg_server_t *s = cf->config->servers[i];
+        tg_str_t key = server_key(s);
+        int slot = tg_stats_slot(cf, TG_STATS_SERVER, key, TG_NULL_STR);
+        if (slot < 0)
+            tg_conf_warn(cf, "stats: server \"%.*s\" is not counted on its own, more than %d "
+                             "servers",
+                         TG_STR_FMT(key), TG_STATS_MAX_SERVERS);
+        for (int k = 0; k < s->nlocations; k++)
+            assign_location(cf, s->locations[k], slot, key);
+        if (s->root)
+            assign_location(cf, s->root, slot, key);
+    }
     return NULL;
 }
 
@@ -128,13 +216,13 @@ static stats_conf_t *main_conf(void)
     return tg_worker->config->mconf[tg_stats_module.index];
 }
 
-/* Copy the worker's gauges into its block; add new upgrades. */
-static void publish_gauges(stats_conf_t *mc)
+/* Copy the worker's cheap gauges into its block; add new upgrades. Runs at
+ * every request end. */
+static void publish_gauges(stats_conf_t *mc, tg_stats_worker_t *b)
 {
     tg_worker_t *w = tg_worker;
-    if (mc->shm == NULL || w->shutting_down)
+    if (w->shutting_down)
         return; /* a replaced worker must not overwrite its successor's gauges */
-    tg_stats_worker_t *b = &mc->shm->workers[w->slot];
     tg_stats_set(&b->conns_open, w->nconns);
     tg_stats_set(&b->tunnels_open, w->tunnels_open);
     if (w->upgrades != mc->upgrades_seen) {
@@ -143,21 +231,61 @@ static void publish_gauges(stats_conf_t *mc)
     }
 }
 
+/* The gauges that cost a walk: connections by state and the upstream
+ * servers' in-flight attempts and health as this worker sees them. Runs
+ * every second and before this worker answers a stats request. */
+static void publish_all(stats_conf_t *mc)
+{
+    tg_worker_t *w = tg_worker;
+    tg_stats_worker_t *b = &mc->st->shm->workers[w->slot];
+    publish_gauges(mc, b);
+    if (w->shutting_down)
+        return;
+    int64_t n[TG_STATS_CONN_STATES] = {0};
+    for (tg_conn_t *c = w->conns; c; c = c->next) {
+        switch (c->state) {
+        case TG_CONN_IDLE: n[TG_STATS_CONN_IDLE]++; break;
+        case TG_CONN_HEADERS: n[TG_STATS_CONN_READING]++; break;
+        case TG_CONN_TUNNEL: n[TG_STATS_CONN_UPGRADED]++; break;
+        default: n[TG_STATS_CONN_WRITING]++; break;
+        }
+    }
+    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+        tg_stats_set(&b->conns_state[k], n[k]);
+    tg_msec_t now = (tg_msec_t)(ev_now(w->loop) * 1000);
+    for (int i = 0; i < mc->st->nups; i++) {
+        tg_stats_upstream_t *su = &mc->st->ups[i];
+        for (int k = 0; k < su->u->npeers; k++) {
+            if (su->slots[k] < 0)
+                continue;
+            tg_peer_t *p = &su->u->peers[k];
+            tg_stats_peer_t *sp = &b->peers[su->slots[k]];
+            tg_stats_set(&sp->active, p->conns);
+            tg_stats_set(&sp->health, p->health_down                      ? TG_STATS_DOWN_ACTIVE
+                                      : !tg_balance_is_available(p, now) ? TG_STATS_DOWN_PASSIVE
+                                                                          : TG_STATS_UP);
+        }
+    }
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    publish_gauges(t->data);
+    publish_all(t->data);
 }
 
 static int stats_init_worker(tg_worker_t *w)
 {
     stats_conf_t *mc = main_conf();
+    if (mc->st == NULL)
+        return 0;
     mc->timer = malloc(sizeof(ev_timer));
-    if (mc->timer == NULL)
+    mc->crypt = calloc(1, sizeof(*mc->crypt));
+    if (mc->timer == NULL || mc->crypt == NULL)
         return -1;
     mc->upgrades_seen = w->upgrades;
-    ev_timer_init(mc->timer, timer_cb, 1., 1.);
+    ev_timer_init(mc->timer, timer_cb, 0., 1.);
     mc->timer->data = mc;
     ev_timer_start(w->loop, mc->timer);
     return 0;
@@ -165,18 +293,12 @@ static int stats_init_worker(tg_worker_t *w)
 
 static void count_peer(stats_conf_t *mc, tg_stats_worker_t *b, tg_request_t *r)
 {
-    int slot = -1;
-    for (int i = 0; i < mc->nups && slot < 0; i++) {
-        tg_upstream_t *u = mc->ups[i].u;
-        if (u != r->upstream || mc->ups[i].base < 0)
-            continue;
-        for (int k = 0; k < u->npeers; k++)
-            if (u->peers[k].name.p == r->upstream_addr.p ||
-                tg_str_eq(u->peers[k].name, r->upstream_addr)) {
-                slot = mc->ups[i].base + k;
-                break;
-            }
-    }
+    tg_upstream_t *u = r->upstream;
+    int k = 0;
+    while (k < u->npeers && u->peers[k].name.p != r->upstream_addr.p &&
+           !tg_str_eq(u->peers[k].name, r->upstream_addr))
+        k++;
+    int slot = tg_stats_peer_slot(mc->st, u, k);
     if (slot < 0)
         return;
     tg_stats_peer_t *p = &b->peers[slot];
@@ -186,28 +308,41 @@ static void count_peer(stats_conf_t *mc, tg_stats_worker_t *b, tg_request_t *r)
     double t = r->upstream_time > 0 ? r->upstream_time : 0;
     tg_stats_add(&p->latency_us, (uint64_t)(t * 1e6));
     double ms = t * 1000.0;
-    int k = 0;
-    while (k < TG_STATS_NBUCKETS - 1 && ms > tg_stats_bucket_ms[k])
-        k++;
-    tg_stats_add(&p->buckets[k], 1);
+    int i = 0;
+    while (i < TG_STATS_NBUCKETS - 1 && ms > tg_stats_bucket_ms[i])
+        i++;
+    tg_stats_add(&p->buckets[i], 1);
+}
+
+static void count_class(tg_stats_class_t *c, int klass)
+{
+    tg_stats_add(&c->requests, 1);
+    if (klass >= 0)
+        tg_stats_add(&c->status[klass], 1);
 }
 
 static void stats_log(tg_request_t *r, void *conf)
 {
-    if (((stats_conf_t *)conf)->enabled == 1)
-        return; /* the stats endpoint is not traffic */
+    stats_conf_t *lc = conf;
+    if (lc->enabled == 1 && !lc->count_self)
+        return; /* the stats endpoint is not traffic unless asked */
     stats_conf_t *mc = main_conf();
-    if (mc->shm == NULL)
+    if (mc->st == NULL)
         return;
-    tg_stats_worker_t *b = &mc->shm->workers[tg_worker->slot];
+    tg_stats_worker_t *b = &mc->st->shm->workers[tg_worker->slot];
+    int klass = r->status >= 100 && r->status < 600 ? r->status / 100 - 1 : -1;
     tg_stats_add(&b->requests, 1);
-    if (r->status >= 100 && r->status < 600)
-        tg_stats_add(&b->status[r->status / 100 - 1], 1);
+    if (klass >= 0)
+        tg_stats_add(&b->status[klass], 1);
     tg_stats_add(&b->bytes_in, r->bytes_in);
     tg_stats_add(&b->bytes_out, r->bytes_out);
+    if (lc->srv_slot >= 0)
+        count_class(&b->servers[lc->srv_slot], klass);
+    if (lc->loc_slot >= 0)
+        count_class(&b->locations[lc->loc_slot], klass);
     if (r->upstream && r->upstream_addr.len)
         count_peer(mc, b, r);
-    publish_gauges(mc);
+    publish_gauges(mc, b);
 }
 
 /* ---- the answer ---- */
@@ -253,7 +388,8 @@ static void sb_printf(sb_t *sb, const char *fmt, ...)
 typedef struct {
     tg_stats_master_t *m;
     uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
-    int64_t conns_open, tunnels_open;
+    int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
+    uint64_t events[TG_STATS_EVENT_COUNT];
     double uptime;
 } totals_t;
 
@@ -270,9 +406,13 @@ static void sum_totals(tg_stats_shm_t *s, totals_t *t)
         t->bytes_in += tg_stats_read(&b->bytes_in);
         t->bytes_out += tg_stats_read(&b->bytes_out);
         t->upgrades += tg_stats_read(&b->upgrades);
+        for (int k = 0; k < TG_STATS_EVENT_COUNT; k++)
+            t->events[k] += tg_stats_read(&b->events[k]);
         if ((uint64_t)w < nw) {
-            t->conns_open += __atomic_load_n(&b->conns_open, __ATOMIC_RELAXED);
-            t->tunnels_open += __atomic_load_n(&b->tunnels_open, __ATOMIC_RELAXED);
+            t->conns_open += tg_stats_read_gauge(&b->conns_open);
+            t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
+            for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+                t->conns_state[k] += tg_stats_read_gauge(&b->conns_state[k]);
         }
     }
     struct timespec ts;
@@ -282,27 +422,68 @@ static void sum_totals(tg_stats_shm_t *s, totals_t *t)
         t->uptime = 0;
 }
 
-static void sum_peer(tg_stats_shm_t *s, int slot, tg_stats_peer_t *out)
+/* One upstream server over all workers; `down` counts the current
+ * generation's workers that skip it. */
+typedef struct {
+    tg_stats_peer_t p;
+    int down, nworkers;
+} peer_sum_t;
+
+static void sum_peer(tg_stats_shm_t *s, int slot, peer_sum_t *out)
 {
     memset(out, 0, sizeof(*out));
+    uint64_t nw = s->master.workers;
+    out->nworkers = (int)nw;
     for (int w = 0; w < TG_MAX_WORKERS; w++) {
         tg_stats_peer_t *p = &s->workers[w].peers[slot];
-        out->requests += tg_stats_read(&p->requests);
-        out->failures += tg_stats_read(&p->failures);
-        out->latency_us += tg_stats_read(&p->latency_us);
+        out->p.requests += tg_stats_read(&p->requests);
+        out->p.failures += tg_stats_read(&p->failures);
+        out->p.latency_us += tg_stats_read(&p->latency_us);
+        out->p.retries += tg_stats_read(&p->retries);
         for (int k = 0; k < TG_STATS_NBUCKETS; k++)
-            out->buckets[k] += tg_stats_read(&p->buckets[k]);
+            out->p.buckets[k] += tg_stats_read(&p->buckets[k]);
+        if ((uint64_t)w < nw) {
+            out->p.active += tg_stats_read_gauge(&p->active);
+            out->down += tg_stats_read_gauge(&p->health) != TG_STATS_UP;
+        }
     }
 }
 
-/* Names come from the config (tokens, addresses); escape what JSON and the
- * Prometheus label syntax both need escaped. */
+static const char *peer_state(const peer_sum_t *p)
+{
+    return p->down == 0 ? "up" : p->down >= p->nworkers ? "down" : "partial";
+}
+
+static void sum_class(tg_stats_shm_t *s, int loc, int slot, tg_stats_class_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; slot >= 0 && w < TG_MAX_WORKERS; w++) {
+        tg_stats_class_t *c = loc ? &s->workers[w].locations[slot] : &s->workers[w].servers[slot];
+        out->requests += tg_stats_read(&c->requests);
+        for (int k = 0; k < 5; k++)
+            out->status[k] += tg_stats_read(&c->status[k]);
+    }
+}
+
+static void sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        out->limited += tg_stats_read(&s->workers[w].zones[slot].limited);
+        out->dry_run += tg_stats_read(&s->workers[w].zones[slot].dry_run);
+    }
+}
+
+/* Names come from the config (tokens, addresses, paths); escape what JSON
+ * and the Prometheus label syntax both need escaped. */
 static void put_escaped(sb_t *sb, tg_str_t s)
 {
     for (size_t i = 0; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.p[i];
         if (ch == '"' || ch == '\\')
             sb_printf(sb, "\\%c", ch);
+        else if (ch == '\n')
+            sb_printf(sb, "\\n");
         else if (ch < 0x20)
             sb_printf(sb, "\\u%04x", ch);
         else
@@ -310,43 +491,167 @@ static void put_escaped(sb_t *sb, tg_str_t s)
     }
 }
 
-static void render_json(sb_t *sb, stats_conf_t *mc, totals_t *t)
+static const char *const conn_state_names[TG_STATS_CONN_STATES] = {"reading", "writing", "idle",
+                                                                   "upgraded"};
+
+/* The server blocks and locations this config counts, deduplicated: the
+ * slots' own names, so locations sharing a stats_name show once. */
+typedef struct {
+    int *srv, nsrv;
+    int *loc, *loc_srv, nloc; /* location slot and its server slot */
+} named_t;
+
+static int add_unique(int *arr, int n, int v)
 {
+    for (int i = 0; i < n; i++)
+        if (arr[i] == v)
+            return n;
+    arr[n] = v;
+    return n + 1;
+}
+
+static int collect_named(tg_arena_t *a, tg_config_t *c, named_t *n)
+{
+    int nloc = 0;
+    for (int i = 0; i < c->nservers; i++)
+        nloc += c->servers[i]->nlocations + 1;
+    n->srv = tg_arena_alloc(a, (size_t)(c->nservers + 1) * sizeof(int));
+    n->loc = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
+    n->loc_srv = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
+    if (n->srv == NULL || n->loc == NULL || n->loc_srv == NULL)
+        return -1;
+    n->nsrv = n->nloc = 0;
+    for (int i = 0; i < c->nservers; i++) {
+        tg_server_t *s = c->servers[i];
+        for (int k = 0; k <= s->nlocations; k++) {
+            tg_location_t *l = k < s->nlocations ? s->locations[k] : s->root;
+            stats_conf_t *lc = l ? l->mconf[tg_stats_module.index] : NULL;
+            if (lc == NULL)
+                continue;
+            if (lc->srv_slot >= 0)
+                n->nsrv = add_unique(n->srv, n->nsrv, lc->srv_slot);
+            if (lc->loc_slot >= 0) {
+                int before = n->nloc;
+                n->nloc = add_unique(n->loc, n->nloc, lc->loc_slot);
+                if (n->nloc > before)
+                    n->loc_srv[before] = lc->srv_slot;
+            }
+        }
+    }
+    return 0;
+}
+
+static void json_class(sb_t *sb, const tg_stats_class_t *c)
+{
+    sb_printf(sb, "{\"total\":%llu", (unsigned long long)c->requests);
+    for (int k = 0; k < 5; k++)
+        sb_printf(sb, ",\"%dxx\":%llu", k + 1, (unsigned long long)c->status[k]);
+    sb_printf(sb, "}");
+}
+
+static void render_json(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
+{
+    tg_stats_shm_t *s = mc->st->shm;
+    uint64_t *ev = t->events;
     sb_printf(sb,
               "{\"version\":\"%s\",\"uptime_s\":%.0f,\"generation\":%llu,\"reloads\":%llu,"
-              "\"worker_restarts\":%llu,\"workers\":%llu,\"connections\":{\"open\":%lld},"
-              "\"requests\":{\"total\":%llu",
+              "\"worker_restarts\":%llu,\"workers\":%llu,\"connections\":{\"open\":%lld",
               TG_VERSION, t->uptime, (unsigned long long)t->m->generation,
               (unsigned long long)t->m->reloads, (unsigned long long)t->m->worker_restarts,
-              (unsigned long long)t->m->workers, (long long)t->conns_open,
-              (unsigned long long)t->requests);
-    for (int k = 0; k < 5; k++)
-        sb_printf(sb, ",\"%dxx\":%llu", k + 1, (unsigned long long)t->status[k]);
+              (unsigned long long)t->m->workers, (long long)t->conns_open);
+    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+        sb_printf(sb, ",\"%s\":%lld", conn_state_names[k], (long long)t->conns_state[k]);
+    tg_stats_class_t all = {t->requests, {0}};
+    memcpy(all.status, t->status, sizeof(all.status));
+    sb_printf(sb, "},\"requests\":");
+    json_class(sb, &all);
     sb_printf(sb,
-              "},\"bytes\":{\"in\":%llu,\"out\":%llu},\"websocket\":{\"upgrades\":%llu,"
-              "\"open\":%lld},\"upstreams\":{",
+              ",\"bytes\":{\"in\":%llu,\"out\":%llu},\"websocket\":{\"upgrades\":%llu,"
+              "\"open\":%lld},",
               (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
               (unsigned long long)t->upgrades, (long long)t->tunnels_open);
-    for (int i = 0; i < mc->nups; i++) {
-        tg_upstream_t *u = mc->ups[i].u;
+    sb_printf(sb,
+              "\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu,\"failed\":%llu}},"
+              "\"compression\":{\"responses\":%llu,\"in\":%llu,\"out\":%llu},"
+              "\"lua\":{\"errors\":%llu,\"instruction_limit\":%llu},"
+              "\"rate_limit\":{\"limited\":%llu,\"dry_run\":%llu,\"zones\":{",
+              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
+              (unsigned long long)ev[TG_STATS_TLS_FAILED], (unsigned long long)ev[TG_STATS_COMPRESSED],
+              (unsigned long long)ev[TG_STATS_COMPRESS_IN],
+              (unsigned long long)ev[TG_STATS_COMPRESS_OUT],
+              (unsigned long long)ev[TG_STATS_LUA_ERRORS], (unsigned long long)ev[TG_STATS_LUA_LIMIT],
+              (unsigned long long)ev[TG_STATS_RL_LIMITED], (unsigned long long)ev[TG_STATS_RL_DRY_RUN]);
+    int first = 1;
+    for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
+        if (s->master.zone_names[i].name[0] == '\0')
+            continue; /* never used */
+        tg_str_t name;
+        tg_stats_zone_t z;
+        tg_stats_slot_name(s, TG_STATS_ZONE, i, &name, NULL);
+        sum_zone(s, i, &z);
+        sb_printf(sb, "%s\"", first ? "" : ",");
+        put_escaped(sb, name);
+        sb_printf(sb, "\":{\"limited\":%llu,\"dry_run\":%llu}", (unsigned long long)z.limited,
+                  (unsigned long long)z.dry_run);
+        first = 0;
+    }
+    sb_printf(sb, "}},\"servers\":{");
+    for (int i = 0; i < nm->nsrv; i++) {
+        tg_str_t name;
+        tg_stats_class_t c;
+        tg_stats_slot_name(s, TG_STATS_SERVER, nm->srv[i], &name, NULL);
+        sum_class(s, 0, nm->srv[i], &c);
+        sb_printf(sb, "%s\"", i ? "," : "");
+        put_escaped(sb, name);
+        sb_printf(sb, "\":{\"requests\":");
+        json_class(sb, &c);
+        sb_printf(sb, ",\"locations\":{");
+        first = 1;
+        for (int k = 0; k < nm->nloc; k++) {
+            if (nm->loc_srv[k] != nm->srv[i])
+                continue;
+            tg_str_t srv, loc;
+            tg_stats_slot_name(s, TG_STATS_LOCATION, nm->loc[k], &srv, &loc);
+            sum_class(s, 1, nm->loc[k], &c);
+            sb_printf(sb, "%s\"", first ? "" : ",");
+            put_escaped(sb, loc);
+            sb_printf(sb, "\":{\"requests\":");
+            json_class(sb, &c);
+            sb_printf(sb, "}");
+            first = 0;
+        }
+        sb_printf(sb, "}}");
+    }
+    sb_printf(sb, "},\"upstreams\":{");
+    for (int i = 0; i < mc->st->nups; i++) {
+        tg_stats_upstream_t *su = &mc->st->ups[i];
+        tg_upstream_t *u = su->u;
         sb_printf(sb, "%s\"", i ? "," : "");
         put_escaped(sb, u->name);
         sb_printf(sb, "\":{\"servers\":{");
-        for (int k = 0; mc->ups[i].base >= 0 && k < u->npeers; k++) {
-            tg_stats_peer_t p;
-            sum_peer(mc->shm, mc->ups[i].base + k, &p);
-            sb_printf(sb, "%s\"", k ? "," : "");
+        first = 1;
+        for (int k = 0; k < u->npeers; k++) {
+            if (su->slots[k] < 0)
+                continue;
+            peer_sum_t ps;
+            tg_stats_peer_t *p = &ps.p;
+            sum_peer(s, su->slots[k], &ps);
+            sb_printf(sb, "%s\"", first ? "" : ",");
+            first = 0;
             put_escaped(sb, u->peers[k].name);
-            sb_printf(sb, "\":{\"requests\":%llu,\"failures\":%llu,\"latency_ms_sum\":%.3f,"
-                          "\"latency_ms_buckets\":{",
-                      (unsigned long long)p.requests, (unsigned long long)p.failures,
-                      (double)p.latency_us / 1000.0);
+            sb_printf(sb,
+                      "\":{\"requests\":%llu,\"failures\":%llu,\"retries\":%llu,\"active\":%lld,"
+                      "\"health\":\"%s\",\"down_workers\":%d,\"latency_ms_sum\":%.3f,"
+                      "\"latency_ms_buckets\":{",
+                      (unsigned long long)p->requests, (unsigned long long)p->failures,
+                      (unsigned long long)p->retries, (long long)p->active, peer_state(&ps),
+                      ps.down, (double)p->latency_us / 1000.0);
             for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
                 if (b < TG_STATS_NBUCKETS - 1)
                     sb_printf(sb, "\"%u\":", tg_stats_bucket_ms[b]);
                 else
                     sb_printf(sb, ",\"+Inf\":");
-                sb_printf(sb, "%llu%s", (unsigned long long)p.buckets[b],
+                sb_printf(sb, "%llu%s", (unsigned long long)p->buckets[b],
                           b < TG_STATS_NBUCKETS - 2 ? "," : "");
             }
             sb_printf(sb, "}}");
@@ -361,76 +666,178 @@ static void prom_head(sb_t *sb, const char *name, const char *type, const char *
     sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void prom_peer_labels(sb_t *sb, tg_upstream_t *u, tg_peer_t *p)
+/* One sample without labels. */
+static void prom_one(sb_t *sb, const char *name, const char *type, const char *help, double v)
 {
-    sb_printf(sb, "upstream=\"");
-    put_escaped(sb, u->name);
-    sb_printf(sb, "\",server=\"");
-    put_escaped(sb, p->name);
+    prom_head(sb, name, type, help);
+    sb_printf(sb, "%s %.0f\n", name, v);
+}
+
+static void prom_label(sb_t *sb, const char *sep, const char *name, tg_str_t v)
+{
+    sb_printf(sb, "%s%s=\"", sep, name);
+    put_escaped(sb, v);
     sb_printf(sb, "\"");
 }
 
-static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t)
+static void prom_peer_labels(sb_t *sb, tg_upstream_t *u, tg_peer_t *p)
 {
+    prom_label(sb, "", "upstream", u->name);
+    prom_label(sb, ",", "server", p->name);
+}
+
+static void prom_classes(sb_t *sb, const char *name, const tg_stats_class_t *c, tg_str_t srv,
+                         tg_str_t loc)
+{
+    uint64_t classed = 0;
+    for (int k = 0; k <= 5; k++) {
+        sb_printf(sb, "%s{", name);
+        if (srv.p) {
+            prom_label(sb, "", "server", srv);
+            if (loc.p)
+                prom_label(sb, ",", "location", loc);
+            sb_printf(sb, ",");
+        }
+        if (k < 5) {
+            classed += c->status[k];
+            sb_printf(sb, "class=\"%dxx\"} %llu\n", k + 1, (unsigned long long)c->status[k]);
+        } else {
+            sb_printf(sb, "class=\"other\"} %llu\n", (unsigned long long)(c->requests - classed));
+        }
+    }
+}
+
+static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
+{
+    tg_stats_shm_t *s = mc->st->shm;
+    uint64_t *ev = t->events;
     prom_head(sb, "tollgate_info", "gauge", "Version of the running gateway (always 1).");
     sb_printf(sb, "tollgate_info{version=\"%s\"} 1\n", TG_VERSION);
-    prom_head(sb, "tollgate_uptime_seconds", "gauge", "Seconds since the master started.");
-    sb_printf(sb, "tollgate_uptime_seconds %.0f\n", t->uptime);
-    prom_head(sb, "tollgate_config_generation", "gauge", "Configuration generation running.");
-    sb_printf(sb, "tollgate_config_generation %llu\n", (unsigned long long)t->m->generation);
-    prom_head(sb, "tollgate_reloads_total", "counter", "Successful configuration reloads.");
-    sb_printf(sb, "tollgate_reloads_total %llu\n", (unsigned long long)t->m->reloads);
-    prom_head(sb, "tollgate_worker_restarts_total", "counter",
-              "Workers respawned after an unexpected exit.");
-    sb_printf(sb, "tollgate_worker_restarts_total %llu\n",
-              (unsigned long long)t->m->worker_restarts);
-    prom_head(sb, "tollgate_workers", "gauge", "Worker processes of the current generation.");
-    sb_printf(sb, "tollgate_workers %llu\n", (unsigned long long)t->m->workers);
-    prom_head(sb, "tollgate_connections_open", "gauge", "Open client connections.");
-    sb_printf(sb, "tollgate_connections_open %lld\n", (long long)t->conns_open);
+    prom_one(sb, "tollgate_uptime_seconds", "gauge", "Seconds since the master started.",
+             t->uptime);
+    prom_one(sb, "tollgate_config_generation", "gauge", "Configuration generation running.",
+             (double)t->m->generation);
+    prom_one(sb, "tollgate_reloads_total", "counter", "Successful configuration reloads.",
+             (double)t->m->reloads);
+    prom_one(sb, "tollgate_worker_restarts_total", "counter",
+             "Workers respawned after an unexpected exit.", (double)t->m->worker_restarts);
+    prom_one(sb, "tollgate_workers", "gauge", "Worker processes of the current generation.",
+             (double)t->m->workers);
+    prom_one(sb, "tollgate_connections_open", "gauge", "Open client connections.",
+             (double)t->conns_open);
+    prom_head(sb, "tollgate_connections", "gauge", "Open client connections by state.");
+    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+        sb_printf(sb, "tollgate_connections{state=\"%s\"} %lld\n", conn_state_names[k],
+                  (long long)t->conns_state[k]);
+    tg_stats_class_t all = {t->requests, {0}};
+    memcpy(all.status, t->status, sizeof(all.status));
     prom_head(sb, "tollgate_requests_total", "counter", "Requests by response status class.");
-    for (int k = 0; k < 5; k++)
-        sb_printf(sb, "tollgate_requests_total{class=\"%dxx\"} %llu\n", k + 1,
-                  (unsigned long long)t->status[k]);
-    uint64_t classed = 0;
-    for (int k = 0; k < 5; k++)
-        classed += t->status[k];
-    sb_printf(sb, "tollgate_requests_total{class=\"other\"} %llu\n",
-              (unsigned long long)(t->requests - classed));
-    prom_head(sb, "tollgate_received_bytes_total", "counter", "Bytes received from clients.");
-    sb_printf(sb, "tollgate_received_bytes_total %llu\n", (unsigned long long)t->bytes_in);
-    prom_head(sb, "tollgate_sent_bytes_total", "counter", "Bytes sent to clients.");
-    sb_printf(sb, "tollgate_sent_bytes_total %llu\n", (unsigned long long)t->bytes_out);
-    prom_head(sb, "tollgate_websocket_upgrades_total", "counter",
-              "Connections upgraded (WebSocket and other Upgrade tunnels).");
-    sb_printf(sb, "tollgate_websocket_upgrades_total %llu\n", (unsigned long long)t->upgrades);
-    prom_head(sb, "tollgate_websocket_open", "gauge", "Upgraded connections open now.");
-    sb_printf(sb, "tollgate_websocket_open %lld\n", (long long)t->tunnels_open);
+    prom_classes(sb, "tollgate_requests_total", &all, TG_NULL_STR, TG_NULL_STR);
+    prom_head(sb, "tollgate_server_requests_total", "counter",
+              "Requests by server block and response status class.");
+    for (int i = 0; i < nm->nsrv; i++) {
+        tg_str_t name;
+        tg_stats_class_t c;
+        tg_stats_slot_name(s, TG_STATS_SERVER, nm->srv[i], &name, NULL);
+        sum_class(s, 0, nm->srv[i], &c);
+        prom_classes(sb, "tollgate_server_requests_total", &c, name, TG_NULL_STR);
+    }
+    prom_head(sb, "tollgate_location_requests_total", "counter",
+              "Requests by location (stats_name or path) and response status class.");
+    for (int i = 0; i < nm->nloc; i++) {
+        tg_str_t srv, loc;
+        tg_stats_class_t c;
+        tg_stats_slot_name(s, TG_STATS_LOCATION, nm->loc[i], &srv, &loc);
+        sum_class(s, 1, nm->loc[i], &c);
+        prom_classes(sb, "tollgate_location_requests_total", &c, srv, loc);
+    }
+    prom_one(sb, "tollgate_received_bytes_total", "counter", "Bytes received from clients.",
+             (double)t->bytes_in);
+    prom_one(sb, "tollgate_sent_bytes_total", "counter", "Bytes sent to clients.",
+             (double)t->bytes_out);
+    prom_one(sb, "tollgate_websocket_upgrades_total", "counter",
+             "Connections upgraded (WebSocket and other Upgrade tunnels).", (double)t->upgrades);
+    prom_one(sb, "tollgate_websocket_open", "gauge", "Upgraded connections open now.",
+             (double)t->tunnels_open);
+    prom_head(sb, "tollgate_tls_handshakes_total", "counter",
+              "Client TLS handshakes by result (full, resumed, failed).");
+    sb_printf(sb,
+              "tollgate_tls_handshakes_total{result=\"full\"} %llu\n"
+              "tollgate_tls_handshakes_total{result=\"resumed\"} %llu\n"
+              "tollgate_tls_handshakes_total{result=\"failed\"} %llu\n",
+              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
+              (unsigned long long)ev[TG_STATS_TLS_FAILED]);
+    prom_head(sb, "tollgate_rate_limit_hits_total", "counter",
+              "Requests a rate_limit zone refused (action=limited) or would have refused "
+              "(action=dry_run).");
+    for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
+        if (s->master.zone_names[i].name[0] == '\0')
+            continue;
+        tg_str_t name;
+        tg_stats_zone_t z;
+        tg_stats_slot_name(s, TG_STATS_ZONE, i, &name, NULL);
+        sum_zone(s, i, &z);
+        for (int dry = 0; dry < 2; dry++) {
+            sb_printf(sb, "tollgate_rate_limit_hits_total{");
+            prom_label(sb, "", "zone", name);
+            sb_printf(sb, ",action=\"%s\"} %llu\n", dry ? "dry_run" : "limited",
+                      (unsigned long long)(dry ? z.dry_run : z.limited));
+        }
+    }
+    prom_one(sb, "tollgate_compressed_responses_total", "counter", "Responses compressed.",
+             (double)ev[TG_STATS_COMPRESSED]);
+    prom_one(sb, "tollgate_compress_in_bytes_total", "counter",
+             "Response body bytes given to the compressors.", (double)ev[TG_STATS_COMPRESS_IN]);
+    prom_one(sb, "tollgate_compress_out_bytes_total", "counter",
+             "Compressed bytes the compressors produced.", (double)ev[TG_STATS_COMPRESS_OUT]);
+    prom_one(sb, "tollgate_lua_errors_total", "counter",
+             "Lua hook runs that failed (instruction limit stops included).",
+             (double)ev[TG_STATS_LUA_ERRORS]);
+    prom_one(sb, "tollgate_lua_instruction_limit_total", "counter",
+             "Lua hook runs stopped by lua_instruction_limit.", (double)ev[TG_STATS_LUA_LIMIT]);
 
-    static const char *const names[3] = {"tollgate_upstream_requests_total",
-                                         "tollgate_upstream_failures_total",
-                                         "tollgate_upstream_latency_seconds"};
-    static const char *const helps[3] = {
+    enum { M_REQ = 0, M_FAIL, M_RETRY, M_ACTIVE, M_UP, M_DOWNW, M_LAT, M_COUNT };
+    static const char *const names[M_COUNT] = {
+        "tollgate_upstream_requests_total", "tollgate_upstream_failures_total",
+        "tollgate_upstream_retries_total",  "tollgate_upstream_active",
+        "tollgate_upstream_up",             "tollgate_upstream_down_workers",
+        "tollgate_upstream_latency_seconds"};
+    static const char *const types[M_COUNT] = {"counter", "counter", "counter", "gauge",
+                                               "gauge",   "gauge",   "histogram"};
+    static const char *const helps[M_COUNT] = {
         "Requests whose last attempt went to this upstream server.",
         "Of those, attempts without an upstream response or answered 502+ by the gateway.",
+        "Failed attempts on this upstream server that were retried.",
+        "Attempts in flight to this upstream server.",
+        "1 when no worker considers this upstream server down (health checks, max_fails).",
+        "Workers that consider this upstream server down.",
         "Upstream response time."};
-    for (int m = 0; m < 3; m++) {
-        prom_head(sb, names[m], m == 2 ? "histogram" : "counter", helps[m]);
-        for (int i = 0; i < mc->nups; i++) {
-            tg_upstream_t *u = mc->ups[i].u;
-            for (int k = 0; mc->ups[i].base >= 0 && k < u->npeers; k++) {
-                tg_stats_peer_t p;
-                sum_peer(mc->shm, mc->ups[i].base + k, &p);
-                if (m < 2) {
+    for (int m = 0; m < M_COUNT; m++) {
+        prom_head(sb, names[m], types[m], helps[m]);
+        for (int i = 0; i < mc->st->nups; i++) {
+            tg_stats_upstream_t *su = &mc->st->ups[i];
+            tg_upstream_t *u = su->u;
+            for (int k = 0; k < u->npeers; k++) {
+                if (su->slots[k] < 0)
+                    continue;
+                peer_sum_t ps;
+                tg_stats_peer_t *p = &ps.p;
+                sum_peer(s, su->slots[k], &ps);
+                if (m < M_LAT) {
+                    long long v = m == M_REQ     ? (long long)p->requests
+                                  : m == M_FAIL  ? (long long)p->failures
+                                  : m == M_RETRY ? (long long)p->retries
+                                  : m == M_ACTIVE ? (long long)p->active
+                                  : m == M_UP     ? ps.down == 0
+                                                  : ps.down;
                     sb_printf(sb, "%s{", names[m]);
                     prom_peer_labels(sb, u, &u->peers[k]);
-                    sb_printf(sb, "} %llu\n",
-                              (unsigned long long)(m == 0 ? p.requests : p.failures));
+                    sb_printf(sb, "} %lld\n", v);
                     continue;
                 }
                 uint64_t cum = 0;
                 for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
-                    cum += p.buckets[b];
+                    cum += p->buckets[b];
                     sb_printf(sb, "%s_bucket{", names[m]);
                     prom_peer_labels(sb, u, &u->peers[k]);
                     if (b < TG_STATS_NBUCKETS - 1)
@@ -441,51 +848,13 @@ static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t)
                 }
                 sb_printf(sb, "%s_sum{", names[m]);
                 prom_peer_labels(sb, u, &u->peers[k]);
-                sb_printf(sb, "} %.6f\n%s_count{", (double)p.latency_us / 1e6, names[m]);
+                sb_printf(sb, "} %.6f\n%s_count{", (double)p->latency_us / 1e6, names[m]);
                 prom_peer_labels(sb, u, &u->peers[k]);
                 sb_printf(sb, "} %llu\n", (unsigned long long)cum);
             }
         }
     }
 }
-
-static const char dashboard_html[] =
-    "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Tollgate stats</title>\n"
-    "<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;"
-    "text-align:right}th{background:#f2f2f2}.k{text-align:left}#err{color:#b00}</style>\n"
-    "</head><body><h1>Tollgate</h1><p id=\"meta\"></p><p id=\"err\"></p>\n"
-    "<h2>Requests per second</h2><table><tr><th>1xx</th><th>2xx</th><th>3xx</th><th>4xx</th>"
-    "<th>5xx</th><th>total</th></tr><tr id=\"rps\"></tr></table>\n"
-    "<h2>Connections</h2><table><tr><th>open</th><th>websocket open</th><th>upgrades</th>"
-    "</tr><tr id=\"conns\"></tr></table>\n"
-    "<h2>Upstreams</h2><table id=\"ups\"></table>\n<script>\n"
-    "var prev=null,url=location.pathname+'?format=json';\n"
-    "function td(v,c){var e=document.createElement(c||'td');e.textContent=v;return e}\n"
-    "function row(id,vals){var r=document.getElementById(id);r.textContent='';"
-    "vals.forEach(function(v){r.appendChild(td(v))})}\n"
-    "function show(s){var t=Date.now()/1000,ks=['1xx','2xx','3xx','4xx','5xx','total'];\n"
-    " document.getElementById('meta').textContent='version '+s.version+', up '+s.uptime_s+"
-    "'s, generation '+s.generation+', reloads '+s.reloads+', workers '+s.workers+"
-    "', worker restarts '+s.worker_restarts;\n"
-    " if(prev){var dt=t-prev.t;row('rps',ks.map(function(k){return "
-    "((s.requests[k]-prev.s.requests[k])/dt).toFixed(1)}))}\n"
-    " row('conns',[s.connections.open,s.websocket.open,s.websocket.upgrades]);\n"
-    " var u=document.getElementById('ups');u.textContent='';var h=document.createElement('tr');\n"
-    " ['upstream','server','requests','failures','avg ms'].forEach(function(x){"
-    "h.appendChild(td(x,'th'))});u.appendChild(h);\n"
-    " Object.keys(s.upstreams).forEach(function(n){var sv=s.upstreams[n].servers;\n"
-    "  Object.keys(sv).forEach(function(a){var p=sv[a],r=document.createElement('tr');\n"
-    "   var c1=td(n);c1.className='k';var c2=td(a);c2.className='k';r.appendChild(c1);"
-    "r.appendChild(c2);\n"
-    "   r.appendChild(td(p.requests));r.appendChild(td(p.failures));"
-    "r.appendChild(td(p.requests?(p.latency_ms_sum/p.requests).toFixed(1):'-'));"
-    "u.appendChild(r)})});\n"
-    " prev={t:t,s:s}}\n"
-    "function poll(){fetch(url,{cache:'no-store'}).then(function(r){return r.json()})"
-    ".then(function(s){document.getElementById('err').textContent='';show(s)})"
-    ".catch(function(e){document.getElementById('err').textContent=String(e)})}\n"
-    "poll();setInterval(poll,1000);\n</script></body></html>\n";
 
 typedef enum { FMT_JSON = 0, FMT_PROMETHEUS, FMT_HTML } stats_format_t;
 
@@ -520,37 +889,106 @@ static stats_format_t pick_format(tg_request_t *r)
     return FMT_JSON;
 }
 
+/* Basic auth against the location's stats_auth users. Credentials that
+ * verified are remembered (a SHA-256 of the location and the header value)
+ * so a dashboard polling every second costs one crypt(3) run, not one per
+ * poll. Returns 1 when allowed. */
+static int auth_ok(stats_conf_t *mc, stats_conf_t *lc, tg_request_t *r)
+{
+    tg_header_t *h = tg_headers_find(&r->headers, TG_STR("Authorization"));
+    if (h == NULL || h->value.len < 7 || h->value.len > 1024 ||
+        strncasecmp(h->value.p, "Basic ", 6) != 0)
+        return 0;
+    tg_str_t b64 = {h->value.p + 6, h->value.len - 6};
+    while (b64.len && b64.p[0] == ' ')
+        b64.p++, b64.len--;
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(ctx, &lc, sizeof(lc)) && EVP_DigestUpdate(ctx, b64.p, b64.len) &&
+             EVP_DigestFinal_ex(ctx, md, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return 0;
+    for (int i = 0; i < AUTH_CACHE; i++)
+        if (CRYPTO_memcmp(mc->auth_ok[i], md, sizeof(md)) == 0)
+            return 1;
+    if (b64.len % 4 != 0)
+        return 0;
+    unsigned char plain[800];
+    int n = EVP_DecodeBlock(plain, (const unsigned char *)b64.p, (int)b64.len);
+    if (n < 0)
+        return 0;
+    for (size_t i = b64.len; i > 0 && b64.p[i - 1] == '='; i--)
+        n--;
+    const unsigned char *colon = memchr(plain, ':', (size_t)n);
+    if (colon == NULL || memchr(plain, '\0', (size_t)n))
+        return 0;
+    plain[n] = '\0';
+    size_t ulen = (size_t)(colon - plain);
+    /* the hash runs for an unknown user too: the answer time does not tell
+     * which user names exist */
+    const stats_user_t *u = &lc->users[0];
+    int known = 0;
+    for (int i = 0; i < lc->nusers; i++)
+        if (lc->users[i].user.len == ulen && CRYPTO_memcmp(lc->users[i].user.p, plain, ulen) == 0) {
+            u = &lc->users[i];
+            known = 1;
+        }
+    const char *out = crypt_r((const char *)colon + 1, u->hash, mc->crypt);
+    size_t hl = strlen(u->hash);
+    ok = known && out && strlen(out) == hl && CRYPTO_memcmp(out, u->hash, hl) == 0;
+    OPENSSL_cleanse(plain, sizeof(plain));
+    if (ok) {
+        memcpy(mc->auth_ok[mc->auth_next], md, sizeof(md));
+        mc->auth_next = (mc->auth_next + 1) % AUTH_CACHE;
+    }
+    return ok;
+}
+
 static tg_rc_t stats_content(tg_request_t *r, void *conf)
 {
-    if (((stats_conf_t *)conf)->enabled != 1)
+    stats_conf_t *lc = conf;
+    if (lc->enabled != 1)
         return TG_OK;
+    stats_conf_t *mc = main_conf();
+    if (mc->st == NULL)
+        return TG_ERROR;
+    if (lc->nusers && !auth_ok(mc, lc, r)) {
+        if (tg_request_add_resp_header(r, TG_STR("WWW-Authenticate"),
+                                       TG_STR("Basic realm=\"tollgate stats\", charset=\"UTF-8\"")) != 0 ||
+            tg_request_respond(r, 401, NULL, TG_NULL_STR) != 0)
+            return TG_ERROR;
+        return TG_DONE;
+    }
     if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
         if (tg_request_add_resp_header(r, TG_STR("Allow"), TG_STR("GET, HEAD")) != 0 ||
             tg_request_respond(r, 405, NULL, TG_NULL_STR) != 0)
             return TG_ERROR;
         return TG_DONE;
     }
-    stats_conf_t *mc = main_conf();
-    if (mc->shm == NULL)
-        return TG_ERROR;
     stats_format_t fmt = pick_format(r);
     if (fmt == FMT_HTML) {
-        if (tg_request_respond(r, 200, "text/html; charset=utf-8",
-                               (tg_str_t){dashboard_html, sizeof(dashboard_html) - 1}) != 0)
+        if (tg_request_add_resp_header(r, TG_STR("Cache-Control"), TG_STR("no-store")) != 0 ||
+            tg_request_respond(r, 200, "text/html; charset=utf-8",
+                               (tg_str_t){tg_stats_dashboard_html,
+                                          sizeof(tg_stats_dashboard_html) - 1}) != 0)
             return TG_ERROR;
         return TG_DONE;
     }
-    publish_gauges(mc);
+    publish_all(mc);
     totals_t t;
-    sum_totals(mc->shm, &t);
+    sum_totals(mc->st->shm, &t);
+    named_t nm;
     sb_t sb = {r->arena, NULL, 0, 0, 0};
-    sb.cap = 4096;
-    if ((sb.p = tg_arena_alloc_nz(r->arena, sb.cap)) == NULL)
+    sb.cap = 8192;
+    if ((sb.p = tg_arena_alloc_nz(r->arena, sb.cap)) == NULL ||
+        collect_named(r->arena, tg_worker->config, &nm) != 0)
         return TG_ERROR;
     if (fmt == FMT_PROMETHEUS)
-        render_prometheus(&sb, mc, &t);
+        render_prometheus(&sb, mc, &t, &nm);
     else
-        render_json(&sb, mc, &t);
+        render_json(&sb, mc, &t, &nm);
     if (sb.oom) {
         tg_log(TG_LOG_ERROR, "stats: out of memory");
         return TG_ERROR;
@@ -566,6 +1004,10 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
 
 static const tg_directive_t stats_directives[] = {
     {"stats", TG_SCOPE_LOCATION, 0, 0, 0, set_stats, 0},
+    {"stats_name", TG_SCOPE_LOCATION, 0, 1, 1, set_name, 0},
+    {"stats_auth", TG_SCOPE_LOCATION, 0, 1, 1, set_auth, 0},
+    {"stats_count_self", TG_SCOPE_LOCATION, 0, 1, 1, tg_conf_set_flag,
+     offsetof(stats_conf_t, count_self)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

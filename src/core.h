@@ -20,6 +20,7 @@
 
 typedef struct tg_server_s tg_server_t;
 typedef struct tg_location_s tg_location_t;
+typedef struct tg_stats_s tg_stats_t;
 
 /* One address:port the gateway listens on, shared by the server blocks that
  * name it. The master owns one SO_REUSEPORT socket per worker slot. */
@@ -102,6 +103,7 @@ struct tg_config_s {
     tg_upstream_t *upstreams;
     struct tg_shm_zone_s *shm_zones; /* shared memory zones (src/shm.c), declaration order */
     int generation; /* 1 for the first load, +1 per reload */
+    tg_stats_t *stats; /* the stats zone and slots (src/stats.h) */
 };
 
 /* Parse, merge and check `path` into a new config. Returns NULL after

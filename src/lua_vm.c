@@ -16,6 +16,7 @@
 #include "worker.h"
 #include "http.h"
 #include "log.h"
+#include "stats.h"
 
 struct tg_lua_req_s {
     tg_request_t *r;
@@ -519,6 +520,9 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         release_co(ctx, 1);
         return TG_OK;
     }
+    tg_stats_count(TG_STATS_LUA_ERRORS, 1);
+    if (vm.over_budget)
+        tg_stats_count(TG_STATS_LUA_LIMIT, 1);
     log_error(co, rc, r, phase);
     release_co(ctx, 0);
     if (rc == LUA_ERRMEM)

@@ -30,6 +30,7 @@
 #include "worker.h"
 #include "conn.h"
 #include "tunnel.h"
+#include "stats.h"
 
 typedef enum {
     PX_CONNECTING = 0,
@@ -622,11 +623,13 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
             return;
         }
     }
+    tg_peer_t *failed_peer = px->peer;
     px_attempt_end(px, peer_failed);
     int idempotent = r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_LOCK;
     int may_retry = px->replayable && !r->header_sent && !px->resp_started &&
                     (px->sent == 0 || idempotent) && status != 504;
     if (may_retry && px->attempts < px->max_attempts) {
+        tg_stats_peer_retry(r->upstream, failed_peer);
         px_connect(px);
         return;
     }

@@ -1,20 +1,22 @@
 /* Gateway-wide counters for the stats endpoint, kept in one shared memory
- * zone ("__stats", tag "stats", fixed size) that the stats module declares in
- * every config, so it exists before the workers fork and a reload reuses it
- * (the layout only depends on the size, as src/shm.h asks).
+ * zone ("__stats", tag "stats", fixed size) declared in every config (by the
+ * stats module, or earlier by a module that needs a slot), so it exists
+ * before the workers fork and a reload reuses it (the layout only depends on
+ * the size, as src/shm.h asks).
  *
- * Layout: one master block, written only by the master (generation, reloads,
- * respawns, start time) plus the name of every per-upstream-server slot,
- * then TG_MAX_WORKERS worker blocks, one per worker slot. A worker adds to
- * its own block with relaxed atomic adds and takes no lock: during a reload
- * the old and the new worker of a slot share a block for a while, and atomic
- * adds keep both sets of counts exact. Readers sum the blocks; a sum read
- * while workers write is not a snapshot, each counter is exact on its own.
+ * Layout: one master block (generation, reloads, respawns, start time, and
+ * the name of every named slot), then TG_MAX_WORKERS worker blocks, one per
+ * worker slot. A worker adds to its own block with relaxed atomic adds and
+ * takes no lock: during a reload the old and the new worker of a slot share
+ * a block for a while, and atomic adds keep both sets of counts exact.
+ * Readers sum the blocks; a sum read while workers write is not a snapshot,
+ * each counter is exact on its own.
  *
- * Upstream servers get a slot at config load: upstreams in config order,
- * each one's servers in order, at most TG_STATS_MAX_PEERS; servers beyond
- * that are not counted. When a reload gives a slot another server, the
- * master zeroes that slot's counters. */
+ * Named slots: upstream servers, server blocks, locations and rate-limit
+ * zones get a fixed slot at config load (tg_stats_slot), found again by name
+ * on a reload, so a name that persists keeps its counts. A new name takes an
+ * empty slot, else one no name of the new config claimed (its counters are
+ * zeroed first); when none is left the name is not counted on its own. */
 #ifndef TG_STATS_H
 #define TG_STATS_H
 
@@ -22,18 +24,71 @@
 #include "core.h"
 
 #define TG_STATS_MAX_PEERS 256
+#define TG_STATS_MAX_SERVERS 64
+#define TG_STATS_MAX_LOCATIONS 256
+#define TG_STATS_MAX_ZONES 32
 #define TG_STATS_NBUCKETS 11 /* latency buckets: the bounds below and +Inf */
-#define TG_STATS_NAME_MAX 96 /* "upstream\0server", truncated beyond */
+#define TG_STATS_NAME_MAX 96 /* "first\0second\0", each part truncated to 47 bytes */
+#define TG_STATS_NEVENTS 32  /* room for events added later without a new layout */
 
 /* Upper bounds (ms) of the latency buckets; the last bucket is +Inf. */
 extern const unsigned tg_stats_bucket_ms[TG_STATS_NBUCKETS - 1];
+
+/* Gateway-wide event counters (tg_stats_count). */
+typedef enum {
+    TG_STATS_TLS_FULL = 0,     /* client TLS handshakes completed without resumption */
+    TG_STATS_TLS_RESUMED,      /* ... with a resumed session (ticket or cache) */
+    TG_STATS_TLS_FAILED,       /* TLS connections closed before the handshake completed */
+    TG_STATS_RL_LIMITED,       /* requests refused by a rate_limit zone */
+    TG_STATS_RL_DRY_RUN,       /* requests a dry_run zone would have refused */
+    TG_STATS_COMPRESSED,       /* responses compressed */
+    TG_STATS_COMPRESS_IN,      /* bytes given to the encoders */
+    TG_STATS_COMPRESS_OUT,     /* bytes they produced */
+    TG_STATS_LUA_ERRORS,       /* Lua hook runs that failed (500), limit stops included */
+    TG_STATS_LUA_LIMIT,        /* of those: stopped by lua_instruction_limit */
+    TG_STATS_EVENT_COUNT
+} tg_stats_event_t;
+
+/* Client connections by state (gauges, tg_stats_worker_t.conns_state). */
+typedef enum {
+    TG_STATS_CONN_READING = 0, /* TLS handshake or reading a request head */
+    TG_STATS_CONN_WRITING,     /* a request in progress, or draining before close */
+    TG_STATS_CONN_IDLE,        /* keep-alive, waiting for the next request */
+    TG_STATS_CONN_UPGRADED,    /* tunnels (WebSocket) */
+    TG_STATS_CONN_STATES
+} tg_stats_conn_state_t;
+
+typedef enum {
+    TG_STATS_PEER = 0, /* "upstream\0server" */
+    TG_STATS_SERVER,   /* "server" */
+    TG_STATS_LOCATION, /* "server\0location" */
+    TG_STATS_ZONE,     /* rate-limit zone "name" */
+    TG_STATS_KINDS
+} tg_stats_kind_t;
+
+/* Peer health as a worker sees it (tg_stats_peer_t.health). */
+enum { TG_STATS_UP = 0, TG_STATS_DOWN_PASSIVE, TG_STATS_DOWN_ACTIVE };
 
 typedef struct {
     uint64_t requests;  /* responses whose last attempt went to this server */
     uint64_t failures;  /* of those: no upstream status, or a 502+ made by the proxy */
     uint64_t latency_us; /* sum of upstream_time, microseconds */
     uint64_t buckets[TG_STATS_NBUCKETS]; /* per bucket, not cumulative */
+    uint64_t retries;   /* failed attempts on this server followed by another attempt */
+    int64_t active;     /* gauge: attempts in flight from this worker */
+    int64_t health;     /* gauge: TG_STATS_UP or why this worker skips it */
+    uint64_t reserved;
 } tg_stats_peer_t;
+
+/* Requests of one server block or location. */
+typedef struct {
+    uint64_t requests;
+    uint64_t status[5]; /* by class: [0] 1xx ... [4] 5xx */
+} tg_stats_class_t;
+
+typedef struct {
+    uint64_t limited, dry_run;
+} tg_stats_zone_t;
 
 typedef struct {
     uint64_t requests;          /* every counted request */
@@ -42,9 +97,20 @@ typedef struct {
     int64_t conns_open;         /* gauge: the worker's open client connections */
     uint64_t upgrades;          /* gauge copied from tg_worker_t (a counter there) */
     int64_t tunnels_open;       /* gauge */
-    uint64_t reserved[5];       /* pads the header to 128 bytes */
+    int64_t conns_state[TG_STATS_CONN_STATES]; /* gauges */
+    uint64_t reserved;
+    uint64_t events[TG_STATS_NEVENTS]; /* by tg_stats_event_t */
+    tg_stats_class_t servers[TG_STATS_MAX_SERVERS];
+    tg_stats_class_t locations[TG_STATS_MAX_LOCATIONS];
+    tg_stats_zone_t zones[TG_STATS_MAX_ZONES];
     tg_stats_peer_t peers[TG_STATS_MAX_PEERS];
 } tg_stats_worker_t;
+
+/* The name of a slot and the generation of the last config that claimed it. */
+typedef struct {
+    char name[TG_STATS_NAME_MAX]; /* all zero: never used */
+    uint64_t generation;
+} tg_stats_name_t;
 
 typedef struct {
     uint64_t magic;      /* TG_STATS_MAGIC once initialised */
@@ -53,8 +119,10 @@ typedef struct {
     uint64_t reloads;    /* successful reloads */
     uint64_t worker_restarts; /* workers respawned after an unexpected exit */
     uint64_t workers;    /* workers of the current generation */
-    uint64_t npeers;     /* slots named below */
-    char peer_names[TG_STATS_MAX_PEERS][TG_STATS_NAME_MAX]; /* "upstream\0server\0" */
+    tg_stats_name_t peer_names[TG_STATS_MAX_PEERS];
+    tg_stats_name_t server_names[TG_STATS_MAX_SERVERS];
+    tg_stats_name_t location_names[TG_STATS_MAX_LOCATIONS];
+    tg_stats_name_t zone_names[TG_STATS_MAX_ZONES];
 } tg_stats_master_t;
 
 typedef struct {
@@ -62,12 +130,44 @@ typedef struct {
     tg_stats_worker_t workers[TG_MAX_WORKERS];
 } tg_stats_shm_t;
 
+/* Per config (in its arena): the zone and the upstream servers' slots. */
+typedef struct {
+    tg_upstream_t *u;
+    int *slots; /* by peer index; -1: not counted */
+} tg_stats_upstream_t;
+
+struct tg_stats_s {
+    tg_stats_shm_t *shm;
+    tg_stats_upstream_t *ups; /* upstreams in config order, filled by the stats module */
+    int nups;
+};
+
+/* Config time: the config's stats (declaring the zone on the first call).
+ * NULL after reporting an error through cf. */
+tg_stats_t *tg_stats_zone(tg_conf_t *cf);
+/* Config time: the slot of name "a" (kinds with two parts: "a" then "b") for
+ * counters of `kind`, or -1 when every slot is taken. */
+int tg_stats_slot(tg_conf_t *cf, tg_stats_kind_t kind, tg_str_t a, tg_str_t b);
+/* Config time: the name stored for slot i of `kind` (parts as above). */
+void tg_stats_slot_name(tg_stats_shm_t *s, tg_stats_kind_t kind, int i, tg_str_t *a,
+                        tg_str_t *b);
+
 /* Master: after a successful (re)load of `c` running `nworkers` workers. */
 void tg_stats_master_loaded(tg_config_t *c, int nworkers, int reloaded);
 /* Master: a worker of the current generation was respawned. */
 void tg_stats_master_respawned(tg_config_t *c);
 /* The counters of config `c` (NULL when the zone is missing). */
 tg_stats_shm_t *tg_stats_get(tg_config_t *c);
+
+/* Worker: this worker's block, NULL outside a worker or without the zone. */
+tg_stats_worker_t *tg_stats_mine(void);
+/* Worker hooks, one call per event (no-ops outside a worker). */
+void tg_stats_count(tg_stats_event_t ev, uint64_t n);
+void tg_stats_zone_hit(int slot, int dry_run);
+/* Slot of an upstream server in this config, -1 when not counted. */
+int tg_stats_peer_slot(tg_stats_t *st, const tg_upstream_t *u, int peer_index);
+/* A failed attempt on peer p of u is about to be retried. */
+void tg_stats_peer_retry(const tg_upstream_t *u, const tg_peer_t *p);
 
 static inline void tg_stats_add(uint64_t *p, uint64_t v)
 {
@@ -78,6 +178,10 @@ static inline void tg_stats_set(int64_t *p, int64_t v)
     __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 static inline uint64_t tg_stats_read(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline int64_t tg_stats_read_gauge(const int64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }

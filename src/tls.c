@@ -51,6 +51,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "shm.h"
+#include "stats.h"
 #include "tls_cache.h"
 
 #define TLS_PROTO_12 0x01
@@ -1002,6 +1003,15 @@ tg_module_t tg_tls_module = {
 
 /* ---- connection I/O -------------------------------------------------------- */
 
+/* Counts completed client handshakes for the stats (once per handshake:
+ * OpenSSL reports TLS 1.3 tickets sent later without HANDSHAKE_DONE). */
+static void conn_info_cb(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if (where & SSL_CB_HANDSHAKE_DONE)
+        tg_stats_count(SSL_session_reused(ssl) ? TG_STATS_TLS_RESUMED : TG_STATS_TLS_FULL, 1);
+}
+
 int tg_tls_conn_start(tg_conn_t *c)
 {
     tls_conf_t *t = tls_conf(c->listen->default_server->mconf);
@@ -1014,6 +1024,7 @@ int tg_tls_conn_start(tg_conn_t *c)
     }
     SSL_set_app_data(ssl, c);
     SSL_set_accept_state(ssl);
+    SSL_set_info_callback(ssl, conn_info_cb);
     c->ssl = ssl;
     return 0;
 }
@@ -1030,6 +1041,8 @@ void tg_tls_conn_free(tg_conn_t *c)
 {
     if (c->ssl == NULL)
         return;
+    if (!SSL_is_init_finished(c->ssl))
+        tg_stats_count(TG_STATS_TLS_FAILED, 1);
     SSL_free(c->ssl);
     c->ssl = NULL;
     ERR_clear_error();
