@@ -177,7 +177,7 @@ static const char *set_access_log(tg_conf_t *cf, const tg_directive_t *d, void *
                 if (tg_str_eq(f->name, a))
                     c->custom = f;
             if (c->custom == NULL)
-                return tg_conf_errf(cf, "unknown log format \"%.*s\", expected combined, json or "
+                return tg_conf_errf(cf, "invalid log format \"%.*s\", expected combined, json or "
                                         "a log_format defined above", TG_STR_FMT(a));
             c->format = ALOG_CUSTOM;
         }

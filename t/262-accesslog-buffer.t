@@ -19,7 +19,7 @@ sub lines($file) { return grep { length } split /\n/, $slurp->($file) }
 
 # ---- config errors -------------------------------------------------------
 like(tg_conf_error("server { listen 1; access_log %%DIR%%/a.log nosuch; }"),
-     qr/^\S+:1: unknown log format "nosuch"/m, 'unknown format');
+     qr/^\S+:1: invalid log format "nosuch"/m, 'unknown format');
 like(tg_conf_error("server { listen 1; access_log %%DIR%%/a.log buffer=0; }"),
      qr/^\S+:1: "access_log": invalid buffer size "0"/m, 'buffer=0');
 like(tg_conf_error("server { listen 1; access_log %%DIR%%/a.log flush=soon; }"),
@@ -39,7 +39,7 @@ like(tg_conf_error("log_format a '\$nosuch';"), qr/^\S+:1: unknown variable "\$n
 like(tg_conf_error("log_format a escape=xml '\$uri';"), qr/^\S+:1: "log_format": invalid escape "xml"/m,
      'bad escape');
 like(tg_conf_error("server { listen 1; access_log %%DIR%%/a.log later; }\nlog_format later '\$uri';"),
-     qr/^\S+:1: unknown log format "later"/m, 'a format is defined before its use');
+     qr/^\S+:1: invalid log format "later"/m, 'a format is defined before its use');
 
 # ---- flush time, full buffer, long lines, USR1, reload, TERM --------------
 my $conf = <<'C';
