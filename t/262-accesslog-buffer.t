@@ -125,7 +125,7 @@ for my $i (1 .. $n) {
     printf $fh "url = \"http://127.0.0.1:%d/load/%d?%s\"\noutput = /dev/null\n", $port, $i, 'x' x int(rand 300);
 }
 close $fh;
-my $curl = system('curl', '-s', '--max-time', '60', '--parallel', '--parallel-max', '16', '-K', $cfg);
+my $curl = system('curl', '-s', '--no-progress-meter', '--max-time', '60', '--parallel', '--parallel-max', '16', '-K', $cfg);
 is($curl, 0, "curl sent $n requests on 16 connections");
 $tg->stop;
 my @lines = lines($tg->dir . '/load.log');
