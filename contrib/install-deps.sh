@@ -6,7 +6,7 @@
 set -e
 PKGS="build-essential pkg-config clang libev-dev node-llhttp libssl-dev openssl libpcre2-dev
       libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev redis-server
-      perl curl nodejs wrk gzip brotli zstd procps iproute2
+      perl curl nodejs wrk gzip brotli zstd procps iproute2 valgrind
       libcrypt-dev chromium chromium-driver prometheus"
 if [ "$1" = "bench" ]; then
     PKGS="$PKGS nginx-light haproxy"

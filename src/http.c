@@ -279,13 +279,20 @@ static int conn_parse(tg_conn_t *c)
     tg_buf_t *b = c->ibuf;
     if (c->paused || b->pos == b->last)
         return 0;
+    const char *from = b->pos;
     llhttp_errno_t err = llhttp_execute(c->parser, b->pos, (size_t)(b->last - b->pos));
+    /* $request_length: what the parser took for the request (line, header
+     * block, body with its framing); it pauses at the end of each message,
+     * so one call never spans two requests */
+    const char *to = err == HPE_OK ? b->last : llhttp_get_error_pos(c->parser);
+    if (c->req && to)
+        c->req->bytes_in += (uint64_t)(to - from);
     if (err == HPE_OK) {
         b->pos = b->last;
         return 0;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        b->pos = (char *)llhttp_get_error_pos(c->parser);
+        b->pos = (char *)to;
         c->paused = 1;
         return 0;
     }
@@ -1033,7 +1040,6 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
             if (n == 0)
                 return -499; /* client closed mid-body */
             b->last += n;
-            r->bytes_in += (uint64_t)n;
         }
         if (conn_parse(c) != 0) {
             r->keepalive = 0;

@@ -623,6 +623,13 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
             return;
         }
     }
+    if (!px->resp_headers) {
+        /* for $upstream_status: this attempt got no response of its own */
+        char *s = tg_arena_printf(r->arena, "%.*s%s%d", TG_STR_FMT(r->upstream_tries),
+                                  r->upstream_tries.len ? ", " : "", status);
+        if (s)
+            r->upstream_tries = tg_str_c(s);
+    }
     tg_peer_t *failed_peer = px->peer;
     px_attempt_end(px, peer_failed);
     int idempotent = r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_LOCK;

@@ -89,7 +89,8 @@ struct tg_request_s {
     double start;          /* ev_now at the first byte */
     double upstream_start; /* when the upstream attempt began */
     double upstream_time;  /* seconds to the end of the upstream response */
-    int upstream_status;
+    int upstream_status;     /* the upstream's response status, 0: none */
+    tg_str_t upstream_tries; /* statuses of earlier failed attempts, "502, 504" */
     uint64_t bytes_in, bytes_out;
     uint32_t id; /* per-worker request number, for logs */
 

@@ -245,12 +245,25 @@ static int var_upstream_response_time(tg_request_t *r, tg_str_t arg, tg_str_t *o
     return var_printf(r, out, "%.3f", r->upstream_time);
 }
 
+int tg_var_upstream_status(tg_request_t *r, tg_str_t *out)
+{
+    if (r->upstream_status == 0) {
+        *out = r->upstream_tries;
+        return out->len ? 0 : -1;
+    }
+    if (r->upstream_tries.len == 0)
+        return var_printf(r, out, "%.0f", (double)r->upstream_status);
+    char *p = tg_arena_printf(r->arena, "%.*s, %d", TG_STR_FMT(r->upstream_tries), r->upstream_status);
+    if (p == NULL)
+        return -1;
+    *out = tg_str_c(p);
+    return 0;
+}
+
 static int var_upstream_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    if (r->upstream_status == 0)
-        return -1;
-    return var_printf(r, out, "%.0f", (double)r->upstream_status);
+    return tg_var_upstream_status(r, out);
 }
 
 static int var_bytes_sent(tg_request_t *r, tg_str_t arg, tg_str_t *out)

@@ -38,6 +38,11 @@ static inline int tg_tpl_has_vars(const tg_tpl_t *t)
  * A linear search of the variable tables: meant for scripts, not hot loops. */
 int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out);
 
+/* $upstream_status: the status of every upstream attempt, comma-separated
+ * ("502, 200" after a retry); the error status (502, 504) stands for an
+ * attempt that got no response. -1 when no upstream was tried. */
+int tg_var_upstream_status(tg_request_t *r, tg_str_t *out);
+
 /* Value of a header/cookie/query argument, used by variables and Lua. */
 int tg_var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out);
 int tg_var_arg(tg_request_t *r, tg_str_t name, tg_str_t *out);

@@ -18,14 +18,13 @@
 #include "conn.h"
 #include "proxy.h"
 #include "log.h"
+#include "accesslog.h"
 
 #define ACCEPT_BATCH 64
 
 tg_worker_t *tg_worker;
 static tg_worker_t worker_storage;
 static pid_t master_pid;
-
-void tg_accesslog_reopen(void);
 
 static void worker_exit(int code)
 {
