@@ -391,6 +391,7 @@ void tg_conn_close(tg_conn_t *c)
             tg_buf_put(r->hbuf);
         c->req = NULL;
     }
+    tg_limit_conn_release(c);
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
     tg_tls_conn_shutdown(c);
