@@ -773,8 +773,15 @@ static int request_validate(tg_request_t *r)
             if (!tg_str_caseeq_lit(h->value, "100-continue"))
                 return 417;
             r->expect_continue = r->http_minor == 1;
+        } else if (r->http_minor == 0 && tg_str_caseeq_lit(h->name, "transfer-encoding")) {
+            return 400; /* RFC 9112 6.1: faulty framing in HTTP/1.0 */
         }
     }
+    /* one SP around the target (llhttp lets several through); the request
+     * line is complete here, so the version follows the target */
+    if (r->uri.p != r->method_name.p + r->method_name.len + 1 || r->uri.p[r->uri.len] != ' ' ||
+        r->uri.p[r->uri.len + 1] != 'H')
+        return 400;
     if (nhost > 1 || (nhost == 0 && r->http_minor == 1))
         return 400;
     if (r->method == HTTP_CONNECT)
