@@ -970,8 +970,6 @@ static int body_wait(tg_request_t *r, tg_core_conf_t *cc)
     tg_conn_t *c = r->conn;
     http_req_t *hr = HR(r);
     tg_msec_t ms = cc->body_timeout;
-    hr->body_wait = 1;
-    hr->body_wait_since = ev_now(tg_worker->loop);
     if (cc->body_min_rate) {
         double left = body_rate_left(r, cc);
         if (left <= 0)
@@ -979,6 +977,8 @@ static int body_wait(tg_request_t *r, tg_core_conf_t *cc)
         if (left * 1000.0 < (double)ms)
             ms = (tg_msec_t)(left * 1000.0) + 1;
     }
+    hr->body_wait = 1;
+    hr->body_wait_since = ev_now(tg_worker->loop);
     conn_want(c, tg_conn_read_events(c));
     conn_timer(c, ms);
     return 0;
@@ -1022,7 +1022,6 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
                         return 0;
                     tg_log(TG_LOG_INFO, "client %s sends its request body too slowly",
                            tg_conn_peer(c));
-                    hr->body_wait = 0;
                     r->keepalive = 0;
                     return -408;
                 }
