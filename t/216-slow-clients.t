@@ -20,6 +20,7 @@ server {
     timeouts body=10s send=1s;
     location / { proxy_pass $up->{addr}; }
     location /norate/ { client_body_min_rate off; timeouts body=1s; proxy_pass $up->{addr}; }
+    location = /local { return 200 "local"; }
 }
 C
 
@@ -141,7 +142,7 @@ sub up_entries($path) { return grep { $_->{url} eq $path } @{$up->log} }
     close $_ for @held;
     system('prlimit', "--pid=$w", "--nofile=$soft:");
     my $r;
-    ok(wait_until(sub { $r = $tg->http(GET => '/after', timeout => 2); ($r->{status} // 0) == 200 }, 5),
+    ok(wait_until(sub { $r = $tg->http(GET => '/local', timeout => 2); ($r->{status} // 0) == 200 }, 5),
        'accepting resumes once descriptors are free');
 }
 $tg->stop;
