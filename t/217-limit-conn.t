@@ -5,6 +5,7 @@ use v5.36;
 use Test::More;
 use lib 't/lib';
 use Tollgate::Test;
+use Tollgate::WS;
 
 my $tg = tg_start(<<'C');
 workers 2;
@@ -87,24 +88,68 @@ for my $victim (@w) {
 }
 ok(@dead > 0, scalar(@dead) . ' of the 5 connections died with the killed worker');
 my $alive = 5 - @dead;
+# the killed worker's places are free, the survivors' still count: one more
+# connection than the free places, exactly one refused (closes are seen
+# asynchronously, hence the retries)
+my $got = '';
 ok(wait_until(sub {
-    my ($c, $s) = open_conns(5 - $alive, $tg->port);
-    my $ok = count($s, 200) == 5 - $alive;
-    $_->close for @$c;
-    return $ok;
-}, 10), "the killed worker's places are free again: " . (5 - $alive) . ' new connections served');
-{
-    # the survivors still count: one more than the free places is refused
     my ($c, $s) = open_conns(5 - $alive + 1, $tg->port);
-    is(count($s, 503), 1, "survivors still count: one over the limit refused");
     $_->close for @$c;
-}
+    $got = count($s, 200) . ' served, ' . count($s, 503) . ' refused';
+    return $got eq (5 - $alive) . ' served, 1 refused';
+}, 10), "after the respawn: $got, with $alive survivors still open");
 $_->close for @$again;
 ok($tg->wait_log(qr/limit_conn zone "per_ip": too many connections for "127\.0\.0\.1"/, 5),
    'refusals are logged');
 unlike($tg->stderr . $tg->error_log, qr/AddressSanitizer|runtime error|\[error\]/,
        'no sanitizer report, no error line');
 $tg->stop;
+
+# every close path gives the place back: end of a tunnel, idle timeout,
+# graceful stop of the old worker on reload
+{
+    my $ws_up = node_upstream('ws');
+    my $conf = sub ($idle) { <<"C" };
+limit_conn_zone z2 key=\$remote_addr size=64k;
+server {
+    listen %%PORT%%;
+    limit_conn z2 2;
+    timeouts idle=$idle;
+    location /ws { proxy_pass $ws_up->{addr}; }
+    location / { return 200 "ok"; }
+}
+C
+    my $tg2 = tg_start($conf->('1s'));
+    my @ws = map { Tollgate::WS->connect($tg2->port, '/ws') } 1 .. 2;
+    is(scalar(grep { $_ && $_->{status} == 101 } @ws), 2, 'two WebSocket tunnels hold the 2 places');
+    my (undef, $s) = open_conns(1, $tg2->port);
+    is($s->[0], 503, 'a third connection is refused');
+    $ws[0]->send_text('close'); # the upstream ends the tunnel
+    ok(wait_until(sub { my ($c, $st) = open_conns(1, $tg2->port); $_->close for @$c; $st->[0] eq '200' }, 5),
+       'the end of a tunnel gives its place back');
+    $ws[1]->send_text('close');
+    ok(wait_until(sub { my ($c, $st) = open_conns(1, $tg2->port); $_->close for @$c; $st->[0] eq '200' }, 5),
+       'both tunnels ended');
+    my ($idle, $ist) = open_conns(2, $tg2->port);
+    is(count($ist, 200), 2, 'two keep-alive connections served');
+    ok(wait_until(sub { !grep { !$_->is_closed(0.1) } @$idle }, 5), 'the idle timeout closes them');
+    my ($next, $nst) = open_conns(2, $tg2->port);
+    is(count($nst, 200), 2, 'their places are free again');
+    $_->close for @$next;
+
+    $tg2->reload($conf->('60s'));
+    ok(wait_until(sub { my ($c, $st) = open_conns(1, $tg2->port); $_->close for @$c; $st->[0] eq '200' }, 5),
+       'reloaded');
+    my ($old, $ost) = open_conns(2, $tg2->port);
+    is(count($ost, 200), 2, 'two connections held');
+    $tg2->reload($conf->('61s'));
+    ok(wait_until(sub { !grep { !$_->is_closed(0.1) } @$old }, 5),
+       'the old worker closes its idle connections on the graceful stop');
+    my ($after, $ast) = open_conns(2, $tg2->port);
+    is(count($ast, 200), 2, 'their places are free in the kept zone');
+    $_->close for @$after;
+    $tg2->stop;
+}
 
 like(tg_conf_error("server {\n listen %%PORT%%;\n limit_conn nope 5;\n}"),
      qr/:3: unknown limit_conn_zone "nope"/, 'unknown zone: file:line');
