@@ -7,18 +7,20 @@
 int tg_cidr_parse(tg_str_t s, tg_cidr_t *out)
 {
     char buf[64];
-    if (s.len == 0 || s.len >= sizeof(buf))
+    /* a NUL would end the text inet_pton sees: "10.0.0.1\0junk" is no address */
+    if (s.len == 0 || s.len >= sizeof(buf) || memchr(s.p, '\0', s.len))
         return -1;
     memcpy(buf, s.p, s.len);
     buf[s.len] = '\0';
     char *slash = strchr(buf, '/');
     long bits = -1;
     if (slash) {
-        char *end;
-        *slash = '\0';
-        bits = strtol(slash + 1, &end, 10);
-        if (*end || slash[1] == '\0' || bits < 0)
+        /* digits only: strtol would also take " 8", "+8" or "-0" */
+        size_t nd = strspn(slash + 1, "0123456789");
+        if (nd == 0 || nd > 3 || slash[1 + nd] != '\0')
             return -1;
+        *slash = '\0';
+        bits = strtol(slash + 1, NULL, 10);
     }
     memset(out, 0, sizeof(*out));
     if (inet_pton(AF_INET, buf, out->addr) == 1) {
@@ -76,7 +78,7 @@ int tg_cidr_match_text(const tg_cidr_t *list, int n, tg_str_t text)
 {
     char buf[64];
     uint8_t a[16];
-    if (text.len == 0 || text.len >= sizeof(buf))
+    if (text.len == 0 || text.len >= sizeof(buf) || memchr(text.p, '\0', text.len))
         return 0;
     memcpy(buf, text.p, text.len);
     buf[text.len] = '\0';

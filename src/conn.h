@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "core.h"
 #include "tls.h"
+#include "limit_conn.h"
 
 typedef enum {
     TG_CONN_IDLE = 0,     /* keep-alive, waiting for a request (no buffer) */
@@ -44,6 +45,7 @@ struct tg_conn_s {
     unsigned tls_failed : 1;     /* fatal TLS error: no close_notify */
     tg_ssl_t *ssl;               /* TLS listeners: the session (tls.c), else NULL */
     char *pp_addr;               /* client address from the PROXY header (malloc) */
+    tg_limit_conn_holds_t limit_conn; /* places taken in limit_conn zones */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 

@@ -78,6 +78,7 @@ static void *core_create_conf(tg_conf_t *cf)
     c->header_timeout = c->idle_timeout = c->send_timeout = c->body_timeout = TG_CONF_UNSET;
     c->keepalive_requests = TG_CONF_UNSET;
     c->server_tokens = TG_CONF_UNSET;
+    c->body_min_rate = c->body_rate_grace = TG_CONF_UNSET;
     return c;
 }
 
@@ -92,6 +93,8 @@ static const char *core_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->idle_timeout, p->idle_timeout, 75000);
     TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
     TG_CONF_MERGE(c->body_timeout, p->body_timeout, 60000);
+    TG_CONF_MERGE(c->body_min_rate, p->body_min_rate, 0);
+    TG_CONF_MERGE(c->body_rate_grace, p->body_rate_grace, 5000);
     TG_CONF_MERGE(c->keepalive_requests, p->keepalive_requests, 1000);
     TG_CONF_MERGE(c->server_tokens, p->server_tokens, 1);
     return NULL;
@@ -124,6 +127,40 @@ static const char *set_timeouts(tg_conf_t *cf, const tg_directive_t *d, void *co
         tg_msec_t *field = (tg_msec_t *)((char *)c + keys[k].off);
         if (tg_parse_msec(v, field) != 0 || *field <= 0)
             return tg_conf_errf(cf, "invalid time \"%.*s\" in \"timeouts\"", TG_STR_FMT(v));
+    }
+    return NULL;
+}
+
+/* client_body_min_rate 1k [grace=5s] | off: bytes per second (a size, "/s"
+ * optional) a client must keep up while we wait for its request body */
+static const char *set_body_min_rate(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_core_conf_t *c = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (c->body_min_rate != TG_CONF_UNSET)
+        return "\"client_body_min_rate\" directive is duplicate";
+    if (tg_str_eq_lit(v, "off")) {
+        if (cf->nargs > 1)
+            return "\"client_body_min_rate off\" takes no parameters";
+        c->body_min_rate = 0;
+        return NULL;
+    }
+    if (v.len > 2 && v.p[v.len - 2] == '/' && v.p[v.len - 1] == 's')
+        v.len -= 2;
+    if (tg_parse_size(v, &c->body_min_rate) != 0 || c->body_min_rate <= 0) {
+        c->body_min_rate = TG_CONF_UNSET;
+        return tg_conf_errf(cf, "invalid rate \"%s\" in \"client_body_min_rate\", expected "
+                                "bytes per second like 1k or off",
+                            cf->args[1].text.p);
+    }
+    if (cf->nargs == 2) {
+        tg_str_t g;
+        if (!tg_conf_arg_kv(cf, 2, "grace", &g) || tg_parse_msec(g, &c->body_rate_grace) != 0 ||
+            c->body_rate_grace < 0)
+            return tg_conf_errf(cf, "invalid parameter \"%s\" in \"client_body_min_rate\", "
+                                    "expected grace=TIME",
+                                cf->args[2].text.p);
     }
     return NULL;
 }
@@ -461,6 +498,7 @@ static const tg_directive_t core_directives[] = {
     {"client_max_headers", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
      offsetof(tg_core_conf_t, client_max_headers)},
     {"timeouts", TG_SCOPE_HTTP, 0, 1, 4, set_timeouts, 0},
+    {"client_body_min_rate", TG_SCOPE_HTTP, 0, 1, 2, set_body_min_rate, 0},
     {"keepalive_requests", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
      offsetof(tg_core_conf_t, keepalive_requests)},
     {"server_tokens", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,

@@ -39,6 +39,8 @@ typedef struct {
     tg_request_t r;
     tg_spans_t body;       /* body spans of the current parse round */
     int64_t body_received; /* decoded body bytes seen so far */
+    double body_waited;     /* seconds spent waiting for body bytes (client_body_min_rate) */
+    double body_wait_since; /* > 0: waiting since then */
     tg_iovq_t out;         /* response bytes waiting for the client */
     int error_status;      /* set by a parser callback that fails */
     uint8_t last_cb;       /* 1 after a header field, 2 after a value */
@@ -68,6 +70,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void conn_read(tg_conn_t *c);
 static void request_process(tg_request_t *r);
 static void request_local(tg_request_t *r);
+static double body_rate_left(tg_request_t *r, tg_core_conf_t *cc);
 
 static tg_core_conf_t *core_conf(void **mconf)
 {
@@ -409,6 +412,7 @@ void tg_conn_close(tg_conn_t *c)
             tg_buf_put(r->hbuf);
         c->req = NULL;
     }
+    tg_limit_conn_release(c);
     ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
     tg_tls_conn_shutdown(c);
@@ -709,7 +713,11 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     case TG_CONN_BUSY:
         if (c->req && HR(c->req)->body_wait && !c->req->header_sent) {
-            tg_log(TG_LOG_INFO, "client %s timed out sending its request body", tg_conn_peer(c));
+            tg_core_conf_t *cc = core_conf(c->req->loc_conf);
+            tg_log(TG_LOG_INFO, "client %s %s", tg_conn_peer(c),
+                   cc->body_min_rate && body_rate_left(c->req, cc) <= 0.001
+                       ? "sends its request body too slowly"
+                       : "timed out sending its request body");
             HR(c->req)->body_wait = 0;
             tg_http_error(c->req, 408);
             return;
@@ -788,8 +796,15 @@ static int request_validate(tg_request_t *r)
             if (!tg_str_caseeq_lit(h->value, "100-continue"))
                 return 417;
             r->expect_continue = r->http_minor == 1;
+        } else if (r->http_minor == 0 && tg_str_caseeq_lit(h->name, "transfer-encoding")) {
+            return 400; /* RFC 9112 6.1: faulty framing in HTTP/1.0 */
         }
     }
+    /* one SP around the target (llhttp lets several through); the request
+     * line is complete here, so the version follows the target */
+    if (r->uri.p != r->method_name.p + r->method_name.len + 1 || r->uri.p[r->uri.len] != ' ' ||
+        r->uri.p[r->uri.len + 1] != 'H')
+        return 400;
     if (nhost > 1 || (nhost == 0 && r->http_minor == 1))
         return 400;
     if (r->method == HTTP_CONNECT)
@@ -1000,12 +1015,51 @@ void tg_request_resume(tg_request_t *r)
 
 /* ---- request body --------------------------------------------------------- */
 
+/* client_body_min_rate: a client may keep us waiting for its body for the
+ * grace time plus one second per `rate` bytes it sent. Only the time spent
+ * waiting for the client counts (not the time the upstream was slow to take
+ * the body, when we do not read). Seconds left; < 0: too slow. */
+static double body_rate_left(tg_request_t *r, tg_core_conf_t *cc)
+{
+    http_req_t *hr = HR(r);
+    double waited = hr->body_waited;
+    if (hr->body_wait_since > 0)
+        waited += ev_now(tg_worker->loop) - hr->body_wait_since;
+    return (double)cc->body_rate_grace / 1000.0 +
+           (double)hr->body_received / (double)cc->body_min_rate - waited;
+}
+
+/* Wait for the client's body: its read watcher, and a timer for the body
+ * timeout or, sooner, the minimum rate. -1: the client is already too slow. */
+static int body_wait(tg_request_t *r, tg_core_conf_t *cc)
+{
+    tg_conn_t *c = r->conn;
+    http_req_t *hr = HR(r);
+    tg_msec_t ms = cc->body_timeout;
+    if (cc->body_min_rate) {
+        double left = body_rate_left(r, cc);
+        if (left <= 0)
+            return -1;
+        if (left * 1000.0 < (double)ms)
+            ms = (tg_msec_t)(left * 1000.0) + 1;
+    }
+    hr->body_wait = 1;
+    hr->body_wait_since = ev_now(tg_worker->loop);
+    conn_want(c, tg_conn_read_events(c));
+    conn_timer(c, ms);
+    return 0;
+}
+
 int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
 {
     tg_conn_t *c = r->conn;
     http_req_t *hr = HR(r);
     tg_core_conf_t *cc = core_conf(r->loc_conf);
     *spans = &hr->body;
+    if (hr->body_wait_since > 0) {
+        hr->body_waited += ev_now(tg_worker->loop) - hr->body_wait_since;
+        hr->body_wait_since = 0;
+    }
     for (;;) {
         if (cc->client_max_body_size && hr->body_received > cc->client_max_body_size) {
             r->keepalive = 0;
@@ -1030,10 +1084,12 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    hr->body_wait = 1;
-                    conn_want(c, tg_conn_read_events(c));
-                    conn_timer(c, cc->body_timeout);
-                    return 0;
+                    if (body_wait(r, cc) == 0)
+                        return 0;
+                    tg_log(TG_LOG_INFO, "client %s sends its request body too slowly",
+                           tg_conn_peer(c));
+                    r->keepalive = 0;
+                    return -408;
                 }
                 return -499;
             }

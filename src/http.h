@@ -14,6 +14,8 @@ typedef struct {
     int64_t client_max_uri;
     int64_t client_max_headers; /* header count */
     tg_msec_t header_timeout, idle_timeout, send_timeout, body_timeout;
+    int64_t body_min_rate;     /* client_body_min_rate: bytes/s, 0 = off */
+    tg_msec_t body_rate_grace; /* its grace= */
     int64_t keepalive_requests;
     int server_tokens;
 } tg_core_conf_t;

@@ -24,6 +24,7 @@
 #include "worker.h"
 #include "log.h"
 #include "stats.h"
+#include "limit_conn.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -38,6 +39,7 @@ static const char *conf_path;
 static slot_t slots[TG_MAX_WORKERS];
 static int nworkers;
 static pid_t old_pids[4096]; /* workers of older generations still finishing */
+static int old_slots[4096];  /* and their slots */
 static int nold;
 
 static double now_sec(void)
@@ -142,10 +144,12 @@ static void spawn(int slot)
     slots[slot].respawn_at = 0;
 }
 
-static void remember_old(pid_t pid)
+static void remember_old(pid_t pid, int slot)
 {
-    if (nold < (int)(sizeof(old_pids) / sizeof(old_pids[0])))
+    if (nold < (int)(sizeof(old_pids) / sizeof(old_pids[0]))) {
+        old_slots[nold] = slot;
         old_pids[nold++] = pid;
+    }
 }
 
 static void reap(void)
@@ -157,10 +161,17 @@ static void reap(void)
         for (int i = 0; i < nworkers; i++)
             if (slots[i].pid == pid)
                 slot = i;
+        int old_slot = -1;
         for (int i = 0; i < nold; i++)
-            if (old_pids[i] == pid)
+            if (old_pids[i] == pid) {
+                old_slot = old_slots[i];
+                old_slots[i] = old_slots[nold - 1];
                 old_pids[i] = old_pids[--nold];
+            }
         int crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        /* a crashed worker did not close its connections: free their places */
+        if (crashed && (slot >= 0 || old_slot >= 0))
+            tg_limit_conn_master_worker_gone(current, slot >= 0 ? slot : old_slot);
         if (WIFSIGNALED(status))
             tg_log(slot >= 0 ? TG_LOG_CRIT : TG_LOG_WARN, "worker %d exited on signal %d%s", (int)pid,
                    WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
@@ -241,10 +252,13 @@ static void reload(void)
     /* new workers first, then the old ones stop accepting: the sockets they
      * share hold any connection that arrives in between */
     pid_t olds[TG_MAX_WORKERS];
+    int old_slot_of[TG_MAX_WORKERS];
     int nolds = 0;
     for (int i = 0; i < TG_MAX_WORKERS; i++) {
-        if (slots[i].pid > 0)
+        if (slots[i].pid > 0) {
+            old_slot_of[nolds] = i;
             olds[nolds++] = slots[i].pid;
+        }
         slots[i] = (slot_t){0};
     }
     nworkers = n;
@@ -253,7 +267,7 @@ static void reload(void)
         spawn(i);
     for (int i = 0; i < nolds; i++) {
         kill(olds[i], SIGTERM);
-        remember_old(olds[i]);
+        remember_old(olds[i], old_slot_of[i]);
     }
     close_unused(prev, next);
     tg_config_destroy(prev);
@@ -297,8 +311,10 @@ static void stop_all(int sig, double grace)
                 if (slots[i].pid == pid)
                     slots[i].pid = 0;
             for (int i = 0; i < nold; i++)
-                if (old_pids[i] == pid)
+                if (old_pids[i] == pid) {
+                    old_slots[i] = old_slots[nold - 1];
                     old_pids[i] = old_pids[--nold];
+                }
         }
         if (now_sec() > deadline) {
             tg_log(TG_LOG_WARN, "workers still running after %.1fs: killing them", grace);

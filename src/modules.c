@@ -1,6 +1,6 @@
 /* The one ordered list of modules. Order is hook order within a phase:
  * real_ip first (it decides $remote_addr for everyone after it); access:
- * rate_limit first (a refused request costs nothing further, and a CORS
+ * limit_conn, then rate_limit (a refused request costs nothing further, and a CORS
  * preflight counts too), then allow/deny, then cors, then lua (scripts see only requests the
  * built-in checks let through); response headers: rate_limit's RateLimit
  * headers, security_headers, cors, lua_header_filter, compress (it sees the
@@ -17,6 +17,7 @@
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
+extern tg_module_t tg_limit_conn_module;
 extern tg_module_t tg_security_headers_module;
 extern tg_module_t tg_cors_module;
 extern tg_module_t tg_lua_module;
@@ -31,6 +32,7 @@ tg_module_t *const tg_modules[] = {
     &tg_tls_module, /* redirect_https answers before any other rewrite */
     &tg_upstream_module,
     &tg_proxy_module,
+    &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
     &tg_access_module, /* allow/deny: after rate_limit, before cors */
     &tg_security_headers_module,

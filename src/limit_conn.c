@@ -1,0 +1,519 @@
+/* limit_conn: concurrent connections per key, shared by all workers.
+ *
+ *   limit_conn_zone NAME key=TEMPLATE size=SIZE;     (main scope)
+ *   limit_conn NAME N;                               (server scope, several allowed)
+ *   limit_conn_status CODE;                          (main, server; default 503)
+ *
+ * What is counted: connections, not requests. A connection takes its place
+ * in each zone of its server at its first request there (the key, usually
+ * $remote_addr, is only known then: after the PROXY header and real_ip) and
+ * keeps it until it closes, idle keep-alive time included. Over the limit,
+ * the request is answered 503 (limit_conn_status) with Connection: close.
+ * An empty key is not counted.
+ *
+ * The zone is a fixed table in shared memory (src/shm.c): a header, a
+ * power-of-two array of buckets and an array of entries. An entry is a
+ * 128-bit keyed hash of the key (SipHash, random key per table, as in
+ * src/gcra_table.c: keys are not stored and cannot be made to collide) and
+ * one 16-bit count per worker slot; the key's count is their sum. Counting
+ * per slot is what makes a crash harmless: the master drops the column of a
+ * worker that died (tg_limit_conn_master_worker_gone) before it respawns it,
+ * so the dead worker's connections do not hold places forever. (Workers of
+ * two generations share a slot's column during a reload; a crash then also
+ * drops its sibling's counts, which errs on the generous side for a moment
+ * and never leaks: a release never takes a column below zero.) An entry
+ * whose counts are all zero goes back to the free list. When the table is
+ * full, a new key is refused, as nginx does.
+ *
+ * One process-shared robust mutex guards the table. A worker that dies
+ * holding it leaves the table suspect: the next locker clears it and bumps
+ * the epoch, and holds taken before the clear are then ignored on release. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <sys/random.h>
+#include "limit_conn.h"
+#include "conn.h"
+#include "gcra_table.h"
+#include "http.h"
+#include "log.h"
+#include "request.h"
+#include "shm.h"
+#include "var.h"
+#include "worker.h"
+
+#define LC_MAGIC 0x6e6f636c67740001ULL
+#define LC_COUNT_MAX UINT16_MAX
+
+typedef struct {
+    uint64_t h[2];   /* the key's hash */
+    uint32_t next;   /* bucket chain or free list: entry index + 1, 0 ends */
+    uint32_t pad;
+    uint16_t count[TG_MAX_WORKERS]; /* open connections, per worker slot */
+} entry_t;
+
+struct tg_limit_conn_table_s {
+    uint64_t magic;
+    uint64_t size;
+    tg_shm_mutex_t lock;
+    uint64_t seed[2];
+    uint32_t mask; /* buckets - 1 */
+    uint32_t capacity;
+    uint32_t free_head;
+    uint32_t used;
+    uint32_t epoch;    /* bumped when the table is cleared after a crash */
+    uint64_t refused;  /* connections refused, all time */
+    int64_t log_sec;   /* monotonic second of the last "refused" line */
+    size_t buckets_off, entries_off;
+};
+typedef struct tg_limit_conn_table_s table_t;
+
+#define BUCKETS(t) ((uint32_t *)((char *)(t) + (t)->buckets_off))
+#define ENTRIES(t) ((entry_t *)((char *)(t) + (t)->entries_off))
+
+typedef struct {
+    tg_str_t name;
+    tg_tpl_t *key;
+    tg_shm_zone_t *shm;
+    table_t *table;
+    const char *file;
+    int line;
+} lc_zone_t;
+
+typedef struct {
+    tg_str_t name; /* as written, resolved at merge time */
+    lc_zone_t *zone;
+    int64_t limit;
+    const char *file;
+    int line;
+} lc_use_t;
+
+typedef struct {
+    lc_zone_t **zones; /* main scope: declared zones */
+    int nzones;
+    lc_use_t *use;     /* server scope */
+    int nuse;
+    int64_t status;
+} lc_conf_t;
+
+tg_module_t tg_limit_conn_module;
+
+/* ---- the shared table ------------------------------------------------------- */
+
+static size_t align_up(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+static void table_clear(table_t *t)
+{
+    memset(BUCKETS(t), 0, ((size_t)t->mask + 1) * sizeof(uint32_t));
+    entry_t *es = ENTRIES(t);
+    for (uint32_t i = 0; i < t->capacity; i++)
+        es[i].next = i + 2 <= t->capacity ? i + 2 : 0;
+    t->free_head = t->capacity ? 1 : 0;
+    t->used = 0;
+}
+
+static table_t *table_init(void *mem, size_t size)
+{
+    table_t *t = mem;
+    if (t->magic == LC_MAGIC && t->size == size)
+        return t; /* kept from the previous config generation */
+    size_t hdr = align_up(sizeof(*t), 64);
+    if (size < hdr + 64 + sizeof(entry_t))
+        return NULL;
+    size_t est = (size - hdr) / (sizeof(entry_t) + sizeof(uint32_t));
+    size_t nb = 1;
+    while (nb * 2 <= est && nb * 2 <= ((size_t)1 << 31))
+        nb *= 2;
+    size_t eoff = hdr + align_up(nb * sizeof(uint32_t), 64);
+    size_t cap = (size - eoff) / sizeof(entry_t);
+    if (cap == 0)
+        return NULL;
+    if (cap > UINT32_MAX - 1)
+        cap = UINT32_MAX - 1;
+    memset(t, 0, hdr);
+    if (tg_shm_mutex_init(&t->lock) != 0)
+        return NULL;
+    if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t->seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
+        t->seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
+    }
+    t->size = size;
+    t->mask = (uint32_t)(nb - 1);
+    t->capacity = (uint32_t)cap;
+    t->buckets_off = hdr;
+    t->entries_off = eoff;
+    table_clear(t);
+    t->magic = LC_MAGIC;
+    return t;
+}
+
+/* 0 locked; 1 locked after a crash cleared the table; -1 failed. */
+static int table_lock(table_t *t)
+{
+    int rc = tg_shm_mutex_lock(&t->lock);
+    if (rc == 1) {
+        table_clear(t);
+        t->epoch++;
+        tg_log(TG_LOG_WARN, "limit_conn: a worker died holding the zone lock; counts cleared");
+    }
+    return rc;
+}
+
+static unsigned entry_sum(const entry_t *e)
+{
+    unsigned n = 0;
+    for (int i = 0; i < TG_MAX_WORKERS; i++)
+        n += e->count[i];
+    return n;
+}
+
+/* Unlink entry `ref` from its bucket and put it on the free list. */
+static void entry_free(table_t *t, uint32_t ref)
+{
+    entry_t *es = ENTRIES(t), *e = &es[ref - 1];
+    uint32_t *pp = &BUCKETS(t)[e->h[1] & t->mask];
+    while (*pp && *pp != ref)
+        pp = &es[*pp - 1].next;
+    if (*pp == ref)
+        *pp = e->next;
+    e->next = t->free_head;
+    t->free_head = ref;
+    t->used--;
+}
+
+enum { TAKE_OK = 0, TAKE_OVER, TAKE_FULL, TAKE_ERROR };
+
+/* Count one connection for `key` in `slot`'s column unless the key already
+ * has `limit`. Fills *hold on success; *refused gets the running total of
+ * refusals and *log whether this one should be logged (once a second). */
+static int table_take(table_t *t, tg_str_t key, int64_t limit, int slot, tg_limit_conn_hold_t *hold,
+                      uint64_t *refused, int *log)
+{
+    uint64_t h[2];
+    tg_siphash128(t->seed, key.p, key.len, h);
+    if (table_lock(t) < 0)
+        return TAKE_ERROR;
+    entry_t *es = ENTRIES(t);
+    uint32_t *bucket = &BUCKETS(t)[h[1] & t->mask], ref = *bucket;
+    while (ref && !(es[ref - 1].h[0] == h[0] && es[ref - 1].h[1] == h[1]))
+        ref = es[ref - 1].next;
+    int rc = TAKE_OK;
+    if (ref == 0 && t->free_head == 0) {
+        rc = TAKE_FULL;
+    } else if (ref == 0) {
+        ref = t->free_head;
+        entry_t *e = &es[ref - 1];
+        t->free_head = e->next;
+        memset(e, 0, sizeof(*e));
+        e->h[0] = h[0];
+        e->h[1] = h[1];
+        e->next = *bucket;
+        *bucket = ref;
+        t->used++;
+    }
+    if (rc == TAKE_OK) {
+        entry_t *e = &es[ref - 1];
+        if (entry_sum(e) >= (uint64_t)limit || e->count[slot] == LC_COUNT_MAX) {
+            rc = TAKE_OVER;
+            if (entry_sum(e) == 0)
+                entry_free(t, ref);
+        } else {
+            e->count[slot]++;
+            *hold = (tg_limit_conn_hold_t){t, ref, t->epoch, h[0]};
+        }
+    }
+    if (rc != TAKE_OK) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        *refused = ++t->refused;
+        *log = t->log_sec != (int64_t)ts.tv_sec;
+        t->log_sec = (int64_t)ts.tv_sec;
+    }
+    tg_shm_mutex_unlock(&t->lock);
+    return rc;
+}
+
+static void table_release(tg_limit_conn_hold_t *hold, int slot)
+{
+    table_t *t = hold->table;
+    hold->table = NULL;
+    if (table_lock(t) < 0)
+        return;
+    if (hold->epoch == t->epoch && hold->entry <= t->capacity) {
+        entry_t *e = &ENTRIES(t)[hold->entry - 1];
+        /* the entry may have been dropped (the master cleared this column
+         * after a crash) and even reused for another key: check both */
+        if (e->h[0] == hold->hash && e->count[slot] > 0 && --e->count[slot] == 0 &&
+            entry_sum(e) == 0)
+            entry_free(t, hold->entry);
+    }
+    tg_shm_mutex_unlock(&t->lock);
+}
+
+static void table_drop_slot(table_t *t, int slot)
+{
+    if (table_lock(t) < 0)
+        return;
+    entry_t *es = ENTRIES(t);
+    for (uint32_t b = 0; b <= t->mask; b++) {
+        uint32_t ref = BUCKETS(t)[b];
+        while (ref) {
+            entry_t *e = &es[ref - 1];
+            uint32_t next = e->next;
+            e->count[slot] = 0;
+            if (entry_sum(e) == 0)
+                entry_free(t, ref);
+            ref = next;
+        }
+    }
+    tg_shm_mutex_unlock(&t->lock);
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+void tg_limit_conn_release(tg_conn_t *c)
+{
+    for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++)
+        if (c->limit_conn.h[i].table)
+            table_release(&c->limit_conn.h[i], tg_worker->slot);
+}
+
+void tg_limit_conn_master_worker_gone(tg_config_t *c, int slot)
+{
+    lc_conf_t *m = c->mconf[tg_limit_conn_module.index];
+    for (int i = 0; i < m->nzones; i++)
+        if (m->zones[i]->table)
+            table_drop_slot(m->zones[i]->table, slot);
+}
+
+static tg_rc_t lc_access(tg_request_t *r, void *conf)
+{
+    lc_conf_t *lc = conf;
+    tg_conn_t *c = r->conn;
+    for (int u = 0; u < lc->nuse; u++) {
+        lc_zone_t *z = lc->use[u].zone;
+        tg_limit_conn_hold_t *free_hold = NULL;
+        int held = 0;
+        for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++) {
+            if (c->limit_conn.h[i].table == z->table)
+                held = 1;
+            else if (c->limit_conn.h[i].table == NULL && free_hold == NULL)
+                free_hold = &c->limit_conn.h[i];
+        }
+        if (held)
+            continue;
+        tg_str_t key;
+        if (tg_tpl_eval(r, z->key, &key) != 0)
+            return TG_ERROR;
+        if (key.len == 0)
+            continue;
+        if (free_hold == NULL) {
+            tg_log(TG_LOG_WARN, "limit_conn zone \"%.*s\": a connection counts in at most %d zones",
+                   TG_STR_FMT(z->name), TG_LIMIT_CONN_HOLDS);
+            continue;
+        }
+        uint64_t refused = 0;
+        int log = 0;
+        int rc = table_take(z->table, key, lc->use[u].limit, tg_worker->slot, free_hold, &refused,
+                            &log);
+        if (rc == TAKE_OK)
+            continue;
+        if (rc == TAKE_ERROR)
+            return TG_ERROR;
+        if (log)
+            tg_log(TG_LOG_WARN,
+                   "limit_conn zone \"%.*s\": %s for \"%.*s\" (limit %lld), %llu refused so far",
+                   TG_STR_FMT(z->name), rc == TAKE_FULL ? "zone full" : "too many connections",
+                   TG_STR_FMT(key), (long long)lc->use[u].limit, (unsigned long long)refused);
+        r->keepalive = 0;
+        int st = (int)lc->status;
+        char *body = tg_arena_printf(r->arena, "%d %s\n", st, tg_status_reason(st));
+        if (tg_request_respond(r, st, "text/plain", body ? tg_str_c(body) : TG_NULL_STR) != 0)
+            return TG_ERROR;
+        return TG_DONE;
+    }
+    return TG_OK;
+}
+
+static void lc_exit_worker(tg_worker_t *w)
+{
+    /* a fast stop leaves connections open: give their places back */
+    for (tg_conn_t *c = w->conns; c; c = c->next)
+        tg_limit_conn_release(c);
+}
+
+/* ---- config --------------------------------------------------------------------- */
+
+static void *lc_create_conf(tg_conf_t *cf)
+{
+    lc_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
+    if (c) {
+        c->nuse = TG_CONF_UNSET;
+        c->status = TG_CONF_UNSET;
+    }
+    return c;
+}
+
+static lc_conf_t *main_conf(tg_conf_t *cf)
+{
+    return cf->config->mconf[tg_limit_conn_module.index];
+}
+
+static lc_zone_t *zone_find(lc_conf_t *m, tg_str_t name)
+{
+    for (int i = 0; i < m->nzones; i++)
+        if (tg_str_eq(m->zones[i]->name, name))
+            return m->zones[i];
+    return NULL;
+}
+
+static const char *lc_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    lc_conf_t *p = parent, *c = child;
+    TG_CONF_MERGE(c->status, p->status, 503);
+    if (c->nuse == TG_CONF_UNSET) {
+        c->use = p->use;
+        c->nuse = p->nuse == TG_CONF_UNSET ? 0 : p->nuse;
+        return NULL;
+    }
+    /* resolved here, after the whole file: zones may be declared anywhere */
+    lc_conf_t *m = main_conf(cf);
+    const char *file = cf->file;
+    int line = cf->line;
+    for (int i = 0; i < c->nuse; i++) {
+        if (c->use[i].zone)
+            continue;
+        if ((c->use[i].zone = zone_find(m, c->use[i].name)) == NULL) {
+            cf->file = c->use[i].file;
+            cf->line = c->use[i].line;
+            tg_conf_error(cf, "unknown limit_conn_zone \"%.*s\" in \"limit_conn\"",
+                          TG_STR_FMT(c->use[i].name));
+        }
+    }
+    cf->file = file;
+    cf->line = line;
+    return NULL;
+}
+
+static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lc_conf_t *m = conf;
+    tg_str_t name = tg_conf_arg(cf, 1), v;
+    if (zone_find(m, name))
+        return tg_conf_errf(cf, "duplicate limit_conn_zone \"%.*s\"", TG_STR_FMT(name));
+    lc_zone_t *z = tg_arena_alloc(cf->arena, sizeof(*z));
+    if (z == NULL)
+        return "out of memory";
+    z->name = name;
+    z->file = cf->file;
+    z->line = cf->line;
+    int64_t size = 0;
+    for (int i = 2; i <= cf->nargs; i++) {
+        const char *err = NULL;
+        if (tg_conf_arg_kv(cf, i, "key", &v)) {
+            if ((z->key = tg_tpl_compile(cf, v, &err)) == NULL)
+                return err;
+        } else if (tg_conf_arg_kv(cf, i, "size", &v)) {
+            if (tg_parse_size(v, &size) != 0 || size <= 0)
+                return tg_conf_errf(cf, "invalid size \"%.*s\" in \"limit_conn_zone\"",
+                                    TG_STR_FMT(v));
+        } else {
+            return tg_conf_errf(cf, "invalid parameter \"%s\" in \"limit_conn_zone\", expected "
+                                    "key= or size=",
+                                cf->args[i].text.p);
+        }
+    }
+    if (z->key == NULL || size == 0)
+        return "\"limit_conn_zone\" needs key= and size=";
+    const char *err = tg_shm_zone_add(cf, name, (size_t)size, "limit_conn", &z->shm);
+    if (err)
+        return err;
+    lc_zone_t **zs = tg_arena_grow(cf->arena, m->zones, (size_t)m->nzones, 1, sizeof(*zs));
+    if (zs == NULL)
+        return "out of memory";
+    zs[m->nzones++] = z;
+    m->zones = zs;
+    return NULL;
+}
+
+static const char *set_limit_conn(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lc_conf_t *c = conf;
+    int n = c->nuse == TG_CONF_UNSET ? 0 : c->nuse;
+    tg_str_t name = tg_conf_arg(cf, 1);
+    int64_t limit;
+    if (tg_parse_int(tg_conf_arg(cf, 2), &limit) != 0 || limit < 1 || limit > 1000000000)
+        return tg_conf_errf(cf, "invalid number \"%s\" in \"limit_conn\"", cf->args[2].text.p);
+    for (int i = 0; i < n; i++)
+        if (tg_str_eq(c->use[i].name, name))
+            return tg_conf_errf(cf, "limit_conn zone \"%.*s\" is listed twice", TG_STR_FMT(name));
+    if (n == TG_LIMIT_CONN_HOLDS)
+        return tg_conf_errf(cf, "at most %d \"limit_conn\" zones per server", TG_LIMIT_CONN_HOLDS);
+    lc_use_t *u = tg_arena_grow(cf->arena, c->use, (size_t)n, 1, sizeof(*u));
+    if (u == NULL)
+        return "out of memory";
+    u[n] = (lc_use_t){name, NULL, limit, cf->file, cf->line};
+    c->use = u;
+    c->nuse = n + 1;
+    return NULL;
+}
+
+static const char *set_status(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lc_conf_t *c = conf;
+    int64_t st;
+    if (tg_parse_int(tg_conf_arg(cf, 1), &st) != 0 || st < 400 || st > 599)
+        return tg_conf_errf(cf, "invalid status \"%s\" in \"limit_conn_status\", expected 400-599",
+                            cf->args[1].text.p);
+    c->status = st;
+    return NULL;
+}
+
+/* In the master, once per config load: lay out (or find again after a
+ * reload) each zone's table. */
+static const char *lc_init_conf(tg_conf_t *cf, void *conf)
+{
+    lc_conf_t *m = conf;
+    for (int i = 0; i < m->nzones; i++) {
+        lc_zone_t *z = m->zones[i];
+        if ((z->table = table_init(z->shm->data, z->shm->size)) == NULL) {
+            cf->file = z->file;
+            cf->line = z->line;
+            tg_conf_error(cf, "cannot set up the table of limit_conn_zone \"%.*s\"",
+                          TG_STR_FMT(z->name));
+        }
+    }
+    return NULL;
+}
+
+static int lc_is_active(void *conf)
+{
+    return ((lc_conf_t *)conf)->nuse > 0;
+}
+
+static const tg_directive_t lc_directives[] = {
+    {"limit_conn_zone", TG_SCOPE_MAIN, 0, 3, 3, set_zone, 0},
+    {"limit_conn", TG_SCOPE_SERVER, 0, 2, 2, set_limit_conn, 0},
+    {"limit_conn_status", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_status, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_limit_conn_module = {
+    .name = "limit_conn",
+    .directives = lc_directives,
+    .create_conf = lc_create_conf,
+    .merge_conf = lc_merge_conf,
+    .init_conf = lc_init_conf,
+    .is_active = lc_is_active,
+    .exit_worker = lc_exit_worker,
+    .on_access = lc_access,
+};
