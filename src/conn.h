@@ -45,7 +45,9 @@ struct tg_conn_s {
     unsigned tls_failed : 1;     /* fatal TLS error: no close_notify */
     tg_ssl_t *ssl;               /* TLS listeners: the session (tls.c), else NULL */
     char *pp_addr;               /* client address from the PROXY header (malloc) */
-    tg_limit_conn_holds_t limit_conn; /* places taken in limit_conn zones */
+    tg_limit_conn_holds_t *limit_conn; /* places taken in limit_conn zones; NULL until one
+                                        * counts this connection (a connection pays
+                                        * 8 bytes, not the holds, when unused) */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 

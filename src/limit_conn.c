@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+#include <stdlib.h>
 #include "limit_conn.h"
 #include "conn.h"
 #include "gcra_table.h"
@@ -279,9 +280,13 @@ static void table_drop_slot(table_t *t, int slot)
 
 void tg_limit_conn_release(tg_conn_t *c)
 {
+    if (c->limit_conn == NULL)
+        return;
     for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++)
-        if (c->limit_conn.h[i].table)
-            table_release(&c->limit_conn.h[i], tg_worker->slot);
+        if (c->limit_conn->h[i].table)
+            table_release(&c->limit_conn->h[i], tg_worker->slot);
+    free(c->limit_conn);
+    c->limit_conn = NULL;
 }
 
 void tg_limit_conn_master_worker_gone(tg_config_t *c, int slot)
@@ -296,15 +301,18 @@ static tg_rc_t lc_access(tg_request_t *r, void *conf)
 {
     lc_conf_t *lc = conf;
     tg_conn_t *c = r->conn;
+    if (lc->nuse > 0 && c->limit_conn == NULL &&
+        (c->limit_conn = calloc(1, sizeof(*c->limit_conn))) == NULL)
+        return TG_ERROR;
     for (int u = 0; u < lc->nuse; u++) {
         lc_zone_t *z = lc->use[u].zone;
         tg_limit_conn_hold_t *free_hold = NULL;
         int held = 0;
         for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++) {
-            if (c->limit_conn.h[i].table == z->table)
+            if (c->limit_conn->h[i].table == z->table)
                 held = 1;
-            else if (c->limit_conn.h[i].table == NULL && free_hold == NULL)
-                free_hold = &c->limit_conn.h[i];
+            else if (c->limit_conn->h[i].table == NULL && free_hold == NULL)
+                free_hold = &c->limit_conn->h[i];
         }
         if (held)
             continue;
