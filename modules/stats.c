@@ -35,6 +35,7 @@
 #include "module.h"
 #include "request.h"
 #include "stats.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 #include "stats_dashboard.h"
@@ -332,8 +333,10 @@ static void stats_log(tg_request_t *r, void *conf)
     tg_stats_worker_t *b = &mc->st->shm->workers[tg_worker->slot];
     int klass = r->status >= 100 && r->status < 600 ? r->status / 100 - 1 : -1;
     tg_stats_add(&b->requests, 1);
-    if (klass >= 0)
+    if (klass >= 0) {
         tg_stats_add(&b->status[klass], 1);
+        tg_stats_add(&b->codes[r->status - 100], 1);
+    }
     tg_stats_add(&b->bytes_in, r->bytes_in);
     tg_stats_add(&b->bytes_out, r->bytes_out);
     if (lc->srv_slot >= 0)
@@ -390,6 +393,7 @@ typedef struct {
     uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
     int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
     uint64_t events[TG_STATS_EVENT_COUNT];
+    uint64_t codes[500]; /* by status code - 100 */
     double uptime;
 } totals_t;
 
@@ -408,6 +412,8 @@ static void sum_totals(tg_stats_shm_t *s, totals_t *t)
         t->upgrades += tg_stats_read(&b->upgrades);
         for (int k = 0; k < TG_STATS_EVENT_COUNT; k++)
             t->events[k] += tg_stats_read(&b->events[k]);
+        for (int k = 0; k < 500; k++)
+            t->codes[k] += tg_stats_read(&b->codes[k]);
         if ((uint64_t)w < nw) {
             t->conns_open += tg_stats_read_gauge(&b->conns_open);
             t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
@@ -565,18 +571,34 @@ static void render_json(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
     memcpy(all.status, t->status, sizeof(all.status));
     sb_printf(sb, "},\"requests\":");
     json_class(sb, &all);
+    sb_printf(sb, ",\"codes\":{");
+    for (int k = 0, n = 0; k < 500; k++)
+        if (t->codes[k])
+            sb_printf(sb, "%s\"%d\":%llu", n++ ? "," : "", k + 100, (unsigned long long)t->codes[k]);
+    sb_printf(sb, "}");
     sb_printf(sb,
               ",\"bytes\":{\"in\":%llu,\"out\":%llu},\"websocket\":{\"upgrades\":%llu,"
               "\"open\":%lld},",
               (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
               (unsigned long long)t->upgrades, (long long)t->tunnels_open);
+    sb_printf(sb, "\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu,\"failed\":%llu},",
+              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
+              (unsigned long long)ev[TG_STATS_TLS_FAILED]);
+    tg_tls_cache_stats_t tc;
+    if (tg_tls_session_cache_stats(tg_worker->config, &tc) == 0)
+        sb_printf(sb,
+                  "\"session_cache\":{\"sessions\":%u,\"hits\":%llu,\"misses\":%llu,"
+                  "\"stores\":%llu,\"evictions\":%llu,\"expired\":%llu,\"too_big\":%llu}},",
+                  tc.used, (unsigned long long)tc.hits, (unsigned long long)tc.misses,
+                  (unsigned long long)tc.stores, (unsigned long long)tc.evictions,
+                  (unsigned long long)tc.expired, (unsigned long long)tc.too_big);
+    else
+        sb_printf(sb, "\"session_cache\":null},");
     sb_printf(sb,
-              "\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu,\"failed\":%llu}},"
               "\"compression\":{\"responses\":%llu,\"in\":%llu,\"out\":%llu},"
               "\"lua\":{\"errors\":%llu,\"instruction_limit\":%llu},"
               "\"rate_limit\":{\"limited\":%llu,\"dry_run\":%llu,\"zones\":{",
-              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
-              (unsigned long long)ev[TG_STATS_TLS_FAILED], (unsigned long long)ev[TG_STATS_COMPRESSED],
+              (unsigned long long)ev[TG_STATS_COMPRESSED],
               (unsigned long long)ev[TG_STATS_COMPRESS_IN],
               (unsigned long long)ev[TG_STATS_COMPRESS_OUT],
               (unsigned long long)ev[TG_STATS_LUA_ERRORS], (unsigned long long)ev[TG_STATS_LUA_LIMIT],
@@ -733,6 +755,12 @@ static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *
     memcpy(all.status, t->status, sizeof(all.status));
     prom_head(sb, "tollgate_requests_total", "counter", "Requests by response status class.");
     prom_classes(sb, "tollgate_requests_total", &all, TG_NULL_STR, TG_NULL_STR);
+    prom_head(sb, "tollgate_responses_total", "counter",
+              "Requests by response status code (codes seen so far).");
+    for (int k = 0; k < 500; k++)
+        if (t->codes[k])
+            sb_printf(sb, "tollgate_responses_total{code=\"%d\"} %llu\n", k + 100,
+                      (unsigned long long)t->codes[k]);
     prom_head(sb, "tollgate_server_requests_total", "counter",
               "Requests by server block and response status class.");
     for (int i = 0; i < nm->nsrv; i++) {
@@ -767,6 +795,23 @@ static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *
               "tollgate_tls_handshakes_total{result=\"failed\"} %llu\n",
               (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
               (unsigned long long)ev[TG_STATS_TLS_FAILED]);
+    tg_tls_cache_stats_t tc;
+    if (tg_tls_session_cache_stats(tg_worker->config, &tc) == 0) {
+        prom_one(sb, "tollgate_tls_session_cache_sessions", "gauge",
+                 "Sessions in the shared TLS session cache.", (double)tc.used);
+        prom_head(sb, "tollgate_tls_session_cache_total", "counter",
+                  "Shared TLS session cache events (hit, miss, store, eviction, expired, too_big).");
+        sb_printf(sb,
+                  "tollgate_tls_session_cache_total{event=\"hit\"} %llu\n"
+                  "tollgate_tls_session_cache_total{event=\"miss\"} %llu\n"
+                  "tollgate_tls_session_cache_total{event=\"store\"} %llu\n"
+                  "tollgate_tls_session_cache_total{event=\"eviction\"} %llu\n"
+                  "tollgate_tls_session_cache_total{event=\"expired\"} %llu\n"
+                  "tollgate_tls_session_cache_total{event=\"too_big\"} %llu\n",
+                  (unsigned long long)tc.hits, (unsigned long long)tc.misses,
+                  (unsigned long long)tc.stores, (unsigned long long)tc.evictions,
+                  (unsigned long long)tc.expired, (unsigned long long)tc.too_big);
+    }
     prom_head(sb, "tollgate_rate_limit_hits_total", "counter",
               "Requests a rate_limit zone refused (action=limited) or would have refused "
               "(action=dry_run).");

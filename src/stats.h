@@ -100,6 +100,7 @@ typedef struct {
     int64_t conns_state[TG_STATS_CONN_STATES]; /* gauges */
     uint64_t reserved;
     uint64_t events[TG_STATS_NEVENTS]; /* by tg_stats_event_t */
+    uint64_t codes[500];               /* by status code: [0] is 100 ... [499] is 599 */
     tg_stats_class_t servers[TG_STATS_MAX_SERVERS];
     tg_stats_class_t locations[TG_STATS_MAX_LOCATIONS];
     tg_stats_zone_t zones[TG_STATS_MAX_ZONES];

@@ -991,6 +991,18 @@ static const tg_directive_t tls_directives[] = {
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st)
+{
+    for (int i = 0; i < c->nservers; i++) {
+        tls_conf_t *t = tls_conf(c->servers[i]->mconf);
+        if (t->cache) {
+            tg_tls_cache_stats(t->cache, st);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 tg_module_t tg_tls_module = {
     .name = "tls",
     .directives = tls_directives,

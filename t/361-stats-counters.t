@@ -141,6 +141,13 @@ is($s->{rate_limit}{zones}{watch}{limited}, 0, 'dry-run zone limits nothing');
 is($s->{rate_limit}{limited}, $N, 'limited in all');
 is($s->{rate_limit}{dry_run}, $N, 'dry run in all');
 is($s->{servers}{'a.test'}{locations}{'/strict'}{requests}{'4xx'}, $N, '429s in the location');
+is($s->{codes}{429}, $N, 'status code 429 counted by code');
+is($s->{codes}{500}, 2 * $N, 'status code 500 (the Lua errors) counted by code');
+my $by_code = 0;
+$by_code += $_ for values %{$s->{codes}};
+cmp_ok($by_code, '<=', $s->{requests}{total}, 'the codes add up to at most the requests');
+cmp_ok($by_code, '>=', $s->{requests}{'2xx'} + $s->{requests}{'4xx'} + $s->{requests}{'5xx'},
+       '... and to at least the classed ones');
 is($s->{compression}{responses}, $N, 'compressed responses');
 cmp_ok($s->{compression}{in}, '>', $N * length($big), 'compression in bytes');
 cmp_ok($s->{compression}{out}, '<', $s->{compression}{in} / 4, 'compression out bytes');
@@ -180,6 +187,7 @@ like($p, qr/^tollgate_location_requests_total\{server="a\.test",location="page-a
 like($p, qr/^tollgate_rate_limit_hits_total\{zone="watch",action="dry_run"\} $N$/m, 'zone metric');
 like($p, qr/^tollgate_tls_handshakes_total\{result="resumed"\} $N$/m, 'TLS metric');
 like($p, qr/^tollgate_lua_instruction_limit_total $N$/m, 'Lua metric');
+like($p, qr/^tollgate_responses_total\{code="429"\} $N$/m, 'status code metric');
 like($p, qr/^tollgate_compressed_responses_total $N$/m, 'compression metric');
 like($p, qr/^tollgate_upstream_retries_total\{upstream="pair",server="127\.0\.0\.1:$dead"\} $N$/m, 'retries metric');
 like($p, qr/^tollgate_upstream_up\{upstream="checked",server="[^"]+"\} 0$/m, 'health metric');

@@ -13,6 +13,7 @@ use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Tollgate::Test;
 use Tollgate::TLS;
+use JSON::PP ();
 
 my $pki = make_pki();
 my ($a, $w) = ($pki->{'a.test'}, $pki->{'*.wild.test'});
@@ -133,6 +134,29 @@ $sess = $tg->dir . '/none.pem';
 is(hs($port, 'a.test', $sess, save => 1), 'New', 'cache off, tickets off: handshake');
 ok(!-e $sess, 'no session ID and no ticket given to the client: nothing to resume');
 $tg->stop;
+
+# --- the cache's counters on the stats endpoint
+{
+    my $t = tg_start("workers 2;\ntls_session_tickets off;\n" . $servers->() . <<"C");
+server {
+    listen %%PORT2%%;
+    location = /stats { stats; }
+}
+C
+    my $sp = $t->port;
+    my $f = $t->dir . '/st.pem';
+    is(hs($sp, 'a.test', $f, save => 1), 'New', 'stats: first handshake');
+    my @rr = map { hs($sp, 'a.test', $f) } 1 .. 5;
+    is(scalar(grep { $_ eq 'Reused' } @rr), 5, 'stats: 5 resumed');
+    my $st = JSON::PP::decode_json($t->http(GET => '/stats', port => 2)->{body});
+    my $sc = $st->{tls}{session_cache};
+    is($sc->{hits}, 5, 'session_cache.hits counts the 5 resumptions');
+    cmp_ok($sc->{stores}, '>=', 1, 'session_cache.stores');
+    cmp_ok($sc->{sessions}, '>=', 1, 'session_cache.sessions');
+    my $prom = $t->http(GET => '/stats?format=prometheus', port => 2)->{body};
+    like($prom, qr/^tollgate_tls_session_cache_total\{event="hit"\} 5$/m, 'Prometheus: cache hits');
+    $t->stop;
+}
 
 # --- config errors
 my $srv = $servers->();
