@@ -402,8 +402,12 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     };
     if (!EVP_MAC_CTX_set_params(hctx, params))
         return -1;
-    if (enc ? !EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv)
-            : !EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv))
+    /* fetched once: an implicit fetch per ticket is a provider lookup each time */
+    static EVP_CIPHER *aes;
+    if (aes == NULL && (aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL)
+        return -1;
+    if (enc ? !EVP_EncryptInit_ex2(ectx, aes, k->aes, iv, NULL)
+            : !EVP_DecryptInit_ex2(ectx, aes, k->aes, iv, NULL))
         return -1;
     return rc;
 }
