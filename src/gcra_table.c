@@ -10,7 +10,6 @@
  * also on a doubly linked recency list (head: most recently used) that
  * gives the eviction victim and the oldest candidates for reclaiming. */
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include "gcra_table.h"
 #include "shm.h"
@@ -135,13 +134,7 @@ tg_gcra_table_t *tg_gcra_table_init(void *mem, size_t size)
     if (cap > UINT32_MAX - 1) cap = UINT32_MAX - 1;
     memset(t, 0, hdr);
     if (tg_shm_mutex_init(&t->lock) != 0) return NULL;
-    if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
-        /* no entropy source: still a good hash, only not secret */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        t->seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
-        t->seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
-    }
+    tg_shm_hash_seed(t->seed, mem);
     t->size = size;
     t->mask = (uint32_t)(nb - 1);
     t->capacity = (uint32_t)cap;

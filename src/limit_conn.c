@@ -32,7 +32,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#include <sys/random.h>
 #include <stdlib.h>
 #include "limit_conn.h"
 #include "conn.h"
@@ -138,12 +137,7 @@ static table_t *table_init(void *mem, size_t size)
     memset(t, 0, hdr);
     if (tg_shm_mutex_init(&t->lock) != 0)
         return NULL;
-    if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        t->seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
-        t->seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
-    }
+    tg_shm_hash_seed(t->seed, mem);
     t->size = size;
     t->mask = (uint32_t)(nb - 1);
     t->capacity = (uint32_t)cap;

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <stdint.h>
 #include "shm.h"
 #include "core.h"
 #include "log.h"
@@ -156,4 +159,14 @@ int tg_shm_mutex_lock(tg_shm_mutex_t *mx)
 void tg_shm_mutex_unlock(tg_shm_mutex_t *mx)
 {
     pthread_mutex_unlock(&mx->m);
+}
+
+void tg_shm_hash_seed(uint64_t seed[2], const void *mem)
+{
+    if (getrandom(seed, 2 * sizeof(uint64_t), 0) == (ssize_t)(2 * sizeof(uint64_t)))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
+    seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
 }

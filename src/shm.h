@@ -62,4 +62,9 @@ int tg_shm_mutex_init(tg_shm_mutex_t *mx);
 int tg_shm_mutex_lock(tg_shm_mutex_t *mx);
 void tg_shm_mutex_unlock(tg_shm_mutex_t *mx);
 
+/* A secret seed for the hash of a shared table laid out in `mem`: from
+ * getrandom, or (no entropy source) from the clock and the address: still a
+ * good hash, only not secret. */
+void tg_shm_hash_seed(uint64_t seed[2], const void *mem);
+
 #endif
