@@ -27,8 +27,12 @@
  * once (so the server's listen backlog never overflows and no SYN is retried); every wait
  * is bounded by MAX_SECS in total; loopback only. It raises its own RLIMIT_NOFILE to fit N.
  *
- * Usage: idle_clients PORT N PATH MAX_SECS [http|ws]
- * Build: gcc -O2 -o build/bench/idle_clients contrib/bench/idle_clients.c
+ * With MODE "tls" each connection does a TLS handshake first (TLS 1.2 or 1.3, no
+ * certificate check: the benchmark's throwaway certificate), then the same GET over TLS;
+ * TLS 1.3 session tickets that arrive after the response are read and are not "stray data".
+ *
+ * Usage: idle_clients PORT N PATH MAX_SECS [http|ws|tls]
+ * Build: gcc -O2 -o build/bench/idle_clients contrib/bench/idle_clients.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -45,12 +49,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define INFLIGHT 256      /* connections connecting or awaiting a response at once */
 #define RESP_MAX 8192     /* a response (headers + body) must fit in this */
 #define MAX_EVENTS 512
 
-enum { C_FREE = 0, C_CONNECTING, C_WAITING, C_ECHO, C_IDLE, C_DONE };
+enum { C_FREE = 0, C_CONNECTING, C_HANDSHAKE, C_WAITING, C_ECHO, C_IDLE, C_DONE };
 
 /* The WebSocket mode's frame: FIN + text, masked, 5 bytes "hello" (RFC 6455 section 5.7). */
 static const unsigned char ws_frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
@@ -59,6 +65,7 @@ static const unsigned char ws_frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
 typedef struct {
     int fd;
     int state;
+    SSL *ssl; /* tls mode */
     char *buf; /* RESP_MAX bytes while waiting for the response, else NULL */
     size_t len;
 } conn_t;
@@ -79,13 +86,43 @@ static char request[512];
 static size_t request_len;
 static long n_ok, n_non200, n_connect, n_closed, n_badresp, n_closed_idle;
 static int inflight;
-static int ws_mode;
+static int ws_mode, tls_mode;
+static SSL_CTX *tls_ctx;
+
+/* read/write through TLS in tls mode; -1 with errno EAGAIN when TLS wants to wait */
+static ssize_t c_read(conn_t *c, void *buf, size_t len)
+{
+    if (!c->ssl) return read(c->fd, buf, len);
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, (int)len);
+    if (n > 0) return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static ssize_t c_write(conn_t *c, const void *buf, size_t len)
+{
+    if (!c->ssl) return write(c->fd, buf, len);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, buf, (int)len);
+    return n > 0 ? n : -1;
+}
 
 static void conn_finish(conn_t *c, int state)
 {
     free(c->buf);
     c->buf = NULL;
-    if (c->state == C_CONNECTING || c->state == C_WAITING || c->state == C_ECHO) inflight--;
+    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->state == C_WAITING ||
+        c->state == C_ECHO)
+        inflight--;
+    if (state == C_DONE && c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (state == C_DONE && c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -155,8 +192,37 @@ static void on_io(conn_t *c, uint32_t ev)
             return;
         }
         if (!(ev & EPOLLOUT)) return;
+        if (tls_mode) {
+            c->ssl = SSL_new(tls_ctx);
+            if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+                n_connect++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+            SSL_set_connect_state(c->ssl);
+            c->state = C_HANDSHAKE;
+            ev = EPOLLIN;
+        }
+    }
+    if (c->state == C_HANDSHAKE) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                struct epoll_event w = {.events = (e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN) | EPOLLRDHUP,
+                                        .data.ptr = c};
+                epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &w);
+                return;
+            }
+            n_connect++;
+            conn_finish(c, C_DONE);
+            return;
+        }
+    }
+    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
         /* the request is tiny: one write on a fresh socket sends it whole */
-        if (write(c->fd, request, request_len) != (ssize_t)request_len) {
+        if (c_write(c, request, request_len) != (ssize_t)request_len) {
             n_closed++;
             conn_finish(c, C_DONE);
             return;
@@ -170,7 +236,7 @@ static void on_io(conn_t *c, uint32_t ev)
     }
     if (c->state == C_WAITING) {
         for (;;) {
-            ssize_t n = read(c->fd, c->buf + c->len, RESP_MAX - c->len);
+            ssize_t n = c_read(c, c->buf + c->len, RESP_MAX - c->len);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0 && errno == EAGAIN) return;
             if (n <= 0) {
@@ -238,7 +304,7 @@ static void on_io(conn_t *c, uint32_t ev)
     if (c->state == C_IDLE) {
         /* nothing should arrive on an idle connection: EOF, a reset or stray data all count */
         char tmp[512];
-        ssize_t n = read(c->fd, tmp, sizeof(tmp));
+        ssize_t n = c_read(c, tmp, sizeof(tmp)); /* TLS: consumes late session tickets */
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         n_closed_idle++;
         n_ok--;
@@ -265,9 +331,16 @@ int main(int argc, char **argv)
         return 2;
     }
     ws_mode = argc == 6 && strcmp(argv[5], "ws") == 0;
-    if (argc == 6 && !ws_mode && strcmp(argv[5], "http") != 0) {
-        fprintf(stderr, "idle_clients: mode must be http or ws\n");
+    tls_mode = argc == 6 && strcmp(argv[5], "tls") == 0;
+    if (argc == 6 && !ws_mode && !tls_mode && strcmp(argv[5], "http") != 0) {
+        fprintf(stderr, "idle_clients: mode must be http, ws or tls\n");
         return 2;
+    }
+    if (tls_mode) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx) return 1;
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
     }
     int port = atoi(argv[1]);
     long n = atol(argv[2]);
@@ -322,8 +395,8 @@ int main(int argc, char **argv)
     }
     long n_timeout = 0;
     for (long i = 0; i < n; i++) {
-        if (conns[i].state == C_CONNECTING || conns[i].state == C_WAITING || conns[i].state == C_ECHO ||
-            conns[i].state == C_FREE) {
+        if (conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE ||
+            conns[i].state == C_WAITING || conns[i].state == C_ECHO || conns[i].state == C_FREE) {
             n_timeout++;
             conn_finish(&conns[i], C_DONE);
         }
