@@ -19,7 +19,7 @@ static inline int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static int caseeq_n(const char *a, const char *b, size_t n)
+int tg_str_caseeq_n(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
@@ -27,16 +27,12 @@ static int caseeq_n(const char *a, const char *b, size_t n)
     return 1;
 }
 
-int tg_str_caseeq(tg_str_t a, tg_str_t b)
-{
-    return a.len == b.len && caseeq_n(a.p, b.p, a.len);
-}
 
 
 int tg_str_has_caseprefix(tg_str_t s, const char *prefix)
 {
     size_t n = strlen(prefix);
-    return s.len >= n && caseeq_n(s.p, prefix, n);
+    return s.len >= n && tg_str_caseeq_n(s.p, prefix, n);
 }
 
 /* Optional white space as HTTP defines it (SP / HTAB), plus CR and LF so

@@ -36,8 +36,14 @@ static inline int tg_str_eq_lit(tg_str_t a, const char *lit)
     return a.len == n && memcmp(a.p, lit, n) == 0;
 }
 
-/* ASCII case-insensitive equality, the rule for header names and tokens. */
-int tg_str_caseeq(tg_str_t a, tg_str_t b);
+/* ASCII case-insensitive equality, the rule for header names and tokens.
+ * Inline so that the length test, which settles most header-name compares,
+ * costs no call. */
+int tg_str_caseeq_n(const char *a, const char *b, size_t n);
+static inline int tg_str_caseeq(tg_str_t a, tg_str_t b)
+{
+    return a.len == b.len && tg_str_caseeq_n(a.p, b.p, a.len);
+}
 /* Inline so that strlen of a literal is folded and a length mismatch, the
  * usual case when scanning headers, costs one compare. */
 static inline int tg_str_caseeq_lit(tg_str_t a, const char *lit)
