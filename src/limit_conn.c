@@ -101,11 +101,6 @@ tg_module_t tg_limit_conn_module;
 
 /* ---- the shared table ------------------------------------------------------- */
 
-static size_t align_up(size_t n, size_t a)
-{
-    return (n + a - 1) / a * a;
-}
-
 static void table_clear(table_t *t)
 {
     memset(BUCKETS(t), 0, ((size_t)t->mask + 1) * sizeof(uint32_t));
@@ -121,28 +116,18 @@ static table_t *table_init(void *mem, size_t size)
     table_t *t = mem;
     if (t->magic == LC_MAGIC && t->size == size)
         return t; /* kept from the previous config generation */
-    size_t hdr = align_up(sizeof(*t), 64);
-    if (size < hdr + 64 + sizeof(entry_t))
+    tg_shm_layout_t l;
+    if (tg_shm_table_layout(size, sizeof(*t), sizeof(entry_t), &l) != 0)
         return NULL;
-    size_t est = (size - hdr) / (sizeof(entry_t) + sizeof(uint32_t));
-    size_t nb = 1;
-    while (nb * 2 <= est && nb * 2 <= ((size_t)1 << 31))
-        nb *= 2;
-    size_t eoff = hdr + align_up(nb * sizeof(uint32_t), 64);
-    size_t cap = (size - eoff) / sizeof(entry_t);
-    if (cap == 0)
-        return NULL;
-    if (cap > UINT32_MAX - 1)
-        cap = UINT32_MAX - 1;
-    memset(t, 0, hdr);
+    memset(t, 0, l.buckets_off);
     if (tg_shm_mutex_init(&t->lock) != 0)
         return NULL;
     tg_shm_hash_seed(t->seed, mem);
     t->size = size;
-    t->mask = (uint32_t)(nb - 1);
-    t->capacity = (uint32_t)cap;
-    t->buckets_off = hdr;
-    t->entries_off = eoff;
+    t->mask = l.nbuckets - 1;
+    t->capacity = l.capacity;
+    t->buckets_off = l.buckets_off;
+    t->entries_off = l.entries_off;
     table_clear(t);
     t->magic = LC_MAGIC;
     return t;

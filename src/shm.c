@@ -170,3 +170,23 @@ void tg_shm_hash_seed(uint64_t seed[2], const void *mem)
     seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
     seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
 }
+
+int tg_shm_table_layout(size_t size, size_t header, size_t entry, tg_shm_layout_t *l)
+{
+    size_t hdr = tg_shm_align(header, 64);
+    if (size < hdr + sizeof(uint32_t) + entry)
+        return -1;
+    size_t est = (size - hdr) / (entry + sizeof(uint32_t));
+    size_t nb = 1;
+    while (nb * 2 <= est && nb * 2 <= ((size_t)1 << 31))
+        nb *= 2;
+    size_t eoff = hdr + tg_shm_align(nb * sizeof(uint32_t), 64);
+    if (size < eoff + entry)
+        return -1;
+    size_t cap = (size - eoff) / entry;
+    l->buckets_off = hdr;
+    l->entries_off = eoff;
+    l->nbuckets = (uint32_t)nb;
+    l->capacity = cap > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)cap;
+    return 0;
+}

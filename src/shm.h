@@ -62,6 +62,22 @@ int tg_shm_mutex_init(tg_shm_mutex_t *mx);
 int tg_shm_mutex_lock(tg_shm_mutex_t *mx);
 void tg_shm_mutex_unlock(tg_shm_mutex_t *mx);
 
+static inline size_t tg_shm_align(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+/* Where the parts of a hashed table go in a block of `size` bytes: its
+ * header (`header` bytes, rounded up to 64), a power-of-two array of
+ * uint32_t bucket heads (about one per entry, at most 2^31), then as many
+ * entries of `entry` bytes as fit (at most UINT32_MAX - 1). */
+typedef struct {
+    size_t buckets_off, entries_off;
+    uint32_t nbuckets, capacity;
+} tg_shm_layout_t;
+/* 0, or -1 when not even one entry fits. */
+int tg_shm_table_layout(size_t size, size_t header, size_t entry, tg_shm_layout_t *l);
+
 /* A secret seed for the hash of a shared table laid out in `mem`: from
  * getrandom, or (no entropy source) from the clock and the address: still a
  * good hash, only not secret. */

@@ -46,11 +46,6 @@ struct tg_tls_cache_s {
 #define BUCKETS(c) ((uint32_t *)((char *)(c) + (c)->buckets_off))
 #define DATA(c) ((char *)(c) + (c)->data_off)
 
-static size_t align_up(size_t n, size_t a)
-{
-    return (n + a - 1) / a * a;
-}
-
 static rec_t *rec_at(tg_tls_cache_t *c, uint64_t pos)
 {
     return (rec_t *)(DATA(c) + pos % c->data_size);
@@ -85,12 +80,12 @@ tg_tls_cache_t *tg_tls_cache_init(void *mem, size_t size)
         return c; /* kept from the previous config generation */
     if (size < TG_TLS_CACHE_MIN_SIZE)
         return NULL;
-    size_t hdr = align_up(sizeof(*c), 64);
+    size_t hdr = tg_shm_align(sizeof(*c), 64);
     /* one bucket per ~256 bytes of ring: about one typical session each */
     size_t nb = 1;
     while (nb * 2 * 256 <= size && nb * 2 <= ((size_t)1 << 24))
         nb *= 2;
-    size_t doff = hdr + align_up(nb * sizeof(uint32_t), 64);
+    size_t doff = hdr + tg_shm_align(nb * sizeof(uint32_t), 64);
     size_t dsize = (size - doff) / 8 * 8;
     if (dsize > (size_t)UINT32_MAX * 8 - 8)
         dsize = (size_t)UINT32_MAX * 8 - 8;
@@ -175,7 +170,7 @@ int tg_tls_cache_put(tg_tls_cache_t *c, const unsigned char *id, size_t idlen,
     rec_t *old = find(c, id, idlen, &link);
     if (old)
         unlink_rec(c, old, link);
-    size_t need = align_up(sizeof(rec_t) + len, 8);
+    size_t need = tg_shm_align(sizeof(rec_t) + len, 8);
     size_t off = (size_t)(c->head % c->data_size);
     size_t pad = off + need > c->data_size ? c->data_size - off : 0;
     while (c->head + pad + need - c->tail > c->data_size)
