@@ -1237,13 +1237,8 @@ int tg_http_send_header(tg_request_t *r)
     if (r->header_hold && !r->resp_no_body && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY]) {
         /* a body filter decides first (filter_body); the header strings may
          * point into the upstream's read buffer, which body reads reuse */
-        for (uint32_t i = 0; i < r->resp_headers.n; i++) {
-            tg_header_t *h = &r->resp_headers.h[i];
-            h->name = tg_arena_str(r->arena, h->name);
-            h->value = tg_arena_str(r->arena, h->value);
-            if (h->name.p == NULL || h->value.p == NULL)
-                return -1;
-        }
+        if (tg_headers_own(r->arena, &r->resp_headers) != 0)
+            return -1;
         hr->header_pending = 1;
         r->header_sent = 1;
         return 0;
@@ -1605,6 +1600,18 @@ int tg_headers_remove(tg_headers_t *hs, tg_str_t name)
     int removed = (int)(hs->n - w);
     hs->n = w;
     return removed;
+}
+
+int tg_headers_own(tg_arena_t *a, tg_headers_t *hs)
+{
+    for (uint32_t i = 0; i < hs->n; i++) {
+        tg_header_t *h = &hs->h[i];
+        h->name = tg_arena_str(a, h->name);
+        h->value = tg_arena_str(a, h->value);
+        if (h->name.p == NULL || h->value.p == NULL)
+            return -1;
+    }
+    return 0;
 }
 
 int tg_headers_set(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t value)

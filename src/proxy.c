@@ -1029,25 +1029,6 @@ void tg_proxy_abort(tg_request_t *r)
 
 /* ---- upgraded connections ------------------------------------------------------ */
 
-/* Copy the response header bytes that live in the upstream read buffer into
- * the request's arena, so that the buffer can be reused or released. */
-static int px_own_resp_headers(tg_proxy_t *px)
-{
-    const char *lo = px->buf->start, *hi = px->buf->end;
-    tg_headers_t *hs = &px->r->resp_headers;
-    for (uint32_t i = 0; i < hs->n; i++) {
-        tg_str_t *f[2] = {&hs->h[i].name, &hs->h[i].value};
-        for (int k = 0; k < 2; k++) {
-            if (f[k]->p == NULL || f[k]->p < lo || f[k]->p >= hi)
-                continue;
-            *f[k] = tg_arena_str(px->r->arena, *f[k]);
-            if (f[k]->p == NULL)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 /* The upstream answered 101: send that on, then both sockets become a
  * tunnel. Bytes either side sent after the switch are already in buffers. */
 static void px_upgrade(tg_proxy_t *px)
@@ -1082,7 +1063,7 @@ static void px_upgrade(tg_proxy_t *px)
     }
     /* what the upstream sent after its 101 stays in px->buf; the response
      * headers (read in a log phase, e.g. by Lua) must not point into it */
-    if (px_own_resp_headers(px) != 0) {
+    if (tg_headers_own(r->arena, &r->resp_headers) != 0) {
         tg_buf_put(to_up);
         tg_http_finalize(r, 1);
         return;

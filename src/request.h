@@ -33,6 +33,9 @@ int tg_headers_add(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t valu
 int tg_headers_remove(tg_headers_t *hs, tg_str_t name);
 /* Replace the first with this name (removing the others) or append. */
 int tg_headers_set(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t value);
+/* Copy every name and value into `a`, so that the buffer they were parsed
+ * from can be reused. 0, or -1 out of memory. */
+int tg_headers_own(tg_arena_t *a, tg_headers_t *hs);
 
 typedef struct tg_conn_s tg_conn_t;
 typedef struct tg_proxy_s tg_proxy_t;
