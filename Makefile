@@ -6,7 +6,7 @@ CC ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
-PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis
+PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing
 DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && test -f $(LLHTTP_SRC)/llhttp.c \
              && test -f /usr/include/ev.h && echo yes)
 

@@ -5,7 +5,7 @@
 #   contrib/install-deps.sh bench    also the peers the benchmark compares against
 set -e
 PKGS="build-essential pkg-config clang libev-dev node-llhttp libssl-dev openssl libpcre2-dev
-      libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev redis-server
+      libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev redis-server
       perl curl nodejs wrk gzip brotli zstd procps iproute2 valgrind
       libcrypt-dev chromium chromium-driver prometheus"
 if [ "$1" = "bench" ]; then

@@ -597,11 +597,14 @@ static void render_json(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
     sb_printf(sb,
               "\"compression\":{\"responses\":%llu,\"in\":%llu,\"out\":%llu},"
               "\"lua\":{\"errors\":%llu,\"instruction_limit\":%llu},"
+              "\"io_uring\":{\"batches\":%llu,\"writes\":%llu},"
               "\"rate_limit\":{\"limited\":%llu,\"dry_run\":%llu,\"zones\":{",
               (unsigned long long)ev[TG_STATS_COMPRESSED],
               (unsigned long long)ev[TG_STATS_COMPRESS_IN],
               (unsigned long long)ev[TG_STATS_COMPRESS_OUT],
               (unsigned long long)ev[TG_STATS_LUA_ERRORS], (unsigned long long)ev[TG_STATS_LUA_LIMIT],
+              (unsigned long long)ev[TG_STATS_SENDQ_BATCHES],
+              (unsigned long long)ev[TG_STATS_SENDQ_WRITES],
               (unsigned long long)ev[TG_STATS_RL_LIMITED], (unsigned long long)ev[TG_STATS_RL_DRY_RUN]);
     int first = 1;
     for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
@@ -840,6 +843,12 @@ static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *
              (double)ev[TG_STATS_LUA_ERRORS]);
     prom_one(sb, "tollgate_lua_instruction_limit_total", "counter",
              "Lua hook runs stopped by lua_instruction_limit.", (double)ev[TG_STATS_LUA_LIMIT]);
+    prom_one(sb, "tollgate_io_uring_batches_total", "counter",
+             "Send batches submitted to the kernel (one io_uring_enter each).",
+             (double)ev[TG_STATS_SENDQ_BATCHES]);
+    prom_one(sb, "tollgate_io_uring_writes_total", "counter",
+             "Socket writes sent in those batches instead of one writev each.",
+             (double)ev[TG_STATS_SENDQ_WRITES]);
 
     enum { M_REQ = 0, M_FAIL, M_RETRY, M_ACTIVE, M_UP, M_DOWNW, M_LAT, M_COUNT };
     static const char *const names[M_COUNT] = {

@@ -131,22 +131,27 @@ int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov,
                 continue;
             return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
         }
-        *written += (uint64_t)n;
-        q->pending -= (size_t)n;
-        while (n > 0) {
-            struct iovec *v = &q->iov[q->i];
-            if ((size_t)n >= v->iov_len) {
-                n -= (ssize_t)v->iov_len;
-                q->i++;
-            } else {
-                v->iov_base = (char *)v->iov_base + n;
-                v->iov_len -= (size_t)n;
-                n = 0;
-            }
-        }
+        tg_iovq_consume(q, (size_t)n, written);
     }
     tg_iovq_reset(q);
     return 1;
+}
+
+void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written)
+{
+    *written += n;
+    q->pending -= n;
+    while (n > 0) {
+        struct iovec *v = &q->iov[q->i];
+        if (n >= v->iov_len) {
+            n -= v->iov_len;
+            q->i++;
+        } else {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= n;
+            n = 0;
+        }
+    }
 }
 
 /* Move every range to follow the first (in place: see buf.h); returns the

@@ -63,6 +63,7 @@ typedef struct {
     struct iovec iov[TG_IOVQ_MAX];
     int n, i;       /* ranges queued, first not fully written */
     size_t pending; /* bytes not written yet */
+    int batch;      /* 1 + its slot in the worker's send batch (src/sendq.c), 0 if none */
     char scratch[24];
 } tg_iovq_t;
 
@@ -83,6 +84,8 @@ int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written);
 int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov, int n), void *ctx,
                  uint64_t *written);
 void tg_iovq_reset(tg_iovq_t *q);
+/* Drop the first `n` queued bytes (they were written); *written += n. */
+void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written);
 
 /* Body ranges produced by one parse round, in order. Adjacent ranges merge;
  * when the list is full the ranges are compacted in place into one (safe:

@@ -231,6 +231,12 @@ static const char *set_main_num(tg_conf_t *cf, const tg_directive_t *d, void *co
     return err;
 }
 
+static const char *set_main_flag(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)conf;
+    return tg_conf_set_flag(cf, d, main_conf(cf));
+}
+
 static const char *set_main_size(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)conf;
@@ -486,6 +492,7 @@ static const tg_directive_t core_directives[] = {
      offsetof(tg_main_conf_t, worker_connections)},
     {"client_header_buffer_size", TG_SCOPE_MAIN, 0, 1, 1, set_main_size,
      offsetof(tg_main_conf_t, header_buffer_size)},
+    {"io_uring", TG_SCOPE_MAIN, 0, 1, 1, set_main_flag, offsetof(tg_main_conf_t, io_uring)},
     {"server", TG_SCOPE_MAIN, TG_CONF_F_BLOCK, 0, 0, set_server, 0},
     {"listen", TG_SCOPE_SERVER, 0, 1, 5, set_listen, 0},
     {"server_name", TG_SCOPE_SERVER, 0, 1, -1, set_server_name, 0},
@@ -634,6 +641,7 @@ tg_config_t *tg_config_load(const char *path, int generation)
     c->main->shutdown_timeout = TG_CONF_UNSET;
     c->main->worker_connections = TG_CONF_UNSET;
     c->main->header_buffer_size = TG_CONF_UNSET;
+    c->main->io_uring = TG_CONF_UNSET;
     cf->mconf = c->mconf;
     if (tg_conf_parse_file(cf, path) != 0)
         goto fail;
@@ -649,6 +657,8 @@ tg_config_t *tg_config_load(const char *path, int generation)
         c->main->worker_connections = 10000;
     if (c->main->header_buffer_size == TG_CONF_UNSET)
         c->main->header_buffer_size = 16384;
+    if (c->main->io_uring == TG_CONF_UNSET)
+        c->main->io_uring = 1;
     if (c->nservers == 0) {
         fprintf(stderr, "%s: no \"server\" block\n", path);
         goto fail;

@@ -90,6 +90,7 @@ typedef struct {
     tg_msec_t shutdown_timeout;
     int64_t worker_connections;
     int64_t header_buffer_size; /* client_header_buffer_size: the 431 limit */
+    int io_uring;               /* batch hot-path writes (src/sendq.c) */
 } tg_main_conf_t;
 
 struct tg_config_s {

@@ -29,6 +29,7 @@
 #include "proxyproto.h"
 #include "var.h"
 #include "log.h"
+#include "sendq.h"
 #include "worker.h"
 
 #define LINGER_TIME 2.0
@@ -417,6 +418,7 @@ void tg_conn_close(tg_conn_t *c)
     ev_timer_stop(loop, &c->timer);
     tg_tls_conn_shutdown(c);
     tg_tls_conn_free(c);
+    tg_sendq_cancel_fd(c->fd);
     close(c->fd);
     conn_release_buffers(c);
     free(c->pp_addr);
@@ -1412,11 +1414,14 @@ static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
     return tg_conn_writev(c, iov, n);
 }
 
-int tg_http_flush(tg_request_t *r)
+static int http_flush(tg_request_t *r, int batch)
 {
     tg_conn_t *c = r->conn;
-    int rc = c->ssl ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
-                    : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
+    int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
+             : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out)
+                     : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
+    if (rc == 2)
+        return 2; /* in the send batch: nothing to arm */
     if (rc == 1) {
         if (c->io.events & EV_WRITE) {
             conn_want(c, EV_READ);
@@ -1433,6 +1438,16 @@ int tg_http_flush(tg_request_t *r)
     return -1;
 }
 
+int tg_http_flush(tg_request_t *r)
+{
+    return http_flush(r, 0);
+}
+
+int tg_http_flush_batched(tg_request_t *r)
+{
+    return http_flush(r, 1);
+}
+
 void tg_http_finalize(tg_request_t *r, int abort)
 {
     tg_conn_t *c = r->conn;
@@ -1445,6 +1460,7 @@ void tg_http_finalize(tg_request_t *r, int abort)
     }
     if (r->proxy)
         tg_proxy_abort(r);
+    tg_sendq_cancel(&hr->out);
     c->nrequests++;
     int unread = !hr->body_done;
     /* a shutting-down worker still keeps a connection whose answer promised

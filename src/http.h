@@ -52,6 +52,10 @@ int tg_http_send_body(tg_request_t *r, tg_spans_t *spans, int last);
 /* Write what is queued. 1: all written; 0: blocked (the proxy is called back
  * with tg_proxy_on_client_drained when done); -1: client gone. */
 int tg_http_flush(tg_request_t *r);
+/* The same, but the bytes may go with the worker's send batch (src/sendq.h):
+ * 2 then means they wait there, and the connection's EV_WRITE callback
+ * (tg_proxy_on_client_drained) continues when they went. */
+int tg_http_flush_batched(tg_request_t *r);
 /* The response is complete (or failed: `abort` closes the connection). */
 void tg_http_finalize(tg_request_t *r, int abort);
 /* Answer with an error page unless the header went out already (then the

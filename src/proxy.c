@@ -27,6 +27,7 @@
 #include "http.h"
 #include "var.h"
 #include "log.h"
+#include "sendq.h"
 #include "worker.h"
 #include "conn.h"
 #include "tunnel.h"
@@ -440,6 +441,7 @@ static void px_release_conn(tg_proxy_t *px, int reuse)
     tg_upconn_t *uc = px->uc;
     if (uc == NULL)
         return;
+    tg_sendq_cancel(&px->out);
     px->uc = NULL;
     uc->r = NULL;
     ev_timer_stop(tg_worker->loop, &uc->timer);
@@ -751,9 +753,11 @@ static void px_send(tg_proxy_t *px)
             continue;
         }
         int rc = px->uc->ssl ? tg_iovq_send(&px->out, px_upconn_writev, px->uc, &px->sent)
-                             : tg_iovq_write(&px->out, px->uc->fd, &px->sent);
+                             : tg_sendq_write(&px->out, px->uc->fd, &px->uc->io, &px->sent);
         if (rc == 1)
             continue;
+        if (rc == 2)
+            return; /* in the send batch: px_io_cb gets EV_WRITE after it */
         if (rc == 0) {
             px_want(px, EV_READ | EV_WRITE, px->conf->send_timeout);
             return;
@@ -836,9 +840,13 @@ static int px_forward(tg_proxy_t *px)
     }
     if (px->resp_done && r->upstream_time == 0)
         r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
-    int rc = tg_http_flush(r);
+    int rc = tg_http_flush_batched(r);
     if (rc < 0) {
         tg_http_finalize(r, 1);
+        return 0;
+    }
+    if (rc == 2) { /* in the send batch; the upstream stays watched as it is */
+        px->client_blocked = 1;
         return 0;
     }
     if (rc == 0) {

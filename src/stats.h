@@ -46,6 +46,8 @@ typedef enum {
     TG_STATS_COMPRESS_OUT,     /* bytes they produced */
     TG_STATS_LUA_ERRORS,       /* Lua hook runs that failed (500), limit stops included */
     TG_STATS_LUA_LIMIT,        /* of those: stopped by lua_instruction_limit */
+    TG_STATS_SENDQ_BATCHES,    /* send batches submitted (one io_uring_enter each) */
+    TG_STATS_SENDQ_WRITES,     /* writes they carried */
     TG_STATS_EVENT_COUNT
 } tg_stats_event_t;
 

@@ -20,6 +20,7 @@
 #include "proxy.h"
 #include "var.h"
 #include "log.h"
+#include "sendq.h"
 #include "worker.h"
 
 /* ---- config ---------------------------------------------------------------- */
@@ -466,6 +467,7 @@ void tg_upconn_destroy(tg_upconn_t *uc)
     ev_io_stop(tg_worker->loop, &uc->io);
     ev_timer_stop(tg_worker->loop, &uc->timer);
     tg_tls_upconn_free(uc); /* no close_notify: a pooled close needs none */
+    tg_sendq_cancel_fd(uc->fd);
     close(uc->fd);
     free(uc);
 }

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "proxy.h"
 #include "log.h"
+#include "sendq.h"
 #include "accesslog.h"
 
 #define ACCEPT_BATCH 64
@@ -197,6 +198,7 @@ void tg_worker_run(tg_config_t *config, int slot)
     size_t bufsize = (size_t)config->main->header_buffer_size;
     tg_buf_pool_init(bufsize < 16384 ? 16384 : bufsize, 1024);
     tg_arena_blocks_init(4096);
+    tg_sendq_init(w->loop, (int)config->main->io_uring);
 
     int n = 0;
     for (tg_listen_t *ls = config->listens; ls; ls = ls->next)
