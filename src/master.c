@@ -10,6 +10,7 @@
  * It waits for signals with sigtimedwait, so it needs no event loop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,13 +50,90 @@ static double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int workers_wanted(tg_config_t *c)
+/* 1 when the comma-separated controller list `ctls` names `want`. */
+static int has_controller(const char *ctls, const char *want)
 {
-    int n = (int)c->main->workers;
+    size_t n = strlen(want);
+    for (const char *p = ctls; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, want, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* The CPU quota of this process's cgroup, in CPUs rounded up, or 0 when
+ * none is set: cgroup v2's cpu.max ("max 100000" or "150000 100000"), else
+ * v1's cpu.cfs_quota_us / cpu.cfs_period_us. */
+static int cgroup_cpu_quota(void)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f == NULL)
+        return 0;
+    char line[512], path[600];
+    long quota = -1, period = 0;
+    while (quota < 0 && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *ctl = strchr(line, ':'), *cg = ctl ? strchr(ctl + 1, ':') : NULL;
+        if (cg == NULL)
+            continue;
+        *cg++ = '\0';
+        ctl++;
+        FILE *q = NULL;
+        if (*ctl == '\0') { /* v2: "0::/path" */
+            snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max", cg);
+            if ((q = fopen(path, "r")) != NULL) {
+                char max[32];
+                if (fscanf(q, "%31s %ld", max, &period) == 2 && strcmp(max, "max") != 0)
+                    quota = atol(max);
+                fclose(q);
+            }
+        } else if (has_controller(ctl, "cpu")) {
+            /* v1: "N:cpu,cpuacct:/path" */
+            const char *dirs[] = {"cpu,cpuacct", "cpu", "cpuacct,cpu"};
+            for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && quota < 0; i++) {
+                long qv = -1, pv = 0;
+                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s%s/cpu.cfs_quota_us", dirs[i], cg);
+                if ((q = fopen(path, "r")) == NULL)
+                    continue;
+                int ok = fscanf(q, "%ld", &qv) == 1;
+                fclose(q);
+                snprintf(path, sizeof(path), "/sys/fs/cgroup/%s%s/cpu.cfs_period_us", dirs[i], cg);
+                if (ok && qv > 0 && (q = fopen(path, "r")) != NULL) {
+                    if (fscanf(q, "%ld", &pv) == 1 && pv > 0) {
+                        quota = qv;
+                        period = pv;
+                    }
+                    fclose(q);
+                }
+            }
+        }
+    }
+    fclose(f);
+    if (quota <= 0 || period <= 0)
+        return 0;
+    return (int)((quota + period - 1) / period);
+}
+
+/* `workers auto`: the CPUs this process may run on (its affinity mask, as
+ * taskset or a cpuset sets it), at most its cgroup's CPU quota. */
+static int workers_auto(void)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
     if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? (int)cpus : 1;
     }
+    int quota = cgroup_cpu_quota();
+    return quota > 0 && quota < n ? quota : n;
+}
+
+static int workers_wanted(tg_config_t *c)
+{
+    int n = (int)c->main->workers;
+    if (n <= 0)
+        n = workers_auto();
     return n > TG_MAX_WORKERS ? TG_MAX_WORKERS : n;
 }
 

@@ -482,6 +482,8 @@ sub _bin() {
 #   no_log_check 1 to skip the log check at stop
 #   env          {NAME => value} added to the gateway's environment
 #   args         extra command-line arguments
+#   prefix       [command, args...] that execs the gateway (taskset, a shell
+#                that joins a cgroup first): the spawned PID stays the master's
 #   files        {relative name => content} written into the prefix dir
 #                first (placeholders replaced), e.g. included configs
 #   timeout      start deadline in seconds (10)
@@ -961,7 +963,8 @@ sub _launch($self, $conf) {
     my $bin = Tollgate::Test::_bin();
     my $o = $self->{opts};
     $self->{hub} = Tollgate::Test::_hook_hub();
-    $self->{pid} = Tollgate::Test::_spawn([$bin, '-c', $self->{conf_file}, @{$o->{args} // []}],
+    $self->{pid} = Tollgate::Test::_spawn([@{$o->{prefix} // []}, $bin, '-c', $self->{conf_file},
+                                           @{$o->{args} // []}],
                                           $self->{stderr_file}, $o->{env} // {}, 'TERM');
     $LIVE{refaddr $self} = $self;
     weaken($LIVE{refaddr $self});
