@@ -640,8 +640,11 @@ static void conn_write_ready(tg_conn_t *c)
         tg_http_finalize(r, 1);
         return;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        if (r->proxy) /* a batched write that went only in part */
+            tg_proxy_on_client_blocked(r);
         return;
+    }
     if (r->proxy)
         tg_proxy_on_client_drained(r);
     else if (HR(r)->resp_done)

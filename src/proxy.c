@@ -857,6 +857,15 @@ static int px_forward(tg_proxy_t *px)
     return px_drained(px);
 }
 
+void tg_proxy_on_client_blocked(tg_request_t *r)
+{
+    tg_proxy_t *px = r->proxy;
+    if (px->uc && !px->tunnel) {
+        px->client_blocked = 1;
+        px_want(px, 0, 0);
+    }
+}
+
 void tg_proxy_on_client_drained(tg_request_t *r)
 {
     tg_proxy_t *px = r->proxy;
@@ -867,6 +876,10 @@ void tg_proxy_on_client_drained(tg_request_t *r)
 static void px_receive(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
+    if (px->client_blocked) { /* its bytes still point into px->buf */
+        px_want(px, 0, 0);
+        return;
+    }
     if (px->buf == NULL && (px->buf = tg_buf_get()) == NULL) {
         px_fail(px, 500, 0);
         return;

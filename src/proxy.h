@@ -76,6 +76,9 @@ void tg_proxy_start(tg_request_t *r);
 /* Called by http.c: the client sent more body bytes / can take more data. */
 void tg_proxy_on_client_body(tg_request_t *r);
 void tg_proxy_on_client_drained(tg_request_t *r);
+/* Called by http.c: the client's socket is full (a batched write went only
+ * in part): stop reading the upstream until it drains. */
+void tg_proxy_on_client_blocked(tg_request_t *r);
 /* Drop the upstream side of r (client gone, or request finished). */
 void tg_proxy_abort(tg_request_t *r);
 /* A tunneled (upgraded) client connection has an event. */

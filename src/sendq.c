@@ -192,11 +192,6 @@ void tg_sendq_init(struct ev_loop *loop, int enable)
     ev_unref(loop);
 }
 
-int tg_sendq_is_on(void)
-{
-    return on;
-}
-
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written)
 {
     if (q->batch)

@@ -23,8 +23,6 @@
 /* Start the batch on the worker's loop (enable = the `io_uring` directive).
  * Without io_uring the batch stays off and every write is direct. */
 void tg_sendq_init(struct ev_loop *loop, int enable);
-/* 1 when writes are batched in this worker. */
-int tg_sendq_is_on(void);
 /* Like tg_iovq_write, but may leave the bytes to the batch: returns 1 when
  * nothing is left to write, 0 when the socket would block (the caller waits
  * for EV_WRITE on `w`), 2 when the bytes wait in the batch (the caller arms
