@@ -167,8 +167,11 @@ static int px_build_head(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
     tg_proxy_conf_t *pc = px->conf;
-    tg_headers_t out = {0};
-    tg_header_t *xff = NULL;
+    /* the upstream's header list only lives until it is serialized below:
+     * on the stack, in the arena only past 32 headers */
+    tg_header_t first[32];
+    tg_headers_t out = {first, 0, 32};
+    int xff = -1; /* its index: the array may move when it grows */
     int has_connection = tg_headers_find(&r->headers, TG_STR("Connection")) != NULL;
     for (uint32_t i = 0; i < r->headers.n; i++) {
         tg_header_t *h = &r->headers.h[i];
@@ -177,17 +180,17 @@ static int px_build_head(tg_proxy_t *px)
         if (px_overridden(pc, h->name))
             continue;
         if (tg_str_caseeq_lit(h->name, "x-forwarded-for")) {
-            if (xff) { /* several: fold them into the first, in order */
-                char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(xff->value),
+            if (xff >= 0) { /* several: fold them into the first, in order */
+                char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(out.h[xff].value),
                                           TG_STR_FMT(h->value));
                 if (v == NULL)
                     return -1;
-                xff->value = tg_str_c(v);
+                out.h[xff].value = tg_str_c(v);
                 continue;
             }
             if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
                 return -1;
-            xff = &out.h[out.n - 1];
+            xff = (int)out.n - 1;
             continue;
         }
         if (tg_str_caseeq_lit(h->name, "x-forwarded-proto") ||
@@ -200,12 +203,12 @@ static int px_build_head(tg_proxy_t *px)
     tg_str_t peer = r->peer_addr;
     if (px_overridden(pc, TG_STR("X-Forwarded-For"))) {
         /* proxy_set_header/proxy_remove_header decide */
-    } else if (xff) {
-        char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(xff->value),
+    } else if (xff >= 0) {
+        char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(out.h[xff].value),
                                   TG_STR_FMT(peer));
         if (v == NULL)
             return -1;
-        xff->value = tg_str_c(v);
+        out.h[xff].value = tg_str_c(v);
     } else if (tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-For"), peer) != 0) {
         return -1;
     }

@@ -50,6 +50,19 @@ is($d->{headers}{'x-forwarded-host'}, "127.0.0.1:" . $tg->port, 'X-Forwarded-Hos
 is($d->{headers}{'x-real-ip'}, '127.0.0.1', 'X-Real-IP');
 is($d->{headers}{host}, "127.0.0.1:" . $tg->port, 'Host passed as received');
 
+# X-Forwarded-For first, then enough headers that the list of headers for the
+# upstream outgrows its first array (16 before, 32 now): the client's address is
+# still appended, and a second X-Forwarded-For still folds into the first
+for my $n (20, 40) {
+    $r = $tg->http(GET => '/many', headers => [
+        'X-Forwarded-For' => '198.51.100.7', (map { ("X-Fill-$_" => "v$_") } 1 .. $n),
+        'X-Forwarded-For' => '198.51.100.8']);
+    $d = desc($r);
+    is($d->{headers}{'x-forwarded-for'}, '198.51.100.7, 198.51.100.8, 127.0.0.1',
+       "X-Forwarded-For folded and appended behind $n other headers");
+    is($d->{headers}{"x-fill-$n"}, "v$n", "all $n other headers arrive");
+}
+
 $r = $tg->http(POST => '/set/x', headers => ['X-Secret' => 's', 'X-Forwarded-Host' => 'evil']);
 $d = desc($r);
 is($d->{headers}{'x-route'}, 'set-POST', 'proxy_set_header with a variable');
