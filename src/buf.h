@@ -58,7 +58,7 @@ size_t tg_chain_len(const tg_chain_t *c);
 /* A fixed-size queue of byte ranges waiting for writev(2). The ranges point
  * into memory the owner keeps until they are written. `scratch` holds small
  * framing text (chunk sizes) that must outlive the call that made it. */
-#define TG_IOVQ_MAX 32
+#define TG_IOVQ_MAX 24 /* one round: a head, 16 body spans and chunk framing */
 typedef struct {
     struct iovec iov[TG_IOVQ_MAX];
     int n, i;       /* ranges queued, first not fully written */

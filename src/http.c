@@ -38,7 +38,7 @@
 /* Request parse scratch kept beside the request (core only). */
 typedef struct {
     tg_request_t r;
-    tg_spans_t body;       /* body spans of the current parse round */
+    tg_spans_t *body;      /* body spans of the current parse round (made at the first) */
     int64_t body_received; /* decoded body bytes seen so far */
     double body_waited;     /* seconds spent waiting for body bytes (client_body_min_rate) */
     double body_wait_since; /* > 0: waiting since then */
@@ -248,11 +248,24 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+/* The request's body spans, made when the first body byte arrives (a request
+ * without a body, most of them, does not carry the list). NULL: no memory. */
+static tg_spans_t *body_spans(tg_request_t *r)
+{
+    http_req_t *hr = HR(r);
+    if (hr->body == NULL)
+        hr->body = tg_arena_alloc(r->arena, sizeof(*hr->body));
+    return hr->body;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     tg_conn_t *c = p->data;
     http_req_t *hr = HR(c->req);
-    tg_spans_add(&hr->body, at, len);
+    tg_spans_t *s = body_spans(c->req);
+    if (s == NULL)
+        return -1;
+    tg_spans_add(s, at, len);
     hr->body_received += (int64_t)len;
     return 0;
 }
@@ -1060,7 +1073,8 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
     tg_conn_t *c = r->conn;
     http_req_t *hr = HR(r);
     tg_core_conf_t *cc = core_conf(r->loc_conf);
-    *spans = &hr->body;
+    if ((*spans = body_spans(r)) == NULL)
+        return -500;
     if (hr->body_wait_since > 0) {
         hr->body_waited += ev_now(tg_worker->loop) - hr->body_wait_since;
         hr->body_wait_since = 0;
@@ -1070,7 +1084,7 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
             r->keepalive = 0;
             return -413;
         }
-        if (hr->body.len || hr->body_done) {
+        if ((*spans)->len || hr->body_done) {
             *done = hr->body_done;
             return 1;
         }
@@ -1111,7 +1125,8 @@ int tg_http_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
 
 void tg_http_body_consumed(tg_request_t *r)
 {
-    tg_spans_reset(&HR(r)->body);
+    if (HR(r)->body)
+        tg_spans_reset(HR(r)->body);
     if (r->conn->state == TG_CONN_BUSY && !r->header_sent)
         ev_timer_stop(tg_worker->loop, &r->conn->timer);
 }
@@ -1200,7 +1215,12 @@ int tg_http_body_read(tg_request_t *r, int64_t max, tg_str_t *body)
             r->chunked = 0;
             r->content_length = (int64_t)hr->held.len;
             r->has_body = hr->held.len > 0;
-            tg_spans_add(&hr->body, hr->held.p, hr->held.len);
+            tg_spans_t *s = body_spans(r); /* made by tg_http_body_pull */
+            if (s == NULL) {
+                tg_http_error(r, 500);
+                return -1;
+            }
+            tg_spans_add(s, hr->held.p, hr->held.len);
             hr->held_done = 1;
         }
     }

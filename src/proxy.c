@@ -50,7 +50,7 @@ struct tg_proxy_s {
     tg_iovq_t out;   /* request bytes for the upstream */
     tg_spans_t body; /* response body spans of the current round */
     tg_str_t head;   /* serialized request header, kept for retries */
-    tg_spans_t replay; /* the whole request body when it was in memory at start */
+    tg_spans_t *replay; /* the whole request body when it was in memory at start */
     uint64_t tried;
     uint64_t sent; /* bytes written to the upstream in this attempt */
     int attempts, max_attempts, stale_retries;
@@ -502,7 +502,13 @@ void tg_proxy_start(tg_request_t *r)
     if (!r->has_body) {
         px->replayable = 1;
     } else if (tg_http_body_pull(r, &spans, &done) == 1 && done) {
-        px->replay = *spans;
+        if (spans->n) {
+            if ((px->replay = tg_arena_alloc_nz(r->arena, sizeof(*spans))) == NULL) {
+                tg_http_error(r, 500);
+                return;
+            }
+            *px->replay = *spans;
+        }
         px->replayable = 1;
     }
     llhttp_init(&px->parser, HTTP_RESPONSE, &resp_settings);
@@ -675,11 +681,12 @@ static int px_fill(tg_proxy_t *px)
             px->req_done = 1;
             return 1;
         }
-        if (px->replay.n) {
+        if (px->replay) {
+            tg_spans_t *b = px->replay;
             if (r->chunked)
-                tg_iovq_add_chunk_size(&px->out, px->replay.len);
-            for (int i = 0; i < px->replay.n; i++)
-                tg_iovq_add(&px->out, px->replay.v[i].iov_base, px->replay.v[i].iov_len);
+                tg_iovq_add_chunk_size(&px->out, b->len);
+            for (int i = 0; i < b->n; i++)
+                tg_iovq_add(&px->out, b->v[i].iov_base, b->v[i].iov_len);
             if (r->chunked)
                 tg_iovq_add(&px->out, "\r\n0\r\n\r\n", 7);
             px->req_done = 1;
@@ -707,6 +714,12 @@ static int px_fill(tg_proxy_t *px)
             tg_http_finalize(r, 1);
         else
             tg_http_error(r, st);
+        return -1;
+    }
+    if (px->out.n + spans->n + 3 > TG_IOVQ_MAX) { /* a round always fits an empty queue */
+        tg_log(TG_LOG_ERROR, "request body round of %d ranges does not fit the write queue",
+               spans->n);
+        px_fail(px, 500, 0);
         return -1;
     }
     if (spans->len) {
