@@ -1440,6 +1440,8 @@ static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
 static int http_flush(tg_request_t *r, int batch)
 {
     tg_conn_t *c = r->conn;
+    if (!batch)
+        tg_sendq_cancel(&HR(r)->out); /* written now: the batch must not write it again */
     int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
              : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out)
                      : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
