@@ -152,6 +152,8 @@ void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written)
             n = 0;
         }
     }
+    if (q->pending == 0)
+        tg_iovq_reset(q); /* drained: the next round starts at the first slot */
 }
 
 /* Move every range to follow the first (in place: see buf.h); returns the

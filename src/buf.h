@@ -84,7 +84,8 @@ int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written);
 int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov, int n), void *ctx,
                  uint64_t *written);
 void tg_iovq_reset(tg_iovq_t *q);
-/* Drop the first `n` queued bytes (they were written); *written += n. */
+/* Drop the first `n` queued bytes (they were written); *written += n. A
+ * queue drained this way is reset, ready for its next round. */
 void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written);
 
 /* Body ranges produced by one parse round, in order. Adjacent ranges merge;

@@ -444,7 +444,6 @@ static void px_release_conn(tg_proxy_t *px, int reuse)
     tg_upconn_t *uc = px->uc;
     if (uc == NULL)
         return;
-    tg_sendq_cancel(&px->out);
     px->uc = NULL;
     uc->r = NULL;
     ev_timer_stop(tg_worker->loop, &uc->timer);

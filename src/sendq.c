@@ -151,8 +151,6 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         q->batch = 0;
         if (e->res > 0)
             tg_iovq_consume(q, (size_t)e->res, e->written);
-        if (q->pending == 0)
-            tg_iovq_reset(q); /* as a complete writev leaves it: the next round starts at 0 */
         /* the owner writes on: nothing is left, or its direct write meets
          * the error, or the rest would block and it waits for the socket */
         ev_invoke(loop, e->w, EV_WRITE);
