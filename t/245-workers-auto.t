@@ -12,10 +12,10 @@ my $conf = "workers auto;\nserver { listen %%PORT%%; location / { return 200 ok;
 
 sub workers_of(%o) {
     my $tg = tg_start($conf, %o);
-    my $n = 0;
-    wait_until(sub { $n = () = $tg->worker_pids; $n > 0 }, 10);
-    sleep 0.3; # all forked by now
-    $n = () = $tg->worker_pids;
+    # the master logs this line once it has forked every worker
+    wait_until(sub { $tg->error_log =~ /started: \d+ workers/ }, 10)
+        or diag 'no "started" line in the error log';
+    my $n = () = $tg->worker_pids;
     my $r = $tg->http(GET => '/');
     is($r->{status}, 200, 'answers');
     $tg->stop;
