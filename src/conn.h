@@ -1,7 +1,12 @@
-/* A client connection: its socket, watchers, the request parser and the
- * input buffer. An idle keep-alive connection holds no buffer and no arena
- * block, only this struct, so tens of thousands of idle clients cost little.
- * The HTTP logic that drives it is in http.c. */
+/* A client connection: its socket, watchers, timer, input buffer and TLS
+ * session, and nothing of HTTP. The protocol codec that speaks over it
+ * (src/h1.c today; HTTP/2 next) is attached by the worker after accept
+ * (tg_conn_t.proto) and gets the connection's events through it; the
+ * connection layer owns accept, the per-worker cache of connection structs,
+ * the PROXY protocol header, lingering close, and idle bookkeeping.
+ *
+ * An idle keep-alive connection holds no buffer and no arena block, only
+ * this struct, so tens of thousands of idle clients cost little. */
 #ifndef TG_CONN_H
 #define TG_CONN_H
 
@@ -11,57 +16,98 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <ev.h>
-#include <llhttp.h>
 #include "arena.h"
 #include "buf.h"
 #include "core.h"
 #include "tls.h"
-#include "limit_conn.h"
 
+/* What a connection is doing, as the stats endpoint counts it. The codec
+ * sets it; the connection layer acts on IDLE (closed first on a graceful
+ * stop) and LINGER (its own). */
 typedef enum {
     TG_CONN_IDLE = 0,     /* keep-alive, waiting for a request (no buffer) */
     TG_CONN_HEADERS,      /* reading a request's header block */
     TG_CONN_BUSY,         /* a request is being processed/proxied */
     TG_CONN_LINGER,       /* response sent, draining input before close */
-    TG_CONN_TUNNEL,       /* upgraded: bytes pass through (proxy.c, tunnel.c) */
+    TG_CONN_TUNNEL,       /* upgraded: bytes pass through (tunnel.c) */
 } tg_conn_state_t;
+
+typedef struct tg_request_s tg_request_t;
+typedef struct tg_conn_s tg_conn_t;
+
+/* The protocol codec driving a connection. */
+typedef struct {
+    const char *name;                             /* "HTTP/1.1" */
+    void (*on_io)(tg_conn_t *c, int revents);     /* socket readable/writable */
+    void (*on_timeout)(tg_conn_t *c);             /* the connection's timer fired */
+    void (*on_close)(tg_conn_t *c);               /* release the codec's state */
+} tg_proto_t;
+
+/* State a module keeps for the life of a connection (limit_conn's places),
+ * released when it closes. */
+typedef struct tg_conn_ext_s {
+    const void *owner; /* the module it belongs to */
+    void *data;
+    void (*release)(void *data);
+    struct tg_conn_ext_s *next;
+} tg_conn_ext_t;
 
 struct tg_conn_s {
     int fd;
     ev_io io; /* one watcher; its events follow what the connection waits for */
     ev_timer timer;
     tg_listen_t *listen;
+    const tg_proto_t *proto;
     tg_arena_t arena;
-    llhttp_t *parser;   /* with ibuf: an idle connection holds neither */
-    tg_buf_t *ibuf;     /* bytes read; [pos,last) not parsed yet */
+    void *codec;        /* the codec's parser state (h1: llhttp_t); none while idle */
+    tg_buf_t *ibuf;     /* bytes read; [pos,last) not consumed yet */
     tg_request_t *req;  /* current request, NULL when idle */
     struct tg_conn_s *prev, *next; /* the worker's list of open connections */
     uint32_t nrequests;
     uint8_t state;
-    unsigned paused : 1; /* parser paused at the end of a message */
+    unsigned paused : 1; /* the codec stopped parsing at the end of a message */
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
     unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
     unsigned tls_failed : 1;     /* fatal TLS error: no close_notify */
     tg_ssl_t *ssl;               /* TLS listeners: the session (tls.c), else NULL */
     char *pp_addr;               /* client address from the PROXY header (malloc) */
-    tg_limit_conn_holds_t *limit_conn; /* places taken in limit_conn zones; NULL until one
-                                        * counts this connection (a connection pays
-                                        * 8 bytes, not the holds, when unused) */
+    tg_conn_ext_t *ext;          /* modules' per-connection state; NULL mostly */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 
 /* The peer's address as text, in a buffer valid until the next call. */
 const char *tg_conn_peer(const tg_conn_t *c);
 
-/* Take an accepted socket (already non-blocking). */
-void tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);
+/* Take an accepted socket (already non-blocking): the connection, with TLS
+ * started on a tls listener and its header timeout armed, or NULL (closed,
+ * logged). The caller attaches a codec and starts it. */
+tg_conn_t *tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);
 /* Graceful shutdown: close the keep-alive connections idle for at least
  * `min_idle` seconds (the others are closed after their next answer, which
  * says Connection: close: closing a connection a client is about to reuse
  * would fail its request). */
 void tg_conn_close_idle_all(double min_idle);
 void tg_conn_close(tg_conn_t *c);
+/* Close after the client had time to read the answer: half-close, read and
+ * drop what it still sends for a while. The codec has released its request. */
+void tg_conn_linger(tg_conn_t *c);
+/* Wait for these events (0: none); a change costs an epoll_ctl, so it is
+ * made only when they differ. */
+void tg_conn_want(tg_conn_t *c, int events);
+/* (Re)arm the connection's timer; ms <= 0 stops it. */
+void tg_conn_timer(tg_conn_t *c, tg_msec_t ms);
+/* Read the PROXY protocol header of a proxy_protocol listener into c->ibuf.
+ * 1: done (or not needed), 0: waiting for bytes, -1: the connection was
+ * closed (not a valid header). */
+int tg_conn_proxy_protocol(tg_conn_t *c);
+/* The input buffer goes back to the pool (nothing unread in it). */
+void tg_conn_release_input(tg_conn_t *c);
+/* Module state kept for the connection's life (see tg_conn_ext_t). */
+void *tg_conn_ext_get(tg_conn_t *c, const void *owner);
+int tg_conn_ext_set(tg_conn_t *c, const void *owner, void *data, void (*release)(void *));
+/* Release every connection's module state (a worker exiting fast). */
+void tg_conn_ext_release_all(void);
 
 /* Connection I/O, plain or through TLS, with read(2)/send(2) semantics:
  * >0 bytes, 0 end of stream, -1 with errno (EAGAIN: wait for the socket). */

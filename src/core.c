@@ -10,8 +10,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "core.h"
-#include "http.h"
-#include "var.h"
 #include "log.h"
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -454,34 +452,6 @@ static const char *set_location(tg_conf_t *cf, const tg_directive_t *d, void *co
     return NULL;
 }
 
-/* return CODE [TEXT|URL] */
-static const char *set_return(tg_conf_t *cf, const tg_directive_t *d, void *conf)
-{
-    (void)d;
-    (void)conf;
-    tg_return_t *ret = cf->scope == TG_SCOPE_LOCATION ? &((tg_location_t *)cf->ctx)->ret
-                                                      : &((tg_server_t *)cf->ctx)->ret;
-    tg_str_t code = tg_conf_arg(cf, 1);
-    int64_t st;
-    if (ret->status)
-        return "duplicate \"return\" directive";
-    if (tg_parse_int(code, &st) != 0 || st < 200 || st > 599)
-        return tg_conf_errf(cf, "invalid return code \"%.*s\"", TG_STR_FMT(code));
-    int redirect = st == 301 || st == 302 || st == 303 || st == 307 || st == 308;
-    if (redirect && cf->nargs < 2)
-        return tg_conf_errf(cf, "\"return %d\" needs a URL", (int)st);
-    if (cf->nargs == 2) {
-        const char *err;
-        tg_str_t text = tg_conf_arg(cf, 2);
-        if (redirect && (err = tg_conf_check_header(cf, TG_STR("Location"), text)) != NULL)
-            return err;
-        if ((ret->text = tg_tpl_compile(cf, text, &err)) == NULL)
-            return err;
-    }
-    ret->status = (int)st;
-    return NULL;
-}
-
 static const tg_directive_t core_directives[] = {
     {"workers", TG_SCOPE_MAIN, 0, 1, 1, set_workers, 0},
     {"pid", TG_SCOPE_MAIN, 0, 1, 1, set_pid, 0},
@@ -497,7 +467,6 @@ static const tg_directive_t core_directives[] = {
     {"listen", TG_SCOPE_SERVER, 0, 1, 5, set_listen, 0},
     {"server_name", TG_SCOPE_SERVER, 0, 1, -1, set_server_name, 0},
     {"location", TG_SCOPE_SERVER, TG_CONF_F_BLOCK, 1, 2, set_location, 0},
-    {"return", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 2, set_return, 0},
     {"client_max_body_size", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_size,
      offsetof(tg_core_conf_t, client_max_body_size)},
     {"client_max_uri_length", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_size,
@@ -586,7 +555,6 @@ static int finish_server(tg_conf_t *cf, tg_server_t *s)
     root->kind = TG_LOC_PREFIX;
     root->path = TG_STR("/");
     root->server = s;
-    root->ret = s->ret;
     root->file = s->file;
     root->line = s->line;
     s->root = root;

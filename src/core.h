@@ -1,4 +1,4 @@
-/* The loaded configuration: main settings, listeners, servers, locations and
+/* @public The loaded configuration: main settings, listeners, servers, locations and
  * upstreams, as built by the parser (src/conf.c) through the core directives
  * (src/core.c). One tg_config_t is one generation: the master builds a new one
  * on reload and only replaces the running one when it loaded without error.
@@ -47,11 +47,6 @@ typedef enum {
     TG_LOC_REGEX,     /* ~ re, ~* re (caseless) */
 } tg_loc_kind_t;
 
-typedef struct {
-    int status;     /* 0 = no return directive */
-    tg_tpl_t *text; /* body, or Location for 301/302/303/307/308 */
-} tg_return_t;
-
 struct tg_location_s {
     tg_loc_kind_t kind;
     tg_str_t path;           /* prefix/exact path, or the regex source */
@@ -59,7 +54,6 @@ struct tg_location_s {
     tg_server_t *server;
     void **mconf;            /* per-module configs, merged with the server's */
     tg_hook_t *hooks[TG_PHASE_COUNT]; /* NULL-terminated (module == NULL) */
-    tg_return_t ret;
     const char *file;
     int line;
 };
@@ -76,10 +70,22 @@ struct tg_server_s {
     tg_location_t **locations; /* config order */
     int nlocations;
     tg_location_t *root;       /* used when no location matches (404 unless set) */
-    tg_return_t ret;           /* server-level `return` (carried by root) */
     const char *file;
     int line;
 };
+
+/* Core settings per scope (tg_core_module's config): client limits and
+ * timeouts, read by the codecs and the request layer. */
+typedef struct {
+    int64_t client_max_body_size; /* 0 = unlimited */
+    int64_t client_max_uri;
+    int64_t client_max_headers; /* header count */
+    tg_msec_t header_timeout, idle_timeout, send_timeout, body_timeout;
+    int64_t body_min_rate;     /* client_body_min_rate: bytes/s, 0 = off */
+    tg_msec_t body_rate_grace; /* its grace= */
+    int64_t keepalive_requests;
+    int server_tokens;
+} tg_core_conf_t;
 
 /* Core settings of the main scope (the tg_core_module's main config). */
 typedef struct {
@@ -129,5 +135,12 @@ int tg_conf_is_token(tg_str_t s);
 const char *tg_conf_check_header(tg_conf_t *cf, tg_str_t name, tg_str_t value);
 
 extern tg_module_t tg_core_module;
+
+/* The core settings in a scope's module configs (mconf of a server or
+ * location, r->loc_conf). */
+static inline tg_core_conf_t *tg_core_conf(void **mconf)
+{
+    return mconf[tg_core_module.index];
+}
 
 #endif

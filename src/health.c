@@ -19,7 +19,8 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <ev.h>
-#include "proxy.h"
+#include "health.h"
+#include "core.h"
 #include "worker.h"
 #include "log.h"
 

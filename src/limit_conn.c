@@ -17,7 +17,7 @@
  * src/gcra_table.c: keys are not stored and cannot be made to collide) and
  * one 16-bit count per worker slot; the key's count is their sum. Counting
  * per slot is what makes a crash harmless: the master drops the column of a
- * worker that died (tg_limit_conn_master_worker_gone) before it respawns it,
+ * worker that died (its on_worker_gone hook) before it respawns it,
  * so the dead worker's connections do not hold places forever. (Workers of
  * two generations share a slot's column during a reload; a crash then also
  * drops its sibling's counts, which errs on the generous side for a moment
@@ -34,9 +34,7 @@
 #include <time.h>
 #include <stdlib.h>
 #include "limit_conn.h"
-#include "conn.h"
 #include "gcra_table.h"
-#include "http.h"
 #include "log.h"
 #include "request.h"
 #include "shm.h"
@@ -257,18 +255,19 @@ static void table_drop_slot(table_t *t, int slot)
 
 /* ---- connections -------------------------------------------------------------- */
 
-void tg_limit_conn_release(tg_conn_t *c)
+/* The connection closes: give back every place it holds. */
+static void holds_release(void *data)
 {
-    if (c->limit_conn == NULL)
-        return;
+    tg_limit_conn_holds_t *holds = data;
     for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++)
-        if (c->limit_conn->h[i].table)
-            table_release(&c->limit_conn->h[i], tg_worker->slot);
-    free(c->limit_conn);
-    c->limit_conn = NULL;
+        if (holds->h[i].table)
+            table_release(&holds->h[i], tg_worker->slot);
+    free(holds);
 }
 
-void tg_limit_conn_master_worker_gone(tg_config_t *c, int slot)
+/* In the master, when the worker of `slot` died without closing its
+ * connections: drop that slot's counts in every zone. */
+static void lc_worker_gone(tg_config_t *c, int slot)
 {
     lc_conf_t *m = c->mconf[tg_limit_conn_module.index];
     for (int i = 0; i < m->nzones; i++)
@@ -279,19 +278,24 @@ void tg_limit_conn_master_worker_gone(tg_config_t *c, int slot)
 static tg_rc_t lc_access(tg_request_t *r, void *conf)
 {
     lc_conf_t *lc = conf;
-    tg_conn_t *c = r->conn;
-    if (lc->nuse > 0 && c->limit_conn == NULL &&
-        (c->limit_conn = calloc(1, sizeof(*c->limit_conn))) == NULL)
-        return TG_ERROR;
+    tg_limit_conn_holds_t *holds = tg_request_conn_ext(r, &tg_limit_conn_module);
+    if (lc->nuse > 0 && holds == NULL) {
+        if ((holds = calloc(1, sizeof(*holds))) == NULL)
+            return TG_ERROR;
+        if (tg_request_set_conn_ext(r, &tg_limit_conn_module, holds, holds_release) != 0) {
+            free(holds);
+            return TG_ERROR;
+        }
+    }
     for (int u = 0; u < lc->nuse; u++) {
         lc_zone_t *z = lc->use[u].zone;
         tg_limit_conn_hold_t *free_hold = NULL;
         int held = 0;
         for (int i = 0; i < TG_LIMIT_CONN_HOLDS; i++) {
-            if (c->limit_conn->h[i].table == z->table)
+            if (holds->h[i].table == z->table)
                 held = 1;
-            else if (c->limit_conn->h[i].table == NULL && free_hold == NULL)
-                free_hold = &c->limit_conn->h[i];
+            else if (holds->h[i].table == NULL && free_hold == NULL)
+                free_hold = &holds->h[i];
         }
         if (held)
             continue;
@@ -326,13 +330,6 @@ static tg_rc_t lc_access(tg_request_t *r, void *conf)
         return TG_DONE;
     }
     return TG_OK;
-}
-
-static void lc_exit_worker(tg_worker_t *w)
-{
-    /* a fast stop leaves connections open: give their places back */
-    for (tg_conn_t *c = w->conns; c; c = c->next)
-        tg_limit_conn_release(c);
 }
 
 /* ---- config --------------------------------------------------------------------- */
@@ -501,6 +498,6 @@ tg_module_t tg_limit_conn_module = {
     .merge_conf = lc_merge_conf,
     .init_conf = lc_init_conf,
     .is_active = lc_is_active,
-    .exit_worker = lc_exit_worker,
+    .on_worker_gone = lc_worker_gone,
     .on_access = lc_access,
 };

@@ -4,8 +4,9 @@
  * A connection takes its place in a zone at its first request in a server
  * that has `limit_conn` (the key is known then: after real_ip and the PROXY
  * header) and gives it back when it closes, whatever the path (error,
- * timeout, end of a tunnel, graceful stop, worker exit). The holds live in
- * the connection (tg_conn_t.limit_conn); the counts live in shared memory,
+ * timeout, end of a tunnel, graceful stop, worker exit). The holds live
+ * with the connection (its module state, tg_request_conn_ext); the counts
+ * live in shared memory,
  * one column per worker slot, so the master can drop the counts of a worker
  * that crashed. */
 #ifndef TG_LIMIT_CONN_H
@@ -26,14 +27,6 @@ typedef struct {
 typedef struct {
     tg_limit_conn_hold_t h[TG_LIMIT_CONN_HOLDS];
 } tg_limit_conn_holds_t;
-
-typedef struct tg_conn_s tg_conn_t;
-
-/* Give back every place the connection holds (tg_conn_close calls it). */
-void tg_limit_conn_release(tg_conn_t *c);
-/* In the master, when the worker of `slot` died without closing its
- * connections: drop that slot's counts in every limit_conn zone of `c`. */
-void tg_limit_conn_master_worker_gone(tg_config_t *c, int slot);
 
 extern tg_module_t tg_limit_conn_module;
 

@@ -14,7 +14,6 @@
 #include "lua_vm.h"
 #include "request.h"
 #include "worker.h"
-#include "http.h"
 #include "log.h"
 #include "stats.h"
 
@@ -431,7 +430,7 @@ static int push_body(lua_State *co, tg_lua_req_t *ctx)
  * when the request ended meanwhile (ctx is gone with it). */
 static int body_step(tg_lua_req_t *ctx, int64_t body_max)
 {
-    int rc = tg_http_body_read(ctx->r, body_max, &ctx->body);
+    int rc = tg_request_body_read(ctx->r, body_max, &ctx->body);
     if (rc == 0)
         return -1;
     if (rc < 0)

@@ -22,10 +22,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include "master.h"
-#include "worker.h"
+#include "worker_main.h"
 #include "log.h"
 #include "stats.h"
-#include "limit_conn.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -216,7 +215,7 @@ static void spawn(int slot)
         return;
     }
     if (pid == 0)
-        tg_worker_run(current, slot); /* never returns */
+        tg_worker_main(current, slot); /* never returns */
     slots[slot].pid = pid;
     slots[slot].generation = current->generation;
     slots[slot].respawn_at = 0;
@@ -249,7 +248,9 @@ static void reap(void)
         int crashed = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
         /* a crashed worker did not close its connections: free their places */
         if (crashed && (slot >= 0 || old_slot >= 0))
-            tg_limit_conn_master_worker_gone(current, slot >= 0 ? slot : old_slot);
+            for (int m = 0; m < tg_nmodules; m++)
+                if (tg_modules[m]->on_worker_gone)
+                    tg_modules[m]->on_worker_gone(current, slot >= 0 ? slot : old_slot);
         if (WIFSIGNALED(status))
             tg_log(slot >= 0 ? TG_LOG_CRIT : TG_LOG_WARN, "worker %d exited on signal %d%s", (int)pid,
                    WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");

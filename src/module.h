@@ -1,4 +1,4 @@
-/* The module interface. A module is one struct: its directives, per-scope
+/* @public The module interface. A module is one struct: its directives, per-scope
  * config create + merge (main -> server -> location), an optional per-worker
  * init, and hooks for the phases it cares about. src/modules.c lists every
  * module once; that order is the hook order within each phase. At config
@@ -61,10 +61,17 @@ struct tg_module_s {
     int (*is_active)(void *loc_conf);
     int (*init_worker)(tg_worker_t *w);
     void (*exit_worker)(tg_worker_t *w);
+    /* In the master, when the worker of `slot` died without closing its
+     * connections (state it kept per slot in shared memory is stale). */
+    void (*on_worker_gone)(tg_config_t *c, int slot);
     tg_rc_t (*on_rewrite)(tg_request_t *r, void *conf);
     tg_rc_t (*on_access)(tg_request_t *r, void *conf);
     tg_rc_t (*on_route)(tg_request_t *r, void *conf);
-    /* Produce the response (e.g. stats). TG_OK: not mine, let the core proxy. */
+    /* The location's content: return, stats, the proxy. Content hooks run in
+     * module order; TG_OK: not mine, the next one; TG_DONE: answered with
+     * tg_request_respond; TG_AGAIN: the handler took the request over and
+     * ends it itself (tg_request_finalize/tg_request_error), receiving the
+     * carrier's events through r->handler. */
     tg_rc_t (*on_content)(tg_request_t *r, void *conf);
     tg_rc_t (*on_response_headers)(tg_request_t *r, void *conf);
     /* Transform the body: *io is the chain of new data (NULL-terminated list;

@@ -25,13 +25,13 @@ extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
+extern tg_module_t tg_return_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
     &tg_realip_module,
     &tg_tls_module, /* redirect_https answers before any other rewrite */
     &tg_upstream_module,
-    &tg_proxy_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
     &tg_access_module, /* allow/deny: after rate_limit, before cors */
@@ -40,7 +40,9 @@ tg_module_t *const tg_modules[] = {
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
+    &tg_return_module, /* content handlers: return, stats, then the proxy (the fallback) */
     &tg_stats_module, /* its log hook must see the final status */
+    &tg_proxy_module, /* route: proxy_pass unless a route hook chose; content: last */
     &tg_accesslog_module,
     NULL,
 };

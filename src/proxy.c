@@ -23,13 +23,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <llhttp.h>
 #include "proxy.h"
-#include "http.h"
 #include "var.h"
 #include "log.h"
 #include "sendq.h"
 #include "worker.h"
-#include "conn.h"
 #include "tunnel.h"
 #include "stats.h"
 
@@ -39,6 +38,8 @@ typedef enum {
     PX_SENDING,   /* writing request header/body */
     PX_RECEIVING, /* the whole request went, reading the response */
 } px_state_t;
+
+typedef struct tg_proxy_s tg_proxy_t;
 
 struct tg_proxy_s {
     tg_request_t *r;
@@ -79,6 +80,15 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed);
 static void px_give_up(tg_proxy_t *px, int status);
 static void px_upgrade(tg_proxy_t *px);
 static void px_tunnel_event(tg_proxy_t *px);
+
+static const tg_handler_events_t px_events;
+
+/* The proxy lets go of the request (answered, or handed to the error page). */
+static void px_detach(tg_request_t *r)
+{
+    r->handler = NULL;
+    r->handler_ctx = NULL;
+}
 
 static tg_proxy_conf_t *px_conf(tg_request_t *r)
 {
@@ -432,11 +442,14 @@ static void px_clean_resp_headers(tg_proxy_t *px)
 
 /* ---- attempts -------------------------------------------------------------- */
 
-void tg_proxy_route(tg_request_t *r)
+/* Route phase: proxy_pass picks the upstream unless a route hook (Lua's
+ * tg.route) chose one. */
+static tg_rc_t px_route(tg_request_t *r, void *conf)
 {
-    tg_proxy_conf_t *pc = px_conf(r);
+    tg_proxy_conf_t *pc = conf;
     if (r->upstream == NULL)
         r->upstream = pc->upstream;
+    return TG_OK;
 }
 
 static void px_release_conn(tg_proxy_t *px, int reuse)
@@ -467,16 +480,22 @@ static void px_attempt_end(tg_proxy_t *px, int failed)
     }
 }
 
-void tg_proxy_start(tg_request_t *r)
+/* Content phase, the last handler: a request with an upstream is proxied
+ * (the proxy takes it over: TG_AGAIN); one without is not found. */
+static tg_rc_t px_content(tg_request_t *r, void *conf)
 {
-    tg_proxy_t *px = tg_arena_alloc(r->arena, sizeof(*px));
-    if (px == NULL) {
-        tg_http_error(r, 500);
-        return;
+    (void)conf;
+    if (r->upstream == NULL) {
+        tg_request_error(r, 404);
+        return TG_AGAIN;
     }
+    tg_proxy_t *px = tg_arena_alloc(r->arena, sizeof(*px));
+    if (px == NULL)
+        return TG_ERROR;
     px->r = r;
     px->conf = px_conf(r);
-    r->proxy = px;
+    r->handler = &px_events;
+    r->handler_ctx = px;
     tg_upstream_t *u = r->upstream;
     px->max_attempts = px->conf->next_upstream_tries > 0 ? (int)px->conf->next_upstream_tries
                                                           : u->npeers;
@@ -491,8 +510,8 @@ void tg_proxy_start(tg_request_t *r)
             r->keepalive = 0;
     }
     if (px_build_head(px) != 0) {
-        tg_http_error(r, 500);
-        return;
+        px_detach(r);
+        return TG_ERROR;
     }
     /* A request whose body is already complete in memory can be sent again;
      * one still streaming from the client cannot. */
@@ -500,11 +519,11 @@ void tg_proxy_start(tg_request_t *r)
     int done = 0;
     if (!r->has_body) {
         px->replayable = 1;
-    } else if (tg_http_body_pull(r, &spans, &done) == 1 && done) {
+    } else if (tg_request_body_pull(r, &spans, &done) == 1 && done) {
         if (spans->n) {
             if ((px->replay = tg_arena_alloc_nz(r->arena, sizeof(*spans))) == NULL) {
-                tg_http_error(r, 500);
-                return;
+                px_detach(r);
+                return TG_ERROR;
             }
             *px->replay = *spans;
         }
@@ -514,6 +533,7 @@ void tg_proxy_start(tg_request_t *r)
     px->parser.data = px;
     r->upstream_start = ev_now(tg_worker->loop);
     px_connect(px);
+    return TG_AGAIN;
 }
 
 /* The server the client's sticky cookie names, if it is still usable. */
@@ -559,7 +579,7 @@ static void px_connect(tg_proxy_t *px)
         }
         tg_str_t key = TG_NULL_STR;
         if (u->balance == TG_BALANCE_HASH && u->hash_key && tg_tpl_eval(r, u->hash_key, &key) != 0) {
-            tg_http_error(r, 500);
+            tg_request_error(r, 500);
             return;
         }
         tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
@@ -658,14 +678,14 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
 static void px_give_up(tg_proxy_t *px, int status)
 {
     tg_request_t *r = px->r;
-    r->proxy = NULL;
+    px_detach(r);
     tg_buf_put(px->buf);
     px->buf = NULL;
     if (r->header_sent) {
-        tg_http_finalize(r, 1);
+        tg_request_finalize(r, 1);
         return;
     }
-    tg_http_error(r, status);
+    tg_request_error(r, status);
 }
 
 /* Queue the next piece of the request: header, then body rounds. Returns 1
@@ -701,18 +721,18 @@ static int px_fill(tg_proxy_t *px)
     }
     tg_spans_t *spans;
     int done = 0;
-    int rc = tg_http_body_pull(r, &spans, &done);
+    int rc = tg_request_body_pull(r, &spans, &done);
     if (rc == 0)
         return 0;
     if (rc < 0) {
         int st = -rc;
         px_release_conn(px, 0);
         px_attempt_end(px, 0);
-        r->proxy = NULL;
+        px_detach(r);
         if (st == 499 || r->header_sent)
-            tg_http_finalize(r, 1);
+            tg_request_finalize(r, 1);
         else
-            tg_http_error(r, st);
+            tg_request_error(r, st);
         return -1;
     }
     if (px->out.n + spans->n + 3 > TG_IOVQ_MAX) { /* a round always fits an empty queue */
@@ -750,7 +770,7 @@ static void px_send(tg_proxy_t *px)
         if (px->out.pending == 0) {
             if (px->body_inflight) {
                 px->body_inflight = 0;
-                tg_http_body_consumed(r);
+                tg_request_body_consumed(r);
             }
             if (px->req_done) {
                 px->state = PX_RECEIVING;
@@ -783,9 +803,9 @@ static void px_send(tg_proxy_t *px)
     }
 }
 
-void tg_proxy_on_client_body(tg_request_t *r)
+static void px_on_body(tg_request_t *r)
 {
-    tg_proxy_t *px = r->proxy;
+    tg_proxy_t *px = r->handler_ctx;
     if (px && px->uc && px->state == PX_SENDING)
         px_send(px);
 }
@@ -802,8 +822,8 @@ static void px_finish(tg_proxy_t *px)
     px_attempt_end(px, 0);
     tg_buf_put(px->buf);
     px->buf = NULL;
-    r->proxy = NULL;
-    tg_http_finalize(r, 0);
+    px_detach(r);
+    tg_request_finalize(r, 0);
 }
 
 /* Everything forwarded so far is written: get ready to read more. Returns 1
@@ -842,22 +862,22 @@ static int px_forward(tg_proxy_t *px)
         }
         if (!px->req_done)
             r->keepalive = 0; /* answered before the body was read */
-        if (tg_http_send_header(r) != 0) {
+        if (tg_request_send_header(r) != 0) {
             px_fail(px, 502, 0);
             return 0;
         }
     }
     if (r->header_sent && (px->body.len || px->resp_done)) {
-        if (tg_http_send_body(r, &px->body, px->resp_done) != 0) {
-            tg_http_finalize(r, 1);
+        if (tg_request_send_body(r, &px->body, px->resp_done) != 0) {
+            tg_request_finalize(r, 1);
             return 0;
         }
     }
     if (px->resp_done && r->upstream_time == 0)
         r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
-    int rc = tg_http_flush_batched(r);
+    int rc = tg_request_flush_batched(r);
     if (rc < 0) {
-        tg_http_finalize(r, 1);
+        tg_request_finalize(r, 1);
         return 0;
     }
     if (rc == 2) { /* in the send batch; the upstream stays watched as it is */
@@ -872,18 +892,18 @@ static int px_forward(tg_proxy_t *px)
     return px_drained(px);
 }
 
-void tg_proxy_on_client_blocked(tg_request_t *r)
+static void px_on_blocked(tg_request_t *r)
 {
-    tg_proxy_t *px = r->proxy;
+    tg_proxy_t *px = r->handler_ctx;
     if (px->uc && !px->tunnel) {
         px->client_blocked = 1;
         px_want(px, 0, 0);
     }
 }
 
-void tg_proxy_on_client_drained(tg_request_t *r)
+static void px_on_drained(tg_request_t *r)
 {
-    tg_proxy_t *px = r->proxy;
+    tg_proxy_t *px = r->handler_ctx;
     if (px_drained(px))
         px_receive(px);
 }
@@ -989,7 +1009,7 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
-    tg_proxy_t *px = uc->r->proxy;
+    tg_proxy_t *px = uc->r->handler_ctx;
     if (px->tunnel) {
         px_tunnel_event(px);
         return;
@@ -1036,7 +1056,7 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, timer));
-    tg_proxy_t *px = uc->r->proxy;
+    tg_proxy_t *px = uc->r->handler_ctx;
     const char *what = px->state == PX_CONNECTING ? "connecting to"
                        : px->state == PX_HANDSHAKE ? "in the TLS handshake with"
                        : px->state == PX_SENDING  ? "sending to"
@@ -1045,12 +1065,12 @@ static void px_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     px_fail(px, px->state == PX_CONNECTING || px->state == PX_HANDSHAKE ? 502 : 504, 1);
 }
 
-void tg_proxy_abort(tg_request_t *r)
+static void px_on_abort(tg_request_t *r)
 {
-    tg_proxy_t *px = r->proxy;
+    tg_proxy_t *px = r->handler_ctx;
     if (px == NULL)
         return;
-    r->proxy = NULL;
+    px_detach(r);
     if (px->tunnel) {
         tg_worker->tunnels_open--;
         tg_buf_put(px->tunnel->up);
@@ -1070,53 +1090,40 @@ void tg_proxy_abort(tg_request_t *r)
 static void px_upgrade(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
-    tg_conn_t *c = r->conn;
     tg_header_t *up = tg_headers_find(&r->resp_headers, TG_STR("Upgrade"));
     tg_str_t proto = up ? up->value : TG_STR("websocket");
     px_clean_resp_headers(px);
     if (tg_headers_add(r->arena, &r->resp_headers, TG_STR("Upgrade"), proto) != 0 ||
         px_sticky_cookie(px) != 0 ||
-        tg_http_send_header(r) != 0 || tg_http_flush(r) != 1) {
+        tg_request_send_header(r) != 0 || tg_request_flush(r) != 1) {
         /* a 101 header that cannot be written at once: give up on it */
-        tg_http_finalize(r, 1);
+        tg_request_finalize(r, 1);
         return;
     }
     tg_tunnel_t *t = tg_arena_alloc(r->arena, sizeof(*t));
-    /* what the client sent after its upgrade request (the input buffer is as
-     * large as a pool buffer, so it all fits) */
-    tg_buf_t *in = c->ibuf;
-    size_t early = (size_t)(in->last - in->pos);
-    tg_buf_t *to_up = early ? tg_buf_get() : NULL;
-    if (t == NULL || (early && to_up == NULL)) {
-        tg_buf_put(to_up);
-        tg_http_finalize(r, 1);
-        return;
-    }
-    if (early) {
-        memcpy(to_up->last, in->pos, early);
-        to_up->last += early;
-        in->pos += early;
-    }
     /* what the upstream sent after its 101 stays in px->buf; the response
      * headers (read in a log phase, e.g. by Lua) must not point into it */
-    if (tg_headers_own(r->arena, &r->resp_headers) != 0) {
-        tg_buf_put(to_up);
-        tg_http_finalize(r, 1);
+    if (t == NULL || tg_headers_own(r->arena, &r->resp_headers) != 0) {
+        tg_request_finalize(r, 1);
+        return;
+    }
+    tg_buf_t *to_up = NULL;
+    if (tg_request_tunnel_begin(r, px->conf->websocket_idle_timeout, &to_up) != 0) {
+        tg_request_finalize(r, 1);
         return;
     }
     if (px->buf->pos == px->buf->last) {
         tg_buf_put(px->buf);
         px->buf = NULL;
     }
-    *t = (tg_tunnel_t){.c = c, .ufd = px->uc->fd, .uc = px->uc, .cio = &c->io, .uio = &px->uc->io,
-                       .up = to_up, .down = px->buf};
+    *t = (tg_tunnel_t){.c = r->conn, .ufd = px->uc->fd, .uc = px->uc, .cio = &r->conn->io,
+                       .uio = &px->uc->io, .up = to_up, .down = px->buf};
     px->buf = NULL;
     px->tunnel = t;
     r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
     ev_timer_stop(tg_worker->loop, &px->uc->timer);
     tg_worker->upgrades++;
     tg_worker->tunnels_open++;
-    tg_http_tunnel_begin(r, px->conf->websocket_idle_timeout);
     px_tunnel_event(px);
 }
 
@@ -1131,15 +1138,15 @@ static void px_tunnel_event(tg_proxy_t *px)
     r->bytes_out += t->down_bytes - down0;
     r->bytes_in += t->up_bytes - up0;
     if (alive) {
-        tg_http_tunnel_active(r);
+        tg_request_tunnel_active(r);
         return;
     }
-    tg_http_finalize(r, 1); /* logs it, closes both sides */
+    tg_request_finalize(r, 1); /* logs it, closes both sides */
 }
 
-void tg_proxy_on_tunnel_event(tg_request_t *r)
+static void px_on_tunnel(tg_request_t *r)
 {
-    px_tunnel_event(r->proxy);
+    px_tunnel_event(r->handler_ctx);
 }
 
 /* ---- directives ------------------------------------------------------------ */
@@ -1264,9 +1271,19 @@ static const tg_directive_t proxy_directives[] = {
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+static const tg_handler_events_t px_events = {
+    .on_body = px_on_body,
+    .on_drained = px_on_drained,
+    .on_blocked = px_on_blocked,
+    .on_tunnel = px_on_tunnel,
+    .on_abort = px_on_abort,
+};
+
 tg_module_t tg_proxy_module = {
     .name = "proxy",
     .directives = proxy_directives,
     .create_conf = proxy_create_conf,
     .merge_conf = proxy_merge_conf,
+    .on_route = px_route,
+    .on_content = px_content,
 };

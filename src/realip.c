@@ -7,7 +7,6 @@
  * comes from the PROXY header a balancer sent (listen ... proxy_protocol). */
 #include <arpa/inet.h>
 #include "request.h"
-#include "conn.h"
 #include "cidr.h"
 
 enum { RIP_XFF = 1, RIP_X_REAL_IP, RIP_PROXY_PROTOCOL };
@@ -85,12 +84,12 @@ static int is_addr(tg_str_t s)
 static tg_rc_t realip_rewrite(tg_request_t *r, void *conf)
 {
     realip_conf_t *c = conf;
-    if (!tg_cidr_match_sa(c->from, c->nfrom, (struct sockaddr *)&r->conn->sa))
+    if (!tg_cidr_match_sa(c->from, c->nfrom, tg_request_peer_sa(r)))
         return TG_OK;
     tg_str_t found = TG_NULL_STR;
     if (c->header == RIP_PROXY_PROTOCOL) {
-        if (r->conn->pp_addr)
-            found = tg_str_c(r->conn->pp_addr);
+        if (tg_request_proxy_protocol_addr(r))
+            found = tg_str_c(tg_request_proxy_protocol_addr(r));
     } else if (c->header == RIP_X_REAL_IP) {
         tg_header_t *h = tg_headers_find(&r->headers, TG_STR("X-Real-IP"));
         if (h && is_addr(tg_str_trim(h->value)))

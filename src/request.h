@@ -1,6 +1,12 @@
-/* A request as modules see it: the parsed request line and headers, where it
- * was routed, and the response being built. Header lists keep order, case and
- * duplicates exactly as received; names compare case-insensitively.
+/* @public The request layer: a request as modules and content handlers see
+ * it (the parsed request line and headers, where it was routed, the response
+ * being built), the phase loop that runs the location's hooks and its
+ * content handler, and the one interface through which a request talks to
+ * whatever carries it (tg_carrier_t: an HTTP/1.1 connection today, an HTTP/2
+ * stream or no client at all next; docs/architecture.md).
+ *
+ * Header lists keep order, case and duplicates exactly as received; names
+ * compare case-insensitively.
  *
  * Memory: every string in a request points into the request's header buffer
  * or its arena and lives until the request ends. The response header list is
@@ -37,12 +43,58 @@ int tg_headers_set(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t valu
  * from can be reused. 0, or -1 out of memory. */
 int tg_headers_own(tg_arena_t *a, tg_headers_t *hs);
 
+/* For parsers: grow a header span over the next piece a parser hands over;
+ * finish a value (empty if none, trailing whitespace trimmed). Returns -1
+ * when the value has control bytes other than HTAB (RFC 9110 5.5). */
+void tg_header_span_extend(tg_str_t *s, const char *at, size_t len);
+int tg_header_value_finish(tg_header_t *h);
+
 typedef struct tg_conn_s tg_conn_t;
-typedef struct tg_proxy_s tg_proxy_t;
+
+/* What carries a request: its protocol codec. The request layer calls these;
+ * content handlers and modules use the tg_request_* functions below, never
+ * the carrier directly.
+ *   send_header: serialize r->status and r->resp_headers (the response header
+ *     hooks have run) with the carrier's own framing; 0 or -1.
+ *   send_body: queue body bytes (already through the body filters), `last`
+ *     ends the body; 0 or -1 (client gone).
+ *   flush: write what is queued. 1 all written; 0 blocked (the handler's
+ *     on_drained comes later); 2 queued in the worker's send batch (on_drained
+ *     or on_blocked comes when it went); -1 client gone. `batched` allows 2.
+ *   finalize: the request is over (the log hooks ran): the carrier reuses or
+ *     closes what carried it; `abort` when the answer is incomplete.
+ *   body_pull / body_consumed: the request body with flow control, see
+ *     tg_request_body_pull.
+ *   tunnel_begin: after a 101, the carrier becomes a two-way byte pipe;
+ *     *early gets bytes the client sent after its request (a buffer from the
+ *     pool, or NULL); 0 or -1. tunnel_active restarts its idle timer. */
+typedef struct {
+    const char *protocol; /* "HTTP/1.1", for $server_protocol */
+    int (*send_header)(tg_request_t *r);
+    int (*send_body)(tg_request_t *r, const struct iovec *v, int n, size_t len, int last);
+    int (*flush)(tg_request_t *r, int batched);
+    void (*finalize)(tg_request_t *r, int abort);
+    int (*body_pull)(tg_request_t *r, tg_spans_t **spans, int *done);
+    void (*body_consumed)(tg_request_t *r);
+    int (*tunnel_begin)(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early);
+    void (*tunnel_active)(tg_request_t *r);
+} tg_carrier_t;
+
+/* The events a content handler that took a request over (returned TG_AGAIN
+ * from on_content: the proxy) gets from the carrier, as nginx's read and
+ * write event handlers. Any may be NULL. */
+typedef struct {
+    void (*on_body)(tg_request_t *r);    /* more request body can be pulled */
+    void (*on_drained)(tg_request_t *r); /* everything queued was written */
+    void (*on_blocked)(tg_request_t *r); /* a batched write went only in part */
+    void (*on_tunnel)(tg_request_t *r);  /* the upgraded connection has an event */
+    void (*on_abort)(tg_request_t *r);   /* the request ends: release your side */
+} tg_handler_events_t;
 
 struct tg_request_s {
-    tg_arena_t *arena; /* the connection's arena, reset at request end */
-    tg_conn_t *conn;
+    tg_arena_t *arena; /* the carrier's arena, reset at request end */
+    tg_conn_t *conn;   /* the client connection (TLS state, addresses), NULL when none */
+    const tg_carrier_t *carrier;
     tg_server_t *server;
     tg_location_t *loc;
     void **loc_conf; /* loc->mconf: merged module configs */
@@ -97,12 +149,95 @@ struct tg_request_s {
     uint64_t bytes_in, bytes_out;
     uint32_t id; /* per-worker request number, for logs */
 
-    /* pipeline state (core only) */
+    /* the content handler that took the request over */
+    const tg_handler_events_t *handler;
+    void *handler_ctx;
+
+    /* pipeline state (request layer only) */
     tg_phase_t phase;
     int hook;
     tg_buf_t *hbuf; /* buffer holding the header block */
-    tg_proxy_t *proxy;
+    unsigned rerouted : 1;
+    unsigned header_pending : 1; /* r->header_hold: not written yet (filter_body) */
+    unsigned held_wait : 1;      /* a phase hook waits for body bytes (tg_request_body_read) */
+    unsigned held_done : 1;      /* tg_request_body_read decided: `held` or too large */
+    unsigned held_too_large : 1;
+    tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
+    tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
+    size_t held_cap;
 };
+
+/* Set up a request a carrier made (zeroed memory): arena, carrier, client
+ * connection (NULL: none), the accounting fields. */
+void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier, tg_conn_t *c);
+/* The carrier parsed and validated the request head (status 0) or found it
+ * bad (the status to answer): pick the server and location, apply the core
+ * limits, and run the phases. */
+void tg_request_process(tg_request_t *r, tg_listen_t *ls, int status);
+/* Set r->host from a Host header or authority: "Example.COM:8080" ->
+ * "example.com" (port and trailing dot dropped, lowercased, in the arena).
+ * -1: not a valid host name. */
+int tg_request_set_host(tg_request_t *r, tg_str_t authority);
+/* Run (or go on with) the phases: rewrite, access, route, content. */
+void tg_request_run_phases(tg_request_t *r);
+
+/* Start the response: status and r->resp_headers are set. Runs the response
+ * header hooks and has the carrier serialize the header, or, when a hook set
+ * r->header_hold, leaves that to the body filters' first output (see above).
+ * The body length is r->resp_content_length (-1: unknown). 0 or -1. */
+int tg_request_send_header(tg_request_t *r);
+/* Queue body bytes through the body filters. `last` marks the end of the
+ * body. May flush when the queue is full. 0, or -1 (client gone). */
+int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last);
+/* Write what is queued: see tg_carrier_t.flush (never 2). */
+int tg_request_flush(tg_request_t *r);
+/* The same, but the bytes may go with the worker's send batch (src/sendq.h). */
+int tg_request_flush_batched(tg_request_t *r);
+/* The response is complete (or failed: `abort` drops the carrier's
+ * connection): log hooks, the handler's on_abort, the carrier. */
+void tg_request_finalize(tg_request_t *r, int abort);
+/* Answer with an error page unless the header went out already (then the
+ * carrier is aborted). */
+void tg_request_error(tg_request_t *r, int status);
+/* Request body pulled for a content handler. 1 when *spans has data or the
+ * body is complete (*done), 0 when more must be read (the handler's on_body
+ * comes), < 0 the status to answer (-499: client gone). */
+int tg_request_body_pull(tg_request_t *r, tg_spans_t **spans, int *done);
+/* The handler consumed the spans: their memory may be reused. */
+void tg_request_body_consumed(tg_request_t *r);
+/* For a phase hook that needs the whole request body before the content
+ * handler runs (Lua's tg.req.body): read it (decoded) into the request arena,
+ * up to `max` bytes (and never past client_max_body_size). Returns 1 when
+ * decided: *body is the whole body, which the content handler then gets as
+ * it is, with a Content-Length whatever the client's framing; or
+ * body->p == NULL when it is larger than `max`: reading stopped there, the
+ * bytes read so far go first and the rest streams as usual. Later calls
+ * return the same answer. 0: waiting for the client; the hook runs again
+ * (tg_request_resume) when bytes arrive, and calls this again. -1: the
+ * request ended (client gone, bad framing, timeout: answered or closed), the
+ * hook must return TG_AGAIN and not touch r. */
+int tg_request_body_read(tg_request_t *r, int64_t max, tg_str_t *body);
+/* After a 101: the carrier becomes a tunnel (see tg_carrier_t). */
+int tg_request_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early);
+void tg_request_tunnel_active(tg_request_t *r);
+/* For the carrier: an event for the content handler (no-op when it has no
+ * such handler). */
+void tg_request_on_body(tg_request_t *r);
+void tg_request_on_drained(tg_request_t *r);
+void tg_request_on_blocked(tg_request_t *r);
+void tg_request_on_tunnel(tg_request_t *r);
+
+/* Module state kept for the life of the request's client connection across
+ * its requests (limit_conn's places): get it (NULL: none yet), or set it with
+ * the function that frees it when the connection closes (0, -1: no memory or
+ * no client connection). */
+void *tg_request_conn_ext(tg_request_t *r, const void *owner);
+int tg_request_set_conn_ext(tg_request_t *r, const void *owner, void *data,
+                            void (*release)(void *));
+/* The client's TCP peer address and the address its PROXY protocol header
+ * named (NULL: none), for trusted-proxy checks. */
+const struct sockaddr *tg_request_peer_sa(const tg_request_t *r);
+const char *tg_request_proxy_protocol_addr(const tg_request_t *r);
 
 /* Answer locally: status, optional content type and body (copied to the
  * arena). The hook then returns TG_DONE. Returns 0 or -1. */

@@ -3,7 +3,7 @@
 #include <sys/socket.h>
 #include "tunnel.h"
 #include "tls.h"
-#include "proxy.h"
+#include "upstream.h"
 
 /* The two ends: the client connection (plain or TLS) and the upstream
  * socket. */

@@ -17,7 +17,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include "proxy.h"
+#include "upstream.h"
+#include "health.h"
+#include "core.h"
 #include "var.h"
 #include "log.h"
 #include "sendq.h"

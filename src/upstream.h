@@ -8,9 +8,13 @@
 #define TG_UPSTREAM_H
 
 #include <stdint.h>
+#include <unistd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <ev.h>
 #include "str.h"
 #include "conf.h"
+#include "tls.h"
 
 #define TG_UPSTREAM_MAX_PEERS 64 /* one bit each in a request's "tried" mask */
 
@@ -111,5 +115,55 @@ int tg_parse_addr(tg_str_t s, struct sockaddr_storage *ss, socklen_t *len, int d
 tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name);
 /* After parsing: resolve references, defaults, balancing. 0 or -1. */
 int tg_upstream_init_all(tg_conf_t *cf);
+
+/* An upstream connection, active or idle in its upstream's pool. */
+struct tg_upconn_s {
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    tg_peer_t *peer;
+    tg_upstream_t *upstream;
+    struct tg_request_s *r; /* the request using it; NULL when idle */
+    double expires;   /* idle: retire at this ev_now() */
+    uint32_t requests; /* served on this connection */
+    tg_ssl_t *ssl;     /* TLS upstreams: the session, else NULL */
+    unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
+    unsigned tls_failed : 1;
+    struct tg_upconn_s *next;
+};
+
+/* Upstream connection I/O, plain or through TLS, with read(2)/writev(2)
+ * semantics (as tg_conn_read/tg_conn_writev for clients). */
+static inline ssize_t tg_upconn_read(tg_upconn_t *uc, void *buf, size_t len)
+{
+    return uc->ssl ? tg_tls_up_read(uc, buf, len) : read(uc->fd, buf, len);
+}
+static inline ssize_t tg_upconn_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
+{
+    return uc->ssl ? tg_tls_up_writev(uc, iov, n) : writev(uc->fd, iov, n);
+}
+static inline ssize_t tg_upconn_write(tg_upconn_t *uc, const void *buf, size_t len)
+{
+    if (uc->ssl) {
+        struct iovec v = {(void *)buf, len};
+        return tg_tls_up_writev(uc, &v, 1);
+    }
+    return send(uc->fd, buf, len, MSG_NOSIGNAL);
+}
+/* Decrypted bytes waiting in the TLS layer (no socket event comes for them). */
+static inline int tg_upconn_has_pending(tg_upconn_t *uc)
+{
+    return uc->ssl && tg_tls_up_pending(uc);
+}
+
+/* upstream.c: the pool */
+tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p);
+/* Keep an idle connection for reuse for up to `keepalive_ms`. */
+void tg_upstream_pool_put(tg_upconn_t *uc, tg_msec_t keepalive_ms);
+tg_upconn_t *tg_upconn_create(tg_upstream_t *u, tg_peer_t *p);
+void tg_upconn_destroy(tg_upconn_t *uc);
+void tg_upstream_close_idle_all(tg_config_t *cf);
+typedef struct tg_module_s tg_module_t;
+extern tg_module_t tg_upstream_module;
 
 #endif

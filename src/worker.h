@@ -1,9 +1,11 @@
-/* A worker process: one event loop serving its share of every listener
- * (its own SO_REUSEPORT socket per listener, handed down by the master),
- * with per-worker state only. */
+/* @public A worker's state: the event loop serving its share of every
+ * listener (its own SO_REUSEPORT socket per listener, handed down by the
+ * master), its slot and config, and everything else per worker. Modules use
+ * tg_worker->loop, ->slot and ->config; the rest is the core's. */
 #ifndef TG_WORKER_H
 #define TG_WORKER_H
 
+#include <sys/types.h>
 #include <ev.h>
 #include "core.h"
 
@@ -18,6 +20,12 @@ struct tg_worker_s {
     int nlistens;
     tg_conn_t *conns; /* all open client connections */
     int64_t nconns;
+    tg_conn_t *conn_cache; /* closed connection structs kept for reuse */
+    int conn_cached;
+    void *codec_cache; /* the HTTP/1.1 codec's idle parsers (h1.c) */
+    int codec_cached;
+    double shutdown_deadline; /* graceful stop: close what is left then */
+    pid_t master_pid;         /* our parent: when it is gone, stop */
     uint32_t next_request_id;
     /* upgraded connections, for the stats endpoint */
     uint64_t upgrades, tunnel_bytes_up, tunnel_bytes_down;
@@ -34,8 +42,6 @@ struct tg_worker_s {
 /* The worker of this process (NULL in the master). */
 extern tg_worker_t *tg_worker;
 
-/* Run the worker: never returns (exits the process). */
-void tg_worker_run(tg_config_t *config, int slot);
 /* Cached HTTP date, refreshed at most once a second. */
 tg_str_t tg_worker_date(void);
 /* Stop/restart accepting (worker_connections reached, EMFILE). */

@@ -16,6 +16,7 @@
 #include <ev.h>
 #include "core.h"
 #include "conn.h"
+#include "h1.h"
 #include "worker.h"
 #include "log.h"
 
@@ -83,7 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shutdown(sv[1], SHUT_WR);
     struct sockaddr_storage ss = {0};
     ss.ss_family = AF_UNIX;
-    tg_conn_accept(worker.config->listens, sv[0], (struct sockaddr *)&ss, sizeof(ss));
+    tg_conn_t *c = tg_conn_accept(worker.config->listens, sv[0], (struct sockaddr *)&ss, sizeof(ss));
+    if (c)
+        tg_h1_start(c);
     /* run until the connection is gone; drain what it answers */
     char sink[65536];
     for (int i = 0; i < 200 && worker.nconns > 0; i++) {

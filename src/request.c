@@ -1,0 +1,657 @@
+/* The request layer: what happens to a request whatever carries it.
+ *
+ * A carrier (a protocol codec: src/h1.c) parses a request head, fills a
+ * tg_request_t and calls tg_request_process. From there this file picks the
+ * server and location, runs the phases (rewrite, access, route, content),
+ * and offers content handlers one API for the response (header through the
+ * response header hooks, body through the body filters, flush, finalize) and
+ * the request body; each goes to the carrier through tg_carrier_t. The
+ * content phase ends with the location's content handler (return, stats,
+ * the proxy: whichever module answers first); a handler that takes the
+ * request over gets its events through r->handler. Nothing here knows
+ * HTTP/1.1 framing or sockets. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <llhttp.h>
+#include "request.h"
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier, tg_conn_t *c)
+{
+    r->arena = a;
+    r->carrier = carrier;
+    r->conn = c;
+    r->content_length = -1;
+    r->resp_content_length = -1;
+    r->start = ev_now(tg_worker->loop);
+    r->id = ++tg_worker->next_request_id;
+    if (c) {
+        r->peer_addr = tg_arena_str(r->arena, tg_str_c(tg_conn_peer(c)));
+        r->scheme = c->listen->tls ? TG_STR("https") : TG_STR("http");
+    } else {
+        r->peer_addr = TG_STR("");
+        r->scheme = TG_STR("http");
+    }
+    r->remote_addr = r->peer_addr;
+}
+
+const struct sockaddr *tg_request_peer_sa(const tg_request_t *r)
+{
+    return r->conn ? (const struct sockaddr *)&r->conn->sa : NULL;
+}
+
+const char *tg_request_proxy_protocol_addr(const tg_request_t *r)
+{
+    return r->conn ? r->conn->pp_addr : NULL;
+}
+
+void *tg_request_conn_ext(tg_request_t *r, const void *owner)
+{
+    return r->conn ? tg_conn_ext_get(r->conn, owner) : NULL;
+}
+
+int tg_request_set_conn_ext(tg_request_t *r, const void *owner, void *data,
+                            void (*release)(void *))
+{
+    return r->conn ? tg_conn_ext_set(r->conn, owner, data, release) : -1;
+}
+
+/* ---- the request head --------------------------------------------------- */
+
+static int hostname_is_valid(tg_str_t h)
+{
+    if (h.len == 0 || h.len > 255)
+        return 0;
+    for (size_t i = 0; i < h.len; i++) {
+        unsigned char ch = (unsigned char)h.p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_' || ch == ':' || ch == '[' || ch == ']'))
+            return 0;
+    }
+    return 1;
+}
+
+int tg_request_set_host(tg_request_t *r, tg_str_t authority)
+{
+    if (!hostname_is_valid(authority))
+        return -1;
+    size_t len = authority.len;
+    if (authority.p[0] == '[') {
+        const char *e = memchr(authority.p, ']', len);
+        if (e == NULL)
+            return -1;
+        len = (size_t)(e - authority.p) + 1;
+    } else {
+        const char *colon = memchr(authority.p, ':', len);
+        if (colon)
+            len = (size_t)(colon - authority.p);
+    }
+    while (len > 0 && authority.p[len - 1] == '.')
+        len--; /* "example.com." names the same host */
+    char *h = tg_arena_alloc_nz(r->arena, len + 1);
+    if (h == NULL)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char ch = authority.p[i];
+        h[i] = (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+    }
+    h[len] = '\0';
+    r->host = (tg_str_t){h, len};
+    return 0;
+}
+
+/* ---- phases --------------------------------------------------------------- */
+
+static void request_route(tg_request_t *r)
+{
+    r->loc = tg_core_find_location(r->server, r->path);
+    if (r->loc == NULL)
+        r->loc = r->server->root;
+    r->loc_conf = r->loc->mconf;
+}
+
+void tg_request_process(tg_request_t *r, tg_listen_t *ls, int st)
+{
+    r->server = tg_core_find_server(ls, r->host);
+    request_route(r);
+    if (st != 0) {
+        r->keepalive = 0;
+        tg_request_error(r, st);
+        return;
+    }
+    tg_core_conf_t *cc = tg_core_conf(r->loc_conf);
+    if (cc->client_max_body_size && r->content_length > cc->client_max_body_size) {
+        r->keepalive = 0;
+        tg_request_error(r, 413);
+        return;
+    }
+    if ((r->conn && r->conn->nrequests + 1 >= (uint32_t)cc->keepalive_requests) ||
+        tg_worker->shutting_down)
+        r->keepalive = 0;
+    r->phase = TG_PHASE_REWRITE;
+    r->hook = 0;
+    tg_request_run_phases(r);
+}
+
+static void request_local(tg_request_t *r);
+
+void tg_request_run_phases(tg_request_t *r)
+{
+    while (r->phase <= TG_PHASE_CONTENT) {
+        tg_hook_t *hooks = r->loc->hooks[r->phase];
+        while (hooks && hooks[r->hook].module) {
+            tg_hook_t *h = &hooks[r->hook];
+            tg_rc_t (*fn)(tg_request_t *, void *) = NULL;
+            switch (r->phase) {
+            case TG_PHASE_REWRITE: fn = h->module->on_rewrite; break;
+            case TG_PHASE_ACCESS: fn = h->module->on_access; break;
+            case TG_PHASE_ROUTE: fn = h->module->on_route; break;
+            case TG_PHASE_CONTENT: fn = h->module->on_content; break;
+            default: break;
+            }
+            tg_rc_t rc = fn ? fn(r, h->conf) : TG_OK;
+            if (rc == TG_AGAIN)
+                return; /* parked (tg_request_resume), or a content handler took it */
+            if (rc == TG_DONE) {
+                request_local(r);
+                return;
+            }
+            if (rc == TG_ERROR) {
+                tg_request_error(r, 500);
+                return;
+            }
+            r->hook++;
+        }
+        r->hook = 0;
+        if (r->phase == TG_PHASE_REWRITE && r->uri_changed && !r->rerouted) {
+            /* a rewrite changed the path: route again, once */
+            r->rerouted = 1;
+            r->uri_changed = 0;
+            request_route(r);
+        }
+        r->phase++;
+    }
+    /* no content handler answered (a location with neither proxy_pass,
+     * return nor a handler of its own, and no route chosen) */
+    tg_request_error(r, 404);
+}
+
+void tg_request_resume(tg_request_t *r)
+{
+    tg_request_run_phases(r);
+}
+
+/* ---- response ------------------------------------------------------------- */
+
+int tg_request_send_header(tg_request_t *r)
+{
+    /* before the hooks, so remove_header can drop it too */
+    tg_core_conf_t *cc = r->loc_conf ? tg_core_conf(r->loc_conf) : NULL;
+    if (cc && !cc->server_tokens)
+        tg_headers_remove(&r->resp_headers, TG_STR("Server"));
+    else if (tg_headers_find(&r->resp_headers, TG_STR("Server")) == NULL)
+        tg_headers_add(r->arena, &r->resp_headers, TG_STR("Server"), TG_STR("tollgate"));
+    if (r->loc) {
+        for (tg_hook_t *h = r->loc->hooks[TG_PHASE_RESPONSE_HEADERS]; h && h->module; h++) {
+            if (h->module->on_response_headers(r, h->conf) == TG_ERROR) {
+                r->status = 500;
+                return -1;
+            }
+        }
+    }
+    int st = r->status;
+    if (r->method == HTTP_HEAD || st == 204 || st == 304 || st < 200)
+        r->resp_no_body = 1;
+    if (r->header_hold && !r->resp_no_body && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY]) {
+        /* a body filter decides first (filter_body); the header strings may
+         * point into the upstream's read buffer, which body reads reuse */
+        if (tg_headers_own(r->arena, &r->resp_headers) != 0)
+            return -1;
+        r->header_pending = 1;
+        r->header_sent = 1;
+        return 0;
+    }
+    r->header_hold = 0;
+    return r->carrier->send_header(r);
+}
+
+/* Run the location's body filters over this round: the spans become a chain
+ * (descriptors kept per request, no allocation per round), each filter
+ * replaces the chain with its output, and the result goes to the carrier. */
+static int filter_body(tg_request_t *r, tg_spans_t *spans, int last)
+{
+    if (r->filter_bufs == NULL &&
+        (r->filter_bufs = tg_arena_alloc(r->arena, (TG_SPANS_MAX + 1) *
+                                                       (sizeof(tg_buf_t) + sizeof(tg_chain_t)))) == NULL)
+        return -1;
+    tg_buf_t *bufs = r->filter_bufs;
+    tg_chain_t *links = (tg_chain_t *)(bufs + TG_SPANS_MAX + 1), *in = NULL;
+    int nb = 0;
+    for (int i = 0; spans && i < spans->n; i++) {
+        char *p = spans->v[i].iov_base;
+        bufs[nb++] = (tg_buf_t){p, p + spans->v[i].iov_len, p, p + spans->v[i].iov_len, 0, NULL};
+    }
+    if (nb == 0 && !last)
+        return 0;
+    if (nb == 0)
+        bufs[nb++] = (tg_buf_t){0}; /* an empty buffer that carries LAST */
+    if (last)
+        bufs[nb - 1].flags |= TG_BUF_F_LAST;
+    for (int i = nb - 1; i >= 0; i--) {
+        links[i] = (tg_chain_t){&bufs[i], in};
+        in = &links[i];
+    }
+    for (tg_hook_t *h = r->loc->hooks[TG_PHASE_RESPONSE_BODY]; h && h->module; h++)
+        if (h->module->on_response_body(r, h->conf, &in) == TG_ERROR)
+            return -1;
+    if (r->header_pending && (last || !r->header_hold || tg_chain_len(in) > 0)) {
+        r->header_hold = 0;
+        r->header_pending = 0;
+        if (r->carrier->send_header(r) != 0)
+            return -1;
+    }
+    struct iovec v[TG_IOVQ_MAX - 4];
+    int nv = 0;
+    size_t len = 0;
+    for (tg_chain_t *cl = in; cl; cl = cl->next) {
+        size_t bl = tg_buf_len(cl->buf);
+        if (bl == 0)
+            continue;
+        if (nv == (int)(sizeof(v) / sizeof(v[0]))) {
+            tg_log(TG_LOG_ERROR, "a body filter returned more than %d buffers", nv);
+            return -1;
+        }
+        v[nv++] = (struct iovec){cl->buf->pos, bl};
+        len += bl;
+    }
+    return r->carrier->send_body(r, v, nv, len, last);
+}
+
+int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last)
+{
+    if (r->resp_no_body)
+        return r->carrier->send_body(r, NULL, 0, 0, last);
+    if (r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY])
+        return filter_body(r, spans, last);
+    return r->carrier->send_body(r, spans ? spans->v : NULL, spans ? spans->n : 0,
+                                 spans ? spans->len : 0, last);
+}
+
+int tg_request_flush(tg_request_t *r)
+{
+    return r->carrier->flush(r, 0);
+}
+
+int tg_request_flush_batched(tg_request_t *r)
+{
+    return r->carrier->flush(r, 1);
+}
+
+void tg_request_finalize(tg_request_t *r, int abort)
+{
+    if (r->status == 0)
+        r->status = abort ? 499 : 200;
+    if (r->loc) {
+        for (tg_hook_t *h = r->loc->hooks[TG_PHASE_LOG]; h && h->module; h++)
+            h->module->on_log(r, h->conf);
+    }
+    const tg_handler_events_t *ev = r->handler;
+    if (ev) {
+        r->handler = NULL;
+        if (ev->on_abort)
+            ev->on_abort(r);
+    }
+    r->carrier->finalize(r, abort);
+}
+
+/* Send a response the gateway made itself (r->status, r->resp_body). */
+static void request_local(tg_request_t *r)
+{
+    if (r->status == 0)
+        r->status = 500;
+    r->resp_local = 1;
+    if (r->resp_content_length < 0)
+        r->resp_content_length = (int64_t)tg_chain_len(r->resp_body);
+    if (tg_request_send_header(r) != 0) {
+        tg_request_finalize(r, 1);
+        return;
+    }
+    tg_spans_t spans = {0};
+    for (tg_chain_t *cl = r->resp_body; cl; cl = cl->next)
+        tg_spans_add(&spans, cl->buf->pos, tg_buf_len(cl->buf));
+    tg_request_send_body(r, &spans, 1);
+    int rc = tg_request_flush(r);
+    if (rc != 0)
+        tg_request_finalize(r, rc < 0);
+}
+
+void tg_request_error(tg_request_t *r, int status)
+{
+    if (r->header_sent) {
+        tg_request_finalize(r, 1);
+        return;
+    }
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+        status == 505 || status == 417 || status == 500)
+        r->keepalive = 0;
+    r->resp_headers.n = 0;
+    char *body = tg_arena_printf(r->arena, "%d %s\n", status, tg_status_reason(status));
+    tg_request_respond(r, status, "text/plain", body ? tg_str_c(body) : TG_NULL_STR);
+    request_local(r);
+}
+
+/* ---- request body --------------------------------------------------------- */
+
+int tg_request_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
+{
+    return r->carrier->body_pull(r, spans, done);
+}
+
+void tg_request_body_consumed(tg_request_t *r)
+{
+    r->carrier->body_consumed(r);
+}
+
+/* Append this round's body bytes to r->held, growing it by doubling (from
+ * 16 KB, or the Content-Length) up to `max`. Returns 0 or -1. */
+static int held_append(tg_request_t *r, tg_spans_t *spans, size_t max)
+{
+    size_t need = r->held.len + spans->len;
+    if (need > r->held_cap) {
+        size_t cap = r->held_cap ? r->held_cap * 2 : 16384;
+        if (r->content_length > 0 && (size_t)r->content_length > cap)
+            cap = (size_t)r->content_length;
+        while (cap < need)
+            cap *= 2;
+        if (cap > max)
+            cap = max;
+        char *p = tg_arena_alloc_nz(r->arena, cap);
+        if (p == NULL)
+            return -1;
+        if (r->held.len)
+            memcpy(p, r->held.p, r->held.len);
+        r->held.p = p;
+        r->held_cap = cap;
+    }
+    char *w = (char *)r->held.p + r->held.len;
+    for (int i = 0; i < spans->n; i++) {
+        memcpy(w, spans->v[i].iov_base, spans->v[i].iov_len);
+        w += spans->v[i].iov_len;
+    }
+    r->held.len = need;
+    return 0;
+}
+
+int tg_request_body_read(tg_request_t *r, int64_t max, tg_str_t *body)
+{
+    tg_core_conf_t *cc = tg_core_conf(r->loc_conf);
+    if (cc->client_max_body_size && max > cc->client_max_body_size)
+        max = cc->client_max_body_size;
+    if (!r->held_done && !r->has_body) {
+        r->held = (tg_str_t){"", 0};
+        r->held_done = 1;
+    }
+    if (!r->held_done && r->content_length > max) {
+        r->held_too_large = r->held_done = 1; /* not a byte read: it streams as usual */
+    }
+    while (!r->held_done) {
+        tg_spans_t *spans;
+        int done = 0;
+        int rc = tg_request_body_pull(r, &spans, &done);
+        if (rc == 0) {
+            r->held_wait = 1;
+            return 0;
+        }
+        if (rc < 0) {
+            if (rc == -499)
+                tg_request_finalize(r, 1);
+            else
+                tg_request_error(r, -rc);
+            return -1;
+        }
+        if (r->held.len + spans->len > (size_t)max) {
+            /* too large: what was read goes upstream first, then this round
+             * (still in the input buffer) and the rest stream as usual */
+            if (r->held.len)
+                tg_spans_prepend(spans, r->held.p, r->held.len);
+            r->held_too_large = r->held_done = 1;
+            break;
+        }
+        if (spans->len && held_append(r, spans, (size_t)max) != 0) {
+            tg_request_error(r, 500);
+            return -1;
+        }
+        tg_request_body_consumed(r);
+        if (done) {
+            /* complete: the content handler gets exactly these bytes, framed
+             * with a Content-Length whatever the client used */
+            if (r->held.p == NULL)
+                r->held = (tg_str_t){"", 0};
+            r->chunked = 0;
+            r->content_length = (int64_t)r->held.len;
+            r->has_body = r->held.len > 0;
+            tg_spans_add(spans, r->held.p, r->held.len);
+            r->held_done = 1;
+        }
+    }
+    *body = r->held_too_large ? TG_NULL_STR : r->held;
+    return 1;
+}
+
+/* ---- carrier events ------------------------------------------------------- */
+
+void tg_request_on_body(tg_request_t *r)
+{
+    if (r->held_wait) {
+        r->held_wait = 0;
+        tg_request_resume(r); /* the hook waiting in tg_request_body_read */
+    } else if (r->handler && r->handler->on_body) {
+        r->handler->on_body(r);
+    }
+}
+
+void tg_request_on_drained(tg_request_t *r)
+{
+    if (r->handler && r->handler->on_drained)
+        r->handler->on_drained(r);
+}
+
+void tg_request_on_blocked(tg_request_t *r)
+{
+    if (r->handler && r->handler->on_blocked)
+        r->handler->on_blocked(r);
+}
+
+void tg_request_on_tunnel(tg_request_t *r)
+{
+    if (r->handler && r->handler->on_tunnel)
+        r->handler->on_tunnel(r);
+}
+
+int tg_request_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early)
+{
+    return r->carrier->tunnel_begin(r, idle_ms, early);
+}
+
+void tg_request_tunnel_active(tg_request_t *r)
+{
+    r->carrier->tunnel_active(r);
+}
+
+/* ---- local answers and response headers ----------------------------------- */
+
+int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t body)
+{
+    r->status = status;
+    if (ctype && body.len &&
+        tg_headers_set(r->arena, &r->resp_headers, TG_STR("Content-Type"), tg_str_c(ctype)) != 0)
+        return -1;
+    r->resp_body = NULL;
+    r->resp_content_length = (int64_t)body.len;
+    if (body.len) {
+        tg_str_t copy = tg_arena_str(r->arena, body);
+        tg_buf_t *b = copy.p ? tg_buf_ref(r->arena, copy.p, copy.len) : NULL;
+        tg_chain_t **tail = &r->resp_body;
+        if (b == NULL || tg_chain_append(r->arena, &tail, b) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int tg_request_vary_add(tg_request_t *r, const char *token)
+{
+    tg_header_t *v = tg_headers_find(&r->resp_headers, TG_STR("Vary"));
+    if (v == NULL)
+        return tg_headers_add(r->arena, &r->resp_headers, TG_STR("Vary"), tg_str_c(token));
+    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
+        tg_header_t *h = &r->resp_headers.h[i];
+        if (tg_str_caseeq_lit(h->name, "Vary") &&
+            (tg_str_has_token(h->value, token) || tg_str_has_token(h->value, "*")))
+            return 0;
+    }
+    char *s = tg_arena_printf(r->arena, "%.*s, %s", TG_STR_FMT(v->value), token);
+    if (s == NULL)
+        return -1;
+    v->value = tg_str_c(s);
+    return 0;
+}
+
+int tg_request_add_resp_header(tg_request_t *r, tg_str_t name, tg_str_t value)
+{
+    tg_str_t n = tg_arena_str(r->arena, name), v = tg_arena_str(r->arena, value);
+    if (n.p == NULL || v.p == NULL)
+        return -1;
+    return tg_headers_add(r->arena, &r->resp_headers, n, v);
+}
+
+/* ---- header lists --------------------------------------------------------- */
+
+void tg_header_span_extend(tg_str_t *s, const char *at, size_t len)
+{
+    if (s->p == NULL)
+        s->p = at;
+    s->len = (size_t)(at + len - s->p);
+}
+
+int tg_header_value_finish(tg_header_t *h)
+{
+    if (h->value.p == NULL)
+        h->value = (tg_str_t){"", 0};
+    for (size_t i = 0; i < h->value.len; i++) {
+        unsigned char ch = (unsigned char)h->value.p[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return -1;
+    }
+    while (h->value.len && (h->value.p[h->value.len - 1] == ' ' ||
+                            h->value.p[h->value.len - 1] == '\t'))
+        h->value.len--;
+    return 0;
+}
+
+tg_header_t *tg_headers_find(tg_headers_t *hs, tg_str_t name)
+{
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (tg_str_caseeq(hs->h[i].name, name))
+            return &hs->h[i];
+    return NULL;
+}
+
+int tg_headers_add(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t value)
+{
+    if (hs->n == hs->cap) {
+        uint32_t cap = hs->cap ? hs->cap * 2 : 16;
+        tg_header_t *h = tg_arena_alloc_nz(a, cap * sizeof(*h));
+        if (h == NULL)
+            return -1;
+        if (hs->n)
+            memcpy(h, hs->h, hs->n * sizeof(*h));
+        hs->h = h;
+        hs->cap = cap;
+    }
+    hs->h[hs->n++] = (tg_header_t){name, value};
+    return 0;
+}
+
+int tg_headers_remove(tg_headers_t *hs, tg_str_t name)
+{
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < hs->n; i++)
+        if (!tg_str_caseeq(hs->h[i].name, name))
+            hs->h[w++] = hs->h[i];
+    int removed = (int)(hs->n - w);
+    hs->n = w;
+    return removed;
+}
+
+int tg_headers_own(tg_arena_t *a, tg_headers_t *hs)
+{
+    for (uint32_t i = 0; i < hs->n; i++) {
+        tg_header_t *h = &hs->h[i];
+        h->name = tg_arena_str(a, h->name);
+        h->value = tg_arena_str(a, h->value);
+        if (h->name.p == NULL || h->value.p == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+int tg_headers_set(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t value)
+{
+    tg_header_t *h = tg_headers_find(hs, name);
+    if (h == NULL)
+        return tg_headers_add(a, hs, name, value);
+    h->value = value;
+    /* drop later duplicates, keep the first's position */
+    uint32_t keep = (uint32_t)(h - hs->h), w = keep + 1;
+    for (uint32_t i = keep + 1; i < hs->n; i++)
+        if (!tg_str_caseeq(hs->h[i].name, name))
+            hs->h[w++] = hs->h[i];
+    hs->n = w;
+    return 0;
+}
+
+const char *tg_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 200 ? "Informational" : status < 300 ? "OK" :
+                    status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
