@@ -17,6 +17,7 @@
 #include "module.h"
 #include "request.h"
 #include "core.h"
+#include "upstream.h"
 #include "shm.h"
 #include "shdict.h"
 #include "lua_vm.h"

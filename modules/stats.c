@@ -185,6 +185,7 @@ static const char *stats_init_conf(tg_conf_t *cf, void *conf)
     for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
         tg_stats_upstream_t *su = &st->ups[st->nups++];
         su->u = u;
+        su->nslots = u->npeers;
         if ((su->slots = tg_arena_alloc(cf->arena, (size_t)u->npeers * sizeof(int) + 1)) == NULL)
             return "out of memory";
         for (int i = 0; i < u->npeers; i++) {

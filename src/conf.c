@@ -13,7 +13,6 @@
  * lists every mistake. "Unexpected end of file" is said at most once per
  * file however many blocks are left open. */
 #include "conf.h"
-#include "module.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -370,34 +369,17 @@ static void include(tg_conf_t *cf)
 
 /* ---- statements ---------------------------------------------------------- */
 
-static const tg_directive_t *find_directive(tg_conf_t *cf, const char *name, tg_module_t **mod,
-                                            int *known)
-{
-    *known = 0;
-    for (tg_module_t *const *m = tg_modules; *m; m++) {
-        for (const tg_directive_t *d = (*m)->directives; d && d->name; d++) {
-            if (strcmp(d->name, name) != 0) continue;
-            *known = 1;
-            if (d->scopes & cf->scope) {
-                *mod = *m;
-                return d;
-            }
-        }
-    }
-    return NULL;
-}
-
 /* Runs the statement in cf->args; `open` says it ended with '{'. */
 static void dispatch(tg_conf_t *cf, int open)
 {
     const char *name = cf->args[0].text.p, *msg, *file = cf->file, *pos;
-    tg_module_t *m = NULL;
+    int mi = -1;
     const tg_directive_t *d;
     unsigned scope = cf->scope;
     void *ctx = cf->ctx, **mconf = cf->mconf, *conf;
     int known, line = cf->line;
 
-    if ((d = find_directive(cf, name, &m, &known)) == NULL) {
+    if ((d = cf->find_directive(cf, name, &mi, &known)) == NULL) {
         if (known)
             tg_conf_error(cf, "\"%s\" directive is not allowed here", name);
         else
@@ -416,7 +398,7 @@ static void dispatch(tg_conf_t *cf, int open)
         tg_conf_error(cf, "invalid number of arguments in \"%s\" directive", name);
         goto skip;
     }
-    conf = scope == TG_SCOPE_UPSTREAM ? ctx : mconf ? mconf[m->index] : NULL;
+    conf = scope == TG_SCOPE_UPSTREAM ? ctx : mconf ? mconf[mi] : NULL;
     pos = cf->src->p;
     msg = d->set ? d->set(cf, d, conf) : NULL;
     /* A block's set() moved into its scope and through its body; come back

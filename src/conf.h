@@ -66,6 +66,12 @@ struct tg_conf_s {
     void **mconf;  /* per-module configs of the current scope, by module index */
     int nerrors;   /* errors reported so far */
     int nwarnings; /* warnings reported so far */
+    /* The directive `name` allowed in cf->scope, and the index of the module
+     * whose config it sets (*mindex), or NULL; *known says whether any module
+     * has a directive of that name. Set by whoever owns the module list (the
+     * core, src/core.c), so the parser does not depend on it. */
+    const tg_directive_t *(*find_directive)(tg_conf_t *cf, const char *name, int *mindex,
+                                            int *known);
     /* Lexer state (private to conf.c). */
     struct tg_conf_src_s *src;
     int depth;

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include "core.h"
 #include "log.h"
+#include "addr.h"
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -587,6 +588,25 @@ static int check_names(tg_config_t *c)
     return 0;
 }
 
+/* The parser's directive lookup over the module list (tg_conf_t.find_directive). */
+static const tg_directive_t *find_directive(tg_conf_t *cf, const char *name, int *mindex,
+                                            int *known)
+{
+    *known = 0;
+    for (int i = 0; i < tg_nmodules; i++) {
+        for (const tg_directive_t *d = tg_modules[i]->directives; d && d->name; d++) {
+            if (strcmp(d->name, name) != 0)
+                continue;
+            *known = 1;
+            if (d->scopes & cf->scope) {
+                *mindex = i;
+                return d;
+            }
+        }
+    }
+    return NULL;
+}
+
 tg_config_t *tg_config_load(const char *path, int generation)
 {
     tg_config_t *c = calloc(1, sizeof(*c));
@@ -599,6 +619,7 @@ tg_config_t *tg_config_load(const char *path, int generation)
         goto fail;
     cf->arena = &c->arena;
     cf->config = c;
+    cf->find_directive = find_directive;
     cf->scope = TG_SCOPE_MAIN;
     c->file = tg_arena_strdup(&c->arena, tg_str_c(path));
     c->main = tg_arena_alloc(&c->arena, sizeof(*c->main));
@@ -634,13 +655,14 @@ tg_config_t *tg_config_load(const char *path, int generation)
     for (int i = 0; i < c->nservers; i++)
         if (finish_server(cf, c->servers[i]) != 0)
             goto fail;
-    if (check_names(c) != 0 || tg_upstream_init_all(cf) != 0)
+    if (check_names(c) != 0)
         goto fail;
     for (int i = 0; i < tg_nmodules; i++) {
         tg_module_t *m = tg_modules[i];
         const char *err;
         if (m->init_conf && (err = m->init_conf(cf, c->mconf[i])) != NULL) {
-            fprintf(stderr, "%s: %s\n", path, err);
+            if (*err) /* TG_CONF_REPORTED: printed already */
+                fprintf(stderr, "%s: %s\n", path, err);
             goto fail;
         }
     }

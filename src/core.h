@@ -13,12 +13,12 @@
 #include "arena.h"
 #include "conf.h"
 #include "module.h"
-#include "upstream.h"
 
 #define TG_MAX_WORKERS 64
 #define TG_VERSION "0.1.0"
 
 typedef struct tg_server_s tg_server_t;
+typedef struct tg_upstream_s tg_upstream_t;
 typedef struct tg_location_s tg_location_t;
 typedef struct tg_stats_s tg_stats_t;
 
@@ -117,9 +117,6 @@ struct tg_config_s {
  * printing every `file:line:` error to stderr. */
 tg_config_t *tg_config_load(const char *path, int generation);
 void tg_config_destroy(tg_config_t *c);
-
-/* Find an upstream by name (NULL if none). */
-tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
 
 /* Server for a Host value on a listener: exact name, then the longest
  * "*.suffix" wildcard, then the listener's default server. */

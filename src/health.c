@@ -21,6 +21,7 @@
 #include <ev.h>
 #include "health.h"
 #include "core.h"
+#include "upstream.h"
 #include "worker.h"
 #include "log.h"
 
@@ -220,7 +221,7 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_start(loop, t);
 }
 
-void tg_health_start(tg_config_t *cf)
+static void health_start(tg_config_t *cf)
 {
     int n = 0;
     for (tg_upstream_t *u = cf->upstreams; u; u = u->next)
@@ -255,7 +256,7 @@ void tg_health_start(tg_config_t *cf)
     }
 }
 
-void tg_health_stop(tg_config_t *cf)
+static void health_stop(tg_config_t *cf)
 {
     (void)cf;
     for (int i = 0; i < nchecks; i++) {
@@ -269,3 +270,22 @@ void tg_health_stop(tg_config_t *cf)
     checks = NULL;
     nchecks = 0;
 }
+
+static int health_init_worker(tg_worker_t *w)
+{
+    health_start(w->config);
+    return 0;
+}
+
+static void health_exit_worker(tg_worker_t *w)
+{
+    health_stop(w->config);
+}
+
+/* A module only for the worker's start and stop: the checks' settings are
+ * the upstream block's health_check (src/upstream.c). */
+tg_module_t tg_health_module = {
+    .name = "health",
+    .init_worker = health_init_worker,
+    .exit_worker = health_exit_worker,
+};

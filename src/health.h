@@ -1,16 +1,13 @@
-/* Active health checks of upstream servers (src/health.c), per worker. The
- * settings are the upstream's `health_check` (tg_health_conf_t in
- * upstream.h); the upstream module starts and stops them with the worker. */
+/* Active health checks of upstream servers (src/health.c): each worker
+ * checks every server of the upstreams that have a `health_check` (its
+ * settings, tg_health_conf_t, are the upstream block's: upstream.h) and marks
+ * them down or up for balancing. A module for the worker's start and stop
+ * only: nothing else calls it. */
 #ifndef TG_HEALTH_H
 #define TG_HEALTH_H
 
-#include "upstream.h"
+#include "module.h"
 
-typedef struct tg_config_s tg_config_t;
-
-/* Start this worker's checks of every upstream with a health_check. */
-void tg_health_start(tg_config_t *cf);
-/* Stop them (the worker exits). */
-void tg_health_stop(tg_config_t *cf);
+extern tg_module_t tg_health_module;
 
 #endif

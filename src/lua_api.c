@@ -10,6 +10,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 #include "lua_vm.h"
+#include "upstream.h"
 #include "request.h"
 #include "var.h"
 #include "core.h"

@@ -18,6 +18,9 @@
 #include "conf.h"
 #include "buf.h"
 
+/* init_conf's answer when its errors are printed already as file:line */
+#define TG_CONF_REPORTED ""
+
 typedef enum { TG_OK = 0, TG_DONE, TG_AGAIN, TG_ERROR = -1 } tg_rc_t;
 
 typedef enum {
@@ -54,7 +57,8 @@ struct tg_module_s {
     /* Fill unset fields of child from parent; NULL or an error message. */
     const char *(*merge_conf)(tg_conf_t *cf, void *parent, void *child);
     /* After the whole config is parsed and merged (in the master, once per
-     * load): build tables, open zones. NULL or an error message. */
+     * load, in module order): build tables, open zones. NULL, an error
+     * message, or TG_CONF_REPORTED when the errors are printed already. */
     const char *(*init_conf)(tg_conf_t *cf, void *main_conf);
     /* Is the module switched on in this (merged) location config? NULL means
      * always. Only active modules get into the location's hook arrays. */

@@ -12,6 +12,8 @@
 #include "module.h"
 #include "core.h"
 #include "proxy.h"
+#include "upstream.h"
+#include "health.h"
 #include "tls.h"
 
 extern tg_module_t tg_realip_module;
@@ -29,9 +31,10 @@ extern tg_module_t tg_return_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
+    &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
+    &tg_health_module,
     &tg_realip_module,
     &tg_tls_module, /* redirect_https answers before any other rewrite */
-    &tg_upstream_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
     &tg_access_module, /* allow/deny: after rate_limit, before cors */

@@ -666,7 +666,7 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
     int may_retry = px->replayable && !r->header_sent && !px->resp_started &&
                     (px->sent == 0 || idempotent) && status != 504;
     if (may_retry && px->attempts < px->max_attempts) {
-        tg_stats_peer_retry(r->upstream, failed_peer);
+        tg_stats_peer_retry(r->upstream, failed_peer->index);
         px_connect(px);
         return;
     }

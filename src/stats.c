@@ -165,14 +165,14 @@ int tg_stats_peer_slot(tg_stats_t *st, const tg_upstream_t *u, int peer_index)
 {
     for (int i = 0; st && i < st->nups; i++)
         if (st->ups[i].u == u)
-            return peer_index >= 0 && peer_index < u->npeers ? st->ups[i].slots[peer_index] : -1;
+            return peer_index >= 0 && peer_index < st->ups[i].nslots ? st->ups[i].slots[peer_index] : -1;
     return -1;
 }
 
-void tg_stats_peer_retry(const tg_upstream_t *u, const tg_peer_t *p)
+void tg_stats_peer_retry(const tg_upstream_t *u, int peer_index)
 {
     tg_stats_worker_t *b = tg_stats_mine();
-    int slot = b ? tg_stats_peer_slot(tg_worker->config->stats, u, p->index) : -1;
+    int slot = b ? tg_stats_peer_slot(tg_worker->config->stats, u, peer_index) : -1;
     if (slot >= 0)
         tg_stats_add(&b->peers[slot].retries, 1);
 }

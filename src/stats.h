@@ -137,6 +137,7 @@ typedef struct {
 typedef struct {
     tg_upstream_t *u;
     int *slots; /* by peer index; -1: not counted */
+    int nslots;
 } tg_stats_upstream_t;
 
 struct tg_stats_s {
@@ -169,8 +170,8 @@ void tg_stats_count(tg_stats_event_t ev, uint64_t n);
 void tg_stats_zone_hit(int slot, int dry_run);
 /* Slot of an upstream server in this config, -1 when not counted. */
 int tg_stats_peer_slot(tg_stats_t *st, const tg_upstream_t *u, int peer_index);
-/* A failed attempt on peer p of u is about to be retried. */
-void tg_stats_peer_retry(const tg_upstream_t *u, const tg_peer_t *p);
+/* A failed attempt on server `peer_index` of u is about to be retried. */
+void tg_stats_peer_retry(const tg_upstream_t *u, int peer_index);
 
 static inline void tg_stats_add(uint64_t *p, uint64_t v)
 {

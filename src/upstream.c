@@ -18,7 +18,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include "upstream.h"
-#include "health.h"
+#include "addr.h"
 #include "core.h"
 #include "var.h"
 #include "log.h"
@@ -54,67 +54,6 @@ static tg_upstream_t *upstream_add(tg_conf_t *cf, tg_str_t name)
     u->next = cf->config->upstreams;
     cf->config->upstreams = u;
     return u;
-}
-
-/* "127.0.0.1:3000", "[::1]:3000", "localhost:3000" -> address. Resolving
- * happens here, at config time in the master, never in a worker. */
-int tg_parse_addr(tg_str_t s, struct sockaddr_storage *ss, socklen_t *len, int default_port)
-{
-    char host[256], port[16];
-    const char *p = s.p, *end = s.p + s.len, *colon = NULL;
-    if (s.len == 0 || s.len >= sizeof(host))
-        return -1;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', s.len);
-        if (rb == NULL)
-            return -1;
-        memcpy(host, p + 1, (size_t)(rb - p - 1));
-        host[rb - p - 1] = '\0';
-        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-        if (colon == NULL && rb + 1 != end)
-            return -1;
-    } else {
-        colon = memchr(p, ':', s.len);
-        size_t hl = colon ? (size_t)(colon - p) : s.len;
-        /* a bare number is a port on all interfaces (listen 8080) */
-        int digits = 1;
-        for (size_t i = 0; i < s.len; i++)
-            digits &= s.p[i] >= '0' && s.p[i] <= '9';
-        if (digits) {
-            snprintf(host, sizeof(host), "0.0.0.0");
-            colon = p - 1;
-        } else {
-            memcpy(host, p, hl);
-            host[hl] = '\0';
-        }
-    }
-    if (colon) {
-        size_t pl = (size_t)(end - colon - 1);
-        if (pl == 0 || pl >= sizeof(port))
-            return -1;
-        memcpy(port, colon + 1, pl);
-        port[pl] = '\0';
-        for (size_t i = 0; i < pl; i++)
-            if (port[i] < '0' || port[i] > '9')
-                return -1;
-        long pn = strtol(port, NULL, 10);
-        if (pn < 1 || pn > 65535)
-            return -1;
-    } else if (default_port > 0) {
-        snprintf(port, sizeof(port), "%d", default_port);
-    } else {
-        return -1;
-    }
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
-        return -1;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name)
@@ -358,8 +297,9 @@ static const char *set_upstream_tls_verify(tg_conf_t *cf, const tg_directive_t *
 
 /* After parsing: every proxy_pass reference must name an upstream block or
  * be a HOST:PORT, which becomes a one-server upstream. */
-int tg_upstream_init_all(tg_conf_t *cf)
+static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
 {
+    (void)main_conf;
     int errors = 0;
     for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
         if (u->implicit) {
@@ -403,7 +343,7 @@ int tg_upstream_init_all(tg_conf_t *cf)
             errors++;
         }
     }
-    return errors ? -1 : 0;
+    return errors ? TG_CONF_REPORTED : NULL;
 }
 
 static const tg_directive_t upstream_directives[] = {
@@ -419,22 +359,15 @@ static const tg_directive_t upstream_directives[] = {
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
-static int upstream_init_worker(tg_worker_t *w)
-{
-    tg_health_start(w->config);
-    return 0;
-}
-
 static void upstream_exit_worker(tg_worker_t *w)
 {
-    tg_health_stop(w->config);
     tg_upstream_close_idle_all(w->config);
 }
 
 tg_module_t tg_upstream_module = {
     .name = "upstream",
     .directives = upstream_directives,
-    .init_worker = upstream_init_worker,
+    .init_conf = upstream_init_conf,
     .exit_worker = upstream_exit_worker,
 };
 

@@ -106,15 +106,11 @@ int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now);
  * Returns 0 or -1 (out of memory). Memory comes from `a`. */
 int tg_balance_init(tg_upstream_t *u, tg_arena_t *a);
 
-/* upstream.c, config time */
-/* "host:port" (or a bare port when default_port < 0 means: any address) to
- * a socket address, resolved now. Returns 0 or -1. */
-int tg_parse_addr(tg_str_t s, struct sockaddr_storage *ss, socklen_t *len, int default_port);
 /* The upstream `name` refers to: an upstream block (possibly defined later
  * in the file) or, at the end, an implicit one-server upstream HOST:PORT. */
 tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name);
-/* After parsing: resolve references, defaults, balancing. 0 or -1. */
-int tg_upstream_init_all(tg_conf_t *cf);
+/* Find an upstream by name (NULL if none). */
+tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
 
 /* An upstream connection, active or idle in its upstream's pool. */
 struct tg_upconn_s {

@@ -9,7 +9,6 @@
 #include "str.h"
 #include "conf.h"
 #include "module.h"
-#include "upstream.h"
 
 typedef struct {
     const tg_var_def_t *var; /* NULL: literal part */
@@ -24,6 +23,8 @@ struct tg_tpl_s {
 
 /* Compile `src`; on error returns NULL and sets *err (arena message naming the
  * unknown variable). Templates without variables are allowed. */
+typedef struct tg_tpl_s tg_tpl_t;
+
 tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err);
 /* Evaluate into r->arena (a template with no variables costs no copy).
  * Returns 0 or -1 (out of memory). Unset variables are empty. */

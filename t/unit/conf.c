@@ -196,6 +196,23 @@ static tg_module_t other_module = {.name = "other", .directives = other_directiv
 static tg_module_t bare_module = {.name = "bare", .directives = NULL, .index = 2};
 tg_module_t *const tg_modules[] = {&test_module, &other_module, &bare_module, NULL};
 
+/* The parser's directive lookup (the core's is in core.c) over this list. */
+static const tg_directive_t *find_directive(tg_conf_t *c, const char *name, int *mindex, int *known)
+{
+    *known = 0;
+    for (int i = 0; tg_modules[i]; i++)
+        for (const tg_directive_t *d = tg_modules[i]->directives; d && d->name; d++) {
+            if (strcmp(d->name, name) != 0)
+                continue;
+            *known = 1;
+            if (d->scopes & c->scope) {
+                *mindex = tg_modules[i]->index;
+                return d;
+            }
+        }
+    return NULL;
+}
+
 /* ---- files ---------------------------------------------------------------- */
 
 static const char *in_dir(const char *rel)
@@ -259,6 +276,7 @@ static char *parse(const char *rel, int *rc)
     unlink(tmpl);
     memset(&cf, 0, sizeof cf);
     cf.arena = &arena;
+    cf.find_directive = find_directive;
     cf.mconf = new_mconf(&cf, "main");
     main_conf = cf.mconf[0];
     rlog = "";
