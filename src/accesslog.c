@@ -28,7 +28,7 @@
 #include "request.h"
 #include "worker.h"
 #include "var.h"
-#include "tls.h"
+#include "tls_io.h"
 #include "log.h"
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_JSON, ALOG_CUSTOM };

@@ -15,7 +15,7 @@
 #include "arena.h"
 #include "buf.h"
 #include "core.h"
-#include "tls.h"
+#include "tls_io.h"
 #include "limit_conn.h"
 
 typedef enum {

@@ -12,9 +12,10 @@
 #include "module.h"
 #include "core.h"
 #include "proxy.h"
-#include "tls.h"
+#include "tls_conf.h"
 
 extern tg_module_t tg_realip_module;
+extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_limit_conn_module;
@@ -29,7 +30,8 @@ extern tg_module_t tg_stats_module;
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
     &tg_realip_module,
-    &tg_tls_module, /* redirect_https answers before any other rewrite */
+    &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
+    &tg_tls_module,
     &tg_upstream_module,
     &tg_proxy_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */

@@ -10,7 +10,7 @@
 #include <ev.h>
 #include "request.h"
 #include "upstream.h"
-#include "tls.h"
+#include "tls_io.h"
 
 typedef struct {
     tg_str_t name;

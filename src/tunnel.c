@@ -2,7 +2,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "tunnel.h"
-#include "tls.h"
+#include "tls_io.h"
 #include "proxy.h"
 
 /* The two ends: the client connection (plain or TLS) and the upstream
