@@ -8,7 +8,7 @@
  *
  * Upstreams with `tls on` are checked over TLS with the proxied traffic's
  * settings (the upstream's SSL_CTX: trusted CAs, verification, SNI, client
- * certificate; tls.c's upstream functions on an embedded tg_upconn_t), so a
+ * certificate; tls_io.c's upstream functions on an embedded tg_upconn_t), so a
  * server whose certificate fails verification fails its checks. The
  * handshake is non-blocking on the loop, within the same `timeout`. A check
  * is a small state machine: connect, handshake (TLS only), send, read. */

@@ -74,7 +74,7 @@ typedef struct tg_upstream_s {
     const char *tls_cert, *tls_key; /* client certificate (tls_certificate[_key]) */
     const char *tls_cert_file; /* where tls_certificate was written */
     int tls_cert_line;
-    void *tls_ctx;         /* SSL_CTX built at config load (tls.c), freed with the arena */
+    void *tls_ctx;         /* SSL_CTX built at config load (tls_conf.c), freed with the arena */
     const char *file;      /* where it was defined */
     int line;
 
