@@ -35,7 +35,7 @@
 #include "module.h"
 #include "request.h"
 #include "stats.h"
-#include "tls.h"
+#include "tls_conf.h"
 #include "upstream.h"
 #include "worker.h"
 #include "stats_dashboard.h"

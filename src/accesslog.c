@@ -28,7 +28,6 @@
 #include "request.h"
 #include "worker.h"
 #include "var.h"
-#include "tls.h"
 #include "log.h"
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_JSON, ALOG_CUSTOM };
@@ -370,7 +369,7 @@ static void alog_log(tg_request_t *r, void *conf)
         put(&o, "\",\"host\":\"", 10);
         put_esc(&o, r->host, 1);
         putf(&o, "\",\"protocol\":\"HTTP/1.%d\",\"tls_protocol\":", r->http_minor);
-        if (tg_tls_var_protocol(r->conn, &v) == 0) {
+        if (tg_var_tls_protocol(r, &v) == 0) {
             put(&o, "\"", 1);
             put_esc(&o, v, 1);
             put(&o, "\"", 1);

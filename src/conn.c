@@ -4,6 +4,7 @@
  * the connection (tg_conn_t.proto), except on a lingering connection, which
  * only drains what the client still sends. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -92,7 +93,7 @@ tg_conn_t *tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_
     c->state = TG_CONN_IDLE;
     /* the header timeout also bounds the TLS handshake */
     tg_conn_timer(c, tg_core_conf(ls->default_server->mconf)->header_timeout);
-    if (ls->tls && tg_tls_conn_start(c) != 0) {
+    if (ls->tls && (c->ssl = tg_tls_server_new(ls->tls_ctx, fd, ls)) == NULL) {
         tg_log(TG_LOG_ERROR, "out of memory starting TLS");
         tg_conn_close(c);
         return NULL;
@@ -134,6 +135,45 @@ void tg_conn_ext_release_all(void)
         ext_release(c);
 }
 
+/* ---- TLS ------------------------------------------------------------------- */
+
+/* Log a TLS failure at info (they are the client's problem: a scanner,
+ * plain HTTP, an old client). */
+static ssize_t tls_result(tg_conn_t *c, int rc, const char *op)
+{
+    int log_it;
+    ssize_t r = tg_tls_io_result(c->ssl, rc, *op == 'r', &c->tls_flags, &log_it);
+    if (log_it) {
+        if (!tg_tls_is_established(c->ssl))
+            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
+                   tg_tls_error_reason());
+        else
+            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
+                   tg_tls_error_reason());
+        tg_tls_clear_errors();
+    }
+    return r;
+}
+
+ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len)
+{
+    int n = tg_tls_io_read(c->ssl, buf, len);
+    return n > 0 ? n : tls_result(c, n, "read");
+}
+
+ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    int w = tg_tls_io_writev(c->ssl, iov, n);
+    if (w == INT_MIN)
+        return 0;
+    return w > 0 ? w : tls_result(c, w, "write");
+}
+
+void tg_conn_tls_shutdown(tg_conn_t *c)
+{
+    tg_tls_shutdown(c->ssl, c->tls_flags);
+}
+
 void tg_conn_release_input(tg_conn_t *c)
 {
     tg_buf_put(c->ibuf);
@@ -148,8 +188,9 @@ void tg_conn_close(tg_conn_t *c)
     ext_release(c);
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
-    tg_tls_conn_shutdown(c);
-    tg_tls_conn_free(c);
+    tg_conn_tls_shutdown(c);
+    tg_tls_server_free(c->ssl);
+    c->ssl = NULL;
     tg_sendq_cancel_fd(c->fd);
     close(c->fd);
     tg_conn_release_input(c);
@@ -193,7 +234,7 @@ void tg_conn_linger(tg_conn_t *c)
 {
     tg_arena_reset(&c->arena);
     c->state = TG_CONN_LINGER;
-    tg_tls_conn_shutdown(c);
+    tg_conn_tls_shutdown(c);
     shutdown(c->fd, SHUT_WR);
     tg_conn_want(c, EV_READ);
     c->timer.repeat = LINGER_TIME;
@@ -286,7 +327,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     tg_conn_t *c = (tg_conn_t *)((char *)w - offsetof(tg_conn_t, timer));
     if (c->state == TG_CONN_LINGER || c->state == TG_CONN_IDLE) {
-        if (c->ssl && !tg_tls_is_established(c))
+        if (c->ssl && !tg_tls_is_established(c->ssl))
             tg_log(TG_LOG_INFO, "client %s: TLS handshake timed out", tg_conn_peer(c));
         tg_conn_close(c);
         return;

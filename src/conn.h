@@ -19,7 +19,7 @@
 #include "arena.h"
 #include "buf.h"
 #include "core.h"
-#include "tls.h"
+#include "tls_io.h"
 
 /* What a connection is doing, as the stats endpoint counts it. The codec
  * sets it; the connection layer acts on IDLE (closed first on a graceful
@@ -65,12 +65,11 @@ struct tg_conn_s {
     struct tg_conn_s *prev, *next; /* the worker's list of open connections */
     uint32_t nrequests;
     uint8_t state;
+    uint8_t tls_flags; /* TG_TLS_F_* (tls_io.h) */
     unsigned paused : 1; /* the codec stopped parsing at the end of a message */
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
-    unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
-    unsigned tls_failed : 1;     /* fatal TLS error: no close_notify */
-    tg_ssl_t *ssl;               /* TLS listeners: the session (tls.c), else NULL */
+    tg_ssl_t *ssl;               /* TLS listeners: the session (tls_io.c), else NULL */
     char *pp_addr;               /* client address from the PROXY header (malloc) */
     tg_conn_ext_t *ext;          /* modules' per-connection state; NULL mostly */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
@@ -109,21 +108,28 @@ int tg_conn_ext_set(tg_conn_t *c, const void *owner, void *data, void (*release)
 /* Release every connection's module state (a worker exiting fast). */
 void tg_conn_ext_release_all(void);
 
+/* Through TLS (c->ssl set): like read(2)/writev(2); failures are logged
+ * (at info: a client's TLS trouble is the client's). */
+ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len);
+ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n);
+/* Send close_notify (TLS connections; best effort, never waits). */
+void tg_conn_tls_shutdown(tg_conn_t *c);
+
 /* Connection I/O, plain or through TLS, with read(2)/send(2) semantics:
  * >0 bytes, 0 end of stream, -1 with errno (EAGAIN: wait for the socket). */
 static inline ssize_t tg_conn_read(tg_conn_t *c, void *buf, size_t len)
 {
-    return c->ssl ? tg_tls_read(c, buf, len) : read(c->fd, buf, len);
+    return c->ssl ? tg_conn_tls_read(c, buf, len) : read(c->fd, buf, len);
 }
 static inline ssize_t tg_conn_writev(tg_conn_t *c, const struct iovec *iov, int n)
 {
-    return c->ssl ? tg_tls_writev(c, iov, n) : writev(c->fd, iov, n);
+    return c->ssl ? tg_conn_tls_writev(c, iov, n) : writev(c->fd, iov, n);
 }
 static inline ssize_t tg_conn_write(tg_conn_t *c, const void *buf, size_t len)
 {
     if (c->ssl) {
         struct iovec v = {(void *)buf, len};
-        return tg_tls_writev(c, &v, 1);
+        return tg_conn_tls_writev(c, &v, 1);
     }
     return send(c->fd, buf, len, MSG_NOSIGNAL);
 }
@@ -131,12 +137,12 @@ static inline ssize_t tg_conn_write(tg_conn_t *c, const void *buf, size_t len)
  * event will announce them. */
 static inline int tg_conn_has_pending(tg_conn_t *c)
 {
-    return c->ssl && tg_tls_pending(c);
+    return c->ssl && tg_tls_pending(c->ssl);
 }
 /* The events to wait for after tg_conn_read returned EAGAIN. */
 static inline int tg_conn_read_events(tg_conn_t *c)
 {
-    return (c->ssl && c->tls_want_write) ? EV_WRITE : EV_READ;
+    return (c->tls_flags & TG_TLS_F_WANT_WRITE) ? EV_WRITE : EV_READ;
 }
 
 #endif

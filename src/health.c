@@ -8,7 +8,7 @@
  *
  * Upstreams with `tls on` are checked over TLS with the proxied traffic's
  * settings (the upstream's SSL_CTX: trusted CAs, verification, SNI, client
- * certificate; tls.c's upstream functions on an embedded tg_upconn_t), so a
+ * certificate; tls_io.c's upstream functions on an embedded tg_upconn_t), so a
  * server whose certificate fails verification fails its checks. The
  * handshake is non-blocking on the loop, within the same `timeout`. A check
  * is a small state machine: connect, handshake (TLS only), send, read. */
@@ -48,7 +48,7 @@ static void check_arm(check_t *k, double after)
 {
     struct ev_loop *loop = tg_worker->loop;
     ev_io_stop(loop, &k->io);
-    tg_tls_upconn_free(&k->uc);
+    tg_upconn_tls_free(&k->uc);
     if (k->fd >= 0)
         close(k->fd);
     k->fd = -1;
@@ -97,7 +97,7 @@ static void check_watch(check_t *k, int events)
 static void check_wait(check_t *k, int plain_events)
 {
     if (k->uc.ssl)
-        check_watch(k, k->uc.tls_want_write ? EV_WRITE : EV_READ);
+        check_watch(k, (k->uc.tls_flags & TG_TLS_F_WANT_WRITE) ? EV_WRITE : EV_READ);
     else
         check_watch(k, plain_events);
 }
@@ -132,7 +132,7 @@ static void check_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         k->state = CHECK_SEND;
         if (k->u->tls) {
             k->uc.fd = k->fd;
-            if (tg_tls_upconn_start(&k->uc) != 0) {
+            if (tg_upconn_tls_start(&k->uc) != 0) {
                 check_result(k, 0, "cannot start TLS");
                 return;
             }
@@ -140,7 +140,7 @@ static void check_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     if (k->state == CHECK_HANDSHAKE) {
-        int rc = tg_tls_upconn_check(&k->uc, why, sizeof(why));
+        int rc = tg_upconn_tls_handshake(&k->uc, why, sizeof(why));
         if (rc < 0) {
             check_result(k, 0, why);
             return;
@@ -262,7 +262,7 @@ static void health_stop(tg_config_t *cf)
     for (int i = 0; i < nchecks; i++) {
         ev_io_stop(tg_worker->loop, &checks[i].io);
         ev_timer_stop(tg_worker->loop, &checks[i].timer);
-        tg_tls_upconn_free(&checks[i].uc);
+        tg_upconn_tls_free(&checks[i].uc);
         if (checks[i].fd >= 0)
             close(checks[i].fd);
     }

@@ -14,9 +14,10 @@
 #include "proxy.h"
 #include "upstream.h"
 #include "health.h"
-#include "tls.h"
+#include "tls_conf.h"
 
 extern tg_module_t tg_realip_module;
+extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_limit_conn_module;
@@ -34,7 +35,8 @@ tg_module_t *const tg_modules[] = {
     &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
     &tg_health_module,
     &tg_realip_module,
-    &tg_tls_module, /* redirect_https answers before any other rewrite */
+    &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
+    &tg_tls_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
     &tg_access_module, /* allow/deny: after rate_limit, before cors */

@@ -935,7 +935,7 @@ static void px_receive(tg_proxy_t *px)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (px->uc->ssl && px->uc->tls_want_write)
+                if (px->uc->tls_flags & TG_TLS_F_WANT_WRITE)
                     px_want_io(px, EV_READ | EV_WRITE); /* TLS must write to read on */
                 return;
             }
@@ -992,9 +992,9 @@ static void px_receive(tg_proxy_t *px)
 static void px_handshake(tg_proxy_t *px)
 {
     tg_upconn_t *uc = px->uc;
-    int rc = tg_tls_upconn_handshake(uc);
+    int rc = tg_upconn_tls_handshake(uc, NULL, 0);
     if (rc == 0) {
-        px_want_io(px, uc->tls_want_write ? EV_WRITE : EV_READ);
+        px_want_io(px, (uc->tls_flags & TG_TLS_F_WANT_WRITE) ? EV_WRITE : EV_READ);
         return;
     }
     if (rc < 0) { /* logged: fails like a connect failure */
@@ -1025,7 +1025,7 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (uc->upstream->tls) {
-            if (tg_tls_upconn_start(uc) != 0) {
+            if (tg_upconn_tls_start(uc) != 0) {
                 tg_log(TG_LOG_ERROR, "upstream %.*s: cannot start TLS", TG_STR_FMT(px->peer->name));
                 px_fail(px, 502, 1);
                 return;
@@ -1043,7 +1043,7 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if ((revents & EV_READ) ||
-        ((revents & EV_WRITE) && px->state == PX_RECEIVING && uc->ssl && uc->tls_want_write)) {
+        ((revents & EV_WRITE) && px->state == PX_RECEIVING && (uc->tls_flags & TG_TLS_F_WANT_WRITE))) {
         px_receive(px);
         return;
     }

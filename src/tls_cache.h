@@ -2,7 +2,7 @@
  * keyed by session ID, in a block of shared memory (a zone from src/shm.c)
  * that every worker uses, so a TLS 1.2 client resuming by session ID is
  * resumed by whichever worker accepts it. The table knows nothing about
- * OpenSSL: tls.c's session callbacks put and get opaque bytes.
+ * OpenSSL: tls_conf.c's session callbacks put and get opaque bytes.
  *
  * Layout: a header, a power-of-two array of buckets, and a ring of
  * variable-size records written one after the other. New records go at the

@@ -2,8 +2,9 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "tunnel.h"
-#include "tls.h"
+#include "tls_io.h"
 #include "upstream.h"
+#include "conn.h"
 
 /* The two ends: the client connection (plain or TLS) and the upstream
  * socket. */
@@ -20,9 +21,9 @@ static ssize_t side_write(tg_tunnel_t *t, int client, const void *buf, size_t le
 static void side_shutdown(tg_tunnel_t *t, int client)
 {
     if (client)
-        tg_tls_conn_shutdown(t->c); /* close_notify first (no-op when plain) */
+        tg_conn_tls_shutdown(t->c); /* close_notify first (no-op when plain) */
     else
-        tg_tls_up_shutdown(t->uc);
+        tg_tls_shutdown(t->uc->ssl, t->uc->tls_flags);
     shutdown(client ? t->c->fd : t->ufd, SHUT_WR);
 }
 
@@ -118,9 +119,9 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
     int down_full = t->down && t->down->last == t->down->end;
     int cev = ((!t->c_eof && !up_full) ? EV_READ : 0) | (t->down ? EV_WRITE : 0);
     int uev = ((!t->u_eof && !down_full) ? EV_READ : 0) | (t->up ? EV_WRITE : 0);
-    if ((cev & EV_READ) && t->c->ssl && t->c->tls_want_write)
+    if ((cev & EV_READ) && (t->c->tls_flags & TG_TLS_F_WANT_WRITE))
         cev |= EV_WRITE; /* the TLS layer must write before it can read on */
-    if ((uev & EV_READ) && t->uc->ssl && t->uc->tls_want_write)
+    if ((uev & EV_READ) && (t->uc->tls_flags & TG_TLS_F_WANT_WRITE))
         uev |= EV_WRITE;
     want(loop, t->cio, t->c->fd, cev);
     want(loop, t->uio, t->ufd, uev);

@@ -7,6 +7,7 @@
  * once rather than discovered by the next request. Each idle connection also
  * has a deadline just before the upstream's own keep-alive timeout. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -359,6 +360,58 @@ static const tg_directive_t upstream_directives[] = {
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+/* ---- TLS ------------------------------------------------------------------- */
+
+int tg_upconn_tls_start(tg_upconn_t *uc)
+{
+    tg_peer_t *p = uc->peer;
+    uc->ssl = tg_tls_client_new(uc->upstream->tls_ctx, uc->fd, p->tls_host, p->tls_host_is_ip,
+                                uc->upstream->tls_verify, p->tls_session, p);
+    return uc->ssl ? 0 : -1;
+}
+
+int tg_upconn_tls_handshake(tg_upconn_t *uc, char *why, size_t size)
+{
+    char reason[256];
+    int rc = tg_tls_handshake(uc->ssl, &uc->tls_flags, why ? why : reason,
+                              why ? size : sizeof(reason));
+    if (rc < 0 && why == NULL)
+        tg_log(TG_LOG_ERROR, "upstream %.*s: %s", TG_STR_FMT(uc->peer->name), reason);
+    return rc;
+}
+
+void tg_upconn_tls_free(tg_upconn_t *uc)
+{
+    tg_tls_client_free(uc->ssl);
+    uc->ssl = NULL;
+}
+
+static ssize_t tls_result(tg_upconn_t *uc, int rc, const char *op)
+{
+    int log_it;
+    ssize_t r = tg_tls_io_result(uc->ssl, rc, *op == 'r', &uc->tls_flags, &log_it);
+    if (log_it) {
+        tg_log(TG_LOG_INFO, "upstream %.*s: TLS %s failed: %s", TG_STR_FMT(uc->peer->name), op,
+               tg_tls_error_reason());
+        tg_tls_clear_errors();
+    }
+    return r;
+}
+
+ssize_t tg_upconn_tls_read(tg_upconn_t *uc, void *buf, size_t len)
+{
+    int n = tg_tls_io_read(uc->ssl, buf, len);
+    return n > 0 ? n : tls_result(uc, n, "read");
+}
+
+ssize_t tg_upconn_tls_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
+{
+    int w = tg_tls_io_writev(uc->ssl, iov, n);
+    if (w == INT_MIN)
+        return 0;
+    return w > 0 ? w : tls_result(uc, w, "write");
+}
+
 static void upstream_exit_worker(tg_worker_t *w)
 {
     tg_upstream_close_idle_all(w->config);
@@ -401,7 +454,7 @@ void tg_upconn_destroy(tg_upconn_t *uc)
 {
     ev_io_stop(tg_worker->loop, &uc->io);
     ev_timer_stop(tg_worker->loop, &uc->timer);
-    tg_tls_upconn_free(uc); /* no close_notify: a pooled close needs none */
+    tg_upconn_tls_free(uc); /* no close_notify: a pooled close needs none */
     tg_sendq_cancel_fd(uc->fd);
     close(uc->fd);
     free(uc);
@@ -425,7 +478,7 @@ static void idle_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     tg_upconn_t *uc = (tg_upconn_t *)((char *)w - offsetof(tg_upconn_t, io));
-    if ((revents & EV_READ) && uc->ssl && tg_tls_up_idle_ok(uc))
+    if ((revents & EV_READ) && uc->ssl && tg_tls_idle_ok(uc->ssl, uc->tls_flags))
         return; /* a TLS session ticket, not a close */
     pool_unlink(uc);
     tg_upconn_destroy(uc);

@@ -14,7 +14,7 @@
 #include <ev.h>
 #include "str.h"
 #include "conf.h"
-#include "tls.h"
+#include "tls_io.h"
 
 #define TG_UPSTREAM_MAX_PEERS 64 /* one bit each in a request's "tried" mask */
 
@@ -78,7 +78,7 @@ typedef struct tg_upstream_s {
     const char *tls_cert, *tls_key; /* client certificate (tls_certificate[_key]) */
     const char *tls_cert_file; /* where tls_certificate was written */
     int tls_cert_line;
-    void *tls_ctx;         /* SSL_CTX built at config load (tls.c), freed with the arena */
+    void *tls_ctx;         /* SSL_CTX built at config load (tls_conf.c), freed with the arena */
     const char *file;      /* where it was defined */
     int line;
 
@@ -123,33 +123,44 @@ struct tg_upconn_s {
     double expires;   /* idle: retire at this ev_now() */
     uint32_t requests; /* served on this connection */
     tg_ssl_t *ssl;     /* TLS upstreams: the session, else NULL */
-    unsigned tls_want_write : 1; /* the TLS layer waits for the socket to take bytes */
-    unsigned tls_failed : 1;
+    uint8_t tls_flags; /* TG_TLS_F_* (tls_io.h) */
     struct tg_upconn_s *next;
 };
+
+/* TLS to the upstream (tls on): start the session (0, or -1: no memory),
+ * advance the handshake (1 done, 0 wait: TG_TLS_F_WANT_WRITE says which way,
+ * -1 failed: logged at error, a verification failure with its reason; the
+ * health checks pass `why` to get the reason instead of a log line), free
+ * it. Through TLS, read and write like read(2)/writev(2) with failures
+ * logged. */
+int tg_upconn_tls_start(tg_upconn_t *uc);
+int tg_upconn_tls_handshake(tg_upconn_t *uc, char *why, size_t size);
+void tg_upconn_tls_free(tg_upconn_t *uc);
+ssize_t tg_upconn_tls_read(tg_upconn_t *uc, void *buf, size_t len);
+ssize_t tg_upconn_tls_writev(tg_upconn_t *uc, const struct iovec *iov, int n);
 
 /* Upstream connection I/O, plain or through TLS, with read(2)/writev(2)
  * semantics (as tg_conn_read/tg_conn_writev for clients). */
 static inline ssize_t tg_upconn_read(tg_upconn_t *uc, void *buf, size_t len)
 {
-    return uc->ssl ? tg_tls_up_read(uc, buf, len) : read(uc->fd, buf, len);
+    return uc->ssl ? tg_upconn_tls_read(uc, buf, len) : read(uc->fd, buf, len);
 }
 static inline ssize_t tg_upconn_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
 {
-    return uc->ssl ? tg_tls_up_writev(uc, iov, n) : writev(uc->fd, iov, n);
+    return uc->ssl ? tg_upconn_tls_writev(uc, iov, n) : writev(uc->fd, iov, n);
 }
 static inline ssize_t tg_upconn_write(tg_upconn_t *uc, const void *buf, size_t len)
 {
     if (uc->ssl) {
         struct iovec v = {(void *)buf, len};
-        return tg_tls_up_writev(uc, &v, 1);
+        return tg_upconn_tls_writev(uc, &v, 1);
     }
     return send(uc->fd, buf, len, MSG_NOSIGNAL);
 }
 /* Decrypted bytes waiting in the TLS layer (no socket event comes for them). */
 static inline int tg_upconn_has_pending(tg_upconn_t *uc)
 {
-    return uc->ssl && tg_tls_up_pending(uc);
+    return uc->ssl && tg_tls_pending(uc->ssl);
 }
 
 /* upstream.c: the pool */

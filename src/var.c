@@ -59,34 +59,39 @@ static int var_scheme(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 }
 
 /* TLS: unset on plain connections. */
+int tg_var_tls_protocol(tg_request_t *r, tg_str_t *out)
+{
+    return tg_tls_var_protocol(r->conn ? r->conn->ssl : NULL, out);
+}
+
 static int var_tls_protocol(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    return tg_tls_var_protocol(r->conn, out);
+    return tg_tls_var_protocol(r->conn ? r->conn->ssl : NULL, out);
 }
 
 static int var_tls_cipher(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    return tg_tls_var_cipher(r->conn, out);
+    return tg_tls_var_cipher(r->conn ? r->conn->ssl : NULL, out);
 }
 
 static int var_tls_client_verify(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    return tg_tls_var_client_verify(r->conn, r->arena, out);
+    return tg_tls_var_client_verify(r->conn ? r->conn->ssl : NULL, r->arena, out);
 }
 
 static int var_tls_client_s_dn(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    return tg_tls_var_client_s_dn(r->conn, r->arena, out);
+    return tg_tls_var_client_s_dn(r->conn ? r->conn->ssl : NULL, r->arena, out);
 }
 
 static int var_tls_client_fingerprint(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    return tg_tls_var_client_fingerprint(r->conn, r->arena, out);
+    return tg_tls_var_client_fingerprint(r->conn ? r->conn->ssl : NULL, r->arena, out);
 }
 
 /* Is header `name` the one $http_NAME asks for? ('_' stands for '-',

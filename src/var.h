@@ -43,6 +43,8 @@ int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out);
  * ("502, 200" after a retry); the error status (502, 504) stands for an
  * attempt that got no response. -1 when no upstream was tried. */
 int tg_var_upstream_status(tg_request_t *r, tg_str_t *out);
+/* $tls_protocol ("TLSv1.3"): -1 when the client connection is plain. */
+int tg_var_tls_protocol(tg_request_t *r, tg_str_t *out);
 
 /* Value of a header/cookie/query argument, used by variables and Lua. */
 int tg_var_cookie(tg_request_t *r, tg_str_t name, tg_str_t *out);

@@ -1,4 +1,8 @@
-/* TLS termination with OpenSSL 3.
+/* TLS configuration (OpenSSL 3): the tls module and everything built from
+ * it at config load. The I/O connections do at run time through their SSL
+ * objects (client and upstream) is in src/tls_io.c; this file is only
+ * entered at run time by OpenSSL's callbacks on the contexts it built (SNI,
+ * ALPN, OCSP stapling, tickets, the session cache).
  *
  * Config: the tls module's directives fill one tls_conf_t per scope. After
  * the whole file is parsed (init_conf, in the master), every server block
@@ -6,11 +10,13 @@
  * certificate/key pairs (an RSA and an ECDSA pair side by side: OpenSSL
  * picks what the client supports). The contexts live as long as the config
  * generation (freed by an arena cleanup), and workers inherit them by fork.
+ * Upstream blocks with `tls on` get a client SSL_CTX the same way.
  *
- * Handshake: SSL_new starts from the listener's default server; the
- * client-hello callback reads SNI, picks the server block with the same rules
- * as the Host lookup (tg_core_find_server) and switches SSL_CTX before the
- * version and cipher are chosen, so per-server protocols and ciphers apply.
+ * Handshake: SSL_new (tls_io.c) starts from the listener's default server's
+ * context (tg_tls_server_ctx); the client-hello callback reads SNI, picks the
+ * server block with the same rules as the Host lookup (tg_core_find_server)
+ * and switches SSL_CTX before the version and cipher are chosen, so
+ * per-server protocols and ciphers apply.
  *
  * Session resumption across workers: stateless tickets whose keys derive
  * from a secret the master makes once (kept in this file's static across
@@ -20,19 +26,11 @@
  * IDs go through the shared cache of src/tls_cache.c (OpenSSL's internal
  * per-process cache is off). A session resumes only with the session id
  * context (server block, certificates, client-CA policy) and the SNI name
- * it was made with.
- *
- * I/O: tg_tls_read/tg_tls_writev behave like read(2)/writev(2). Writes
- * gather small ranges (a header block, chunk framing) into one 16 KB record
- * buffer and send large ranges directly; a retry after WANT_WRITE always
- * presents the same leading bytes (the queue head has not moved), which is
- * what SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER requires. */
+ * it was made with. */
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <openssl/ssl.h>
@@ -43,20 +41,16 @@
 #include <openssl/x509v3.h>
 #include <openssl/ocsp.h>
 #include <openssl/core_names.h>
-#include "tls.h"
+#include "tls_conf.h"
+#include "tls_io.h"
 #include "core.h"
-#include "conn.h"
-#include "request.h"
 #include "log.h"
 #include "upstream.h"
 #include "shm.h"
-#include "stats.h"
 #include "tls_cache.h"
 
 #define TLS_PROTO_12 0x01
 #define TLS_PROTO_13 0x02
-#define TLS_RECORD 16384
-#define TLS_DIRECT_MIN 4096 /* ranges this big go to SSL_write without a copy */
 
 #define TLS_DEFAULT_CIPHERS                                                                        \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
@@ -89,7 +83,6 @@ typedef struct {
     const char *ciphers, *groups;
     const char *client_ca;
     int64_t verify_client; /* 0 off, 1 on, 2 optional */
-    int redirect_https;    /* tg_conf_set_flag writes an int */
     tg_msec_t ticket_rotate; /* main scope only */
     int64_t session_cache;     /* main: tls_session_cache size in bytes, 0 off */
     tg_msec_t session_timeout; /* main */
@@ -114,7 +107,6 @@ static void *tls_create_conf(tg_conf_t *cf)
         return NULL;
     t->protocols = TG_CONF_UNSET;
     t->verify_client = TG_CONF_UNSET;
-    t->redirect_https = TG_CONF_UNSET;
     t->ticket_rotate = TG_CONF_UNSET;
     t->session_cache = TG_CONF_UNSET;
     t->session_timeout = TG_CONF_UNSET;
@@ -130,7 +122,6 @@ static const char *tls_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE_PTR(c->ciphers, p->ciphers, TLS_DEFAULT_CIPHERS);
     TG_CONF_MERGE_PTR(c->groups, p->groups, TLS_DEFAULT_GROUPS);
     TG_CONF_MERGE(c->verify_client, p->verify_client, 0);
-    TG_CONF_MERGE(c->redirect_https, p->redirect_https, 0);
     TG_CONF_MERGE(c->ticket_rotate, p->ticket_rotate, 3600 * 1000);
     TG_CONF_MERGE(c->session_cache, p->session_cache, TLS_DEFAULT_CACHE);
     TG_CONF_MERGE(c->session_timeout, p->session_timeout, 3600 * 1000);
@@ -455,10 +446,10 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
     (void)al;
     (void)arg;
-    tg_conn_t *c = SSL_get_app_data(ssl);
+    tg_listen_t *ls = SSL_get_app_data(ssl);
     char buf[256];
     tg_str_t host = sni_from_hello(ssl, buf, sizeof(buf));
-    tg_server_t *s = tg_core_find_server(c->listen, host);
+    tg_server_t *s = tg_core_find_server(ls, host);
     tls_conf_t *t = tls_conf(s->mconf);
     if (t->ctx == NULL || t->ctx == SSL_get_SSL_CTX(ssl))
         return SSL_CLIENT_HELLO_SUCCESS;
@@ -604,13 +595,6 @@ static void ctx_free(void *ctx)
     SSL_CTX_free(ctx);
 }
 
-static const char *ssl_reason(void)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    return r ? r : "unknown error";
-}
-
 /* Read a DER OCSP response into the config arena and check it parses. */
 static int load_staple(tg_conf_t *cf, cert_pair_t *p)
 {
@@ -669,7 +653,7 @@ static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
     cf->line = p->line;
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx, p->cert) != 1) {
-        tg_conf_error(cf, "cannot load certificate \"%s\": %s", p->cert, ssl_reason());
+        tg_conf_error(cf, "cannot load certificate \"%s\": %s", p->cert, tg_tls_error_reason());
         return -1;
     }
     X509 *x = SSL_CTX_get0_certificate(ctx);
@@ -686,7 +670,7 @@ static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
             ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH)
             tg_conf_error(cf, "key \"%s\" does not match certificate \"%s\"", p->key, p->cert);
         else
-            tg_conf_error(cf, "cannot read key \"%s\": %s", p->key, ssl_reason());
+            tg_conf_error(cf, "cannot read key \"%s\": %s", p->key, tg_tls_error_reason());
         return -1;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -770,7 +754,7 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
         if (load_pair(cf, ctx, &t->pairs[i]) != 0)
             return NULL;
     if (set_sid_ctx(ctx, s, t) != 0) {
-        tg_conf_error(cf, "cannot set the session id context: %s", ssl_reason());
+        tg_conf_error(cf, "cannot set the session id context: %s", tg_tls_error_reason());
         return NULL;
     }
     if (t->verify_client) {
@@ -784,7 +768,7 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
         if (names == NULL || SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
             sk_X509_NAME_pop_free(names, X509_NAME_free);
-            tg_conf_error(cf, "cannot load client CA \"%s\": %s", t->client_ca, ssl_reason());
+            tg_conf_error(cf, "cannot load client CA \"%s\": %s", t->client_ca, tg_tls_error_reason());
             return NULL;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
@@ -803,13 +787,13 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
  * newer tickets or is freed; the copy is ours alone. */
 static int up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    tg_upconn_t *uc = SSL_get_app_data(ssl);
-    SSL_SESSION *copy = uc ? SSL_SESSION_dup(sess) : NULL;
+    tg_peer_t *p = SSL_get_app_data(ssl);
+    SSL_SESSION *copy = p ? SSL_SESSION_dup(sess) : NULL;
     if (copy == NULL)
         return 0;
-    if (uc->peer->tls_session)
-        SSL_SESSION_free(uc->peer->tls_session);
-    uc->peer->tls_session = copy;
+    if (p->tls_session)
+        SSL_SESSION_free(p->tls_session);
+    p->tls_session = copy;
     return 0; /* OpenSSL keeps (and frees) its own reference */
 }
 
@@ -837,7 +821,7 @@ static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
                       : SSL_CTX_set_default_verify_paths(ctx) != 1) {
             tg_conf_error(cf, "upstream \"%.*s\": cannot load trusted CA \"%s\": %s",
                           TG_STR_FMT(u->name), u->tls_ca ? u->tls_ca : "(system store)",
-                          ssl_reason());
+                          tg_tls_error_reason());
             return -1;
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -924,53 +908,15 @@ static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
         }
         t->ctx = build_ctx(cf, s, t);
     }
+    for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
+        if (ls->tls)
+            ls->tls_ctx = tls_conf(ls->default_server->mconf)->ctx;
     for (tg_upstream_t *u = c->upstreams; u; u = u->next)
         if (u->tls)
             build_upstream_ctx(cf, u);
     cf->file = file;
     cf->line = line;
     return NULL;
-}
-
-/* ---- redirect_https -------------------------------------------------------- */
-
-static int redirect_is_active(void *conf)
-{
-    return ((tls_conf_t *)conf)->redirect_https == 1;
-}
-
-static tg_rc_t redirect_rewrite(tg_request_t *r, void *conf)
-{
-    (void)conf;
-    if (r->conn->listen->tls)
-        return TG_OK;
-    tg_str_t host = r->host;
-    if (host.len == 0) {
-        for (int i = 0; i < r->server->nnames && host.len == 0; i++)
-            if (r->server->names[i].len && r->server->names[i].p[0] != '*')
-                host = r->server->names[i];
-        if (host.len == 0)
-            return TG_OK; /* no name to send the client to */
-    }
-    int port = 443;
-    for (int i = 0; i < r->server->nlistens; i++) {
-        tg_listen_t *ls = r->server->listens[i];
-        if (ls->tls) {
-            struct sockaddr_in *sa = (struct sockaddr_in *)&ls->addr; /* port: same offset v6 */
-            port = ntohs(sa->sin_port);
-            break;
-        }
-    }
-    char portbuf[16] = "";
-    if (port != 443)
-        snprintf(portbuf, sizeof(portbuf), ":%d", port);
-    char *loc = tg_arena_printf(r->arena, "https://%.*s%s%.*s", TG_STR_FMT(host), portbuf,
-                                TG_STR_FMT(r->uri));
-    if (loc == NULL || tg_request_respond(r, 301, "text/plain", TG_STR("301 Moved Permanently\n")))
-        return TG_ERROR;
-    if (tg_request_add_resp_header(r, TG_STR("Location"), tg_str_c(loc)) != 0)
-        return TG_ERROR;
-    return TG_DONE;
 }
 
 static const tg_directive_t tls_directives[] = {
@@ -989,8 +935,6 @@ static const tg_directive_t tls_directives[] = {
      offsetof(tls_conf_t, session_timeout)},
     {"tls_session_tickets", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_flag,
      offsetof(tls_conf_t, session_tickets)},
-    {"redirect_https", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, tg_conf_set_flag,
-     offsetof(tls_conf_t, redirect_https)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -1012,390 +956,4 @@ tg_module_t tg_tls_module = {
     .create_conf = tls_create_conf,
     .merge_conf = tls_merge_conf,
     .init_conf = tls_init_conf,
-    .is_active = redirect_is_active,
-    .on_rewrite = redirect_rewrite,
 };
-
-/* ---- connection I/O -------------------------------------------------------- */
-
-/* Counts completed client handshakes for the stats (once per handshake:
- * OpenSSL reports TLS 1.3 tickets sent later without HANDSHAKE_DONE). */
-static void conn_info_cb(const SSL *ssl, int where, int ret)
-{
-    (void)ret;
-    if (where & SSL_CB_HANDSHAKE_DONE)
-        tg_stats_count(SSL_session_reused(ssl) ? TG_STATS_TLS_RESUMED : TG_STATS_TLS_FULL, 1);
-}
-
-int tg_tls_conn_start(tg_conn_t *c)
-{
-    tls_conf_t *t = tls_conf(c->listen->default_server->mconf);
-    SSL *ssl = SSL_new(t->ctx);
-    if (ssl == NULL)
-        return -1;
-    if (!SSL_set_fd(ssl, c->fd)) {
-        SSL_free(ssl);
-        return -1;
-    }
-    SSL_set_app_data(ssl, c);
-    SSL_set_accept_state(ssl);
-    SSL_set_info_callback(ssl, conn_info_cb);
-    c->ssl = ssl;
-    return 0;
-}
-
-void tg_tls_conn_shutdown(tg_conn_t *c)
-{
-    if (c->ssl == NULL || c->tls_failed || !SSL_is_init_finished(c->ssl))
-        return;
-    SSL_shutdown(c->ssl); /* close_notify if the socket takes it; never waits */
-    ERR_clear_error();
-}
-
-void tg_tls_conn_free(tg_conn_t *c)
-{
-    if (c->ssl == NULL)
-        return;
-    if (!SSL_is_init_finished(c->ssl))
-        tg_stats_count(TG_STATS_TLS_FAILED, 1);
-    SSL_free(c->ssl);
-    c->ssl = NULL;
-    ERR_clear_error();
-}
-
-/* Map an SSL error to read(2)/writev(2) results, for both sides (client
- * connections and upstream connections). *want_write is set to which way
- * the socket must move before a retry; *failed on a fatal error, and then
- * *log_it when OpenSSL has a reason the caller should log (the caller logs
- * it with ssl_reason() and clears the error queue). */
-static ssize_t ssl_io_error(SSL *ssl, int rc, int reading, int *want_write, int *failed,
-                            int *log_it)
-{
-    int e = SSL_get_error(ssl, rc);
-    *log_it = 0;
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-        *want_write = 0;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_WANT_WRITE:
-        *want_write = 1;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        *failed = 1;
-        if (errno == 0 || ERR_peek_error() != 0) {
-            ERR_clear_error();
-            if (reading)
-                return 0; /* EOF without close_notify */
-            errno = EPIPE;
-        }
-        return -1;
-    default:
-        *failed = 1;
-        *log_it = 1;
-        errno = EPROTO;
-        return -1;
-    }
-}
-
-/* SSL_read / SSL_write of a gathered iovec, shared by both sides. */
-static int ssl_do_read(SSL *ssl, void *buf, size_t len)
-{
-    errno = 0;
-    return SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-}
-
-static int ssl_do_writev(SSL *ssl, const struct iovec *iov, int n)
-{
-    static char record[TLS_RECORD]; /* per process; filled and sent in one call */
-    int i = 0;
-    while (i < n && iov[i].iov_len == 0)
-        i++;
-    if (i == n)
-        return INT_MIN; /* nothing to write */
-    const void *p = iov[i].iov_base;
-    size_t len = iov[i].iov_len;
-    if (len < TLS_DIRECT_MIN && i + 1 < n) {
-        /* small ranges: one record, not one record per range */
-        len = 0;
-        for (; i < n && len < TLS_RECORD; i++) {
-            size_t take = iov[i].iov_len;
-            if (take > TLS_RECORD - len)
-                take = TLS_RECORD - len;
-            memcpy(record + len, iov[i].iov_base, take);
-            len += take;
-        }
-        p = record;
-    }
-    errno = 0;
-    return SSL_write(ssl, p, len > INT_MAX ? INT_MAX : (int)len);
-}
-
-/* Client side: log handshake failures at info (they are the client's
- * problem: a scanner, plain HTTP, an old client). */
-static ssize_t tls_fail(tg_conn_t *c, int rc, const char *op)
-{
-    int want_write = c->tls_want_write, failed = 0, log_it;
-    ssize_t r = ssl_io_error(c->ssl, rc, *op == 'r', &want_write, &failed, &log_it);
-    c->tls_want_write = want_write ? 1 : 0;
-    if (failed)
-        c->tls_failed = 1;
-    if (log_it) {
-        if (!SSL_is_init_finished(c->ssl))
-            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
-                   ssl_reason());
-        else
-            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
-                   ssl_reason());
-        ERR_clear_error();
-    }
-    return r;
-}
-
-ssize_t tg_tls_read(tg_conn_t *c, void *buf, size_t len)
-{
-    int n = ssl_do_read(c->ssl, buf, len);
-    if (n > 0)
-        return n;
-    return tls_fail(c, n, "read");
-}
-
-ssize_t tg_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
-{
-    int w = ssl_do_writev(c->ssl, iov, n);
-    if (w == INT_MIN)
-        return 0;
-    if (w > 0)
-        return w;
-    return tls_fail(c, w, "write");
-}
-
-/* ---- upstream connection I/O ---------------------------------------------- */
-
-int tg_tls_upconn_start(tg_upconn_t *uc)
-{
-    tg_peer_t *p = uc->peer;
-    SSL *ssl = SSL_new(uc->upstream->tls_ctx);
-    if (ssl == NULL)
-        return -1;
-    int ok = SSL_set_fd(ssl, uc->fd);
-    if (ok && uc->upstream->tls_verify)
-        ok = p->tls_host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), p->tls_host)
-                               : SSL_set1_host(ssl, p->tls_host);
-    if (ok && !p->tls_host_is_ip)
-        ok = SSL_set_tlsext_host_name(ssl, p->tls_host);
-    if (ok && p->tls_session) {
-        /* a copy again, so this connection cannot spoil the stored one; a
-         * stale session just means a full handshake */
-        SSL_SESSION *copy = SSL_SESSION_dup(p->tls_session);
-        if (copy) {
-            SSL_set_session(ssl, copy);
-            SSL_SESSION_free(copy);
-        }
-    }
-    if (!ok) {
-        SSL_free(ssl);
-        ERR_clear_error();
-        return -1;
-    }
-    SSL_set_app_data(ssl, uc);
-    SSL_set_connect_state(ssl);
-    uc->ssl = ssl;
-    return 0;
-}
-
-int tg_tls_upconn_check(tg_upconn_t *uc, char *why, size_t size)
-{
-    errno = 0;
-    int rc = SSL_connect(uc->ssl);
-    if (rc == 1)
-        return 1;
-    int want_write = 0, failed = 0, log_it;
-    ssl_io_error(uc->ssl, rc, 0, &want_write, &failed, &log_it);
-    if (!failed) {
-        if (errno == EAGAIN) {
-            uc->tls_want_write = want_write ? 1 : 0;
-            return 0;
-        }
-        failed = 1; /* close_notify during the handshake */
-    }
-    uc->tls_failed = 1;
-    long v = SSL_get_verify_result(uc->ssl);
-    if (v != X509_V_OK)
-        snprintf(why, size, "TLS certificate verification failed: %s",
-                 X509_verify_cert_error_string(v));
-    else if (log_it)
-        snprintf(why, size, "TLS handshake failed: %s", ssl_reason());
-    else
-        snprintf(why, size, "TLS handshake failed (connection closed%s%s)", errno ? ": " : "",
-                 errno ? strerror(errno) : "");
-    ERR_clear_error();
-    return -1;
-}
-
-int tg_tls_upconn_handshake(tg_upconn_t *uc)
-{
-    char why[256];
-    int rc = tg_tls_upconn_check(uc, why, sizeof(why));
-    if (rc < 0)
-        tg_log(TG_LOG_ERROR, "upstream %.*s: %s", TG_STR_FMT(uc->peer->name), why);
-    return rc;
-}
-
-static ssize_t up_fail(tg_upconn_t *uc, int rc, const char *op)
-{
-    int want_write = uc->tls_want_write, failed = 0, log_it;
-    ssize_t r = ssl_io_error(uc->ssl, rc, *op == 'r', &want_write, &failed, &log_it);
-    uc->tls_want_write = want_write ? 1 : 0;
-    if (failed)
-        uc->tls_failed = 1;
-    if (log_it) {
-        tg_log(TG_LOG_INFO, "upstream %.*s: TLS %s failed: %s", TG_STR_FMT(uc->peer->name), op,
-               ssl_reason());
-        ERR_clear_error();
-    }
-    return r;
-}
-
-ssize_t tg_tls_up_read(tg_upconn_t *uc, void *buf, size_t len)
-{
-    int n = ssl_do_read(uc->ssl, buf, len);
-    return n > 0 ? n : up_fail(uc, n, "read");
-}
-
-ssize_t tg_tls_up_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
-{
-    int w = ssl_do_writev(uc->ssl, iov, n);
-    if (w == INT_MIN)
-        return 0;
-    return w > 0 ? w : up_fail(uc, w, "write");
-}
-
-int tg_tls_up_pending(tg_upconn_t *uc)
-{
-    return uc->ssl && SSL_pending(uc->ssl) > 0;
-}
-
-int tg_tls_up_idle_ok(tg_upconn_t *uc)
-{
-    char b;
-    if (uc->ssl == NULL || uc->tls_failed)
-        return 0;
-    int n = ssl_do_read(uc->ssl, &b, 1);
-    if (n > 0)
-        return 0; /* bytes nobody asked for */
-    int e = SSL_get_error(uc->ssl, n);
-    ERR_clear_error();
-    return e == SSL_ERROR_WANT_READ && SSL_pending(uc->ssl) == 0;
-}
-
-void tg_tls_up_shutdown(tg_upconn_t *uc)
-{
-    if (uc->ssl == NULL || uc->tls_failed || !SSL_is_init_finished(uc->ssl))
-        return;
-    SSL_shutdown(uc->ssl);
-    ERR_clear_error();
-}
-
-void tg_tls_upconn_free(tg_upconn_t *uc)
-{
-    if (uc->ssl == NULL)
-        return;
-    SSL_set_app_data(uc->ssl, NULL);
-    SSL_free(uc->ssl);
-    uc->ssl = NULL;
-    ERR_clear_error();
-}
-
-int tg_tls_pending(tg_conn_t *c)
-{
-    return c->ssl && SSL_pending(c->ssl) > 0;
-}
-
-int tg_tls_is_established(tg_conn_t *c)
-{
-    return c->ssl && SSL_is_init_finished(c->ssl);
-}
-
-/* ---- variables ------------------------------------------------------------- */
-
-int tg_tls_var_protocol(tg_conn_t *c, tg_str_t *out)
-{
-    if (c->ssl == NULL)
-        return -1;
-    *out = tg_str_c(SSL_get_version(c->ssl));
-    return 0;
-}
-
-int tg_tls_var_cipher(tg_conn_t *c, tg_str_t *out)
-{
-    const char *name = c->ssl ? SSL_get_cipher_name(c->ssl) : NULL;
-    if (name == NULL)
-        return -1;
-    *out = tg_str_c(name);
-    return 0;
-}
-
-int tg_tls_var_client_verify(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
-{
-    if (c->ssl == NULL)
-        return -1;
-    X509 *x = SSL_get0_peer_certificate(c->ssl);
-    if (x == NULL) {
-        *out = TG_STR("NONE");
-        return 0;
-    }
-    long v = SSL_get_verify_result(c->ssl);
-    if (v == X509_V_OK) {
-        *out = TG_STR("SUCCESS");
-        return 0;
-    }
-    char *s = tg_arena_printf(a, "FAILED:%s", X509_verify_cert_error_string(v));
-    if (s == NULL)
-        return -1;
-    *out = tg_str_c(s);
-    return 0;
-}
-
-int tg_tls_var_client_s_dn(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
-{
-    X509 *x = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
-    if (x == NULL)
-        return -1;
-    BIO *bio = BIO_new(BIO_s_mem());
-    if (bio == NULL)
-        return -1;
-    int rc = -1;
-    if (X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0) {
-        char *data;
-        long len = BIO_get_mem_data(bio, &data);
-        char *copy = tg_arena_alloc_nz(a, (size_t)len + 1);
-        if (copy) {
-            memcpy(copy, data, (size_t)len);
-            copy[len] = '\0';
-            *out = (tg_str_t){copy, (size_t)len};
-            rc = 0;
-        }
-    }
-    BIO_free(bio);
-    return rc;
-}
-
-int tg_tls_var_client_fingerprint(tg_conn_t *c, tg_arena_t *a, tg_str_t *out)
-{
-    X509 *x = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (x == NULL || X509_digest(x, EVP_sha256(), md, &n) != 1)
-        return -1;
-    char *hex = tg_arena_alloc_nz(a, n * 2 + 1);
-    if (hex == NULL)
-        return -1;
-    for (unsigned int i = 0; i < n; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    *out = (tg_str_t){hex, n * 2};
-    return 0;
-}

@@ -1,0 +1,30 @@
+/* TLS configuration (src/tls_conf.c): the tls module (certificates,
+ * protocols, ciphers, client certificates, OCSP stapling, session tickets,
+ * the shared session cache), one SSL_CTX per server block with a `tls`
+ * listener and one per upstream block with `tls on`, built in the master at
+ * config load: a tls listener gets its default server's context
+ * (tg_listen_t.tls_ctx; the client-hello callback, which finds the listener
+ * in the SSL's app data, may switch to another server's), an upstream block
+ * its own (tls_ctx). The I/O connections do through these contexts is in
+ * src/tls_io.h; the connection layer includes only that header.
+ *
+ * Invariants: an SSL_CTX belongs to the config generation that built it and
+ * is freed with its arena. Session-ticket keys are derived from a secret the
+ * master creates once and keeps across reloads, and from the time slot, so
+ * every worker of every generation computes the same keys without shared
+ * memory; sessions resumed by ID come from a cache in shared memory
+ * (tls_cache.h) that every worker uses (see docs/tls.md). */
+#ifndef TG_TLS_CONF_H
+#define TG_TLS_CONF_H
+
+#include "module.h"
+#include "core.h"
+#include "tls_cache.h"
+
+/* The shared session cache's counters (src/tls_cache.h) for the stats
+ * endpoint: 0 and *st filled, or -1 when the config has no cache. */
+int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
+
+extern tg_module_t tg_tls_module;
+
+#endif

@@ -1,0 +1,82 @@
+/* TLS I/O (src/tls_io.c): the run-time half of TLS on OpenSSL's SSL objects,
+ * for client connections (src/conn.c) and upstream connections
+ * (src/upstream.c), which keep the SSL object and a byte of TG_TLS_F_* bits
+ * each and wrap these functions in their own read/write (logging failures
+ * with the peer's name). The configuration that builds the SSL_CTXs
+ * (the tls module, SNI, tickets, the session cache) is src/tls_conf.h.
+ *
+ * This header includes no config header and names no connection type: the
+ * connection layer includes it without a cycle. */
+#ifndef TG_TLS_IO_H
+#define TG_TLS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include "str.h"
+#include "arena.h"
+
+typedef struct ssl_st tg_ssl_t; /* OpenSSL's SSL */
+
+/* A connection's TLS state bits. */
+#define TG_TLS_F_WANT_WRITE 0x01 /* the TLS layer waits for the socket to take bytes */
+#define TG_TLS_F_FAILED 0x02     /* fatal TLS error: no close_notify */
+
+/* A server-side session on an accepted socket, from `ctx` (the listener's
+ * default server's SSL_CTX; SNI may switch it), with `app` as its app data
+ * (the listener: the SNI callback finds the server by it). NULL: no memory.
+ * The handshake runs inside the first reads; completed handshakes are
+ * counted in the stats. */
+tg_ssl_t *tg_tls_server_new(void *ctx, int fd, void *app);
+/* Free it; one that never finished its handshake counts as failed. */
+void tg_tls_server_free(tg_ssl_t *ssl);
+/* A client-side session to an upstream: `host` verified (as an IP when
+ * `host_is_ip`) when `verify`, and sent as SNI (not for an IP); `session`
+ * (SSL_SESSION, may be NULL) is tried for resumption; `app` its app data
+ * (the tls module's new-session callback reads it). NULL on failure. */
+tg_ssl_t *tg_tls_client_new(void *ctx, int fd, const char *host, int host_is_ip, int verify,
+                            void *session, void *app);
+void tg_tls_client_free(tg_ssl_t *ssl);
+/* Client side: advance the handshake. 1 done, 0 wait for the socket (the
+ * direction in TG_TLS_F_WANT_WRITE), -1 failed, with the reason in `why`
+ * ("TLS certificate verification failed: ..."). */
+int tg_tls_handshake(tg_ssl_t *ssl, uint8_t *flags, char *why, size_t size);
+/* Send close_notify (best effort, never waits; not after a failure). */
+void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
+
+/* SSL_read, and SSL_write of a gathered iovec (INT_MIN: nothing to write):
+ * > 0 bytes; otherwise pass the result to tg_tls_io_result. */
+int tg_tls_io_read(tg_ssl_t *ssl, void *buf, size_t len);
+int tg_tls_io_writev(tg_ssl_t *ssl, const struct iovec *iov, int n);
+/* Map a failed read or write's result to read(2)/writev(2) results: -1
+ * with errno EAGAIN (wait; TG_TLS_F_WANT_WRITE says which way), 0 end of
+ * stream (reading), -1 with another errno: the connection is done
+ * (TG_TLS_F_FAILED set). *log_it: OpenSSL has a reason to log
+ * (tg_tls_error_reason()); the caller logs it and clears the queue with
+ * tg_tls_clear_errors(). */
+ssize_t tg_tls_io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int *log_it);
+/* Plaintext decrypted and not read yet (no socket event comes for it). */
+int tg_tls_pending(tg_ssl_t *ssl);
+/* Is the handshake finished? 0 for NULL. */
+int tg_tls_is_established(tg_ssl_t *ssl);
+/* An idle pooled upstream connection became readable: 1 when that was only
+ * TLS housekeeping (a session ticket) and it stays usable, 0 to close it. */
+int tg_tls_idle_ok(tg_ssl_t *ssl, uint8_t flags);
+
+/* TLS variables ($tls_protocol ...) of a client connection's session: 0 and
+ * *out set, or -1 (unset: plain, NULL, no client certificate). *out points
+ * to OpenSSL's static strings or into `a`. */
+int tg_tls_var_protocol(tg_ssl_t *ssl, tg_str_t *out);
+int tg_tls_var_cipher(tg_ssl_t *ssl, tg_str_t *out);
+int tg_tls_var_client_verify(tg_ssl_t *ssl, tg_arena_t *a, tg_str_t *out);
+int tg_tls_var_client_s_dn(tg_ssl_t *ssl, tg_arena_t *a, tg_str_t *out);
+int tg_tls_var_client_fingerprint(tg_ssl_t *ssl, tg_arena_t *a, tg_str_t *out);
+
+/* The reason of OpenSSL's latest queued error, for a log line or a config
+ * error ("unknown error" when the queue is empty). A static string. */
+const char *tg_tls_error_reason(void);
+/* Clear OpenSSL's error queue (after logging its reason). */
+void tg_tls_clear_errors(void);
+
+#endif
