@@ -1,6 +1,9 @@
-/* Stats zone: declaring it, naming its slots, the master's counters and the
- * workers' one-line hooks (see stats.h). The module that counts requests and
- * serves the totals is modules/stats.c. */
+/* Stats zone: declaring it, naming its slots, the master's counters, the
+ * workers' one-line hooks, the gauges each worker publishes (collected from
+ * worker.c and balance.c, which own them) and the sums readers render (see
+ * stats.h). The module that counts requests and renders the totals is
+ * modules/stats.c. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "stats.h"
@@ -175,4 +178,201 @@ void tg_stats_peer_retry(const tg_upstream_t *u, const tg_peer_t *p)
     int slot = b ? tg_stats_peer_slot(tg_worker->config->stats, u, p->index) : -1;
     if (slot >= 0)
         tg_stats_add(&b->peers[slot].retries, 1);
+}
+
+int tg_stats_peer_slot_addr(tg_stats_t *st, const tg_upstream_t *u, tg_str_t addr)
+{
+    int k = 0; /* upstream_addr usually points at the peer's own name */
+    while (k < u->npeers && u->peers[k].name.p != addr.p && !tg_str_eq(u->peers[k].name, addr))
+        k++;
+    return tg_stats_peer_slot(st, u, k);
+}
+
+tg_stats_t *tg_stats_setup(tg_conf_t *cf)
+{
+    tg_stats_t *st = tg_stats_zone(cf);
+    if (st == NULL || st->ups)
+        return st;
+    int nups = 0;
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
+        nups++;
+    st->ups = tg_arena_alloc(cf->arena, (size_t)(nups ? nups : 1) * sizeof(*st->ups));
+    if (st->ups == NULL)
+        goto fail;
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
+        tg_stats_upstream_t *su = &st->ups[st->nups++];
+        su->u = u;
+        su->name = u->name;
+        su->npeers = u->npeers;
+        su->slots = tg_arena_alloc(cf->arena, (size_t)u->npeers * sizeof(int) + 1);
+        su->peer_names = tg_arena_alloc(cf->arena, (size_t)u->npeers * sizeof(tg_str_t) + 1);
+        if (su->slots == NULL || su->peer_names == NULL)
+            goto fail;
+        for (int i = 0; i < u->npeers; i++) {
+            su->peer_names[i] = u->peers[i].name;
+            su->slots[i] = tg_stats_slot(cf, TG_STATS_PEER, u->name, u->peers[i].name);
+            if (su->slots[i] < 0)
+                tg_conf_warn(cf, "stats: upstream \"%.*s\" server \"%.*s\" is not counted on its "
+                                 "own, more than %d upstream servers",
+                             TG_STR_FMT(u->name), TG_STR_FMT(u->peers[i].name),
+                             TG_STATS_MAX_PEERS);
+        }
+    }
+    return st;
+fail:
+    tg_conf_error(cf, "out of memory");
+    return NULL;
+}
+
+/* ---- gauges: each worker publishes its own ---- */
+
+static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    tg_stats_gauges_collect();
+}
+
+int tg_stats_worker_start(tg_worker_t *w)
+{
+    tg_stats_t *st = w->config->stats;
+    if (st == NULL)
+        return 0;
+    if ((st->timer = malloc(sizeof(ev_timer))) == NULL)
+        return -1;
+    st->upgrades_seen = w->upgrades;
+    ev_timer_init(st->timer, timer_cb, 0., 1.);
+    ev_timer_start(w->loop, st->timer);
+    return 0;
+}
+
+tg_stats_worker_t *tg_stats_request_end(void)
+{
+    tg_worker_t *w = tg_worker;
+    tg_stats_t *st = w->config->stats;
+    if (st == NULL)
+        return NULL;
+    tg_stats_worker_t *b = &st->shm->workers[w->slot];
+    if (w->shutting_down)
+        return b; /* a replaced worker must not overwrite its successor's gauges */
+    tg_stats_set(&b->conns_open, w->nconns);
+    tg_stats_set(&b->tunnels_open, w->tunnels_open);
+    if (w->upgrades != st->upgrades_seen) {
+        tg_stats_add(&b->upgrades, w->upgrades - st->upgrades_seen);
+        st->upgrades_seen = w->upgrades;
+    }
+    return b;
+}
+
+void tg_stats_gauges_collect(void)
+{
+    tg_worker_t *w = tg_worker;
+    tg_stats_t *st = w ? w->config->stats : NULL;
+    tg_stats_worker_t *b = tg_stats_request_end();
+    if (b == NULL || w->shutting_down)
+        return;
+    tg_worker_conn_states_t cs;
+    tg_worker_conn_states(w, &cs);
+    tg_stats_set(&b->conns_state[TG_STATS_CONN_READING], cs.reading);
+    tg_stats_set(&b->conns_state[TG_STATS_CONN_WRITING], cs.writing);
+    tg_stats_set(&b->conns_state[TG_STATS_CONN_IDLE], cs.idle);
+    tg_stats_set(&b->conns_state[TG_STATS_CONN_UPGRADED], cs.upgraded);
+    tg_msec_t now = (tg_msec_t)(ev_now(w->loop) * 1000);
+    for (int i = 0; i < st->nups; i++) {
+        tg_stats_upstream_t *su = &st->ups[i];
+        for (int k = 0; k < su->npeers; k++) {
+            if (su->slots[k] < 0)
+                continue;
+            tg_peer_gauge_t g = tg_balance_peer_gauge(&su->u->peers[k], now);
+            tg_stats_set(&b->peers[su->slots[k]].active, g.active);
+            tg_stats_set(&b->peers[su->slots[k]].health, g.health);
+        }
+    }
+}
+
+/* ---- sums, for the readers ---- */
+
+void tg_stats_sum_totals(tg_config_t *c, tg_stats_totals_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    tg_stats_shm_t *s = c->stats ? c->stats->shm : NULL;
+    if (s == NULL)
+        return;
+    uint64_t nw = s->master.workers;
+    t->generation = s->master.generation;
+    t->reloads = tg_stats_read(&s->master.reloads);
+    t->worker_restarts = tg_stats_read(&s->master.worker_restarts);
+    t->workers = nw;
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        tg_stats_worker_t *b = &s->workers[w];
+        t->requests += tg_stats_read(&b->requests);
+        for (int k = 0; k < 5; k++)
+            t->status[k] += tg_stats_read(&b->status[k]);
+        t->bytes_in += tg_stats_read(&b->bytes_in);
+        t->bytes_out += tg_stats_read(&b->bytes_out);
+        t->upgrades += tg_stats_read(&b->upgrades);
+        for (int k = 0; k < TG_STATS_EVENT_COUNT; k++)
+            t->events[k] += tg_stats_read(&b->events[k]);
+        for (int k = 0; k < 500; k++)
+            t->codes[k] += tg_stats_read(&b->codes[k]);
+        if ((uint64_t)w < nw) {
+            t->conns_open += tg_stats_read_gauge(&b->conns_open);
+            t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
+            for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+                t->conns_state[k] += tg_stats_read_gauge(&b->conns_state[k]);
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t->uptime = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - s->master.start_time;
+    if (t->uptime < 0)
+        t->uptime = 0;
+    /* the cache is the zone's memory (tg_tls_cache_init lays it out in place) */
+    tg_shm_zone_t *z = tg_shm_zone_find(c, TG_STR(TG_TLS_CACHE_ZONE));
+    if (z) {
+        tg_tls_cache_stats(z->data, &t->tls_cache);
+        t->has_tls_cache = 1;
+    }
+}
+
+void tg_stats_sum_peer(tg_stats_shm_t *s, int slot, tg_stats_peer_sum_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t nw = s->master.workers;
+    out->nworkers = (int)nw;
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        tg_stats_peer_t *p = &s->workers[w].peers[slot];
+        out->p.requests += tg_stats_read(&p->requests);
+        out->p.failures += tg_stats_read(&p->failures);
+        out->p.latency_us += tg_stats_read(&p->latency_us);
+        out->p.retries += tg_stats_read(&p->retries);
+        for (int k = 0; k < TG_STATS_NBUCKETS; k++)
+            out->p.buckets[k] += tg_stats_read(&p->buckets[k]);
+        if ((uint64_t)w < nw) {
+            out->p.active += tg_stats_read_gauge(&p->active);
+            out->down += tg_stats_read_gauge(&p->health) != TG_STATS_UP;
+        }
+    }
+}
+
+void tg_stats_sum_class(tg_stats_shm_t *s, tg_stats_kind_t kind, int slot, tg_stats_class_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; slot >= 0 && w < TG_MAX_WORKERS; w++) {
+        tg_stats_class_t *c = kind == TG_STATS_LOCATION ? &s->workers[w].locations[slot]
+                                                        : &s->workers[w].servers[slot];
+        out->requests += tg_stats_read(&c->requests);
+        for (int k = 0; k < 5; k++)
+            out->status[k] += tg_stats_read(&c->status[k]);
+    }
+}
+
+void tg_stats_sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        out->limited += tg_stats_read(&s->workers[w].zones[slot].limited);
+        out->dry_run += tg_stats_read(&s->workers[w].zones[slot].dry_run);
+    }
 }

@@ -63,10 +63,6 @@ void tg_tls_up_shutdown(tg_upconn_t *uc);
 void tg_tls_upconn_free(tg_upconn_t *uc);
 
 /* Per-request variables ($tls_protocol ...): 0 and *out set, or -1 (unset). */
-/* The shared session cache's counters (src/tls_cache.h) for the stats
- * endpoint: 0 and *st filled, or -1 when the config has no cache. */
-int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
-
 int tg_tls_var_protocol(tg_conn_t *c, tg_str_t *out);
 int tg_tls_var_cipher(tg_conn_t *c, tg_str_t *out);
 int tg_tls_var_client_verify(tg_conn_t *c, tg_arena_t *a, tg_str_t *out);

@@ -38,6 +38,19 @@ static void worker_exit(int code)
     _exit(code);
 }
 
+void tg_worker_conn_states(const tg_worker_t *w, tg_worker_conn_states_t *out)
+{
+    *out = (tg_worker_conn_states_t){0};
+    for (tg_conn_t *c = w->conns; c; c = c->next) {
+        switch (c->state) {
+        case TG_CONN_IDLE: out->idle++; break;
+        case TG_CONN_HEADERS: out->reading++; break;
+        case TG_CONN_TUNNEL: out->upgraded++; break;
+        default: out->writing++; break; /* busy, lingering */
+        }
+    }
+}
+
 tg_str_t tg_worker_date(void)
 {
     tg_worker_t *w = tg_worker;

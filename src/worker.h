@@ -38,6 +38,16 @@ extern tg_worker_t *tg_worker;
 void tg_worker_run(tg_config_t *config, int slot);
 /* Cached HTTP date, refreshed at most once a second. */
 tg_str_t tg_worker_date(void);
+/* This worker's client connections by what they are doing (the stats
+ * gauges; src/stats.c reads them through tg_stats_gauges_collect). */
+typedef struct {
+    int64_t reading;  /* TLS handshake or reading a request head */
+    int64_t writing;  /* a request in progress, or draining input before close */
+    int64_t idle;     /* keep-alive, waiting for the next request */
+    int64_t upgraded; /* tunnels (WebSocket) */
+} tg_worker_conn_states_t;
+/* Count w's open client connections by state (a walk of w->conns). */
+void tg_worker_conn_states(const tg_worker_t *w, tg_worker_conn_states_t *out);
 /* Stop/restart accepting (worker_connections reached, EMFILE). */
 void tg_worker_accept_pause(void);
 void tg_worker_accept_resume(void);
