@@ -13,31 +13,31 @@
  * it sees the final status, and must stay cheap: relaxed atomic adds into
  * this worker's block (totals, the server block's and the location's slots,
  * the upstream server's), no lock, no allocation. Requests answered by
- * `stats` are not counted unless stats_count_self is on. Cheap gauges (open
- * connections and tunnels) are copied at each request end; connections by
- * state and the upstream servers' in-flight attempts and health every second
- * and before answering. Events outside this module (TLS, compression, rate
- * limits, Lua, retries) are counted by one-line hooks (src/stats.c). */
+ * `stats` are not counted unless stats_count_self is on. Gauges are the
+ * core's (src/stats.h): cheap ones copied at each request end
+ * (tg_stats_request_end), the walks every second and before answering
+ * (tg_stats_gauges_collect). Events outside this module (TLS, compression,
+ * rate limits, Lua, retries) are counted by one-line hooks (src/stats.c).
+ *
+ * The answer: one table, `metrics` below, describes every metric once (its
+ * JSON key and place in the document, Prometheus name, type, help, labels
+ * and the field its value is read from); render_json and render_prometheus
+ * walk it. This module reads only the sums src/stats.c gives it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <crypt.h>
-#include <ev.h>
 #include <llhttp.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
-#include "conn.h"
 #include "log.h"
 #include "module.h"
 #include "request.h"
 #include "stats.h"
-#include "tls_conf.h"
-#include "upstream.h"
-#include "worker.h"
+#include "stats_collect.h"
 #include "stats_dashboard.h"
 
 typedef struct {
@@ -47,17 +47,17 @@ typedef struct {
 
 #define AUTH_CACHE 4 /* credentials that verified lately, per worker */
 
-typedef struct {
+typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
     int count_self; /* stats_count_self: its own requests count as traffic */
     tg_str_t name;  /* stats_name, else the location's path (not inherited) */
     stats_user_t *users; /* stats_auth */
     int nusers;
     int srv_slot, loc_slot; /* per server block / location counters, -1: none */
+    struct stats_conf_s *main; /* the main-scope config (set in init_conf) */
     /* main scope only */
     tg_stats_t *st;
-    ev_timer *timer;        /* per worker, malloc'd at worker start */
-    uint64_t upgrades_seen; /* tg_worker->upgrades already added to the zone */
+    tg_config_t *config;      /* the config this main scope belongs to */
     struct crypt_data *crypt; /* per worker, for stats_auth */
     unsigned char auth_ok[AUTH_CACHE][SHA256_DIGEST_LENGTH];
     int auth_next;
@@ -158,9 +158,11 @@ static tg_str_t server_key(tg_server_t *s)
     return TG_STR("_");
 }
 
-static void assign_location(tg_conf_t *cf, tg_location_t *loc, int srv_slot, tg_str_t srv)
+static void assign_location(tg_conf_t *cf, stats_conf_t *mc, tg_location_t *loc, int srv_slot,
+                            tg_str_t srv)
 {
     stats_conf_t *lc = loc->mconf[tg_stats_module.index];
+    lc->main = mc;
     lc->srv_slot = srv_slot;
     lc->loc_slot = tg_stats_slot(cf, TG_STATS_LOCATION, srv, lc->name.p ? lc->name : loc->path);
     if (lc->loc_slot < 0)
@@ -169,34 +171,17 @@ static void assign_location(tg_conf_t *cf, tg_location_t *loc, int srv_slot, tg_
                      TG_STR_FMT(loc->path), TG_STATS_MAX_LOCATIONS);
 }
 
-/* Give every upstream server, server block and location its slot. */
+/* Give every server block and location its slot (upstream servers get theirs
+ * in tg_stats_setup). */
 static const char *stats_init_conf(tg_conf_t *cf, void *conf)
 {
     stats_conf_t *mc = conf;
-    tg_stats_t *st = mc->st = tg_stats_zone(cf);
-    if (st == NULL)
+    mc->config = cf->config;
+    if ((mc->st = tg_stats_setup(cf)) == NULL)
         return NULL; /* reported */
-    int nups = 0;
-    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
-        nups++;
-    st->ups = tg_arena_alloc(cf->arena, (size_t)(nups ? nups : 1) * sizeof(*st->ups));
-    if (st->ups == NULL)
+    /* crypt_r's scratch space; each worker writes its own copy (fork) */
+    if ((mc->crypt = tg_arena_alloc(cf->arena, sizeof(*mc->crypt))) == NULL)
         return "out of memory";
-    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
-        tg_stats_upstream_t *su = &st->ups[st->nups++];
-        su->u = u;
-        su->nslots = u->npeers;
-        if ((su->slots = tg_arena_alloc(cf->arena, (size_t)u->npeers * sizeof(int) + 1)) == NULL)
-            return "out of memory";
-        for (int i = 0; i < u->npeers; i++) {
-            su->slots[i] = tg_stats_slot(cf, TG_STATS_PEER, u->name, u->peers[i].name);
-            if (su->slots[i] < 0)
-                tg_conf_warn(cf, "stats: upstream \"%.*s\" server \"%.*s\" is not counted on its "
-                                 "own, more than %d upstream servers",
-                             TG_STR_FMT(u->name), TG_STR_FMT(u->peers[i].name),
-                             TG_STATS_MAX_PEERS);
-        }
-    }
     for (int i = 0; i < cf->config->nservers; i++) {
         tg_server_t *s = cf->config->servers[i];
         tg_str_t key = server_key(s);
@@ -206,101 +191,21 @@ static const char *stats_init_conf(tg_conf_t *cf, void *conf)
                              "servers",
                          TG_STR_FMT(key), TG_STATS_MAX_SERVERS);
         for (int k = 0; k < s->nlocations; k++)
-            assign_location(cf, s->locations[k], slot, key);
+            assign_location(cf, mc, s->locations[k], slot, key);
         if (s->root)
-            assign_location(cf, s->root, slot, key);
+            assign_location(cf, mc, s->root, slot, key);
     }
     return NULL;
 }
 
-static stats_conf_t *main_conf(void)
-{
-    return tg_worker->config->mconf[tg_stats_module.index];
-}
-
-/* Copy the worker's cheap gauges into its block; add new upgrades. Runs at
- * every request end. */
-static void publish_gauges(stats_conf_t *mc, tg_stats_worker_t *b)
-{
-    tg_worker_t *w = tg_worker;
-    if (w->shutting_down)
-        return; /* a replaced worker must not overwrite its successor's gauges */
-    tg_stats_set(&b->conns_open, w->nconns);
-    tg_stats_set(&b->tunnels_open, w->tunnels_open);
-    if (w->upgrades != mc->upgrades_seen) {
-        tg_stats_add(&b->upgrades, w->upgrades - mc->upgrades_seen);
-        mc->upgrades_seen = w->upgrades;
-    }
-}
-
-/* The gauges that cost a walk: connections by state and the upstream
- * servers' in-flight attempts and health as this worker sees them. Runs
- * every second and before this worker answers a stats request. */
-static void publish_all(stats_conf_t *mc)
-{
-    tg_worker_t *w = tg_worker;
-    tg_stats_worker_t *b = &mc->st->shm->workers[w->slot];
-    publish_gauges(mc, b);
-    if (w->shutting_down)
-        return;
-    int64_t n[TG_STATS_CONN_STATES] = {0};
-    for (tg_conn_t *c = w->conns; c; c = c->next) {
-        switch (c->state) {
-        case TG_CONN_IDLE: n[TG_STATS_CONN_IDLE]++; break;
-        case TG_CONN_HEADERS: n[TG_STATS_CONN_READING]++; break;
-        case TG_CONN_TUNNEL: n[TG_STATS_CONN_UPGRADED]++; break;
-        default: n[TG_STATS_CONN_WRITING]++; break;
-        }
-    }
-    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
-        tg_stats_set(&b->conns_state[k], n[k]);
-    tg_msec_t now = (tg_msec_t)(ev_now(w->loop) * 1000);
-    for (int i = 0; i < mc->st->nups; i++) {
-        tg_stats_upstream_t *su = &mc->st->ups[i];
-        for (int k = 0; k < su->u->npeers; k++) {
-            if (su->slots[k] < 0)
-                continue;
-            tg_peer_t *p = &su->u->peers[k];
-            tg_stats_peer_t *sp = &b->peers[su->slots[k]];
-            tg_stats_set(&sp->active, p->conns);
-            tg_stats_set(&sp->health, p->health_down                      ? TG_STATS_DOWN_ACTIVE
-                                      : !tg_balance_is_available(p, now) ? TG_STATS_DOWN_PASSIVE
-                                                                          : TG_STATS_UP);
-        }
-    }
-}
-
-static void timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    publish_all(t->data);
-}
-
 static int stats_init_worker(tg_worker_t *w)
 {
-    stats_conf_t *mc = main_conf();
-    if (mc->st == NULL)
-        return 0;
-    mc->timer = malloc(sizeof(ev_timer));
-    mc->crypt = calloc(1, sizeof(*mc->crypt));
-    if (mc->timer == NULL || mc->crypt == NULL)
-        return -1;
-    mc->upgrades_seen = w->upgrades;
-    ev_timer_init(mc->timer, timer_cb, 0., 1.);
-    mc->timer->data = mc;
-    ev_timer_start(w->loop, mc->timer);
-    return 0;
+    return tg_stats_worker_start(w); /* the gauges' timer; nothing without the zone */
 }
 
 static void count_peer(stats_conf_t *mc, tg_stats_worker_t *b, tg_request_t *r)
 {
-    tg_upstream_t *u = r->upstream;
-    int k = 0;
-    while (k < u->npeers && u->peers[k].name.p != r->upstream_addr.p &&
-           !tg_str_eq(u->peers[k].name, r->upstream_addr))
-        k++;
-    int slot = tg_stats_peer_slot(mc->st, u, k);
+    int slot = tg_stats_peer_slot_addr(mc->st, r->upstream, r->upstream_addr);
     if (slot < 0)
         return;
     tg_stats_peer_t *p = &b->peers[slot];
@@ -328,10 +233,10 @@ static void stats_log(tg_request_t *r, void *conf)
     stats_conf_t *lc = conf;
     if (lc->enabled == 1 && !lc->count_self)
         return; /* the stats endpoint is not traffic unless asked */
-    stats_conf_t *mc = main_conf();
-    if (mc->st == NULL)
+    stats_conf_t *mc = lc->main;
+    tg_stats_worker_t *b = mc ? tg_stats_request_end() : NULL; /* also the cheap gauges */
+    if (b == NULL)
         return;
-    tg_stats_worker_t *b = &mc->st->shm->workers[tg_worker->slot];
     int klass = r->status >= 100 && r->status < 600 ? r->status / 100 - 1 : -1;
     tg_stats_add(&b->requests, 1);
     if (klass >= 0) {
@@ -346,7 +251,6 @@ static void stats_log(tg_request_t *r, void *conf)
         count_class(&b->locations[lc->loc_slot], klass);
     if (r->upstream && r->upstream_addr.len)
         count_peer(mc, b, r);
-    publish_gauges(mc, b);
 }
 
 /* ---- the answer ---- */
@@ -388,101 +292,9 @@ static void sb_printf(sb_t *sb, const char *fmt, ...)
     }
 }
 
-/* Sums over the worker blocks; gauges over the current generation's slots. */
-typedef struct {
-    tg_stats_master_t *m;
-    uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
-    int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
-    uint64_t events[TG_STATS_EVENT_COUNT];
-    uint64_t codes[500]; /* by status code - 100 */
-    double uptime;
-} totals_t;
-
-static void sum_totals(tg_stats_shm_t *s, totals_t *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->m = &s->master;
-    uint64_t nw = s->master.workers;
-    for (int w = 0; w < TG_MAX_WORKERS; w++) {
-        tg_stats_worker_t *b = &s->workers[w];
-        t->requests += tg_stats_read(&b->requests);
-        for (int k = 0; k < 5; k++)
-            t->status[k] += tg_stats_read(&b->status[k]);
-        t->bytes_in += tg_stats_read(&b->bytes_in);
-        t->bytes_out += tg_stats_read(&b->bytes_out);
-        t->upgrades += tg_stats_read(&b->upgrades);
-        for (int k = 0; k < TG_STATS_EVENT_COUNT; k++)
-            t->events[k] += tg_stats_read(&b->events[k]);
-        for (int k = 0; k < 500; k++)
-            t->codes[k] += tg_stats_read(&b->codes[k]);
-        if ((uint64_t)w < nw) {
-            t->conns_open += tg_stats_read_gauge(&b->conns_open);
-            t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
-            for (int k = 0; k < TG_STATS_CONN_STATES; k++)
-                t->conns_state[k] += tg_stats_read_gauge(&b->conns_state[k]);
-        }
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    t->uptime = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - s->master.start_time;
-    if (t->uptime < 0)
-        t->uptime = 0;
-}
-
-/* One upstream server over all workers; `down` counts the current
- * generation's workers that skip it. */
-typedef struct {
-    tg_stats_peer_t p;
-    int down, nworkers;
-} peer_sum_t;
-
-static void sum_peer(tg_stats_shm_t *s, int slot, peer_sum_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    uint64_t nw = s->master.workers;
-    out->nworkers = (int)nw;
-    for (int w = 0; w < TG_MAX_WORKERS; w++) {
-        tg_stats_peer_t *p = &s->workers[w].peers[slot];
-        out->p.requests += tg_stats_read(&p->requests);
-        out->p.failures += tg_stats_read(&p->failures);
-        out->p.latency_us += tg_stats_read(&p->latency_us);
-        out->p.retries += tg_stats_read(&p->retries);
-        for (int k = 0; k < TG_STATS_NBUCKETS; k++)
-            out->p.buckets[k] += tg_stats_read(&p->buckets[k]);
-        if ((uint64_t)w < nw) {
-            out->p.active += tg_stats_read_gauge(&p->active);
-            out->down += tg_stats_read_gauge(&p->health) != TG_STATS_UP;
-        }
-    }
-}
-
-static const char *peer_state(const peer_sum_t *p)
-{
-    return p->down == 0 ? "up" : p->down >= p->nworkers ? "down" : "partial";
-}
-
-static void sum_class(tg_stats_shm_t *s, int loc, int slot, tg_stats_class_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (int w = 0; slot >= 0 && w < TG_MAX_WORKERS; w++) {
-        tg_stats_class_t *c = loc ? &s->workers[w].locations[slot] : &s->workers[w].servers[slot];
-        out->requests += tg_stats_read(&c->requests);
-        for (int k = 0; k < 5; k++)
-            out->status[k] += tg_stats_read(&c->status[k]);
-    }
-}
-
-static void sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (int w = 0; w < TG_MAX_WORKERS; w++) {
-        out->limited += tg_stats_read(&s->workers[w].zones[slot].limited);
-        out->dry_run += tg_stats_read(&s->workers[w].zones[slot].dry_run);
-    }
-}
-
 /* Names come from the config (tokens, addresses, paths); escape what JSON
- * and the Prometheus label syntax both need escaped. */
+ * and the Prometheus label syntax both need escaped. The one place both
+ * renderers escape a name. */
 static void put_escaped(sb_t *sb, tg_str_t s)
 {
     for (size_t i = 0; i < s.len; i++) {
@@ -498,15 +310,60 @@ static void put_escaped(sb_t *sb, tg_str_t s)
     }
 }
 
-static const char *const conn_state_names[TG_STATS_CONN_STATES] = {"reading", "writing", "idle",
-                                                                   "upgraded"};
+/* ---- what is rendered: the core's sums, arranged for the table ---- */
 
-/* The server blocks and locations this config counts, deduplicated: the
- * slots' own names, so locations sharing a stats_name show once. */
+/* Requests by class: JSON shows total and 1xx..5xx, Prometheus 1xx..5xx and
+ * other (total minus the classed ones, a status outside 100-599). */
 typedef struct {
-    int *srv, nsrv;
-    int *loc, *loc_srv, nloc; /* location slot and its server slot */
-} named_t;
+    uint64_t total;
+    uint64_t by_class[6]; /* 1xx..5xx, other */
+} class_view_t;
+
+typedef struct {
+    uint64_t sum_us;                      /* sum of the observations, microseconds */
+    uint64_t buckets[TG_STATS_NBUCKETS]; /* per bucket (not cumulative), tg_stats_bucket_ms */
+} hist_view_t;
+
+typedef struct {
+    uint64_t requests, failures, retries;
+    int64_t active, up, down_workers;
+    const char *health; /* "up", "partial", "down" */
+    hist_view_t latency;
+} peer_view_t;
+
+typedef struct {
+    tg_stats_totals_t t;
+    class_view_t requests;
+    const char *version;
+} top_view_t;
+
+/* The entities metrics repeat over (each a JSON object key and a
+ * Prometheus label). */
+typedef enum { ENT_ZONE = 0, ENT_SERVER, ENT_LOCATION, ENT_UPSTREAM, ENT_PEER, ENT_COUNT } ent_kind_t;
+
+typedef struct {
+    tg_str_t name;
+    int parent;       /* index of its server (locations) or upstream (peers), else -1 */
+    const void *view; /* tg_stats_zone_t, class_view_t, peer_view_t; NULL for upstreams */
+} ent_t;
+
+static const char *const ent_label[ENT_COUNT] = {"zone", "server", "location", "upstream",
+                                                 "server"};
+
+typedef struct {
+    top_view_t top;
+    ent_t *ents[ENT_COUNT];
+    int nents[ENT_COUNT];
+} snapshot_t;
+
+static void class_view(class_view_t *v, uint64_t total, const uint64_t status[5])
+{
+    v->total = total;
+    uint64_t classed = 0;
+    for (int k = 0; k < 5; k++)
+        classed += v->by_class[k] = status[k];
+    v->by_class[5] = total - classed;
+}
 
 static int add_unique(int *arr, int n, int v)
 {
@@ -517,396 +374,642 @@ static int add_unique(int *arr, int n, int v)
     return n + 1;
 }
 
-static int collect_named(tg_arena_t *a, tg_config_t *c, named_t *n)
+/* Everything the renderers read: the totals, and the zones, server blocks,
+ * locations (deduplicated: the slots' own names, so locations sharing a
+ * stats_name show once) and upstream servers this config counts. */
+static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
 {
-    int nloc = 0;
+    tg_config_t *c = mc->config;
+    tg_stats_shm_t *s = mc->st->shm;
+    memset(sn, 0, sizeof(*sn));
+    tg_stats_sum_totals(c, &sn->top.t);
+    class_view(&sn->top.requests, sn->top.t.requests, sn->top.t.status);
+    sn->top.version = TG_VERSION;
+
+    int nloc = 0, npeers = 0;
     for (int i = 0; i < c->nservers; i++)
         nloc += c->servers[i]->nlocations + 1;
-    n->srv = tg_arena_alloc(a, (size_t)(c->nservers + 1) * sizeof(int));
-    n->loc = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
-    n->loc_srv = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
-    if (n->srv == NULL || n->loc == NULL || n->loc_srv == NULL)
+    for (int i = 0; i < mc->st->nups; i++)
+        npeers += mc->st->ups[i].npeers;
+    int *srv = tg_arena_alloc(a, (size_t)(c->nservers + 1) * sizeof(int));
+    int *loc = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
+    int *loc_srv = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(int));
+    ent_t *zones = sn->ents[ENT_ZONE] = tg_arena_alloc(a, TG_STATS_MAX_ZONES * sizeof(ent_t));
+    tg_stats_zone_t *zv = tg_arena_alloc(a, TG_STATS_MAX_ZONES * sizeof(*zv));
+    ent_t *ups = sn->ents[ENT_UPSTREAM] = tg_arena_alloc(a, (size_t)(mc->st->nups + 1) * sizeof(ent_t));
+    ent_t *peers = sn->ents[ENT_PEER] = tg_arena_alloc(a, (size_t)(npeers + 1) * sizeof(ent_t));
+    peer_view_t *pv = tg_arena_alloc(a, (size_t)(npeers + 1) * sizeof(*pv));
+    if (!srv || !loc || !loc_srv || !zones || !zv || !ups || !peers || !pv)
         return -1;
-    n->nsrv = n->nloc = 0;
+
+    for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
+        if (s->master.zone_names[i].name[0] == '\0')
+            continue; /* never used */
+        ent_t *e = &zones[sn->nents[ENT_ZONE]];
+        tg_stats_slot_name(s, TG_STATS_ZONE, i, &e->name, NULL);
+        tg_stats_sum_zone(s, i, &zv[sn->nents[ENT_ZONE]]);
+        e->parent = -1;
+        e->view = &zv[sn->nents[ENT_ZONE]++];
+    }
+
+    int nsrv = 0;
+    nloc = 0;
     for (int i = 0; i < c->nservers; i++) {
-        tg_server_t *s = c->servers[i];
-        for (int k = 0; k <= s->nlocations; k++) {
-            tg_location_t *l = k < s->nlocations ? s->locations[k] : s->root;
+        tg_server_t *sv = c->servers[i];
+        for (int k = 0; k <= sv->nlocations; k++) {
+            tg_location_t *l = k < sv->nlocations ? sv->locations[k] : sv->root;
             stats_conf_t *lc = l ? l->mconf[tg_stats_module.index] : NULL;
             if (lc == NULL)
                 continue;
             if (lc->srv_slot >= 0)
-                n->nsrv = add_unique(n->srv, n->nsrv, lc->srv_slot);
+                nsrv = add_unique(srv, nsrv, lc->srv_slot);
             if (lc->loc_slot >= 0) {
-                int before = n->nloc;
-                n->nloc = add_unique(n->loc, n->nloc, lc->loc_slot);
-                if (n->nloc > before)
-                    n->loc_srv[before] = lc->srv_slot;
+                int before = nloc;
+                nloc = add_unique(loc, nloc, lc->loc_slot);
+                if (nloc > before)
+                    loc_srv[before] = lc->srv_slot;
             }
         }
     }
+    ent_t *se = sn->ents[ENT_SERVER] = tg_arena_alloc(a, (size_t)(nsrv + 1) * sizeof(ent_t));
+    ent_t *le = sn->ents[ENT_LOCATION] = tg_arena_alloc(a, (size_t)(nloc + 1) * sizeof(ent_t));
+    class_view_t *cv = tg_arena_alloc(a, (size_t)(nsrv + nloc + 1) * sizeof(*cv));
+    if (!se || !le || !cv)
+        return -1;
+    for (int i = 0; i < nsrv; i++, cv++) {
+        tg_stats_class_t sum;
+        tg_stats_slot_name(s, TG_STATS_SERVER, srv[i], &se[i].name, NULL);
+        tg_stats_sum_class(s, TG_STATS_SERVER, srv[i], &sum);
+        class_view(cv, sum.requests, sum.status);
+        se[i].parent = -1;
+        se[i].view = cv;
+    }
+    sn->nents[ENT_SERVER] = nsrv;
+    for (int i = 0; i < nloc; i++) {
+        tg_stats_class_t sum;
+        tg_str_t srv_name;
+        le[i].parent = -1;
+        for (int k = 0; k < nsrv; k++)
+            if (srv[k] == loc_srv[i])
+                le[i].parent = k;
+        if (le[i].parent < 0)
+            continue; /* its server block is not counted on its own */
+        tg_stats_slot_name(s, TG_STATS_LOCATION, loc[i], &srv_name, &le[i].name);
+        tg_stats_sum_class(s, TG_STATS_LOCATION, loc[i], &sum);
+        class_view(cv, sum.requests, sum.status);
+        le[i].view = cv++;
+    }
+    sn->nents[ENT_LOCATION] = nloc;
+
+    for (int i = 0; i < mc->st->nups; i++) {
+        tg_stats_upstream_t *su = &mc->st->ups[i];
+        ups[i] = (ent_t){su->name, -1, NULL};
+        for (int k = 0; k < su->npeers; k++) {
+            if (su->slots[k] < 0)
+                continue;
+            tg_stats_peer_sum_t ps;
+            tg_stats_sum_peer(s, su->slots[k], &ps);
+            peer_view_t *v = &pv[sn->nents[ENT_PEER]];
+            *v = (peer_view_t){ps.p.requests, ps.p.failures, ps.p.retries, ps.p.active,
+                               ps.down == 0, ps.down,
+                               ps.down == 0 ? "up" : ps.down >= ps.nworkers ? "down" : "partial",
+                               {ps.p.latency_us, {0}}};
+            memcpy(v->latency.buckets, ps.p.buckets, sizeof(v->latency.buckets));
+            peers[sn->nents[ENT_PEER]++] = (ent_t){su->peer_names[k], i, v};
+        }
+    }
+    sn->nents[ENT_UPSTREAM] = mc->st->nups;
     return 0;
 }
 
-static void json_class(sb_t *sb, const tg_stats_class_t *c)
+/* ---- the metrics table ---- */
+
+typedef enum {
+    N_OBJ = 0, /* a JSON object; its rows follow, up to N_END */
+    N_EACH,    /* a JSON object with one object per entity; its rows repeat for each */
+    N_END,
+    N_METRIC
+} node_t;
+
+typedef enum {
+    V_U64 = 0, /* uint64_t */
+    V_U32,     /* uint32_t */
+    V_I64,     /* int64_t */
+    V_SECONDS, /* double, printed as a whole number */
+    V_STR,     /* const char *: a JSON string (JSON only) */
+    V_INFO,    /* const char *: JSON string; Prometheus: a label of a sample that is 1 */
+    V_HIST     /* hist_view_t: JSON KEY_sum (ms) and KEY_buckets; Prometheus histogram (s) */
+} vkind_t;
+
+/* Label sets of a metric's own: its samples, each a JSON key and a label value. */
+typedef enum { SET_NONE = 0, SET_STATE, SET_CLASS, SET_CODE, SET_RESULT, SET_CACHE, SET_ACTION } set_t;
+
+enum {
+    F_JSON = 1,
+    F_PROM = 2,
+    F_BOTH = 3,
+    F_NONZERO = 4, /* samples that are 0 are left out */
+    F_IF = 8       /* N_OBJ: present when the int at off is not 0, else JSON null */
+};
+
+typedef struct {
+    const char *label, *key; /* Prometheus label value, JSON key */
+    size_t off;              /* added to the metric's offset */
+    unsigned fmt;            /* F_JSON, F_PROM, F_BOTH */
+} sample_t;
+
+typedef struct {
+    const char *label; /* the label's name */
+    const sample_t *s;
+    int n;
+} set_def_t;
+
+#define CLS(i, name) {name, name, (i) * sizeof(uint64_t), F_BOTH}
+#define I64S(i, name) {name, name, (i) * sizeof(int64_t), F_BOTH}
+#define U64S(i, name) {name, name, (i) * sizeof(uint64_t), F_BOTH}
+#define CACHE(label, key, field) {label, key, offsetof(tg_tls_cache_stats_t, field), F_BOTH}
+static const sample_t state_samples[] = {
+    I64S(TG_STATS_CONN_READING, "reading"), I64S(TG_STATS_CONN_WRITING, "writing"),
+    I64S(TG_STATS_CONN_IDLE, "idle"), I64S(TG_STATS_CONN_UPGRADED, "upgraded")};
+static const sample_t class_samples[] = {CLS(0, "1xx"), CLS(1, "2xx"), CLS(2, "3xx"),
+                                         CLS(3, "4xx"), CLS(4, "5xx"),
+                                         {"other", "other", 5 * sizeof(uint64_t), F_PROM}};
+static const sample_t result_samples[] = {U64S(0, "full"), U64S(1, "resumed"), U64S(2, "failed")};
+static const sample_t cache_samples[] = {
+    CACHE("hit", "hits", hits),           CACHE("miss", "misses", misses),
+    CACHE("store", "stores", stores),     CACHE("eviction", "evictions", evictions),
+    CACHE("expired", "expired", expired), CACHE("too_big", "too_big", too_big)};
+static const sample_t action_samples[] = {
+    {"limited", "limited", offsetof(tg_stats_zone_t, limited), F_BOTH},
+    {"dry_run", "dry_run", offsetof(tg_stats_zone_t, dry_run), F_BOTH}};
+
+static const set_def_t sets[] = {
+    [SET_NONE] = {NULL, NULL, 0},
+    [SET_STATE] = {"state", state_samples, 4},
+    [SET_CLASS] = {"class", class_samples, 6},
+    [SET_CODE] = {"code", NULL, 500}, /* samples made from the index: code 100 + i */
+    [SET_RESULT] = {"result", result_samples, 3},
+    [SET_CACHE] = {"event", cache_samples, 6},
+    [SET_ACTION] = {"action", action_samples, 2},
+};
+
+typedef struct {
+    node_t node;
+    const char *key;  /* JSON key; NULL for a metric whose samples (set) are the keys */
+    const char *name; /* Prometheus family; NULL: JSON only */
+    const char *type; /* counter, gauge, histogram */
+    const char *help;
+    vkind_t kind;
+    size_t off;    /* in the view of the innermost N_EACH (top_view_t outside);
+                      N_OBJ with F_IF: the int that says whether it is present */
+    set_t set;     /* N_METRIC: its own labels; N_EACH: the entity (ent_kind_t) */
+    unsigned fmt;  /* F_JSON, F_PROM, F_BOTH (| F_NONZERO) */
+} metric_t;
+
+#define OBJ(k) {N_OBJ, k, NULL, NULL, NULL, 0, 0, 0, F_BOTH}
+#define OBJ_IF(k, field) {N_OBJ, k, NULL, NULL, NULL, 0, offsetof(top_view_t, field), 0, F_BOTH | F_IF}
+#define EACH(k, ent) {N_EACH, k, NULL, NULL, NULL, 0, 0, (set_t)(ent), F_BOTH}
+#define END {N_END, NULL, NULL, NULL, NULL, 0, 0, 0, 0}
+/* a metric of the totals; of an entity's view (V: its type) */
+#define TOP(key, name, type, help, kind, field, set, fmt)                                          \
+    {N_METRIC, key, name, type, help, kind, offsetof(top_view_t, field), set, fmt}
+#define EVENT(key, name, help, ev)                                                                 \
+    TOP(key, name, "counter", help, V_U64, t.events[ev], SET_NONE, F_BOTH)
+#define OF(V, key, name, type, help, kind, field, set, fmt)                                        \
+    {N_METRIC, key, name, type, help, kind, offsetof(V, field), set, fmt}
+
+/* Every metric once, in the order of the JSON document (docs/stats.md has
+ * the schema); Prometheus families come out in the same order. */
+static const metric_t metrics[] = {
+    TOP("version", "tollgate_info", "gauge", "Version of the running gateway (always 1).", V_INFO,
+        version, SET_NONE, F_BOTH),
+    TOP("uptime_s", "tollgate_uptime_seconds", "gauge", "Seconds since the master started.",
+        V_SECONDS, t.uptime, SET_NONE, F_BOTH),
+    TOP("generation", "tollgate_config_generation", "gauge", "Configuration generation running.",
+        V_U64, t.generation, SET_NONE, F_BOTH),
+    TOP("reloads", "tollgate_reloads_total", "counter", "Successful configuration reloads.", V_U64,
+        t.reloads, SET_NONE, F_BOTH),
+    TOP("worker_restarts", "tollgate_worker_restarts_total", "counter",
+        "Workers respawned after an unexpected exit.", V_U64, t.worker_restarts, SET_NONE, F_BOTH),
+    TOP("workers", "tollgate_workers", "gauge", "Worker processes of the current generation.",
+        V_U64, t.workers, SET_NONE, F_BOTH),
+    OBJ("connections"),
+        TOP("open", "tollgate_connections_open", "gauge", "Open client connections.", V_I64,
+            t.conns_open, SET_NONE, F_BOTH),
+        TOP(NULL, "tollgate_connections", "gauge", "Open client connections by state.", V_I64,
+            t.conns_state, SET_STATE, F_BOTH),
+    END,
+    OBJ("requests"),
+        TOP("total", NULL, "counter", NULL, V_U64, requests.total, SET_NONE, F_JSON),
+        TOP(NULL, "tollgate_requests_total", "counter", "Requests by response status class.",
+            V_U64, requests.by_class, SET_CLASS, F_BOTH),
+    END,
+    OBJ("codes"),
+        TOP(NULL, "tollgate_responses_total", "counter",
+            "Requests by response status code (codes seen so far).", V_U64, t.codes, SET_CODE,
+            F_BOTH | F_NONZERO),
+    END,
+    OBJ("bytes"),
+        TOP("in", "tollgate_received_bytes_total", "counter", "Bytes received from clients.",
+            V_U64, t.bytes_in, SET_NONE, F_BOTH),
+        TOP("out", "tollgate_sent_bytes_total", "counter", "Bytes sent to clients.", V_U64,
+            t.bytes_out, SET_NONE, F_BOTH),
+    END,
+    OBJ("websocket"),
+        TOP("upgrades", "tollgate_websocket_upgrades_total", "counter",
+            "Connections upgraded (WebSocket and other Upgrade tunnels).", V_U64, t.upgrades,
+            SET_NONE, F_BOTH),
+        TOP("open", "tollgate_websocket_open", "gauge", "Upgraded connections open now.", V_I64,
+            t.tunnels_open, SET_NONE, F_BOTH),
+    END,
+    OBJ("tls"),
+        OBJ("handshakes"),
+            TOP(NULL, "tollgate_tls_handshakes_total", "counter",
+                "Client TLS handshakes by result (full, resumed, failed).", V_U64,
+                t.events[TG_STATS_TLS_FULL], SET_RESULT, F_BOTH),
+        END,
+        OBJ_IF("session_cache", t.has_tls_cache),
+            TOP("sessions", "tollgate_tls_session_cache_sessions", "gauge",
+                "Sessions in the shared TLS session cache.", V_U32, t.tls_cache.used, SET_NONE,
+                F_BOTH),
+            TOP(NULL, "tollgate_tls_session_cache_total", "counter",
+                "Shared TLS session cache events (hit, miss, store, eviction, expired, too_big).",
+                V_U64, t.tls_cache, SET_CACHE, F_BOTH),
+        END,
+    END,
+    OBJ("compression"),
+        EVENT("responses", "tollgate_compressed_responses_total", "Responses compressed.",
+              TG_STATS_COMPRESSED),
+        EVENT("in", "tollgate_compress_in_bytes_total",
+              "Response body bytes given to the compressors.", TG_STATS_COMPRESS_IN),
+        EVENT("out", "tollgate_compress_out_bytes_total",
+              "Compressed bytes the compressors produced.", TG_STATS_COMPRESS_OUT),
+    END,
+    OBJ("lua"),
+        EVENT("errors", "tollgate_lua_errors_total",
+              "Lua hook runs that failed (instruction limit stops included).", TG_STATS_LUA_ERRORS),
+        EVENT("instruction_limit", "tollgate_lua_instruction_limit_total",
+              "Lua hook runs stopped by lua_instruction_limit.", TG_STATS_LUA_LIMIT),
+    END,
+    OBJ("io_uring"),
+        EVENT("batches", "tollgate_io_uring_batches_total",
+              "Send batches submitted to the kernel (one io_uring_enter each).",
+              TG_STATS_SENDQ_BATCHES),
+        EVENT("writes", "tollgate_io_uring_writes_total",
+              "Socket writes sent in those batches instead of one writev each.",
+              TG_STATS_SENDQ_WRITES),
+    END,
+    OBJ("rate_limit"),
+        TOP("limited", NULL, "counter", NULL, V_U64, t.events[TG_STATS_RL_LIMITED], SET_NONE,
+            F_JSON),
+        TOP("dry_run", NULL, "counter", NULL, V_U64, t.events[TG_STATS_RL_DRY_RUN], SET_NONE,
+            F_JSON),
+        EACH("zones", ENT_ZONE),
+            OF(tg_stats_zone_t, NULL, "tollgate_rate_limit_hits_total", "counter",
+               "Requests a rate_limit zone refused (action=limited) or would have refused "
+               "(action=dry_run).",
+               V_U64, limited, SET_ACTION, F_BOTH),
+        END,
+    END,
+    EACH("servers", ENT_SERVER),
+        OBJ("requests"),
+            OF(class_view_t, "total", NULL, "counter", NULL, V_U64, total, SET_NONE, F_JSON),
+            OF(class_view_t, NULL, "tollgate_server_requests_total", "counter",
+               "Requests by server block and response status class.", V_U64, by_class, SET_CLASS,
+               F_BOTH),
+        END,
+        EACH("locations", ENT_LOCATION),
+            OBJ("requests"),
+                OF(class_view_t, "total", NULL, "counter", NULL, V_U64, total, SET_NONE, F_JSON),
+                OF(class_view_t, NULL, "tollgate_location_requests_total", "counter",
+                   "Requests by location (stats_name or path) and response status class.", V_U64,
+                   by_class, SET_CLASS, F_BOTH),
+            END,
+        END,
+    END,
+    EACH("upstreams", ENT_UPSTREAM),
+        EACH("servers", ENT_PEER),
+            OF(peer_view_t, "requests", "tollgate_upstream_requests_total", "counter",
+               "Requests whose last attempt went to this upstream server.", V_U64, requests,
+               SET_NONE, F_BOTH),
+            OF(peer_view_t, "failures", "tollgate_upstream_failures_total", "counter",
+               "Of those, attempts without an upstream response or answered 502+ by the gateway.",
+               V_U64, failures, SET_NONE, F_BOTH),
+            OF(peer_view_t, "retries", "tollgate_upstream_retries_total", "counter",
+               "Failed attempts on this upstream server that were retried.", V_U64, retries,
+               SET_NONE, F_BOTH),
+            OF(peer_view_t, "active", "tollgate_upstream_active", "gauge",
+               "Attempts in flight to this upstream server.", V_I64, active, SET_NONE, F_BOTH),
+            OF(peer_view_t, "health", NULL, NULL, NULL, V_STR, health, SET_NONE, F_JSON),
+            OF(peer_view_t, NULL, "tollgate_upstream_up", "gauge",
+               "1 when no worker considers this upstream server down (health checks, max_fails).",
+               V_I64, up, SET_NONE, F_PROM),
+            OF(peer_view_t, "down_workers", "tollgate_upstream_down_workers", "gauge",
+               "Workers that consider this upstream server down.", V_I64, down_workers, SET_NONE,
+               F_BOTH),
+            OF(peer_view_t, "latency_ms", "tollgate_upstream_latency_seconds", "histogram",
+               "Upstream response time.", V_HIST, latency, SET_NONE, F_BOTH),
+        END,
+    END,
+};
+#define NMETRICS (int)(sizeof(metrics) / sizeof(metrics[0]))
+_Static_assert(TG_STATS_TLS_RESUMED == TG_STATS_TLS_FULL + 1 &&
+                   TG_STATS_TLS_FAILED == TG_STATS_TLS_FULL + 2,
+               "result_samples index the TLS events from TG_STATS_TLS_FULL");
+
+/* Index of the N_END closing the N_OBJ/N_EACH at i. */
+static int block_end(int i)
 {
-    sb_printf(sb, "{\"total\":%llu", (unsigned long long)c->requests);
-    for (int k = 0; k < 5; k++)
-        sb_printf(sb, ",\"%dxx\":%llu", k + 1, (unsigned long long)c->status[k]);
-    sb_printf(sb, "}");
+    int depth = 0;
+    for (int k = i; k < NMETRICS; k++) {
+        if (metrics[k].node == N_OBJ || metrics[k].node == N_EACH)
+            depth++;
+        else if (metrics[k].node == N_END && --depth == 0)
+            return k;
+    }
+    return NMETRICS;
 }
 
-static void render_json(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
+static const void *at(const void *view, size_t off)
 {
-    tg_stats_shm_t *s = mc->st->shm;
-    uint64_t *ev = t->events;
-    sb_printf(sb,
-              "{\"version\":\"%s\",\"uptime_s\":%.0f,\"generation\":%llu,\"reloads\":%llu,"
-              "\"worker_restarts\":%llu,\"workers\":%llu,\"connections\":{\"open\":%lld",
-              TG_VERSION, t->uptime, (unsigned long long)t->m->generation,
-              (unsigned long long)t->m->reloads, (unsigned long long)t->m->worker_restarts,
-              (unsigned long long)t->m->workers, (long long)t->conns_open);
-    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
-        sb_printf(sb, ",\"%s\":%lld", conn_state_names[k], (long long)t->conns_state[k]);
-    tg_stats_class_t all = {t->requests, {0}};
-    memcpy(all.status, t->status, sizeof(all.status));
-    sb_printf(sb, "},\"requests\":");
-    json_class(sb, &all);
-    sb_printf(sb, ",\"codes\":{");
-    for (int k = 0, n = 0; k < 500; k++)
-        if (t->codes[k])
-            sb_printf(sb, "%s\"%d\":%llu", n++ ? "," : "", k + 100, (unsigned long long)t->codes[k]);
-    sb_printf(sb, "}");
-    sb_printf(sb,
-              ",\"bytes\":{\"in\":%llu,\"out\":%llu},\"websocket\":{\"upgrades\":%llu,"
-              "\"open\":%lld},",
-              (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
-              (unsigned long long)t->upgrades, (long long)t->tunnels_open);
-    sb_printf(sb, "\"tls\":{\"handshakes\":{\"full\":%llu,\"resumed\":%llu,\"failed\":%llu},",
-              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
-              (unsigned long long)ev[TG_STATS_TLS_FAILED]);
-    tg_tls_cache_stats_t tc;
-    if (tg_tls_session_cache_stats(tg_worker->config, &tc) == 0)
-        sb_printf(sb,
-                  "\"session_cache\":{\"sessions\":%u,\"hits\":%llu,\"misses\":%llu,"
-                  "\"stores\":%llu,\"evictions\":%llu,\"expired\":%llu,\"too_big\":%llu}},",
-                  tc.used, (unsigned long long)tc.hits, (unsigned long long)tc.misses,
-                  (unsigned long long)tc.stores, (unsigned long long)tc.evictions,
-                  (unsigned long long)tc.expired, (unsigned long long)tc.too_big);
+    return (const char *)view + off;
+}
+
+static uint64_t u64_at(const void *view, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, at(view, off), sizeof(v));
+    return v;
+}
+
+/* One sample's value as text (V_U64, V_I64, V_SECONDS). */
+static void put_number(sb_t *sb, vkind_t kind, const void *view, size_t off)
+{
+    if (kind == V_SECONDS) {
+        double d;
+        memcpy(&d, at(view, off), sizeof(d));
+        sb_printf(sb, "%.0f", d);
+    } else if (kind == V_U32) {
+        uint32_t v;
+        memcpy(&v, at(view, off), sizeof(v));
+        sb_printf(sb, "%u", v);
+    } else if (kind == V_I64) {
+        int64_t v;
+        memcpy(&v, at(view, off), sizeof(v));
+        sb_printf(sb, "%lld", (long long)v);
+    } else {
+        sb_printf(sb, "%llu", (unsigned long long)u64_at(view, off));
+    }
+}
+
+static int present(const metric_t *m, const void *view)
+{
+    return !(m->fmt & F_IF) || *(const int *)at(view, m->off) != 0;
+}
+
+static const char *str_at(const void *view, size_t off)
+{
+    const char *p;
+    memcpy(&p, at(view, off), sizeof(p));
+    return p;
+}
+
+/* Sample i of a set: its label value / JSON key (codes: made in buf). */
+static const sample_t *sample_of(set_t set, int i, sample_t *tmp, char *buf, size_t bufsz)
+{
+    if (set != SET_CODE)
+        return &sets[set].s[i];
+    snprintf(buf, bufsz, "%d", i + 100);
+    *tmp = (sample_t){buf, buf, (size_t)i * sizeof(uint64_t), F_BOTH};
+    return tmp;
+}
+
+/* ---- JSON ---- */
+
+typedef struct {
+    sb_t *sb;
+    const snapshot_t *sn;
+    int comma; /* a value was written in the current object */
+} json_t;
+
+static void json_key(json_t *j, const char *key, tg_str_t name)
+{
+    sb_printf(j->sb, "%s\"", j->comma ? "," : "");
+    if (key)
+        sb_printf(j->sb, "%s", key);
     else
-        sb_printf(sb, "\"session_cache\":null},");
-    sb_printf(sb,
-              "\"compression\":{\"responses\":%llu,\"in\":%llu,\"out\":%llu},"
-              "\"lua\":{\"errors\":%llu,\"instruction_limit\":%llu},"
-              "\"io_uring\":{\"batches\":%llu,\"writes\":%llu},"
-              "\"rate_limit\":{\"limited\":%llu,\"dry_run\":%llu,\"zones\":{",
-              (unsigned long long)ev[TG_STATS_COMPRESSED],
-              (unsigned long long)ev[TG_STATS_COMPRESS_IN],
-              (unsigned long long)ev[TG_STATS_COMPRESS_OUT],
-              (unsigned long long)ev[TG_STATS_LUA_ERRORS], (unsigned long long)ev[TG_STATS_LUA_LIMIT],
-              (unsigned long long)ev[TG_STATS_SENDQ_BATCHES],
-              (unsigned long long)ev[TG_STATS_SENDQ_WRITES],
-              (unsigned long long)ev[TG_STATS_RL_LIMITED], (unsigned long long)ev[TG_STATS_RL_DRY_RUN]);
-    int first = 1;
-    for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
-        if (s->master.zone_names[i].name[0] == '\0')
-            continue; /* never used */
-        tg_str_t name;
-        tg_stats_zone_t z;
-        tg_stats_slot_name(s, TG_STATS_ZONE, i, &name, NULL);
-        sum_zone(s, i, &z);
-        sb_printf(sb, "%s\"", first ? "" : ",");
-        put_escaped(sb, name);
-        sb_printf(sb, "\":{\"limited\":%llu,\"dry_run\":%llu}", (unsigned long long)z.limited,
-                  (unsigned long long)z.dry_run);
-        first = 0;
-    }
-    sb_printf(sb, "}},\"servers\":{");
-    for (int i = 0; i < nm->nsrv; i++) {
-        tg_str_t name;
-        tg_stats_class_t c;
-        tg_stats_slot_name(s, TG_STATS_SERVER, nm->srv[i], &name, NULL);
-        sum_class(s, 0, nm->srv[i], &c);
-        sb_printf(sb, "%s\"", i ? "," : "");
-        put_escaped(sb, name);
-        sb_printf(sb, "\":{\"requests\":");
-        json_class(sb, &c);
-        sb_printf(sb, ",\"locations\":{");
-        first = 1;
-        for (int k = 0; k < nm->nloc; k++) {
-            if (nm->loc_srv[k] != nm->srv[i])
+        put_escaped(j->sb, name);
+    sb_printf(j->sb, "\":");
+    j->comma = 1;
+}
+
+static void json_open(json_t *j)
+{
+    sb_printf(j->sb, "{");
+    j->comma = 0;
+}
+
+static void json_close(json_t *j)
+{
+    sb_printf(j->sb, "}");
+    j->comma = 1;
+}
+
+static void json_metric(json_t *j, const metric_t *m, const void *view)
+{
+    if (m->set != SET_NONE) {
+        for (int i = 0; i < sets[m->set].n; i++) {
+            sample_t tmp;
+            char buf[12];
+            const sample_t *s = sample_of(m->set, i, &tmp, buf, sizeof(buf));
+            if (!(s->fmt & F_JSON) || ((m->fmt & F_NONZERO) && u64_at(view, m->off + s->off) == 0))
                 continue;
-            tg_str_t srv, loc;
-            tg_stats_slot_name(s, TG_STATS_LOCATION, nm->loc[k], &srv, &loc);
-            sum_class(s, 1, nm->loc[k], &c);
-            sb_printf(sb, "%s\"", first ? "" : ",");
-            put_escaped(sb, loc);
-            sb_printf(sb, "\":{\"requests\":");
-            json_class(sb, &c);
-            sb_printf(sb, "}");
-            first = 0;
+            json_key(j, s->key, TG_NULL_STR);
+            put_number(j->sb, m->kind, view, m->off + s->off);
         }
-        sb_printf(sb, "}}");
+        return;
     }
-    sb_printf(sb, "},\"upstreams\":{");
-    for (int i = 0; i < mc->st->nups; i++) {
-        tg_stats_upstream_t *su = &mc->st->ups[i];
-        tg_upstream_t *u = su->u;
-        sb_printf(sb, "%s\"", i ? "," : "");
-        put_escaped(sb, u->name);
-        sb_printf(sb, "\":{\"servers\":{");
-        first = 1;
-        for (int k = 0; k < u->npeers; k++) {
-            if (su->slots[k] < 0)
-                continue;
-            peer_sum_t ps;
-            tg_stats_peer_t *p = &ps.p;
-            sum_peer(s, su->slots[k], &ps);
-            sb_printf(sb, "%s\"", first ? "" : ",");
-            first = 0;
-            put_escaped(sb, u->peers[k].name);
-            sb_printf(sb,
-                      "\":{\"requests\":%llu,\"failures\":%llu,\"retries\":%llu,\"active\":%lld,"
-                      "\"health\":\"%s\",\"down_workers\":%d,\"latency_ms_sum\":%.3f,"
-                      "\"latency_ms_buckets\":{",
-                      (unsigned long long)p->requests, (unsigned long long)p->failures,
-                      (unsigned long long)p->retries, (long long)p->active, peer_state(&ps),
-                      ps.down, (double)p->latency_us / 1000.0);
-            for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
-                if (b < TG_STATS_NBUCKETS - 1)
-                    sb_printf(sb, "\"%u\":", tg_stats_bucket_ms[b]);
-                else
-                    sb_printf(sb, ",\"+Inf\":");
-                sb_printf(sb, "%llu%s", (unsigned long long)p->buckets[b],
-                          b < TG_STATS_NBUCKETS - 2 ? "," : "");
-            }
-            sb_printf(sb, "}}");
+    if (m->kind == V_HIST) {
+        const hist_view_t *h = at(view, m->off);
+        sb_printf(j->sb, "%s\"%s_sum\":%.3f,\"%s_buckets\":{", j->comma ? "," : "", m->key,
+                  (double)h->sum_us / 1000.0, m->key);
+        for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
+            if (b < TG_STATS_NBUCKETS - 1)
+                sb_printf(j->sb, "%s\"%u\":", b ? "," : "", tg_stats_bucket_ms[b]);
+            else
+                sb_printf(j->sb, ",\"+Inf\":");
+            sb_printf(j->sb, "%llu", (unsigned long long)h->buckets[b]);
         }
-        sb_printf(sb, "}}");
+        sb_printf(j->sb, "}");
+        j->comma = 1;
+        return;
     }
-    sb_printf(sb, "}}\n");
-}
-
-static void prom_head(sb_t *sb, const char *name, const char *type, const char *help)
-{
-    sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* One sample without labels. */
-static void prom_one(sb_t *sb, const char *name, const char *type, const char *help, double v)
-{
-    prom_head(sb, name, type, help);
-    sb_printf(sb, "%s %.0f\n", name, v);
-}
-
-static void prom_label(sb_t *sb, const char *sep, const char *name, tg_str_t v)
-{
-    sb_printf(sb, "%s%s=\"", sep, name);
-    put_escaped(sb, v);
-    sb_printf(sb, "\"");
-}
-
-static void prom_peer_labels(sb_t *sb, tg_upstream_t *u, tg_peer_t *p)
-{
-    prom_label(sb, "", "upstream", u->name);
-    prom_label(sb, ",", "server", p->name);
-}
-
-static void prom_classes(sb_t *sb, const char *name, const tg_stats_class_t *c, tg_str_t srv,
-                         tg_str_t loc)
-{
-    uint64_t classed = 0;
-    for (int k = 0; k <= 5; k++) {
-        sb_printf(sb, "%s{", name);
-        if (srv.p) {
-            prom_label(sb, "", "server", srv);
-            if (loc.p)
-                prom_label(sb, ",", "location", loc);
-            sb_printf(sb, ",");
-        }
-        if (k < 5) {
-            classed += c->status[k];
-            sb_printf(sb, "class=\"%dxx\"} %llu\n", k + 1, (unsigned long long)c->status[k]);
-        } else {
-            sb_printf(sb, "class=\"other\"} %llu\n", (unsigned long long)(c->requests - classed));
-        }
+    json_key(j, m->key, TG_NULL_STR);
+    if (m->kind == V_STR || m->kind == V_INFO) {
+        sb_printf(j->sb, "\"");
+        put_escaped(j->sb, tg_str_c(str_at(view, m->off)));
+        sb_printf(j->sb, "\"");
+    } else {
+        put_number(j->sb, m->kind, view, m->off);
     }
 }
 
-static void render_prometheus(sb_t *sb, stats_conf_t *mc, totals_t *t, named_t *nm)
+/* Rows from..to (exclusive) with `view` for the metrics and `parent` the
+ * index of the entity they are inside, for nested N_EACH. */
+static void json_rows(json_t *j, int from, int to, const void *view, int parent)
 {
-    tg_stats_shm_t *s = mc->st->shm;
-    uint64_t *ev = t->events;
-    prom_head(sb, "tollgate_info", "gauge", "Version of the running gateway (always 1).");
-    sb_printf(sb, "tollgate_info{version=\"%s\"} 1\n", TG_VERSION);
-    prom_one(sb, "tollgate_uptime_seconds", "gauge", "Seconds since the master started.",
-             t->uptime);
-    prom_one(sb, "tollgate_config_generation", "gauge", "Configuration generation running.",
-             (double)t->m->generation);
-    prom_one(sb, "tollgate_reloads_total", "counter", "Successful configuration reloads.",
-             (double)t->m->reloads);
-    prom_one(sb, "tollgate_worker_restarts_total", "counter",
-             "Workers respawned after an unexpected exit.", (double)t->m->worker_restarts);
-    prom_one(sb, "tollgate_workers", "gauge", "Worker processes of the current generation.",
-             (double)t->m->workers);
-    prom_one(sb, "tollgate_connections_open", "gauge", "Open client connections.",
-             (double)t->conns_open);
-    prom_head(sb, "tollgate_connections", "gauge", "Open client connections by state.");
-    for (int k = 0; k < TG_STATS_CONN_STATES; k++)
-        sb_printf(sb, "tollgate_connections{state=\"%s\"} %lld\n", conn_state_names[k],
-                  (long long)t->conns_state[k]);
-    tg_stats_class_t all = {t->requests, {0}};
-    memcpy(all.status, t->status, sizeof(all.status));
-    prom_head(sb, "tollgate_requests_total", "counter", "Requests by response status class.");
-    prom_classes(sb, "tollgate_requests_total", &all, TG_NULL_STR, TG_NULL_STR);
-    prom_head(sb, "tollgate_responses_total", "counter",
-              "Requests by response status code (codes seen so far).");
-    for (int k = 0; k < 500; k++)
-        if (t->codes[k])
-            sb_printf(sb, "tollgate_responses_total{code=\"%d\"} %llu\n", k + 100,
-                      (unsigned long long)t->codes[k]);
-    prom_head(sb, "tollgate_server_requests_total", "counter",
-              "Requests by server block and response status class.");
-    for (int i = 0; i < nm->nsrv; i++) {
-        tg_str_t name;
-        tg_stats_class_t c;
-        tg_stats_slot_name(s, TG_STATS_SERVER, nm->srv[i], &name, NULL);
-        sum_class(s, 0, nm->srv[i], &c);
-        prom_classes(sb, "tollgate_server_requests_total", &c, name, TG_NULL_STR);
-    }
-    prom_head(sb, "tollgate_location_requests_total", "counter",
-              "Requests by location (stats_name or path) and response status class.");
-    for (int i = 0; i < nm->nloc; i++) {
-        tg_str_t srv, loc;
-        tg_stats_class_t c;
-        tg_stats_slot_name(s, TG_STATS_LOCATION, nm->loc[i], &srv, &loc);
-        sum_class(s, 1, nm->loc[i], &c);
-        prom_classes(sb, "tollgate_location_requests_total", &c, srv, loc);
-    }
-    prom_one(sb, "tollgate_received_bytes_total", "counter", "Bytes received from clients.",
-             (double)t->bytes_in);
-    prom_one(sb, "tollgate_sent_bytes_total", "counter", "Bytes sent to clients.",
-             (double)t->bytes_out);
-    prom_one(sb, "tollgate_websocket_upgrades_total", "counter",
-             "Connections upgraded (WebSocket and other Upgrade tunnels).", (double)t->upgrades);
-    prom_one(sb, "tollgate_websocket_open", "gauge", "Upgraded connections open now.",
-             (double)t->tunnels_open);
-    prom_head(sb, "tollgate_tls_handshakes_total", "counter",
-              "Client TLS handshakes by result (full, resumed, failed).");
-    sb_printf(sb,
-              "tollgate_tls_handshakes_total{result=\"full\"} %llu\n"
-              "tollgate_tls_handshakes_total{result=\"resumed\"} %llu\n"
-              "tollgate_tls_handshakes_total{result=\"failed\"} %llu\n",
-              (unsigned long long)ev[TG_STATS_TLS_FULL], (unsigned long long)ev[TG_STATS_TLS_RESUMED],
-              (unsigned long long)ev[TG_STATS_TLS_FAILED]);
-    tg_tls_cache_stats_t tc;
-    if (tg_tls_session_cache_stats(tg_worker->config, &tc) == 0) {
-        prom_one(sb, "tollgate_tls_session_cache_sessions", "gauge",
-                 "Sessions in the shared TLS session cache.", (double)tc.used);
-        prom_head(sb, "tollgate_tls_session_cache_total", "counter",
-                  "Shared TLS session cache events (hit, miss, store, eviction, expired, too_big).");
-        sb_printf(sb,
-                  "tollgate_tls_session_cache_total{event=\"hit\"} %llu\n"
-                  "tollgate_tls_session_cache_total{event=\"miss\"} %llu\n"
-                  "tollgate_tls_session_cache_total{event=\"store\"} %llu\n"
-                  "tollgate_tls_session_cache_total{event=\"eviction\"} %llu\n"
-                  "tollgate_tls_session_cache_total{event=\"expired\"} %llu\n"
-                  "tollgate_tls_session_cache_total{event=\"too_big\"} %llu\n",
-                  (unsigned long long)tc.hits, (unsigned long long)tc.misses,
-                  (unsigned long long)tc.stores, (unsigned long long)tc.evictions,
-                  (unsigned long long)tc.expired, (unsigned long long)tc.too_big);
-    }
-    prom_head(sb, "tollgate_rate_limit_hits_total", "counter",
-              "Requests a rate_limit zone refused (action=limited) or would have refused "
-              "(action=dry_run).");
-    for (int i = 0; i < TG_STATS_MAX_ZONES; i++) {
-        if (s->master.zone_names[i].name[0] == '\0')
+    for (int i = from; i < to; i++) {
+        const metric_t *m = &metrics[i];
+        if (m->node == N_METRIC) {
+            if (m->fmt & F_JSON)
+                json_metric(j, m, view);
             continue;
-        tg_str_t name;
-        tg_stats_zone_t z;
-        tg_stats_slot_name(s, TG_STATS_ZONE, i, &name, NULL);
-        sum_zone(s, i, &z);
-        for (int dry = 0; dry < 2; dry++) {
-            sb_printf(sb, "tollgate_rate_limit_hits_total{");
-            prom_label(sb, "", "zone", name);
-            sb_printf(sb, ",action=\"%s\"} %llu\n", dry ? "dry_run" : "limited",
-                      (unsigned long long)(dry ? z.dry_run : z.limited));
         }
-    }
-    prom_one(sb, "tollgate_compressed_responses_total", "counter", "Responses compressed.",
-             (double)ev[TG_STATS_COMPRESSED]);
-    prom_one(sb, "tollgate_compress_in_bytes_total", "counter",
-             "Response body bytes given to the compressors.", (double)ev[TG_STATS_COMPRESS_IN]);
-    prom_one(sb, "tollgate_compress_out_bytes_total", "counter",
-             "Compressed bytes the compressors produced.", (double)ev[TG_STATS_COMPRESS_OUT]);
-    prom_one(sb, "tollgate_lua_errors_total", "counter",
-             "Lua hook runs that failed (instruction limit stops included).",
-             (double)ev[TG_STATS_LUA_ERRORS]);
-    prom_one(sb, "tollgate_lua_instruction_limit_total", "counter",
-             "Lua hook runs stopped by lua_instruction_limit.", (double)ev[TG_STATS_LUA_LIMIT]);
-    prom_one(sb, "tollgate_io_uring_batches_total", "counter",
-             "Send batches submitted to the kernel (one io_uring_enter each).",
-             (double)ev[TG_STATS_SENDQ_BATCHES]);
-    prom_one(sb, "tollgate_io_uring_writes_total", "counter",
-             "Socket writes sent in those batches instead of one writev each.",
-             (double)ev[TG_STATS_SENDQ_WRITES]);
-
-    enum { M_REQ = 0, M_FAIL, M_RETRY, M_ACTIVE, M_UP, M_DOWNW, M_LAT, M_COUNT };
-    static const char *const names[M_COUNT] = {
-        "tollgate_upstream_requests_total", "tollgate_upstream_failures_total",
-        "tollgate_upstream_retries_total",  "tollgate_upstream_active",
-        "tollgate_upstream_up",             "tollgate_upstream_down_workers",
-        "tollgate_upstream_latency_seconds"};
-    static const char *const types[M_COUNT] = {"counter", "counter", "counter", "gauge",
-                                               "gauge",   "gauge",   "histogram"};
-    static const char *const helps[M_COUNT] = {
-        "Requests whose last attempt went to this upstream server.",
-        "Of those, attempts without an upstream response or answered 502+ by the gateway.",
-        "Failed attempts on this upstream server that were retried.",
-        "Attempts in flight to this upstream server.",
-        "1 when no worker considers this upstream server down (health checks, max_fails).",
-        "Workers that consider this upstream server down.",
-        "Upstream response time."};
-    for (int m = 0; m < M_COUNT; m++) {
-        prom_head(sb, names[m], types[m], helps[m]);
-        for (int i = 0; i < mc->st->nups; i++) {
-            tg_stats_upstream_t *su = &mc->st->ups[i];
-            tg_upstream_t *u = su->u;
-            for (int k = 0; k < u->npeers; k++) {
-                if (su->slots[k] < 0)
+        int end = block_end(i);
+        json_key(j, m->key, TG_NULL_STR);
+        if (m->node == N_OBJ && !present(m, view)) {
+            sb_printf(j->sb, "null");
+        } else if (m->node == N_OBJ) {
+            json_open(j);
+            json_rows(j, i + 1, end, view, parent);
+            json_close(j);
+        } else {
+            ent_kind_t k = (ent_kind_t)m->set;
+            json_open(j);
+            for (int e = 0; e < j->sn->nents[k]; e++) {
+                const ent_t *en = &j->sn->ents[k][e];
+                if (en->parent != parent)
                     continue;
-                peer_sum_t ps;
-                tg_stats_peer_t *p = &ps.p;
-                sum_peer(s, su->slots[k], &ps);
-                if (m < M_LAT) {
-                    long long v = m == M_REQ     ? (long long)p->requests
-                                  : m == M_FAIL  ? (long long)p->failures
-                                  : m == M_RETRY ? (long long)p->retries
-                                  : m == M_ACTIVE ? (long long)p->active
-                                  : m == M_UP     ? ps.down == 0
-                                                  : ps.down;
-                    sb_printf(sb, "%s{", names[m]);
-                    prom_peer_labels(sb, u, &u->peers[k]);
-                    sb_printf(sb, "} %lld\n", v);
-                    continue;
-                }
-                uint64_t cum = 0;
-                for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
-                    cum += p->buckets[b];
-                    sb_printf(sb, "%s_bucket{", names[m]);
-                    prom_peer_labels(sb, u, &u->peers[k]);
-                    if (b < TG_STATS_NBUCKETS - 1)
-                        sb_printf(sb, ",le=\"%g\"} %llu\n", tg_stats_bucket_ms[b] / 1000.0,
-                                  (unsigned long long)cum);
-                    else
-                        sb_printf(sb, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-                }
-                sb_printf(sb, "%s_sum{", names[m]);
-                prom_peer_labels(sb, u, &u->peers[k]);
-                sb_printf(sb, "} %.6f\n%s_count{", (double)p->latency_us / 1e6, names[m]);
-                prom_peer_labels(sb, u, &u->peers[k]);
-                sb_printf(sb, "} %llu\n", (unsigned long long)cum);
+                json_key(j, NULL, en->name);
+                json_open(j);
+                json_rows(j, i + 1, end, en->view, e);
+                json_close(j);
             }
+            json_close(j);
+        }
+        i = end;
+    }
+}
+
+static void render_json(sb_t *sb, const snapshot_t *sn)
+{
+    json_t j = {sb, sn, 0};
+    json_open(&j);
+    json_rows(&j, 0, NMETRICS, &sn->top, -1);
+    sb_printf(sb, "}\n");
+}
+
+/* ---- Prometheus ---- */
+
+#define PROM_DEPTH 4 /* N_EACH nesting the table uses at most */
+
+typedef struct {
+    sb_t *sb;
+    const snapshot_t *sn;
+    ent_kind_t kind[PROM_DEPTH]; /* the N_EACH rows around the current metric */
+    int depth;
+    const ent_t *ent[PROM_DEPTH]; /* while sampling: the entity at each level */
+} prom_t;
+
+/* name{labels of the entities, extra} */
+static void prom_series(prom_t *p, const char *name, const char *suffix, const char *extra)
+{
+    sb_printf(p->sb, "%s%s", name, suffix);
+    if (p->depth == 0 && extra == NULL)
+        return;
+    sb_printf(p->sb, "{");
+    for (int d = 0; d < p->depth; d++) {
+        sb_printf(p->sb, "%s%s=\"", d ? "," : "", ent_label[p->kind[d]]);
+        put_escaped(p->sb, p->ent[d]->name);
+        sb_printf(p->sb, "\"");
+    }
+    if (extra)
+        sb_printf(p->sb, "%s%s", p->depth ? "," : "", extra);
+    sb_printf(p->sb, "}");
+}
+
+static void prom_samples(prom_t *p, const metric_t *m, const void *view)
+{
+    sb_t *sb = p->sb;
+    if (m->set != SET_NONE) {
+        for (int i = 0; i < sets[m->set].n; i++) {
+            sample_t tmp;
+            char buf[12];
+            const sample_t *s = sample_of(m->set, i, &tmp, buf, sizeof(buf));
+            if (!(s->fmt & F_PROM) || ((m->fmt & F_NONZERO) && u64_at(view, m->off + s->off) == 0))
+                continue;
+            char extra[64]; /* the table's own label values need no escaping */
+            snprintf(extra, sizeof(extra), "%s=\"%s\"", sets[m->set].label, s->label);
+            prom_series(p, m->name, "", extra);
+            sb_printf(sb, " ");
+            put_number(sb, m->kind, view, m->off + s->off);
+            sb_printf(sb, "\n");
+        }
+    } else if (m->kind == V_INFO) {
+        sb_printf(sb, "%s{%s=\"", m->name, m->key); /* outside any N_EACH */
+        put_escaped(sb, tg_str_c(str_at(view, m->off)));
+        sb_printf(sb, "\"} 1\n");
+    } else if (m->kind == V_HIST) {
+        const hist_view_t *h = at(view, m->off);
+        uint64_t cum = 0;
+        char le[32];
+        for (int b = 0; b < TG_STATS_NBUCKETS; b++) {
+            cum += h->buckets[b];
+            if (b < TG_STATS_NBUCKETS - 1)
+                snprintf(le, sizeof(le), "le=\"%g\"", tg_stats_bucket_ms[b] / 1000.0);
+            else
+                snprintf(le, sizeof(le), "le=\"+Inf\"");
+            prom_series(p, m->name, "_bucket", le);
+            sb_printf(sb, " %llu\n", (unsigned long long)cum);
+        }
+        prom_series(p, m->name, "_sum", NULL);
+        sb_printf(sb, " %.6f\n", (double)h->sum_us / 1e6);
+        prom_series(p, m->name, "_count", NULL);
+        sb_printf(sb, " %llu\n", (unsigned long long)cum);
+    } else {
+        prom_series(p, m->name, "", NULL);
+        sb_printf(sb, " ");
+        put_number(sb, m->kind, view, m->off);
+        sb_printf(sb, "\n");
+    }
+}
+
+/* Every entity combination of the enclosing N_EACH rows, from level d. */
+static void prom_each(prom_t *p, const metric_t *m, int d, int parent)
+{
+    if (d == p->depth) {
+        prom_samples(p, m, d ? p->ent[d - 1]->view : &p->sn->top);
+        return;
+    }
+    ent_kind_t k = p->kind[d];
+    for (int e = 0; e < p->sn->nents[k]; e++) {
+        const ent_t *en = &p->sn->ents[k][e];
+        if (en->parent != parent)
+            continue;
+        p->ent[d] = en;
+        prom_each(p, m, d + 1, e);
+    }
+}
+
+static void render_prometheus(sb_t *sb, const snapshot_t *sn)
+{
+    prom_t p = {.sb = sb, .sn = sn};
+    node_t open[16]; /* the N_OBJ/N_EACH rows around row i */
+    int nopen = 0;
+    for (int i = 0; i < NMETRICS; i++) {
+        const metric_t *m = &metrics[i];
+        if (m->node == N_OBJ && !present(m, &sn->top)) {
+            i = block_end(i); /* absent: no samples (F_IF objects are outside any N_EACH) */
+        } else if (m->node == N_OBJ || m->node == N_EACH) {
+            open[nopen++] = m->node;
+            if (m->node == N_EACH)
+                p.kind[p.depth++] = (ent_kind_t)m->set;
+        } else if (m->node == N_END) {
+            if (open[--nopen] == N_EACH)
+                p.depth--;
+        } else if (m->fmt & F_PROM) {
+            sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+            prom_each(&p, m, 0, -1);
         }
     }
 }
@@ -1006,8 +1109,8 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
     stats_conf_t *lc = conf;
     if (lc->enabled != 1)
         return TG_OK;
-    stats_conf_t *mc = main_conf();
-    if (mc->st == NULL)
+    stats_conf_t *mc = lc->main;
+    if (mc == NULL || mc->st == NULL)
         return TG_ERROR;
     if (lc->nusers && !auth_ok(mc, lc, r)) {
         if (tg_request_add_resp_header(r, TG_STR("WWW-Authenticate"),
@@ -1031,19 +1134,16 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
             return TG_ERROR;
         return TG_DONE;
     }
-    publish_all(mc);
-    totals_t t;
-    sum_totals(mc->st->shm, &t);
-    named_t nm;
+    tg_stats_gauges_collect(); /* this worker's own gauges, fresh */
+    snapshot_t sn;
     sb_t sb = {r->arena, NULL, 0, 0, 0};
     sb.cap = 8192;
-    if ((sb.p = tg_arena_alloc_nz(r->arena, sb.cap)) == NULL ||
-        collect_named(r->arena, tg_worker->config, &nm) != 0)
+    if ((sb.p = tg_arena_alloc_nz(r->arena, sb.cap)) == NULL || snapshot(r->arena, mc, &sn) != 0)
         return TG_ERROR;
     if (fmt == FMT_PROMETHEUS)
-        render_prometheus(&sb, mc, &t, &nm);
+        render_prometheus(&sb, &sn);
     else
-        render_json(&sb, mc, &t, &nm);
+        render_json(&sb, &sn);
     if (sb.oom) {
         tg_log(TG_LOG_ERROR, "stats: out of memory");
         return TG_ERROR;

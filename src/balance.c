@@ -104,6 +104,13 @@ int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now)
     return !p->health_down && now >= p->down_until;
 }
 
+tg_peer_gauge_t tg_balance_peer_gauge(const tg_peer_t *p, tg_msec_t now)
+{
+    return (tg_peer_gauge_t){p->conns, p->health_down                  ? TG_PEER_DOWN_ACTIVE
+                                       : !tg_balance_is_available(p, now) ? TG_PEER_DOWN_PASSIVE
+                                                                          : TG_PEER_UP};
+}
+
 static int npeers_of(const tg_upstream_t *u)
 {
     return u->npeers < TG_UPSTREAM_MAX_PEERS ? u->npeers : TG_UPSTREAM_MAX_PEERS;

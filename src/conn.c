@@ -215,6 +215,19 @@ void tg_conn_close(tg_conn_t *c)
     }
 }
 
+void tg_conn_count_states(tg_conn_states_t *out)
+{
+    *out = (tg_conn_states_t){0};
+    for (tg_conn_t *c = tg_worker->conns; c; c = c->next) {
+        switch (c->state) {
+        case TG_CONN_IDLE: out->idle++; break;
+        case TG_CONN_HEADERS: out->reading++; break;
+        case TG_CONN_TUNNEL: out->upgraded++; break;
+        default: out->writing++; break; /* busy, lingering */
+        }
+    }
+}
+
 void tg_conn_close_idle_all(double min_idle)
 {
     tg_conn_t *c = tg_worker->conns, *next;

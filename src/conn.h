@@ -75,6 +75,17 @@ struct tg_conn_s {
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 
+/* This worker's client connections by what they are doing (the stats
+ * gauges, tg_stats_gauges_collect). */
+typedef struct {
+    int64_t reading;  /* TLS handshake or reading a request head */
+    int64_t writing;  /* a request in progress, or draining input before close */
+    int64_t idle;     /* keep-alive, waiting for the next request */
+    int64_t upgraded; /* tunnels (WebSocket) */
+} tg_conn_states_t;
+/* Count this worker's open client connections by state (a walk). */
+void tg_conn_count_states(tg_conn_states_t *out);
+
 /* The peer's address as text, in a buffer valid until the next call. */
 const char *tg_conn_peer(const tg_conn_t *c);
 

@@ -1,6 +1,9 @@
-/* Stats zone: declaring it, naming its slots, the master's counters and the
- * workers' one-line hooks (see stats.h). The module that counts requests and
- * serves the totals is modules/stats.c. */
+/* Stats zone: declaring it, naming its slots, the master's counters, the
+ * workers' one-line hooks, the gauges each worker publishes (collected from
+ * worker.c and balance.c, which own them) and the sums readers render (see
+ * stats.h). The module that counts requests and renders the totals is
+ * modules/stats.c. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "stats.h"
@@ -165,7 +168,7 @@ int tg_stats_peer_slot(tg_stats_t *st, const tg_upstream_t *u, int peer_index)
 {
     for (int i = 0; st && i < st->nups; i++)
         if (st->ups[i].u == u)
-            return peer_index >= 0 && peer_index < st->ups[i].nslots ? st->ups[i].slots[peer_index] : -1;
+            return peer_index >= 0 && peer_index < st->ups[i].npeers ? st->ups[i].slots[peer_index] : -1;
     return -1;
 }
 
@@ -175,4 +178,122 @@ void tg_stats_peer_retry(const tg_upstream_t *u, int peer_index)
     int slot = b ? tg_stats_peer_slot(tg_worker->config->stats, u, peer_index) : -1;
     if (slot >= 0)
         tg_stats_add(&b->peers[slot].retries, 1);
+}
+
+int tg_stats_peer_slot_addr(tg_stats_t *st, const tg_upstream_t *u, tg_str_t addr)
+{
+    for (int i = 0; st && i < st->nups; i++) {
+        tg_stats_upstream_t *su = &st->ups[i];
+        if (su->u != u)
+            continue;
+        int k = 0; /* upstream_addr usually points at the server's own name */
+        while (k < su->npeers && su->peer_names[k].p != addr.p && !tg_str_eq(su->peer_names[k], addr))
+            k++;
+        return k < su->npeers ? su->slots[k] : -1;
+    }
+    return -1;
+}
+
+tg_stats_worker_t *tg_stats_request_end(void)
+{
+    tg_worker_t *w = tg_worker;
+    tg_stats_t *st = w->config->stats;
+    if (st == NULL)
+        return NULL;
+    tg_stats_worker_t *b = &st->shm->workers[w->slot];
+    if (w->shutting_down)
+        return b; /* a replaced worker must not overwrite its successor's gauges */
+    tg_stats_set(&b->conns_open, w->nconns);
+    tg_stats_set(&b->tunnels_open, w->tunnels_open);
+    if (w->upgrades != st->upgrades_seen) {
+        tg_stats_add(&b->upgrades, w->upgrades - st->upgrades_seen);
+        st->upgrades_seen = w->upgrades;
+    }
+    return b;
+}
+
+/* ---- sums, for the readers ---- */
+
+void tg_stats_sum_totals(tg_config_t *c, tg_stats_totals_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    tg_stats_shm_t *s = c->stats ? c->stats->shm : NULL;
+    if (s == NULL)
+        return;
+    uint64_t nw = s->master.workers;
+    t->generation = s->master.generation;
+    t->reloads = tg_stats_read(&s->master.reloads);
+    t->worker_restarts = tg_stats_read(&s->master.worker_restarts);
+    t->workers = nw;
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        tg_stats_worker_t *b = &s->workers[w];
+        t->requests += tg_stats_read(&b->requests);
+        for (int k = 0; k < 5; k++)
+            t->status[k] += tg_stats_read(&b->status[k]);
+        t->bytes_in += tg_stats_read(&b->bytes_in);
+        t->bytes_out += tg_stats_read(&b->bytes_out);
+        t->upgrades += tg_stats_read(&b->upgrades);
+        for (int k = 0; k < TG_STATS_EVENT_COUNT; k++)
+            t->events[k] += tg_stats_read(&b->events[k]);
+        for (int k = 0; k < 500; k++)
+            t->codes[k] += tg_stats_read(&b->codes[k]);
+        if ((uint64_t)w < nw) {
+            t->conns_open += tg_stats_read_gauge(&b->conns_open);
+            t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
+            for (int k = 0; k < TG_STATS_CONN_STATES; k++)
+                t->conns_state[k] += tg_stats_read_gauge(&b->conns_state[k]);
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t->uptime = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - s->master.start_time;
+    if (t->uptime < 0)
+        t->uptime = 0;
+    /* the cache is the zone's memory (tg_tls_cache_init lays it out in place) */
+    tg_shm_zone_t *z = tg_shm_zone_find(c, TG_STR(TG_TLS_CACHE_ZONE));
+    if (z) {
+        tg_tls_cache_stats(z->data, &t->tls_cache);
+        t->has_tls_cache = 1;
+    }
+}
+
+void tg_stats_sum_peer(tg_stats_shm_t *s, int slot, tg_stats_peer_sum_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t nw = s->master.workers;
+    out->nworkers = (int)nw;
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        tg_stats_peer_t *p = &s->workers[w].peers[slot];
+        out->p.requests += tg_stats_read(&p->requests);
+        out->p.failures += tg_stats_read(&p->failures);
+        out->p.latency_us += tg_stats_read(&p->latency_us);
+        out->p.retries += tg_stats_read(&p->retries);
+        for (int k = 0; k < TG_STATS_NBUCKETS; k++)
+            out->p.buckets[k] += tg_stats_read(&p->buckets[k]);
+        if ((uint64_t)w < nw) {
+            out->p.active += tg_stats_read_gauge(&p->active);
+            out->down += tg_stats_read_gauge(&p->health) != TG_STATS_UP;
+        }
+    }
+}
+
+void tg_stats_sum_class(tg_stats_shm_t *s, tg_stats_kind_t kind, int slot, tg_stats_class_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; slot >= 0 && w < TG_MAX_WORKERS; w++) {
+        tg_stats_class_t *c = kind == TG_STATS_LOCATION ? &s->workers[w].locations[slot]
+                                                        : &s->workers[w].servers[slot];
+        out->requests += tg_stats_read(&c->requests);
+        for (int k = 0; k < 5; k++)
+            out->status[k] += tg_stats_read(&c->status[k]);
+    }
+}
+
+void tg_stats_sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int w = 0; w < TG_MAX_WORKERS; w++) {
+        out->limited += tg_stats_read(&s->workers[w].zones[slot].limited);
+        out->dry_run += tg_stats_read(&s->workers[w].zones[slot].dry_run);
+    }
 }

@@ -1,4 +1,4 @@
-/* Gateway-wide counters for the stats endpoint, kept in one shared memory
+/* @public Gateway-wide counters for the stats endpoint, kept in one shared memory
  * zone ("__stats", tag "stats", fixed size) declared in every config (by the
  * stats module, or earlier by a module that needs a slot), so it exists
  * before the workers fork and a reload reuses it (the layout only depends on
@@ -16,12 +16,20 @@
  * zones get a fixed slot at config load (tg_stats_slot), found again by name
  * on a reload, so a name that persists keeps its counts. A new name takes an
  * empty slot, else one no name of the new config claimed (its counters are
- * zeroed first); when none is left the name is not counted on its own. */
+ * zeroed first); when none is left the name is not counted on its own.
+ *
+ * Gauges (connections by state, upstream servers' in-flight attempts and
+ * health) live in the files that own them (worker.c, balance.c); each worker
+ * copies its own into its block through tg_stats_request_end (the cheap
+ * ones) and tg_stats_gauges_collect (the walks: every second and before it
+ * answers a stats request). Readers sum the blocks with tg_stats_sum_*:
+ * the stats module renders those sums and reads no other internals. */
 #ifndef TG_STATS_H
 #define TG_STATS_H
 
 #include <stdint.h>
 #include "core.h"
+#include "tls_cache.h"
 
 #define TG_STATS_MAX_PEERS 256
 #define TG_STATS_MAX_SERVERS 64
@@ -68,8 +76,9 @@ typedef enum {
     TG_STATS_KINDS
 } tg_stats_kind_t;
 
-/* Peer health as a worker sees it (tg_stats_peer_t.health). */
-enum { TG_STATS_UP = 0, TG_STATS_DOWN_PASSIVE, TG_STATS_DOWN_ACTIVE };
+/* Peer health as a worker sees it (tg_stats_peer_t.health; balance.c's
+ * tg_peer_health_t values, checked in stats_collect.c). */
+enum { TG_STATS_UP = 0, TG_STATS_DOWN_PASSIVE = 1, TG_STATS_DOWN_ACTIVE = 2 };
 
 typedef struct {
     uint64_t requests;  /* responses whose last attempt went to this server */
@@ -136,14 +145,19 @@ typedef struct {
 /* Per config (in its arena): the zone and the upstream servers' slots. */
 typedef struct {
     tg_upstream_t *u;
+    tg_str_t name;        /* u->name */
+    tg_str_t *peer_names; /* by peer index, as written in the config */
+    int npeers;
     int *slots; /* by peer index; -1: not counted */
-    int nslots;
 } tg_stats_upstream_t;
 
 struct tg_stats_s {
     tg_stats_shm_t *shm;
-    tg_stats_upstream_t *ups; /* upstreams in config order, filled by the stats module */
+    tg_stats_upstream_t *ups; /* upstreams in config order (tg_stats_setup) */
     int nups;
+    /* per worker (each process has its copy of the config) */
+    struct ev_timer *timer; /* tg_stats_gauges_collect every second */
+    uint64_t upgrades_seen; /* tg_worker->upgrades already added to the block */
 };
 
 /* Config time: the config's stats (declaring the zone on the first call).
@@ -170,6 +184,40 @@ void tg_stats_count(tg_stats_event_t ev, uint64_t n);
 void tg_stats_zone_hit(int slot, int dry_run);
 /* Slot of an upstream server in this config, -1 when not counted. */
 int tg_stats_peer_slot(tg_stats_t *st, const tg_upstream_t *u, int peer_index);
+/* The same for the server of u named addr (a request's upstream_addr). */
+int tg_stats_peer_slot_addr(tg_stats_t *st, const tg_upstream_t *u, tg_str_t addr);
+
+/* Worker, at every counted request's end: copy the cheap gauges (open
+ * connections and tunnels, new upgrades) into this worker's block and
+ * return it; NULL without the zone. */
+tg_stats_worker_t *tg_stats_request_end(void);
+
+/* Sums over the worker blocks (counters: every block; gauges: the current
+ * generation's workers), plus the master's counters and the TLS session
+ * cache's. What the stats module renders. */
+typedef struct {
+    double uptime; /* seconds since the master started */
+    uint64_t generation, reloads, worker_restarts, workers;
+    int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
+    uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
+    uint64_t events[TG_STATS_EVENT_COUNT];
+    uint64_t codes[500]; /* by status code - 100 */
+    int has_tls_cache;   /* tls_session_cache on and a TLS listener */
+    tg_tls_cache_stats_t tls_cache;
+} tg_stats_totals_t;
+
+/* One upstream server over all workers; `down` counts the current
+ * generation's workers that skip it. */
+typedef struct {
+    tg_stats_peer_t p; /* health unused */
+    int down, nworkers;
+} tg_stats_peer_sum_t;
+
+void tg_stats_sum_totals(tg_config_t *c, tg_stats_totals_t *t);
+void tg_stats_sum_peer(tg_stats_shm_t *s, int slot, tg_stats_peer_sum_t *out);
+/* kind: TG_STATS_SERVER or TG_STATS_LOCATION */
+void tg_stats_sum_class(tg_stats_shm_t *s, tg_stats_kind_t kind, int slot, tg_stats_class_t *out);
+void tg_stats_sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out);
 /* A failed attempt on server `peer_index` of u is about to be retried. */
 void tg_stats_peer_retry(const tg_upstream_t *u, int peer_index);
 

@@ -25,6 +25,9 @@
 #define TG_TLS_CACHE_MAX_ID 32        /* SSL_MAX_SSL_SESSION_ID_LENGTH */
 #define TG_TLS_CACHE_MAX_DATA 8192    /* bigger sessions are not cached (counted) */
 #define TG_TLS_CACHE_MIN_SIZE 32768   /* smallest block tg_tls_cache_init accepts */
+/* The shm zone that holds the cache (declared by src/tls.c when it is on;
+ * the stats read its counters from it). */
+#define TG_TLS_CACHE_ZONE "tollgate:tls_session_cache"
 
 typedef struct tg_tls_cache_s tg_tls_cache_t;
 

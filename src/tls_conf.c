@@ -59,7 +59,7 @@
 #define TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
 #define TLS_DEFAULT_CACHE (1024 * 1024)
 #define TLS_MAX_CACHE ((int64_t)1 << 30)
-#define TLS_CACHE_ZONE "tollgate:tls_session_cache" /* the shm zone's name */
+#define TLS_CACHE_ZONE TG_TLS_CACHE_ZONE /* the shm zone's name (tls_cache.h) */
 
 /* The ALPN protocols we speak, in preference order (wire format). The one
  * place to add "h2" later. */
@@ -937,18 +937,6 @@ static const tg_directive_t tls_directives[] = {
      offsetof(tls_conf_t, session_tickets)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
-
-int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st)
-{
-    for (int i = 0; i < c->nservers; i++) {
-        tls_conf_t *t = tls_conf(c->servers[i]->mconf);
-        if (t->cache) {
-            tg_tls_cache_stats(t->cache, st);
-            return 0;
-        }
-    }
-    return -1;
-}
 
 tg_module_t tg_tls_module = {
     .name = "tls",

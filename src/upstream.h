@@ -102,6 +102,17 @@ tg_peer_t *tg_balance_pick(tg_upstream_t *u, tg_str_t key, uint64_t *tried, tg_m
 void tg_balance_done(tg_upstream_t *u, tg_peer_t *p, int failed, tg_msec_t now);
 /* Is the peer usable now (not down by passive or active health)? */
 int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now);
+/* A peer as this worker's balancer sees it (for the stats gauges). */
+typedef enum {
+    TG_PEER_UP = 0,       /* picked when its turn comes */
+    TG_PEER_DOWN_PASSIVE, /* skipped: max_fails reached within fail_timeout */
+    TG_PEER_DOWN_ACTIVE   /* skipped: marked down by active health checks */
+} tg_peer_health_t;
+typedef struct {
+    int64_t active;          /* attempts in flight to it from this worker */
+    tg_peer_health_t health; /* why this worker skips it, if it does */
+} tg_peer_gauge_t;
+tg_peer_gauge_t tg_balance_peer_gauge(const tg_peer_t *p, tg_msec_t now);
 /* Build the hash ring and reset runtime state; call once per loaded config.
  * Returns 0 or -1 (out of memory). Memory comes from `a`. */
 int tg_balance_init(tg_upstream_t *u, tg_arena_t *a);
