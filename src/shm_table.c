@@ -1,23 +1,18 @@
 /* The shared hash table (see shm_table.h).
  *
- * A slot starts with a 16-byte link header: the low 32 bits of the entry's
- * hash (its bucket, and a cheap filter before the key compare), the next
- * entry of the bucket (or the next free slot), and the recency list links.
- * A raw slot of a chain is a 4-byte link to the next raw slot, then data.
- * Free slots come from the free list first, then from the never used tail
- * [hw, capacity), so fresh memory is touched only as the table fills. */
+ * A slot starts with a 16-byte link header (tg_shm_slot_t). A raw slot of a chain is a 4-byte link
+ * to the next raw slot, then data. Free slots come from the free list first, then from the never
+ * used tail [hw, capacity), so fresh memory is touched only as the table fills. */
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include "shm_table.h"
 
-typedef struct {
-    uint32_t hash;       /* low 32 bits of the key's hash */
-    uint32_t chain;      /* next entry in the bucket, or next free slot */
-    uint32_t prev, next; /* recency list: prev is newer */
-} slot_t;
+typedef tg_shm_slot_t slot_t;
 
 #define RAW_LINK sizeof(uint32_t) /* bytes of a raw slot before its data */
+
+_Static_assert(sizeof(slot_t) == TG_SHM_SLOT_HEADER, "the link header is 16 bytes");
 
 static inline slot_t *S(tg_shm_table_t *t, uint32_t ref)
 {
@@ -87,19 +82,12 @@ int tg_shm_table_init(void *mem, size_t size, size_t header, size_t data, size_t
     return 0;
 }
 
-int tg_shm_table_lock(tg_shm_table_t *t)
+/* The lock was taken from a holder that died: what it guarded may be half
+ * written, so the table starts empty. */
+void tg_shm_table_recovered(tg_shm_table_t *t)
 {
-    int rc = tg_shm_mutex_lock(&t->lock);
-    if (rc == 1) {
-        tg_shm_table_clear(t);
-        t->resets++;
-    }
-    return rc;
-}
-
-void tg_shm_table_unlock(tg_shm_table_t *t)
-{
-    tg_shm_mutex_unlock(&t->lock);
+    tg_shm_table_clear(t);
+    t->resets++;
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
@@ -120,11 +108,6 @@ static void slot_give(tg_shm_table_t *t, uint32_t ref)
     S(t, ref)->chain = t->free_head;
     t->free_head = ref;
     t->nfree++;
-}
-
-uint32_t tg_shm_table_free_slots(tg_shm_table_t *t)
-{
-    return t->nfree + (t->capacity - t->hw);
 }
 
 /* ---- the recency list --------------------------------------------------------------------- */
@@ -154,24 +137,28 @@ static void lru_push(tg_shm_table_t *t, uint32_t ref)
     t->head = ref;
 }
 
-void tg_shm_table_touch(tg_shm_table_t *t, uint32_t ref)
+void tg_shm_table_move_to_head(tg_shm_table_t *t, uint32_t ref)
 {
-    if (t->head == ref) return;
     lru_unlink(t, ref);
     lru_push(t, ref);
 }
 
-uint32_t tg_shm_table_oldest(tg_shm_table_t *t)
-{
-    return t->tail;
-}
-
-uint32_t tg_shm_table_newer(tg_shm_table_t *t, uint32_t ref)
-{
-    return S(t, ref)->prev;
-}
-
 /* ---- the index ---------------------------------------------------------------------------- */
+
+/* The key compare of a find. A 128-bit hash as the key (gcra_table,
+ * limit_conn) is two word compares, not a call to memcmp: it runs for every
+ * rate-limited request. */
+static inline int key_eq(tg_shm_table_t *t, const void *data, const void *key, uint32_t ref,
+                         const tg_shm_table_ops_t *ops, void *ctx)
+{
+    if (t->key_size == 16) {
+        uint64_t a[2], b[2];
+        memcpy(a, data, 16);
+        memcpy(b, key, 16);
+        return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+    }
+    return t->key_size ? memcmp(data, key, t->key_size) == 0 : ops->eq(t, ref, key, ctx);
+}
 
 uint32_t tg_shm_table_find(tg_shm_table_t *t, uint64_t hash, const void *key,
                            const tg_shm_table_ops_t *ops, void *ctx)
@@ -181,9 +168,7 @@ uint32_t tg_shm_table_find(tg_shm_table_t *t, uint64_t hash, const void *key,
     while (*pp) {
         uint32_t ref = *pp;
         slot_t *s = S(t, ref);
-        if (s->hash == h32 &&
-            (t->key_size ? memcmp(s + 1, key, t->key_size) == 0 : ops->eq(t, ref, key, ctx)))
-            return ref;
+        if (s->hash == h32 && key_eq(t, s + 1, key, ref, ops, ctx)) return ref;
         /* a removed entry was unlinked: *pp already holds its successor */
         if (ops == NULL || ops->pass == NULL || ops->pass(t, ref, ctx) == 0) pp = &s->chain;
     }

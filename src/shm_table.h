@@ -35,24 +35,32 @@
 #include "shm.h"
 
 typedef struct {
-    uint64_t magic; /* the owner's tag: a block is taken as it is when magic, size and shape match */
-    uint64_t size;  /* the block size it was laid out for */
+    /* the owner's tag: a block is taken as it is when magic, size and shape match */
+    uint64_t magic;
+    uint64_t size; /* the block size it was laid out for */
     tg_shm_mutex_t lock;
     uint64_t seed[2]; /* a secret key for the owner's keyed hash (tg_siphash128) */
     uint64_t buckets_off, slots_off;
-    uint32_t mask;      /* buckets - 1 */
-    uint32_t capacity;  /* slots */
-    uint32_t slot_size; /* bytes of a slot: a 16-byte link header, then the entry data */
-    uint32_t key_size;  /* key bytes at the start of an entry's data; 0: compared by the owner */
-    uint32_t hw;        /* slots [0, hw) have been handed out at least once */
-    uint32_t free_head; /* free slots, linked through their header */
-    uint32_t nfree;     /* slots on the free list */
+    uint32_t mask;       /* buckets - 1 */
+    uint32_t capacity;   /* slots */
+    uint32_t slot_size;  /* bytes of a slot: a 16-byte link header, then the entry data */
+    uint32_t key_size;   /* key bytes at the start of an entry's data; 0: compared by the owner */
+    uint32_t hw;         /* slots [0, hw) have been handed out at least once */
+    uint32_t free_head;  /* free slots, linked through their header */
+    uint32_t nfree;      /* slots on the free list */
     uint32_t head, tail; /* recency list: head is the newest */
     uint32_t used;       /* entries */
     uint64_t resets;     /* times the table was emptied after a worker died holding the lock */
 } tg_shm_table_t;
 
-#define TG_SHM_SLOT_HEADER 16 /* bytes of a slot before its entry data */
+/* The link header at the start of an entry's slot. */
+typedef struct {
+    uint32_t hash;       /* low 32 bits of the key's hash: bucket, and filter before a compare */
+    uint32_t chain;      /* the next entry of the bucket, or the next free slot */
+    uint32_t prev, next; /* recency list: prev is newer */
+} tg_shm_slot_t;
+
+#define TG_SHM_SLOT_HEADER 16 /* bytes of a slot before its entry data: sizeof(tg_shm_slot_t) */
 
 /* Where the parts of a table go in a block of `size` bytes: its header
  * (`header` bytes, rounded up to 64), a power-of-two array of uint32_t bucket
@@ -83,9 +91,18 @@ int tg_shm_table_init(void *mem, size_t size, size_t header, size_t data, size_t
                       uint64_t magic);
 
 /* 0 locked; 1 locked, and the table was emptied because its last holder
- * died; -1 failed (logged). */
-int tg_shm_table_lock(tg_shm_table_t *t);
-void tg_shm_table_unlock(tg_shm_table_t *t);
+ * died; -1 failed (logged). Inline: it runs for every rate-limited request. */
+void tg_shm_table_recovered(tg_shm_table_t *t);
+static inline int tg_shm_table_lock(tg_shm_table_t *t)
+{
+    int rc = tg_shm_mutex_lock(&t->lock);
+    if (rc == 1) tg_shm_table_recovered(t);
+    return rc;
+}
+static inline void tg_shm_table_unlock(tg_shm_table_t *t)
+{
+    tg_shm_mutex_unlock(&t->lock);
+}
 /* Drop every entry and raw slot (the counters in the owner's part stay). */
 void tg_shm_table_clear(tg_shm_table_t *t);
 
@@ -120,12 +137,25 @@ uint32_t tg_shm_table_add(tg_shm_table_t *t, uint64_t hash, const void *key);
 /* Take entry `ref` out of the index and free its slot (not its chain). */
 void tg_shm_table_remove(tg_shm_table_t *t, uint32_t ref);
 /* Make `ref` the newest entry on the recency list. */
-void tg_shm_table_touch(tg_shm_table_t *t, uint32_t ref);
+void tg_shm_table_move_to_head(tg_shm_table_t *t, uint32_t ref);
+static inline void tg_shm_table_touch(tg_shm_table_t *t, uint32_t ref)
+{
+    if (t->head != ref) tg_shm_table_move_to_head(t, ref);
+}
 /* The oldest entry (0: empty), and the next newer one after `ref` (0: none). */
-uint32_t tg_shm_table_oldest(tg_shm_table_t *t);
-uint32_t tg_shm_table_newer(tg_shm_table_t *t, uint32_t ref);
-/* Slots free for entries or chains. */
-uint32_t tg_shm_table_free_slots(tg_shm_table_t *t);
+static inline uint32_t tg_shm_table_oldest(tg_shm_table_t *t)
+{
+    return t->tail;
+}
+static inline uint32_t tg_shm_table_newer(tg_shm_table_t *t, uint32_t ref)
+{
+    return ((tg_shm_slot_t *)tg_shm_table_slot(t, ref))->prev;
+}
+/* Slots free for entries or chains: the free list and the never used ones. */
+static inline uint32_t tg_shm_table_free_slots(tg_shm_table_t *t)
+{
+    return t->nfree + (t->capacity - t->hw);
+}
 
 /* Data longer than an entry: the first `inl_len` bytes sit in the entry
  * (at `inl`), the rest in a chain of raw slots, each a 4-byte link and

@@ -35,8 +35,7 @@ static void *shared(size_t size)
 static owner_t *table(size_t size)
 {
     void *mem = shared(size);
-    return tg_shm_table_init(mem, size, sizeof(owner_t), sizeof(ent_t), 8, MAGIC) == 0 ? mem
-                                                                                        : NULL;
+    return tg_shm_table_init(mem, size, sizeof(owner_t), sizeof(ent_t), 8, MAGIC) == 0 ? mem : NULL;
 }
 
 static uint32_t find(owner_t *o, uint64_t k, uint64_t hash)
@@ -227,7 +226,8 @@ static void test_chains(void)
         big[i] = (char)(i * 31 + 7);
     uint32_t before = tg_shm_table_free_slots(t);
     uint32_t n = tg_shm_table_chain_slots(t, sizeof(big), 40);
-    is_int(n, (sizeof(big) - 40 + t->slot_size - 4 - 1) / (t->slot_size - 4), "slots for 3000 bytes");
+    is_int(n, (sizeof(big) - 40 + t->slot_size - 4 - 1) / (t->slot_size - 4),
+           "slots for 3000 bytes");
     is_int(tg_shm_table_chain_slots(t, 40, 40), 0, "none when it fits inline");
     tg_shm_span_t s = {(char *)tg_shm_table_data(t, a) + 8, 40, tg_shm_table_chain_take(t, n)};
     ok(s.chain != 0 && tg_shm_table_free_slots(t) == before - n, "chain of %u raw slots", n);
