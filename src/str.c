@@ -201,7 +201,7 @@ uint64_t tg_hash64(const void *data, size_t len)
 }
 
 /* SipHash-2-4 with the 128-bit result (the reference algorithm; the test
- * vectors are in t/unit/gcra_table.c). */
+ * vectors are in t/unit/str.c). */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 #define SIPROUND                                                                                   \
     do {                                                                                           \
