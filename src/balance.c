@@ -35,11 +35,11 @@ struct tg_hash_ring_s {
     tg_ring_point_t points[]; /* sorted by hash, then peer */
 };
 
-/* FNV-1a followed by the murmur3 finalizer. FNV alone barely changes the high
- * bits between keys like "user1" and "user2", which would bunch them on the
- * ring; the finalizer spreads every input bit across the whole word. Kept here
- * rather than in str.c so that ring positions, which decide where keys live,
- * cannot change under a tweak to the general-purpose table hash. */
+/* FNV-1a (tg_hash64, whose values t/unit/str.c pins: ring positions decide
+ * where keys live) followed by the murmur3 finalizer. FNV alone barely
+ * changes the high bits between keys like "user1" and "user2", which would
+ * bunch them on the ring; the finalizer spreads every input bit across the
+ * whole word. */
 static uint64_t mix64(uint64_t h)
 {
     h ^= h >> 33;
@@ -50,21 +50,9 @@ static uint64_t mix64(uint64_t h)
     return h;
 }
 
-static uint64_t fnv1a64(const void *data, size_t len)
-{
-    const unsigned char *s = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static uint64_t key_hash(tg_str_t key)
 {
-    return mix64(fnv1a64(key.p, key.p ? key.len : 0));
+    return mix64(tg_hash64(key.p, key.p ? key.len : 0));
 }
 
 /* A ring point depends only on the peer's name and the point number, never on
@@ -322,7 +310,7 @@ static int build_ring(tg_upstream_t *u, tg_arena_t *a)
         int64_t count = p->weight * per_weight;
 
         if (p->backup) continue;
-        name_hash = fnv1a64(p->name.p, p->name.p ? p->name.len : 0);
+        name_hash = tg_hash64(p->name.p, p->name.p ? p->name.len : 0);
         for (int64_t j = 0; j < count; j++) {
             ring->points[k].hash = point_hash(name_hash, (uint64_t)j);
             ring->points[k].peer = i;

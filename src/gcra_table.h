@@ -2,9 +2,10 @@
  * memory (a zone from src/shm.c) and used by every worker at once, so a
  * rate limit is exact whichever worker takes a request.
  *
- * Fixed size: the block holds a header, a power-of-two array of buckets and
- * an array of 40-byte entries; with the buckets that is 44 bytes per key at
- * most (TG_GCRA_TABLE_KEY_BYTES). Keys are not stored: an entry holds a
+ * Fixed size: a table of src/shm_table.c (header, power-of-two buckets,
+ * 40-byte slots: the table's 16-byte link header, the key's hash and the
+ * TAT); with the buckets that is 44 bytes per key at most
+ * (TG_GCRA_TABLE_KEY_BYTES). Keys are not stored: an entry holds a
  * 128-bit keyed hash (SipHash-2-4, random key per table), so entries have a
  * fixed size and two different keys share a state only with a probability
  * of about n^2 / 2^129 for n keys, which is nothing; and a client cannot
@@ -16,7 +17,7 @@
  * recently used one is evicted and counted (its key starts afresh next
  * time, i.e. with a full allowance).
  *
- * One process-shared mutex guards the table; a lookup and update takes
+ * The table's process-shared mutex guards it; a lookup and update takes
  * about 100 ns under it. (A compare-and-swap on the TAT alone would not do:
  * adding and evicting keys change shared lists, and an uncontended lock
  * costs about as much as the CAS would.) If a worker dies holding it, the
@@ -60,9 +61,5 @@ int tg_gcra_table_take(tg_gcra_table_t *t, const tg_gcra_t *g, tg_str_t key, int
 
 /* A consistent snapshot (taken under the lock). */
 void tg_gcra_table_stats(tg_gcra_table_t *t, tg_gcra_table_stats_t *st);
-
-/* The 128-bit keyed hash the table uses (SipHash-2-4, 128-bit output), for
- * the unit tests and other shared tables. */
-void tg_siphash128(const uint64_t key[2], const void *data, size_t len, uint64_t out[2]);
 
 #endif

@@ -11,11 +11,10 @@
  * the request is answered 503 (limit_conn_status) with Connection: close.
  * An empty key is not counted.
  *
- * The zone is a fixed table in shared memory (src/shm.c): a header, a
- * power-of-two array of buckets and an array of entries. An entry is a
- * 128-bit keyed hash of the key (SipHash, random key per table, as in
- * src/gcra_table.c: keys are not stored and cannot be made to collide) and
- * one 16-bit count per worker slot; the key's count is their sum. Counting
+ * The zone is a table of src/shm_table.c. An entry is a 128-bit keyed hash
+ * of the key (SipHash, random key per table, as in src/gcra_table.c: keys
+ * are not stored and cannot be made to collide) and one 16-bit count per
+ * worker slot; the key's count is their sum. Counting
  * per slot is what makes a crash harmless: the master drops the column of a
  * worker that died (its on_worker_gone hook) before it respawns it,
  * so the dead worker's connections do not hold places forever. (Workers of
@@ -23,9 +22,10 @@
  * drops its sibling's counts, which errs on the generous side for a moment
  * and never leaks: a release never takes a column below zero.) An entry
  * whose counts are all zero goes back to the free list. When the table is
- * full, a new key is refused, as nginx does.
+ * full, a new key is refused, as nginx does (nothing is evicted: the
+ * recency list only serves to walk the entries).
  *
- * One process-shared robust mutex guards the table. A worker that dies
+ * The table's process-shared robust mutex guards it. A worker that dies
  * holding it leaves the table suspect: the next locker clears it and bumps
  * the epoch, and holds taken before the clear are then ignored on release. */
 #include <stddef.h>
@@ -34,41 +34,33 @@
 #include <time.h>
 #include <stdlib.h>
 #include "limit_conn.h"
-#include "gcra_table.h"
 #include "log.h"
 #include "request.h"
 #include "shm.h"
+#include "shm_table.h"
 #include "var.h"
 #include "worker.h"
 
-#define LC_MAGIC 0x6e6f636c67740001ULL
+#define LC_MAGIC 0x6e6f636c67740002ULL
 #define LC_COUNT_MAX UINT16_MAX
 
 typedef struct {
-    uint64_t h[2];   /* the key's hash */
-    uint32_t next;   /* bucket chain or free list: entry index + 1, 0 ends */
-    uint32_t pad;
+    uint64_t h[2];                  /* the key's hash: the table key */
     uint16_t count[TG_MAX_WORKERS]; /* open connections, per worker slot */
 } entry_t;
 
 struct tg_limit_conn_table_s {
-    uint64_t magic;
-    uint64_t size;
-    tg_shm_mutex_t lock;
-    uint64_t seed[2];
-    uint32_t mask; /* buckets - 1 */
-    uint32_t capacity;
-    uint32_t free_head;
-    uint32_t used;
-    uint32_t epoch;    /* bumped when the table is cleared after a crash */
-    uint64_t refused;  /* connections refused, all time */
-    int64_t log_sec;   /* monotonic second of the last "refused" line */
-    size_t buckets_off, entries_off;
+    tg_shm_table_t t; /* first: the shared table */
+    uint32_t epoch;   /* bumped when the table is cleared after a crash */
+    uint64_t refused; /* connections refused, all time */
+    int64_t log_sec;  /* monotonic second of the last "refused" line */
 };
 typedef struct tg_limit_conn_table_s table_t;
 
-#define BUCKETS(t) ((uint32_t *)((char *)(t) + (t)->buckets_off))
-#define ENTRIES(t) ((entry_t *)((char *)(t) + (t)->entries_off))
+static entry_t *E(table_t *t, uint32_t ref)
+{
+    return tg_shm_table_data(&t->t, ref);
+}
 
 typedef struct {
     tg_str_t name;
@@ -99,44 +91,18 @@ tg_module_t tg_limit_conn_module;
 
 /* ---- the shared table ------------------------------------------------------- */
 
-static void table_clear(table_t *t)
-{
-    memset(BUCKETS(t), 0, ((size_t)t->mask + 1) * sizeof(uint32_t));
-    entry_t *es = ENTRIES(t);
-    for (uint32_t i = 0; i < t->capacity; i++)
-        es[i].next = i + 2 <= t->capacity ? i + 2 : 0;
-    t->free_head = t->capacity ? 1 : 0;
-    t->used = 0;
-}
-
 static table_t *table_init(void *mem, size_t size)
 {
-    table_t *t = mem;
-    if (t->magic == LC_MAGIC && t->size == size)
-        return t; /* kept from the previous config generation */
-    tg_shm_layout_t l;
-    if (tg_shm_table_layout(size, sizeof(*t), sizeof(entry_t), &l) != 0)
+    if (tg_shm_table_init(mem, size, sizeof(table_t), sizeof(entry_t), 16, LC_MAGIC) < 0)
         return NULL;
-    memset(t, 0, l.buckets_off);
-    if (tg_shm_mutex_init(&t->lock) != 0)
-        return NULL;
-    tg_shm_hash_seed(t->seed, mem);
-    t->size = size;
-    t->mask = l.nbuckets - 1;
-    t->capacity = l.capacity;
-    t->buckets_off = l.buckets_off;
-    t->entries_off = l.entries_off;
-    table_clear(t);
-    t->magic = LC_MAGIC;
-    return t;
+    return mem;
 }
 
 /* 0 locked; 1 locked after a crash cleared the table; -1 failed. */
 static int table_lock(table_t *t)
 {
-    int rc = tg_shm_mutex_lock(&t->lock);
+    int rc = tg_shm_table_lock(&t->t);
     if (rc == 1) {
-        table_clear(t);
         t->epoch++;
         tg_log(TG_LOG_WARN, "limit_conn: a worker died holding the zone lock; counts cleared");
     }
@@ -151,20 +117,6 @@ static unsigned entry_sum(const entry_t *e)
     return n;
 }
 
-/* Unlink entry `ref` from its bucket and put it on the free list. */
-static void entry_free(table_t *t, uint32_t ref)
-{
-    entry_t *es = ENTRIES(t), *e = &es[ref - 1];
-    uint32_t *pp = &BUCKETS(t)[e->h[1] & t->mask];
-    while (*pp && *pp != ref)
-        pp = &es[*pp - 1].next;
-    if (*pp == ref)
-        *pp = e->next;
-    e->next = t->free_head;
-    t->free_head = ref;
-    t->used--;
-}
-
 enum { TAKE_OK = 0, TAKE_OVER, TAKE_FULL, TAKE_ERROR };
 
 /* Count one connection for `key` in `slot`'s column unless the key already
@@ -174,33 +126,19 @@ static int table_take(table_t *t, tg_str_t key, int64_t limit, int slot, tg_limi
                       uint64_t *refused, int *log)
 {
     uint64_t h[2];
-    tg_siphash128(t->seed, key.p, key.len, h);
+    tg_siphash128(t->t.seed, key.p, key.len, h);
     if (table_lock(t) < 0)
         return TAKE_ERROR;
-    entry_t *es = ENTRIES(t);
-    uint32_t *bucket = &BUCKETS(t)[h[1] & t->mask], ref = *bucket;
-    while (ref && !(es[ref - 1].h[0] == h[0] && es[ref - 1].h[1] == h[1]))
-        ref = es[ref - 1].next;
     int rc = TAKE_OK;
-    if (ref == 0 && t->free_head == 0) {
+    uint32_t ref = tg_shm_table_find(&t->t, h[1], h, NULL, NULL);
+    if (ref == 0 && (ref = tg_shm_table_add(&t->t, h[1], h)) == 0)
         rc = TAKE_FULL;
-    } else if (ref == 0) {
-        ref = t->free_head;
-        entry_t *e = &es[ref - 1];
-        t->free_head = e->next;
-        memset(e, 0, sizeof(*e));
-        e->h[0] = h[0];
-        e->h[1] = h[1];
-        e->next = *bucket;
-        *bucket = ref;
-        t->used++;
-    }
     if (rc == TAKE_OK) {
-        entry_t *e = &es[ref - 1];
+        entry_t *e = E(t, ref);
         if (entry_sum(e) >= (uint64_t)limit || e->count[slot] == LC_COUNT_MAX) {
             rc = TAKE_OVER;
             if (entry_sum(e) == 0)
-                entry_free(t, ref);
+                tg_shm_table_remove(&t->t, ref);
         } else {
             e->count[slot]++;
             *hold = (tg_limit_conn_hold_t){t, ref, t->epoch, h[0]};
@@ -213,7 +151,7 @@ static int table_take(table_t *t, tg_str_t key, int64_t limit, int slot, tg_limi
         *log = t->log_sec != (int64_t)ts.tv_sec;
         t->log_sec = (int64_t)ts.tv_sec;
     }
-    tg_shm_mutex_unlock(&t->lock);
+    tg_shm_table_unlock(&t->t);
     return rc;
 }
 
@@ -223,34 +161,31 @@ static void table_release(tg_limit_conn_hold_t *hold, int slot)
     hold->table = NULL;
     if (table_lock(t) < 0)
         return;
-    if (hold->epoch == t->epoch && hold->entry <= t->capacity) {
-        entry_t *e = &ENTRIES(t)[hold->entry - 1];
+    if (hold->epoch == t->epoch && hold->entry <= t->t.capacity) {
+        entry_t *e = E(t, hold->entry);
         /* the entry may have been dropped (the master cleared this column
          * after a crash) and even reused for another key: check both */
         if (e->h[0] == hold->hash && e->count[slot] > 0 && --e->count[slot] == 0 &&
             entry_sum(e) == 0)
-            entry_free(t, hold->entry);
+            tg_shm_table_remove(&t->t, hold->entry);
     }
-    tg_shm_mutex_unlock(&t->lock);
+    tg_shm_table_unlock(&t->t);
 }
 
 static void table_drop_slot(table_t *t, int slot)
 {
     if (table_lock(t) < 0)
         return;
-    entry_t *es = ENTRIES(t);
-    for (uint32_t b = 0; b <= t->mask; b++) {
-        uint32_t ref = BUCKETS(t)[b];
-        while (ref) {
-            entry_t *e = &es[ref - 1];
-            uint32_t next = e->next;
-            e->count[slot] = 0;
-            if (entry_sum(e) == 0)
-                entry_free(t, ref);
-            ref = next;
-        }
+    uint32_t ref = tg_shm_table_oldest(&t->t);
+    while (ref) {
+        uint32_t next = tg_shm_table_newer(&t->t, ref);
+        entry_t *e = E(t, ref);
+        e->count[slot] = 0;
+        if (entry_sum(e) == 0)
+            tg_shm_table_remove(&t->t, ref);
+        ref = next;
     }
-    tg_shm_mutex_unlock(&t->lock);
+    tg_shm_table_unlock(&t->t);
 }
 
 /* ---- connections -------------------------------------------------------------- */

@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include <sys/random.h>
-#include <time.h>
 #include <stdint.h>
 #include "shm.h"
 #include "core.h"
@@ -159,34 +157,4 @@ int tg_shm_mutex_lock(tg_shm_mutex_t *mx)
 void tg_shm_mutex_unlock(tg_shm_mutex_t *mx)
 {
     pthread_mutex_unlock(&mx->m);
-}
-
-void tg_shm_hash_seed(uint64_t seed[2], const void *mem)
-{
-    if (getrandom(seed, 2 * sizeof(uint64_t), 0) == (ssize_t)(2 * sizeof(uint64_t)))
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL;
-    seed[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)mem;
-}
-
-int tg_shm_table_layout(size_t size, size_t header, size_t entry, tg_shm_layout_t *l)
-{
-    size_t hdr = tg_shm_align(header, 64);
-    if (size < hdr + sizeof(uint32_t) + entry)
-        return -1;
-    size_t est = (size - hdr) / (entry + sizeof(uint32_t));
-    size_t nb = 1;
-    while (nb * 2 <= est && nb * 2 <= ((size_t)1 << 31))
-        nb *= 2;
-    size_t eoff = hdr + tg_shm_align(nb * sizeof(uint32_t), 64);
-    if (size < eoff + entry)
-        return -1;
-    size_t cap = (size - eoff) / entry;
-    l->buckets_off = hdr;
-    l->entries_off = eoff;
-    l->nbuckets = (uint32_t)nb;
-    l->capacity = cap > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)cap;
-    return 0;
 }

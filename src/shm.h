@@ -19,7 +19,8 @@
  *
  * The memory of a new zone is zeroed and only takes RAM when touched, so
  * owners should make "all zero" mean "empty". Locking inside a zone is the
- * owner's business; tg_shm_mutex_* is a process-shared, robust mutex for it. */
+ * owner's business; tg_shm_mutex_* is a process-shared, robust mutex for it.
+ * Hash tables in a zone are built on src/shm_table.c. */
 #ifndef TG_SHM_H
 #define TG_SHM_H
 
@@ -66,21 +67,5 @@ static inline size_t tg_shm_align(size_t n, size_t a)
 {
     return (n + a - 1) / a * a;
 }
-
-/* Where the parts of a hashed table go in a block of `size` bytes: its
- * header (`header` bytes, rounded up to 64), a power-of-two array of
- * uint32_t bucket heads (about one per entry, at most 2^31), then as many
- * entries of `entry` bytes as fit (at most UINT32_MAX - 1). */
-typedef struct {
-    size_t buckets_off, entries_off;
-    uint32_t nbuckets, capacity;
-} tg_shm_layout_t;
-/* 0, or -1 when not even one entry fits. */
-int tg_shm_table_layout(size_t size, size_t header, size_t entry, tg_shm_layout_t *l);
-
-/* A secret seed for the hash of a shared table laid out in `mem`: from
- * getrandom, or (no entropy source) from the clock and the address: still a
- * good hash, only not secret. */
-void tg_shm_hash_seed(uint64_t seed[2], const void *mem);
 
 #endif

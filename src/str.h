@@ -71,7 +71,13 @@ int tg_parse_int(tg_str_t s, int64_t *out);
 size_t tg_fmt_dec(char *p, uint64_t v);
 size_t tg_fmt_hex(char *p, uint64_t v);
 
-/* A 64-bit FNV-1a hash; used for tables and consistent hashing. */
+/* The one unkeyed hash: 64-bit FNV-1a, for tables whose keys a client does
+ * not choose, and consistent hashing. Its values are part of behaviour:
+ * upstream hash rings (balance.c) place keys by them, so t/unit/str.c pins
+ * them; change it and every `balance hash` key moves. */
 uint64_t tg_hash64(const void *data, size_t len);
+/* The keyed hash: SipHash-2-4 with a 128-bit result, for shared tables whose
+ * keys clients pick (a client cannot make keys collide without the key). */
+void tg_siphash128(const uint64_t key[2], const void *data, size_t len, uint64_t out[2]);
 
 #endif

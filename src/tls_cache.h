@@ -4,16 +4,15 @@
  * resumed by whichever worker accepts it. The table knows nothing about
  * OpenSSL: tls_conf.c's session callbacks put and get opaque bytes.
  *
- * Layout: a header, a power-of-two array of buckets, and a ring of
- * variable-size records written one after the other. New records go at the
- * head of the ring; when it is full, the oldest records at the tail are
- * dropped (oldest-first eviction, counted unless they had expired anyway).
- * So memory is bounded by the zone size, whatever the sessions' sizes, and
- * nothing fragments. A record also leaves its bucket chain when it is
- * removed (OpenSSL says the session is bad) or found expired by a lookup;
- * its bytes are reclaimed when the tail passes it.
+ * Layout: a table of src/shm_table.c keyed by session ID, of 256-byte
+ * slots: a session takes one slot, and raw slots chained to it when it is
+ * longer than fits there (chains of fixed slots: memory is bounded by the
+ * zone size whatever the sessions' sizes, and nothing fragments). When the
+ * table is full, the oldest stored sessions are dropped (oldest-first
+ * eviction, counted unless they had expired anyway). A session also goes
+ * when OpenSSL says it is bad (removed) or a lookup finds it expired.
  *
- * One process-shared robust mutex guards the table. If a worker dies
+ * The table's process-shared robust mutex guards it. If a worker dies
  * holding it, the next locker empties the table (it may be half written),
  * counts a reset, and goes on: a lost cache only costs full handshakes. */
 #ifndef TG_TLS_CACHE_H
@@ -44,7 +43,7 @@ typedef struct {
     uint64_t resets;    /* times the table was emptied after a worker died holding the lock */
     uint32_t used;      /* sessions in the table now (expired ones not yet reclaimed included) */
     uint32_t buckets;
-    uint64_t data_size; /* bytes of the record ring */
+    uint64_t data_size; /* bytes of session storage (all slots) */
 } tg_tls_cache_stats_t;
 
 /* Lay out a cache in `mem` (`size` bytes, zeroed, or holding a cache laid

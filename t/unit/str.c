@@ -1,6 +1,7 @@
 /* Unit tests for src/str.c: case-insensitive compares, token lists, trim,
  * the size/duration/integer parsers (accepted forms, their values, and every
- * class of reject: empty, sign, junk, bad unit, overflow) and FNV-1a 64. */
+ * class of reject: empty, sign, junk, bad unit, overflow), FNV-1a 64 and
+ * SipHash-2-4-128 against the reference vectors. */
 #include "str.h"
 #include "tap.h"
 
@@ -44,6 +45,31 @@ static void test_int(const char *in, int rc_want, int64_t want)
     int rc = tg_parse_int(tg_str_c(in), &v);
 
     ok(rc == rc_want && v == want, "int \"%s\" -> rc %d value %lld", in, rc_want, (long long)want);
+}
+
+static void test_siphash(void)
+{
+    /* reference vectors (vectors_sip128): key 00..0f, message 00..len-1 */
+    static const struct {
+        size_t len;
+        uint64_t lo, hi; /* the 16 output bytes read as two little-endian words */
+    } v[] = {
+        {0, 0xe6a825ba047f81a3ULL, 0x930255c71472f66dULL},
+        {1, 0x44af996bd8c187daULL, 0x45fc229b11597634ULL},
+        {7, 0x53c1dbd8beebf1a1ULL, 0x3982f01fa64ab8c0ULL},
+        {8, 0x61f55862baa9623bULL, 0xb49714f364e2830fULL},
+        {15, 0x11a8b03399e99354ULL, 0xd9c3cf970fec087eULL},
+        {16, 0xbb54b067caa4e26eULL, 0x77052385bf1533fdULL},
+    };
+    uint64_t k[2] = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+    unsigned char msg[16];
+    for (int i = 0; i < 16; i++)
+        msg[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        uint64_t out[2];
+        tg_siphash128(k, msg, v[i].len, out);
+        ok(out[0] == v[i].lo && out[1] == v[i].hi, "siphash128 vector, %zu bytes", v[i].len);
+    }
 }
 
 int main(void)
@@ -181,5 +207,6 @@ int main(void)
     }
     ok(bad == 0, "tg_fmt_dec and tg_fmt_hex match printf (%d mismatches)", bad);
 
+    test_siphash();
     return done_testing();
 }
