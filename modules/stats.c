@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include "conn.h"
+#include "json.h"
 #include "log.h"
 #include "module.h"
 #include "request.h"
@@ -480,21 +481,23 @@ static void sum_zone(tg_stats_shm_t *s, int slot, tg_stats_zone_t *out)
     }
 }
 
-/* Names come from the config (tokens, addresses, paths); escape what JSON
- * and the Prometheus label syntax both need escaped. */
+/* Names come from the config (tokens, addresses, paths, quoted strings that
+ * may hold anything): escaped by src/json.c, a piece at a time. */
+static void put_with(sb_t *sb, tg_str_t s, size_t (*esc)(char *, size_t, tg_str_t, size_t *))
+{
+    char piece[256];
+    while (s.len) {
+        size_t used, n = esc(piece, sizeof(piece), s, &used);
+        sb_printf(sb, "%.*s", (int)n, piece);
+        s.p += used;
+        s.len -= used;
+    }
+}
+
+/* Inside a JSON string. */
 static void put_escaped(sb_t *sb, tg_str_t s)
 {
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char ch = (unsigned char)s.p[i];
-        if (ch == '"' || ch == '\\')
-            sb_printf(sb, "\\%c", ch);
-        else if (ch == '\n')
-            sb_printf(sb, "\\n");
-        else if (ch < 0x20)
-            sb_printf(sb, "\\u%04x", ch);
-        else
-            sb_printf(sb, "%c", ch);
-    }
+    put_with(sb, s, tg_json_escape);
 }
 
 static const char *const conn_state_names[TG_STATS_CONN_STATES] = {"reading", "writing", "idle",
@@ -701,7 +704,7 @@ static void prom_one(sb_t *sb, const char *name, const char *type, const char *h
 static void prom_label(sb_t *sb, const char *sep, const char *name, tg_str_t v)
 {
     sb_printf(sb, "%s%s=\"", sep, name);
-    put_escaped(sb, v);
+    put_with(sb, v, tg_json_escape_prom); /* \\ \" \n only, as the exposition format says */
     sb_printf(sb, "\"");
 }
 
