@@ -2,9 +2,10 @@
 # a log_format escape=json, combined, a log_format with the default
 # escaping), each on a plain and a TLS port, get the same run: proxied,
 # `return`, stats, 404, 429, 403, 400 (bad header, bad request line), 413,
-# 414, 431, 502, a WebSocket upgrade, HTTP/1.0 without Host, TLS, a client
-# that goes away mid-response, and quotes, backslashes, control bytes and
-# ill-formed UTF-8 in logged headers and the URI. One line per request,
+# 414, 431, 502, a WebSocket upgrade, HTTP/1.0 without Host, TLS, clients
+# that go away mid-body, before the answer (499) and mid-response, and
+# quotes, backslashes, control bytes and ill-formed UTF-8 in logged headers
+# and the URI (raw: a 400; percent-encoded: in the decoded $uri). One line per request,
 # in order; every json line must be strict UTF-8 and decode with JSON::PP
 # to the expected fields; every text line must match its documented shape.
 # Then an over-long line (cut values, whole structure) and the stats
@@ -12,7 +13,7 @@
 # Prometheus).
 use v5.36;
 use Test::More;
-use JSON::PP;
+use JSON::PP qw(decode_json);
 use Encode ();
 use IO::Socket::INET;
 use IO::Select;
@@ -42,6 +43,7 @@ server {
     client_max_headers 20;
     location /p/ { proxy_pass $up->{addr}; }
     location /size/ { proxy_pass $up->{addr}; }
+    location /delay/ { proxy_pass $up->{addr}; }
     location /ws { proxy_pass $ws->{addr}; }
     location = /ret { return 200 "returned"; }
     location = /stats { stats; }
@@ -92,6 +94,10 @@ my @cases = (
     {name => 'HTTP/1.0 without Host', want => 200, uri => '/ret', raw => "GET /ret HTTP/1.0\r\n\r\n"},
     {name => 'WebSocket', want => 101, uri => '/ws?room=1', ws => 1, upstream => 1},
     {name => 'TLS', want => 200, uri => '/p/tls', tls => 1, upstream => 1},
+    {name => 'client gone mid-body', want => 499, uri => '/p/upload', method => 'POST', upstream => 1,
+     early => "POST /p/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"},
+    {name => 'client gone before the answer', want => 499, uri => '/delay/3000', upstream => 1,
+     early => "GET /delay/3000 HTTP/1.1\r\nHost: x\r\n\r\n"},
     {name => 'client gone mid-response', want => 200, uri => '/size/30000000', abort => 1,
      upstream => 1},
 );
@@ -137,6 +143,18 @@ sub run_case($fmt, $c, $i) {
         my $r = curl_https($tls, $c->{uri}, cacert => $pki->{ca},
                            args => ['-H', "X-Tag: $fmt-$i", '-H', "User-Agent: tls-client"]);
         $status = $r->{status};
+    } elsif ($c->{early}) {
+        # the client leaves without an answer: only the log knows the status
+        my $tag = "$fmt-$i";
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $plain, Timeout => 5);
+        print $s $c->{early} =~ s/\r\n/\r\nX-Tag: $tag\r\n/r;
+        # a request with all its body: leave once the upstream has it
+        ok(wait_until(sub {
+            my $log = eval { decode_json($up->http(GET => '/__log')->{body}) } // [];
+            grep { ($_->{headers}{'x-tag'} // '') eq $tag } @$log;
+        }, 5), "$fmt: $c->{name}: the upstream got the request") if ($c->{method} // '') ne 'POST';
+        close $s;
+        return;
     } elsif ($c->{abort}) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $plain, Timeout => 5);
         print $s "GET $c->{uri} HTTP/1.1\r\nHost: x\r\nX-Tag: $fmt-$i\r\n\r\n";
@@ -230,8 +248,8 @@ for my $i (0 .. $#cases) {
     my $want = $c->{want} // $c->{got};
     is($d->{status}, $want, "jl line $i: status $want") if defined $want;
     is($d->{unset}, '', "jl line $i: an unset variable is empty");
-    is($d->{tag}, "jl-$i", "jl line $i: \$http_x_tag") unless $c->{raw} || $c->{raw_uri};
-    is($d->{req}, "GET $c->{uri}", "jl line $i: method and URI") if $c->{uri} && !$c->{raw};
+    is($d->{tag}, "jl-$i", "jl line $i: \$http_x_tag") unless $c->{raw} || $c->{raw_uri} || $c->{early};
+    is($d->{req}, ($c->{method} // 'GET') . " $c->{uri}", "jl line $i: method and URI") if $c->{uri} && !$c->{raw};
     is($d->{tls}, $c->{tls} ? 'TLSv1.3' : '', "jl line $i: \$tls_protocol");
     is($d->{ua}, $UA_CHARS, "jl line $i: user agent escaped") if $c->{ua};
     is($d->{us}, '', "jl line $i: no upstream: \$upstream_status empty")
