@@ -189,6 +189,7 @@ for my $fmt (sort keys %fmt_port) {
 }
 
 my $json = JSON::PP->new->utf8;   # bytes in, characters out; dies on any error
+sub dec($line) { eval { $json->decode($line // '') } // {} }
 sub decode_line($fmt, $i, $line) {
     my $strict = eval { Encode::decode('UTF-8', my $copy = $line, Encode::FB_CROAK); 1 };
     ok($strict, "$fmt line $i: strict UTF-8") or diag explain $line;
@@ -227,18 +228,18 @@ for my $i (0 .. $#cases) {
         if $c->{ref};
 }
 my %by = map { $cases[$_]{name} => $_ } 0 .. $#cases;
-my $d = $json->decode($lines{json}[$by{'502 no upstream'}]);
+my $d = dec($lines{json}[$by{'502 no upstream'}]);
 is($d->{upstream_status}, '502', 'json: 502 has its attempt in upstream_status');
-$d = $json->decode($lines{json}[$by{'HTTP/1.0 without Host'}]);
+$d = dec($lines{json}[$by{'HTTP/1.0 without Host'}]);
 is($d->{protocol}, 'HTTP/1.0', 'json: HTTP/1.0');
-$d = $json->decode($lines{json}[$by{'client gone mid-response'}]);
+$d = dec($lines{json}[$by{'client gone mid-response'}]);
 ok($d->{bytes_sent} >= 200_000 && $d->{bytes_sent} < 30_000_000, 'json: aborted: part of the body sent')
     or diag $d->{bytes_sent};
-$d = $json->decode($lines{json}[$by{'URI with quote, backslash, ill-formed UTF-8 encoded'}]);
+$d = dec($lines{json}[$by{'URI with quote, backslash, ill-formed UTF-8 encoded'}]);
 is($d->{uri}, '/p/q%80%ff%22%5c%c3%a9%e2%80%a8?x="\\', 'json: the request target as sent, quote and backslash escaped');
-$d = $json->decode($lines{jl}[$by{'URI with quote, backslash, ill-formed UTF-8 encoded'}]);
+$d = dec($lines{jl}[$by{'URI with quote, backslash, ill-formed UTF-8 encoded'}]);
 is($d->{path}, "/p/q\x{FFFD}\x{FFFD}\"\\\x{E9}\x{2028}", 'jl: the decoded $uri: ill-formed bytes U+FFFD');
-$d = $json->decode($lines{json}[$by{'400 bad request line'}]);
+$d = dec($lines{json}[$by{'400 bad request line'}]);
 ok(!defined $d->{uri} || $d->{uri} =~ /^[^\x00-\x1f]*$/, 'json: bad request line logged as valid JSON');
 
 # --- log_format escape=json
@@ -309,15 +310,15 @@ like(tg_conf_error("log_format many '" . ('$status' x 65) . "';"),
 
 # --- the stats endpoint: a name with \, " and a line feed
 {
-    my $t = tg_start(<<'C');
+    my $t = tg_start(<<'C' =~ s/BAD/\x80/r);   # a byte that is not UTF-8
 server {
     listen %%PORT%%;
     location = /stats { stats; }
-    location /odd/ { stats_name "we\"ird\\na\nme \x"; return 200 "odd"; }
+    location /odd/ { stats_name "we\"ird\\na\nme \x\ttabBAD"; return 200 "odd"; }
 }
 C
     is($t->http(GET => '/odd/x')->{status}, 200, 'a request counted under the odd name');
-    my $name = "we\"ird\\na\nme \\x";
+    my $name = "we\"ird\\na\nme \\x\ttab\x{FFFD}";   # the raw 0x80 byte: U+FFFD
     my $s;
     ok(wait_until(sub {
         my $r = $t->http(GET => '/stats');
@@ -325,7 +326,8 @@ C
         $s && grep { exists $_->{locations}{$name} } values %{$s->{servers}};
     }, 10), 'stats JSON decodes and has the name as written');
     my $p = $t->http(GET => '/stats?format=prometheus')->{body};
-    like($p, qr/location="we\\"ird\\\\na\\nme \\\\x"/, 'Prometheus: \\\\, \\" and \\n escaped');
+    like($p, qr/location="we\\"ird\\\\na\\nme \\\\x\ttab\xef\xbf\xbd"/,
+         'Prometheus: \\\\, \\" and \\n escaped, a tab as is, a bad byte as U+FFFD');
     unlike($p, qr/location="[^"\n]*\n/, 'Prometheus: no raw line feed inside a label');
     $t->stop;
 }
