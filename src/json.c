@@ -9,6 +9,7 @@
  * \u00hh is deliberate: \u00e9 would read back as the valid character é,
  * indistinguishable from a client that sent é properly encoded. */
 #include <stdint.h>
+#include <string.h>
 #include "json.h"
 
 #define BAD_CP 0xFFFFFFFFu /* utf8_next: not well-formed */
@@ -66,21 +67,11 @@ static size_t utf8_next(const unsigned char *p, size_t n, uint32_t *cp)
 static size_t json_escape_cp(uint32_t cp, char *e)
 {
     static const char hex[] = "0123456789abcdef";
-    char c = 0;
-    switch (cp) {
-    case '"': c = '"'; break;
-    case '\\': c = '\\'; break;
-    case '\b': c = 'b'; break;
-    case '\f': c = 'f'; break;
-    case '\n': c = 'n'; break;
-    case '\r': c = 'r'; break;
-    case '\t': c = 't'; break;
-    default:
-        break;
-    }
-    if (c) {
+    static const char from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
+    const char *k = cp < 0x80 ? memchr(from, (int)cp, sizeof(from) - 1) : NULL;
+    if (k) {
         e[0] = '\\';
-        e[1] = c;
+        e[1] = to[k - from];
         return 2;
     }
     if (cp == BAD_CP)
@@ -122,8 +113,7 @@ static size_t escape_with(size_t (*esc)(uint32_t, char *), char *dst, size_t cap
     size_t i = 0, o = 0;
     while (i < s.len) {
         if (p[i] >= 0x20 && p[i] < 0x7F && p[i] != '"' && p[i] != '\\') {
-            if (o == cap)
-                break;
+            if (o == cap) break;
             dst[o++] = (char)p[i++]; /* the common case: plain ASCII */
             continue;
         }
@@ -132,8 +122,7 @@ static size_t escape_with(size_t (*esc)(uint32_t, char *), char *dst, size_t cap
         size_t n = utf8_next(p + i, s.len - i, &cp);
         size_t en = esc(cp, e);
         size_t out = en ? en : n;
-        if (out > cap - o)
-            break;
+        if (out > cap - o) break;
         if (en) {
             for (size_t k = 0; k < en; k++)
                 dst[o + k] = e[k];
@@ -144,8 +133,7 @@ static size_t escape_with(size_t (*esc)(uint32_t, char *), char *dst, size_t cap
         o += out;
         i += n;
     }
-    if (used)
-        *used = i;
+    if (used) *used = i;
     return o;
 }
 
