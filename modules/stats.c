@@ -38,6 +38,7 @@
 #include "request.h"
 #include "stats.h"
 #include "stats_collect.h"
+#include "json.h"
 #include "stats_dashboard.h"
 
 typedef struct {
@@ -292,22 +293,29 @@ static void sb_printf(sb_t *sb, const char *fmt, ...)
     }
 }
 
-/* Names come from the config (tokens, addresses, paths); escape what JSON
- * and the Prometheus label syntax both need escaped. The one place both
- * renderers escape a name. */
+/* Write `s` escaped by `esc` (src/json.c), a piece at a time. */
+static void put_with(sb_t *sb, tg_str_t s, size_t (*esc)(char *, size_t, tg_str_t, size_t *))
+{
+    char piece[256];
+    while (s.len) {
+        size_t used, n = esc(piece, sizeof(piece), s, &used);
+        sb_printf(sb, "%.*s", (int)n, piece);
+        s.p += used;
+        s.len -= used;
+    }
+}
+
+/* Names come from the config (tokens, addresses, paths) and may hold
+ * anything: a JSON string body (src/json.c), or a Prometheus label value
+ * (only \\, \" and \n escaped, as the exposition format says). */
 static void put_escaped(sb_t *sb, tg_str_t s)
 {
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char ch = (unsigned char)s.p[i];
-        if (ch == '"' || ch == '\\')
-            sb_printf(sb, "\\%c", ch);
-        else if (ch == '\n')
-            sb_printf(sb, "\\n");
-        else if (ch < 0x20)
-            sb_printf(sb, "\\u%04x", ch);
-        else
-            sb_printf(sb, "%c", ch);
-    }
+    put_with(sb, s, tg_json_escape);
+}
+
+static void put_prom_label(sb_t *sb, tg_str_t s)
+{
+    put_with(sb, s, tg_json_escape_prom);
 }
 
 /* ---- what is rendered: the core's sums, arranged for the table ---- */
@@ -920,7 +928,7 @@ static void prom_series(prom_t *p, const char *name, const char *suffix, const c
     sb_printf(p->sb, "{");
     for (int d = 0; d < p->depth; d++) {
         sb_printf(p->sb, "%s%s=\"", d ? "," : "", ent_label[p->kind[d]]);
-        put_escaped(p->sb, p->ent[d]->name);
+        put_prom_label(p->sb, p->ent[d]->name);
         sb_printf(p->sb, "\"");
     }
     if (extra)
@@ -947,7 +955,7 @@ static void prom_samples(prom_t *p, const metric_t *m, const void *view)
         }
     } else if (m->kind == V_INFO) {
         sb_printf(sb, "%s{%s=\"", m->name, m->key); /* outside any N_EACH */
-        put_escaped(sb, tg_str_c(str_at(view, m->off)));
+        put_prom_label(sb, tg_str_c(str_at(view, m->off)));
         sb_printf(sb, "\"} 1\n");
     } else if (m->kind == V_HIST) {
         const hist_view_t *h = at(view, m->off);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 #include <ev.h>
 #include "accesslog.h"
+#include "json.h"
 #include "request.h"
 #include "worker.h"
 #include "var.h"
@@ -32,7 +34,9 @@
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_JSON, ALOG_CUSTOM };
 
-#define ALOG_LINE_MAX 8192              /* longer lines are cut */
+#define ALOG_LINE_MAX 8192 /* with '\n'; longer values are cut to fit (fair_share) */
+#define ALOG_FIXED_MAX 512 /* combined and json without their string values */
+#define ALOG_MAX_VARS 64   /* variables in one log_format */
 #define ALOG_BUFFER_DEFAULT (64 * 1024) /* flush= without buffer= */
 #define ALOG_BUFFER_MAX (16 * 1024 * 1024)
 
@@ -40,6 +44,7 @@ typedef struct alog_format_s {
     tg_str_t name;
     tg_tpl_t *tpl;
     int json; /* escape=json: JSON string escapes, unset variables empty */
+    size_t fixed; /* bytes of literal text in a line */
     struct alog_format_s *next;
 } alog_format_t;
 
@@ -133,6 +138,20 @@ static const char *set_log_format(tg_conf_t *cf, const tg_directive_t *d, void *
     f->tpl = tg_tpl_compile(cf, (tg_str_t){src, total}, &err);
     if (f->tpl == NULL)
         return err;
+    /* values are cut to fit a line, literal text never is: it must leave
+     * room for them */
+    int nvars = 0;
+    for (int i = 0; i < f->tpl->nparts; i++) {
+        if (f->tpl->parts[i].var)
+            nvars++;
+        else
+            f->fixed += f->tpl->parts[i].text.len;
+    }
+    if (nvars > ALOG_MAX_VARS)
+        return tg_conf_errf(cf, "\"log_format\": more than %d variables", ALOG_MAX_VARS);
+    if (f->fixed > ALOG_LINE_MAX / 2)
+        return tg_conf_errf(cf, "\"log_format\": more than %d bytes of literal text",
+                            ALOG_LINE_MAX / 2);
     f->name = tg_arena_str(cf->arena, name);
     f->next = m->formats;
     m->formats = f;
@@ -267,15 +286,29 @@ static void file_put_line(alog_file_t *f, const char *line, size_t n)
 
 /* ---- writing --------------------------------------------------------------- */
 
+/* A line is built in a stack buffer of ALOG_LINE_MAX. What a client sends
+ * (URI, headers) is escaped, and escaping can make it six times longer, so
+ * a line may not fit: then the values are cut, never the line's structure.
+ * Each value gets at most `share` escaped bytes (fair_share), cut between
+ * characters and escapes (src/json.c), so a cut json line still decodes and
+ * a cut text line keeps its fields. Literal text is written with PUT_LIT, its
+ * length from sizeof: a hand-counted length is how a NUL once got into every
+ * json line of a request without an upstream. */
+
 typedef struct {
     char *p, *end;
+    size_t share; /* most escaped bytes a value may take */
+    int json;     /* values as JSON string contents, else the text escapes */
 } out_t;
+
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
 
 static void put(out_t *o, const char *s, size_t n)
 {
     if (n > (size_t)(o->end - o->p))
         n = (size_t)(o->end - o->p);
-    memcpy(o->p, s, n);
+    if (n)
+        memcpy(o->p, s, n);
     o->p += n;
 }
 
@@ -290,28 +323,80 @@ static void putf(out_t *o, const char *fmt, ...)
         o->p += (size_t)n < (size_t)(o->end - o->p) ? (size_t)n : (size_t)(o->end - o->p);
 }
 
-/* Escape for a quoted field: '"', '\' and bytes outside printable ASCII
- * become \xHH (combined) or \u00HH (json), so a client cannot forge lines. */
-static void put_esc(out_t *o, tg_str_t s, int json)
+/* The text escape (combined, escape=default): '"', '\' and bytes outside
+ * printable ASCII as \xHH, so a client cannot forge a line or a field; the
+ * json.h contract (whole escapes only, *used = input bytes written). */
+static size_t text_escape(char *dst, size_t cap, tg_str_t s, size_t *used)
 {
     static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < s.len && o->p < o->end - 6; i++) {
+    size_t i = 0, o = 0;
+    for (; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.p[i];
         if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-            *o->p++ = (char)ch;
-        } else if (json && (ch == '"' || ch == '\\')) {
-            *o->p++ = '\\';
-            *o->p++ = (char)ch;
-        } else if (json) {
-            put(o, "\\u00", 4);
-            *o->p++ = hex[ch >> 4];
-            *o->p++ = hex[ch & 15];
-        } else {
-            put(o, "\\x", 2);
-            *o->p++ = hex[ch >> 4];
-            *o->p++ = hex[ch & 15];
+            if (o == cap)
+                break;
+            dst[o++] = (char)ch;
+            continue;
         }
+        if (cap - o < 4)
+            break;
+        dst[o++] = '\\';
+        dst[o++] = 'x';
+        dst[o++] = hex[ch >> 4];
+        dst[o++] = hex[ch & 15];
     }
+    *used = i;
+    return o;
+}
+
+static size_t text_escape_len(tg_str_t s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char ch = (unsigned char)s.p[i];
+        n += ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? 1 : 4;
+    }
+    return n;
+}
+
+static void put_val(out_t *o, tg_str_t s)
+{
+    size_t room = (size_t)(o->end - o->p), used;
+    if (room > o->share)
+        room = o->share;
+    o->p += o->json ? tg_json_escape(o->p, room, s, &used) : text_escape(o->p, room, s, &used);
+}
+
+/* The share of `room` each of the n values may take once escaped: SIZE_MAX
+ * when all fit whole (nearly always, and then without measuring them), else
+ * the largest c with sum(min(escaped length, c)) <= room, so short values
+ * stay whole and the long ones are cut to the same length. */
+static size_t fair_share(const tg_str_t *v, int n, size_t room, int json)
+{
+    size_t need[ALOG_MAX_VARS], raw = 0, most = 0;
+    for (int i = 0; i < n; i++)
+        raw += v[i].len;
+    if (raw * TG_JSON_ESCAPE_MAX <= room)
+        return SIZE_MAX;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        need[i] = json ? tg_json_escape_len(v[i]) : text_escape_len(v[i]);
+        total += need[i];
+        most = need[i] > most ? need[i] : most;
+    }
+    if (total <= room)
+        return SIZE_MAX;
+    size_t lo = 0, hi = most; /* sum(min(need, lo)) <= room < sum(min(need, hi)) */
+    while (hi - lo > 1) {
+        size_t c = lo + (hi - lo) / 2, sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += need[i] < c ? need[i] : c;
+        if (sum <= room)
+            lo = c;
+        else
+            hi = c;
+    }
+    return lo;
 }
 
 static tg_str_t header(tg_request_t *r, const char *name)
@@ -325,16 +410,103 @@ static tg_str_t header(tg_request_t *r, const char *name)
 static void put_custom(out_t *o, tg_request_t *r, const alog_format_t *f)
 {
     const tg_tpl_t *t = f->tpl;
+    tg_str_t v[ALOG_MAX_VARS];
+    int n = 0;
     for (int i = 0; i < t->nparts; i++) {
         const tg_tpl_part_t *pt = &t->parts[i];
-        tg_str_t v;
+        if (pt->var == NULL)
+            continue;
+        if (pt->var->get(r, pt->text, &v[n]) != 0)
+            v[n] = f->json ? TG_NULL_STR : TG_STR("-");
+        n++;
+    }
+    o->json = f->json;
+    o->share = fair_share(v, n, (size_t)(o->end - o->p) - f->fixed, f->json);
+    n = 0;
+    for (int i = 0; i < t->nparts; i++) {
+        const tg_tpl_part_t *pt = &t->parts[i];
         if (pt->var == NULL)
             put(o, pt->text.p, pt->text.len);
-        else if (pt->var->get(r, pt->text, &v) == 0)
-            put_esc(o, v, f->json);
-        else if (!f->json)
-            put(o, "-", 1);
+        else
+            put_val(o, v[n++]);
     }
+}
+
+/* The built-in formats' values, in the order they are written. */
+enum { V_ADDR = 0, V_METHOD, V_URI, V_HOST, V_TLS, V_UPADDR, V_UPSTATUS, V_REFERER, V_UA, V_N };
+
+/* A json value: the escaped string, or null when unset (p == NULL). */
+static void put_json_val(out_t *o, tg_str_t s)
+{
+    if (s.p == NULL) {
+        PUT_LIT(o, "null");
+        return;
+    }
+    PUT_LIT(o, "\"");
+    put_val(o, s);
+    PUT_LIT(o, "\"");
+}
+
+static void put_json(out_t *o, tg_request_t *r, const tg_str_t *v, const char *when, double rt)
+{
+    putf(o, "{\"time\":\"%s\",\"remote_addr\":", when);
+    put_json_val(o, v[V_ADDR]);
+    PUT_LIT(o, ",\"method\":");
+    put_json_val(o, v[V_METHOD]);
+    PUT_LIT(o, ",\"uri\":");
+    put_json_val(o, v[V_URI]);
+    PUT_LIT(o, ",\"host\":");
+    put_json_val(o, v[V_HOST]);
+    putf(o, ",\"protocol\":\"HTTP/1.%d\",\"tls_protocol\":", r->http_minor);
+    put_json_val(o, v[V_TLS]);
+    putf(o, ",\"status\":%d,\"bytes_sent\":%llu,\"request_length\":%llu,\"request_time\":%.3f,"
+            "\"upstream_addr\":",
+         r->status, (unsigned long long)r->bytes_out, (unsigned long long)r->bytes_in, rt);
+    put_json_val(o, v[V_UPADDR]);
+    PUT_LIT(o, ",\"upstream_status\":");
+    put_json_val(o, v[V_UPSTATUS]);
+    if (r->upstream_start > 0)
+        putf(o, ",\"upstream_response_time\":%.3f", r->upstream_time);
+    else
+        PUT_LIT(o, ",\"upstream_response_time\":null");
+    PUT_LIT(o, ",\"referer\":");
+    put_json_val(o, v[V_REFERER]);
+    PUT_LIT(o, ",\"user_agent\":");
+    put_json_val(o, v[V_UA]);
+    PUT_LIT(o, "}");
+}
+
+/* combined: unset values are "-", as in nginx. */
+static void put_text_val(out_t *o, tg_str_t s)
+{
+    if (s.len)
+        put_val(o, s);
+    else
+        PUT_LIT(o, "-");
+}
+
+static void put_combined(out_t *o, tg_request_t *r, const tg_str_t *v, const char *when, double rt)
+{
+    put_text_val(o, v[V_ADDR]);
+    putf(o, " - - [%s] \"", when);
+    put_val(o, v[V_METHOD]);
+    PUT_LIT(o, " ");
+    put_val(o, v[V_URI]);
+    putf(o, " HTTP/1.%d\" %d %llu \"", r->http_minor, r->status, (unsigned long long)r->bytes_out);
+    put_text_val(o, v[V_REFERER]);
+    PUT_LIT(o, "\" \"");
+    put_text_val(o, v[V_UA]);
+    putf(o, "\" rt=%.3f urt=", rt);
+    if (r->upstream_start > 0)
+        putf(o, "%.3f", r->upstream_time);
+    else
+        PUT_LIT(o, "-");
+}
+
+/* A variable's value for the built-in formats: TG_NULL_STR when unset. */
+static tg_str_t or_null(int rc, tg_str_t v)
+{
+    return rc == 0 ? (v.p ? v : (tg_str_t){"", 0}) : TG_NULL_STR;
 }
 
 static void alog_log(tg_request_t *r, void *conf)
@@ -343,7 +515,7 @@ static void alog_log(tg_request_t *r, void *conf)
     if (c->file == NULL || c->file->fd < 0)
         return;
     char buf[ALOG_LINE_MAX];
-    out_t o = {buf, buf + sizeof(buf) - 1};
+    out_t o = {buf, buf + sizeof(buf) - 1, SIZE_MAX, 0}; /* the last byte for '\n' */
     if (c->format == ALOG_CUSTOM) {
         put_custom(&o, r, c->custom);
         goto done;
@@ -354,62 +526,24 @@ static void alog_log(tg_request_t *r, void *conf)
     struct tm tm;
     char when[64];
     localtime_r(&t, &tm);
-    char urt[32] = "-";
-    if (r->upstream_start > 0)
-        snprintf(urt, sizeof(urt), "%.3f", r->upstream_time);
-    tg_str_t ref = header(r, "Referer"), ua = header(r, "User-Agent"), v;
-    if (c->format == ALOG_JSON) {
+    tg_str_t v[V_N], s;
+    v[V_ADDR] = r->remote_addr;
+    v[V_METHOD] = r->method_name;
+    v[V_URI] = r->uri;
+    v[V_HOST] = r->host;
+    v[V_TLS] = or_null(tg_var_tls_protocol(r, &s), s);
+    v[V_UPADDR] = r->upstream_addr.len ? r->upstream_addr : TG_NULL_STR;
+    v[V_UPSTATUS] = or_null(tg_var_upstream_status(r, &s), s);
+    v[V_REFERER] = header(r, "Referer");
+    v[V_UA] = header(r, "User-Agent");
+    o.json = c->format == ALOG_JSON;
+    o.share = fair_share(v, V_N, sizeof(buf) - 1 - ALOG_FIXED_MAX, o.json);
+    if (o.json) {
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-        putf(&o, "{\"time\":\"%s\",\"remote_addr\":\"", when);
-        put_esc(&o, r->remote_addr, 1);
-        put(&o, "\",\"method\":\"", 12);
-        put_esc(&o, r->method_name, 1);
-        put(&o, "\",\"uri\":\"", 9);
-        put_esc(&o, r->uri, 1);
-        put(&o, "\",\"host\":\"", 10);
-        put_esc(&o, r->host, 1);
-        putf(&o, "\",\"protocol\":\"HTTP/1.%d\",\"tls_protocol\":", r->http_minor);
-        if (tg_var_tls_protocol(r, &v) == 0) {
-            put(&o, "\"", 1);
-            put_esc(&o, v, 1);
-            put(&o, "\"", 1);
-        } else {
-            put(&o, "null", 4);
-        }
-        putf(&o, ",\"status\":%d,\"bytes_sent\":%llu,"
-                 "\"request_length\":%llu,\"request_time\":%.3f,\"upstream_addr\":\"",
-             r->status, (unsigned long long)r->bytes_out,
-             (unsigned long long)r->bytes_in, rt < 0 ? 0 : rt);
-        put_esc(&o, r->upstream_addr, 1);
-        if (tg_var_upstream_status(r, &v) == 0)
-            putf(&o, "\",\"upstream_status\":\"%.*s\",\"upstream_response_time\":%s,\"referer\":\"",
-                 TG_STR_FMT(v), urt);
-        else
-            put(&o, "\",\"upstream_status\":null,\"upstream_response_time\":null,\"referer\":\"",
-                67);
-        put_esc(&o, ref, 1);
-        put(&o, "\",\"user_agent\":\"", 16);
-        put_esc(&o, ua, 1);
-        put(&o, "\"}", 2);
+        put_json(&o, r, v, when, rt < 0 ? 0 : rt);
     } else {
         strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
-        put_esc(&o, r->remote_addr, 0);
-        putf(&o, " - - [%s] \"", when);
-        put_esc(&o, r->method_name, 0);
-        put(&o, " ", 1);
-        put_esc(&o, r->uri, 0);
-        putf(&o, " HTTP/1.%d\" %d %llu \"", r->http_minor, r->status,
-             (unsigned long long)r->bytes_out);
-        if (ref.len)
-            put_esc(&o, ref, 0);
-        else
-            put(&o, "-", 1);
-        put(&o, "\" \"", 3);
-        if (ua.len)
-            put_esc(&o, ua, 0);
-        else
-            put(&o, "-", 1);
-        putf(&o, "\" rt=%.3f urt=%s", rt < 0 ? 0 : rt, urt);
+        put_combined(&o, r, v, when, rt < 0 ? 0 : rt);
     }
 done:
     *o.p++ = '\n';
