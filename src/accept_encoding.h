@@ -1,4 +1,4 @@
-/* Accept-Encoding negotiation (RFC 9110 section 12.5.3), pure and allocation
+/* @public Accept-Encoding negotiation (RFC 9110 section 12.5.3), pure and allocation
  * free so it can be unit-tested on its own (t/unit/accept_encoding.c).
  *
  * The server offers an ordered list of content codings (its preference order,

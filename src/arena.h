@@ -1,4 +1,4 @@
-/* Arenas: bump allocation from blocks, released all at once.
+/* @public Arenas: bump allocation from blocks, released all at once.
  *
  * The config arena lives as long as one loaded config (blocks from malloc).
  * A request arena lives as long as one request and is reset, not freed, at

@@ -1,4 +1,4 @@
-/* I/O buffers and chains.
+/* @public I/O buffers and chains.
  *
  * A tg_buf_t describes bytes [pos, last) inside memory [start, end). Buffers
  * with TG_BUF_F_OWNED memory come from the worker's free list of fixed-size

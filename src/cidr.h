@@ -1,4 +1,4 @@
-/* Address ranges ("10.0.0.0/8", "::1", "2001:db8::/32") for real_ip_from,
+/* @public Address ranges ("10.0.0.0/8", "::1", "2001:db8::/32") for real_ip_from,
  * rate_limit_allow and the like. */
 #ifndef TG_CIDR_H
 #define TG_CIDR_H

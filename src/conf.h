@@ -1,4 +1,4 @@
-/* The config language: an nginx-style lexer and block parser, the directive
+/* @public The config language: an nginx-style lexer and block parser, the directive
  * table format every module uses, and the stock setters.
  *
  * Parsing walks the file once. Each statement is a list of words ended by

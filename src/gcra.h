@@ -1,4 +1,4 @@
-/* GCRA, the generic cell rate algorithm: a rate limit kept as one timestamp
+/* @public GCRA, the generic cell rate algorithm: a rate limit kept as one timestamp
  * per key, the "theoretical arrival time" (TAT) of the next request if the
  * client sent at exactly the allowed rate. A request at `now` passes when the
  * TAT runs at most `tolerance` ahead of now; it then pushes the TAT one

@@ -1,4 +1,4 @@
-/* A table of GCRA states, one TAT per key, laid out in a block of shared
+/* @public A table of GCRA states, one TAT per key, laid out in a block of shared
  * memory (a zone from src/shm.c) and used by every worker at once, so a
  * rate limit is exact whichever worker takes a request.
  *

@@ -1,4 +1,4 @@
-/* Quoted strings for machine readers (src/json.c): the contents of a JSON
+/* @public Quoted strings for machine readers (src/json.c): the contents of a JSON
  * string (the access log's json and escape=json formats, the stats answer)
  * and of a Prometheus label value (the stats exposition). Both take any
  * bytes and always write valid UTF-8 that the reader decodes back to the

@@ -1,4 +1,4 @@
-/* The error log: one process-wide destination (stderr until the config names
+/* @public The error log: one process-wide destination (stderr until the config names
  * a file), a level filter checked before the arguments are evaluated, and
  * lines in the form `2026/11/23 09:33:06 [error] 1234#0: message`, where the
  * number after '#' is the worker slot (-1 for the master). */

@@ -1,4 +1,4 @@
-/* The Lua runtime of a worker: one LuaJIT state, the sandbox every script
+/* @public The Lua runtime of a worker: one LuaJIT state, the sandbox every script
  * runs in, the compiled script chunks, and running one chunk for one request
  * in its own coroutine (modules/lua.c calls it from its phase hooks).
  *

@@ -65,6 +65,8 @@ struct tg_module_s {
     int (*is_active)(void *loc_conf);
     int (*init_worker)(tg_worker_t *w);
     void (*exit_worker)(tg_worker_t *w);
+    /* USR1 in a worker (log rotation): reopen the files the module writes. */
+    void (*reopen_logs)(tg_worker_t *w);
     /* In the master, when the worker of `slot` died without closing its
      * connections (state it kept per slot in shared memory is stale). */
     void (*on_worker_gone)(tg_config_t *c, int slot);

@@ -1,4 +1,4 @@
-/* Redis from a worker, without ever blocking it: a few hiredis async
+/* @public Redis from a worker, without ever blocking it: a few hiredis async
  * connections per backend and worker, driven by the worker's libev loop.
  *
  * A backend (tg_redis_t) is created at config time from a URL

@@ -1,4 +1,4 @@
-/* Shared dictionaries: a key/value store in one shared memory zone (src/shm.c)
+/* @public Shared dictionaries: a key/value store in one shared memory zone (src/shm.c)
  * that every worker reads and writes under one process-shared lock, so
  * `incr` is exact across workers. Backs `lua_shared_dict NAME SIZE` and the
  * Lua `tg.shared.NAME` API.

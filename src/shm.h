@@ -1,4 +1,4 @@
-/* Shared memory zones: named regions that every worker of a config
+/* @public Shared memory zones: named regions that every worker of a config
  * generation sees at the same address with the same bytes. The master maps
  * them (anonymous MAP_SHARED memory) while it loads the config, before it
  * forks the workers, so a worker inherits them and never maps anything

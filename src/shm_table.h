@@ -1,4 +1,4 @@
-/* One hash table in shared memory, the base of every shared table: the
+/* @public One hash table in shared memory, the base of every shared table: the
  * rate-limit keys (gcra_table.c), limit_conn counts (limit_conn.c), Lua
  * shared dicts (shdict.c) and the TLS session cache (tls_cache.c).
  *

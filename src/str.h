@@ -1,4 +1,4 @@
-/* Strings as (pointer, length) pairs, and the small parsers every part of the
+/* @public Strings as (pointer, length) pairs, and the small parsers every part of the
  * gateway shares: sizes, durations, case-insensitive compares. A tg_str_t
  * never owns its memory; whoever made it (config arena, request arena, an I/O
  * buffer) keeps it alive. Nothing here allocates. */

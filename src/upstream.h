@@ -1,4 +1,4 @@
-/* Upstream groups: their servers (peers), balancing state, passive and active
+/* @public Upstream groups: their servers (peers), balancing state, passive and active
  * health, and each worker's pool of idle keep-alive connections.
  *
  * Config-time fields are filled by the `upstream` block (or implicitly by

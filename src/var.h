@@ -1,4 +1,4 @@
-/* Variables and templates. A template is a config string such as
+/* @public Variables and templates. A template is a config string such as
  * "$remote_addr$http_x_api_key" or "Bearer $cookie_token", compiled once at
  * config time into literal and variable parts; evaluating it for a request
  * writes into the request arena. Variables come from the core table in var.c

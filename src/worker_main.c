@@ -21,7 +21,6 @@
 #include "upstream.h"
 #include "log.h"
 #include "sendq.h"
-#include "accesslog.h"
 
 #define ACCEPT_BATCH 64
 
@@ -135,7 +134,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     case SIGQUIT: worker_exit(0); break;
     case SIGUSR1:
         tg_log_open(w->config->main->error_log);
-        tg_accesslog_reopen();
+        for (int i = 0; i < tg_nmodules; i++)
+            if (tg_modules[i]->reopen_logs)
+                tg_modules[i]->reopen_logs(w);
         break;
     default: break; /* HUP: the master's business */
     }

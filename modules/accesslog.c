@@ -25,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <ev.h>
-#include "accesslog.h"
 #include "json.h"
 #include "request.h"
 #include "worker.h"
@@ -570,8 +569,12 @@ static void flush_all(void)
         file_flush(f);
 }
 
-void tg_accesslog_reopen(void)
+/* USR1 in a worker: write out what is buffered, then reopen every access log
+ * file of the worker's config (log rotation: the old file may have been
+ * renamed). A file that cannot be opened keeps its old descriptor. */
+static void alog_reopen_logs(tg_worker_t *w)
 {
+    (void)w;
     flush_all(); /* into the file being rotated: those lines are older */
     open_all();
 }
@@ -617,5 +620,6 @@ tg_module_t tg_accesslog_module = {
     .is_active = alog_is_active,
     .init_worker = alog_init_worker,
     .exit_worker = alog_exit_worker,
+    .reopen_logs = alog_reopen_logs,
     .on_log = alog_log,
 };
