@@ -12,7 +12,12 @@
  * fresh connection when a pooled one turns out closed (Node closes idle
  * sockets after keepAliveTimeout; that race must not become a 502), and on
  * the next peer when a connect fails, as long as the request can be sent
- * again (no body, or a body still entirely in memory) and tries are left. */
+ * again and tries are left. It can while the client's body is entirely in
+ * memory, and, whatever its size, while no body byte has been handed back
+ * to the client reader (tg_http_body_consumed): the body round pulled so
+ * far stays in the input buffer until a write took all of it, so a failed
+ * connect, or a write that failed before the round went, has lost nothing
+ * and the next attempt sends the same header and round again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +61,9 @@ struct tg_proxy_s {
     int attempts, max_attempts, stale_retries;
     uint8_t state;
     uint8_t last_cb;
-    unsigned replayable : 1;
+    unsigned replayable : 1;      /* the whole body is in memory (or there is none) */
+    unsigned body_consumed : 1;   /* a body round was written and given back to the
+                                   * client reader: it cannot be sent again */
     unsigned req_done : 1;        /* request fully queued */
     unsigned body_inflight : 1;   /* client body spans queued, not yet written */
     unsigned resp_started : 1;    /* a response byte arrived in this attempt */
@@ -494,8 +501,9 @@ void tg_proxy_start(tg_request_t *r)
         tg_http_error(r, 500);
         return;
     }
-    /* A request whose body is already complete in memory can be sent again;
-     * one still streaming from the client cannot. */
+    /* A request whose body is already complete in memory can be sent again
+     * at any time (px->replay); one still streaming from the client only
+     * until its first round went out (px_can_resend). */
     tg_spans_t *spans;
     int done = 0;
     if (!r->has_body) {
@@ -548,6 +556,37 @@ static int px_sticky_cookie(tg_proxy_t *px)
     return c ? tg_headers_add(r->arena, &r->resp_headers, TG_STR("Set-Cookie"), tg_str_c(c)) : -1;
 }
 
+/* Is this idle connection still open? One recv(MSG_PEEK): 0 is the
+ * upstream's FIN, waiting unread because the idle watcher has not run yet.
+ * Bytes from an idle plain-HTTP upstream make it unusable too; over TLS they
+ * may be a session ticket, which the TLS layer reads. */
+static int px_pooled_is_open(tg_upconn_t *uc)
+{
+    char ch;
+    ssize_t n = recv(uc->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    return n > 0 && uc->ssl != NULL;
+}
+
+/* An idle connection to px->peer, or NULL. For a request whose body streams
+ * from the client, one the upstream has closed already is dropped here: on
+ * it the first body round could go out (and be consumed) before the close
+ * shows, and the request could then not be sent again. Other requests skip
+ * the check: a failure on a pooled connection retries them anyway. */
+static tg_upconn_t *px_pool_get(tg_proxy_t *px)
+{
+    tg_upconn_t *uc;
+    while ((uc = tg_upstream_pool_get(px->r->upstream, px->peer)) != NULL) {
+        if (px->replayable || px_pooled_is_open(uc))
+            return uc;
+        tg_log(TG_LOG_DEBUG, "pooled connection to %.*s was closed by the upstream",
+               TG_STR_FMT(px->peer->name));
+        tg_upconn_destroy(uc);
+    }
+    return NULL;
+}
+
 static void px_connect(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -583,12 +622,13 @@ static void px_connect(tg_proxy_t *px)
     px->upstream_close = 0;
     px->keepalive_ms = 0;
     px->req_done = 0;
+    px->body_inflight = 0; /* a round queued for the failed attempt is still unconsumed */
     llhttp_reset(&px->parser);
     r->resp_headers.n = 0;
     r->resp_content_length = -1;
 
     int pooled = 1;
-    tg_upconn_t *uc = tg_upstream_pool_get(u, px->peer);
+    tg_upconn_t *uc = px_pool_get(px);
     if (uc == NULL) {
         pooled = 0;
         if ((uc = tg_upconn_create(u, px->peer)) == NULL) {
@@ -615,6 +655,14 @@ static void px_connect(tg_proxy_t *px)
     px_want(px, EV_WRITE, px->conf->connect_timeout);
 }
 
+/* Can the request be sent again from its start? Yes when its body is in
+ * memory, or when no body byte was given back to the client reader yet (the
+ * round pulled so far is still in the input buffer, see the file comment). */
+static int px_can_resend(const tg_proxy_t *px)
+{
+    return px->replayable || !px->body_consumed;
+}
+
 /* An attempt failed. Retry when nothing reached the client yet and the
  * request can be replayed; otherwise answer `status` (or drop the client if
  * the response had started). */
@@ -626,7 +674,7 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
     px_release_conn(px, 0);
     if (stale && !peer_failed) {
         /* a pooled connection the upstream had closed: not the peer's fault */
-        if (px->replayable && !r->header_sent && px->stale_retries++ < 64) {
+        if (px_can_resend(px) && !r->header_sent && px->stale_retries++ < 64) {
             tg_log(TG_LOG_DEBUG, "pooled connection to %.*s was closed, retrying",
                    TG_STR_FMT(r->upstream_addr));
             px_connect(px);
@@ -643,7 +691,7 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
     tg_peer_t *failed_peer = px->peer;
     px_attempt_end(px, peer_failed);
     int idempotent = r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_LOCK;
-    int may_retry = px->replayable && !r->header_sent && !px->resp_started &&
+    int may_retry = px_can_resend(px) && !r->header_sent && !px->resp_started &&
                     (px->sent == 0 || idempotent) && status != 504;
     if (may_retry && px->attempts < px->max_attempts) {
         tg_stats_peer_retry(r->upstream, failed_peer);
@@ -750,6 +798,7 @@ static void px_send(tg_proxy_t *px)
         if (px->out.pending == 0) {
             if (px->body_inflight) {
                 px->body_inflight = 0;
+                px->body_consumed = 1;
                 tg_http_body_consumed(r);
             }
             if (px->req_done) {
