@@ -259,7 +259,10 @@ static int px_build_head(tg_proxy_t *px)
         lenbuf[k++] = '\n';
         framing = (tg_str_t){lenbuf, k};
     }
-    size_t size = r->method_name.len + r->uri.len + 16 + framing.len + 2;
+    tg_str_t target;
+    if (tg_proxy_uri_target(r, &pc->pass_uri, &target) != 0)
+        return -1;
+    size_t size = r->method_name.len + target.len + 16 + framing.len + 2;
     for (uint32_t i = 0; i < out.n; i++)
         size += out.h[i].name.len + out.h[i].value.len + 4;
     char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
@@ -268,7 +271,7 @@ static int px_build_head(tg_proxy_t *px)
 #define PUT(s, n) ((n) ? (memcpy(w, (s), (n)), w += (n)) : w)
     PUT(r->method_name.p, r->method_name.len);
     PUT(" ", 1);
-    PUT(r->uri.p, r->uri.len);
+    PUT(target.p, target.len);
     PUT(" HTTP/1.1\r\n", 11);
     for (uint32_t i = 0; i < out.n; i++) {
         PUT(out.h[i].name.p, out.h[i].name.len);
@@ -1219,25 +1222,62 @@ static const char *proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
         c->remove_headers = p->remove_headers;
         c->nremove_headers = p->nremove_headers;
     }
-    TG_CONF_MERGE_PTR(c->upstream, p->upstream, NULL);
+    if (c->upstream == NULL) { /* the URI part goes with its proxy_pass */
+        c->upstream = p->upstream;
+        c->pass_uri = p->pass_uri;
+    }
     return NULL;
 }
 
-/* proxy_pass NAME | HOST:PORT */
+/* The URI part of proxy_pass (see proxy_uri.h), checked: a literal one
+ * needs a location prefix to replace, so it cannot be used in a regex
+ * location (as in nginx); one with variables can. */
+static const char *set_pass_uri(tg_conf_t *cf, tg_proxy_conf_t *pc, tg_str_t arg, tg_str_t uri)
+{
+    const char *err = NULL;
+    tg_tpl_t *t = tg_tpl_compile(cf, uri, &err);
+    if (t == NULL)
+        return err;
+    tg_location_t *loc = cf->scope == TG_SCOPE_LOCATION ? cf->ctx : NULL;
+    if (!tg_tpl_has_vars(t)) {
+        if (tg_proxy_uri_escape(NULL, uri, 0) != uri.len)
+            return tg_conf_errf(cf, "invalid character in the URI part \"%.*s\" of \"proxy_pass\"",
+                                TG_STR_FMT(uri));
+        if (loc && loc->kind == TG_LOC_REGEX)
+            return tg_conf_errf(cf, "\"proxy_pass %.*s\" cannot have a URI part in a location given "
+                                    "by a regular expression (no prefix to replace): pass the "
+                                    "URI with variables, e.g. \"http://%.*s$request_uri\"",
+                                TG_STR_FMT(arg), (int)(uri.p - arg.p), arg.p);
+    }
+    pc->pass_uri.uri = t;
+    pc->pass_uri.prefix = loc ? loc->path : TG_STR("/");
+    return NULL;
+}
+
+/* proxy_pass [http://|https://]NAME|HOST:PORT[/URI] */
 static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     tg_proxy_conf_t *pc = conf;
     if (pc->upstream)
         return "\"proxy_pass\" directive is duplicate";
-    tg_str_t target = tg_conf_arg(cf, 1);
-    if (tg_str_has_caseprefix(target, "http://"))
-        target = (tg_str_t){target.p + 7, target.len - 7};
-    if (target.len && target.p[target.len - 1] == '/')
-        target.len--;
-    pc->upstream = tg_upstream_reference(cf, target);
-    return pc->upstream ? NULL : tg_conf_errf(cf, "invalid upstream \"%.*s\" in \"proxy_pass\"",
-                                              TG_STR_FMT(tg_conf_arg(cf, 1)));
+    tg_str_t arg = tg_conf_arg(cf, 1), scheme, name, uri;
+    if (tg_proxy_uri_split(arg, &scheme, &name, &uri) != 0)
+        return tg_conf_errf(cf, "invalid scheme in \"proxy_pass %.*s\", expected http:// or https://",
+                            TG_STR_FMT(arg));
+    if (name.len == 0)
+        return tg_conf_errf(cf, "\"proxy_pass %.*s\" names no upstream (variables are allowed in "
+                                "the URI part only)",
+                            TG_STR_FMT(arg));
+    const char *err = uri.len ? set_pass_uri(cf, pc, arg, uri) : NULL;
+    if (err)
+        return err;
+    pc->upstream = tg_upstream_reference(cf, name);
+    if (pc->upstream == NULL)
+        return tg_conf_errf(cf, "invalid upstream \"%.*s\" in \"proxy_pass\"", TG_STR_FMT(arg));
+    if (scheme.len)
+        tg_upstream_note_scheme(cf, pc->upstream, tg_str_caseeq_lit(scheme, "https"));
+    return NULL;
 }
 
 static const char *set_proxy_timeouts(tg_conf_t *cf, const tg_directive_t *d, void *conf)

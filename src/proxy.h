@@ -11,6 +11,7 @@
 #include "request.h"
 #include "upstream.h"
 #include "tls.h"
+#include "proxy_uri.h"
 
 typedef struct {
     tg_str_t name;
@@ -19,6 +20,7 @@ typedef struct {
 
 typedef struct {
     tg_upstream_t *upstream; /* proxy_pass; NULL when not set here */
+    tg_proxy_uri_t pass_uri; /* proxy_pass's URI part and the prefix it replaces */
     tg_msec_t connect_timeout, read_timeout, send_timeout;
     int64_t next_upstream_tries; /* 0 = as many as there are servers */
     tg_proxy_header_t *set_headers;
