@@ -160,6 +160,7 @@ static int req_set_path(lua_State *L)
     r->path = (tg_str_t){uri, path.len};
     r->args = args.len ? (tg_str_t){uri + path.len + 1, args.len} : (tg_str_t){"", 0};
     r->uri_changed = 1;
+    r->path_set = 1;
     return 0;
 }
 

@@ -12,7 +12,12 @@
  * fresh connection when a pooled one turns out closed (Node closes idle
  * sockets after keepAliveTimeout; that race must not become a 502), and on
  * the next peer when a connect fails, as long as the request can be sent
- * again (no body, or a body still entirely in memory) and tries are left. */
+ * again and tries are left. It can while the client's body is entirely in
+ * memory, and, whatever its size, while no body byte has been handed back
+ * to the client reader (tg_request_body_consumed): the body round pulled so
+ * far stays in the input buffer until a write took all of it, so a failed
+ * connect, or a write that failed before the round went, has lost nothing
+ * and the next attempt sends the same header and round again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,8 @@
 #include <sys/socket.h>
 #include <llhttp.h>
 #include "proxy.h"
+#include "proxy_conf.h"
+#include "proxy_head.h"
 #include "var.h"
 #include "log.h"
 #include "sendq.h"
@@ -57,7 +64,9 @@ struct tg_proxy_s {
     int attempts, max_attempts, stale_retries;
     uint8_t state;
     uint8_t last_cb;
-    unsigned replayable : 1;
+    unsigned replayable : 1;      /* the whole body is in memory (or there is none) */
+    unsigned body_consumed : 1;   /* a body round was written and given back to the
+                                   * client reader: it cannot be sent again */
     unsigned req_done : 1;        /* request fully queued */
     unsigned body_inflight : 1;   /* client body spans queued, not yet written */
     unsigned resp_started : 1;    /* a response byte arrived in this attempt */
@@ -122,170 +131,6 @@ static void px_want(tg_proxy_t *px, int events, tg_msec_t timeout)
     }
 }
 
-/* ---- request header ------------------------------------------------------- */
-
-#define PX_MAX_RESP_HEADERS 200 /* more in an upstream response: 502 */
-
-/* Hop-by-hop: the RFC 9110 list, Proxy-*, and whatever a Connection header
- * lists (`hs` is only scanned for those when `has_connection`). Called for
- * every header both ways, so a length switch rejects most names at once. */
-static int is_hop_by_hop(tg_str_t name, const tg_headers_t *hs, int has_connection)
-{
-    const char *fixed = NULL, *fixed2 = NULL;
-    switch (name.len) {
-    case 2: fixed = "te"; break;
-    case 5: fixed = "proxy"; break;
-    case 6: fixed = "expect"; break;
-    case 7: fixed = "trailer", fixed2 = "upgrade"; break;
-    case 10: fixed = "connection", fixed2 = "keep-alive"; break;
-    case 14: fixed = "content-length"; break;
-    case 17: fixed = "transfer-encoding"; break;
-    }
-    if ((fixed && tg_str_caseeq(name, (tg_str_t){fixed, name.len})) ||
-        (fixed2 && tg_str_caseeq(name, (tg_str_t){fixed2, name.len})))
-        return 1;
-    if (name.len > 6 && tg_str_has_caseprefix(name, "proxy-"))
-        return 1; /* Proxy-Connection, Proxy-Authorization, ... */
-    if (!has_connection || name.len >= 64)
-        return 0;
-    char token[64];
-    memcpy(token, name.p, name.len);
-    token[name.len] = '\0';
-    for (uint32_t i = 0; i < hs->n; i++)
-        if (tg_str_caseeq_lit(hs->h[i].name, "connection") &&
-            tg_str_has_token(hs->h[i].value, token))
-            return 1;
-    return 0;
-}
-
-/* Build the header sent upstream: request line, the client's headers in
- * order (hop-by-hop ones dropped, proxy_remove_header/proxy_set_header
- * applied), the X-Forwarded-* set, and our own framing. */
-/* Does proxy_set_header or proxy_remove_header name this header? */
-static int px_overridden(const tg_proxy_conf_t *pc, tg_str_t name)
-{
-    for (int k = 0; k < pc->nremove_headers; k++)
-        if (tg_str_caseeq(name, pc->remove_headers[k]))
-            return 1;
-    for (int k = 0; k < pc->nset_headers; k++)
-        if (tg_str_caseeq(name, pc->set_headers[k].name))
-            return 1;
-    return 0;
-}
-
-static int px_build_head(tg_proxy_t *px)
-{
-    tg_request_t *r = px->r;
-    tg_proxy_conf_t *pc = px->conf;
-    /* the upstream's header list only lives until it is serialized below:
-     * on the stack, in the arena only past 32 headers */
-    tg_header_t first[32];
-    tg_headers_t out = {first, 0, 32};
-    int xff = -1; /* its index: the array may move when it grows */
-    int has_connection = tg_headers_find(&r->headers, TG_STR("Connection")) != NULL;
-    for (uint32_t i = 0; i < r->headers.n; i++) {
-        tg_header_t *h = &r->headers.h[i];
-        if (is_hop_by_hop(h->name, &r->headers, has_connection))
-            continue;
-        if (px_overridden(pc, h->name))
-            continue;
-        if (tg_str_caseeq_lit(h->name, "x-forwarded-for")) {
-            if (xff >= 0) { /* several: fold them into the first, in order */
-                char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(out.h[xff].value),
-                                          TG_STR_FMT(h->value));
-                if (v == NULL)
-                    return -1;
-                out.h[xff].value = tg_str_c(v);
-                continue;
-            }
-            if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
-                return -1;
-            xff = (int)out.n - 1;
-            continue;
-        }
-        if (tg_str_caseeq_lit(h->name, "x-forwarded-proto") ||
-            tg_str_caseeq_lit(h->name, "x-forwarded-host") ||
-            tg_str_caseeq_lit(h->name, "x-real-ip"))
-            continue; /* ours replace the client's */
-        if (tg_headers_add(r->arena, &out, h->name, h->value) != 0)
-            return -1;
-    }
-    tg_str_t peer = r->peer_addr;
-    if (px_overridden(pc, TG_STR("X-Forwarded-For"))) {
-        /* proxy_set_header/proxy_remove_header decide */
-    } else if (xff >= 0) {
-        char *v = tg_arena_printf(r->arena, "%.*s, %.*s", TG_STR_FMT(out.h[xff].value),
-                                  TG_STR_FMT(peer));
-        if (v == NULL)
-            return -1;
-        out.h[xff].value = tg_str_c(v);
-    } else if (tg_headers_add(r->arena, &out, TG_STR("X-Forwarded-For"), peer) != 0) {
-        return -1;
-    }
-    tg_header_t *host = tg_headers_find(&r->headers, TG_STR("Host"));
-    const tg_header_t gen[] = {
-        {TG_STR("X-Forwarded-Proto"), r->scheme},
-        {TG_STR("X-Forwarded-Host"), host ? host->value : r->host},
-        {TG_STR("X-Real-IP"), r->remote_addr},
-    };
-    for (size_t k = 0; k < sizeof(gen) / sizeof(gen[0]); k++)
-        if (!px_overridden(pc, gen[k].name) &&
-            tg_headers_add(r->arena, &out, gen[k].name, gen[k].value) != 0)
-            return -1;
-    /* an HTTP/1.0 client may send no Host: name the upstream, as nginx does */
-    if (host == NULL && !px_overridden(pc, TG_STR("Host")) &&
-        tg_headers_add(r->arena, &out, TG_STR("Host"), r->host.len ? r->host : r->upstream->name) != 0)
-        return -1;
-    for (int k = 0; k < pc->nset_headers; k++) {
-        tg_str_t v;
-        if (tg_tpl_eval(r, pc->set_headers[k].value, &v) != 0)
-            return -1;
-        if (v.len && tg_headers_add(r->arena, &out, pc->set_headers[k].name, v) != 0)
-            return -1;
-    }
-
-    if (px->websocket) {
-        /* the hop-by-hop pair that asks the upstream to switch protocols */
-        tg_header_t *up = tg_headers_find(&r->headers, TG_STR("Upgrade"));
-        if (tg_headers_add(r->arena, &out, TG_STR("Connection"), TG_STR("upgrade")) != 0 ||
-            tg_headers_add(r->arena, &out, TG_STR("Upgrade"), up->value) != 0)
-            return -1;
-    }
-
-    char lenbuf[48] = "Content-Length: ";
-    tg_str_t framing = TG_NULL_STR;
-    if (r->chunked) {
-        framing = TG_STR("Transfer-Encoding: chunked\r\n");
-    } else if (r->content_length >= 0) {
-        size_t k = 16 + tg_fmt_dec(lenbuf + 16, (uint64_t)r->content_length);
-        lenbuf[k++] = '\r';
-        lenbuf[k++] = '\n';
-        framing = (tg_str_t){lenbuf, k};
-    }
-    size_t size = r->method_name.len + r->uri.len + 16 + framing.len + 2;
-    for (uint32_t i = 0; i < out.n; i++)
-        size += out.h[i].name.len + out.h[i].value.len + 4;
-    char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
-    if (p == NULL)
-        return -1;
-#define PUT(s, n) ((n) ? (memcpy(w, (s), (n)), w += (n)) : w)
-    PUT(r->method_name.p, r->method_name.len);
-    PUT(" ", 1);
-    PUT(r->uri.p, r->uri.len);
-    PUT(" HTTP/1.1\r\n", 11);
-    for (uint32_t i = 0; i < out.n; i++) {
-        PUT(out.h[i].name.p, out.h[i].name.len);
-        PUT(": ", 2);
-        PUT(out.h[i].value.p, out.h[i].value.len);
-        PUT("\r\n", 2);
-    }
-    PUT(framing.p, framing.len);
-    PUT("\r\n", 2);
-#undef PUT
-    px->head = (tg_str_t){p, (size_t)(w - p)};
-    return 0;
-}
-
 /* ---- response parser ------------------------------------------------------- */
 
 static int on_resp_begin(llhttp_t *p)
@@ -301,7 +146,7 @@ static int on_resp_header_field(llhttp_t *p, const char *at, size_t len)
     tg_proxy_t *px = p->data;
     tg_request_t *r = px->r;
     if (px->last_cb != 1) {
-        if (r->resp_headers.n >= PX_MAX_RESP_HEADERS) {
+        if (r->resp_headers.n >= TG_PROXY_MAX_RESP_HEADERS) {
             px->error_status = 502;
             return HPE_USER;
         }
@@ -405,41 +250,6 @@ static const llhttp_settings_t resp_settings = {
 
 /* Remove hop-by-hop response headers and learn the upstream's keep-alive
  * timeout ("Keep-Alive: timeout=5" from Node) before they go. */
-static void px_clean_resp_headers(tg_proxy_t *px)
-{
-    tg_request_t *r = px->r;
-    tg_headers_t *hs = &r->resp_headers;
-    for (uint32_t i = 0; i < hs->n; i++) {
-        if (!tg_str_caseeq_lit(hs->h[i].name, "keep-alive"))
-            continue;
-        tg_str_t v = hs->h[i].value;
-        for (size_t k = 0; k + 8 <= v.len; k++) {
-            if (strncasecmp(v.p + k, "timeout=", 8) == 0) {
-                int64_t secs;
-                size_t e = k + 8;
-                while (e < v.len && v.p[e] >= '0' && v.p[e] <= '9')
-                    e++;
-                if (tg_parse_int((tg_str_t){v.p + k + 8, e - k - 8}, &secs) == 0)
-                    px->keepalive_ms = secs * 1000;
-                break;
-            }
-        }
-    }
-    /* decide for every header before moving any: the Connection header that
-     * names others is dropped too (at most PX_MAX_RESP_HEADERS of them) */
-    int has_connection = tg_headers_find(hs, TG_STR("Connection")) != NULL;
-    unsigned char drop[PX_MAX_RESP_HEADERS];
-    if (hs->n > PX_MAX_RESP_HEADERS) /* the parser refuses more */
-        hs->n = PX_MAX_RESP_HEADERS;
-    for (uint32_t i = 0; i < hs->n; i++)
-        drop[i] = (unsigned char)is_hop_by_hop(hs->h[i].name, hs, has_connection);
-    uint32_t w = 0;
-    for (uint32_t i = 0; i < hs->n; i++)
-        if (!drop[i])
-            hs->h[w++] = hs->h[i];
-    hs->n = w;
-}
-
 /* ---- attempts -------------------------------------------------------------- */
 
 /* Route phase: proxy_pass picks the upstream unless a route hook (Lua's
@@ -509,12 +319,13 @@ static tg_rc_t px_content(tg_request_t *r, void *conf)
         if (!px->websocket)
             r->keepalive = 0;
     }
-    if (px_build_head(px) != 0) {
+    if (tg_proxy_head_build(r, px->conf, px->websocket, &px->head) != 0) {
         px_detach(r);
         return TG_ERROR;
     }
-    /* A request whose body is already complete in memory can be sent again;
-     * one still streaming from the client cannot. */
+    /* A request whose body is already complete in memory can be sent again
+     * at any time (px->replay); one still streaming from the client only
+     * until its first round went out (px_can_resend). */
     tg_spans_t *spans;
     int done = 0;
     if (!r->has_body) {
@@ -568,6 +379,37 @@ static int px_sticky_cookie(tg_proxy_t *px)
     return c ? tg_headers_add(r->arena, &r->resp_headers, TG_STR("Set-Cookie"), tg_str_c(c)) : -1;
 }
 
+/* Is this idle connection still open? One recv(MSG_PEEK): 0 is the
+ * upstream's FIN, waiting unread because the idle watcher has not run yet.
+ * Bytes from an idle plain-HTTP upstream make it unusable too; over TLS they
+ * may be a session ticket, which the TLS layer reads. */
+static int px_pooled_is_open(tg_upconn_t *uc)
+{
+    char ch;
+    ssize_t n = recv(uc->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    return n > 0 && uc->ssl != NULL;
+}
+
+/* An idle connection to px->peer, or NULL. For a request whose body streams
+ * from the client, one the upstream has closed already is dropped here: on
+ * it the first body round could go out (and be consumed) before the close
+ * shows, and the request could then not be sent again. Other requests skip
+ * the check: a failure on a pooled connection retries them anyway. */
+static tg_upconn_t *px_pool_get(tg_proxy_t *px)
+{
+    tg_upconn_t *uc;
+    while ((uc = tg_upstream_pool_get(px->r->upstream, px->peer)) != NULL) {
+        if (px->replayable || px_pooled_is_open(uc))
+            return uc;
+        tg_log(TG_LOG_DEBUG, "pooled connection to %.*s was closed by the upstream",
+               TG_STR_FMT(px->peer->name));
+        tg_upconn_destroy(uc);
+    }
+    return NULL;
+}
+
 static void px_connect(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -603,12 +445,13 @@ static void px_connect(tg_proxy_t *px)
     px->upstream_close = 0;
     px->keepalive_ms = 0;
     px->req_done = 0;
+    px->body_inflight = 0; /* a round queued for the failed attempt is still unconsumed */
     llhttp_reset(&px->parser);
     r->resp_headers.n = 0;
     r->resp_content_length = -1;
 
     int pooled = 1;
-    tg_upconn_t *uc = tg_upstream_pool_get(u, px->peer);
+    tg_upconn_t *uc = px_pool_get(px);
     if (uc == NULL) {
         pooled = 0;
         if ((uc = tg_upconn_create(u, px->peer)) == NULL) {
@@ -635,6 +478,14 @@ static void px_connect(tg_proxy_t *px)
     px_want(px, EV_WRITE, px->conf->connect_timeout);
 }
 
+/* Can the request be sent again from its start? Yes when its body is in
+ * memory, or when no body byte was given back to the client reader yet (the
+ * round pulled so far is still in the input buffer, see the file comment). */
+static int px_can_resend(const tg_proxy_t *px)
+{
+    return px->replayable || !px->body_consumed;
+}
+
 /* An attempt failed. Retry when nothing reached the client yet and the
  * request can be replayed; otherwise answer `status` (or drop the client if
  * the response had started). */
@@ -646,7 +497,7 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
     px_release_conn(px, 0);
     if (stale && !peer_failed) {
         /* a pooled connection the upstream had closed: not the peer's fault */
-        if (px->replayable && !r->header_sent && px->stale_retries++ < 64) {
+        if (px_can_resend(px) && !r->header_sent && px->stale_retries++ < 64) {
             tg_log(TG_LOG_DEBUG, "pooled connection to %.*s was closed, retrying",
                    TG_STR_FMT(r->upstream_addr));
             px_connect(px);
@@ -663,7 +514,7 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed)
     tg_peer_t *failed_peer = px->peer;
     px_attempt_end(px, peer_failed);
     int idempotent = r->method != HTTP_POST && r->method != HTTP_PATCH && r->method != HTTP_LOCK;
-    int may_retry = px->replayable && !r->header_sent && !px->resp_started &&
+    int may_retry = px_can_resend(px) && !r->header_sent && !px->resp_started &&
                     (px->sent == 0 || idempotent) && status != 504;
     if (may_retry && px->attempts < px->max_attempts) {
         tg_stats_peer_retry(r->upstream, failed_peer->index);
@@ -770,6 +621,7 @@ static void px_send(tg_proxy_t *px)
         if (px->out.pending == 0) {
             if (px->body_inflight) {
                 px->body_inflight = 0;
+                px->body_consumed = 1;
                 tg_request_body_consumed(r);
             }
             if (px->req_done) {
@@ -855,7 +707,7 @@ static int px_forward(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
     if (px->resp_headers && !r->header_sent) {
-        px_clean_resp_headers(px);
+        px->keepalive_ms = tg_proxy_head_clean_response(&r->resp_headers);
         if (px_sticky_cookie(px) != 0) {
             px_fail(px, 500, 0);
             return 0;
@@ -1092,7 +944,7 @@ static void px_upgrade(tg_proxy_t *px)
     tg_request_t *r = px->r;
     tg_header_t *up = tg_headers_find(&r->resp_headers, TG_STR("Upgrade"));
     tg_str_t proto = up ? up->value : TG_STR("websocket");
-    px_clean_resp_headers(px);
+    px->keepalive_ms = tg_proxy_head_clean_response(&r->resp_headers);
     if (tg_headers_add(r->arena, &r->resp_headers, TG_STR("Upgrade"), proto) != 0 ||
         px_sticky_cookie(px) != 0 ||
         tg_request_send_header(r) != 0 || tg_request_flush(r) != 1) {
@@ -1149,128 +1001,6 @@ static void px_on_tunnel(tg_request_t *r)
     px_tunnel_event(r->handler_ctx);
 }
 
-/* ---- directives ------------------------------------------------------------ */
-
-static void *proxy_create_conf(tg_conf_t *cf)
-{
-    tg_proxy_conf_t *pc = tg_arena_alloc(cf->arena, sizeof(*pc));
-    if (pc == NULL)
-        return NULL;
-    pc->connect_timeout = pc->read_timeout = pc->send_timeout = TG_CONF_UNSET;
-    pc->next_upstream_tries = TG_CONF_UNSET;
-    pc->websocket_idle_timeout = TG_CONF_UNSET;
-    return pc;
-}
-
-static const char *proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
-{
-    (void)cf;
-    tg_proxy_conf_t *p = parent, *c = child;
-    TG_CONF_MERGE(c->connect_timeout, p->connect_timeout, 5000);
-    TG_CONF_MERGE(c->websocket_idle_timeout, p->websocket_idle_timeout, 3600000);
-    TG_CONF_MERGE(c->read_timeout, p->read_timeout, 60000);
-    TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
-    TG_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
-    if (!c->set_headers_given) {
-        c->set_headers = p->set_headers;
-        c->nset_headers = p->nset_headers;
-        c->remove_headers = p->remove_headers;
-        c->nremove_headers = p->nremove_headers;
-    }
-    TG_CONF_MERGE_PTR(c->upstream, p->upstream, NULL);
-    return NULL;
-}
-
-/* proxy_pass NAME | HOST:PORT */
-static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *conf)
-{
-    (void)d;
-    tg_proxy_conf_t *pc = conf;
-    if (pc->upstream)
-        return "\"proxy_pass\" directive is duplicate";
-    tg_str_t target = tg_conf_arg(cf, 1);
-    if (tg_str_has_caseprefix(target, "http://"))
-        target = (tg_str_t){target.p + 7, target.len - 7};
-    if (target.len && target.p[target.len - 1] == '/')
-        target.len--;
-    pc->upstream = tg_upstream_reference(cf, target);
-    return pc->upstream ? NULL : tg_conf_errf(cf, "invalid upstream \"%.*s\" in \"proxy_pass\"",
-                                              TG_STR_FMT(tg_conf_arg(cf, 1)));
-}
-
-static const char *set_proxy_timeouts(tg_conf_t *cf, const tg_directive_t *d, void *conf)
-{
-    (void)d;
-    tg_proxy_conf_t *pc = conf;
-    for (int i = 1; i <= cf->nargs; i++) {
-        tg_str_t v;
-        tg_msec_t *field = NULL;
-        if (tg_conf_arg_kv(cf, i, "connect", &v))
-            field = &pc->connect_timeout;
-        else if (tg_conf_arg_kv(cf, i, "read", &v))
-            field = &pc->read_timeout;
-        else if (tg_conf_arg_kv(cf, i, "send", &v))
-            field = &pc->send_timeout;
-        else
-            return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"proxy_timeouts\", expected "
-                                    "connect=, read= or send=",
-                                TG_STR_FMT(tg_conf_arg(cf, i)));
-        if (tg_parse_msec(v, field) != 0 || *field <= 0)
-            return tg_conf_errf(cf, "invalid time \"%.*s\" in \"proxy_timeouts\"", TG_STR_FMT(v));
-    }
-    return NULL;
-}
-
-static const char *set_proxy_set_header(tg_conf_t *cf, const tg_directive_t *d, void *conf)
-{
-    (void)d;
-    tg_proxy_conf_t *pc = conf;
-    tg_str_t name = tg_conf_arg(cf, 1), value = tg_conf_arg(cf, 2);
-    const char *err = tg_conf_check_header(cf, name, value);
-    if (err)
-        return err;
-    tg_proxy_header_t *h = tg_arena_grow(cf->arena, pc->set_headers, (size_t)pc->nset_headers, 1,
-                                         sizeof(*h));
-    if (h == NULL)
-        return "out of memory";
-    h[pc->nset_headers].name = tg_arena_str(cf->arena, name);
-    if ((h[pc->nset_headers].value = tg_tpl_compile(cf, value, &err)) == NULL)
-        return err;
-    pc->set_headers = h;
-    pc->nset_headers++;
-    pc->set_headers_given = 1;
-    return NULL;
-}
-
-static const char *set_proxy_remove_header(tg_conf_t *cf, const tg_directive_t *d, void *conf)
-{
-    (void)d;
-    tg_proxy_conf_t *pc = conf;
-    tg_str_t name = tg_conf_arg(cf, 1);
-    if (!tg_conf_is_token(name))
-        return tg_conf_errf(cf, "invalid header name \"%.*s\"", TG_STR_FMT(name));
-    tg_str_t *h = tg_arena_grow(cf->arena, pc->remove_headers, (size_t)pc->nremove_headers, 1,
-                                sizeof(*h));
-    if (h == NULL)
-        return "out of memory";
-    h[pc->nremove_headers++] = tg_arena_str(cf->arena, name);
-    pc->remove_headers = h;
-    pc->set_headers_given = 1;
-    return NULL;
-}
-
-static const tg_directive_t proxy_directives[] = {
-    {"proxy_pass", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, set_proxy_pass, 0},
-    {"proxy_timeouts", TG_SCOPE_HTTP, 0, 1, 3, set_proxy_timeouts, 0},
-    {"proxy_next_upstream_tries", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
-     offsetof(tg_proxy_conf_t, next_upstream_tries)},
-    {"proxy_set_header", TG_SCOPE_HTTP, 0, 2, 2, set_proxy_set_header, 0},
-    {"proxy_remove_header", TG_SCOPE_HTTP, 0, 1, 1, set_proxy_remove_header, 0},
-    {"websocket_idle_timeout", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_msec,
-     offsetof(tg_proxy_conf_t, websocket_idle_timeout)},
-    {NULL, 0, 0, 0, 0, NULL, 0},
-};
-
 static const tg_handler_events_t px_events = {
     .on_body = px_on_body,
     .on_drained = px_on_drained,
@@ -1281,9 +1011,9 @@ static const tg_handler_events_t px_events = {
 
 tg_module_t tg_proxy_module = {
     .name = "proxy",
-    .directives = proxy_directives,
-    .create_conf = proxy_create_conf,
-    .merge_conf = proxy_merge_conf,
+    .directives = tg_proxy_directives,
+    .create_conf = tg_proxy_create_conf,
+    .merge_conf = tg_proxy_merge_conf,
     .on_route = px_route,
     .on_content = px_content,
 };

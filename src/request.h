@@ -116,6 +116,7 @@ struct tg_request_s {
     unsigned expect_continue : 1;
     unsigned upgrade : 1; /* Upgrade requested (passed through later) */
     unsigned uri_changed : 1; /* path rewritten: re-route */
+    unsigned path_set : 1;    /* path (and uri) set by tg.req.set_path: as given, not decoded */
     tg_str_t remote_addr;   /* client address, after real_ip */
     tg_str_t peer_addr;     /* the TCP peer's address */
     tg_str_t scheme;        /* "http" or "https" */

@@ -70,6 +70,46 @@ tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name)
     return u;
 }
 
+void tg_upstream_note_scheme(tg_conf_t *cf, tg_upstream_t *u, int https)
+{
+    const char **file = https ? &u->https_ref_file : &u->http_ref_file;
+    if (*file == NULL) {
+        *file = cf->file;
+        *(https ? &u->https_ref_line : &u->http_ref_line) = cf->line;
+    }
+}
+
+/* The scheme proxy_pass named against the upstream's `tls`: an implicit
+ * HOST:PORT upstream takes TLS from "https://", a block must say "tls on"
+ * for it (and not for "http://"). Returns the number of errors printed. */
+static int check_scheme(tg_upstream_t *u)
+{
+    if (u->implicit && u->https_ref_file && u->http_ref_file) {
+        fprintf(stderr, "%s:%d: \"%.*s\" is named with both https:// and http:// (first at "
+                        "%s:%d): define an upstream block for each\n",
+                u->https_ref_file, u->https_ref_line, TG_STR_FMT(u->name), u->http_ref_file,
+                u->http_ref_line);
+        return 1;
+    }
+    if (u->implicit && u->https_ref_file)
+        u->tls = 1;
+    if (u->https_ref_file && !u->tls) {
+        fprintf(stderr, "%s:%d: \"proxy_pass https://%.*s\": upstream \"%.*s\" (%s:%d) has no "
+                        "\"tls on\"\n",
+                u->https_ref_file, u->https_ref_line, TG_STR_FMT(u->name), TG_STR_FMT(u->name),
+                u->file, u->line);
+        return 1;
+    }
+    if (u->http_ref_file && u->tls) {
+        fprintf(stderr, "%s:%d: \"proxy_pass http://%.*s\": upstream \"%.*s\" (%s:%d) has "
+                        "\"tls on\", write https:// or the bare name\n",
+                u->http_ref_file, u->http_ref_line, TG_STR_FMT(u->name), TG_STR_FMT(u->name),
+                u->file, u->line);
+        return 1;
+    }
+    return 0;
+}
+
 static const char *set_upstream_block(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -320,6 +360,7 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
             p->fail_timeout = 10000;
             u->npeers = 1;
         }
+        errors += check_scheme(u);
         if (u->npeers == 1)
             u->peers[0].max_fails = 0; /* nowhere else to go: never mark it down */
         for (int i = 0; i < u->npeers; i++) /* the same on every instance and reload */

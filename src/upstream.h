@@ -81,6 +81,10 @@ typedef struct tg_upstream_s {
     void *tls_ctx;         /* SSL_CTX built at config load (tls_conf.c), freed with the arena */
     const char *file;      /* where it was defined */
     int line;
+    /* The first proxy_pass that named it with "http://" and with "https://"
+     * (file NULL: none), checked against `tls` once the config is read. */
+    const char *http_ref_file, *https_ref_file;
+    int http_ref_line, https_ref_line;
 
     /* runtime, per worker */
     tg_upconn_t *idle; /* idle keep-alive connections (LIFO list) */
@@ -120,6 +124,10 @@ int tg_balance_init(tg_upstream_t *u, tg_arena_t *a);
 /* The upstream `name` refers to: an upstream block (possibly defined later
  * in the file) or, at the end, an implicit one-server upstream HOST:PORT. */
 tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name);
+/* A proxy_pass named u with a scheme: note where, for the upstream module's
+ * init_conf (https:// needs `tls on`, http:// needs it off; an implicit
+ * HOST:PORT upstream named with https:// gets TLS). */
+void tg_upstream_note_scheme(tg_conf_t *cf, tg_upstream_t *u, int https);
 /* Find an upstream by name (NULL if none). */
 tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
 

@@ -44,6 +44,14 @@ static int var_args(tg_request_t *r, tg_str_t arg, tg_str_t *out)
     return 0;
 }
 
+/* "?" when the request has a query string: "$uri$is_args$args". */
+static int var_is_args(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = r->args.len ? TG_STR("?") : (tg_str_t){"", 0};
+    return 0;
+}
+
 static int var_method(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
@@ -289,6 +297,7 @@ static const tg_var_def_t core_vars[] = {
     {"uri", 0, var_uri},
     {"request_uri", 0, var_request_uri},
     {"args", 0, var_args},
+    {"is_args", 0, var_is_args},
     {"method", 0, var_method},
     {"request_method", 0, var_method},
     {"scheme", 0, var_scheme},

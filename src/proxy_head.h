@@ -1,0 +1,24 @@
+/* The request head sent upstream and the response head passed back
+ * (src/proxy_head.c). */
+#ifndef TG_PROXY_HEAD_H
+#define TG_PROXY_HEAD_H
+
+#include "request.h"
+#include "proxy_conf.h"
+
+/* More response headers from an upstream: 502. */
+#define TG_PROXY_MAX_RESP_HEADERS 200
+
+/* Serialize the head of r for the upstream into r's arena (*head): the
+ * request line (proxy_pass's URI rule), the client's headers in order minus
+ * hop-by-hop ones and those proxy_remove_header/proxy_set_header name, the
+ * proxy_set_header values, X-Forwarded-For/-Proto/-Host, Connection
+ * (keep-alive, or upgrade for a `websocket` request) and the body framing.
+ * 0, or -1 (out of memory, or a template that failed). */
+int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket, tg_str_t *head);
+/* Drop the hop-by-hop headers of an upstream response (those a Connection
+ * header names too). Returns the upstream's Keep-Alive timeout in ms (0 when
+ * it announced none), to retire the connection before it does. */
+tg_msec_t tg_proxy_head_clean_response(tg_headers_t *hs);
+
+#endif
