@@ -21,6 +21,8 @@
 #define CONN_CACHE_MAX 4096
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+/* the owner tag of the PROXY header's address among a connection's ext */
+static const char pp_owner = 0;
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 void tg_conn_want(tg_conn_t *c, int events)
@@ -194,8 +196,6 @@ void tg_conn_close(tg_conn_t *c)
     tg_sendq_cancel_fd(c->fd);
     close(c->fd);
     tg_conn_release_input(c);
-    free(c->pp_addr);
-    c->pp_addr = NULL;
     tg_arena_destroy(&c->arena);
     if (c->prev)
         c->prev->next = c->next;
@@ -270,6 +270,11 @@ static void conn_drain(tg_conn_t *c)
     }
 }
 
+const char *tg_conn_proxy_addr(tg_conn_t *c)
+{
+    return tg_conn_ext_get(c, &pp_owner);
+}
+
 int tg_conn_proxy_protocol(tg_conn_t *c)
 {
     tg_buf_t *b = c->ibuf;
@@ -281,7 +286,9 @@ int tg_conn_proxy_protocol(tg_conn_t *c)
         if (n > 0) {
             b->pos += n;
             c->pp_done = 1;
-            if (addr[0] && (c->pp_addr = strdup(addr)) == NULL) {
+            char *copy = addr[0] ? strdup(addr) : NULL;
+            if (addr[0] && (copy == NULL || tg_conn_ext_set(c, &pp_owner, copy, free) != 0)) {
+                free(copy);
                 tg_conn_close(c);
                 return -1;
             }

@@ -70,8 +70,9 @@ struct tg_conn_s {
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
     tg_ssl_t *ssl;               /* TLS listeners: the session (tls_io.c), else NULL */
-    char *pp_addr;               /* client address from the PROXY header (malloc) */
-    tg_conn_ext_t *ext;          /* modules' per-connection state; NULL mostly */
+    tg_conn_ext_t *ext; /* rarely used per-connection state (modules', the PROXY
+                         * header's address): NULL mostly, so an idle
+                         * connection does not pay for it */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
 };
 
@@ -111,6 +112,8 @@ void tg_conn_timer(tg_conn_t *c, tg_msec_t ms);
  * 1: done (or not needed), 0: waiting for bytes, -1: the connection was
  * closed (not a valid header). */
 int tg_conn_proxy_protocol(tg_conn_t *c);
+/* The client address the PROXY protocol header named (NULL: none). */
+const char *tg_conn_proxy_addr(tg_conn_t *c);
 /* The input buffer goes back to the pool (nothing unread in it). */
 void tg_conn_release_input(tg_conn_t *c);
 /* Module state kept for the connection's life (see tg_conn_ext_t). */

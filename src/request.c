@@ -45,7 +45,7 @@ const struct sockaddr *tg_request_peer_sa(const tg_request_t *r)
 
 const char *tg_request_proxy_protocol_addr(const tg_request_t *r)
 {
-    return r->conn ? r->conn->pp_addr : NULL;
+    return r->conn ? tg_conn_proxy_addr(r->conn) : NULL;
 }
 
 void *tg_request_conn_ext(tg_request_t *r, const void *owner)
