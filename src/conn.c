@@ -4,7 +4,6 @@
  * the connection (tg_conn_t.proto), except on a lingering connection, which
  * only drains what the client still sends. */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,34 +140,33 @@ void tg_conn_ext_release_all(void)
 
 /* Log a TLS failure at info (they are the client's problem: a scanner,
  * plain HTTP, an old client). */
-static ssize_t tls_result(tg_conn_t *c, int rc, const char *op)
+static void tls_log(tg_conn_t *c, const char *op)
 {
-    int log_it;
-    ssize_t r = tg_tls_io_result(c->ssl, rc, *op == 'r', &c->tls_flags, &log_it);
-    if (log_it) {
-        if (!tg_tls_is_established(c->ssl))
-            tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
-                   tg_tls_error_reason());
-        else
-            tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
-                   tg_tls_error_reason());
-        tg_tls_clear_errors();
-    }
-    return r;
+    if (!tg_tls_is_established(c->ssl))
+        tg_log(TG_LOG_INFO, "client %s: TLS handshake failed: %s", tg_conn_peer(c),
+               tg_tls_error_reason());
+    else
+        tg_log(TG_LOG_INFO, "client %s: TLS %s failed: %s", tg_conn_peer(c), op,
+               tg_tls_error_reason());
+    tg_tls_clear_errors();
 }
 
 ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len)
 {
-    int n = tg_tls_io_read(c->ssl, buf, len);
-    return n > 0 ? n : tls_result(c, n, "read");
+    int log_it;
+    ssize_t n = tg_tls_read(c->ssl, &c->tls_flags, buf, len, &log_it);
+    if (log_it)
+        tls_log(c, "read");
+    return n;
 }
 
 ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
 {
-    int w = tg_tls_io_writev(c->ssl, iov, n);
-    if (w == INT_MIN)
-        return 0;
-    return w > 0 ? w : tls_result(c, w, "write");
+    int log_it;
+    ssize_t w = tg_tls_writev(c->ssl, &c->tls_flags, iov, n, &log_it);
+    if (log_it)
+        tls_log(c, "write");
+    return w;
 }
 
 void tg_conn_tls_shutdown(tg_conn_t *c)

@@ -114,7 +114,7 @@ static ssize_t ssl_io_error(SSL *ssl, int rc, int reading, int *want_write, int 
     }
 }
 
-ssize_t tg_tls_io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int *log_it)
+static ssize_t io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int *log_it)
 {
     int want_write = *flags & TG_TLS_F_WANT_WRITE, failed = 0;
     ssize_t r = ssl_io_error(ssl, rc, reading, &want_write, &failed, log_it);
@@ -123,13 +123,13 @@ ssize_t tg_tls_io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int
     return r;
 }
 
-int tg_tls_io_read(tg_ssl_t *ssl, void *buf, size_t len)
+static int io_read(tg_ssl_t *ssl, void *buf, size_t len)
 {
     errno = 0;
     return SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
 }
 
-int tg_tls_io_writev(tg_ssl_t *ssl, const struct iovec *iov, int n)
+static int io_writev(tg_ssl_t *ssl, const struct iovec *iov, int n)
 {
     static char record[TLS_RECORD]; /* per process; filled and sent in one call */
     int i = 0;
@@ -156,6 +156,22 @@ int tg_tls_io_writev(tg_ssl_t *ssl, const struct iovec *iov, int n)
 }
 
 /* ---- upstream connection I/O ---------------------------------------------- */
+
+ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it)
+{
+    int n = io_read(ssl, buf, len);
+    *log_it = 0;
+    return n > 0 ? n : io_result(ssl, n, 1, flags, log_it);
+}
+
+ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it)
+{
+    int w = io_writev(ssl, iov, n);
+    *log_it = 0;
+    if (w == INT_MIN)
+        return 0;
+    return w > 0 ? w : io_result(ssl, w, 0, flags, log_it);
+}
 
 tg_ssl_t *tg_tls_client_new(void *ctx, int fd, const char *host, int host_is_ip, int verify,
                             void *session, void *app)
@@ -233,7 +249,7 @@ int tg_tls_idle_ok(tg_ssl_t *ssl, uint8_t flags)
     char b;
     if (ssl == NULL || (flags & TG_TLS_F_FAILED))
         return 0;
-    int n = tg_tls_io_read(ssl, &b, 1);
+    int n = io_read(ssl, &b, 1);
     if (n > 0)
         return 0; /* bytes nobody asked for */
     int e = SSL_get_error(ssl, n);

@@ -45,17 +45,15 @@ int tg_tls_handshake(tg_ssl_t *ssl, uint8_t *flags, char *why, size_t size);
 /* Send close_notify (best effort, never waits; not after a failure). */
 void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
 
-/* SSL_read, and SSL_write of a gathered iovec (INT_MIN: nothing to write):
- * > 0 bytes; otherwise pass the result to tg_tls_io_result. */
-int tg_tls_io_read(tg_ssl_t *ssl, void *buf, size_t len);
-int tg_tls_io_writev(tg_ssl_t *ssl, const struct iovec *iov, int n);
-/* Map a failed read or write's result to read(2)/writev(2) results: -1
- * with errno EAGAIN (wait; TG_TLS_F_WANT_WRITE says which way), 0 end of
- * stream (reading), -1 with another errno: the connection is done
- * (TG_TLS_F_FAILED set). *log_it: OpenSSL has a reason to log
- * (tg_tls_error_reason()); the caller logs it and clears the queue with
- * tg_tls_clear_errors(). */
-ssize_t tg_tls_io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int *log_it);
+/* Read and write through TLS, with read(2)/writev(2) results: > 0 bytes; 0
+ * end of stream (reading; also one without close_notify) or nothing to
+ * write; -1 with errno EAGAIN (wait for the socket: TG_TLS_F_WANT_WRITE says
+ * which way) or another errno: the connection is done (TG_TLS_F_FAILED set,
+ * no close_notify then). *log_it: OpenSSL has a reason worth a log line
+ * (tg_tls_error_reason()); the caller logs it with the peer's name and
+ * clears the queue with tg_tls_clear_errors(). */
+ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it);
+ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it);
 /* Plaintext decrypted and not read yet (no socket event comes for it). */
 int tg_tls_pending(tg_ssl_t *ssl);
 /* Is the handshake finished? 0 for NULL. */

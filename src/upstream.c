@@ -7,7 +7,6 @@
  * once rather than discovered by the next request. Each idle connection also
  * has a deadline just before the upstream's own keep-alive timeout. */
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -427,30 +426,29 @@ void tg_upconn_tls_free(tg_upconn_t *uc)
     uc->ssl = NULL;
 }
 
-static ssize_t tls_result(tg_upconn_t *uc, int rc, const char *op)
+static void tls_log(tg_upconn_t *uc, const char *op)
 {
-    int log_it;
-    ssize_t r = tg_tls_io_result(uc->ssl, rc, *op == 'r', &uc->tls_flags, &log_it);
-    if (log_it) {
-        tg_log(TG_LOG_INFO, "upstream %.*s: TLS %s failed: %s", TG_STR_FMT(uc->peer->name), op,
-               tg_tls_error_reason());
-        tg_tls_clear_errors();
-    }
-    return r;
+    tg_log(TG_LOG_INFO, "upstream %.*s: TLS %s failed: %s", TG_STR_FMT(uc->peer->name), op,
+           tg_tls_error_reason());
+    tg_tls_clear_errors();
 }
 
 ssize_t tg_upconn_tls_read(tg_upconn_t *uc, void *buf, size_t len)
 {
-    int n = tg_tls_io_read(uc->ssl, buf, len);
-    return n > 0 ? n : tls_result(uc, n, "read");
+    int log_it;
+    ssize_t n = tg_tls_read(uc->ssl, &uc->tls_flags, buf, len, &log_it);
+    if (log_it)
+        tls_log(uc, "read");
+    return n;
 }
 
 ssize_t tg_upconn_tls_writev(tg_upconn_t *uc, const struct iovec *iov, int n)
 {
-    int w = tg_tls_io_writev(uc->ssl, iov, n);
-    if (w == INT_MIN)
-        return 0;
-    return w > 0 ? w : tls_result(uc, w, "write");
+    int log_it;
+    ssize_t w = tg_tls_writev(uc->ssl, &uc->tls_flags, iov, n, &log_it);
+    if (log_it)
+        tls_log(uc, "write");
+    return w;
 }
 
 static void upstream_exit_worker(tg_worker_t *w)
