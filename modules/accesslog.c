@@ -1,4 +1,4 @@
-/* access_log PATH [combined|json|NAME] [buffer=SIZE] [flush=TIME] | off, and
+/* access_log PATH [combined|timed|json|NAME] [buffer=SIZE] [flush=TIME] | off, and
  * log_format NAME [escape=default|json] STRING...: one line per request,
  * formatted in the log phase.
  *
@@ -11,8 +11,11 @@
  * worker exits (graceful or fast stop, and so on reload); a line longer than
  * the buffer goes out directly, after what was buffered.
  *
- * combined: the Apache/nginx "combined" line plus rt=$request_time and
- * urt=$upstream_response_time; json: one object per line; NAME: a
+ * combined: exactly the Apache/nginx "combined" line, '$remote_addr -
+ * $remote_user [$time_local] "$request" $status $body_bytes_sent
+ * "$http_referer" "$http_user_agent"'; timed: that line plus
+ * rt=$request_time and urt=$upstream_response_time; json: one object per
+ * line; NAME: a
  * log_format template whose variable values are escaped so that a client
  * cannot forge lines. Each worker opens the files itself. */
 #include <errno.h>
@@ -31,7 +34,7 @@
 #include "var.h"
 #include "log.h"
 
-enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_JSON, ALOG_CUSTOM };
+enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_TIMED, ALOG_JSON, ALOG_CUSTOM };
 
 #define ALOG_LINE_MAX 8192 /* with '\n'; longer values are cut to fit (fair_share) */
 #define ALOG_FIXED_MAX 512 /* combined and json without their string values */
@@ -100,8 +103,8 @@ static const char *set_log_format(tg_conf_t *cf, const tg_directive_t *d, void *
     (void)conf;
     alog_conf_t *m = main_conf(cf);
     tg_str_t name = tg_conf_arg(cf, 1), v;
-    if (tg_str_eq_lit(name, "combined") || tg_str_eq_lit(name, "json") ||
-        tg_str_eq_lit(name, "off"))
+    if (tg_str_eq_lit(name, "combined") || tg_str_eq_lit(name, "timed") ||
+        tg_str_eq_lit(name, "json") || tg_str_eq_lit(name, "off"))
         return tg_conf_errf(cf, "\"log_format\": \"%.*s\" is a built-in format", TG_STR_FMT(name));
     for (alog_format_t *f = m->formats; f; f = f->next)
         if (tg_str_eq(f->name, name))
@@ -189,13 +192,15 @@ static const char *set_access_log(tg_conf_t *cf, const tg_directive_t *d, void *
                                 TG_STR_FMT(a));
         } else if (tg_str_eq_lit(a, "json")) {
             c->format = ALOG_JSON;
+        } else if (tg_str_eq_lit(a, "timed")) {
+            c->format = ALOG_TIMED;
         } else if (!tg_str_eq_lit(a, "combined")) {
             for (alog_format_t *f = m->formats; f && !c->custom; f = f->next)
                 if (tg_str_eq(f->name, a))
                     c->custom = f;
             if (c->custom == NULL)
-                return tg_conf_errf(cf, "invalid log format \"%.*s\", expected combined, json or "
-                                        "a log_format defined above", TG_STR_FMT(a));
+                return tg_conf_errf(cf, "invalid log format \"%.*s\", expected combined, timed, "
+                                        "json or a log_format defined above", TG_STR_FMT(a));
             c->format = ALOG_CUSTOM;
         }
     }
@@ -432,7 +437,20 @@ static void put_custom(out_t *o, tg_request_t *r, const alog_format_t *f)
 }
 
 /* The built-in formats' values, in the order they are written. */
-enum { V_ADDR = 0, V_METHOD, V_URI, V_HOST, V_TLS, V_UPADDR, V_UPSTATUS, V_REFERER, V_UA, V_N };
+enum {
+    V_ADDR = 0,
+    V_METHOD,
+    V_URI,
+    V_HOST,
+    V_TLS,
+    V_UPADDR,
+    V_UPSTATUS,
+    V_REFERER,
+    V_UA,
+    V_USER,    /* combined and timed only */
+    V_REQUEST, /* combined and timed only */
+    V_N
+};
 
 /* A json value: the escaped string, or null when unset (p == NULL). */
 static void put_json_val(out_t *o, tg_str_t s)
@@ -484,18 +502,26 @@ static void put_text_val(out_t *o, tg_str_t s)
         PUT_LIT(o, "-");
 }
 
-static void put_combined(out_t *o, tg_request_t *r, const tg_str_t *v, const char *when, double rt)
+/* combined, as nginx and Apache write it; timed adds the two times. */
+static void put_combined(out_t *o, tg_request_t *r, const tg_str_t *v, int timed, double rt)
 {
+    const tg_worker_times_t *t = tg_worker_times();
+    uint64_t body = r->bytes_out > r->header_bytes_out ? r->bytes_out - r->header_bytes_out : 0;
     put_text_val(o, v[V_ADDR]);
-    putf(o, " - - [%s] \"", when);
-    put_val(o, v[V_METHOD]);
-    PUT_LIT(o, " ");
-    put_val(o, v[V_URI]);
-    putf(o, " HTTP/1.%d\" %d %llu \"", r->http_minor, r->status, (unsigned long long)r->bytes_out);
+    PUT_LIT(o, " - ");
+    put_text_val(o, v[V_USER]);
+    PUT_LIT(o, " [");
+    put(o, t->local, t->local_len);
+    PUT_LIT(o, "] \"");
+    put_text_val(o, v[V_REQUEST]);
+    putf(o, "\" %d %llu \"", r->status, (unsigned long long)body);
     put_text_val(o, v[V_REFERER]);
     PUT_LIT(o, "\" \"");
     put_text_val(o, v[V_UA]);
-    putf(o, "\" rt=%.3f urt=", rt);
+    PUT_LIT(o, "\"");
+    if (!timed)
+        return;
+    putf(o, " rt=%.3f urt=", rt);
     if (r->upstream_start > 0)
         putf(o, "%.3f", r->upstream_time);
     else
@@ -519,12 +545,7 @@ static void alog_log(tg_request_t *r, void *conf)
         put_custom(&o, r, c->custom);
         goto done;
     }
-    double now = ev_time();
-    double rt = now - r->start;
-    time_t t = (time_t)now;
-    struct tm tm;
-    char when[64];
-    localtime_r(&t, &tm);
+    double rt = ev_now(tg_worker->loop) - r->start; /* as $request_time */
     tg_str_t v[V_N], s;
     v[V_ADDR] = r->remote_addr;
     v[V_METHOD] = r->method_name;
@@ -536,13 +557,21 @@ static void alog_log(tg_request_t *r, void *conf)
     v[V_REFERER] = header(r, "Referer");
     v[V_UA] = header(r, "User-Agent");
     o.json = c->format == ALOG_JSON;
-    o.share = fair_share(v, V_N, sizeof(buf) - 1 - ALOG_FIXED_MAX, o.json);
     if (o.json) {
+        v[V_USER] = v[V_REQUEST] = TG_NULL_STR;
+        o.share = fair_share(v, V_N, sizeof(buf) - 1 - ALOG_FIXED_MAX, 1);
+        /* the json time keeps its documented form, "+0000" without a colon */
+        char when[64];
+        time_t t = (time_t)ev_now(tg_worker->loop);
+        struct tm tm;
+        localtime_r(&t, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
         put_json(&o, r, v, when, rt < 0 ? 0 : rt);
     } else {
-        strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
-        put_combined(&o, r, v, when, rt < 0 ? 0 : rt);
+        v[V_USER] = or_null(tg_var_remote_user(r, &s), s);
+        v[V_REQUEST] = r->request_line;
+        o.share = fair_share(v, V_N, sizeof(buf) - 1 - ALOG_FIXED_MAX, 0);
+        put_combined(&o, r, v, c->format == ALOG_TIMED, rt < 0 ? 0 : rt);
     }
 done:
     *o.p++ = '\n';

@@ -515,9 +515,10 @@ int tg_conf_parse_file(tg_conf_t *cf, const char *path)
     cf->depth = 0;
     err = file ? parse_file(cf, file) : ENOMEM;
     if (err) {
-        cf->file = file ? file : path;
-        cf->line = 0;
-        tg_conf_error(cf, "could not open \"%s\": %s", path, strerror(err));
+        /* no line to name: the file itself is missing */
+        fprintf(stderr, "tollgate: cannot open config file \"%s\": %s\n", path, strerror(err));
+        cf->nerrors++;
+        return -2;
     }
     return cf->nerrors > 0 ? -1 : 0;
 }

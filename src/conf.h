@@ -78,7 +78,9 @@ struct tg_conf_s {
 };
 
 /* Parse the main file into cf->config. Returns 0, or -1 when any error was
- * reported (all of them are printed to stderr as `file:line: msg`). */
+ * reported (all of them are printed to stderr as `file:line: msg`), or -2
+ * when the file could not be read (printed as `tollgate: cannot open config
+ * file "PATH": reason`; there is nothing else to check). */
 int tg_conf_parse_file(tg_conf_t *cf, const char *path);
 /* Inside a block directive's set(): parse statements until the matching '}'.
  * The caller has set cf->scope/ctx/mconf for the block and restores them

@@ -79,6 +79,7 @@ tg_conn_t *tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_
     memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->listen = ls;
+    c->number = ++w->next_conn_number;
     tg_arena_init(&c->arena, 0);
     if (salen <= sizeof(c->sa))
         memcpy(&c->sa, sa, salen);

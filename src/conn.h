@@ -63,7 +63,8 @@ struct tg_conn_s {
     tg_buf_t *ibuf;     /* bytes read; [pos,last) not consumed yet */
     tg_request_t *req;  /* current request, NULL when idle */
     struct tg_conn_s *prev, *next; /* the worker's list of open connections */
-    uint32_t nrequests;
+    uint64_t number;    /* $connection: serial number in this worker, from 1 */
+    uint32_t nrequests; /* requests finished on this connection */
     uint8_t state;
     uint8_t tls_flags; /* TG_TLS_F_* (tls_io.h) */
     unsigned paused : 1; /* the codec stopped parsing at the end of a message */

@@ -492,19 +492,26 @@ tg_module_t tg_core_module = {
 
 /* ---- loading a config ----------------------------------------------------------- */
 
-static int merge_scope(tg_conf_t *cf, void **parent, void **child, const char *file, int line)
+/* A config error found after parsing, at a place the stage knows: printed
+ * and counted like the parser's, so loading goes on and one run shows all. */
+static void report(tg_conf_t *cf, const char *file, int line, const char *msg)
+{
+    fprintf(stderr, "%s:%d: %s\n", file, line, msg);
+    cf->nerrors++;
+}
+
+/* Merge every module's config of a scope; an error is reported and the
+ * other modules still merge. */
+static void merge_scope(tg_conf_t *cf, void **parent, void **child, const char *file, int line)
 {
     for (int i = 0; i < tg_nmodules; i++) {
         tg_module_t *m = tg_modules[i];
         if (m->merge_conf == NULL || child[i] == NULL)
             continue;
         const char *err = m->merge_conf(cf, parent[i], child[i]);
-        if (err) {
-            fprintf(stderr, "%s:%d: %s\n", file, line, err);
-            return -1;
-        }
+        if (err)
+            report(cf, file, line, err);
     }
-    return 0;
 }
 
 static int has_phase(const tg_module_t *m, int phase)
@@ -540,15 +547,14 @@ static int build_hooks(tg_conf_t *cf, tg_location_t *l)
     return 0;
 }
 
+/* Merge a server's scopes and build its hooks. Errors are reported (and
+ * counted) and the work goes on; -1 only when out of memory. */
 static int finish_server(tg_conf_t *cf, tg_server_t *s)
 {
     tg_config_t *c = cf->config;
-    if (s->nlistens == 0) {
-        fprintf(stderr, "%s:%d: server has no \"listen\" directive\n", s->file, s->line);
-        return -1;
-    }
-    if (merge_scope(cf, c->mconf, s->mconf, s->file, s->line) != 0)
-        return -1;
+    if (s->nlistens == 0)
+        report(cf, s->file, s->line, "server has no \"listen\" directive");
+    merge_scope(cf, c->mconf, s->mconf, s->file, s->line);
     /* The implicit root location carries the server-level settings. */
     tg_location_t *root = tg_arena_alloc(cf->arena, sizeof(*root));
     if (root == NULL || (root->mconf = mconf_create(cf)) == NULL)
@@ -559,17 +565,21 @@ static int finish_server(tg_conf_t *cf, tg_server_t *s)
     root->file = s->file;
     root->line = s->line;
     s->root = root;
-    if (merge_scope(cf, s->mconf, root->mconf, s->file, s->line) != 0 || build_hooks(cf, root))
+    merge_scope(cf, s->mconf, root->mconf, s->file, s->line);
+    if (build_hooks(cf, root))
         return -1;
     for (int i = 0; i < s->nlocations; i++) {
         tg_location_t *l = s->locations[i];
-        if (merge_scope(cf, s->mconf, l->mconf, l->file, l->line) != 0 || build_hooks(cf, l))
+        merge_scope(cf, s->mconf, l->mconf, l->file, l->line);
+        if (build_hooks(cf, l))
             return -1;
     }
     return 0;
 }
 
-static int check_names(tg_config_t *c)
+/* Every listener gets its default server; every name two servers of one
+ * listener share is reported. */
+static void check_names(tg_conf_t *cf, tg_config_t *c)
 {
     for (tg_listen_t *ls = c->listens; ls; ls = ls->next) {
         if (ls->default_server == NULL)
@@ -582,10 +592,9 @@ static int check_names(tg_config_t *c)
                             fprintf(stderr, "%s:%d: conflicting server name \"%.*s\" on %s\n",
                                     ls->servers[i]->file, ls->servers[i]->line,
                                     TG_STR_FMT(ls->servers[i]->names[a]), ls->text);
-                            return -1;
+                            cf->nerrors++;
                         }
     }
-    return 0;
 }
 
 /* The parser's directive lookup over the module list (tg_conf_t.find_directive). */
@@ -632,12 +641,18 @@ tg_config_t *tg_config_load(const char *path, int generation)
     c->main->header_buffer_size = TG_CONF_UNSET;
     c->main->io_uring = TG_CONF_UNSET;
     cf->mconf = c->mconf;
-    if (tg_conf_parse_file(cf, path) != 0)
+    /* Every stage runs even after errors (each reports what it finds and
+     * counts it in cf->nerrors), so `tollgate -t` shows a config's mistakes
+     * in one run: parse errors, merge errors, unknown upstreams, missing
+     * certificates. A stage works with what parsed; nothing of a config with
+     * errors is used. Only an unreadable main file or no memory stops early. */
+    if (tg_conf_parse_file(cf, path) == -2)
         goto fail;
     /* main-scope configs merge against an all-default parent */
     void **defaults = mconf_create(cf);
-    if (defaults == NULL || merge_scope(cf, defaults, c->mconf, c->file, 0) != 0)
+    if (defaults == NULL)
         goto fail;
+    merge_scope(cf, defaults, c->mconf, c->file, 0);
     if (c->main->workers == TG_CONF_UNSET)
         c->main->workers = 1;
     if (c->main->shutdown_timeout == TG_CONF_UNSET)
@@ -649,21 +664,21 @@ tg_config_t *tg_config_load(const char *path, int generation)
     if (c->main->io_uring == TG_CONF_UNSET)
         c->main->io_uring = 1;
     if (c->nservers == 0) {
-        fprintf(stderr, "%s: no \"server\" block\n", path);
-        goto fail;
+        fprintf(stderr, "%s:1: no \"server\" block\n", path);
+        cf->nerrors++;
     }
     for (int i = 0; i < c->nservers; i++)
         if (finish_server(cf, c->servers[i]) != 0)
             goto fail;
-    if (check_names(c) != 0)
-        goto fail;
+    check_names(cf, c);
     for (int i = 0; i < tg_nmodules; i++) {
         tg_module_t *m = tg_modules[i];
         const char *err;
         if (m->init_conf && (err = m->init_conf(cf, c->mconf[i])) != NULL) {
             if (*err) /* TG_CONF_REPORTED: printed already */
-                fprintf(stderr, "%s: %s\n", path, err);
-            goto fail;
+                report(cf, path, 1, err);
+            else
+                cf->nerrors++;
         }
     }
     if (cf->nerrors)

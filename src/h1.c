@@ -113,6 +113,20 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The request line is complete. $request is that line as received when it
+ * has one SP around the target (llhttp lets several through; h1_validate
+ * answers 400 to those): method SP target SP "HTTP/1.x", one digit each. Set
+ * here rather than in h1_validate so that a request failing later (a bad
+ * header) still logs its line. */
+static int on_version_complete(llhttp_t *p)
+{
+    tg_request_t *r = ((tg_conn_t *)p->data)->req;
+    if (r->method_name.p && r->uri.p == r->method_name.p + r->method_name.len + 1 &&
+        r->uri.p[r->uri.len] == ' ' && r->uri.p[r->uri.len + 1] == 'H')
+        r->request_line = (tg_str_t){r->method_name.p, r->method_name.len + r->uri.len + 10};
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     tg_conn_t *c = p->data;
@@ -211,6 +225,7 @@ static const llhttp_settings_t parser_settings = {
     .on_message_begin = on_message_begin,
     .on_method = on_method,
     .on_url = on_url,
+    .on_version_complete = on_version_complete,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
@@ -492,10 +507,9 @@ static int h1_validate(tg_request_t *r)
             return 400; /* RFC 9112 6.1: faulty framing in HTTP/1.0 */
         }
     }
-    /* one SP around the target (llhttp lets several through); the request
-     * line is complete here, so the version follows the target */
-    if (r->uri.p != r->method_name.p + r->method_name.len + 1 || r->uri.p[r->uri.len] != ' ' ||
-        r->uri.p[r->uri.len + 1] != 'H')
+    /* one SP around the target (llhttp lets several through): see
+     * on_version_complete */
+    if (r->request_line.len == 0)
         return 400;
     if (nhost > 1 || (nhost == 0 && r->http_minor == 1))
         return 400;
@@ -549,6 +563,7 @@ static int send_continue(tg_request_t *r)
         return 0;
     tg_iovq_add(&HR(r)->out, cont, sizeof(cont) - 1);
     HR(r)->continue_sent = 1;
+    r->header_bytes_out += sizeof(cont) - 1;
     return h1_flush(r, 0) < 0 ? -1 : 0;
 }
 
@@ -575,7 +590,8 @@ static void tunnel_release_buffers(tg_request_t *r)
         return;
     memcpy(copy, lo, (size_t)(hi - lo));
     tg_str_t *fields[] = {&r->method_name, &r->uri, &r->path, &r->args, &r->host,
-                          &r->remote_addr, &r->peer_addr, &r->scheme, &r->upstream_addr};
+                          &r->remote_addr, &r->peer_addr, &r->scheme, &r->upstream_addr,
+                          &r->request_line};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         rebase(fields[i], lo, hi, copy);
     tg_headers_t *hs[] = {&r->headers, &r->resp_headers};
@@ -793,6 +809,7 @@ static int h1_send_header(tg_request_t *r)
     n += put(p + n, "\r\n", 2);
     if (tg_iovq_add(&hr->out, p, n) != 0)
         return -1;
+    r->header_bytes_out += n;
     r->header_sent = 1;
     return 0;
 }

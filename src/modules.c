@@ -1,5 +1,6 @@
 /* The one ordered list of modules. Order is hook order within a phase:
- * real_ip first (it decides $remote_addr for everyone after it); access:
+ * real_ip first (it decides $remote_addr for everyone after it), then
+ * request_id (the id header goes upstream whatever answers); access:
  * limit_conn, then rate_limit (a refused request costs nothing further, and a CORS
  * preflight counts too), then allow/deny, then cors, then lua (scripts see only requests the
  * built-in checks let through); response headers: rate_limit's RateLimit
@@ -18,6 +19,7 @@
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
+extern tg_module_t tg_request_id_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_limit_conn_module;
@@ -35,6 +37,7 @@ tg_module_t *const tg_modules[] = {
     &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
     &tg_health_module,
     &tg_realip_module,
+    &tg_request_id_module, /* sets the id header before anything can answer */
     &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
     &tg_tls_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */

@@ -107,6 +107,7 @@ struct tg_request_s {
     tg_str_t path;        /* decoded, normalized path used for routing */
     tg_str_t args;        /* query string without '?', empty if none */
     int http_minor;       /* 0 or 1 (major is always 1) */
+    tg_str_t request_line; /* $request, as received: "GET /a?b HTTP/1.1"; empty when bad */
     tg_headers_t headers;
     tg_str_t host;          /* Host without port, lowercased */
     int64_t content_length; /* -1: no Content-Length */
@@ -148,6 +149,7 @@ struct tg_request_s {
     int upstream_status;     /* the upstream's response status, 0: none */
     tg_str_t upstream_tries; /* statuses of earlier failed attempts, "502, 504" */
     uint64_t bytes_in, bytes_out;
+    uint64_t header_bytes_out; /* of bytes_out, the carrier's status lines and headers */
     uint32_t id; /* per-worker request number, for logs */
 
     /* the content handler that took the request over */

@@ -3,7 +3,9 @@
  * loop of calls and copies into the request arena. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <ev.h>
+#include <openssl/evp.h>
 #include "var.h"
 #include "request.h"
 #include "conn.h"
@@ -291,6 +293,119 @@ static int var_request_length(tg_request_t *r, tg_str_t arg, tg_str_t *out)
     return var_printf(r, out, "%.0f", (double)r->bytes_in);
 }
 
+/* $request_time's clock and the log's: the loop's time (ev_now), so every
+ * variable of one log line tells the same instant. */
+static int var_msec(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return var_printf(r, out, "%.3f", ev_now(tg_worker->loop));
+}
+
+static int var_time_local(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)r;
+    (void)arg;
+    const tg_worker_times_t *t = tg_worker_times();
+    *out = (tg_str_t){t->local, t->local_len};
+    return 0;
+}
+
+static int var_time_iso8601(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)r;
+    (void)arg;
+    const tg_worker_times_t *t = tg_worker_times();
+    *out = (tg_str_t){t->iso8601, t->iso8601_len};
+    return 0;
+}
+
+/* $connection: the client connection's serial number, counted per worker
+ * (conn.c); unset for a request without a client connection. */
+static int var_connection(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->conn == NULL)
+        return -1;
+    return var_printf(r, out, "%.0f", (double)r->conn->number);
+}
+
+/* $connection_requests: requests on this connection so far, this one
+ * included (the carrier counts finished ones). */
+static int var_connection_requests(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->conn == NULL)
+        return -1;
+    return var_printf(r, out, "%.0f", (double)r->conn->nrequests + 1);
+}
+
+/* $server_protocol: the carrier's protocol; HTTP/1.x with the request's own
+ * version ("HTTP/1.0" for a 1.0 request on the HTTP/1.1 codec). */
+static int var_server_protocol(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->carrier == NULL || r->carrier->protocol == NULL)
+        return -1;
+    if (strncmp(r->carrier->protocol, "HTTP/1.", 7) == 0)
+        *out = r->http_minor == 0 ? TG_STR("HTTP/1.0") : TG_STR("HTTP/1.1");
+    else
+        *out = tg_str_c(r->carrier->protocol);
+    return 0;
+}
+
+/* $request: the request line as received; unset when it was not valid. */
+static int var_request(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    if (r->request_line.len == 0)
+        return -1;
+    *out = r->request_line;
+    return 0;
+}
+
+/* $remote_user: the user name of Basic credentials (RFC 7617), decoded;
+ * unset without them or when they do not decode to "user:password". The
+ * password never leaves this function. */
+int tg_var_remote_user(tg_request_t *r, tg_str_t *out)
+{
+    tg_header_t *h = tg_headers_find(&r->headers, TG_STR("Authorization"));
+    if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "Basic ", 6) != 0)
+        return -1;
+    tg_str_t b64 = {h->value.p + 6, h->value.len - 6};
+    while (b64.len && b64.p[0] == ' ')
+        b64.p++, b64.len--;
+    if (b64.len == 0 || b64.len % 4 != 0 || b64.len > 4096)
+        return -1;
+    unsigned char *plain = tg_arena_alloc_nz(r->arena, b64.len / 4 * 3 + 1);
+    if (plain == NULL)
+        return -1;
+    int n = EVP_DecodeBlock(plain, (const unsigned char *)b64.p, (int)b64.len);
+    if (n < 0)
+        return -1;
+    for (size_t i = b64.len; i > 0 && b64.p[i - 1] == '=' && n > 0; i--)
+        n--; /* EVP_DecodeBlock counts the padding as zero bytes */
+    const unsigned char *colon = memchr(plain, ':', (size_t)n);
+    if (colon == NULL)
+        return -1;
+    *out = (tg_str_t){(const char *)plain, (size_t)(colon - plain)};
+    return 0;
+}
+
+static int var_remote_user(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    return tg_var_remote_user(r, out);
+}
+
+/* $body_bytes_sent: bytes_sent without the carrier's status lines and
+ * headers, as nginx counts it. */
+static int var_body_bytes_sent(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    uint64_t n = r->bytes_out > r->header_bytes_out ? r->bytes_out - r->header_bytes_out : 0;
+    return var_printf(r, out, "%.0f", (double)n);
+}
+
 static const tg_var_def_t core_vars[] = {
     {"remote_addr", 0, var_remote_addr},
     {"host", 0, var_host},
@@ -313,6 +428,15 @@ static const tg_var_def_t core_vars[] = {
     {"upstream_response_time", 0, var_upstream_response_time},
     {"bytes_sent", 0, var_bytes_sent},
     {"request_length", 0, var_request_length},
+    {"body_bytes_sent", 0, var_body_bytes_sent},
+    {"request", 0, var_request},
+    {"remote_user", 0, var_remote_user},
+    {"server_protocol", 0, var_server_protocol},
+    {"connection", 0, var_connection},
+    {"connection_requests", 0, var_connection_requests},
+    {"msec", 0, var_msec},
+    {"time_local", 0, var_time_local},
+    {"time_iso8601", 0, var_time_iso8601},
     {"http_", TG_VAR_F_PREFIX, var_http},
     {"cookie_", TG_VAR_F_PREFIX, var_cookie},
     {"arg_", TG_VAR_F_PREFIX, var_arg},

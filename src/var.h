@@ -43,6 +43,9 @@ int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out);
  * ("502, 200" after a retry); the error status (502, 504) stands for an
  * attempt that got no response. -1 when no upstream was tried. */
 int tg_var_upstream_status(tg_request_t *r, tg_str_t *out);
+/* $remote_user: the user name of the request's Basic credentials (decoded
+ * into the arena); -1 when there are none. */
+int tg_var_remote_user(tg_request_t *r, tg_str_t *out);
 /* $tls_protocol ("TLSv1.3"): -1 when the client connection is plain. */
 int tg_var_tls_protocol(tg_request_t *r, tg_str_t *out);
 

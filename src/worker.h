@@ -11,6 +11,15 @@
 
 typedef struct tg_conn_s tg_conn_t;
 
+/* The current second in local time, formatted once per second for the
+ * $time_* variables and the access log. */
+typedef struct {
+    char local[32]; /* $time_local: "04/Dec/2026:18:20:05 +0000" */
+    char iso8601[32]; /* $time_iso8601: "2026-12-04T18:20:05+00:00" */
+    size_t local_len, iso8601_len;
+    long sec; /* the second they show, -1 before the first use */
+} tg_worker_times_t;
+
 struct tg_worker_s {
     struct ev_loop *loop;
     int slot;
@@ -27,6 +36,7 @@ struct tg_worker_s {
     double shutdown_deadline; /* graceful stop: close what is left then */
     pid_t master_pid;         /* our parent: when it is gone, stop */
     uint32_t next_request_id;
+    uint64_t next_conn_number; /* $connection: the last client connection's serial */
     /* upgraded connections, for the stats endpoint */
     uint64_t upgrades, tunnel_bytes_up, tunnel_bytes_down;
     int64_t tunnels_open;
@@ -37,6 +47,7 @@ struct tg_worker_s {
     char date[40]; /* "Mon, 23 Nov 2026 09:33:06 GMT" */
     size_t date_len;
     double date_at;
+    tg_worker_times_t times; /* tg_worker_times() */
 };
 
 /* The worker of this process (NULL in the master). */
@@ -44,6 +55,9 @@ extern tg_worker_t *tg_worker;
 
 /* Cached HTTP date, refreshed at most once a second. */
 tg_str_t tg_worker_date(void);
+/* The loop's current second as $time_local and $time_iso8601, formatted at
+ * most once a second (the strings change in place when the second does). */
+const tg_worker_times_t *tg_worker_times(void);
 /* Stop/restart accepting (worker_connections reached, EMFILE). */
 void tg_worker_accept_pause(void);
 void tg_worker_accept_resume(void);

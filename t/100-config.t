@@ -104,6 +104,55 @@ like($r->{output}, qr/:3: unknown directive "a1".*:4: unknown directive "a2"/s,
     ok(!-e $tg->dir . '/tollgate.pid', 'pid file removed');
     $tg->stop;
 }
+# Every kind of error in one -t run: the parser's, the merge's, unknown
+# upstreams (resolved after parsing), server names (checked after that),
+# TLS certificates (built last); every line `file:line: message`.
+{
+    my $r = tg_conf_test(<<'C');
+server {
+    listen %%PORT%%;
+    bogus on;
+    client_max_body_size 10q;
+    location / { proxy_pass nosuch; }
+    listen %%PORT%%;
+    return 200 "$nosuchvar";
+    server_name a.test;
+}
+server {
+    listen %%PORT%%;
+    server_name a.test;
+    location /b/ { proxy_pass alsomissing; }
+}
+server {
+    listen %%PORT2%% tls;
+}
+C
+    is($r->{exit}, 1, 'several errors: -t exits 1');
+    my $out = $r->{output};
+    my @want = ([3, qr/unknown directive "bogus"/], [4, qr/invalid size "10q"/],
+                [5, qr/unknown upstream "nosuch"/], [6, qr/duplicate listen/],
+                [7, qr/unknown variable "\$nosuchvar"/], [10, qr/conflicting server name "a\.test"/],
+                [13, qr/unknown upstream "alsomissing"/],
+                [15, qr/server listens with "tls" but has no "tls_certificate"/]);
+    for my $w (@want) {
+        like($out, qr/^\Q$r->{file}\E:$w->[0]: $w->[1]/m, "one run reports line $w->[0]: $w->[1]");
+    }
+    my @lines = grep { length } split /\n/, $out;
+    my @bad = grep { !/^\Q$r->{file}\E:\d+: \S/ && !/^tollgate: configuration file .* test failed$/ }
+              @lines;
+    is_deeply(\@bad, [], 'every line is file:line: message') or diag $out;
+    is(scalar(grep { /^\Q$r->{file}\E:/ } @lines), scalar(@want), 'each error once') or diag $out;
+}
+# a missing config file: no line number
+{
+    my $bin = $ENV{TG_BIN} // repo_root() . '/build/tollgate';
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    my $out = `'$bin' -t -c '$dir/missing.conf' 2>&1`;
+    is($? >> 8, 1, 'missing config file: exit 1');
+    like($out, qr{^tollgate: cannot open config file "\Q$dir\E/missing\.conf": No such file or directory$}m,
+         'missing config file: said without a line number');
+    unlike($out, qr/:0:/, 'no :0:');
+}
 # -d: daemonize, then stop it through the pid file
 {
     my $bin = $ENV{TG_BIN} // repo_root() . '/build/tollgate';

@@ -9,7 +9,7 @@ my $up = node_upstream('echo');
 my $tg = tg_start(<<"C");
 server {
     listen %%PORT%%;
-    access_log %%DIR%%/combined.log combined;
+    access_log %%DIR%%/timed.log timed;
     location /trusted/ {
         real_ip_from 127.0.0.0/8 10.0.0.0/8;
         proxy_pass $up->{addr};
@@ -50,12 +50,12 @@ is($d->{headers}{'x-real-ip'}, '127.0.0.1', 'no real_ip_from: the TCP peer');
 $tg->http(GET => '/quiet/x');
 $tg->http(GET => '/log-me?q=1', headers => ['User-Agent' => "evil\"agent\x80", Referer => 'http://r.test/']);
 $tg->http(GET => '/bad', headers => ['X-Ctl' => "a\x01b"]);
-wait_until(sub { Tollgate::Test::_slurp($tg->dir . '/combined.log') =~ /log-me/ }, 3);
-my $combined = Tollgate::Test::_slurp($tg->dir . '/combined.log');
-like($combined, qr{^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /log-me\?q=1 HTTP/1\.1" 200 \d+ "http://r\.test/" "evil\\x22agent\\x80" rt=\d+\.\d{3} urt=\d+\.\d{3}$}m,
-     'combined line with rt= and urt=, quotes and controls escaped');
-unlike($combined, qr{/quiet/}, 'access_log off');
-like($combined, qr{"GET /bad HTTP/1\.1" 400 }, 'rejected requests are logged too');
+wait_until(sub { Tollgate::Test::_slurp($tg->dir . '/timed.log') =~ /log-me/ }, 3);
+my $timed = Tollgate::Test::_slurp($tg->dir . '/timed.log');
+like($timed, qr{^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /log-me\?q=1 HTTP/1\.1" 200 \d+ "http://r\.test/" "evil\\x22agent\\x80" rt=\d+\.\d{3} urt=\d+\.\d{3}$}m,
+     'timed: the combined line with rt= and urt=, quotes and controls escaped');
+unlike($timed, qr{/quiet/}, 'access_log off');
+like($timed, qr{"GET /bad HTTP/1\.1" 400 }, 'rejected requests are logged too');
 my @json = grep { length } split /\n/, Tollgate::Test::_slurp($tg->dir . '/json.log');
 my $j = eval { decode_json($json[0]) } // {};
 is($j->{remote_addr}, '198.51.100.7', 'json: remote_addr after real_ip');

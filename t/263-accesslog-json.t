@@ -1,9 +1,10 @@
 # Every access-log format, every kind of answer: four server blocks (json,
-# a log_format escape=json, combined, a log_format with the default
-# escaping), each on a plain and a TLS port, get the same run: proxied,
-# `return`, stats, 404, 429, 403, 400 (bad header, bad request line), 413,
-# 414, 431, 502, a WebSocket upgrade, HTTP/1.0 without Host, TLS, clients
-# that go away mid-body, before the answer (499) and mid-response, and
+# a log_format escape=json, timed (combined plus rt= and urt=: one function
+# writes both, so its shape checks cover combined, which t/264 checks
+# exactly), a log_format with the default escaping), each on a plain and a
+# TLS port, get the same run: proxied, `return`, stats, 404, 429, 403, 400
+# (bad header, bad request line), 413, 414, 431, 502, a WebSocket upgrade,
+# HTTP/1.0 without Host, TLS, clients that go away mid-body, before the answer (499) and mid-response, and
 # quotes, backslashes, control bytes and ill-formed UTF-8 in logged headers
 # and the URI (raw: a 400; percent-encoded: in the decoded $uri). One line per request,
 # in order; every json line must be strict UTF-8 and decode with JSON::PP
@@ -29,7 +30,7 @@ my $up = node_upstream('echo');
 my $ws = node_upstream('ws');
 my $dead = free_port();   # nothing listens there: 502
 
-my %fmt_port = (json => [1, 2], jl => [3, 4], combined => [5, 6], txt => [7, 8]);
+my %fmt_port = (json => [1, 2], jl => [3, 4], timed => [5, 6], txt => [7, 8]);
 sub pn($n) { $n == 1 ? '%%PORT%%' : "%%PORT$n%%" }
 my $servers = join '', map { my ($p, $t) = @{$fmt_port{$_}}; <<"S" } sort keys %fmt_port;
 server {
@@ -257,18 +258,18 @@ for my $i (0 .. $#cases) {
         if !$c->{upstream} && ($want // 0) != 502;
 }
 
-# --- combined: its documented shape, field by field
+# --- timed: its documented shape, field by field (combined, then rt= urt=)
 my $q = qr/"(?:[^"\\\x00-\x1f\x7f-\xff]|\\x[0-9A-F]{2})*"/;   # a quoted, escaped field
 for my $i (0 .. $#cases) {
     my $c = $cases[$i];
-    my $line = $lines{combined}[$i] // '';
+    my $line = $lines{timed}[$i] // '';
     like($line, qr{^(?:\d+\.\d+\.\d+\.\d+|-) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] $q \d{3} \d+ $q $q rt=\d+\.\d{3} urt=(?:\d+\.\d{3}|-)$},
-         "combined line $i ($c->{name}): documented shape") or diag explain $line;
+         "timed line $i ($c->{name}): documented shape") or diag explain $line;
     my $want = $c->{want} // $c->{got};
-    like($line, qr{\] "[^"]*" $want }, "combined line $i: status") if defined $want;
+    like($line, qr{\] "[^"]*" $want }, "timed line $i: status") if defined $want;
 }
-like($lines{combined}[0], qr{"GET /p/ok\?a=1 HTTP/1\.1" 200 \d+ "http://r\.test/\\x22q\\x5C" "evil\\x22agent\\x5Cx \\x80\\xFF caf\\xC3\\xA9 \\xE2\\x80\\xA8 \\xE2\\x82 end\\x09tab" rt=},
-     'combined: quotes, backslashes, controls and non-ASCII as \xHH');
+like($lines{timed}[0], qr{"GET /p/ok\?a=1 HTTP/1\.1" 200 \d+ "http://r\.test/\\x22q\\x5C" "evil\\x22agent\\x5Cx \\x80\\xFF caf\\xC3\\xA9 \\xE2\\x80\\xA8 \\xE2\\x82 end\\x09tab" rt=},
+     'timed: quotes, backslashes, controls and non-ASCII as \xHH');
 
 # --- log_format with the default escaping
 for my $i (0 .. $#cases) {
@@ -294,11 +295,11 @@ for my $i (0 .. $#cases) {
     ok(length($d->{user_agent} // '') > 500 && $d->{user_agent} =~ /^"+b*$/,
        'json: user agent cut between escapes');
     ok(length($d->{referer} // '') > 500 && $d->{referer} =~ /^\x{FFFD}+$/, 'json: referer cut too');
-    $tg->http(GET => '/p/long', port => $fmt_port{combined}[0], headers => ['User-Agent' => $big]);
-    ok(wait_until(sub { scalar(my @l = log_lines('combined')) > @cases }, 10), 'its combined line');
-    $line = (log_lines('combined'))[-1];
-    like($line, qr{" 200 \d+ "-" "(?:\\x22)+b*" rt=\d+\.\d{3} urt=\d+\.\d{3}$}, 'combined: cut, shape kept');
-    ok(length($line) < 8192, 'combined: within 8 KB');
+    $tg->http(GET => '/p/long', port => $fmt_port{timed}[0], headers => ['User-Agent' => $big]);
+    ok(wait_until(sub { scalar(my @l = log_lines('timed')) > @cases }, 10), 'its timed line');
+    $line = (log_lines('timed'))[-1];
+    like($line, qr{" 200 \d+ "-" "(?:\\x22)+b*" rt=\d+\.\d{3} urt=\d+\.\d{3}$}, 'timed: cut, shape kept');
+    ok(length($line) < 8192, 'timed: within 8 KB');
 }
 $tg->stop;
 

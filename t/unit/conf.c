@@ -573,9 +573,9 @@ static void test_eof(void)
     is_str(err, "D/eof7.conf:1: unterminated quoted string\n", "escaped quote does not close");
 
     err = parse("nope.conf", &rc);
-    is_str(err, "D/nope.conf:0: could not open \"D/nope.conf\": No such file or directory\n",
-           "missing main file");
-    is_int(rc, -1, "missing main file fails");
+    is_str(err, "tollgate: cannot open config file \"D/nope.conf\": No such file or directory\n",
+           "missing main file: no line number");
+    is_int(rc, -2, "missing main file fails, nothing else checked");
 }
 
 static void test_include(void)
