@@ -30,6 +30,7 @@
 #include "worker.h"
 #include "var.h"
 #include "log.h"
+#include "user.h"
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_JSON, ALOG_CUSTOM };
 
@@ -579,6 +580,13 @@ static void alog_reopen_logs(tg_worker_t *w)
     open_all();
 }
 
+static void alog_own_logs(tg_config_t *c)
+{
+    alog_conf_t *m = c->mconf[tg_accesslog_module.index];
+    for (alog_file_t *f = m->files; f; f = f->next)
+        tg_user_own_file(&c->main->user, f->path);
+}
+
 static int alog_init_worker(tg_worker_t *w)
 {
     alog_conf_t *m = w->config->mconf[tg_accesslog_module.index];
@@ -621,5 +629,6 @@ tg_module_t tg_accesslog_module = {
     .init_worker = alog_init_worker,
     .exit_worker = alog_exit_worker,
     .reopen_logs = alog_reopen_logs,
+    .own_logs = alog_own_logs,
     .on_log = alog_log,
 };

@@ -7,6 +7,9 @@
  *   TERM  graceful stop; INT, QUIT fast stop; USR1 reopen the logs
  *   CHLD  a worker of the current generation that died is respawned, after
  *         a delay that grows while it keeps crashing.
+ * Started as root, it stays root (listeners, keys, reopening logs) and each
+ * worker switches to the `user` (default nobody) right after fork; the log
+ * files workers append to are given to that user first.
  * It waits for signals with sigtimedwait, so it needs no event loop. */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +28,7 @@
 #include "worker_main.h"
 #include "log.h"
 #include "stats.h"
+#include "user.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -214,11 +218,35 @@ static void spawn(int slot)
         slots[slot].respawn_at = now_sec() + 1.0;
         return;
     }
-    if (pid == 0)
+    if (pid == 0) {
+        /* before the worker reads a byte from a client */
+        if (tg_user_drop(&current->main->user) != 0)
+            _exit(2);
         tg_worker_main(current, slot); /* never returns */
+    }
     slots[slot].pid = pid;
     slots[slot].generation = current->generation;
     slots[slot].respawn_at = 0;
+}
+
+/* The files workers open for writing (the error log, the access logs) made
+ * theirs, when they switch user. Called before workers start and on USR1,
+ * after the master reopened the error log (a rotated file is created here). */
+static void give_files(tg_config_t *c)
+{
+    tg_user_own_file(&c->main->user, c->main->error_log);
+    for (int i = 0; i < tg_nmodules; i++)
+        if (tg_modules[i]->own_logs)
+            tg_modules[i]->own_logs(c);
+}
+
+static void user_notice(tg_config_t *c)
+{
+    const tg_user_t *u = &c->main->user;
+    if (tg_user_switches(u))
+        tg_log(TG_LOG_INFO, "workers run as user %s, group %s", u->name, u->group);
+    else if (u->explicit)
+        tg_log(TG_LOG_WARN, "\"user %s\" ignored: the master does not run as root", u->name);
 }
 
 static void remember_old(pid_t pid, int slot)
@@ -328,6 +356,8 @@ static void reload(void)
     tg_log_level = next->main->error_level;
     tg_config_t *prev = current;
     current = next;
+    user_notice(current);
+    give_files(current);
     /* new workers first, then the old ones stop accepting: the sockets they
      * share hold any connection that arrives in between */
     pid_t olds[TG_MAX_WORKERS];
@@ -438,6 +468,8 @@ int tg_master_run(tg_config_t *config, const char *path)
     if (write_pid(current->main->pid_file) != 0)
         return 1;
     tg_stats_master_loaded(current, nworkers, 0);
+    user_notice(current);
+    give_files(current);
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
@@ -450,6 +482,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         case SIGHUP: reload(); break;
         case SIGUSR1:
             tg_log_open(current->main->error_log);
+            give_files(current);
             signal_all(SIGUSR1);
             tg_log(TG_LOG_INFO, "logs reopened");
             break;
