@@ -72,6 +72,10 @@ struct tg_module_s {
      * workers write (a rotation moved them away) and make the workers' user
      * their owner, with tg_user_own_file. */
     void (*own_logs)(tg_config_t *c);
+    /* In a new worker, before it switches user: open the files the module
+     * writes (as root, so a directory only root may enter is no obstacle);
+     * init_worker then keeps what is open. */
+    void (*open_logs_early)(tg_config_t *c);
     /* In the master, when the worker of `slot` died without closing its
      * connections (state it kept per slot in shared memory is stale). */
     void (*on_worker_gone)(tg_config_t *c, int slot);

@@ -23,10 +23,14 @@ sub status($pid) {
 }
 sub ids($field) { return [ split /\s+/, $field // '' ] }
 
-sub workers_of($tg, $n) {
-    wait_until(sub { $tg->error_log =~ /started: \d+ workers|reloaded:/ }, 10);
+# The pids of the $n workers that logged "worker started" (they have switched
+# user by then) after byte $from of the error log.
+sub workers_of($tg, $n, $from = 0) {
     my @w;
-    wait_until(sub { @w = $tg->worker_pids; @w == $n }, 10);
+    wait_until(sub {
+        @w = substr($tg->error_log, $from) =~ /\] (\d+)#\d+: worker started/g;
+        @w >= $n;
+    }, 10);
     return @w;
 }
 
@@ -84,11 +88,9 @@ EOF
 
     my $off = $tg->reload("user nobody daemon;\nserver { listen %%PORT%%; $site }");
     ok($tg->wait_log(qr/reloaded: generation 2/, 10, $off), 'reloaded');
-    my @w = workers_of($tg, 1);
-    my @new = grep { $_ != $w } @w;
-    ok(wait_until(sub { @new = grep { $_ != $w } $tg->worker_pids; @new == 1 && !kill(0, $w) }, 10),
-        'the old worker left');
-    $s = status($new[0]);
+    my ($new) = workers_of($tg, 1, $off);
+    ok(wait_until(sub { !kill(0, $w) }, 10), 'the old worker left');
+    $s = status($new);
     is_deeply(ids($s->{Uid}), [ ($nobody[2]) x 4 ], 'after reload: nobody');
     is_deeply(ids($s->{Gid}), [ ($daemon_gid) x 4 ], 'after reload: group daemon');
     is($tg->http(GET => '/')->{status}, 200, 'requests work after the reload');
