@@ -21,6 +21,7 @@
 #include "upstream.h"
 #include "log.h"
 #include "sendq.h"
+#include "master.h"
 
 #define ACCEPT_BATCH 64
 
@@ -216,6 +217,7 @@ void tg_worker_main(tg_config_t *config, int slot)
     for (int i = 0; i < w->nlistens; i++)
         ev_io_start(w->loop, &w->accepts[i]);
     tg_log(TG_LOG_INFO, "worker started");
+    tg_master_worker_ready();
     ev_run(w->loop, 0);
     worker_exit(0);
 }
