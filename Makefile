@@ -119,9 +119,15 @@ bench: all
 fuzz:
 	$(MAKE) -C contrib/fuzz
 
+# the binary, the systemd unit (its paths made those of PREFIX), and a config
+# unless there is one already (an edited config is never overwritten)
 install: all
 	install -D -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
-	install -D -m 644 conf/tollgate.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local|$(PREFIX)|g' contrib/systemd/tollgate.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
+	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
+	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
 
 clean:
 	rm -rf build

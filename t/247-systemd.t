@@ -34,6 +34,22 @@ SKIP: {
     is($msg, '', 'no warning') or diag $msg;
 }
 
+# --- conf/production.conf, the config the unit runs, checks with -t (its
+# absolute directories moved into a temp dir, port 80 to a free one)
+{
+    open(my $in, '<', "$root/conf/production.conf") or die $!;
+    my $conf = do { local $/; <$in> };
+    $conf =~ s{/var/log/tollgate|/run/tollgate}{$tmp}g;
+    my $port = Tollgate::Test::free_port();
+    $conf =~ s/listen 80;/listen 127.0.0.1:$port;/;
+    open(my $out, '>', "$tmp/production.conf") or die $!;
+    print $out $conf;
+    close $out;
+    my $bin = $ENV{TG_BIN} // "$root/build/tollgate";
+    my $msg = `$bin -t -c $tmp/production.conf 2>&1`;
+    is($?, 0, 'conf/production.conf passes -t') or diag $msg;
+}
+
 # --- the notify protocol ------------------------------------------------------
 my $path = "$tmp/notify.sock";
 my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $path) or die "bind $path: $!";
