@@ -53,7 +53,6 @@ static pid_t old_pids[4096]; /* workers of older generations still finishing */
 static int old_slots[4096];  /* and their slots */
 static int nold;
 static int notify_pending; /* READY=1 is due once every current worker is up */
-static int worker_ready_fd = -1; /* in a worker: write end of its pipe */
 
 static double now_sec(void)
 {
@@ -226,17 +225,6 @@ static void close_ready(slot_t *s)
     s->ready_fd = -1;
 }
 
-void tg_master_worker_ready(void)
-{
-    if (worker_ready_fd < 0)
-        return;
-    char b = 1;
-    if (write(worker_ready_fd, &b, 1) != 1)
-        tg_log_errno(TG_LOG_WARN, "cannot tell the master this worker is up");
-    close(worker_ready_fd);
-    worker_ready_fd = -1;
-}
-
 static void spawn(int slot)
 {
     int p[2] = {-1, -1};
@@ -257,7 +245,7 @@ static void spawn(int slot)
             close_ready(&slots[i]); /* the other workers' pipes */
         if (p[0] >= 0)
             close(p[0]);
-        worker_ready_fd = p[1];
+        tg_worker_ready_fd = p[1];
         /* before the worker reads a byte from a client; its logs opened first */
         for (int i = 0; i < tg_nmodules; i++)
             if (tg_modules[i]->open_logs_early)

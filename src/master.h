@@ -8,8 +8,4 @@
  * Returns the process exit code. */
 int tg_master_run(tg_config_t *config, const char *path);
 
-/* In a worker, once it is about to accept: tells the master it is up (for
- * systemd's READY=1). Later calls do nothing. */
-void tg_master_worker_ready(void);
-
 #endif

@@ -21,12 +21,12 @@
 #include "upstream.h"
 #include "log.h"
 #include "sendq.h"
-#include "master.h"
 
 #define ACCEPT_BATCH 64
 
 /* the worker of this process: static storage, so it exists from fork to
  * _exit without an allocation */
+int tg_worker_ready_fd = -1;
 static tg_worker_t worker_storage;
 
 static void worker_exit(int code)
@@ -217,7 +217,13 @@ void tg_worker_main(tg_config_t *config, int slot)
     for (int i = 0; i < w->nlistens; i++)
         ev_io_start(w->loop, &w->accepts[i]);
     tg_log(TG_LOG_INFO, "worker started");
-    tg_master_worker_ready();
+    if (tg_worker_ready_fd >= 0) {
+        char up = 1;
+        if (write(tg_worker_ready_fd, &up, 1) != 1)
+            tg_log_errno(TG_LOG_WARN, "cannot tell the master this worker is up");
+        close(tg_worker_ready_fd);
+        tg_worker_ready_fd = -1;
+    }
     ev_run(w->loop, 0);
     worker_exit(0);
 }
