@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -230,6 +231,7 @@ static void spawn(int slot)
     int p[2] = {-1, -1};
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
         tg_log_errno(TG_LOG_WARN, "pipe2(): worker #%d counts as up at once", slot);
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         tg_log_errno(TG_LOG_CRIT, "fork()");
@@ -252,6 +254,11 @@ static void spawn(int slot)
                 tg_modules[i]->open_logs_early(current);
         if (tg_user_drop(&current->main->user) != 0)
             _exit(2);
+        /* switching user cleared the parent-death signal fork does not keep
+         * anyway: set it now, and leave if the master died before that */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master)
+            _exit(0);
         tg_worker_main(current, slot); /* never returns */
     }
     if (p[1] >= 0)
