@@ -1,21 +1,52 @@
 # Tollgate build. `make` builds build/tollgate; `make test` runs the suite;
 # `make run` starts the demo; SANITIZE=1 builds with ASan+UBSan (objects in
 # build/asan), DEBUG=1 without optimisation.
+#
+# Two stages, so that every target works the first time on a fresh machine:
+# make reads a makefile whole before it runs any recipe, so flags computed at
+# parse time (pkg-config, the compiler's SSE4.2 probe) would be those of a
+# machine without the packages. The outer stage (TG_MAKE_STAGE unset) computes
+# nothing: it installs what is missing (DEPS_INSTALL, the build set of
+# contrib/install-deps.sh), and only then runs the same goals in a sub-make,
+# the inner stage, which computes the flags on the machine as it now is and
+# builds. With -j, nothing compiles before the install has finished.
 PREFIX ?= /usr/local
 CC ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
+DEPS_INSTALL ?= contrib/install-deps.sh
 
-PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing
-DEPS_OK := $(shell pkg-config --exists $(PKGS) 2>/dev/null && test -f $(LLHTTP_SRC)/llhttp.c \
-             && test -f /usr/include/ev.h && echo yes)
+# the libraries linked, and those installed for work under way (not linked yet)
+PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd
+PKGS_NEXT := libnghttp2 libcares jansson
 
+ifndef TG_MAKE_STAGE
+# ------------------------------------------------------------ outer stage
+TG_GOALS := $(or $(MAKECMDGOALS),all)
+.PHONY: $(TG_GOALS) tg-stages
+$(TG_GOALS): tg-stages
+	@:
+# the check is what the build needs, done when the recipe runs (fast: no dpkg
+# when all is there); `make clean` needs nothing
+tg-stages:
+ifneq ($(filter-out clean,$(TG_GOALS)),)
+	@if ! { pkg-config --exists $(PKGS) $(PKGS_NEXT) && test -f $(LLHTTP_SRC)/llhttp.c && \
+	        test -f /usr/include/ev.h && command -v $(CC) && command -v node; } >/dev/null 2>&1; \
+	 then $(DEPS_INSTALL) build; fi
+endif
+	@$(MAKE) --no-print-directory TG_MAKE_STAGE=inner $(MAKECMDGOALS)
+
+else
+# ------------------------------------------------------------ inner stage
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
+$(error pkg-config does not find all of $(PKGS): contrib/install-deps.sh installs them)
+endif
+endif
 CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -g -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 \
                -Isrc -I$(LLHTTP_INC)
-ifeq ($(DEPS_OK),yes)
 CFLAGS_BASE += $(shell pkg-config --cflags $(PKGS))
 LIBS := -lev $(shell pkg-config --libs $(PKGS)) -lcrypt -lm
-endif
 
 ifeq ($(SANITIZE),1)
 BUILD := build/asan
@@ -41,10 +72,10 @@ UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
 .PHONY: all deps run test unit bench clean install fuzz build/tollgate
 
-all: deps build/tollgate
+all: build/tollgate
 
+# the outer stage installed the build set
 deps:
-	@if [ "$(DEPS_OK)" != yes ] || ! command -v node >/dev/null; then contrib/install-deps.sh; fi
 
 # build/tollgate names the flavour built last (phony: a symlink's date is its
 # target's, so a release build after a sanitizer build would not relink it)
@@ -81,15 +112,24 @@ run: all
 	@contrib/run-demo
 
 bench: all
-	@contrib/install-deps.sh bench
+	@$(DEPS_INSTALL) bench
 	contrib/bench/run
 
+# contrib/fuzz/Makefile has the same two stages (it installs clang)
 fuzz:
 	$(MAKE) -C contrib/fuzz
 
+# the binary, the systemd unit (its paths made those of PREFIX), and a config
+# unless there is one already (an edited config is never overwritten)
 install: all
 	install -D -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
-	install -D -m 644 conf/tollgate.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local|$(PREFIX)|g' contrib/systemd/tollgate.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
+	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
+	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
 
 clean:
 	rm -rf build
+
+endif

@@ -1,27 +1,63 @@
 #!/bin/sh
-# Installs every package Tollgate needs to build, test and benchmark, on Debian
-# bookworm. Idempotent and silent when everything is present already.
-#   contrib/install-deps.sh          build + test dependencies
-#   contrib/install-deps.sh bench    also the peers the benchmark compares against
+# Installs the Debian (bookworm) packages of one or more sets. Idempotent: one
+# dpkg-query call, silent when everything is present already.
+#   contrib/install-deps.sh [build]  what `make`, `make run`, `make install` need:
+#                                    compiler, pkg-config, the libraries, node-llhttp,
+#                                    nodejs (the demo service)
+#   contrib/install-deps.sh test     the tools only the test suite uses (t/setup.sh,
+#                                    so `make test`, installs them; never `make`)
+#   contrib/install-deps.sh bench    the peers `make bench` compares against, and wrk
+#   contrib/install-deps.sh fuzz     clang, for the libFuzzer targets (`make fuzz`)
+# Several sets may be given: `contrib/install-deps.sh build fuzz`.
 set -e
-PKGS="build-essential pkg-config clang libev-dev node-llhttp libssl-dev openssl libpcre2-dev
-      libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev redis-server
-      perl curl nodejs wrk gzip brotli zstd procps iproute2 valgrind
-      libcrypt-dev chromium chromium-driver prometheus"
-if [ "$1" = "bench" ]; then
-    PKGS="$PKGS nginx-light haproxy"
+# libsystemd-dev: sd_notify. libnghttp2-dev, libc-ares-dev and libjansson-dev are
+# for work under way (HTTP/2, asynchronous DNS, JSON): installed, not linked yet.
+BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
+       libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev
+       libcrypt-dev libnghttp2-dev libc-ares-dev libsystemd-dev libjansson-dev nodejs"
+TEST="perl curl openssl gzip brotli zstd procps iproute2 valgrind redis-server wrk
+      chromium chromium-driver prometheus nghttp2-client systemd"
+BENCH="nginx-light haproxy wrk"
+FUZZ="clang"
+
+[ $# -gt 0 ] || set -- build
+PKGS=""
+for set in "$@"; do
+    case "$set" in
+    build) PKGS="$PKGS $BUILD" ;;
+    test)
+        PKGS="$PKGS $TEST"
+        # Debian's nodejs comes without npm (t/setup.sh uses it); NodeSource's has it
+        command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+        ;;
+    bench) PKGS="$PKGS $BENCH" ;;
+    fuzz) PKGS="$PKGS $FUZZ" ;;
+    *)
+        echo "install-deps: unknown set \"$set\" (build, test, bench, fuzz)" >&2
+        exit 2
+        ;;
+    esac
+done
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-deps: not a Debian system: install the equivalents of$PKGS yourself" >&2
+    exit 0
 fi
+# one query for all: "name status" per line; a package dpkg never heard of is absent
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null |
+    awk '$NF == "installed" && $(NF-1) == "ok" { print $1 }')
 missing=""
 for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-        || missing="$missing $p"
+    case " $missing " in *" $p "*) continue ;; esac
+    echo "$installed" | grep -qx "$p" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 echo "install-deps: installing$missing"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# another apt run (a second make, a colleague's) holds the lock: wait for it
+LOCK="-o DPkg::Lock::Timeout=600"
+$SUDO apt-get $LOCK update -qq
 # policy-rc.d keeps package scripts from starting nginx/redis/haproxy services:
 # the tests and the benchmark start their own instances on free ports.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -29,4 +65,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get $LOCK install -y -qq --no-install-recommends $missing >/dev/null

@@ -33,6 +33,7 @@
 #include "worker.h"
 #include "var.h"
 #include "log.h"
+#include "user.h"
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_TIMED, ALOG_JSON, ALOG_CUSTOM };
 
@@ -578,9 +579,13 @@ done:
     file_put_line(c->file, buf, (size_t)(o.p - buf));
 }
 
-static void open_all(void)
+/* missing_only: leave the files open already (opened before the worker
+ * switched user) as they are */
+static void open_all(int missing_only)
 {
     for (alog_file_t *f = worker_files; f; f = f->next) {
+        if (missing_only && f->fd >= 0)
+            continue;
         int fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
             tg_log_errno(TG_LOG_ERROR, "cannot open the access log %s", f->path);
@@ -605,7 +610,21 @@ static void alog_reopen_logs(tg_worker_t *w)
 {
     (void)w;
     flush_all(); /* into the file being rotated: those lines are older */
-    open_all();
+    open_all(0);
+}
+
+static void alog_own_logs(tg_config_t *c)
+{
+    alog_conf_t *m = c->mconf[tg_accesslog_module.index];
+    for (alog_file_t *f = m->files; f; f = f->next)
+        tg_user_own_file(&c->main->user, f->path);
+}
+
+static void alog_open_logs_early(tg_config_t *c)
+{
+    alog_conf_t *m = c->mconf[tg_accesslog_module.index];
+    worker_files = m->files;
+    open_all(0);
 }
 
 static int alog_init_worker(tg_worker_t *w)
@@ -620,7 +639,7 @@ static int alog_init_worker(tg_worker_t *w)
             return -1;
         }
     }
-    open_all();
+    open_all(1);
     return 0;
 }
 
@@ -650,5 +669,7 @@ tg_module_t tg_accesslog_module = {
     .init_worker = alog_init_worker,
     .exit_worker = alog_exit_worker,
     .reopen_logs = alog_reopen_logs,
+    .own_logs = alog_own_logs,
+    .open_logs_early = alog_open_logs_early,
     .on_log = alog_log,
 };

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "core.h"
@@ -193,6 +194,22 @@ static const char *set_pid(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     (void)d;
     (void)conf;
     main_conf(cf)->pid_file = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    return NULL;
+}
+
+/* user NAME [GROUP]: resolved now, so a typo is a config error */
+static const char *set_user(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    (void)conf;
+    tg_user_t *u = &main_conf(cf)->user;
+    if (u->name)
+        return "\"user\" directive is duplicate";
+    const char *err = tg_user_resolve(cf->arena, u, tg_conf_arg(cf, 1),
+                                      cf->nargs == 2 ? tg_conf_arg(cf, 2) : (tg_str_t){NULL, 0});
+    if (err)
+        return err;
+    u->explicit = 1;
     return NULL;
 }
 
@@ -457,6 +474,7 @@ static const tg_directive_t core_directives[] = {
     {"workers", TG_SCOPE_MAIN, 0, 1, 1, set_workers, 0},
     {"pid", TG_SCOPE_MAIN, 0, 1, 1, set_pid, 0},
     {"error_log", TG_SCOPE_MAIN, 0, 1, 2, set_error_log, 0},
+    {"user", TG_SCOPE_MAIN, 0, 1, 2, set_user, 0},
     {"shutdown_timeout", TG_SCOPE_MAIN, 0, 1, 1, set_main_msec,
      offsetof(tg_main_conf_t, shutdown_timeout)},
     {"worker_connections", TG_SCOPE_MAIN, 0, 1, 1, set_main_num,
@@ -663,6 +681,14 @@ tg_config_t *tg_config_load(const char *path, int generation)
         c->main->header_buffer_size = 16384;
     if (c->main->io_uring == TG_CONF_UNSET)
         c->main->io_uring = 1;
+    if (c->main->user.name == NULL && geteuid() == 0) {
+        /* a master started as root never runs its workers as root */
+        const char *err = tg_user_default(&c->arena, &c->main->user);
+        if (err) {
+            fprintf(stderr, "%s: no \"user\" directive, and the default: %s\n", path, err);
+            goto fail;
+        }
+    }
     if (c->nservers == 0) {
         fprintf(stderr, "%s:1: no \"server\" block\n", path);
         cf->nerrors++;

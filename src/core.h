@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "conf.h"
 #include "module.h"
+#include "user.h"
 
 #define TG_MAX_WORKERS 64
 #define TG_VERSION "0.1.0"
@@ -98,6 +99,7 @@ typedef struct {
     int64_t worker_connections;
     int64_t header_buffer_size; /* client_header_buffer_size: the 431 limit */
     int io_uring;               /* batch hot-path writes (src/sendq.c) */
+    tg_user_t user;             /* workers' credentials (src/user.c) */
 } tg_main_conf_t;
 
 struct tg_config_s {

@@ -7,6 +7,13 @@
  *   TERM  graceful stop; INT, QUIT fast stop; USR1 reopen the logs
  *   CHLD  a worker of the current generation that died is respawned, after
  *         a delay that grows while it keeps crashing.
+ * Started as root, it stays root (listeners, keys, reopening logs) and each
+ * worker switches to the `user` (default nobody) right after fork; the log
+ * files workers append to are given to that user first.
+ * Under systemd (Type=notify, NOTIFY_SOCKET set) it sends READY=1 once every
+ * worker of the generation is up (each writes a byte on its slot's pipe just
+ * before it accepts), RELOADING=1 on HUP and READY=1 again once the new
+ * workers are up (or at once when the reload failed), STOPPING=1 on stop.
  * It waits for signals with sigtimedwait, so it needs no event loop. */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +26,15 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include "master.h"
 #include "worker_main.h"
 #include "log.h"
 #include "stats.h"
+#include "user.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -32,6 +42,8 @@ typedef struct {
     double respawn_at; /* > 0: respawn pending at this time */
     int crashes;       /* recent crashes, for the backoff */
     double last_crash;
+    int ready_fd;      /* read end of the worker's "up" pipe, -1 when none */
+    int ready;         /* the worker wrote its byte */
 } slot_t;
 
 static tg_config_t *current;
@@ -41,6 +53,7 @@ static int nworkers;
 static pid_t old_pids[4096]; /* workers of older generations still finishing */
 static int old_slots[4096];  /* and their slots */
 static int nold;
+static int notify_pending; /* READY=1 is due once every current worker is up */
 
 static double now_sec(void)
 {
@@ -206,19 +219,101 @@ static void close_unused(tg_config_t *prev, tg_config_t *next)
         }
 }
 
+static void close_ready(slot_t *s)
+{
+    if (s->ready_fd >= 0)
+        close(s->ready_fd);
+    s->ready_fd = -1;
+}
+
 static void spawn(int slot)
 {
+    int p[2] = {-1, -1};
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+        tg_log_errno(TG_LOG_WARN, "pipe2(): worker #%d counts as up at once", slot);
+    pid_t master = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         tg_log_errno(TG_LOG_CRIT, "fork()");
+        if (p[0] >= 0) {
+            close(p[0]);
+            close(p[1]);
+        }
         slots[slot].respawn_at = now_sec() + 1.0;
         return;
     }
-    if (pid == 0)
+    if (pid == 0) {
+        for (int i = 0; i < TG_MAX_WORKERS; i++)
+            close_ready(&slots[i]); /* the other workers' pipes */
+        if (p[0] >= 0)
+            close(p[0]);
+        tg_worker_ready_fd = p[1];
+        /* before the worker reads a byte from a client; its logs opened first */
+        for (int i = 0; i < tg_nmodules; i++)
+            if (tg_modules[i]->open_logs_early)
+                tg_modules[i]->open_logs_early(current);
+        if (tg_user_drop(&current->main->user) != 0)
+            _exit(2);
+        /* switching user cleared the parent-death signal fork does not keep
+         * anyway: set it now, and leave if the master died before that */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master)
+            _exit(0);
         tg_worker_main(current, slot); /* never returns */
+    }
+    if (p[1] >= 0)
+        close(p[1]);
+    close_ready(&slots[slot]);
+    slots[slot].ready_fd = p[0];
+    slots[slot].ready = p[0] < 0;
     slots[slot].pid = pid;
     slots[slot].generation = current->generation;
     slots[slot].respawn_at = 0;
+}
+
+/* Collect the "up" bytes; once every current worker is up and a READY=1 is
+ * due, send it. A worker that died before it was up leaves EOF: its respawn
+ * brings a new pipe. */
+static void check_ready(void)
+{
+    int all = 1;
+    for (int i = 0; i < nworkers; i++) {
+        slot_t *s = &slots[i];
+        if (!s->ready && s->ready_fd >= 0) {
+            char b;
+            ssize_t n = read(s->ready_fd, &b, 1);
+            if (n == 1)
+                s->ready = 1;
+            if (n >= 0 || errno != EAGAIN)
+                close_ready(s);
+        }
+        all &= s->ready;
+    }
+    if (!notify_pending || !all)
+        return;
+    notify_pending = 0;
+    tg_log(TG_LOG_INFO, "all %d workers up", nworkers);
+    sd_notifyf(0, "READY=1\nSTATUS=%d workers, generation %d", nworkers, current->generation);
+}
+
+/* The files workers open for writing (the error log, the access logs) made
+ * theirs, when they switch user. Called before workers start and on USR1,
+ * after the master reopened the error log (a rotated file is created here). */
+static void give_files(tg_config_t *c)
+{
+    tg_user_own_file(&c->main->user, c->main->error_log);
+    for (int i = 0; i < tg_nmodules; i++)
+        if (tg_modules[i]->own_logs)
+            tg_modules[i]->own_logs(c);
+}
+
+static void user_notice(tg_config_t *c)
+{
+    const tg_user_t *u = &c->main->user;
+    if (tg_user_switches(u))
+        tg_log(TG_LOG_INFO, "workers run as user %s, group %s", u->name, u->group);
+    else if (u->explicit)
+        tg_log(TG_LOG_WARN, "\"user %s\" ignored: the master does not run as root", u->name);
 }
 
 static void remember_old(pid_t pid, int slot)
@@ -309,17 +404,28 @@ static tg_config_t *load_logged(int generation)
     return c;
 }
 
+static void reload_failed(void)
+{
+    tg_log(TG_LOG_ERROR, "reload failed, the running configuration is kept");
+    sd_notifyf(0, "READY=1\nSTATUS=reload failed, %d workers, generation %d", nworkers,
+               current->generation);
+}
+
 static void reload(void)
 {
     tg_log(TG_LOG_INFO, "reloading %s", conf_path);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+               (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
     tg_config_t *next = load_logged(current->generation + 1);
     if (next == NULL) {
-        tg_log(TG_LOG_ERROR, "reload failed, the running configuration is kept");
+        reload_failed();
         return;
     }
     int n = workers_wanted(next);
     if (open_listeners(next, current, n) != 0) {
-        tg_log(TG_LOG_ERROR, "reload failed, the running configuration is kept");
+        reload_failed();
         tg_config_destroy(next);
         return;
     }
@@ -328,6 +434,8 @@ static void reload(void)
     tg_log_level = next->main->error_level;
     tg_config_t *prev = current;
     current = next;
+    user_notice(current);
+    give_files(current);
     /* new workers first, then the old ones stop accepting: the sockets they
      * share hold any connection that arrives in between */
     pid_t olds[TG_MAX_WORKERS];
@@ -338,17 +446,23 @@ static void reload(void)
             old_slot_of[nolds] = i;
             olds[nolds++] = slots[i].pid;
         }
-        slots[i] = (slot_t){0};
+        close_ready(&slots[i]);
+        slots[i] = (slot_t){.ready_fd = -1};
     }
     nworkers = n;
+    notify_pending = 1;
     tg_stats_master_loaded(current, n, 1);
+    /* the sockets `next` drops (fewer workers, a listener gone) are closed
+     * here before the fork: new workers must not inherit them, or the
+     * kernel keeps giving connections to a socket nobody accepts on (the
+     * old workers keep their copies until they stop) */
+    close_unused(prev, next);
     for (int i = 0; i < n; i++)
         spawn(i);
     for (int i = 0; i < nolds; i++) {
         kill(olds[i], SIGTERM);
         remember_old(olds[i], old_slot_of[i]);
     }
-    close_unused(prev, next);
     tg_config_destroy(prev);
     tg_log(TG_LOG_INFO, "reloaded: generation %d, %d workers", current->generation, n);
 }
@@ -438,6 +552,11 @@ int tg_master_run(tg_config_t *config, const char *path)
     if (write_pid(current->main->pid_file) != 0)
         return 1;
     tg_stats_master_loaded(current, nworkers, 0);
+    user_notice(current);
+    give_files(current);
+    for (int i = 0; i < TG_MAX_WORKERS; i++)
+        slots[i].ready_fd = -1;
+    notify_pending = 1;
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
@@ -450,22 +569,26 @@ int tg_master_run(tg_config_t *config, const char *path)
         case SIGHUP: reload(); break;
         case SIGUSR1:
             tg_log_open(current->main->error_log);
+            give_files(current);
             signal_all(SIGUSR1);
             tg_log(TG_LOG_INFO, "logs reopened");
             break;
         case SIGTERM:
             tg_log(TG_LOG_INFO, "graceful stop");
+            sd_notify(0, "STOPPING=1\nSTATUS=graceful stop");
             stop_all(SIGTERM, (double)current->main->shutdown_timeout / 1000.0 + 5.0);
             goto done;
         case SIGINT:
         case SIGQUIT:
             tg_log(TG_LOG_INFO, "fast stop");
+            sd_notify(0, "STOPPING=1\nSTATUS=fast stop");
             stop_all(SIGQUIT, 3.0);
             goto done;
         default: break;
         }
         reap();
         respawn_due();
+        check_ready();
     }
 done:
     if (current->main->pid_file)

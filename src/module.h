@@ -67,6 +67,15 @@ struct tg_module_s {
     void (*exit_worker)(tg_worker_t *w);
     /* USR1 in a worker (log rotation): reopen the files the module writes. */
     void (*reopen_logs)(tg_worker_t *w);
+    /* In the master, when workers switch user (src/user.c), before workers
+     * start and before USR1 is passed on: create the files the module's
+     * workers write (a rotation moved them away) and make the workers' user
+     * their owner, with tg_user_own_file. */
+    void (*own_logs)(tg_config_t *c);
+    /* In a new worker, before it switches user: open the files the module
+     * writes (as root, so a directory only root may enter is no obstacle);
+     * init_worker then keeps what is open. */
+    void (*open_logs_early)(tg_config_t *c);
     /* In the master, when the worker of `slot` died without closing its
      * connections (state it kept per slot in shared memory is stale). */
     void (*on_worker_gone)(tg_config_t *c, int slot);

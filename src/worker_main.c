@@ -26,6 +26,7 @@
 
 /* the worker of this process: static storage, so it exists from fork to
  * _exit without an allocation */
+int tg_worker_ready_fd = -1;
 static tg_worker_t worker_storage;
 
 static void worker_exit(int code)
@@ -216,6 +217,13 @@ void tg_worker_main(tg_config_t *config, int slot)
     for (int i = 0; i < w->nlistens; i++)
         ev_io_start(w->loop, &w->accepts[i]);
     tg_log(TG_LOG_INFO, "worker started");
+    if (tg_worker_ready_fd >= 0) {
+        char up = 1;
+        if (write(tg_worker_ready_fd, &up, 1) != 1)
+            tg_log_errno(TG_LOG_WARN, "cannot tell the master this worker is up");
+        close(tg_worker_ready_fd);
+        tg_worker_ready_fd = -1;
+    }
     ev_run(w->loop, 0);
     worker_exit(0);
 }

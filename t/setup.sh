@@ -1,10 +1,22 @@
 #!/bin/sh
-# Installs the npm packages that test upstreams use (t/package.json) into
-# t/node_modules. Idempotent and quiet: it runs npm only when node_modules is
-# missing or package.json / package-lock.json changed since the last install,
-# and prints npm's output only when npm fails.
+# Test setup (`make test` runs it; so does t/lib/Tollgate/Test.pm before a
+# test that needs npm packages). Idempotent and quiet:
+# - the tools only the tests use (`contrib/install-deps.sh test`: curl,
+#   chromium, prometheus, valgrind, redis-server, wrk, nghttp2-client, ...),
+#   installed when one of their commands is missing; `make` never installs them
+# - the npm packages that test upstreams use (t/package.json), into
+#   t/node_modules, when node_modules is missing or package.json /
+#   package-lock.json changed since the last install; npm's output is printed
+#   only when npm fails.
 set -e
 cd "$(dirname "$0")"
+for c in perl curl openssl gzip brotli zstd ps ip valgrind redis-server wrk chromium \
+         chromedriver promtool nghttp systemd-analyze npm; do
+    if ! command -v "$c" >/dev/null 2>&1; then
+        ../contrib/install-deps.sh test
+        break
+    fi
+done
 stamp=node_modules/.tollgate-setup
 if [ -f "$stamp" ] && [ ! package.json -nt "$stamp" ] && [ ! package-lock.json -nt "$stamp" ]; then
     exit 0

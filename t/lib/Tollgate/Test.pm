@@ -893,6 +893,8 @@ use Time::HiRes qw(time sleep);
 
 sub _new($class, %o) {
     my $dir = tempdir('tollgate-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TG_KEEP});
+    # started as root, the workers run as nobody: they reopen the logs in here
+    chmod 0755, $dir;
     return bless { dir => $dir, ports => {}, opts => {%o}, conf_file => "$dir/tollgate.conf",
                    stderr_file => "$dir/stderr.log", owner => $$, sent => {} }, $class;
 }
