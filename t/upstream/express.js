@@ -1,7 +1,8 @@
 // Test upstream: an Express app with optional middleware, to compare what
 // Tollgate answers with what the npm packages answer in-process.
 // Environment: PORT; MW = "" (none) | "helmet" | "cors" | "compression"; CORS
-// (JSON options for the cors package; {"re": ..., "flags": ...} is a RegExp). Routes: any method on any path answers
+// (JSON options for the cors package; {"re": ..., "flags": ...} is a RegExp);
+// HELMET (JSON options for helmet). Routes: any method on any path answers
 // "ok" as text/plain; GET /own-headers also sets its own X-Frame-Options: DENY
 // and Content-Security-Policy: default-src 'none'; GET /big/N answers N bytes
 // of JSON-ish text as application/json (what `compression` compresses).
@@ -9,7 +10,7 @@
 const express = require('express');
 const app = express();
 const mw = process.env.MW || '';
-if (mw === 'helmet') app.use(require('helmet')());
+if (mw === 'helmet') app.use(require('helmet')(JSON.parse(process.env.HELMET || '{}')));
 // in CORS, {"re": "^https://", "flags": "i"} stands for a RegExp
 const revive = (k, v) => (v && typeof v === 'object' && typeof v.re === 'string')
     ? new RegExp(v.re, v.flags || '') : v;
