@@ -25,7 +25,8 @@
  * Per zone and request: the key is evaluated; an empty key (a missing header)
  * counts under one shared empty key, or is not limited with skip_empty=on.
  * Zones run in the order given; the first one that refuses answers (429 or
- * status=, Retry-After, a JSON body) and the ones after it are not charged.
+ * status=, Retry-After, express-rate-limit's message) and the ones after it
+ * are not charged.
  * dry_run zones count and log what they would refuse and let it through.
  * count=failed (successful) charges a request at access like any other and
  * gives it back in the log phase when the answer's status turns out below
