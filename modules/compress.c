@@ -8,11 +8,11 @@
  *   compress_types TYPE ...;             media types; a subtype "*" matches any
  *
  * Response headers: a response is left alone when it has no body (1xx, 204),
- * is a partial answer or a Range request (206), an upgrade, already has a
- * Content-Encoding, says Cache-Control: no-transform, or has a type not
- * listed. Otherwise it gets Vary: Accept-Encoding (even when it is not
- * compressed after all: caches must know the answer depends on it), and then
- * HEAD and 304 answers stop there. The coding comes from Accept-Encoding
+ * is a partial answer or a Range request (206), an upgrade, says
+ * Cache-Control: no-transform, or has a type not listed. Otherwise it gets
+ * Vary: Accept-Encoding (even when it is not compressed after all: caches
+ * must know the answer depends on it), and then answers the app encoded
+ * already, HEAD and 304 answers stop there. The coding comes from Accept-Encoding
  * (src/accept_encoding.c). With a Content-Length the size decides at once;
  * without one the header is held (r->header_hold) and the first min_length
  * body bytes are kept in pool buffers: the decision comes when they are
@@ -61,9 +61,48 @@ static const int cz_max_level[CZ_NCODINGS] = {9, 11, 19};
 #define CZ_ZSTD_WLOG 20
 #define CZ_ZSTD_TABLE_LOG 20
 
+/* What the `compression` package compresses by default (its `compressible`
+ * check: text types, the +json, +text and +xml suffixes, and the types the
+ * mime-db marks compressible), less application/octet-stream and the
+ * VirtualBox disk images: downloads that are mostly compressed already. */
 static const tg_str_t cz_default_types[] = {
-    TG_STR("text/*"),          TG_STR("application/json"), TG_STR("application/javascript"),
-    TG_STR("application/xml"), TG_STR("image/svg+xml"),
+    TG_STR("text/*"),
+    TG_STR("*+json"),
+    TG_STR("*+text"),
+    TG_STR("*+xml"),
+    TG_STR("application/json"),
+    TG_STR("application/javascript"),
+    TG_STR("application/ecmascript"),
+    TG_STR("application/x-javascript"),
+    TG_STR("application/xml"),
+    TG_STR("application/xml-dtd"),
+    TG_STR("application/wasm"),
+    TG_STR("application/x-www-form-urlencoded"),
+    TG_STR("application/dart"),
+    TG_STR("application/vnd.dart"),
+    TG_STR("application/postscript"),
+    TG_STR("application/raml+yaml"),
+    TG_STR("application/rtf"),
+    TG_STR("application/toml"),
+    TG_STR("application/tar"),
+    TG_STR("application/x-tar"),
+    TG_STR("application/x-sh"),
+    TG_STR("application/x-httpd-php"),
+    TG_STR("application/x-ns-proxy-autoconfig"),
+    TG_STR("application/vnd.ms-fontobject"),
+    TG_STR("application/vnd.ms-opentype"),
+    TG_STR("font/otf"),
+    TG_STR("font/ttf"),
+    TG_STR("image/bmp"),
+    TG_STR("image/x-ms-bmp"),
+    TG_STR("image/x-icon"),
+    TG_STR("image/vnd.microsoft.icon"),
+    TG_STR("image/vnd.ms-dds"),
+    TG_STR("image/vnd.adobe.photoshop"),
+    TG_STR("message/rfc822"),
+    TG_STR("model/gltf-binary"),
+    TG_STR("x-shader/x-fragment"),
+    TG_STR("x-shader/x-vertex"),
 };
 
 typedef struct {
@@ -247,11 +286,14 @@ static const char *set_min_length(tg_conf_t *cf, const tg_directive_t *d, void *
     return NULL;
 }
 
-/* "type/subtype", "type/" followed by "*", or "*" */
+/* "type/subtype", "type/" followed by "*", "*+suffix" (any type whose
+ * subtype ends with +suffix), or "*" */
 static int is_type_pattern(tg_str_t t)
 {
     if (tg_str_eq_lit(t, "*"))
         return 1;
+    if (t.len > 2 && t.p[0] == '*' && t.p[1] == '+')
+        return tg_conf_is_token((tg_str_t){t.p + 2, t.len - 2});
     const char *slash = memchr(t.p, '/', t.len);
     if (slash == NULL)
         return 0;
@@ -273,7 +315,7 @@ static const char *set_types(tg_conf_t *cf, const tg_directive_t *d, void *conf)
         tg_str_t a = tg_conf_arg(cf, i);
         if (!is_type_pattern(a))
             return tg_conf_errf(cf, "invalid type \"%s\" in \"compress_types\", expected "
-                                    "type/subtype, type/* or *",
+                                    "type/subtype, type/*, *+suffix or *",
                                 a.p);
         char *low = (char *)a.p; /* the argument is an arena copy of its own */
         for (size_t k = 0; k < a.len; k++)
@@ -309,7 +351,13 @@ static int type_listed(const cz_conf_t *c, tg_str_t mt)
         tg_str_t p = c->types[i];
         if (tg_str_eq_lit(p, "*") || tg_str_eq_lit(p, "*/*"))
             return 1;
-        if (p.len >= 2 && p.p[p.len - 1] == '*') { /* type wildcard: the prefix, slash included */
+        if (p.p[0] == '*') { /* "*+json": the subtype's suffix */
+            tg_str_t sfx = {p.p + 1, p.len - 1};
+            const char *slash = memchr(mt.p, '/', mt.len);
+            if (slash && (size_t)(mt.p + mt.len - slash - 1) > sfx.len &&
+                tg_str_caseeq((tg_str_t){mt.p + mt.len - sfx.len, sfx.len}, sfx))
+                return 1;
+        } else if (p.len >= 2 && p.p[p.len - 1] == '*') { /* type wildcard: the prefix, slash included */
             if (mt.len > p.len - 1 && tg_str_caseeq((tg_str_t){mt.p, p.len - 1},
                                                     (tg_str_t){p.p, p.len - 1}))
                 return 1;
@@ -512,15 +560,16 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     tg_str_t mt = media_type(ct->value);
     if (!type_listed(c, mt))
         return TG_OK;
-    tg_header_t *ce = tg_headers_find(&r->resp_headers, TG_STR("Content-Encoding"));
-    if (ce && !tg_str_caseeq_lit(tg_str_trim(ce->value), "identity"))
-        return TG_OK; /* compressed by the app already */
-    int ce_identity = ce != NULL; /* (vary_add may move the header array) */
     if (has_no_transform(&r->resp_headers) || has_no_transform(&r->headers))
         return TG_OK;
+    tg_header_t *ce = tg_headers_find(&r->resp_headers, TG_STR("Content-Encoding"));
+    int encoded = ce && !tg_str_caseeq_lit(tg_str_trim(ce->value), "identity");
+    int ce_identity = ce != NULL && !encoded; /* (vary_add may move the header array) */
+    /* Vary as the compression package adds it: also on an answer the app
+     * encoded itself (it chose by Accept-Encoding too) */
     if (tg_request_vary_add(r, "Accept-Encoding") != 0)
         return TG_ERROR;
-    if (r->method == HTTP_HEAD || st == 304)
+    if (encoded || r->method == HTTP_HEAD || st == 304)
         return TG_OK;
     int k = negotiate(r, c);
     if (k < 0)

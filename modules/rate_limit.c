@@ -6,8 +6,10 @@
  *                   [status=429] [on_backend_error=allow|deny]
  *                   [skip_empty=on|off];                           (main scope)
  *   redis_timeout 50ms;                                            (main scope)
- *   rate_limit NAME...; | rate_limit off;                  (server, location)
- *   rate_limit_allow CIDR...;  rate_limit_headers on|off;  rate_limit_body TEXT [TYPE];
+ *   rate_limit NAME... [count=all|failed|successful]; | rate_limit off;
+ *                                                          (server, location)
+ *   rate_limit_allow CIDR...;  rate_limit_body TEXT [TYPE];
+ *   rate_limit_headers on|off | [legacy] [draft-6|draft-7|draft-8];
  *
  * Local zones keep one TAT per key in a shared-memory table
  * (src/gcra_table.c) that all workers update under one lock, so a limit is
@@ -23,8 +25,16 @@
  * Per zone and request: the key is evaluated; an empty key (a missing header)
  * counts under one shared empty key, or is not limited with skip_empty=on.
  * Zones run in the order given; the first one that refuses answers (429 or
- * status=, Retry-After, a JSON body) and the ones after it are not charged.
+ * status=, Retry-After, express-rate-limit's message) and the ones after it
+ * are not charged.
  * dry_run zones count and log what they would refuse and let it through.
+ * count=failed (successful) charges a request at access like any other and
+ * gives it back in the log phase when the answer's status turns out below
+ * 400 (400 or above): express-rate-limit's skipSuccessfulRequests
+ * (skipFailedRequests), which also counts first and decrements at the end.
+ * The refund moves the key's TAT one interval back (tg_gcra_refund), under
+ * the table lock or in a Redis script, so it commutes with the requests
+ * taken meanwhile.
  * Counters (passed, limited, dry_run, backend errors) sit in the zone's
  * shared header; eviction, limiting and backend trouble are logged at most
  * once a second per zone (one worker does it, with the running totals). */
@@ -53,6 +63,16 @@ tg_module_t tg_rate_limit_module;
 
 enum { LOG_EVICT = 0, LOG_LIMIT, LOG_DRY, LOG_BACKEND, LOG_KINDS };
 
+/* rate_limit ... count=: which answers keep their charge */
+enum { COUNT_ALL = 0, COUNT_FAILED, COUNT_SUCCESSFUL };
+
+/* rate_limit_headers: the header sets, as express-rate-limit names them */
+#define RL_H_LEGACY 0x01 /* legacyHeaders: X-RateLimit-Limit/-Remaining/-Reset */
+#define RL_H_DRAFT6 0x02 /* standardHeaders: 'draft-6' */
+#define RL_H_DRAFT7 0x04 /* 'draft-7' */
+#define RL_H_DRAFT8 0x08 /* 'draft-8' (and `on`) */
+#define RL_H_DRAFTS (RL_H_DRAFT6 | RL_H_DRAFT7 | RL_H_DRAFT8)
+
 /* At the start of every zone's shared memory. */
 typedef struct {
     uint64_t magic;
@@ -74,6 +94,7 @@ typedef struct {
     char interval_us[24], tolerance_us[24];
     char policy[48];      /* express-rate-limit's identifier: "10-in-1min" */
     tg_str_t policy_head; /* "\"10-in-1min\"; q=10; w=60; pk=:" */
+    tg_str_t policy6;     /* drafts 6 and 7: "10;w=60" */
     tg_str_t limit_head;  /* "\"10-in-1min\"; r=" */
     int64_t window;       /* seconds, for w= */
     tg_shm_zone_t *shm;
@@ -92,6 +113,7 @@ typedef struct {
     tg_str_t name;
     const char *file;
     int line;
+    int count; /* COUNT_* */
 } rl_ref_t;
 
 typedef struct {
@@ -106,7 +128,9 @@ typedef struct {
     int nrefs;
     int set; /* this scope has rate_limit lines (a list, or off) */
     rl_zone_t **use;
+    uint8_t *count; /* per zone of `use`: COUNT_* */
     int nuse;
+    int refunds;    /* some zone of `use` has count=failed|successful */
     tg_cidr_t *allow;
     int nallow;
     int headers;
@@ -148,6 +172,22 @@ static tg_redis_script_t gcra_script = {
     "redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX',\n"
     "           math.floor((new - now) / 1000) + 1)\n"
     "return {1, ahead}\n",
+    {0},
+};
+
+/* Gives one request back (count=failed|successful): the TAT moves one
+ * interval back, the key goes when its allowance is full again. ARGV[1]:
+ * the interval in microseconds. */
+static tg_redis_script_t refund_script = {
+    "local tat = tonumber(redis.call('GET', KEYS[1]))\n"
+    "if not tat then return 0 end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local new = tat - tonumber(ARGV[1])\n"
+    "if new <= now then redis.call('DEL', KEYS[1]) return 1 end\n"
+    "redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX',\n"
+    "           math.floor((new - now) / 1000) + 1)\n"
+    "return 1\n",
     {0},
 };
 
@@ -196,13 +236,16 @@ static const char *rl_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE_STR(c->body_type, p->body_type, TG_NULL_STR);
     if (!c->set) {
         c->use = p->use;
+        c->count = p->count;
         c->nuse = p->nuse;
+        c->refunds = p->refunds;
         return NULL;
     }
     /* resolved here, after the whole file: zones may be declared anywhere */
     rl_conf_t *m = main_conf(cf);
     c->use = tg_arena_alloc(cf->arena, (size_t)(c->nrefs + 1) * sizeof(rl_zone_t *));
-    if (c->use == NULL) return "out of memory";
+    c->count = tg_arena_alloc(cf->arena, (size_t)(c->nrefs + 1));
+    if (c->use == NULL || c->count == NULL) return "out of memory";
     const char *file = cf->file;
     int line = cf->line;
     for (int i = 0; i < c->nrefs; i++) {
@@ -214,6 +257,8 @@ static const char *rl_merge_conf(tg_conf_t *cf, void *parent, void *child)
                           TG_STR_FMT(c->refs[i].name));
             continue;
         }
+        c->refunds |= c->refs[i].count != COUNT_ALL;
+        c->count[c->nuse] = (uint8_t)c->refs[i].count;
         c->use[c->nuse++] = z;
     }
     cf->file = file;
@@ -346,7 +391,9 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
                 m->backends = b;
             }
         }
-        if ((err = tg_redis_add_script(cf, z->redis, &gcra_script)) != NULL) return err;
+        if ((err = tg_redis_add_script(cf, z->redis, &gcra_script)) != NULL ||
+            (err = tg_redis_add_script(cf, z->redis, &refund_script)) != NULL)
+            return err;
         char *pfx = tg_arena_printf(cf->arena, "tollgate:rl:%.*s:", TG_STR_FMT(name));
         if (pfx == NULL) return "out of memory";
         z->redis_prefix = tg_str_c(pfx);
@@ -371,7 +418,9 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     char *ph = tg_arena_printf(cf->arena, "\"%s\"; q=%lld; w=%lld; pk=:", z->policy,
                                (long long)count, (long long)z->window);
     char *lh = tg_arena_printf(cf->arena, "\"%s\"; r=", z->policy);
-    if (ph == NULL || lh == NULL) return "out of memory";
+    char *p6 = tg_arena_printf(cf->arena, "%lld;w=%lld", (long long)count, (long long)z->window);
+    if (ph == NULL || lh == NULL || p6 == NULL) return "out of memory";
+    z->policy6 = tg_str_c(p6);
     z->policy_head = tg_str_c(ph);
     z->limit_head = tg_str_c(lh);
     const char *err = tg_shm_zone_add(cf, name, local ? (size_t)z->size : RL_REDIS_ZONE_SIZE,
@@ -394,17 +443,36 @@ static const char *set_rate_limit(tg_conf_t *cf, const tg_directive_t *d, void *
         return NULL;
     }
     if (c->set == 2) return "\"rate_limit off\" cannot be combined with other \"rate_limit\" lines";
+    int mode = COUNT_ALL, names = 0;
+    tg_str_t v;
+    for (int i = 1; i <= cf->nargs; i++) {
+        if (!tg_conf_arg_kv(cf, i, "count", &v)) {
+            names++;
+            continue;
+        }
+        if (tg_str_eq_lit(v, "failed"))
+            mode = COUNT_FAILED;
+        else if (tg_str_eq_lit(v, "successful"))
+            mode = COUNT_SUCCESSFUL;
+        else if (!tg_str_eq_lit(v, "all"))
+            return tg_conf_errf(cf,
+                                "invalid count \"%.*s\" in \"rate_limit\", expected all, failed "
+                                "or successful",
+                                TG_STR_FMT(v));
+    }
+    if (names == 0) return "\"rate_limit\" needs a zone name";
     rl_ref_t *refs =
         tg_arena_grow(cf->arena, c->refs, (size_t)c->nrefs, (size_t)cf->nargs, sizeof(*refs));
     if (refs == NULL) return "out of memory";
     c->refs = refs; /* the parser goes on after an error: keep array and count in step */
     for (int i = 1; i <= cf->nargs; i++) {
+        if (tg_conf_arg_kv(cf, i, "count", &v)) continue;
         tg_str_t name = tg_conf_arg(cf, i);
         for (int k = 0; k < c->nrefs; k++)
             if (tg_str_eq(refs[k].name, name))
                 return tg_conf_errf(cf, "rate_limit zone \"%.*s\" is listed twice",
                                     TG_STR_FMT(name));
-        refs[c->nrefs++] = (rl_ref_t){name, cf->file, cf->line};
+        refs[c->nrefs++] = (rl_ref_t){name, cf->file, cf->line, mode};
     }
     c->set = 1;
     return NULL;
@@ -423,6 +491,42 @@ static const char *set_allow(tg_conf_t *cf, const tg_directive_t *d, void *conf)
                                 cf->args[i].text.p);
     c->allow = v;
     c->nallow = n;
+    return NULL;
+}
+
+/* rate_limit_headers on|off | [legacy] [draft-6|draft-7|draft-8] */
+static const char *set_headers(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    rl_conf_t *c = conf;
+    if (c->headers != TG_CONF_UNSET) return "\"rate_limit_headers\" directive is duplicate";
+    int h = 0;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v = tg_conf_arg(cf, i);
+        int bit = tg_str_eq_lit(v, "legacy")    ? RL_H_LEGACY
+                  : tg_str_eq_lit(v, "draft-6") ? RL_H_DRAFT6
+                  : tg_str_eq_lit(v, "draft-7") ? RL_H_DRAFT7
+                  : tg_str_eq_lit(v, "draft-8") ? RL_H_DRAFT8
+                  : tg_str_eq_lit(v, "on")      ? RL_H_DRAFT8
+                  : tg_str_eq_lit(v, "off")     ? -1
+                                                : 0;
+        if (bit == 0)
+            return tg_conf_errf(cf,
+                                "invalid value \"%.*s\" in \"rate_limit_headers\", expected on, "
+                                "off, legacy, draft-6, draft-7 or draft-8",
+                                TG_STR_FMT(v));
+        if (bit < 0 || tg_str_eq_lit(v, "on")) {
+            if (cf->nargs > 1)
+                return tg_conf_errf(cf, "\"rate_limit_headers %.*s\" takes no other value",
+                                    TG_STR_FMT(v));
+            bit = bit < 0 ? 0 : bit;
+        }
+        if ((bit & RL_H_DRAFTS) && (h & RL_H_DRAFTS))
+            return "\"rate_limit_headers\" takes one of draft-6, draft-7 and draft-8 (they use "
+                   "the same header names with different syntax)";
+        h |= bit;
+    }
+    c->headers = h;
     return NULL;
 }
 
@@ -556,6 +660,16 @@ static void redis_done(void *data, redisReply *reply, const char *err)
     tg_request_resume(x->r);
 }
 
+/* A refund's answer: only trouble is worth a line. */
+static void refund_done(void *data, redisReply *reply, const char *err)
+{
+    rl_zone_t *z = data;
+    if ((err || (reply && reply->type == REDIS_REPLY_ERROR)) && log_due(z, LOG_BACKEND))
+        tg_log(TG_LOG_ERROR, "rate_limit zone \"%.*s\": refund on redis %s failed: %s",
+               TG_STR_FMT(z->name), tg_redis_name(z->redis),
+               err ? err : reply->str);
+}
+
 /* The request ends (answered, failed, or its connection closed): a Redis
  * reply still on its way must not find it. */
 static void ctx_cleanup(void *data)
@@ -612,9 +726,11 @@ static tg_rc_t limit(tg_request_t *r, rl_conf_t *c, rl_zone_t *z, rl_res_t *res)
                                : "text/plain";
         return tg_request_respond(r, z->status, type, c->body) ? TG_ERROR : TG_DONE;
     }
-    char *body = tg_arena_printf(r->arena, "{\"error\":\"rate_limited\",\"retry_after\":%lld}",
-                                 (long long)retry);
-    return body ? respond_json(r, z->status, body) : TG_ERROR;
+    /* express-rate-limit's default answer: its message through res.send() */
+    return tg_request_respond(r, z->status, "text/html; charset=utf-8",
+                              TG_STR("Too many requests, please try again later."))
+               ? TG_ERROR
+               : TG_DONE;
 }
 
 /* Act on zone z's result: count, log, and answer when it refuses. */
@@ -738,16 +854,65 @@ static size_t put_int(char *p, int64_t v)
     return n;
 }
 
-/* RateLimit-Policy and RateLimit as express-rate-limit 7 sends them with
- * standardHeaders: 'draft-8' (one of each per zone that counted the
- * request, on every answer including our 429). Built from the zone's
- * constant head plus numbers: no printf on this path. */
+static int set_header(tg_request_t *r, const char *name, const char *value)
+{
+    return value == NULL ||
+           tg_headers_set(r->arena, &r->resp_headers, tg_str_c(name), tg_str_c(value)) != 0;
+}
+
+/* The one-value header sets of express-rate-limit (legacy, drafts 6 and 7),
+ * from the last zone that counted the request: an app with several limiters
+ * sends the values of the last one, each setHeader() replacing the one
+ * before. Reset values: seconds until the key's allowance is full again
+ * (GCRA), where a fixed window gives the seconds until the window ends. */
+static tg_rc_t single_headers(tg_request_t *r, rl_conf_t *c, rl_ctx_t *x)
+{
+    int last = -1;
+    for (int i = 0; i < c->nuse && i <= x->next; i++)
+        if (x->res[i].state == RES_DONE) last = i;
+    if (last < 0) return TG_OK;
+    rl_zone_t *z = c->use[last];
+    const tg_gcra_result_t *g = &x->res[last].g;
+    long long limit = (long long)z->gcra.count, left = g->remaining < 0 ? 0 : g->remaining,
+              reset = (long long)tg_gcra_seconds(g->reset);
+    tg_arena_t *a = r->arena;
+    if (c->headers & RL_H_LEGACY) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* the moment of the reset as Unix seconds, rounded up like Math.ceil */
+        int64_t at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + g->reset;
+        if (set_header(r, "X-RateLimit-Limit", tg_arena_printf(a, "%lld", limit)) ||
+            set_header(r, "X-RateLimit-Remaining", tg_arena_printf(a, "%lld", left)) ||
+            set_header(r, "X-RateLimit-Reset",
+                       tg_arena_printf(a, "%lld", (long long)tg_gcra_seconds(at))))
+            return TG_ERROR;
+    }
+    if ((c->headers & (RL_H_DRAFT6 | RL_H_DRAFT7)) &&
+        tg_headers_set(a, &r->resp_headers, TG_STR("RateLimit-Policy"), z->policy6) != 0)
+        return TG_ERROR;
+    if ((c->headers & RL_H_DRAFT6) &&
+        (set_header(r, "RateLimit-Limit", tg_arena_printf(a, "%lld", limit)) ||
+         set_header(r, "RateLimit-Remaining", tg_arena_printf(a, "%lld", left)) ||
+         set_header(r, "RateLimit-Reset", tg_arena_printf(a, "%lld", reset))))
+        return TG_ERROR;
+    if ((c->headers & RL_H_DRAFT7) &&
+        set_header(r, "RateLimit",
+                   tg_arena_printf(a, "limit=%lld, remaining=%lld, reset=%lld", limit, left, reset)))
+        return TG_ERROR;
+    return TG_OK;
+}
+
+/* The headers rate_limit_headers asks for, on every answer including our
+ * 429. Draft 8 (express-rate-limit's standardHeaders: 'draft-8'): one
+ * RateLimit-Policy and one RateLimit per zone that counted the request,
+ * built from the zone's constant head plus numbers, no printf on this path. */
 static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
 {
     rl_conf_t *c = conf;
     rl_ctx_t *x = tg_module_ctx(r, &tg_rate_limit_module);
     if (!c->headers || x == NULL || x->conf != c) return TG_OK;
-    for (int pass = 0; pass < 2; pass++) {
+    if ((c->headers & ~RL_H_DRAFT8) && single_headers(r, c, x) != TG_OK) return TG_ERROR;
+    for (int pass = 0; pass < 2 && (c->headers & RL_H_DRAFT8); pass++) {
         for (int i = 0; i < c->nuse && i <= x->next; i++) {
             rl_zone_t *z = c->use[i];
             rl_res_t *res = &x->res[i];
@@ -776,12 +941,51 @@ static tg_rc_t rl_response_headers(tg_request_t *r, void *conf)
     return TG_OK;
 }
 
+/* count=failed|successful: give back what the answer says should not have
+ * counted. Only requests this zone let through moved its TAT (a refusal
+ * costs nothing); a client gone before the answer (499) is a failure. */
+static void rl_log(tg_request_t *r, void *conf)
+{
+    rl_conf_t *c = conf;
+    rl_ctx_t *x = tg_module_ctx(r, &tg_rate_limit_module);
+    if (!c->refunds || x == NULL || x->conf != c) return;
+    int failed = r->status >= 400;
+    int64_t now = 0;
+    for (int i = 0; i < c->nuse && i <= x->next; i++) {
+        rl_zone_t *z = c->use[i];
+        rl_res_t *res = &x->res[i];
+        if (c->count[i] == COUNT_ALL || res->state != RES_DONE || !res->g.allowed ||
+            failed == (c->count[i] == COUNT_FAILED))
+            continue;
+        if (z->redis == NULL) {
+            if (now == 0) now = mono_ns();
+            if (tg_gcra_table_refund(z->table, &z->gcra, res->key, now) != 0)
+                tg_log(TG_LOG_ERROR, "rate_limit zone \"%.*s\": refund: shared memory lock failed",
+                       TG_STR_FMT(z->name));
+            continue;
+        }
+        /* fire and forget: nobody waits for the answer */
+        char *k = tg_arena_alloc_nz(r->arena, z->redis_prefix.len + res->key.len);
+        if (k == NULL) continue;
+        memcpy(k, z->redis_prefix.p, z->redis_prefix.len);
+        memcpy(k + z->redis_prefix.len, res->key.p, res->key.len);
+        const char *argv[2] = {k, z->interval_us};
+        size_t argvlen[2] = {z->redis_prefix.len + res->key.len, strlen(z->interval_us)};
+        const char *err = NULL;
+        if (tg_redis_eval(z->redis, &refund_script, 1, 2, argv, argvlen, x->conf->redis_timeout,
+                          refund_done, z, &err) == NULL &&
+            log_due(z, LOG_BACKEND))
+            tg_log(TG_LOG_ERROR, "rate_limit zone \"%.*s\": refund not sent to redis %s: %s",
+                   TG_STR_FMT(z->name), tg_redis_name(z->redis), err ? err : "?");
+    }
+}
+
 static const tg_directive_t rl_directives[] = {
     {"rate_limit_zone", TG_SCOPE_MAIN, 0, 3, 9, set_zone, 0},
     {"redis_timeout", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_msec, offsetof(rl_conf_t, redis_timeout)},
     {"rate_limit", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, -1, set_rate_limit, 0},
     {"rate_limit_allow", TG_SCOPE_HTTP, 0, 1, -1, set_allow, 0},
-    {"rate_limit_headers", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag, offsetof(rl_conf_t, headers)},
+    {"rate_limit_headers", TG_SCOPE_HTTP, 0, 1, 2, set_headers, 0},
     {"rate_limit_body", TG_SCOPE_HTTP, 0, 1, 2, set_body, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
@@ -796,4 +1000,5 @@ tg_module_t tg_rate_limit_module = {
     .init_worker = rl_init_worker,
     .on_access = rl_access,
     .on_response_headers = rl_response_headers,
+    .on_log = rl_log,
 };

@@ -46,3 +46,9 @@ int tg_gcra_take(const tg_gcra_t *g, int64_t *tat, int64_t now, tg_gcra_result_t
     if (tg_gcra_decide(g, from - now, res)) *tat = from + g->interval;
     return res->allowed;
 }
+
+int tg_gcra_refund(const tg_gcra_t *g, int64_t *tat, int64_t now)
+{
+    *tat -= g->interval;
+    return *tat <= now;
+}

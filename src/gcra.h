@@ -50,6 +50,14 @@ int tg_gcra_take(const tg_gcra_t *g, int64_t *tat, int64_t now, tg_gcra_result_t
  * script) reports back. Returns res->allowed. */
 int tg_gcra_decide(const tg_gcra_t *g, int64_t ahead, tg_gcra_result_t *res);
 
+/* Give back one request taken earlier (rate_limit ... count=failed|successful:
+ * the answer showed the request should not have counted). Moves *tat one
+ * interval back; requests taken since then keep their place, so the result
+ * is the TAT as if the refunded request had never come. A TAT that ends at
+ * or before `now` means a full allowance. Returns 1 when it does (the caller
+ * may drop the key), else 0. */
+int tg_gcra_refund(const tg_gcra_t *g, int64_t *tat, int64_t now);
+
 /* Whole seconds for headers, rounded up: 0 stays 0, 1 ns becomes 1. */
 static inline int64_t tg_gcra_seconds(int64_t ns)
 {

@@ -88,6 +88,21 @@ int tg_gcra_table_take(tg_gcra_table_t *g, const tg_gcra_t *gc, tg_str_t key, in
     return 0;
 }
 
+int tg_gcra_table_refund(tg_gcra_table_t *g, const tg_gcra_t *gc, tg_str_t key, int64_t now)
+{
+    tg_shm_table_t *t = &g->t;
+    uint64_t h[2];
+    tg_siphash128(t->seed, key.p, key.len, h);
+    if (tg_shm_table_lock(t) < 0) return -1;
+    uint32_t ref = tg_shm_table_find(t, h[0], h, NULL, NULL);
+    if (ref && tg_gcra_refund(gc, &E(g, ref)->tat, now)) {
+        tg_shm_table_remove(t, ref); /* full again: no state */
+        g->reclaimed++;
+    }
+    tg_shm_table_unlock(t);
+    return 0;
+}
+
 void tg_gcra_table_stats(tg_gcra_table_t *g, tg_gcra_table_stats_t *st)
 {
     if (tg_shm_table_lock(&g->t) < 0) {

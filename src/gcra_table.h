@@ -59,6 +59,13 @@ tg_gcra_table_t *tg_gcra_table_init(void *mem, size_t size);
 int tg_gcra_table_take(tg_gcra_table_t *t, const tg_gcra_t *g, tg_str_t key, int64_t now,
                        tg_gcra_result_t *res, unsigned *events);
 
+/* Give back one request of `key` taken earlier (tg_gcra_refund): its TAT
+ * moves one interval back, and an entry whose allowance is full again is
+ * taken back. A key no longer in the table (reclaimed or evicted since) has
+ * a full allowance already: nothing to do. Returns 0, or -1 when the lock
+ * failed. */
+int tg_gcra_table_refund(tg_gcra_table_t *t, const tg_gcra_t *g, tg_str_t key, int64_t now);
+
 /* A consistent snapshot (taken under the lock). */
 void tg_gcra_table_stats(tg_gcra_table_t *t, tg_gcra_table_stats_t *st);
 

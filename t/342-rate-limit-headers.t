@@ -1,4 +1,4 @@
-# rate_limit_headers against express-rate-limit 7 (standardHeaders:
+# rate_limit_headers against express-rate-limit 8 (standardHeaders:
 # 'draft-8'): for the same limit and the same sequence of requests from the
 # same client, the same statuses, the same header names, RateLimit-Policy
 # byte for byte (policy name, quota, window, partition key of the client

@@ -108,6 +108,25 @@ my $down_errors = [qr/\[error\].*redis 127\.0\.0\.1:\d+: /,
     ok($a->wait_log(qr/NOSCRIPT/, 2, $off), 'NOSCRIPT seen and handled');
 }
 
+# --- count=failed: answers below 400 are given back (a script on Redis) -------
+{
+    my $tg = tg_start(<<"C");
+rate_limit_zone shared key=\$remote_addr\$http_x_round rate=10r/m backend=$url;
+server {
+    listen %%PORT%%;
+    rate_limit shared count=failed;
+    location / { return 200 "ok\\n"; }
+    location /bad { return 404 "no\\n"; }
+}
+C
+    my @st = map { $tg->http(GET => '/', headers => ['X-Round' => 'cf'])->{status} } 1 .. 12;
+    is_deeply(\@st, [(200) x 12], 'count=failed: 12 answers of 200 at 10r/m all pass');
+    ok(wait_until(sub { redis_cmd($redis->{port}, 'EXISTS', 'tollgate:rl:shared:127.0.0.1cf') eq '0' }, 5),
+       'each was given back: the key is gone from Redis');
+    @st = map { $tg->http(GET => '/bad', headers => ['X-Round' => 'cf'])->{status} } 1 .. 11;
+    is_deeply(\@st, [(404) x 10, 429], 'count=failed: 404 answers count, the 11th is refused');
+}
+
 # --- Redis down: allow and deny ------------------------------------------------
 {
     my $allow = tg_start($conf->(zone => 'on_backend_error=allow'), errors_ok => $down_errors);

@@ -154,6 +154,25 @@ static void test_init(void)
     ok(tg_gcra_init(&g, 1, SEC, (int64_t)1 << 40, 1) < 0, "absurd burst refused");
 }
 
+/* count=failed|successful: a refunded request is as if it never came */
+static void test_refund(void)
+{
+    tg_gcra_t g;
+    tg_gcra_result_t r;
+    tg_gcra_init(&g, 3, 60 * SEC, 0, 1);
+    int64_t tat = 0, now = 100 * SEC;
+    tg_gcra_take(&g, &tat, now, &r);
+    ok(tg_gcra_refund(&g, &tat, now) == 1, "one taken, one refunded: full again");
+    for (int i = 0; i < 3; i++)
+        tg_gcra_take(&g, &tat, now, &r);
+    ok(!tg_gcra_take(&g, &tat, now, &r), "3 taken: the 4th refused");
+    ok(tg_gcra_refund(&g, &tat, now) == 0, "refund one: not full");
+    ok(tg_gcra_take(&g, &tat, now, &r) && r.remaining == 0, "refunded place taken again");
+    ok(!tg_gcra_take(&g, &tat, now, &r), "and then refused");
+    tg_gcra_refund(&g, &tat, now + 10 * SEC);
+    ok(tat == now + 40 * SEC, "refund later: TAT one interval back (%lld)", (long long)tat);
+}
+
 int main(void)
 {
     test_burst();
@@ -162,5 +181,6 @@ int main(void)
     test_retry_after();
     test_decide();
     test_init();
+    test_refund();
     return done_testing();
 }

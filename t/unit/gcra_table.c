@@ -68,6 +68,14 @@ static void test_keys(void)
     tg_gcra_table_take(t, &g, TG_STR(""), now, &r, &ev);
     ok(r.allowed, "the empty key works");
 
+    tg_gcra_table_refund(t, &g, TG_STR("alicf"), now);
+    tg_gcra_table_take(t, &g, TG_STR("alicf"), now, &r, &ev);
+    ok(r.allowed && r.remaining == 2, "refunded: the key's allowance is full again");
+    ok(tg_gcra_table_refund(t, &g, TG_STR("never-seen"), now) == 0, "refund of an unknown key: nothing");
+    tg_gcra_table_refund(t, &g, TG_STR("alice"), now);
+    tg_gcra_table_take(t, &g, TG_STR("alice"), now, &r, &ev);
+    ok(r.allowed && r.remaining == 0, "a limited key refunded once passes once");
+
     /* laid out again on the same memory (a reload): the state is kept */
     tg_gcra_table_t *again = tg_gcra_table_init(mem, size);
     ok(again == t, "same table");
