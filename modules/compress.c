@@ -588,6 +588,7 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     x->flush = tg_str_caseeq_lit(mt, "text/event-stream");
     x->end.flags = TG_BUF_F_LAST;
     tg_module_ctx(r, &tg_compress_module) = x;
+    r->body_filter = 1; /* file bodies must come through the filter, not by sendfile */
     if (ce_identity)
         tg_headers_remove(&r->resp_headers, TG_STR("Content-Encoding"));
     if (len < 0 && !x->flush && c->min_length > 0) {

@@ -422,6 +422,8 @@ static const char *set_location(tg_conf_t *cf, const tg_directive_t *d, void *co
     l->line = cf->line;
     tg_str_t path = tg_conf_arg(cf, cf->nargs);
     int caseless = 0;
+    if (cf->nargs == 1 && path.len && path.p[0] == '@')
+        l->kind = TG_LOC_NAMED;
     if (cf->nargs == 2) {
         tg_str_t mod = tg_conf_arg(cf, 1);
         if (tg_str_eq_lit(mod, "="))
@@ -450,12 +452,17 @@ static const char *set_location(tg_conf_t *cf, const tg_directive_t *d, void *co
         }
         tg_arena_on_reset(cf->arena, re_free, l->re);
         pcre2_jit_compile(l->re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
-    } else if (path.len == 0 || path.p[0] != '/') {
-        return tg_conf_errf(cf, "location path \"%.*s\" must start with \"/\"", TG_STR_FMT(path));
+    } else if (l->kind == TG_LOC_NAMED && path.len < 2) {
+        return tg_conf_errf(cf, "empty named location \"%.*s\"", TG_STR_FMT(path));
+    } else if (l->kind != TG_LOC_NAMED && (path.len == 0 || path.p[0] != '/')) {
+        return tg_conf_errf(cf, "location path \"%.*s\" must start with \"/\" (or \"@\" for a "
+                                "named location)",
+                            TG_STR_FMT(path));
     } else {
         for (int i = 0; i < s->nlocations; i++) {
             tg_location_t *o = s->locations[i];
             if (o->kind != TG_LOC_REGEX && (o->kind == TG_LOC_EXACT) == (l->kind == TG_LOC_EXACT) &&
+                (o->kind == TG_LOC_NAMED) == (l->kind == TG_LOC_NAMED) &&
                 tg_str_eq(o->path, l->path))
                 return tg_conf_errf(cf, "duplicate location \"%.*s\" (first at %s:%d)",
                                     TG_STR_FMT(path), o->file, o->line);
@@ -762,7 +769,7 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
         if (l->kind == TG_LOC_EXACT) {
             if (tg_str_eq(l->path, path))
                 return l;
-        } else if (l->kind != TG_LOC_REGEX) {
+        } else if (l->kind == TG_LOC_PREFIX || l->kind == TG_LOC_PREFIX_NOREGEX) {
             if (l->path.len <= path.len && memcmp(l->path.p, path.p, l->path.len) == 0 &&
                 (prefix == NULL || l->path.len > prefix->path.len))
                 prefix = l;
@@ -780,4 +787,12 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
             return l;
     }
     return prefix;
+}
+
+tg_location_t *tg_core_find_named(tg_server_t *s, tg_str_t name)
+{
+    for (int i = 0; i < s->nlocations; i++)
+        if (s->locations[i]->kind == TG_LOC_NAMED && tg_str_eq(s->locations[i]->path, name))
+            return s->locations[i];
+    return NULL;
 }

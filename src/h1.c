@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
 #include <llhttp.h>
 #include "h1.h"
 #include "request.h"
@@ -39,6 +40,7 @@ typedef struct {
     double body_waited;     /* seconds spent waiting for body bytes (client_body_min_rate) */
     double body_wait_since; /* > 0: waiting since then */
     tg_iovq_t out;         /* response bytes waiting for the client */
+    tg_buf_t *fbuf;        /* file body bytes read for TLS or a small body (h1_send_file) */
     int error_status;      /* set by a parser callback that fails */
     uint8_t last_cb;       /* 1 after a header field, 2 after a value */
     unsigned headers_done : 1;
@@ -869,6 +871,72 @@ static int h1_flush(tg_request_t *r, int batch)
     return -1;
 }
 
+/* A file body (tg_carrier_t.send_file). Plain connections: sendfile(2), no
+ * copy through user space; but a body that fits one pool buffer while the
+ * header is still queued is read and sent with the header in one writev (a
+ * small file would otherwise cost two packets and two calls). TLS: pread
+ * into the request's pool buffer, sent through the output queue; the
+ * buffer is reused only once the queue is empty (the caller waits for
+ * on_drained after a 0). */
+static int h1_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent)
+{
+    tg_conn_t *c = r->conn;
+    h1_req_t *hr = HR(r);
+    *sent = 0;
+    int copy = c->ssl || (!tg_iovq_is_empty(&hr->out) && len <= tg_buf_pool_size());
+    if (!copy) {
+        int rc = h1_flush(r, 0);
+        if (rc <= 0)
+            return rc;
+    }
+    while (*sent < len) {
+        ssize_t n;
+        if (copy) {
+            if (hr->fbuf == NULL && (hr->fbuf = tg_buf_get()) == NULL)
+                return -1;
+            size_t want = (size_t)(hr->fbuf->end - hr->fbuf->start);
+            if (want > len - *sent)
+                want = len - *sent;
+            n = pread(fd, hr->fbuf->start, want, (off_t)(off + (int64_t)*sent));
+        } else {
+            off_t o = (off_t)(off + (int64_t)*sent);
+            n = sendfile(c->fd, fd, &o, len - *sent);
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && !copy && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            tg_conn_want(c, EV_WRITE);
+            tg_conn_timer(c, tg_core_conf(r->loc_conf)->send_timeout);
+            return 0;
+        }
+        if (n <= 0) {
+            tg_log(TG_LOG_ERROR, "request %u: sending a file body failed at offset %lld: %s",
+                   r->id, (long long)(off + (int64_t)*sent),
+                   n == 0 ? "the file is shorter than announced" : strerror(errno));
+            return -1;
+        }
+        *sent += (size_t)n;
+        if (!copy) {
+            r->bytes_out += (uint64_t)n;
+            continue;
+        }
+        if (tg_iovq_add(&hr->out, hr->fbuf->start, (size_t)n) != 0)
+            return -1;
+        int rc = h1_flush(r, 0);
+        if (rc <= 0)
+            return rc;
+    }
+    return 1;
+}
+
+static void fbuf_release(h1_req_t *hr)
+{
+    if (hr->fbuf) {
+        tg_buf_put(hr->fbuf);
+        hr->fbuf = NULL;
+    }
+}
+
 /* The request is over (its log hooks ran): keep the connection for the next
  * request, linger, or close it. */
 static void h1_finalize(tg_request_t *r, int abort)
@@ -876,6 +944,7 @@ static void h1_finalize(tg_request_t *r, int abort)
     tg_conn_t *c = r->conn;
     h1_req_t *hr = HR(r);
     tg_sendq_cancel(&hr->out);
+    fbuf_release(hr);
     c->nrequests++;
     int unread = !hr->body_done;
     /* a shutting-down worker still keeps a connection whose answer promised
@@ -930,6 +999,7 @@ static void h1_on_close(tg_conn_t *c)
         if (ev && ev->on_abort)
             ev->on_abort(r);
         tg_sendq_cancel(&HR(r)->out);
+        fbuf_release(HR(r));
         if (r->hbuf && r->hbuf != c->ibuf)
             tg_buf_put(r->hbuf);
         c->req = NULL;
@@ -947,6 +1017,7 @@ static const tg_carrier_t h1_carrier = {
     .body_consumed = h1_body_consumed,
     .tunnel_begin = h1_tunnel_begin,
     .tunnel_active = h1_tunnel_active,
+    .send_file = h1_send_file,
 };
 
 static const tg_proto_t h1_proto = {

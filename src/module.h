@@ -91,7 +91,9 @@ struct tg_module_s {
     tg_rc_t (*on_response_headers)(tg_request_t *r, void *conf);
     /* Transform the body: *io is the chain of new data (NULL-terminated list;
      * the last call of a response has TG_BUF_F_LAST on its last buffer). A
-     * filter replaces *io with its output chain (which may be empty). */
+     * filter replaces *io with its output chain (which may be empty). A
+     * filter that will transform a response sets r->body_filter in its
+     * response-header hook: file bodies bypass the filters otherwise. */
     tg_rc_t (*on_response_body)(tg_request_t *r, void *conf, tg_chain_t **io);
     void (*on_log)(tg_request_t *r, void *conf);
     int index; /* position in tg_modules[], set by tg_modules_init() */

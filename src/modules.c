@@ -31,6 +31,7 @@ extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
 extern tg_module_t tg_return_module;
+extern tg_module_t tg_static_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
@@ -48,8 +49,9 @@ tg_module_t *const tg_modules[] = {
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
-    &tg_return_module, /* content handlers: return, stats, then the proxy (the fallback) */
+    &tg_return_module, /* content handlers: return, stats, static, then the proxy (the fallback) */
     &tg_stats_module, /* its log hook must see the final status */
+    &tg_static_module, /* files: where a root is set and no upstream was chosen */
     &tg_proxy_module, /* route: proxy_pass unless a route hook chose; content: last */
     &tg_accesslog_module,
     NULL,

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 #include <llhttp.h>
 #include "request.h"
 #include "conn.h"
@@ -184,6 +186,51 @@ void tg_request_resume(tg_request_t *r)
     tg_request_run_phases(r);
 }
 
+/* Kept minimal for try_files: the named-locations work adds the server
+ * rewrite phase and error_page on top of the same signature. */
+void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *named)
+{
+    if (r->uri_changes >= TG_REQUEST_MAX_URI_CHANGES) {
+        tg_log(TG_LOG_ERROR, "rewrite or internal redirection cycle while processing \"%.*s\" "
+                             "(request %u)",
+               TG_STR_FMT(r->path), r->id);
+        tg_request_error(r, 500);
+        return;
+    }
+    r->uri_changes++;
+    if (named == NULL) {
+        /* the new target as given; its path part is what routing and $uri see */
+        tg_str_t t = tg_arena_str(r->arena, uri);
+        if (t.p == NULL) {
+            tg_request_error(r, 500);
+            return;
+        }
+        const char *q = memchr(t.p, '?', t.len);
+        r->uri = t;
+        r->path = q ? (tg_str_t){t.p, (size_t)(q - t.p)} : t;
+        r->args = q ? (tg_str_t){q + 1, t.len - r->path.len - 1} : (tg_str_t){"", 0};
+        r->path_set = 0;
+        r->uri_changed = 1;
+    }
+    r->status = 0;
+    r->resp_headers.n = 0;
+    r->resp_body = NULL;
+    r->resp_content_length = -1;
+    r->resp_local = r->resp_no_body = r->header_hold = r->header_pending = r->body_filter = 0;
+    r->upstream = NULL;
+    r->handler = NULL;
+    r->handler_ctx = NULL;
+    memset(r->ctx, 0, (size_t)tg_nmodules * sizeof(void *));
+    r->loc = named ? named : tg_core_find_location(r->server, r->path);
+    if (r->loc == NULL)
+        r->loc = r->server->root;
+    r->loc_conf = r->loc->mconf;
+    r->uri_changed = 0;
+    r->phase = TG_PHASE_REWRITE;
+    r->hook = 0;
+    tg_request_run_phases(r);
+}
+
 /* ---- response ------------------------------------------------------------- */
 
 int tg_request_send_header(tg_request_t *r)
@@ -278,6 +325,53 @@ int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last)
         return filter_body(r, spans, last);
     return r->carrier->send_body(r, spans ? spans->v : NULL, spans ? spans->n : 0,
                                  spans ? spans->len : 0, last);
+}
+
+static void file_buf_release(void *b)
+{
+    tg_buf_put(b);
+}
+
+int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent)
+{
+    *sent = 0;
+    if (r->resp_no_body || len == 0) {
+        *sent = len;
+        return 1;
+    }
+    int filtered = r->body_filter && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY];
+    if (!filtered && !r->header_pending && r->carrier->send_file)
+        return r->carrier->send_file(r, fd, off, len, sent);
+    /* through the body filters: one pool buffer per call, reused once the
+     * carrier wrote it (the caller waits for on_drained after a 0) */
+    if (r->file_buf == NULL) {
+        if ((r->file_buf = tg_buf_get()) == NULL)
+            return -1;
+        if (tg_arena_on_reset(r->arena, file_buf_release, r->file_buf) != 0) {
+            tg_buf_put(r->file_buf);
+            r->file_buf = NULL;
+            return -1;
+        }
+    }
+    tg_buf_t *b = r->file_buf;
+    size_t want = (size_t)(b->end - b->start);
+    if (want > len)
+        want = len;
+    ssize_t n;
+    do
+        n = pread(fd, b->start, want, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        tg_log(TG_LOG_ERROR, "request %u: reading a file body failed at offset %lld: %s", r->id,
+               (long long)off, n == 0 ? "the file is shorter than announced" : strerror(errno));
+        return -1;
+    }
+    tg_spans_t spans = {0};
+    tg_spans_add(&spans, b->start, (size_t)n);
+    if (tg_request_send_body(r, &spans, 0) != 0)
+        return -1;
+    *sent = (size_t)n;
+    return tg_request_flush(r);
 }
 
 int tg_request_flush(tg_request_t *r)
@@ -640,7 +734,9 @@ const char *tg_status_reason(int status)
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 412: return "Precondition Failed";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";

@@ -78,6 +78,25 @@ typedef struct {
     void (*body_consumed)(tg_request_t *r);
     int (*tunnel_begin)(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early);
     void (*tunnel_active)(tg_request_t *r);
+    /* send_file: body bytes from a file, already past the body filters (the
+     * request layer calls it only when no body filter transforms the
+     * response): up to `len` bytes of `fd` from `off`, after whatever is
+     * queued (the header, a multipart boundary). The carrier takes what the
+     * client connection accepts now and sets *sent to the file bytes it took
+     * (written, or queued in memory it owns: the caller never gives them
+     * again). Returns 1 when all `len` went; 0 when the connection is full
+     * (*sent may be less than len: on_drained comes when it can take more,
+     * and the caller calls again for the rest); -1 when the client is gone or
+     * the file could not be read (it ended early: changed while being sent;
+     * the caller aborts the request). The fd stays the caller's: the carrier
+     * does not keep it past the call. Each call may block the loop for as
+     * long as one socket buffer takes to fill, so callers bound `len` per
+     * loop iteration. HTTP/1.1: sendfile(2) on plain sockets (small bodies:
+     * pread into a pool buffer sent with the header in one writev), pread
+     * into a pool buffer + the normal write path on TLS. HTTP/2: DATA frames
+     * as the stream's flow control allows. NULL: the request layer reads the
+     * file into a buffer and uses send_body. */
+    int (*send_file)(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
 } tg_carrier_t;
 
 /* The events a content handler that took a request over (returned TG_AGAIN
@@ -118,6 +137,7 @@ struct tg_request_s {
     unsigned upgrade : 1; /* Upgrade requested (passed through later) */
     unsigned uri_changed : 1; /* path rewritten: re-route */
     unsigned path_set : 1;    /* path (and uri) set by tg.req.set_path: as given, not decoded */
+    uint8_t uri_changes;      /* internal redirects so far, see TG_REQUEST_MAX_URI_CHANGES */
     tg_str_t remote_addr;   /* client address, after real_ip */
     tg_str_t peer_addr;     /* the TCP peer's address */
     tg_str_t scheme;        /* "http" or "https" */
@@ -141,6 +161,11 @@ struct tg_request_s {
      * resp_headers and resp_content_length until then. A filter clears it
      * when it has decided. Ignored for responses without a body. */
     unsigned header_hold : 1;
+    /* Set by a response-header hook whose body filter will transform this
+     * response (compress, when it compresses). File bodies
+     * (tg_request_send_file) then go through the body filters in pool
+     * buffers; without it they go straight to the carrier (sendfile). */
+    unsigned body_filter : 1;
 
     /* accounting */
     double start;          /* ev_now at the first byte */
@@ -167,6 +192,7 @@ struct tg_request_s {
     unsigned held_too_large : 1;
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
     tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
+    tg_buf_t *file_buf;    /* tg_request_send_file's read buffer when body filters run */
     size_t held_cap;
 };
 
@@ -192,6 +218,14 @@ int tg_request_send_header(tg_request_t *r);
 /* Queue body bytes through the body filters. `last` marks the end of the
  * body. May flush when the queue is full. 0, or -1 (client gone). */
 int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last);
+/* Queue up to `len` body bytes of file `fd` from `off` (the caller keeps
+ * the fd open until the request ends). Straight to the carrier's send_file
+ * when no body filter transforms the response (r->body_filter clear), else
+ * read into a pool buffer (one per call) and through the filters, then
+ * flushed. *sent: the bytes taken. Returns 1: the caller may call again now
+ * for the rest; 0: wait for the handler's on_drained; -1: the request must be
+ * aborted (client gone, file shorter than announced, read error). */
+int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
 /* Write what is queued: see tg_carrier_t.flush (never 2). */
 int tg_request_flush(tg_request_t *r);
 /* The same, but the bytes may go with the worker's send batch (src/sendq.h). */
@@ -245,6 +279,16 @@ const char *tg_request_proxy_protocol_addr(const tg_request_t *r);
 /* Answer locally: status, optional content type and body (copied to the
  * arena). The hook then returns TG_DONE. Returns 0 or -1. */
 int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t body);
+/* Serve the request again from the start: for `uri` ("/path?args", the path
+ * decoded as $uri) routed anew from the rewrite phase; or, with `named` (a
+ * named location, "@name"), from that location's rewrite phase with the URI
+ * unchanged. The response begun, the upstream chosen and the module
+ * contexts are dropped; a content handler must have let go of the request
+ * (r->handler NULL). At most TG_REQUEST_MAX_URI_CHANGES times, then 500, as
+ * nginx. The request may be over when this returns: the caller returns
+ * TG_AGAIN at once. (try_files' last argument; error_page uses it too.) */
+void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *named);
+#define TG_REQUEST_MAX_URI_CHANGES 10
 /* Continue a request parked by a hook that returned TG_AGAIN: the same hook
  * runs again. Safe to call from any event callback. */
 void tg_request_resume(tg_request_t *r);

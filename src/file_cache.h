@@ -1,0 +1,63 @@
+/* @public Opening files under a directory for the static file handler:
+ * path resolution that cannot leave the directory, and nginx's
+ * open_file_cache (a worker's open descriptors and their stat results,
+ * kept for `valid` and at most `max` of them).
+ *
+ * Resolution: openat2(2) with RESOLVE_BENEATH (no "..", absolute path or
+ * symlink leads out of the directory) and RESOLVE_NO_MAGICLINKS, plus
+ * RESOLVE_NO_SYMLINKS when symlinks are refused altogether; where openat2 is
+ * missing (ENOSYS: kernels before 5.6), a walk one component at a time with
+ * O_NOFOLLOW, which refuses every symlink. Files are opened O_NONBLOCK so a
+ * FIFO planted in the tree cannot block the worker; only regular files and
+ * directories are handed out.
+ *
+ * Why open and fstat run on the loop: they touch only the dentry and inode
+ * caches for a served tree (as nginx, which does them synchronously too,
+ * behind the same cache); a cache hit costs no system call at all. Reads
+ * are not here: bodies go by sendfile(2) or pread from the page cache. */
+#ifndef TG_FILE_CACHE_H
+#define TG_FILE_CACHE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+#include "str.h"
+#include "arena.h"
+
+typedef enum {
+    TG_FILE_SYMLINKS_BENEATH = 0, /* default: symlinks that stay under the directory */
+    TG_FILE_SYMLINKS_OFF,         /* disable_symlinks on: no symlink anywhere */
+    TG_FILE_SYMLINKS_FOLLOW,      /* disable_symlinks off: any symlink, as serve-static */
+} tg_file_symlinks_t;
+
+typedef struct tg_file_s {
+    int fd;
+    struct stat st;
+    /* cache internals */
+    uint64_t hash;
+    int dirfd;
+    double validated; /* ev_now when opened */
+    uint32_t refs;
+    int slot;         /* index in the cache's pool, -1: not cached (request arena) */
+    unsigned cached : 1; /* in the hash table (else an orphan or uncached) */
+    struct tg_file_s *hnext, *lprev, *lnext;
+    char *name;
+    size_t name_len;
+} tg_file_t;
+
+/* Set up this worker's cache: at most `max` descriptors (0: no cache),
+ * each trusted for `valid_ms`. Call once per worker (init_worker). 0, -1. */
+int tg_file_cache_init(int64_t max, tg_msec_t valid_ms);
+/* Close every cached descriptor (worker exit). */
+void tg_file_cache_destroy(void);
+
+/* Open `rel` (relative: no leading '/'; "" is the directory itself) under
+ * the directory `dirfd`. Returns the file, held until tg_file_release
+ * (served from the cache when it has a fresh entry; an uncached file is
+ * allocated in `a`), or NULL with errno: ENOENT, ENOTDIR, ELOOP or EXDEV
+ * (a symlink the policy refuses), EACCES, or EPERM for a file that is
+ * neither regular nor a directory. */
+tg_file_t *tg_file_open(tg_arena_t *a, int dirfd, tg_str_t rel, tg_file_symlinks_t links);
+/* Let go of a file from tg_file_open (an arena cleanup, `void *` for that). */
+void tg_file_release(void *f);
+
+#endif
