@@ -21,6 +21,7 @@ use File::Temp qw(tempdir);
 use POSIX qw(strftime);
 
 my $root = tempdir('tg-static-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $root; # the workers run as nobody (the suite runs as root)
 sub spew($name, $data) {
     my $p = "$root/$name";
     (my $d = $p) =~ s{/[^/]*$}{};

@@ -11,6 +11,7 @@ use File::Temp qw(tempdir);
 use POSIX qw(mkfifo);
 
 my $base = tempdir('tg-static-safe-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $base; # the workers run as nobody (the suite runs as root)
 mkdir "$base/www";
 mkdir "$base/www/d";
 sub spew($p, $d) { open(my $fh, '>', $p) or die "$p: $!"; print $fh $d; close $fh }

@@ -12,6 +12,7 @@ use File::Temp qw(tempdir);
 use Time::HiRes qw(time sleep);
 
 my $dir = tempdir('tg-static-large-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $dir; # the workers run as nobody (the suite runs as root)
 my $size = 2 * 1024 * 1024 * 1024;
 system('truncate', '-s', $size, "$dir/big.bin") == 0 or die 'truncate';
 sub spew($p, $d) { open(my $fh, '>', $p) or die "$p: $!"; print $fh $d; close $fh }
