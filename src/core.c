@@ -405,6 +405,8 @@ static const char *set_location(tg_conf_t *cf, const tg_directive_t *d, void *co
     l->line = cf->line;
     tg_str_t path = tg_conf_arg(cf, cf->nargs);
     int caseless = 0;
+    if (cf->nargs == 1 && path.len && path.p[0] == '@')
+        l->kind = TG_LOC_NAMED;
     if (cf->nargs == 2) {
         tg_str_t mod = tg_conf_arg(cf, 1);
         if (tg_str_eq_lit(mod, "="))
@@ -433,12 +435,17 @@ static const char *set_location(tg_conf_t *cf, const tg_directive_t *d, void *co
         }
         tg_arena_on_reset(cf->arena, re_free, l->re);
         pcre2_jit_compile(l->re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
-    } else if (path.len == 0 || path.p[0] != '/') {
-        return tg_conf_errf(cf, "location path \"%.*s\" must start with \"/\"", TG_STR_FMT(path));
+    } else if (l->kind == TG_LOC_NAMED && path.len < 2) {
+        return tg_conf_errf(cf, "empty named location \"%.*s\"", TG_STR_FMT(path));
+    } else if (l->kind != TG_LOC_NAMED && (path.len == 0 || path.p[0] != '/')) {
+        return tg_conf_errf(cf, "location path \"%.*s\" must start with \"/\" (or \"@\" for a "
+                                "named location)",
+                            TG_STR_FMT(path));
     } else {
         for (int i = 0; i < s->nlocations; i++) {
             tg_location_t *o = s->locations[i];
             if (o->kind != TG_LOC_REGEX && (o->kind == TG_LOC_EXACT) == (l->kind == TG_LOC_EXACT) &&
+                (o->kind == TG_LOC_NAMED) == (l->kind == TG_LOC_NAMED) &&
                 tg_str_eq(o->path, l->path))
                 return tg_conf_errf(cf, "duplicate location \"%.*s\" (first at %s:%d)",
                                     TG_STR_FMT(path), o->file, o->line);
@@ -510,6 +517,7 @@ static int merge_scope(tg_conf_t *cf, void **parent, void **child, const char *f
 static int has_phase(const tg_module_t *m, int phase)
 {
     switch (phase) {
+    case TG_PHASE_SERVER_REWRITE: return m->on_server_rewrite != NULL;
     case TG_PHASE_REWRITE: return m->on_rewrite != NULL;
     case TG_PHASE_ACCESS: return m->on_access != NULL;
     case TG_PHASE_ROUTE: return m->on_route != NULL;
@@ -521,19 +529,27 @@ static int has_phase(const tg_module_t *m, int phase)
     }
 }
 
+/* The location's hook arrays. The server rewrite phase runs before any
+ * location is chosen, so its hooks get the server-scope configs, and every
+ * location of the server shares them. */
 static int build_hooks(tg_conf_t *cf, tg_location_t *l)
 {
     for (int ph = 0; ph < TG_PHASE_COUNT; ph++) {
+        if (ph == TG_PHASE_SERVER_REWRITE && l != l->server->root) {
+            l->hooks[ph] = l->server->root->hooks[ph];
+            continue;
+        }
+        void **mconf = ph == TG_PHASE_SERVER_REWRITE ? l->server->mconf : l->mconf;
         int n = 0;
         tg_hook_t *hooks = tg_arena_alloc(cf->arena, (size_t)(tg_nmodules + 1) * sizeof(tg_hook_t));
         if (hooks == NULL)
             return -1;
         for (int i = 0; i < tg_nmodules; i++) {
             tg_module_t *m = tg_modules[i];
-            if (!has_phase(m, ph) || (m->is_active && !m->is_active(l->mconf[i])))
+            if (!has_phase(m, ph) || (m->is_active && !m->is_active(mconf[i])))
                 continue;
             hooks[n].module = m;
-            hooks[n++].conf = l->mconf[i];
+            hooks[n++].conf = mconf[i];
         }
         l->hooks[ph] = n ? hooks : NULL;
     }
@@ -721,7 +737,7 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
         if (l->kind == TG_LOC_EXACT) {
             if (tg_str_eq(l->path, path))
                 return l;
-        } else if (l->kind != TG_LOC_REGEX) {
+        } else if (l->kind == TG_LOC_PREFIX || l->kind == TG_LOC_PREFIX_NOREGEX) {
             if (l->path.len <= path.len && memcmp(l->path.p, path.p, l->path.len) == 0 &&
                 (prefix == NULL || l->path.len > prefix->path.len))
                 prefix = l;
@@ -739,4 +755,12 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
             return l;
     }
     return prefix;
+}
+
+tg_location_t *tg_core_find_named(tg_server_t *s, tg_str_t name)
+{
+    for (int i = 0; i < s->nlocations; i++)
+        if (s->locations[i]->kind == TG_LOC_NAMED && tg_str_eq(s->locations[i]->path, name))
+            return s->locations[i];
+    return NULL;
 }

@@ -46,11 +46,13 @@ typedef enum {
     TG_LOC_EXACT,     /* = /path */
     TG_LOC_PREFIX_NOREGEX, /* ^~ /path */
     TG_LOC_REGEX,     /* ~ re, ~* re (caseless) */
+    TG_LOC_NAMED,     /* @name: never matched by a request path, only reached by an
+                       * internal redirect (error_page) */
 } tg_loc_kind_t;
 
 struct tg_location_s {
     tg_loc_kind_t kind;
-    tg_str_t path;           /* prefix/exact path, or the regex source */
+    tg_str_t path;           /* prefix/exact path, the regex source, or "@name" */
     pcre2_code *re;          /* regex locations (JIT compiled) */
     tg_server_t *server;
     void **mconf;            /* per-module configs, merged with the server's */
@@ -112,6 +114,7 @@ struct tg_config_s {
     struct tg_shm_zone_s *shm_zones; /* shared memory zones (src/shm.c), declaration order */
     int generation; /* 1 for the first load, +1 per reload */
     tg_stats_t *stats; /* the stats zone and slots (src/stats.h) */
+    struct tg_var_defined_s *vars; /* variables the config defines (map): src/var.c */
 };
 
 /* Parse, merge and check `path` into a new config. Returns NULL after
@@ -126,6 +129,8 @@ tg_server_t *tg_core_find_server(tg_listen_t *ls, tg_str_t host);
  * the longest prefix; a "^~" longest prefix stops there; else the first
  * matching regex in config order; else the longest prefix; else NULL. */
 tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path);
+/* The named location "@name" of a server, or NULL. */
+tg_location_t *tg_core_find_named(tg_server_t *s, tg_str_t name);
 
 /* Config-time checks shared by the directives that take header names. */
 int tg_conf_is_token(tg_str_t s);
