@@ -59,10 +59,11 @@ static const char *set_pass_uri(tg_conf_t *cf, tg_proxy_conf_t *pc, tg_str_t arg
         if (tg_uri_escape(NULL, uri, 0) != uri.len)
             return tg_conf_errf(cf, "invalid character in the URI part \"%.*s\" of \"proxy_pass\"",
                                 TG_STR_FMT(uri));
-        if (loc && loc->kind == TG_LOC_REGEX)
+        if (loc && (loc->kind == TG_LOC_REGEX || loc->kind == TG_LOC_NAMED))
             return tg_conf_errf(cf, "\"proxy_pass %.*s\" cannot have a URI part in a location given "
-                                    "by a regular expression (no prefix to replace): pass the "
-                                    "URI with variables, e.g. \"http://%.*s$request_uri\"",
+                                    "by a regular expression or a named location (no prefix to "
+                                    "replace): pass the URI with variables, e.g. "
+                                    "\"http://%.*s$request_uri\"",
                                 TG_STR_FMT(arg), (int)(uri.p - arg.p), arg.p);
     }
     pc->pass_uri.uri = t;
