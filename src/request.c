@@ -189,6 +189,14 @@ void tg_request_run_phases(tg_request_t *r)
             if (rc == TG_AGAIN)
                 return; /* parked (tg_request_resume), or a content handler took it */
             if (rc == TG_DONE) {
+                /* a refusal (deny, a rate limit, a Lua exit) takes the
+                 * location's error_page; a content handler's answer is the
+                 * location's own content and does not */
+                if (r->phase < TG_PHASE_CONTENT && r->status >= 300 &&
+                    tg_request_has_error_page(r, r->status)) {
+                    tg_request_error(r, r->status);
+                    return;
+                }
                 request_local(r);
                 return;
             }

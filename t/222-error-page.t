@@ -38,7 +38,8 @@ server {
         error_page 500 /errors/never;
     }
     location /twice/ { error_page 404 /also-missing; return 404; }
-    location /named-direct { return 200 "prefix"; }
+    location /denied/ { deny all; error_page 403 =404 /errors/hidden; proxy_pass http://up; }
+    location /own/ { return 403 "own page"; error_page 403 /errors/never; }
 }
 C
 
@@ -81,6 +82,13 @@ is(req(GET => '/icpt/status/200')->{status}, 200, '200 passes');
 $r = req(GET => '/nointercept/status/500');
 is($r->{status}, 500, 'without proxy_intercept_errors the upstream answer goes as is');
 is(echo($r)->{url}, '/status/500', 'its own body');
+# refusals take the error_page; a content handler's own answer does not
+$r = req(GET => '/denied/x');
+is($r->{status}, 404, 'deny: 403 with =404');
+is(echo($r)->{url}, '/pages/hidden', 'the error page for a refusal');
+$r = req(GET => '/own/x');
+is($r->{status}, 403, 'return with text');
+is($r->{body}, 'own page', 'keeps its own body');
 # one error_page per request
 $r = req(GET => '/twice/x');
 is($r->{status}, 404, 'the error page itself 404s: no second redirect');
