@@ -542,6 +542,7 @@ static void merge_scope(tg_conf_t *cf, void **parent, void **child, const char *
 static int has_phase(const tg_module_t *m, int phase)
 {
     switch (phase) {
+    case TG_PHASE_SERVER_REWRITE: return m->on_server_rewrite != NULL;
     case TG_PHASE_REWRITE: return m->on_rewrite != NULL;
     case TG_PHASE_ACCESS: return m->on_access != NULL;
     case TG_PHASE_ROUTE: return m->on_route != NULL;
@@ -553,19 +554,27 @@ static int has_phase(const tg_module_t *m, int phase)
     }
 }
 
+/* The location's hook arrays. The server rewrite phase runs before any
+ * location is chosen, so its hooks get the server-scope configs, and every
+ * location of the server shares them. */
 static int build_hooks(tg_conf_t *cf, tg_location_t *l)
 {
     for (int ph = 0; ph < TG_PHASE_COUNT; ph++) {
+        if (ph == TG_PHASE_SERVER_REWRITE && l != l->server->root) {
+            l->hooks[ph] = l->server->root->hooks[ph];
+            continue;
+        }
+        void **mconf = ph == TG_PHASE_SERVER_REWRITE ? l->server->mconf : l->mconf;
         int n = 0;
         tg_hook_t *hooks = tg_arena_alloc(cf->arena, (size_t)(tg_nmodules + 1) * sizeof(tg_hook_t));
         if (hooks == NULL)
             return -1;
         for (int i = 0; i < tg_nmodules; i++) {
             tg_module_t *m = tg_modules[i];
-            if (!has_phase(m, ph) || (m->is_active && !m->is_active(l->mconf[i])))
+            if (!has_phase(m, ph) || (m->is_active && !m->is_active(mconf[i])))
                 continue;
             hooks[n].module = m;
-            hooks[n++].conf = l->mconf[i];
+            hooks[n++].conf = mconf[i];
         }
         l->hooks[ph] = n ? hooks : NULL;
     }

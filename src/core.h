@@ -48,7 +48,7 @@ typedef enum {
     TG_LOC_PREFIX_NOREGEX, /* ^~ /path */
     TG_LOC_REGEX,     /* ~ re, ~* re (caseless) */
     TG_LOC_NAMED,     /* @name: never matched by a request path, only reached by an
-                       * internal redirect (try_files) */
+                       * internal redirect (error_page, try_files) */
 } tg_loc_kind_t;
 
 struct tg_location_s {
@@ -116,6 +116,7 @@ struct tg_config_s {
     struct tg_shm_zone_s *shm_zones; /* shared memory zones (src/shm.c), declaration order */
     int generation; /* 1 for the first load, +1 per reload */
     tg_stats_t *stats; /* the stats zone and slots (src/stats.h) */
+    struct tg_var_defined_s *vars; /* variables the config defines (map): src/var.c */
 };
 
 /* Parse, merge and check `path` into a new config. Returns NULL after

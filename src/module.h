@@ -24,7 +24,8 @@
 typedef enum { TG_OK = 0, TG_DONE, TG_AGAIN, TG_ERROR = -1 } tg_rc_t;
 
 typedef enum {
-    TG_PHASE_REWRITE = 0,
+    TG_PHASE_SERVER_REWRITE = 0, /* before the location is chosen: on_server_rewrite */
+    TG_PHASE_REWRITE,
     TG_PHASE_ACCESS,
     TG_PHASE_ROUTE,
     TG_PHASE_CONTENT,
@@ -79,6 +80,14 @@ struct tg_module_s {
     /* In the master, when the worker of `slot` died without closing its
      * connections (state it kept per slot in shared memory is stale). */
     void (*on_worker_gone)(tg_config_t *c, int slot);
+    /* The server's rewrite phase: runs before the location is chosen (and
+     * again after an internal redirect to a URI), with the module's
+     * server-scope config. A path changed here is what the location is then
+     * chosen by. */
+    tg_rc_t (*on_server_rewrite)(tg_request_t *r, void *conf);
+    /* The location's rewrite phase. A hook that changes the path
+     * (tg_request_set_uri) has the request routed again at the end of the
+     * phase (see tg_request_run_phases). */
     tg_rc_t (*on_rewrite)(tg_request_t *r, void *conf);
     tg_rc_t (*on_access)(tg_request_t *r, void *conf);
     tg_rc_t (*on_route)(tg_request_t *r, void *conf);

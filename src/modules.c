@@ -16,6 +16,7 @@
 #include "upstream.h"
 #include "health.h"
 #include "tls_conf.h"
+#include "error_page.h"
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
@@ -30,8 +31,9 @@ extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
-extern tg_module_t tg_return_module;
 extern tg_module_t tg_static_module;
+extern tg_module_t tg_rewrite_module;
+extern tg_module_t tg_map_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
@@ -40,6 +42,10 @@ tg_module_t *const tg_modules[] = {
     &tg_realip_module,
     &tg_request_id_module, /* sets the id header before anything can answer */
     &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
+    &tg_rewrite_module, /* rewrite/return/break: before lua_rewrite, as nginx; its content
+                         * hook (return) is the first */
+    &tg_map_module,
+    &tg_error_page_module,
     &tg_tls_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
@@ -49,8 +55,8 @@ tg_module_t *const tg_modules[] = {
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
-    &tg_return_module, /* content handlers: return, stats, static, then the proxy (the fallback) */
-    &tg_stats_module, /* its log hook must see the final status */
+    &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
+                       * proxy (the fallback); its log hook must see the final status */
     &tg_static_module, /* files: where a root is set and no upstream was chosen */
     &tg_proxy_module, /* route: proxy_pass unless a route hook chose; content: last */
     &tg_accesslog_module,

@@ -703,9 +703,33 @@ static int px_drained(tg_proxy_t *px)
 /* One round is parsed: pass header and body spans on to the client.
  * Returns 1 when all of it is written and the upstream may be read again,
  * 0 when the client is blocked or the exchange ended. */
+/* proxy_intercept_errors: the upstream's answer gives way to the location's
+ * error_page for its status. Its connection goes back to the pool when the
+ * exchange is over (the whole response is in this round), else it closes. */
+static void px_intercept(tg_proxy_t *px)
+{
+    tg_request_t *r = px->r;
+    int reuse = px->resp_done && px->req_done && px->out.pending == 0 && !px->upstream_close &&
+                px->buf->pos == px->buf->last;
+    r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
+    if (!px->req_done)
+        r->keepalive = 0; /* answered before the body was read */
+    px_release_conn(px, reuse);
+    px_attempt_end(px, 0);
+    tg_buf_put(px->buf);
+    px->buf = NULL;
+    px_detach(r);
+    tg_request_error(r, r->status); /* the error_page (checked by the caller) */
+}
+
 static int px_forward(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
+    if (px->resp_headers && !r->header_sent && r->status >= 300 && px->conf->intercept_errors &&
+        tg_request_has_error_page(r, r->status)) {
+        px_intercept(px);
+        return 0;
+    }
     if (px->resp_headers && !r->header_sent) {
         px->keepalive_ms = tg_proxy_head_clean_response(&r->resp_headers);
         if (px_sticky_cookie(px) != 0) {

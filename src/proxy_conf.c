@@ -1,6 +1,6 @@
 /* The proxy's directives (proxy_pass with nginx's URI rule, proxy_timeouts,
  * proxy_set_header, proxy_remove_header, proxy_next_upstream_tries,
- * websocket_idle_timeout) and their per-scope config (tg_proxy_conf_t),
+ * websocket_idle_timeout, proxy_intercept_errors) and their per-scope config (tg_proxy_conf_t),
  * read by the proxy (proxy.c) and the head builder (proxy_head.c). */
 #include <stddef.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "core.h"
 #include "upstream.h"
 #include "var.h"
+#include "uri.h"
 
 void *tg_proxy_create_conf(tg_conf_t *cf)
 {
@@ -17,6 +18,7 @@ void *tg_proxy_create_conf(tg_conf_t *cf)
     pc->connect_timeout = pc->read_timeout = pc->send_timeout = TG_CONF_UNSET;
     pc->next_upstream_tries = TG_CONF_UNSET;
     pc->websocket_idle_timeout = TG_CONF_UNSET;
+    pc->intercept_errors = TG_CONF_UNSET;
     return pc;
 }
 
@@ -26,6 +28,7 @@ const char *tg_proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
     tg_proxy_conf_t *p = parent, *c = child;
     TG_CONF_MERGE(c->connect_timeout, p->connect_timeout, 5000);
     TG_CONF_MERGE(c->websocket_idle_timeout, p->websocket_idle_timeout, 3600000);
+    TG_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     TG_CONF_MERGE(c->read_timeout, p->read_timeout, 60000);
     TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
     TG_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
@@ -53,13 +56,14 @@ static const char *set_pass_uri(tg_conf_t *cf, tg_proxy_conf_t *pc, tg_str_t arg
         return err;
     tg_location_t *loc = cf->scope == TG_SCOPE_LOCATION ? cf->ctx : NULL;
     if (!tg_tpl_has_vars(t)) {
-        if (tg_proxy_uri_escape(NULL, uri, 0) != uri.len)
+        if (tg_uri_escape(NULL, uri, 0) != uri.len)
             return tg_conf_errf(cf, "invalid character in the URI part \"%.*s\" of \"proxy_pass\"",
                                 TG_STR_FMT(uri));
-        if (loc && loc->kind == TG_LOC_REGEX)
+        if (loc && (loc->kind == TG_LOC_REGEX || loc->kind == TG_LOC_NAMED))
             return tg_conf_errf(cf, "\"proxy_pass %.*s\" cannot have a URI part in a location given "
-                                    "by a regular expression (no prefix to replace): pass the "
-                                    "URI with variables, e.g. \"http://%.*s$request_uri\"",
+                                    "by a regular expression or a named location (no prefix to "
+                                    "replace): pass the URI with variables, e.g. "
+                                    "\"http://%.*s$request_uri\"",
                                 TG_STR_FMT(arg), (int)(uri.p - arg.p), arg.p);
     }
     pc->pass_uri.uri = t;
@@ -163,6 +167,8 @@ const tg_directive_t tg_proxy_directives[] = {
     {"proxy_remove_header", TG_SCOPE_HTTP, 0, 1, 1, set_proxy_remove_header, 0},
     {"websocket_idle_timeout", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_msec,
      offsetof(tg_proxy_conf_t, websocket_idle_timeout)},
+    {"proxy_intercept_errors", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
+     offsetof(tg_proxy_conf_t, intercept_errors)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

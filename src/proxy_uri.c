@@ -5,6 +5,7 @@
 #include "proxy_uri.h"
 #include "request.h"
 #include "var.h"
+#include "uri.h"
 
 int tg_proxy_uri_split(tg_str_t arg, tg_str_t *scheme, tg_str_t *authority, tg_str_t *uri)
 {
@@ -25,44 +26,6 @@ int tg_proxy_uri_split(tg_str_t arg, tg_str_t *scheme, tg_str_t *authority, tg_s
     return 0;
 }
 
-/* Bytes that never stand for themselves in a request path. */
-static int must_escape(unsigned char c, int decoded)
-{
-    if (c <= 0x20 || c >= 0x7f)
-        return 1;
-    switch (c) {
-    case '"': case '#': case '<': case '>': case '\\': case '^': case '`':
-    case '{': case '|': case '}':
-        return 1;
-    case '%': case '?':
-        return decoded;
-    default:
-        return 0;
-    }
-}
-
-size_t tg_proxy_uri_escape(char *dst, tg_str_t s, int decoded)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char c = (unsigned char)s.p[i];
-        if (!must_escape(c, decoded)) {
-            if (dst)
-                dst[n] = (char)c;
-            n++;
-            continue;
-        }
-        if (dst) {
-            dst[n] = '%';
-            dst[n + 1] = hex[c >> 4];
-            dst[n + 2] = hex[c & 15];
-        }
-        n += 3;
-    }
-    return n;
-}
-
 /* A URI part with variables: its value, made safe for the request line (no
  * byte from $uri's decoding may end the line or the target), with a '/' in
  * front when it lacks one. An empty value passes the client's target. */
@@ -76,7 +39,7 @@ static int target_from_vars(tg_request_t *r, const tg_proxy_uri_t *pu, tg_str_t 
         return 0;
     }
     size_t slash = v.p[0] != '/';
-    size_t n = tg_proxy_uri_escape(NULL, v, 0);
+    size_t n = tg_uri_escape(NULL, v, 0);
     if (n == v.len && !slash) {
         *out = v;
         return 0;
@@ -85,7 +48,7 @@ static int target_from_vars(tg_request_t *r, const tg_proxy_uri_t *pu, tg_str_t 
     if (p == NULL)
         return -1;
     p[0] = '/';
-    tg_proxy_uri_escape(p + slash, v, 0);
+    tg_uri_escape(p + slash, v, 0);
     *out = (tg_str_t){p, slash + n};
     return 0;
 }
@@ -110,14 +73,14 @@ int tg_proxy_uri_target(tg_request_t *r, const tg_proxy_uri_t *pu, tg_str_t *out
         rest = (tg_str_t){rest.p + pu->prefix.len, rest.len - pu->prefix.len};
     /* a path from tg.req.set_path (rerouted on it) is already encoded */
     int decoded = !r->path_set;
-    size_t n = part.len + tg_proxy_uri_escape(NULL, rest, decoded) +
+    size_t n = part.len + tg_uri_escape(NULL, rest, decoded) +
                (r->args.len ? 1 + r->args.len : 0);
     char *p = tg_arena_alloc_nz(r->arena, n), *w = p;
     if (p == NULL)
         return -1;
     memcpy(w, part.p, part.len);
     w += part.len;
-    w += tg_proxy_uri_escape(w, rest, decoded);
+    w += tg_uri_escape(w, rest, decoded);
     if (r->args.len) {
         *w++ = '?';
         memcpy(w, r->args.p, r->args.len);

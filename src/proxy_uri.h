@@ -5,8 +5,8 @@
  * the rest of the path is percent-encoded again; the query string follows as
  * the client sent it. Without a URI part (`proxy_pass api;`,
  * `proxy_pass http://api;`) the client's target goes unchanged. A URI part
- * with variables is sent as it evaluates. A path changed by tg.req.set_path
- * after routing goes as it was set. */
+ * with variables is sent as it evaluates. A path changed after routing
+ * (tg.req.set_path in access, rewrite ... break) goes as it is. */
 #ifndef TG_PROXY_URI_H
 #define TG_PROXY_URI_H
 
@@ -30,11 +30,5 @@ int tg_proxy_uri_split(tg_str_t arg, tg_str_t *scheme, tg_str_t *authority, tg_s
 /* The target for r (in r->arena, or r->uri itself): see the file comment.
  * Returns 0, or -1 out of memory. */
 int tg_proxy_uri_target(tg_request_t *r, const tg_proxy_uri_t *pu, tg_str_t *out);
-
-/* Percent-encode the bytes of `s` that may not stand as they are in a path:
- * controls, space, DEL, non-ASCII and "#<>\^`{|}; with `decoded` also '%'
- * and '?' (s is a decoded path whose '%' and '?' are data). Writes to dst
- * (room for 3 * s.len) unless NULL; returns the encoded length. */
-size_t tg_proxy_uri_escape(char *dst, tg_str_t s, int decoded);
 
 #endif

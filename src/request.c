@@ -20,6 +20,8 @@
 #include "conn.h"
 #include "log.h"
 #include "worker.h"
+#include "uri.h"
+#include "error_page.h"
 
 void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier, tg_conn_t *c)
 {
@@ -107,38 +109,68 @@ int tg_request_set_host(tg_request_t *r, tg_str_t authority)
 
 /* ---- phases --------------------------------------------------------------- */
 
-static void request_route(tg_request_t *r)
+static void request_local(tg_request_t *r);
+
+/* Choose the location for r->path. Returns 0, or -1 when the request was
+ * answered (its body is over this location's client_max_body_size: nginx
+ * checks it whenever a location is chosen). */
+static int request_route(tg_request_t *r)
 {
     r->loc = tg_core_find_location(r->server, r->path);
     if (r->loc == NULL)
         r->loc = r->server->root;
     r->loc_conf = r->loc->mconf;
+    r->uri_changed = r->uri_stays = r->uri_relocate = 0;
+    tg_core_conf_t *cc = tg_core_conf(r->loc_conf);
+    if (cc->client_max_body_size && r->content_length > cc->client_max_body_size) {
+        r->keepalive = 0;
+        tg_request_error(r, 413);
+        return -1;
+    }
+    return 0;
+}
+
+/* Count one more URI change (a routing on a changed path, an internal
+ * redirect). Returns 0, or -1 past the limit: answered 500. */
+static int request_uri_change(tg_request_t *r)
+{
+    if (r->uri_changes < TG_REQUEST_MAX_URI_CHANGES) {
+        r->uri_changes++;
+        return 0;
+    }
+    tg_log(TG_LOG_ERROR, "rewrite or internal redirection cycle while processing \"%.*s\" "
+                         "(request %u)",
+           TG_STR_FMT(r->path), r->id);
+    r->error_page = 1; /* this 500 is final */
+    tg_request_error(r, 500);
+    return -1;
 }
 
 void tg_request_process(tg_request_t *r, tg_listen_t *ls, int st)
 {
     r->server = tg_core_find_server(ls, r->host);
-    request_route(r);
     if (st != 0) {
+        /* a request this bad gets no error_page: its URI may be anything */
+        r->loc = tg_core_find_location(r->server, r->path);
+        r->loc = r->loc ? r->loc : r->server->root;
+        r->loc_conf = r->loc->mconf;
         r->keepalive = 0;
+        r->error_page = 1;
         tg_request_error(r, st);
         return;
     }
+    /* until the server rewrite phase has run, the request is in the
+     * implicit root location (the server-level settings) */
+    r->loc = r->server->root;
+    r->loc_conf = r->loc->mconf;
     tg_core_conf_t *cc = tg_core_conf(r->loc_conf);
-    if (cc->client_max_body_size && r->content_length > cc->client_max_body_size) {
-        r->keepalive = 0;
-        tg_request_error(r, 413);
-        return;
-    }
     if ((r->conn && r->conn->nrequests + 1 >= (uint32_t)cc->keepalive_requests) ||
         tg_worker->shutting_down)
         r->keepalive = 0;
-    r->phase = TG_PHASE_REWRITE;
+    r->phase = TG_PHASE_SERVER_REWRITE;
     r->hook = 0;
     tg_request_run_phases(r);
 }
-
-static void request_local(tg_request_t *r);
 
 void tg_request_run_phases(tg_request_t *r)
 {
@@ -148,6 +180,7 @@ void tg_request_run_phases(tg_request_t *r)
             tg_hook_t *h = &hooks[r->hook];
             tg_rc_t (*fn)(tg_request_t *, void *) = NULL;
             switch (r->phase) {
+            case TG_PHASE_SERVER_REWRITE: fn = h->module->on_server_rewrite; break;
             case TG_PHASE_REWRITE: fn = h->module->on_rewrite; break;
             case TG_PHASE_ACCESS: fn = h->module->on_access; break;
             case TG_PHASE_ROUTE: fn = h->module->on_route; break;
@@ -158,6 +191,14 @@ void tg_request_run_phases(tg_request_t *r)
             if (rc == TG_AGAIN)
                 return; /* parked (tg_request_resume), or a content handler took it */
             if (rc == TG_DONE) {
+                /* a refusal (deny, a rate limit, a Lua exit) takes the
+                 * location's error_page; a content handler's answer is the
+                 * location's own content and does not */
+                if (r->phase < TG_PHASE_CONTENT && r->status >= 300 &&
+                    tg_request_has_error_page(r, r->status)) {
+                    tg_request_error(r, r->status);
+                    return;
+                }
                 request_local(r);
                 return;
             }
@@ -168,11 +209,16 @@ void tg_request_run_phases(tg_request_t *r)
             r->hook++;
         }
         r->hook = 0;
-        if (r->phase == TG_PHASE_REWRITE && r->uri_changed && !r->rerouted) {
-            /* a rewrite changed the path: route again, once */
-            r->rerouted = 1;
-            r->uri_changed = 0;
-            request_route(r);
+        if (r->phase == TG_PHASE_SERVER_REWRITE) {
+            /* the first routing (or the one after an internal redirect) */
+            if (request_route(r) != 0)
+                return;
+        } else if (r->phase == TG_PHASE_REWRITE && r->uri_changed && !r->uri_stays) {
+            int again = r->uri_relocate;
+            if (request_uri_change(r) != 0 || request_route(r) != 0)
+                return;
+            if (again)
+                continue; /* the new location's rewrite phase, as nginx's */
         }
         r->phase++;
     }
@@ -186,32 +232,49 @@ void tg_request_resume(tg_request_t *r)
     tg_request_run_phases(r);
 }
 
-/* Kept minimal for try_files: the named-locations work adds the server
- * rewrite phase and error_page on top of the same signature. */
+int tg_request_set_uri(tg_request_t *r, tg_str_t path, tg_str_t args)
+{
+    size_t elen = tg_uri_escape(NULL, path, 1);
+    size_t n = path.len + 1 + elen + (args.len ? 1 + args.len : 0);
+    char *p = tg_arena_alloc_nz(r->arena, n);
+    if (p == NULL)
+        return -1;
+    /* the path, then the target: the encoded path and "?args" (args point
+     * into the target) */
+    memcpy(p, path.p, path.len);
+    p[path.len] = '\0';
+    char *t = p + path.len + 1, *w = t;
+    w += tg_uri_escape(w, path, 1);
+    if (args.len) {
+        *w++ = '?';
+        memcpy(w, args.p, args.len);
+        r->args = (tg_str_t){w, args.len};
+        w += args.len;
+    } else {
+        r->args = (tg_str_t){"", 0};
+    }
+    r->path = (tg_str_t){p, path.len};
+    r->uri = (tg_str_t){t, (size_t)(w - t)};
+    r->path_set = 0;
+    r->uri_changed = 1;
+    return 0;
+}
+
 void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *named)
 {
-    if (r->uri_changes >= TG_REQUEST_MAX_URI_CHANGES) {
-        tg_log(TG_LOG_ERROR, "rewrite or internal redirection cycle while processing \"%.*s\" "
-                             "(request %u)",
-               TG_STR_FMT(r->path), r->id);
-        tg_request_error(r, 500);
+    if (request_uri_change(r) != 0)
         return;
-    }
-    r->uri_changes++;
     if (named == NULL) {
-        /* the new target as given; its path part is what routing and $uri see */
-        tg_str_t t = tg_arena_str(r->arena, uri);
-        if (t.p == NULL) {
+        const char *q = memchr(uri.p, '?', uri.len);
+        tg_str_t path = q ? (tg_str_t){uri.p, (size_t)(q - uri.p)} : uri;
+        tg_str_t args = q ? (tg_str_t){q + 1, uri.len - path.len - 1} : (tg_str_t){"", 0};
+        if (tg_request_set_uri(r, path, args) != 0) {
+            r->error_page = 1;
             tg_request_error(r, 500);
             return;
         }
-        const char *q = memchr(t.p, '?', t.len);
-        r->uri = t;
-        r->path = q ? (tg_str_t){t.p, (size_t)(q - t.p)} : t;
-        r->args = q ? (tg_str_t){q + 1, t.len - r->path.len - 1} : (tg_str_t){"", 0};
-        r->path_set = 0;
-        r->uri_changed = 1;
     }
+    /* what the first answer had begun */
     r->status = 0;
     r->resp_headers.n = 0;
     r->resp_body = NULL;
@@ -221,20 +284,109 @@ void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *
     r->handler = NULL;
     r->handler_ctx = NULL;
     memset(r->ctx, 0, (size_t)tg_nmodules * sizeof(void *));
-    r->loc = named ? named : tg_core_find_location(r->server, r->path);
-    if (r->loc == NULL)
-        r->loc = r->server->root;
-    r->loc_conf = r->loc->mconf;
-    r->uri_changed = 0;
-    r->phase = TG_PHASE_REWRITE;
+    r->uri_changed = r->uri_stays = r->uri_relocate = 0;
     r->hook = 0;
+    if (named) {
+        r->loc = named;
+        r->phase = TG_PHASE_REWRITE;
+    } else {
+        r->loc = r->server->root;
+        r->phase = TG_PHASE_SERVER_REWRITE;
+    }
+    r->loc_conf = r->loc->mconf;
     tg_request_run_phases(r);
+}
+
+int tg_request_set_captures(tg_request_t *r, tg_str_t subject, const size_t *ovector, int n)
+{
+    if (n <= 0) {
+        r->ncaps = 0;
+        return 0;
+    }
+    size_t *c = r->caps;
+    if (c == NULL || r->ncaps < n) {
+        /* room for the usual few groups at once: a request rarely matches
+         * more than one regex, so this is allocated once */
+        int room = n < 10 ? 10 : n;
+        if ((c = tg_arena_alloc_nz(r->arena, (size_t)room * 2 * sizeof(size_t))) == NULL)
+            return -1;
+    }
+    memcpy(c, ovector, (size_t)n * 2 * sizeof(size_t));
+    r->caps = c;
+    r->ncaps = n;
+    r->cap_subject = subject;
+    return 0;
+}
+
+int tg_request_capture(tg_request_t *r, int i, tg_str_t *out)
+{
+    if (i < 0 || i >= r->ncaps)
+        return -1;
+    size_t a = r->caps[2 * i], b = r->caps[2 * i + 1];
+    if (a == (size_t)-1 || b < a || b > r->cap_subject.len) {
+        *out = (tg_str_t){"", 0};
+        return 0;
+    }
+    *out = (tg_str_t){r->cap_subject.p + a, b - a};
+    return 0;
+}
+
+/* ---- error pages ---------------------------------------------------------- */
+
+int tg_request_has_error_page(tg_request_t *r, int status)
+{
+    return !r->error_page && !r->header_sent && r->loc_conf &&
+           tg_error_page_find(r->loc_conf, status) != NULL;
+}
+
+/* Answer `status` with the location's error_page: nginx's rules. Returns 1
+ * when it did (the request may be over), 0 when there is none. */
+static int request_error_page(tg_request_t *r, int status)
+{
+    if (!tg_request_has_error_page(r, status))
+        return 0;
+    const tg_error_page_t *ep = tg_error_page_find(r->loc_conf, status);
+    r->error_page = 1;
+    r->err_status = ep->overwrite < 0 ? status : ep->overwrite;
+    if (ep->uri.p[0] != '/' && ep->uri.p[0] != '@') {
+        /* a URL: a redirect, 302 unless =301/303/307/308 */
+        int st = ep->overwrite > 0 ? ep->overwrite : 302;
+        r->err_status = 0;
+        r->resp_headers.n = 0;
+        char *page = tg_arena_printf(r->arena, "%d %s\n", st, tg_status_reason(st));
+        if (tg_request_add_resp_header(r, TG_STR("Location"), ep->uri) != 0 ||
+            tg_request_respond(r, st, "text/plain", page ? tg_str_c(page) : TG_NULL_STR) != 0)
+            r->status = 500;
+        request_local(r);
+        return 1;
+    }
+    tg_location_t *named = NULL;
+    if (ep->uri.p[0] == '@' && (named = tg_core_find_named(r->server, ep->uri)) == NULL) {
+        /* checked at load for every server where it applies */
+        r->err_status = 0;
+        return 0;
+    }
+    if (r->method != HTTP_HEAD && named == NULL) {
+        r->method = HTTP_GET;
+        r->method_name = TG_STR("GET");
+    }
+    /* the redirected request has no body (part of it may be gone upstream
+     * already); what the client still sends of it is the carrier's to drop
+     * (it closes the connection after the answer) */
+    r->has_body = 0;
+    r->chunked = 0;
+    r->content_length = -1;
+    r->expect_continue = 0;
+    tg_request_internal_redirect(r, ep->uri, named);
+    return 1;
 }
 
 /* ---- response ------------------------------------------------------------- */
 
 int tg_request_send_header(tg_request_t *r)
 {
+    if (r->err_status)
+        r->status = r->err_status; /* error_page: the original status (or =CODE) */
     /* before the hooks, so remove_header can drop it too */
     tg_core_conf_t *cc = r->loc_conf ? tg_core_conf(r->loc_conf) : NULL;
     if (cc && !cc->server_tokens)
@@ -431,6 +583,9 @@ void tg_request_error(tg_request_t *r, int status)
     if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
         status == 505 || status == 417 || status == 500)
         r->keepalive = 0;
+    if (request_error_page(r, status))
+        return;
+    r->err_status = 0; /* an error of the redirected request is answered as it is */
     r->resp_headers.n = 0;
     char *body = tg_arena_printf(r->arena, "%d %s\n", status, tg_status_reason(status));
     tg_request_respond(r, status, "text/plain", body ? tg_str_c(body) : TG_NULL_STR);

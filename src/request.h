@@ -135,9 +135,25 @@ struct tg_request_s {
     unsigned keepalive : 1; /* the client connection may be reused after */
     unsigned expect_continue : 1;
     unsigned upgrade : 1; /* Upgrade requested (passed through later) */
-    unsigned uri_changed : 1; /* path rewritten: re-route */
+    /* The path changed since the location was chosen (tg_request_set_uri,
+     * tg.req.set_path). At the end of the rewrite phase the request is routed
+     * again on it (tg_request_run_phases) unless uri_stays; after routing it
+     * is clear. Still set later, it tells proxy_pass to send the URI as it is
+     * (nginx: the location prefix no longer describes the path). */
+    unsigned uri_changed : 1;
+    unsigned uri_stays : 1;    /* rewrite ... break: the new URI stays in this location */
+    unsigned uri_relocate : 1; /* rewrite ... last: the new location's rewrite phase runs */
     unsigned path_set : 1;    /* path (and uri) set by tg.req.set_path: as given, not decoded */
-    uint8_t uri_changes;      /* internal redirects so far, see TG_REQUEST_MAX_URI_CHANGES */
+    unsigned error_page : 1;  /* an error_page redirect happened: no second one */
+    uint8_t uri_changes;      /* routings on a changed URI + internal redirects, see
+                               * TG_REQUEST_MAX_URI_CHANGES */
+    int err_status;           /* error_page: the status the redirected answer is sent
+                               * with (0: its own) */
+    /* The last regex match's captures ($1..$9): byte offsets into cap_subject,
+     * two per group (PCRE2's ovector, copied to the arena). */
+    tg_str_t cap_subject;
+    size_t *caps;
+    int ncaps;
     tg_str_t remote_addr;   /* client address, after real_ip */
     tg_str_t peer_addr;     /* the TCP peer's address */
     tg_str_t scheme;        /* "http" or "https" */
@@ -185,7 +201,6 @@ struct tg_request_s {
     tg_phase_t phase;
     int hook;
     tg_buf_t *hbuf; /* buffer holding the header block */
-    unsigned rerouted : 1;
     unsigned header_pending : 1; /* r->header_hold: not written yet (filter_body) */
     unsigned held_wait : 1;      /* a phase hook waits for body bytes (tg_request_body_read) */
     unsigned held_done : 1;      /* tg_request_body_read decided: `held` or too large */
@@ -207,8 +222,43 @@ void tg_request_process(tg_request_t *r, tg_listen_t *ls, int status);
  * "example.com" (port and trailing dot dropped, lowercased, in the arena).
  * -1: not a valid host name. */
 int tg_request_set_host(tg_request_t *r, tg_str_t authority);
-/* Run (or go on with) the phases: rewrite, access, route, content. */
+/* Run (or go on with) the phases: server rewrite, (the location is chosen),
+ * rewrite, access, route, content. A path changed in the rewrite phase
+ * (r->uri_changed) routes the request again at the end of the phase, unless
+ * r->uri_stays; with r->uri_relocate (rewrite ... last) the new location's
+ * rewrite phase runs too, as nginx's, otherwise (tg.req.set_path) the request
+ * goes on to the access phase. A request is routed again at most
+ * TG_REQUEST_MAX_URI_CHANGES times (internal redirects count too), then it
+ * answers 500, as nginx does. */
 void tg_request_run_phases(tg_request_t *r);
+#define TG_REQUEST_MAX_URI_CHANGES 10
+
+/* Set the path (decoded, as $uri) and query (without '?'): r->path, r->args
+ * and r->uri (the path percent-encoded where it must be, then "?args"), all
+ * copied to the arena; marks r->uri_changed. 0, or -1 out of memory. */
+int tg_request_set_uri(tg_request_t *r, tg_str_t path, tg_str_t args);
+
+/* Serve the request again, from the start: for `uri` ("/path?args", the
+ * path decoded, as $uri) from the server's rewrite phase, then routing; or,
+ * with `named` (a named location, "@name"), from that location's rewrite
+ * phase with the URI unchanged. Whatever the request had begun is dropped:
+ * the response, the upstream chosen, the module contexts; a content handler
+ * must have let go of it (r->handler NULL). The method and request body are
+ * the caller's business. Counts as a URI change (at most
+ * TG_REQUEST_MAX_URI_CHANGES, then 500). The request may be over when this
+ * returns: the caller returns at once. */
+void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *named);
+
+/* Has the location an error_page for `status` that this request may still
+ * take (one error_page redirect per request, none once the header went)? */
+int tg_request_has_error_page(tg_request_t *r, int status);
+
+/* Keep a regex match's captures for $1..$9: `ovector` (PCRE2's, `n` pairs)
+ * is copied to the arena; `subject` must live as long as the request.
+ * 0 or -1. A capture that did not take part reads as empty. */
+int tg_request_set_captures(tg_request_t *r, tg_str_t subject, const size_t *ovector, int n);
+/* Capture i (0: the whole match): 0 and *out, or -1 when there is none. */
+int tg_request_capture(tg_request_t *r, int i, tg_str_t *out);
 
 /* Start the response: status and r->resp_headers are set. Runs the response
  * header hooks and has the carrier serialize the header, or, when a hook set
@@ -234,7 +284,9 @@ int tg_request_flush_batched(tg_request_t *r);
  * connection): log hooks, the handler's on_abort, the carrier. */
 void tg_request_finalize(tg_request_t *r, int abort);
 /* Answer with an error page unless the header went out already (then the
- * carrier is aborted). */
+ * carrier is aborted). When the location has an error_page for the status
+ * (and the request had none yet), that page answers instead: an internal
+ * redirect (GET unless HEAD, no request body) or a redirect to a URL. */
 void tg_request_error(tg_request_t *r, int status);
 /* Request body pulled for a content handler. 1 when *spans has data or the
  * body is complete (*done), 0 when more must be read (the handler's on_body

@@ -97,3 +97,41 @@ long tg_uri_normalize(tg_str_t path, char *dst)
     }
     return (long)n;
 }
+
+/* Bytes that never stand for themselves in a request path. */
+static int must_escape(unsigned char c, int decoded)
+{
+    if (c <= 0x20 || c >= 0x7f)
+        return 1;
+    switch (c) {
+    case '"': case '#': case '<': case '>': case '\\': case '^': case '`':
+    case '{': case '|': case '}':
+        return 1;
+    case '%': case '?':
+        return decoded;
+    default:
+        return 0;
+    }
+}
+
+size_t tg_uri_escape(char *dst, tg_str_t s, int decoded)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (!must_escape(c, decoded)) {
+            if (dst)
+                dst[n] = (char)c;
+            n++;
+            continue;
+        }
+        if (dst) {
+            dst[n] = '%';
+            dst[n + 1] = hex[c >> 4];
+            dst[n + 2] = hex[c & 15];
+        }
+        n += 3;
+    }
+    return n;
+}

@@ -20,4 +20,10 @@ int tg_uri_split(tg_str_t target, tg_uri_t *out);
  * length, or -1 for a bad escape, an encoded NUL or a ".." above the root. */
 long tg_uri_normalize(tg_str_t path, char *dst);
 
+/* Percent-encode the bytes of `s` that may not stand as they are in a path:
+ * controls, space, DEL, non-ASCII and "#<>\\^`{|}; with `decoded` also '%'
+ * and '?' (s is a decoded path whose '%' and '?' are data). Writes to dst
+ * (room for 3 * s.len) unless NULL; returns the encoded length. */
+size_t tg_uri_escape(char *dst, tg_str_t s, int decoded);
+
 #endif

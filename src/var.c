@@ -10,6 +10,7 @@
 #include "request.h"
 #include "conn.h"
 #include "worker.h"
+#include "core.h"
 
 static int var_remote_addr(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
@@ -460,18 +461,63 @@ static const tg_var_def_t *find_in(const tg_var_def_t *defs, tg_str_t name, tg_s
     return NULL;
 }
 
-static const tg_var_def_t *find_var(tg_str_t name, tg_str_t *arg)
+/* $1..$9 ($0: the whole match): the last regex match's captures (a rewrite,
+ * a map). The argument is the digit. */
+static int var_capture(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
+    return tg_request_capture(r, arg.p[0] - '0', out);
+}
+
+static const tg_var_def_t capture_var = {"0..9", 0, var_capture};
+
+/* A variable the config defines (tg_var_define), in the config's arena. */
+struct tg_var_defined_s {
+    tg_var_def_t def;
+    tg_str_t name; /* the definer's string: what its getter gets as `arg` */
+    struct tg_var_defined_s *next;
+};
+
+/* By name: a capture, a core variable, a module's, one the config `c`
+ * defines (c may be NULL). */
+static const tg_var_def_t *find_var(tg_config_t *c, tg_str_t name, tg_str_t *arg)
+{
+    if (name.len == 1 && name.p[0] >= '0' && name.p[0] <= '9') {
+        *arg = name;
+        return &capture_var;
+    }
     const tg_var_def_t *v = find_in(core_vars, name, arg);
     for (int i = 0; v == NULL && tg_modules[i]; i++)
         v = find_in(tg_modules[i]->variables, name, arg);
+    for (struct tg_var_defined_s *d = c ? c->vars : NULL; v == NULL && d; d = d->next) {
+        if (tg_str_eq(d->name, name)) {
+            *arg = d->name;
+            v = &d->def;
+        }
+    }
     return v;
+}
+
+int tg_var_define(tg_conf_t *cf, tg_str_t name,
+                  int (*get)(tg_request_t *r, tg_str_t arg, tg_str_t *out))
+{
+    tg_str_t arg;
+    if (find_var(cf->config, name, &arg) != NULL)
+        return -1;
+    struct tg_var_defined_s *d = tg_arena_alloc(cf->arena, sizeof(*d));
+    char *n = tg_arena_strdup(cf->arena, name);
+    if (d == NULL || n == NULL)
+        return -2;
+    d->def = (tg_var_def_t){n, 0, get};
+    d->name = name;
+    d->next = cf->config->vars;
+    cf->config->vars = d;
+    return 0;
 }
 
 int tg_var_get(tg_request_t *r, tg_str_t name, tg_str_t *out)
 {
     tg_str_t arg;
-    const tg_var_def_t *v = find_var(name, &arg);
+    const tg_var_def_t *v = find_var(tg_worker->config, name, &arg);
     if (v == NULL)
         return -2;
     return v->get(r, arg, out) == 0 ? 0 : -1;
@@ -483,7 +529,38 @@ static int is_name_char(char c)
            c == '_';
 }
 
+/* The number of the named group `name` of `re`, or -1. */
+static int named_group(const pcre2_code *re, tg_str_t name)
+{
+    uint32_t count = 0, size = 0;
+    PCRE2_SPTR table;
+    if (re == NULL || pcre2_pattern_info(re, PCRE2_INFO_NAMECOUNT, &count) != 0 || count == 0 ||
+        pcre2_pattern_info(re, PCRE2_INFO_NAMEENTRYSIZE, &size) != 0 ||
+        pcre2_pattern_info(re, PCRE2_INFO_NAMETABLE, &table) != 0)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        PCRE2_SPTR e = table + i * size;
+        const char *n = (const char *)e + 2;
+        if (strlen(n) == name.len && memcmp(n, name.p, name.len) == 0)
+            return (e[0] << 8) | e[1];
+    }
+    return -1;
+}
+
+static tg_tpl_t *compile(tg_conf_t *cf, tg_str_t src, const pcre2_code *re, const char **err);
+
 tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err)
+{
+    return compile(cf, src, NULL, err);
+}
+
+tg_tpl_t *tg_tpl_compile_captures(tg_conf_t *cf, tg_str_t src, const pcre2_code *re,
+                                  const char **err)
+{
+    return compile(cf, src, re, err);
+}
+
+static tg_tpl_t *compile(tg_conf_t *cf, tg_str_t src, const pcre2_code *re, const char **err)
 {
     tg_tpl_t *t = tg_arena_alloc(cf->arena, sizeof(*t));
     /* at most one part per '$' plus one literal between each */
@@ -520,7 +597,19 @@ tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err)
             *err = tg_conf_errf(cf, "empty variable name in \"%.*s\"", TG_STR_FMT(src));
             return NULL;
         }
-        const tg_var_def_t *v = find_var(name, &arg);
+        int group = named_group(re, name);
+        if (group > 9) {
+            *err = tg_conf_errf(cf, "\"$%.*s\" is capture %d: only $1..$9 can be used",
+                                TG_STR_FMT(name), group);
+            return NULL;
+        }
+        const tg_var_def_t *v = NULL;
+        if (group >= 0) {
+            v = &capture_var;
+            arg = (tg_str_t){"0123456789" + group, 1};
+        } else {
+            v = find_var(cf->config, name, &arg);
+        }
         if (v == NULL) {
             *err = tg_conf_errf(cf, "unknown variable \"$%.*s\"", TG_STR_FMT(name));
             return NULL;

@@ -6,6 +6,7 @@
 #ifndef TG_VAR_H
 #define TG_VAR_H
 
+#include <pcre2.h>
 #include "str.h"
 #include "conf.h"
 #include "module.h"
@@ -26,6 +27,11 @@ struct tg_tpl_s {
 typedef struct tg_tpl_s tg_tpl_t;
 
 tg_tpl_t *tg_tpl_compile(tg_conf_t *cf, tg_str_t src, const char **err);
+/* The same for a template used after a match of `re` (rewrite, map): $1..$9
+ * are its captures (as in any template: the request's last match), and
+ * `$name` (or `${name}`) of a named group `(?<name>...)` is that capture. */
+tg_tpl_t *tg_tpl_compile_captures(tg_conf_t *cf, tg_str_t src, const pcre2_code *re,
+                                  const char **err);
 /* Evaluate into r->arena (a template with no variables costs no copy).
  * Returns 0 or -1 (out of memory). Unset variables are empty. */
 int tg_tpl_eval(tg_request_t *r, const tg_tpl_t *t, tg_str_t *out);
@@ -33,6 +39,14 @@ static inline int tg_tpl_has_vars(const tg_tpl_t *t)
 {
     return !(t->nparts == 0 || (t->nparts == 1 && t->parts[0].var == NULL));
 }
+
+/* Define a variable in the config being loaded (map): `name` without '$'.
+ * Templates compiled after this see it. Its getter gets as `arg` the very
+ * `name` given here (same pointer, which the definer keeps in the config
+ * arena), so it can find its own data from it. 0; -1 when a variable of that
+ * name exists; -2 out of memory. */
+int tg_var_define(tg_conf_t *cf, tg_str_t name,
+                  int (*get)(tg_request_t *r, tg_str_t arg, tg_str_t *out));
 
 /* A variable by name at run time ("remote_addr", "http_x_api_key"; no '$'),
  * for Lua's tg.var. 0 and *out set, -1 when unset, -2 when no such variable.
