@@ -52,6 +52,7 @@
 #define READ_ROUNDS 8        /* input buffers per socket event, then others' turn */
 #define FLOOD_BURST 1000.0   /* frames without a request, at once */
 #define FLOOD_RATE 100.0     /* ... and per second after that */
+#define RST_RATE 33.0        /* RST_STREAM per second after a burst of 2 x http2_max_streams */
 
 typedef struct h2_conn_s h2_conn_t;
 typedef struct h2_stream_s h2_stream_t;
@@ -106,6 +107,7 @@ struct h2_conn_s {
     size_t window;     /* stream window: request body bytes buffered per stream */
     int depth;         /* in pump: nested calls only ask for another round */
     double flood_tokens, flood_at;
+    double rst_tokens, rst_at; /* RST_STREAM budget (rapid reset) */
     unsigned again : 1;
     unsigned events : 1;
     unsigned dead : 1;      /* close at the next turn of the loop */
@@ -147,17 +149,25 @@ static void goaway(h2_conn_t *hc, uint32_t code)
                           nghttp2_session_get_last_proc_stream_id(hc->ng), code, NULL, 0);
 }
 
+/* A token bucket: take one; it refills at `rate` per second up to `burst`.
+ * -1: empty. */
+static int rate_drain(double *tokens, double *at, double burst, double rate)
+{
+    double now = ev_now(tg_worker->loop);
+    *tokens += (now - *at) * rate;
+    *at = now;
+    if (*tokens > burst)
+        *tokens = burst;
+    *tokens -= 1.0;
+    return *tokens < 0 ? -1 : 0;
+}
+
 /* A frame that carries no request costs one token; the budget refills with
  * time and with the DATA the connection is sent. -1: flood. */
 static int flood_charge(h2_conn_t *hc, double cost)
 {
-    double now = ev_now(tg_worker->loop);
-    hc->flood_tokens += (now - hc->flood_at) * FLOOD_RATE;
-    hc->flood_at = now;
-    if (hc->flood_tokens > FLOOD_BURST)
-        hc->flood_tokens = FLOOD_BURST;
-    hc->flood_tokens -= cost;
-    return hc->flood_tokens < 0 ? -1 : 0;
+    (void)cost;
+    return rate_drain(&hc->flood_tokens, &hc->flood_at, FLOOD_BURST, FLOOD_RATE);
 }
 
 static void flood_close(h2_conn_t *hc, const char *what)
@@ -345,11 +355,14 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
                                      : NULL;
     if (s)
         s->r.bytes_in += 9 + f->hd.length;
-    int idle = 0; /* a frame that carries no request */
     switch (f->hd.type) {
     case NGHTTP2_HEADERS:
         if (s == NULL) {
-            idle = 1; /* refused: it costs like a control frame */
+            /* refused: it costs like a control frame */
+            if (flood_charge(hc, 1.0) != 0) {
+                flood_close(hc, "refused stream flood");
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            }
             break;
         }
         if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -360,8 +373,6 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             stream_event(s, 1); /* trailers end the body */
         break;
     case NGHTTP2_DATA:
-        if (f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-            idle = 1;
         if (s && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             s->body_done = 1;
             if (s->body_wait)
@@ -370,12 +381,34 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
         break;
     case NGHTTP2_RST_STREAM:
         tg_stats_count(TG_STATS_H2_RESETS, 1);
-        idle = 1;
+        if (rate_drain(&hc->rst_tokens, &hc->rst_at, (double)hc->conf->max_streams * 2,
+                       RST_RATE) != 0) {
+            flood_close(hc, "stream reset flood (rapid reset)");
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* Every frame's header: frames that carry no request pay the flood budget
+ * (PRIORITY frames are not passed to on_frame_recv at all). */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
+{
+    (void)ng;
+    h2_conn_t *hc = ud;
+    int idle = 0;
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        idle = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
         break;
     case NGHTTP2_SETTINGS:
     case NGHTTP2_PING:
     case NGHTTP2_PRIORITY:
     case NGHTTP2_WINDOW_UPDATE:
+    case NGHTTP2_RST_STREAM:
         idle = 1;
         break;
     default:
@@ -1022,6 +1055,7 @@ static int setup_callbacks(void)
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
@@ -1048,13 +1082,16 @@ void tg_h2_start(tg_conn_t *c)
     hc->conf = tg_h2_conf(srv->mconf);
     hc->cc = tg_core_conf(srv->mconf);
     hc->flood_tokens = FLOOD_BURST;
-    hc->flood_at = ev_now(tg_worker->loop);
+    hc->flood_at = hc->rst_at = ev_now(tg_worker->loop);
+    hc->rst_tokens = (double)hc->conf->max_streams * 2;
     /* the stream window is what a stream may have buffered: BODY_BUFS - 1
      * buffers (one may be partly consumed) */
     size_t cap = (BODY_BUFS - 1) * tg_buf_pool_size();
     hc->window = (size_t)hc->conf->stream_window < cap ? (size_t)hc->conf->stream_window : cap;
-    /* rapid reset: a burst of twice the stream limit, then 33 per second */
-    nghttp2_option_set_stream_reset_rate_limit(options, (uint64_t)hc->conf->max_streams * 2, 33);
+    /* rapid reset is ours (ENHANCE_YOUR_CALM, counted); nghttp2's own
+     * limiter (INTERNAL_ERROR) stays behind it as a backstop */
+    nghttp2_option_set_stream_reset_rate_limit(options, (uint64_t)hc->conf->max_streams * 4 + 100,
+                                               66);
     if (nghttp2_session_server_new2(&hc->ng, callbacks, hc, options) != 0) {
         free(hc);
         tg_log(TG_LOG_ERROR, "out of memory starting HTTP/2");
