@@ -84,6 +84,7 @@ struct h2_stream_s {
     unsigned active : 1;      /* the request runs (started, not finalized) */
     unsigned ng_closed : 1;   /* nghttp2 closed the stream */
     unsigned body_done : 1;   /* END_STREAM received */
+    unsigned head_only : 1;   /* END_STREAM on the HEADERS: no body at all */
     unsigned body_wait : 1;   /* the handler waits for body bytes */
     unsigned resp_done : 1;   /* the handler queued its last byte */
     unsigned deferred : 1;    /* the data provider is deferred */
@@ -272,7 +273,7 @@ static void stream_start(h2_stream_t *s)
 {
     h2_conn_t *hc = s->hc;
     tg_request_t *r = &s->r;
-    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->body_done};
+    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->head_only};
     int st = s->too_large ? 431 : tg_h2_head_request(r, &head, hc->cc->client_max_uri);
     s->active = 1;
     hc->nactive++;
@@ -365,8 +366,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
             }
             break;
         }
-        if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             s->body_done = 1;
+            if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
+                s->head_only = 1;
+        }
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST && (f->hd.flags & NGHTTP2_FLAG_END_HEADERS))
             stream_event(s, 0);
         else if (s->body_done && s->body_wait)
@@ -849,13 +853,20 @@ static int h2_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
         nghttp2_submit_headers(hc->ng, NGHTTP2_FLAG_NONE, s->id, NULL, cont, 1, NULL);
         pump(hc);
     }
-    tg_spans_reset(&s->body);
+    size_t buffered = 0;
     for (int i = 0; i < s->nin; i++)
-        if (tg_buf_len(s->in[i]))
-            tg_spans_add(&s->body, s->in[i]->pos, tg_buf_len(s->in[i]));
-    s->given = s->body.len;
+        buffered += tg_buf_len(s->in[i]);
+    if (s->body.len == 0) {
+        /* the handler consumed what it had: hand out everything buffered
+         * (spans it has not consumed stay as they are, as with HTTP/1.1:
+         * tg_request_body_read leaves a body it read whole in them) */
+        for (int i = 0; i < s->nin; i++)
+            if (tg_buf_len(s->in[i]))
+                tg_spans_add(&s->body, s->in[i]->pos, tg_buf_len(s->in[i]));
+        s->given = s->body.len;
+    }
     if (s->body.len || s->body_done) {
-        *done = s->body_done;
+        *done = s->body_done && buffered == s->given;
         return 1;
     }
     s->body_wait = 1;
@@ -871,7 +882,7 @@ static void h2_body_consumed(tg_request_t *r)
     s->given = 0;
     tg_spans_reset(&s->body);
     if (n == 0)
-        return;
+        return; /* bytes of the request's own (a body read whole) */
     /* drop the given bytes; emptied buffers go back, the last one stays */
     size_t left = n;
     int w = 0;

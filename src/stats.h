@@ -205,7 +205,7 @@ tg_stats_worker_t *tg_stats_request_end(void);
 typedef struct {
     double uptime; /* seconds since the master started */
     uint64_t generation, reloads, worker_restarts, workers;
-    int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
+    int64_t conns_open, tunnels_open, h2_streams, conns_state[TG_STATS_CONN_STATES];
     uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
     uint64_t events[TG_STATS_EVENT_COUNT];
     uint64_t codes[500]; /* by status code - 100 */

@@ -102,6 +102,18 @@ is("$e->{body} " . ($e->{headers}{'transfer-encoding'} // ''), 'abcdefg chunked'
    '... and went upstream chunked');
 $h->close;
 
+# HEADERS and DATA with END_STREAM in one packet: the body is still a body
+$up->clear_log;
+$h = Tollgate::H2->connect($h2c);
+$h->write(Tollgate::H2::frame_bytes(1, 0x4, 1, Tollgate::H2::hpack(@{Tollgate::H2::request_fields(
+              '/onepacket', method => 'POST', extra => ['content-length' => 5])}))
+          . Tollgate::H2::frame_bytes(0, 0x1, 1, 'hello'));
+@f = $h->read_frames(until => sub ($f) { $f->{type} == 0 && ($f->{flags} & 1) }, timeout => 5);
+($e) = $up->log->@*;
+is($e && "$e->{body} $e->{headers}{'content-length'}", 'hello 5',
+   'HEADERS + DATA END_STREAM in one read: the body goes upstream');
+$h->close;
+
 # --- malformed requests: stream errors, never forwarded
 my @bad = (
     ['uppercase name', ['X-Upper' => '1']],
