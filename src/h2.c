@@ -619,7 +619,8 @@ static void dispatch(h2_conn_t *hc)
         }
         if (s->ev_ready) {
             s->ev_ready = 0;
-            stream_start(s);
+            if (!hc->dead)
+                stream_start(s);
             continue;
         }
         if (s->ev_body && s->active) {
@@ -972,7 +973,9 @@ static void h2_on_io(tg_conn_t *c, int revents)
         else
             tg_conn_timer(c, hc->cc->idle_timeout);
     }
-    if ((revents & EV_READ) && !hc->blocked)
+    /* reading goes on while the socket does not take our bytes: uploads
+     * proceed; what nghttp2 queues meanwhile is bounded by its limits */
+    if (revents & EV_READ)
         conn_read(hc);
     pump(hc);
 }
