@@ -175,6 +175,26 @@ is($j->{bodyLength}, 20_000_000, '20 MB upload over h2');
 my $grow = rss($tg) - $rss0;
 cmp_ok($grow, '<', 8000, "worker RSS grew by $grow KB (bounded)");
 
+# --- a stream whose window stays shut does not stall the others
+$h = Tollgate::H2->connect($h2c, settings => [4, 0]); # every stream window 0
+$h->headers(1, Tollgate::H2::request_fields('/size/1000000'), end_stream => 1);
+$h->headers(3, Tollgate::H2::request_fields('/size/30000'), end_stream => 1);
+$h->window_update(3, 1 << 20);
+my $got3 = 0;
+@f = $h->read_frames(until => sub ($f) { $f->{type} == 0 && $f->{stream} == 3 && ($f->{flags} & 1) },
+                     timeout => 5);
+$got3 += length $_->{payload} for grep { $_->{type} == 0 && $_->{stream} == 3 } @f;
+is($got3, 30000, 'stream 3 complete while stream 1 has no window');
+is(scalar(grep { $_->{type} == 0 && $_->{stream} == 1 } @f), 0, '... and stream 1 got nothing');
+$h->window_update(1, 2_000_000);
+$h->window_update(0, 2_000_000);
+my $got1 = 0;
+@f = $h->read_frames(until => sub ($f) { $f->{type} == 0 && $f->{stream} == 1 && ($f->{flags} & 1) },
+                     timeout => 10);
+$got1 += length $_->{payload} for grep { $_->{type} == 0 && $_->{stream} == 1 } @f;
+is($got1, 1_000_000, 'stream 1 completes once its window opens');
+$h->close;
+
 # --- many streams on one connection
 my $h2load = `h2load -n 600 -c 1 -m 100 http://127.0.0.1:$h2c/local 2>&1`;
 like($h2load, qr/600 succeeded/, '600 requests, 100 concurrent streams on one connection');
