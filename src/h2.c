@@ -165,9 +165,8 @@ static int rate_drain(double *tokens, double *at, double burst, double rate)
 
 /* A frame that carries no request costs one token; the budget refills with
  * time and with the DATA the connection is sent. -1: flood. */
-static int flood_charge(h2_conn_t *hc, double cost)
+static int flood_charge(h2_conn_t *hc)
 {
-    (void)cost;
     return rate_drain(&hc->flood_tokens, &hc->flood_at, FLOOD_BURST, FLOOD_RATE);
 }
 
@@ -360,7 +359,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     case NGHTTP2_HEADERS:
         if (s == NULL) {
             /* refused: it costs like a control frame */
-            if (flood_charge(hc, 1.0) != 0) {
+            if (flood_charge(hc) != 0) {
                 flood_close(hc, "refused stream flood");
                 return NGHTTP2_ERR_CALLBACK_FAILURE;
             }
@@ -418,7 +417,7 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
     default:
         break;
     }
-    if (idle && flood_charge(hc, 1.0) != 0) {
+    if (idle && flood_charge(hc) != 0) {
         flood_close(hc, "control frame flood");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
