@@ -87,6 +87,12 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri)
     if ((int64_t)h->path.len > max_uri)
         return 414;
     r->uri = h->path;
+    /* $request and the combined log's request line */
+    char *line = tg_arena_printf(r->arena, "%.*s %.*s HTTP/2.0", TG_STR_FMT(h->method),
+                                 TG_STR_FMT(h->path));
+    if (line == NULL)
+        return 500;
+    r->request_line = tg_str_c(line);
     tg_uri_t u;
     if (tg_uri_split(r->uri, &u) != 0 || u.authority.p)
         return 400;

@@ -22,7 +22,7 @@ my $up = node_upstream('echo');
 my $asan = join(':', grep { length } $ENV{ASAN_OPTIONS} // '', 'quarantine_size_mb=4');
 my $tg = tg_start(<<"C", env => { ASAN_OPTIONS => $asan });
 workers 1;
-log_format proto "\$server_protocol \$request_method \$request_uri \$status";
+log_format proto "\$server_protocol \$request_method \$request_uri \$status [\$request]";
 server {
     listen %%PORT%% http2;
     listen %%PORT2%% tls;
@@ -221,7 +221,7 @@ is((grep { $_->{type} == 1 } @f)[0]{status}, 200, '... the stream in flight was 
 ok($h->closed(5), '... then the connection closed');
 $tg->stop;
 
-like(Tollgate::Test::_slurp($tg->dir . '/access.log'), qr/^HTTP\/2\.0 GET \/local 200$/m,
+like(Tollgate::Test::_slurp($tg->dir . '/access.log'), qr/^HTTP\/2\.0 GET \/local 200 \[GET \/local HTTP\/2\.0\]$/m,
      'access log: $server_protocol HTTP/2.0');
 
 # --- idle timeout: GOAWAY then close
