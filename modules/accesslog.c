@@ -475,7 +475,8 @@ static void put_json(out_t *o, tg_request_t *r, const tg_str_t *v, const char *w
     put_json_val(o, v[V_URI]);
     PUT_LIT(o, ",\"host\":");
     put_json_val(o, v[V_HOST]);
-    putf(o, ",\"protocol\":\"HTTP/1.%d\",\"tls_protocol\":", r->http_minor);
+    tg_str_t proto = tg_request_protocol(r);
+    putf(o, ",\"protocol\":\"%.*s\",\"tls_protocol\":", TG_STR_FMT(proto));
     put_json_val(o, v[V_TLS]);
     putf(o, ",\"status\":%d,\"bytes_sent\":%llu,\"request_length\":%llu,\"request_time\":%.3f,"
             "\"upstream_addr\":",

@@ -6,8 +6,7 @@
  *
  * JSON by default; Prometheus text with ?format=prometheus or an Accept of
  * text/plain; a self-contained HTML dashboard (stats_dashboard.h) with
- * ?format=html or an Accept of text/html. docs/stats.md has the schema and
- * every metric.
+ * ?format=html or an Accept of text/html. docs/stats.md: the schema, every metric.
  *
  * Counting runs in the log phase of every location (is_active is NULL), so
  * it sees the final status, and must stay cheap: relaxed atomic adds into
@@ -16,8 +15,8 @@
  * `stats` are not counted unless stats_count_self is on. Gauges are the
  * core's (src/stats.h): cheap ones copied at each request end
  * (tg_stats_request_end), the walks every second and before answering
- * (tg_stats_gauges_collect). Events outside this module (TLS, compression,
- * rate limits, Lua, retries) are counted by one-line hooks (src/stats.c).
+ * (tg_stats_gauges_collect). Events outside this module (TLS, protocols,
+ * compression, rate limits, Lua, retries) are counted by one-line hooks (src/stats.c).
  *
  * The answer: one table, `metrics` below, describes every metric once (its
  * JSON key and place in the document, Prometheus name, type, help, labels
@@ -583,6 +582,8 @@ typedef struct {
     {N_METRIC, key, name, type, help, kind, offsetof(top_view_t, field), set, fmt}
 #define EVENT(key, name, help, ev)                                                                 \
     TOP(key, name, "counter", help, V_U64, t.events[ev], SET_NONE, F_BOTH)
+#define PEV(proto, key, help, ev) EVENT(key, "tollgate_" proto "_" key "_total", help, ev)
+#define PGAUGE(key, name, help, f) TOP(key, name, "gauge", help, V_I64, t.f, SET_NONE, F_BOTH)
 #define OF(V, key, name, type, help, kind, field, set, fmt)                                        \
     {N_METRIC, key, name, type, help, kind, offsetof(V, field), set, fmt}
 
@@ -629,6 +630,18 @@ static const metric_t metrics[] = {
             SET_NONE, F_BOTH),
         TOP("open", "tollgate_websocket_open", "gauge", "Upgraded connections open now.", V_I64,
             t.tunnels_open, SET_NONE, F_BOTH),
+    END,
+    OBJ("http1"),
+        PEV("http1", "connections", "Client connections on HTTP/1.x.", TG_STATS_H1_CONNS),
+        PEV("http1", "requests", "Requests read over HTTP/1.x.", TG_STATS_H1_REQUESTS),
+    END,
+    OBJ("http2"),
+        PEV("http2", "connections", "Client connections on HTTP/2.", TG_STATS_H2_CONNS),
+        PEV("http2", "requests", "Requests (streams) over HTTP/2.", TG_STATS_H2_REQUESTS),
+        PGAUGE("streams_open", "tollgate_http2_streams_open", "Requests in flight.", h2_streams),
+        PEV("http2", "goaway_sent", "GOAWAY frames sent.", TG_STATS_H2_GOAWAY),
+        PEV("http2", "resets_received", "RST_STREAM frames received.", TG_STATS_H2_RESETS),
+        PEV("http2", "flood_closes", "Connections closed for abuse.", TG_STATS_H2_FLOOD),
     END,
     OBJ("tls"),
         OBJ("handshakes"),

@@ -1,8 +1,14 @@
 /* Client connections, below any protocol: accept (with the per-worker cache
- * of connection structs), the PROXY protocol header, timers and watchers,
- * lingering close, and the close itself. Events go to the codec attached to
- * the connection (tg_conn_t.proto), except on a lingering connection, which
- * only drains what the client still sends. */
+ * of connection structs), the preamble (PROXY protocol header, TLS handshake,
+ * HTTP/2 preface sniff) that decides which codec the worker attaches, timers
+ * and watchers, lingering close, and the close itself. Events go to the
+ * codec attached to the connection (tg_conn_t.proto), except on a lingering
+ * connection, which only drains what the client still sends.
+ *
+ * The TLS handshake completes here, before any codec runs, because its ALPN
+ * answer is what picks the codec (h2 or http/1.1): a codec never sees a
+ * connection whose protocol is not decided, and none has to hand a
+ * connection over to another. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +238,10 @@ void tg_conn_close_idle_all(double min_idle)
     tg_conn_t *c = tg_worker->conns, *next;
     for (; c; c = next) {
         next = c->next;
+        if (c->proto && c->proto->on_shutdown) {
+            c->proto->on_shutdown(c);
+            continue;
+        }
         if (c->state != TG_CONN_IDLE || (c->ibuf && c->ibuf->pos != c->ibuf->last))
             continue;
         double idle = c->timer.repeat - ev_timer_remaining(tg_worker->loop, &c->timer);
@@ -330,6 +340,119 @@ int tg_conn_proxy_protocol(tg_conn_t *c)
     }
 }
 
+/* ---- preamble ------------------------------------------------------------ */
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN 24
+
+static void (*conn_attach)(tg_conn_t *c, tg_conn_proto_id_t proto);
+
+/* The PROXY header, the handshake, the sniff: each step returns to the loop
+ * when it needs bytes, and the next event resumes here. */
+static void preamble_run(tg_conn_t *c)
+{
+    for (;;) {
+        if (!c->pp_done && c->listen->proxy_protocol) {
+            if (c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) {
+                tg_log(TG_LOG_ERROR, "out of memory for a client buffer");
+                tg_conn_close(c);
+                return;
+            }
+            if (tg_conn_proxy_protocol(c) <= 0)
+                return; /* waiting, or closed */
+            continue;
+        }
+        if (c->ssl && !tg_tls_is_established(c->ssl)) {
+            int log_it;
+            int rc = tg_tls_accept(c->ssl, &c->tls_flags, &log_it);
+            if (rc == 1)
+                continue;
+            if (rc == 0) {
+                tg_conn_want(c, tg_conn_read_events(c));
+                return;
+            }
+            if (log_it)
+                tls_log(c, "handshake");
+            tg_conn_close(c);
+            return;
+        }
+        if (c->ssl) {
+            conn_attach(c, tg_str_eq_lit(tg_tls_alpn(c->ssl), "h2") ? TG_CONN_PROTO_H2
+                                                                      : TG_CONN_PROTO_H1);
+            return;
+        }
+        if (!c->listen->http2) {
+            conn_attach(c, TG_CONN_PROTO_H1);
+            return;
+        }
+        /* h2c with prior knowledge: the client preface, or HTTP/1.1 */
+        if (c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) {
+            tg_log(TG_LOG_ERROR, "out of memory for a client buffer");
+            tg_conn_close(c);
+            return;
+        }
+        tg_buf_t *b = c->ibuf;
+        size_t have = (size_t)(b->last - b->pos);
+        if (have >= H2_PREFACE_LEN || memcmp(b->pos, h2_preface, have) != 0) {
+            conn_attach(c, have >= H2_PREFACE_LEN && memcmp(b->pos, h2_preface, H2_PREFACE_LEN) == 0
+                               ? TG_CONN_PROTO_H2
+                               : TG_CONN_PROTO_H1);
+            return;
+        }
+        if (have == 0)
+            b->pos = b->last = b->start;
+        ssize_t n = read(c->fd, b->last, (size_t)(b->end - b->last));
+        if (n > 0) {
+            b->last += n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (have == 0)
+                tg_conn_release_input(c); /* hold no buffer while waiting */
+            tg_conn_want(c, EV_READ);
+            return;
+        }
+        tg_conn_close(c);
+        return;
+    }
+}
+
+static void preamble_on_io(tg_conn_t *c, int revents)
+{
+    (void)revents;
+    preamble_run(c);
+}
+
+static void preamble_on_timeout(tg_conn_t *c)
+{
+    tg_conn_close(c);
+}
+
+static void preamble_on_close(tg_conn_t *c)
+{
+    (void)c;
+}
+
+static const tg_proto_t preamble_proto = {
+    .name = "preamble",
+    .on_io = preamble_on_io,
+    .on_timeout = preamble_on_timeout,
+    .on_close = preamble_on_close,
+};
+
+void tg_conn_start(tg_conn_t *c, void (*attach)(tg_conn_t *c, tg_conn_proto_id_t proto))
+{
+    conn_attach = attach;
+    if (c->ssl == NULL && !c->listen->proxy_protocol && !c->listen->http2) {
+        attach(c, TG_CONN_PROTO_H1); /* nothing to settle first */
+        return;
+    }
+    c->proto = &preamble_proto;
+    preamble_run(c);
+}
+
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -345,11 +468,12 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     tg_conn_t *c = (tg_conn_t *)((char *)w - offsetof(tg_conn_t, timer));
-    if (c->state == TG_CONN_LINGER || c->state == TG_CONN_IDLE) {
-        if (c->ssl && !tg_tls_is_established(c->ssl))
+    if (c->state == TG_CONN_LINGER ||
+        (c->state == TG_CONN_IDLE && c->ssl && !tg_tls_is_established(c->ssl))) {
+        if (c->state == TG_CONN_IDLE)
             tg_log(TG_LOG_INFO, "client %s: TLS handshake timed out", tg_conn_peer(c));
         tg_conn_close(c);
         return;
     }
-    c->proto->on_timeout(c);
+    c->proto->on_timeout(c); /* idle: the codec closes its way (HTTP/2: GOAWAY first) */
 }

@@ -1,9 +1,12 @@
 /* A client connection: its socket, watchers, timer, input buffer and TLS
  * session, and nothing of HTTP. The protocol codec that speaks over it
- * (src/h1.c today; HTTP/2 next) is attached by the worker after accept
- * (tg_conn_t.proto) and gets the connection's events through it; the
- * connection layer owns accept, the per-worker cache of connection structs,
- * the PROXY protocol header, lingering close, and idle bookkeeping.
+ * (src/h1.c or src/h2.c) is attached by the worker once the connection's
+ * preamble is done (tg_conn_start: the PROXY protocol header, the TLS
+ * handshake, whose ALPN answer picks the codec, and on an `http2` cleartext
+ * listener the sniff for the HTTP/2 client preface) and gets the
+ * connection's events through tg_conn_t.proto; the connection layer owns
+ * accept, the per-worker cache of connection structs, the preamble,
+ * lingering close, and idle bookkeeping.
  *
  * An idle keep-alive connection holds no buffer and no arena block, only
  * this struct, so tens of thousands of idle clients cost little. */
@@ -41,7 +44,17 @@ typedef struct {
     void (*on_io)(tg_conn_t *c, int revents);     /* socket readable/writable */
     void (*on_timeout)(tg_conn_t *c);             /* the connection's timer fired */
     void (*on_close)(tg_conn_t *c);               /* release the codec's state */
+    /* Graceful stop (tg_conn_close_idle_all), called again on every round
+     * of it: a codec that multiplexes says goodbye its own way (HTTP/2:
+     * GOAWAY, close when its streams are done). NULL: closed when idle. */
+    void (*on_shutdown)(tg_conn_t *c);
 } tg_proto_t;
+
+/* The codec the preamble chose, for the worker's attach function. */
+typedef enum {
+    TG_CONN_PROTO_H1 = 0,
+    TG_CONN_PROTO_H2,
+} tg_conn_proto_id_t;
 
 /* State a module keeps for the life of a connection (limit_conn's places),
  * released when it closes. */
@@ -93,8 +106,15 @@ const char *tg_conn_peer(const tg_conn_t *c);
 
 /* Take an accepted socket (already non-blocking): the connection, with TLS
  * started on a tls listener and its header timeout armed, or NULL (closed,
- * logged). The caller attaches a codec and starts it. */
+ * logged). The caller starts it with tg_conn_start. */
 tg_conn_t *tg_conn_accept(tg_listen_t *ls, int fd, struct sockaddr *sa, socklen_t salen);
+/* Run the connection's preamble, then `attach` it to the codec it chose:
+ * PROXY protocol header (listen ... proxy_protocol), TLS handshake (HTTP/2
+ * when ALPN selected "h2"), on a cleartext `listen ... http2` the first 24
+ * bytes compared with the HTTP/2 client preface. Bytes read past the
+ * preamble wait in c->ibuf for the codec. The header timeout bounds it all.
+ * A plain listener without these attaches HTTP/1.1 at once. */
+void tg_conn_start(tg_conn_t *c, void (*attach)(tg_conn_t *c, tg_conn_proto_id_t proto));
 /* Graceful shutdown: close the keep-alive connections idle for at least
  * `min_idle` seconds (the others are closed after their next answer, which
  * says Connection: close: closing a connection a client is about to reuse

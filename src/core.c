@@ -307,7 +307,7 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t size)
     }
 }
 
-/* listen [ADDR:]PORT [default_server] [tls] [proxy_protocol] [backlog=N] */
+/* listen [ADDR:]PORT [default_server] [tls] [proxy_protocol] [http2] [backlog=N] */
 static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -328,6 +328,8 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
             tmp.tls = 1;
         } else if (tg_str_eq_lit(v, "proxy_protocol")) {
             tmp.proxy_protocol = 1;
+        } else if (tg_str_eq_lit(v, "http2")) {
+            tmp.http2 = 1; /* h2c with prior knowledge (src/conn.c sniffs the preface) */
         } else if (tg_conf_arg_kv(cf, i, "backlog", &num)) {
             if (tg_parse_int(num, &n) != 0 || n < 1 || n > 65535)
                 return tg_conf_errf(cf, "invalid backlog \"%.*s\"", TG_STR_FMT(num));
@@ -336,6 +338,8 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
             return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"listen\"", TG_STR_FMT(v));
         }
     }
+    if (tmp.http2 && tmp.tls)
+        return "\"http2\" is for cleartext listeners: on \"tls\" ALPN offers h2 (\"http2 on|off\")";
     tg_listen_t *ls;
     for (ls = cf->config->listens; ls; ls = ls->next)
         if (addr_equal(&ls->addr, ls->addrlen, &tmp.addr, tmp.addrlen))
@@ -353,8 +357,9 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
         while (*tail)
             tail = &(*tail)->next;
         *tail = ls;
-    } else if (ls->tls != tmp.tls || ls->proxy_protocol != tmp.proxy_protocol) {
-        return tg_conf_errf(cf, "\"%s\" is listened on with different tls or proxy_protocol "
+    } else if (ls->tls != tmp.tls || ls->proxy_protocol != tmp.proxy_protocol ||
+               ls->http2 != tmp.http2) {
+        return tg_conf_errf(cf, "\"%s\" is listened on with different tls or proxy_protocol (or http2) "
                                 "settings (first at %s:%d)",
                             ls->text, ls->file, ls->line);
     }

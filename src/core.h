@@ -31,6 +31,7 @@ typedef struct tg_listen_s {
     char text[80]; /* "127.0.0.1:8080" */
     unsigned tls : 1;
     unsigned proxy_protocol : 1; /* connections start with a PROXY header */
+    unsigned http2 : 1;          /* cleartext: HTTP/2 with prior knowledge too (h2c) */
     void *tls_ctx; /* tls: the default server's SSL_CTX (set by the tls module) */
     int backlog;
     tg_server_t **servers; /* servers on this address, config order */

@@ -28,6 +28,7 @@
 #include "uri.h"
 #include "log.h"
 #include "sendq.h"
+#include "stats.h"
 #include "worker.h"
 
 #define PARSER_CACHE_MAX 4096
@@ -340,11 +341,6 @@ static void h1_read(tg_conn_t *c)
         tg_buf_t *b = c->ibuf;
         if (b->pos == b->last && !c->req)
             b->pos = b->last = b->start; /* nothing pending: reuse from the start */
-        if (!c->pp_done && c->listen->proxy_protocol) {
-            if (tg_conn_proxy_protocol(c) <= 0)
-                return;
-            continue;
-        }
         if (b->pos == b->last) {
             if (b->last == b->end) {
                 /* The header block does not fit in one buffer. */
@@ -388,6 +384,7 @@ static void h1_read(tg_conn_t *c)
              * turning it off and on costs two epoll_ctl calls per request */
             tg_conn_want(c, EV_READ);
             tg_request_t *r = c->req;
+            tg_stats_count(TG_STATS_H1_REQUESTS, 1);
             tg_request_process(r, c->listen, h1_validate(r));
             return;
         }
@@ -1030,6 +1027,7 @@ static const tg_proto_t h1_proto = {
 void tg_h1_start(tg_conn_t *c)
 {
     c->proto = &h1_proto;
+    tg_stats_count(TG_STATS_H1_CONNS, 1);
     /* The listener uses TCP_DEFER_ACCEPT: the first request is usually there
      * already, so try it before paying for an epoll round trip. */
     h1_read(c);

@@ -17,6 +17,7 @@
 #include "health.h"
 #include "tls_conf.h"
 #include "error_page.h"
+#include "h2_conf.h"
 
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
@@ -47,6 +48,7 @@ tg_module_t *const tg_modules[] = {
     &tg_map_module,
     &tg_error_page_module,
     &tg_tls_module,
+    &tg_h2_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,
     &tg_access_module, /* allow/deny: after rate_limit, before cors */

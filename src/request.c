@@ -862,6 +862,14 @@ int tg_headers_set(tg_arena_t *a, tg_headers_t *hs, tg_str_t name, tg_str_t valu
     return 0;
 }
 
+tg_str_t tg_request_protocol(const tg_request_t *r)
+{
+    const char *p = r->carrier ? r->carrier->protocol : "HTTP/1.1";
+    if (r->http_minor == 0 && strcmp(p, "HTTP/1.1") == 0)
+        return TG_STR("HTTP/1.0");
+    return tg_str_c(p);
+}
+
 const char *tg_status_reason(int status)
 {
     switch (status) {

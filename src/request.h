@@ -348,6 +348,9 @@ void tg_request_resume(tg_request_t *r);
 int tg_request_vary_add(tg_request_t *r, const char *token);
 /* Add a response header (copies name and value into the arena). */
 int tg_request_add_resp_header(tg_request_t *r, tg_str_t name, tg_str_t value);
+/* The protocol the request came in ("HTTP/1.0", "HTTP/1.1", "HTTP/2.0"):
+ * $server_protocol and the access log's. */
+tg_str_t tg_request_protocol(const tg_request_t *r);
 /* The standard reason phrase of a status. */
 const char *tg_status_reason(int status);
 

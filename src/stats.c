@@ -240,6 +240,7 @@ void tg_stats_sum_totals(tg_config_t *c, tg_stats_totals_t *t)
         if ((uint64_t)w < nw) {
             t->conns_open += tg_stats_read_gauge(&b->conns_open);
             t->tunnels_open += tg_stats_read_gauge(&b->tunnels_open);
+            t->h2_streams += tg_stats_read_gauge(&b->h2_streams);
             for (int k = 0; k < TG_STATS_CONN_STATES; k++)
                 t->conns_state[k] += tg_stats_read_gauge(&b->conns_state[k]);
         }

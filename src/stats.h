@@ -56,6 +56,13 @@ typedef enum {
     TG_STATS_LUA_LIMIT,        /* of those: stopped by lua_instruction_limit */
     TG_STATS_SENDQ_BATCHES,    /* send batches submitted (one io_uring_enter each) */
     TG_STATS_SENDQ_WRITES,     /* writes they carried */
+    TG_STATS_H1_CONNS,         /* client connections that spoke HTTP/1.x */
+    TG_STATS_H2_CONNS,         /* client connections that spoke HTTP/2 */
+    TG_STATS_H1_REQUESTS,      /* requests read over HTTP/1.x */
+    TG_STATS_H2_REQUESTS,      /* requests (streams) served over HTTP/2 */
+    TG_STATS_H2_GOAWAY,        /* HTTP/2 GOAWAY frames sent */
+    TG_STATS_H2_RESETS,        /* HTTP/2 RST_STREAM frames received */
+    TG_STATS_H2_FLOOD,         /* HTTP/2 connections closed for abuse (ENHANCE_YOUR_CALM) */
     TG_STATS_EVENT_COUNT
 } tg_stats_event_t;
 
@@ -109,7 +116,7 @@ typedef struct {
     uint64_t upgrades;          /* gauge copied from tg_worker_t (a counter there) */
     int64_t tunnels_open;       /* gauge */
     int64_t conns_state[TG_STATS_CONN_STATES]; /* gauges */
-    uint64_t reserved;
+    int64_t h2_streams;         /* gauge: open HTTP/2 streams (requests in flight on them) */
     uint64_t events[TG_STATS_NEVENTS]; /* by tg_stats_event_t */
     uint64_t codes[500];               /* by status code: [0] is 100 ... [499] is 599 */
     tg_stats_class_t servers[TG_STATS_MAX_SERVERS];
@@ -198,7 +205,7 @@ tg_stats_worker_t *tg_stats_request_end(void);
 typedef struct {
     double uptime; /* seconds since the master started */
     uint64_t generation, reloads, worker_restarts, workers;
-    int64_t conns_open, tunnels_open, conns_state[TG_STATS_CONN_STATES];
+    int64_t conns_open, tunnels_open, h2_streams, conns_state[TG_STATS_CONN_STATES];
     uint64_t requests, status[5], bytes_in, bytes_out, upgrades;
     uint64_t events[TG_STATS_EVENT_COUNT];
     uint64_t codes[500]; /* by status code - 100 */

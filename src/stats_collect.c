@@ -86,6 +86,7 @@ void tg_stats_gauges_collect(void)
     tg_stats_set(&b->conns_state[TG_STATS_CONN_WRITING], cs.writing);
     tg_stats_set(&b->conns_state[TG_STATS_CONN_IDLE], cs.idle);
     tg_stats_set(&b->conns_state[TG_STATS_CONN_UPGRADED], cs.upgraded);
+    tg_stats_set(&b->h2_streams, w->h2_streams);
     tg_msec_t now = (tg_msec_t)(ev_now(w->loop) * 1000);
     for (int i = 0; i < st->nups; i++) {
         tg_stats_upstream_t *su = &st->ups[i];

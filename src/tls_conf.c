@@ -42,6 +42,7 @@
 #include <openssl/ocsp.h>
 #include <openssl/core_names.h>
 #include "tls_conf.h"
+#include "h2_conf.h"
 #include "tls_io.h"
 #include "core.h"
 #include "log.h"
@@ -61,8 +62,9 @@
 #define TLS_MAX_CACHE ((int64_t)1 << 30)
 #define TLS_CACHE_ZONE TG_TLS_CACHE_ZONE /* the shm zone's name (tls_cache.h) */
 
-/* The ALPN protocols we speak, in preference order (wire format). The one
- * place to add "h2" later. */
+/* The ALPN protocols we speak, in preference order (wire format): h2 first
+ * on servers with `http2 on` (the default), else HTTP/1.1 only. */
+static const unsigned char alpn_protos_h2[] = "\x02h2\x08http/1.1";
 static const unsigned char alpn_protos[] = "\x08http/1.1";
 
 typedef struct {
@@ -404,14 +406,17 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 
 /* ---- handshake callbacks --------------------------------------------------- */
 
+/* `arg` is non-NULL on a server with `http2 on`. It is the callback of the
+ * SSL_CTX the client hello callback chose (SNI), so each server block
+ * offers what it speaks. */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     (void)ssl;
-    (void)arg;
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, alpn_protos, sizeof(alpn_protos) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    const unsigned char *ours = arg ? alpn_protos_h2 : alpn_protos;
+    unsigned int n = arg ? sizeof(alpn_protos_h2) - 1 : sizeof(alpn_protos) - 1;
+    if (SSL_select_next_proto(&sel, outlen, ours, n, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no_application_protocol */
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -729,7 +734,7 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
     SSL_CTX_set_dh_auto(ctx, 1);
     SSL_CTX_set_cipher_list(ctx, t->ciphers);
     SSL_CTX_set1_groups_list(ctx, t->groups);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, tg_h2_conf(s->mconf)->enable ? (void *)1 : NULL);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_status_cb(ctx, status_cb);

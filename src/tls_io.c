@@ -244,6 +244,25 @@ int tg_tls_is_established(tg_ssl_t *ssl)
     return ssl && SSL_is_init_finished(ssl);
 }
 
+int tg_tls_accept(tg_ssl_t *ssl, uint8_t *flags, int *log_it)
+{
+    errno = 0;
+    *log_it = 0;
+    int rc = SSL_do_handshake(ssl);
+    if (rc == 1)
+        return 1;
+    return io_result(ssl, rc, 1, flags, log_it) < 0 && errno == EAGAIN ? 0 : -1;
+}
+
+tg_str_t tg_tls_alpn(tg_ssl_t *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    if (ssl)
+        SSL_get0_alpn_selected(ssl, &p, &n);
+    return p ? (tg_str_t){(const char *)p, n} : (tg_str_t){"", 0};
+}
+
 int tg_tls_idle_ok(tg_ssl_t *ssl, uint8_t flags)
 {
     char b;

@@ -58,6 +58,12 @@ ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, in
 int tg_tls_pending(tg_ssl_t *ssl);
 /* Is the handshake finished? 0 for NULL. */
 int tg_tls_is_established(tg_ssl_t *ssl);
+/* Server side: advance the handshake. 1 done; 0 wait for the socket
+ * (TG_TLS_F_WANT_WRITE says which way); -1 failed or the client left
+ * (*log_it as for tg_tls_read). */
+int tg_tls_accept(tg_ssl_t *ssl, uint8_t *flags, int *log_it);
+/* The protocol ALPN selected ("h2", "http/1.1"), empty when none (or NULL). */
+tg_str_t tg_tls_alpn(tg_ssl_t *ssl);
 /* An idle pooled upstream connection became readable: 1 when that was only
  * TLS housekeeping (a session ticket) and it stays usable, 0 to close it. */
 int tg_tls_idle_ok(tg_ssl_t *ssl, uint8_t flags);

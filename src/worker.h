@@ -40,6 +40,7 @@ struct tg_worker_s {
     /* upgraded connections, for the stats endpoint */
     uint64_t upgrades, tunnel_bytes_up, tunnel_bytes_down;
     int64_t tunnels_open;
+    int64_t h2_streams; /* HTTP/2 requests in flight (h2.c), for the stats endpoint */
     unsigned shutting_down : 1;
     unsigned accept_paused : 1;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_hup;

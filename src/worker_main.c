@@ -18,6 +18,7 @@
 #include "worker.h"
 #include "conn.h"
 #include "h1.h"
+#include "h2.h"
 #include "upstream.h"
 #include "log.h"
 #include "sendq.h"
@@ -41,6 +42,15 @@ static void worker_exit(int code)
     /* _exit: the process image is about to go; the config and pools are
      * released by the kernel, and the master's atexit handlers must not run. */
     _exit(code);
+}
+
+/* The connection's preamble chose its protocol: attach that codec. */
+static void conn_attach(tg_conn_t *c, tg_conn_proto_id_t proto)
+{
+    if (proto == TG_CONN_PROTO_H2)
+        tg_h2_start(c);
+    else
+        tg_h1_start(c);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -73,7 +83,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         tg_conn_t *c = tg_conn_accept(ls, fd, (struct sockaddr *)&sa, salen);
         if (c)
-            tg_h1_start(c);
+            tg_conn_start(c, conn_attach);
     }
 }
 

@@ -88,10 +88,12 @@ for my $old ('-tls1', '-tls1_1') {
 }
 unlike(s_client($port, servername => 'a.test', args => ['-tls1_2', '-cipher', 'AES128-SHA']),
        qr/New, TLSv1/, 'a cipher outside the default list refused');
-like(s_client($port, servername => 'a.test', args => ['-alpn', 'h2,http/1.1']),
-     qr/ALPN protocol: http\/1\.1/, 'ALPN: http/1.1 chosen over h2');
-like(s_client($port, servername => 'a.test', args => ['-alpn', 'h2']),
-     qr/no application protocol|alert/i, 'ALPN without http/1.1: refused');
+like(s_client($port, servername => 'a.test', args => ['-alpn', 'http/1.1,h2']),
+     qr/ALPN protocol: h2/, 'ALPN: h2 preferred (http2 on by default; t/600 has http2 off)');
+like(s_client($port, servername => 'a.test', args => ['-alpn', 'http/1.1']),
+     qr/ALPN protocol: http\/1\.1/, 'ALPN: http/1.1 alone');
+like(s_client($port, servername => 'a.test', args => ['-alpn', 'spdy/3']),
+     qr/no application protocol|alert/i, 'ALPN with neither: refused');
 
 # --- resumption across 2 workers (tickets whose keys every worker derives)
 my $req = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
