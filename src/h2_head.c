@@ -103,14 +103,7 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri)
         r->path = u.path;
         return 0;
     }
-    char *norm = tg_arena_alloc_nz(r->arena, u.path.len + 1);
-    if (norm == NULL)
-        return 500;
-    long n = tg_uri_normalize(u.path, norm);
-    if (n < 0)
-        return 400;
-    r->path = (tg_str_t){norm, (size_t)n};
-    return 0;
+    return tg_request_set_path(r, u.path);
 }
 
 static int is_connection_specific(tg_str_t n)

@@ -78,6 +78,18 @@ static int hostname_is_valid(tg_str_t h)
     return 1;
 }
 
+int tg_request_set_path(tg_request_t *r, tg_str_t path)
+{
+    char *norm = tg_arena_alloc_nz(r->arena, path.len + 1);
+    if (norm == NULL)
+        return 500;
+    long n = tg_uri_normalize(path, norm);
+    if (n < 0)
+        return 400;
+    r->path = (tg_str_t){norm, (size_t)n};
+    return 0;
+}
+
 int tg_request_set_host(tg_request_t *r, tg_str_t authority)
 {
     if (!hostname_is_valid(authority))

@@ -218,6 +218,10 @@ void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier
  * bad (the status to answer): pick the server and location, apply the core
  * limits, and run the phases. */
 void tg_request_process(tg_request_t *r, tg_listen_t *ls, int status);
+/* Set r->path from a request-target's path: decoded and normalised
+ * (src/uri.c), in the arena. 0, or the status to answer: 400 (a path that
+ * escapes the root or is malformed), 500 (no memory). */
+int tg_request_set_path(tg_request_t *r, tg_str_t path);
 /* Set r->host from a Host header or authority: "Example.COM:8080" ->
  * "example.com" (port and trailing dot dropped, lowercased, in the arena).
  * -1: not a valid host name. */
