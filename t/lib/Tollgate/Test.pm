@@ -1041,8 +1041,16 @@ sub reload($self, $conf, %o) {
 
 # Pids of the live processes in the gateway's process group except the
 # master (its workers, unless they left the group).
+# The master's worker PIDs. The listening port accepts (into its backlog)
+# before the master has forked its workers, so this waits (up to 10 s, while
+# the master lives) for at least one to appear.
 sub worker_pids($self) {
-    return grep { $_ != $self->{pid} } Tollgate::Test::_group_members($self->{pid});
+    my @w;
+    Tollgate::Test::wait_until(sub {
+        @w = grep { $_ != $self->{pid} } Tollgate::Test::_group_members($self->{pid});
+        @w || !kill(0, $self->{pid});
+    }, 10, 0.02);
+    return @w;
 }
 
 sub http($self, $method, $path, %o) {
