@@ -61,6 +61,15 @@ endif
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
+# what `tollgate -V` says about the build (given to src/version.c only); the
+# versions of libraries without a run-time version call come from pkg-config
+TG_BUILD_INFO := -DTG_BUILD_CC='"$(CC)"' -DTG_BUILD_CFLAGS='"$(ALL_CFLAGS)"' \
+    -DTG_BUILD_LDFLAGS='"$(LDFLAGS_ALL) $(LIBS)"' -DTG_BUILD_FLAVOUR='"$(notdir $(BUILD))"' \
+    -DTG_BUILD_PKGS='"$(foreach p,$(PKGS),$(p)=$(shell pkg-config --modversion $(p)))"' \
+    -DTG_BUILD_LIBURING='"$(shell pkg-config --modversion liburing)"' \
+    -DTG_BUILD_LIBSYSTEMD='"$(shell pkg-config --modversion libsystemd)"' \
+    $(if $(filter libnghttp2,$(PKGS)),-DTG_HAVE_NGHTTP2)
+$(BUILD)/src/version.o: ALL_CFLAGS += $(TG_BUILD_INFO)
 
 SRCS := $(sort $(wildcard src/*.c)) $(sort $(wildcard modules/*.c))
 OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
