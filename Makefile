@@ -79,7 +79,7 @@ LLHTTP_SIMD ?= $(shell $(CC) -march=native -dM -E - </dev/null 2>/dev/null | gre
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
-.PHONY: all deps run test unit bench clean install fuzz build/tollgate
+.PHONY: all deps run test unit bench clean install fuzz man build/tollgate
 
 all: build/tollgate
 
@@ -128,8 +128,9 @@ bench: all
 fuzz:
 	$(MAKE) -C contrib/fuzz
 
-# the binary, the systemd unit (its paths made those of PREFIX), and a config
-# unless there is one already (an edited config is never overwritten)
+# the binary, the systemd unit (its paths made those of PREFIX), a config
+# unless there is one already (an edited config is never overwritten), and
+# the man pages
 install: all
 	install -D -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -137,6 +138,12 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
 	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
 	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
+	install -D -m 644 man/tollgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/tollgate.8
+	install -D -m 644 man/tollgate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tollgate.conf.5
+
+# man/tollgate.conf.5 is made from docs/ (t/135-man.t checks it is in step)
+man:
+	contrib/gen-man > man/tollgate.conf.5.tmp && mv man/tollgate.conf.5.tmp man/tollgate.conf.5
 
 clean:
 	rm -rf build
