@@ -26,6 +26,8 @@ typedef struct dump_file_s {
 static dump_file_t *files, **files_tail = &files;
 static int files_oom;
 
+static void files_free(void);
+
 static void on_file(const char *path, const char *text, size_t len)
 {
     dump_file_t *f = calloc(1, sizeof(*f));
@@ -45,6 +47,13 @@ static void on_file(const char *path, const char *text, size_t len)
 void tg_conf_dump_record(void)
 {
     tg_conf_on_file = on_file;
+}
+
+void tg_conf_dump_discard(void)
+{
+    tg_conf_on_file = NULL;
+    files_oom = 0;
+    files_free();
 }
 
 static void files_free(void)

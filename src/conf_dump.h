@@ -13,6 +13,9 @@ void tg_conf_dump_record(void);
  * copies. Returns 0, or -1 (out of memory, or writing failed). */
 int tg_conf_dump(FILE *out, tg_config_t *c);
 
+/* A load failed: drop what was recorded. */
+void tg_conf_dump_discard(void);
+
 /* Arena strings: "location ^~ /static/" (or the server level's note), a
  * server's names, and the core settings of a scope's module configs. */
 const char *tg_conf_dump_location_name(tg_arena_t *a, const tg_location_t *l);

@@ -103,7 +103,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *conf = TG_DEFAULT_CONF, *sig = NULL, *remote = NULL;
-    const char **headers = NULL;
+    static const char *headers[64]; /* -H for --explain */
     int test = 0, dump = 0, daemon = 0, explain = 0, nheaders = 0, opt;
     static char cwd[4096];
     while ((opt = getopt_long(argc, argv, "c:p:s:tTdvVhH:", longopts, NULL)) != -1) {
@@ -119,14 +119,13 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         case OPT_EXPLAIN: explain = 1; break;
         case OPT_REMOTE: remote = optarg; break;
-        case 'H': {
-            const char **h = realloc(headers, (size_t)(nheaders + 1) * sizeof(*h));
-            if (h == NULL)
-                return 1;
-            headers = h;
+        case 'H':
+            if (nheaders == (int)(sizeof(headers) / sizeof(headers[0]))) {
+                fprintf(stderr, "tollgate: more than %d -H options\n", nheaders);
+                return 2;
+            }
             headers[nheaders++] = optarg;
             break;
-        }
         default: usage(stderr); return 2;
         }
     }
@@ -142,12 +141,12 @@ int main(int argc, char **argv)
         tg_conf_dump_record();
     tg_config_t *c = tg_config_load(conf, 1);
     if (c == NULL) {
+        tg_conf_dump_discard();
         fprintf(stderr, "tollgate: configuration file %s test failed\n", conf);
         return 1;
     }
     if (explain) {
         int rc = tg_explain(stdout, c, argv[optind], argv[optind + 1], headers, nheaders, remote);
-        free(headers);
         tg_config_destroy(c);
         return rc;
     }
