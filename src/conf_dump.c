@@ -152,9 +152,10 @@ static void dump_effective(FILE *out, tg_config_t *c, tg_arena_t *a)
             (long long)m->shutdown_timeout, (long long)m->worker_connections,
             (long long)m->header_buffer_size, m->io_uring ? "on" : "off");
     for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
-        fprintf(out, "listen %s: tls=%s proxy_protocol=%s backlog=%d servers=%d "
+        fprintf(out, "listen %s: tls=%s http2=%s proxy_protocol=%s backlog=%d servers=%d "
                      "default_server=%s  # %s:%d\n",
-                ls->text, ls->tls ? "on" : "off", ls->proxy_protocol ? "on" : "off",
+                ls->text, ls->tls ? "on" : "off", ls->http2 ? "on" : "off",
+                ls->proxy_protocol ? "on" : "off",
                 ls->backlog, ls->nservers, tg_conf_dump_server_name(a, ls->default_server),
                 ls->file, ls->line);
     for (tg_upstream_t *u = c->upstreams; u; u = u->next) {

@@ -274,7 +274,8 @@ int tg_explain(FILE *out, tg_config_t *c, const char *method, const char *url,
             remote ? ", from " : "", remote ? remote : "");
     if (u.query.len)
         fprintf(out, "query: %.*s\n", TG_STR_FMT(u.query));
-    fprintf(out, "listener: %s%s (%s)\n", ls->text, ls->tls ? " tls" : "", why);
+    fprintf(out, "listener: %s%s%s (%s)\n", ls->text, ls->tls ? " tls" : "",
+            ls->http2 ? " http2" : "", why);
     tg_server_t *s = tg_core_find_server(ls, req.host);
     explain_server(out, &a, ls, s, req.host);
     if (s->root->hooks[TG_PHASE_SERVER_REWRITE])

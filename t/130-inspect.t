@@ -92,7 +92,7 @@ EOF
          '-T: main settings with the default workers');
     like($out, qr/shutdown_timeout=30000ms worker_connections=10000 client_header_buffer_size=16384/,
          '-T: main defaults');
-    like($out, qr/^listen 127\.0\.0\.1:$p1: tls=off proxy_protocol=off backlog=511 servers=2 default_server=example\.com/m,
+    like($out, qr/^listen 127\.0\.0\.1:$p1: tls=off http2=off proxy_protocol=off backlog=511 servers=2 default_server=example\.com/m,
          '-T: a listener, its servers and default');
     like($out, qr/^upstream api: balance=least_conn keepalive=32 tls=off health_check=off\n\s+server 127\.0\.0\.1:3000 weight=3 max_fails=1 fail_timeout=10000ms\n\s+server 127\.0\.0\.1:3001 weight=1 .* backup$/m,
          '-T: an upstream with its servers and the keepalive default');
@@ -134,6 +134,9 @@ EOF
     like($outV, qr/^build:\n  flavour\s+(release|asan|debug)\n  compiler\s+\S+.*\n  cflags\s+.*-std=gnu11/m,
          '-V: flavour, compiler, flags');
     like($outV, qr/^  packages\s+.*libpcre2-8=\d/m, '-V: packages built against');
+    if ($outV =~ /^  packages\s+.*libnghttp2=(\S+)/m) {
+        like($out, qr/^  nghttp2\s+\Q$1\E$/m, '-v: nghttp2, linked, with its run-time version');
+    }
     like($outV, qr/^  config\s+\S+ \(default of -c\)/m, '-V: the default config path');
 }
 
