@@ -61,6 +61,15 @@ endif
 CFLAGS ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
+# what `tollgate -V` says about the build (given to src/version.c only); the
+# versions of libraries without a run-time version call come from pkg-config
+TG_BUILD_INFO := -DTG_BUILD_CC='"$(CC)"' -DTG_BUILD_CFLAGS='"$(ALL_CFLAGS)"' \
+    -DTG_BUILD_LDFLAGS='"$(LDFLAGS_ALL) $(LIBS)"' -DTG_BUILD_FLAVOUR='"$(notdir $(BUILD))"' \
+    -DTG_BUILD_PKGS='"$(foreach p,$(PKGS),$(p)=$(shell pkg-config --modversion $(p)))"' \
+    -DTG_BUILD_LIBURING='"$(shell pkg-config --modversion liburing)"' \
+    -DTG_BUILD_LIBSYSTEMD='"$(shell pkg-config --modversion libsystemd)"' \
+    $(if $(filter libnghttp2,$(PKGS)),-DTG_HAVE_NGHTTP2)
+$(BUILD)/src/version.o: ALL_CFLAGS += $(TG_BUILD_INFO)
 
 SRCS := $(sort $(wildcard src/*.c)) $(sort $(wildcard modules/*.c))
 OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
@@ -70,7 +79,7 @@ LLHTTP_SIMD ?= $(shell $(CC) -march=native -dM -E - </dev/null 2>/dev/null | gre
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
-.PHONY: all deps run test unit bench clean install fuzz build/tollgate
+.PHONY: all deps run test unit bench clean install fuzz man build/tollgate
 
 all: build/tollgate
 
@@ -119,8 +128,9 @@ bench: all
 fuzz:
 	$(MAKE) -C contrib/fuzz
 
-# the binary, the systemd unit (its paths made those of PREFIX), and a config
-# unless there is one already (an edited config is never overwritten)
+# the binary, the systemd unit (its paths made those of PREFIX), a config
+# unless there is one already (an edited config is never overwritten), and
+# the man pages
 install: all
 	install -D -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -128,6 +138,12 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
 	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
 	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
+	install -D -m 644 man/tollgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/tollgate.8
+	install -D -m 644 man/tollgate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tollgate.conf.5
+
+# man/tollgate.conf.5 is made from docs/ (t/135-man.t checks it is in step)
+man:
+	contrib/gen-man > man/tollgate.conf.5.tmp && mv man/tollgate.conf.5.tmp man/tollgate.conf.5
 
 clean:
 	rm -rf build

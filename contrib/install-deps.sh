@@ -16,7 +16,7 @@ BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
        libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev
        libcrypt-dev libnghttp2-dev libc-ares-dev libsystemd-dev libjansson-dev nodejs"
 TEST="perl curl openssl gzip brotli zstd procps iproute2 valgrind redis-server wrk
-      chromium chromium-driver prometheus nghttp2-client systemd"
+      chromium chromium-driver prometheus nghttp2-client systemd man-db groff-base"
 BENCH="nginx-light haproxy wrk"
 FUZZ="clang"
 

@@ -7,6 +7,7 @@
  * with no rules of its own inherits all of its parent's; one rule replaces
  * them. The address is $remote_addr, so real_ip applies first. */
 #include <string.h>
+#include <arpa/inet.h>
 #include "module.h"
 #include "request.h"
 #include "cidr.h"
@@ -77,6 +78,36 @@ static int access_is_active(void *conf)
     return ((access_conf_t *)conf)->nrules > 0;
 }
 
+/* --explain and -T: the rules in the order they are tried. */
+static const char *access_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    access_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "rules:");
+    for (int i = 0; s && i < c->nrules; i++) {
+        const access_rule_t *rule = &c->rules[i];
+        char text[INET6_ADDRSTRLEN] = "all";
+        int bits = 0, full = rule->cidr.family == AF_INET ? 32 : 128;
+        if (!rule->all) {
+            inet_ntop(rule->cidr.family, rule->cidr.addr, text, sizeof(text));
+            for (int k = 0; k < full / 8; k++)
+                bits += __builtin_popcount(rule->cidr.mask[k]);
+        }
+        s = tg_arena_printf(a, "%s %s %s", s, rule->deny ? "deny" : "allow", text);
+        if (s && !rule->all && bits != full)
+            s = tg_arena_printf(a, "%s/%d", s, bits);
+        if (s && i + 1 < c->nrules)
+            s = tg_arena_printf(a, "%s;", s);
+    }
+    if (s == NULL || req == NULL || req->remote.len == 0)
+        return s;
+    /* the first rule the address is in decides, as access_access does */
+    for (int i = 0; i < c->nrules; i++)
+        if (c->rules[i].all || tg_cidr_match_text(&c->rules[i].cidr, 1, req->remote))
+            return tg_arena_printf(a, "%s -> %.*s hits rule %d: %s", s, TG_STR_FMT(req->remote),
+                                   i + 1, c->rules[i].deny ? "denied (403)" : "allowed");
+    return tg_arena_printf(a, "%s -> %.*s hits no rule: allowed", s, TG_STR_FMT(req->remote));
+}
+
 static const tg_directive_t access_directives[] = {
     {"allow", TG_SCOPE_HTTP, 0, 1, 1, set_rule, 0},
     {"deny", TG_SCOPE_HTTP, 0, 1, 1, set_rule, 0},
@@ -89,5 +120,6 @@ tg_module_t tg_access_module = {
     .create_conf = access_create_conf,
     .merge_conf = access_merge_conf,
     .is_active = access_is_active,
+    .explain = access_explain,
     .on_access = access_access,
 };

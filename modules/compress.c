@@ -334,6 +334,22 @@ static int cz_is_active(void *conf)
     return c->enabled == 1 && c->ncodings > 0;
 }
 
+/* --explain and -T: codings in preference order with levels, the minimum
+ * length and the types. */
+static const char *cz_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    cz_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "codings=");
+    for (int i = 0; s && i < c->ncodings; i++)
+        s = tg_arena_printf(a, "%s%s%s:%d", s, i ? "," : "", cz_names[c->codings[i]],
+                            c->level[c->codings[i]]);
+    if (s)
+        s = tg_arena_printf(a, "%s min_length=%lld types=", s, (long long)c->min_length);
+    for (int i = 0; s && i < c->ntypes; i++)
+        s = tg_arena_printf(a, "%s%s%.*s", s, i ? "," : "", TG_STR_FMT(c->types[i]));
+    return s;
+}
+
 /* ---- deciding, on the response header ----------------------------------------- */
 
 /* The media type of a Content-Type value: before any ';', trimmed. */
@@ -851,6 +867,7 @@ tg_module_t tg_compress_module = {
     .create_conf = cz_create_conf,
     .merge_conf = cz_merge_conf,
     .is_active = cz_is_active,
+    .explain = cz_explain,
     .exit_worker = cz_exit_worker,
     .on_response_headers = cz_response_headers,
     .on_response_body = cz_response_body,

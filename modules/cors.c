@@ -220,6 +220,19 @@ static const char *set_cors(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
+/* Is `v` one of the listed origins or matched by a pattern (md NULL: the
+ * patterns are not tried)? */
+static int origin_listed(const cors_conf_t *c, tg_str_t v, pcre2_match_data *md)
+{
+    for (int i = 0; i < c->norigins; i++) {
+        const cors_origin_t *a = &c->origins[i];
+        if (a->re == NULL ? tg_str_eq(a->exact, v)
+                          : md && pcre2_match(a->re, (PCRE2_SPTR)v.p, v.len, 0, 0, md, NULL) >= 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Access-Control-Allow-Origin for this request, empty when none. */
 static tg_str_t allowed_origin(const cors_conf_t *c, tg_request_t *r)
 {
@@ -230,14 +243,7 @@ static tg_str_t allowed_origin(const cors_conf_t *c, tg_request_t *r)
         return TG_NULL_STR;
     if (c->reflect)
         return o->value;
-    for (int i = 0; i < c->norigins; i++) {
-        const cors_origin_t *a = &c->origins[i];
-        if (a->re == NULL ? tg_str_eq(a->exact, o->value)
-                          : *c->md && pcre2_match(a->re, (PCRE2_SPTR)o->value.p, o->value.len,
-                                                  0, 0, *c->md, NULL) >= 0)
-            return o->value;
-    }
-    return TG_NULL_STR;
+    return origin_listed(c, o->value, *c->md) ? o->value : TG_NULL_STR;
 }
 
 /* The headers both answers carry: origin, Vary, credentials. */
@@ -328,6 +334,33 @@ static int cors_is_active(void *conf)
     return ((cors_conf_t *)conf)->enabled == 1;
 }
 
+/* --explain and -T: the origins allowed and the preflight answer. */
+static const char *cors_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    cors_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "origins=%s", c->any_origin ? "*" : c->reflect ? "reflect" : "");
+    for (int i = 0; s && !c->any_origin && !c->reflect && i < c->norigins; i++)
+        s = tg_arena_printf(a, "%s%s%s%.*s", s, i ? "," : "", c->origins[i].re ? "~" : "",
+                            TG_STR_FMT(c->origins[i].exact));
+    if (s)
+        s = tg_arena_printf(a, "%s methods=%.*s headers=%.*s expose=%.*s max_age=%.*s "
+                               "credentials=%s options_status=%d preflight_continue=%s",
+                            s, TG_STR_FMT(c->methods), TG_STR_FMT(c->headers),
+                            TG_STR_FMT(c->expose), TG_STR_FMT(c->max_age),
+                            c->credentials ? "on" : "off", c->options_status,
+                            c->preflight_continue ? "on" : "off");
+    for (int i = 0; s && req && i < req->nheaders; i++) {
+        if (!tg_str_caseeq_lit(req->names[i], "Origin"))
+            continue;
+        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+        int ok = c->any_origin || c->reflect || origin_listed(c, req->values[i], md);
+        pcre2_match_data_free(md);
+        s = tg_arena_printf(a, "%s -> Origin %.*s %s", s, TG_STR_FMT(req->values[i]),
+                            ok ? "allowed" : "not allowed (no Access-Control-Allow-Origin)");
+    }
+    return s;
+}
+
 static const tg_directive_t cors_directives[] = {
     {"cors", TG_SCOPE_HTTP, 0, 0, -1, set_cors, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
@@ -339,6 +372,7 @@ tg_module_t tg_cors_module = {
     .create_conf = cors_create_conf,
     .merge_conf = cors_merge_conf,
     .is_active = cors_is_active,
+    .explain = cors_explain,
     .init_worker = cors_init_worker,
     .on_access = cors_access,
     .on_response_headers = cors_response_headers,

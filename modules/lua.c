@@ -197,6 +197,20 @@ static int lua_is_active(void *conf)
     return 0;
 }
 
+/* --explain and -T: the script of each Lua phase and the limits. */
+static const char *lua_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    static const char *const names[TG_LUA_NPHASES] = {"lua_rewrite", "lua_access", "lua_route",
+                                                      "lua_header_filter", "lua_log"};
+    lua_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "instruction_limit=%lld body_max=%lld",
+                              (long long)c->instruction_limit, (long long)c->body_max);
+    for (int i = 0; s && i < TG_LUA_NPHASES; i++)
+        if (c->scripts[i])
+            s = tg_arena_printf(a, "%s %s=%s", s, names[i], c->scripts[i]->path);
+    return s;
+}
+
 static int lua_init_worker(tg_worker_t *w)
 {
     lua_conf_t *c = w->config->mconf[tg_lua_module.index];
@@ -271,6 +285,7 @@ tg_module_t tg_lua_module = {
     .merge_conf = lua_merge_conf,
     .init_conf = lua_init_conf,
     .is_active = lua_is_active,
+    .explain = lua_explain,
     .init_worker = lua_init_worker,
     .exit_worker = lua_exit_worker,
     .on_rewrite = lua_rewrite,

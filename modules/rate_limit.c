@@ -593,6 +593,32 @@ static int rl_is_active(void *conf)
     return ((rl_conf_t *)conf)->nuse > 0;
 }
 
+/* --explain and -T: each zone this scope counts against, with its key,
+ * policy, burst and backend, then the scope's headers and exemptions. */
+static const char *rl_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    static const char *const counts[] = {"all", "failed", "successful"};
+    rl_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "%s", "");
+    for (int i = 0; s && i < c->nuse; i++) {
+        const rl_zone_t *z = c->use[i];
+        int64_t burst = z->gcra.tolerance / z->gcra.interval + 1 - z->gcra.count;
+        s = tg_arena_printf(a, "%s%szone %.*s key=%.*s rate=%s burst=%lld count=%s status=%d "
+                               "backend=%s%s",
+                            s, i ? "; " : "", TG_STR_FMT(z->name), TG_STR_FMT(z->key->src),
+                            z->policy, (long long)burst, counts[c->count[i]], z->status,
+                            z->redis ? tg_redis_name(z->redis) : "local",
+                            z->dry_run ? " dry_run" : "");
+    }
+    if (s)
+        s = tg_arena_printf(a, "%s; headers=%s%s%s%s%s; exempt addresses: %d", s,
+                            c->headers ? "" : "off", c->headers & RL_H_LEGACY ? " legacy" : "",
+                            c->headers & RL_H_DRAFT6 ? " draft-6" : "",
+                            c->headers & RL_H_DRAFT7 ? " draft-7" : "",
+                            c->headers & RL_H_DRAFT8 ? " draft-8" : "", c->nallow);
+    return s;
+}
+
 /* ---- deciding ------------------------------------------------------------------------ */
 
 /* One worker logs a kind of event per zone and second. */
@@ -997,6 +1023,7 @@ tg_module_t tg_rate_limit_module = {
     .merge_conf = rl_merge_conf,
     .init_conf = rl_init_conf,
     .is_active = rl_is_active,
+    .explain = rl_explain,
     .init_worker = rl_init_worker,
     .on_access = rl_access,
     .on_response_headers = rl_response_headers,

@@ -37,6 +37,7 @@ typedef struct {
     rw_kind_t kind;
     rw_flag_t flag;
     pcre2_code *re;         /* rewrite: JIT compiled */
+    tg_str_t re_src;        /* rewrite: the regex as written (for -T and --explain) */
     pcre2_match_data *md;   /* its match data (a worker runs one match at a time) */
     tg_tpl_t *text;         /* rewrite: REPLACEMENT; return: TEXT or URL (NULL: none) */
     int status;             /* return: the status; rewrite: 301/302 when it redirects */
@@ -159,6 +160,7 @@ static const char *set_rewrite(tg_conf_t *cf, const tg_directive_t *d, void *con
         return "out of memory";
     op->flag = flag;
     op->re = re;
+    op->re_src = src;
     op->md = md;
     op->text = t;
     op->drop_args = drop;
@@ -347,6 +349,34 @@ static tg_rc_t rw_content(tg_request_t *r, void *conf)
     return TG_DONE;
 }
 
+/* --explain and -T: this scope's rules in order (listed, not run: which
+ * one applies depends on the request). */
+static const char *rw_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    static const char *const flags[] = {"", " last", " break", " redirect", " permanent"};
+    rw_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "%s", c->nops || c->srv ? "" : "(none here)");
+    for (int i = 0; s && i < c->nops; i++) {
+        const rw_op_t *op = &c->ops[i];
+        const char *sep = i ? "; " : "";
+        if (op->kind == RW_REWRITE)
+            s = tg_arena_printf(a, "%s%srewrite %.*s %.*s%s%s", s, sep, TG_STR_FMT(op->re_src),
+                                TG_STR_FMT(op->text->src), op->drop_args ? "?" : "",
+                                flags[op->flag]);
+        else if (op->kind == RW_RETURN && op->text)
+            s = tg_arena_printf(a, "%s%sreturn %d %.*s", s, sep, op->status,
+                                TG_STR_FMT(op->text->src));
+        else if (op->kind == RW_RETURN)
+            s = tg_arena_printf(a, "%s%sreturn %d", s, sep, op->status);
+        else
+            s = tg_arena_printf(a, "%s%sbreak", s, sep);
+    }
+    if (s && c->srv)
+        s = tg_arena_printf(a, "%s%sthe server's return, when its rewrite phase reached one", s,
+                            c->nops ? "; " : "");
+    return s;
+}
+
 static const tg_directive_t rw_directives[] = {
     {"rewrite", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 2, 3, set_rewrite, 0},
     {"return", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 2, set_return, 0},
@@ -360,6 +390,7 @@ tg_module_t tg_rewrite_module = {
     .create_conf = rw_create_conf,
     .merge_conf = rw_merge_conf,
     .is_active = rw_is_active,
+    .explain = rw_explain,
     .on_server_rewrite = rw_server_rewrite,
     .on_rewrite = rw_rewrite,
     .on_content = rw_content,

@@ -521,6 +521,40 @@ static int sh_is_active(void *conf)
     return c->enabled == 1 || c->nset > 0 || c->csp.p || c->hsts.p;
 }
 
+/* --explain and -T: the headers this scope sends (names; the values of the
+ * configured ones), in the order sh_response_headers adds them. */
+static const char *sh_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    sh_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "override=%s", c->override ? "on" : "off");
+    if (c->enabled) {
+        if (c->hide_powered_by)
+            s = s ? tg_arena_printf(a, "%s, X-Powered-By removed", s) : NULL;
+        for (size_t i = 0; s && i < NDEFAULTS; i++) {
+            const sh_header_t *h = &helmet_defaults[i];
+            const sh_header_t *x = c->nset ? explicit_value(c, h->name) : NULL;
+            if ((x && x->value.p == NULL) ||
+                (!x && i == CSP_INDEX && (c->csp.p || c->csp_report_only || !c->csp_defaults)) ||
+                (!x && i == HSTS_INDEX && c->hsts.p))
+                continue;
+            s = tg_arena_printf(a, "%s, %.*s%s", s, TG_STR_FMT(h->name),
+                                !x && i == HSTS_INDEX ? " (https only)" : "");
+        }
+    }
+    if (s && (c->csp.p || (c->enabled && c->csp_report_only && c->csp_defaults)) &&
+        !explicit_value(c, TG_STR("Content-Security-Policy")))
+        s = tg_arena_printf(a, "%s, %.*s: %.*s", s, TG_STR_FMT(c->csp_name),
+                            TG_STR_FMT(c->csp.p ? c->csp : helmet_defaults[CSP_INDEX].value));
+    if (s && c->hsts.p && !explicit_value(c, helmet_defaults[HSTS_INDEX].name))
+        s = tg_arena_printf(a, "%s, Strict-Transport-Security: %.*s", s, TG_STR_FMT(c->hsts));
+    for (int i = 0; s && i < c->nset; i++)
+        s = c->set[i].value.p
+                ? tg_arena_printf(a, "%s, %.*s: %.*s", s, TG_STR_FMT(c->set[i].name),
+                                  TG_STR_FMT(c->set[i].value))
+                : tg_arena_printf(a, "%s, %.*s removed", s, TG_STR_FMT(c->set[i].name));
+    return s;
+}
+
 static const tg_directive_t sh_directives[] = {
     {"security_headers", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag, offsetof(sh_conf_t, enabled)},
     {"security_header", TG_SCOPE_HTTP, 0, 2, 2, set_security_header, 0},
@@ -543,5 +577,6 @@ tg_module_t tg_security_headers_module = {
     .create_conf = sh_create_conf,
     .merge_conf = sh_merge_conf,
     .is_active = sh_is_active,
+    .explain = sh_explain,
     .on_response_headers = sh_response_headers,
 };

@@ -342,6 +342,28 @@ static int st_is_active(void *conf)
     return ((st_conf_t *)conf)->root != NULL;
 }
 
+/* --explain and -T: where files come from and how they are served. */
+static const char *st_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    static const char *const dot[] = {"ignore", "deny", "allow"};
+    st_conf_t *c = conf;
+    char *s = tg_arena_printf(a, "%s=%.*s index=", c->root->alias ? "alias" : "root",
+                              TG_STR_FMT(c->root->path));
+    for (int i = 0; s && i < c->nindex; i++)
+        s = tg_arena_printf(a, "%s%s%.*s", s, i ? "," : "", TG_STR_FMT(c->index[i]));
+    for (int i = 0; s && i < c->ntry; i++)
+        s = tg_arena_printf(a, "%s%s%.*s", s, i ? " " : " try_files=", TG_STR_FMT(c->try_raw[i]));
+    if (s)
+        s = tg_arena_printf(a, "%s default_type=%.*s expires=%s", s, TG_STR_FMT(c->default_type),
+                            c->expires == EXP_OFF ? "off" : c->expires == EXP_MAX ? "max" : "");
+    if (s && c->expires == EXP_TIME)
+        s = tg_arena_printf(a, "%s%lldms", s, (long long)c->expires_ms);
+    if (s)
+        s = tg_arena_printf(a, "%s dotfiles=%s compress_static=%s", s, dot[c->dotfiles],
+                            c->compress_static ? "on" : "off");
+    return s;
+}
+
 static const char *check_location(tg_conf_t *cf, tg_mime_t *def, tg_location_t *l)
 {
     st_conf_t *c = l->mconf[tg_static_module.index];
@@ -1126,6 +1148,7 @@ tg_module_t tg_static_module = {
     .merge_conf = st_merge_conf,
     .init_conf = st_init_conf,
     .is_active = st_is_active,
+    .explain = st_explain,
     .init_worker = st_init_worker,
     .exit_worker = st_exit_worker,
     .on_content = st_content,

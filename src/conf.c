@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 const char *tg_conf_prefix;
+void (*tg_conf_on_file)(const char *file, const char *text, size_t len);
 
 struct tg_conf_src_s {
     const char *file;    /* arena string */
@@ -292,6 +293,7 @@ static int parse_file(tg_conf_t *cf, const char *file)
         }
     }
     if ((err = read_all(fd, S_ISREG(st.st_mode) ? st.st_size : 0, &src.buf, &len)) != 0) goto done;
+    if (tg_conf_on_file) tg_conf_on_file(file, src.buf, len);
     src.p = src.buf;
     src.end = src.buf + len;
     src.dev = st.st_dev;

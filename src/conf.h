@@ -105,6 +105,10 @@ int tg_conf_arg_kv(tg_conf_t *cf, int i, const char *key, tg_str_t *val);
  * the prefix (the working directory at start, or -p). Arena string. */
 const char *tg_conf_path(tg_conf_t *cf, tg_str_t path);
 extern const char *tg_conf_prefix; /* set by main() before parsing */
+/* When set (tollgate -T, src/conf_dump.c), called with each file the parser
+ * reads, its path and whole text, in the order they are read (an included
+ * file where its include is). The text is the parser's: copy what is kept. */
+extern void (*tg_conf_on_file)(const char *file, const char *text, size_t len);
 
 /* Stock setters: write the parsed value at `conf + d->offset`. */
 const char *tg_conf_set_flag(tg_conf_t *cf, const tg_directive_t *d, void *conf); /* int: on|off */

@@ -748,35 +748,68 @@ void tg_config_destroy(tg_config_t *c)
 
 /* ---- routing -------------------------------------------------------------------- */
 
+int tg_core_server_name_match(const tg_server_t *s, tg_str_t host, tg_str_t *name)
+{
+    int best = 0;
+    for (int k = 0; k < s->nnames; k++) {
+        tg_str_t n = s->names[k];
+        if (n.len > 1 && n.p[0] == '*') {
+            /* "*.example.com" matches "a.example.com" and "a.b.example.com" */
+            size_t suf = n.len - 1;
+            if (host.len > suf && memcmp(host.p + host.len - suf, n.p + 1, suf) == 0 &&
+                (int)suf > best) {
+                best = (int)suf;
+                *name = n;
+            }
+        } else if (tg_str_eq(n, host)) {
+            *name = n;
+            return -1;
+        }
+    }
+    return best;
+}
+
 tg_server_t *tg_core_find_server(tg_listen_t *ls, tg_str_t host)
 {
     if (ls->nservers == 1 || host.len == 0)
         return ls->default_server;
     tg_server_t *best = NULL;
-    size_t best_len = 0;
+    int best_len = 0;
     for (int i = 0; i < ls->nservers; i++) {
-        tg_server_t *s = ls->servers[i];
-        for (int k = 0; k < s->nnames; k++) {
-            tg_str_t n = s->names[k];
-            if (n.len > 1 && n.p[0] == '*') {
-                /* "*.example.com" matches "a.example.com" and "a.b.example.com" */
-                size_t suf = n.len - 1;
-                if (host.len > suf && memcmp(host.p + host.len - suf, n.p + 1, suf) == 0 &&
-                    suf > best_len) {
-                    best = s;
-                    best_len = suf;
-                }
-            } else if (tg_str_eq(n, host)) {
-                return s;
-            }
+        tg_str_t name;
+        int m = tg_core_server_name_match(ls->servers[i], host, &name);
+        if (m < 0)
+            return ls->servers[i];
+        if (m > best_len) {
+            best = ls->servers[i];
+            best_len = m;
         }
     }
     return best ? best : ls->default_server;
 }
 
-tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
+static int prefix_of(const tg_location_t *l, tg_str_t path)
+{
+    return l->path.len <= path.len && memcmp(l->path.p, path.p, l->path.len) == 0;
+}
+
+int tg_core_location_matches(const tg_location_t *l, tg_str_t path)
 {
     static pcre2_match_data *md; /* per process; only whether it matched is used */
+    switch (l->kind) {
+    case TG_LOC_EXACT: return tg_str_eq(l->path, path);
+    case TG_LOC_PREFIX:
+    case TG_LOC_PREFIX_NOREGEX: return prefix_of(l, path);
+    case TG_LOC_REGEX:
+        if (md == NULL && (md = pcre2_match_data_create(1, NULL)) == NULL)
+            return -1;
+        return pcre2_match(l->re, (PCRE2_SPTR)path.p, path.len, 0, 0, md, NULL) >= 0;
+    default: return 0; /* named: reached only by an internal redirect */
+    }
+}
+
+tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
+{
     tg_location_t *prefix = NULL;
     for (int i = 0; i < s->nlocations; i++) {
         tg_location_t *l = s->locations[i];
@@ -784,8 +817,7 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
             if (tg_str_eq(l->path, path))
                 return l;
         } else if (l->kind == TG_LOC_PREFIX || l->kind == TG_LOC_PREFIX_NOREGEX) {
-            if (l->path.len <= path.len && memcmp(l->path.p, path.p, l->path.len) == 0 &&
-                (prefix == NULL || l->path.len > prefix->path.len))
+            if (prefix_of(l, path) && (prefix == NULL || l->path.len > prefix->path.len))
                 prefix = l;
         }
     }
@@ -795,9 +827,10 @@ tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path)
         tg_location_t *l = s->locations[i];
         if (l->kind != TG_LOC_REGEX)
             continue;
-        if (md == NULL && (md = pcre2_match_data_create(1, NULL)) == NULL)
+        int m = tg_core_location_matches(l, path);
+        if (m < 0)
             return prefix;
-        if (pcre2_match(l->re, (PCRE2_SPTR)path.p, path.len, 0, 0, md, NULL) >= 0)
+        if (m)
             return l;
     }
     return prefix;

@@ -132,6 +132,16 @@ tg_server_t *tg_core_find_server(tg_listen_t *ls, tg_str_t host);
  * the longest prefix; a "^~" longest prefix stops there; else the first
  * matching regex in config order; else the longest prefix; else NULL. */
 tg_location_t *tg_core_find_location(tg_server_t *s, tg_str_t path);
+/* The pieces of those two lookups, for --explain (src/explain.c) to show
+ * why each candidate won or lost by the same rules. How `host` matches a
+ * server's names: -1 an exact name, N > 0 a "*.suffix" wildcard whose
+ * suffix is N bytes long (the longest of the server's), 0 none; *name is
+ * the name that matched. */
+int tg_core_server_name_match(const tg_server_t *s, tg_str_t host, tg_str_t *name);
+/* Does location l match `path` by its own rule alone (exact: equal; prefix
+ * and ^~: starts with; regex: matches)? 1, 0, or -1 (no memory). Named
+ * locations never match a path. */
+int tg_core_location_matches(const tg_location_t *l, tg_str_t path);
 /* The named location "@name" of a server, or NULL. */
 tg_location_t *tg_core_find_named(tg_server_t *s, tg_str_t name);
 

@@ -1,37 +1,43 @@
-/* Command line: run (foreground, or -d), test a config (-t), signal a running
- * master (-s reload|stop|quit), print versions (-v). */
+/* Command line: run (foreground, or -d), test a config (-t), test and print
+ * it (-T, src/conf_dump.c), signal a running master (-s reload|stop|quit),
+ * print versions (-v, -V: src/version.c), explain how a request would be
+ * routed (--explain, src/explain.c). */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <ev.h>
-#include <llhttp.h>
 #include "core.h"
 #include "master.h"
 #include "log.h"
+#include "conf_dump.h"
+#include "explain.h"
+#include "version.h"
 
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tollgate [-c FILE] [-p PREFIX] [-t] [-d] [-s reload|stop|quit] [-v]\n"
-               "  -c FILE   configuration file (default conf/tollgate.conf)\n"
+    fprintf(f, "usage: tollgate [-c FILE] [-p PREFIX] [-t | -T] [-d] [-s SIGNAL] [-v | -V]\n"
+               "       tollgate --explain METHOD URL [-H 'Name: value']... [--remote ADDR] "
+               "[-c FILE]\n"
+               "  -c FILE   configuration file (default " TG_DEFAULT_CONF ")\n"
                "  -p DIR    prefix for relative paths in the config (default: cwd)\n"
                "  -t        test the configuration and exit\n"
+               "  -T        test the configuration, print it (every file, then the effective\n"
+               "            settings with their defaults) and exit\n"
                "  -d        run in the background\n"
-               "  -s SIG    signal the running master: reload, stop (graceful), quit (fast)\n"
-               "  -v        print the version and the library versions\n");
-}
-
-static void version(void)
-{
-    char pcre[64] = "";
-    pcre2_config(PCRE2_CONFIG_VERSION, pcre);
-    printf("tollgate %s\n", TG_VERSION);
-    printf("libev %d.%d, llhttp %d.%d.%d, pcre2 %s\n", ev_version_major(), ev_version_minor(),
-           LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, pcre);
+               "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
+               "            reopen (log files)\n"
+               "  -v        print the version and the versions of the linked libraries\n"
+               "  -V        the same and the build options\n"
+               "  --explain METHOD URL\n"
+               "            print which listener, server and location a request would get and\n"
+               "            why, and the modules each phase would run (nothing is started)\n"
+               "  -H 'Name: value'  a request header for --explain (repeatable)\n"
+               "  --remote ADDR     the client address for --explain\n");
 }
 
 static int send_signal(tg_config_t *c, const char *name)
@@ -88,37 +94,67 @@ static int daemonize(void)
 
 int main(int argc, char **argv)
 {
-    const char *conf = "conf/tollgate.conf", *sig = NULL;
-    int test = 0, daemon = 0, opt;
+    enum { OPT_EXPLAIN = 256, OPT_REMOTE };
+    static const struct option longopts[] = {
+        {"explain", no_argument, NULL, OPT_EXPLAIN},
+        {"remote", required_argument, NULL, OPT_REMOTE},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *conf = TG_DEFAULT_CONF, *sig = NULL, *remote = NULL;
+    static const char *headers[64]; /* -H for --explain */
+    int test = 0, dump = 0, daemon = 0, explain = 0, nheaders = 0, opt;
     static char cwd[4096];
-    while ((opt = getopt(argc, argv, "c:p:s:tdvh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:p:s:tTdvVhH:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 'p': tg_conf_prefix = optarg; break;
         case 's': sig = optarg; break;
         case 't': test = 1; break;
+        case 'T': test = dump = 1; break;
         case 'd': daemon = 1; break;
-        case 'v': version(); return 0;
+        case 'v': tg_version_print(stdout, 0); return 0;
+        case 'V': tg_version_print(stdout, 1); return 0;
         case 'h': usage(stdout); return 0;
+        case OPT_EXPLAIN: explain = 1; break;
+        case OPT_REMOTE: remote = optarg; break;
+        case 'H':
+            if (nheaders == (int)(sizeof(headers) / sizeof(headers[0]))) {
+                fprintf(stderr, "tollgate: more than %d -H options\n", nheaders);
+                return 2;
+            }
+            headers[nheaders++] = optarg;
+            break;
         default: usage(stderr); return 2;
         }
     }
-    if (optind != argc) {
+    if (explain ? argc - optind != 2 || test || sig || daemon
+                : optind != argc || nheaders || remote) {
         usage(stderr);
         return 2;
     }
     if (tg_conf_prefix == NULL && getcwd(cwd, sizeof(cwd)))
         tg_conf_prefix = cwd;
     tg_modules_init();
+    if (dump)
+        tg_conf_dump_record();
     tg_config_t *c = tg_config_load(conf, 1);
     if (c == NULL) {
+        tg_conf_dump_discard();
         fprintf(stderr, "tollgate: configuration file %s test failed\n", conf);
         return 1;
     }
+    if (explain) {
+        int rc = tg_explain(stdout, c, argv[optind], argv[optind + 1], headers, nheaders, remote);
+        tg_config_destroy(c);
+        return rc;
+    }
     if (test) {
         fprintf(stderr, "tollgate: configuration file %s test is successful\n", conf);
+        int rc = dump && tg_conf_dump(stdout, c) != 0 ? 1 : 0;
         tg_config_destroy(c);
-        return 0;
+        return rc;
     }
     if (sig) {
         int rc = send_signal(c, sig);

@@ -38,6 +38,7 @@ typedef enum {
 typedef struct tg_request_s tg_request_t;
 typedef struct tg_worker_s tg_worker_t;
 typedef struct tg_module_s tg_module_t;
+typedef struct tg_explain_req_s tg_explain_req_t;
 
 /* A variable a module provides ($name, or a prefix like "http_" when
  * TG_VAR_F_PREFIX). get() fills *out (memory from r->arena or the request)
@@ -105,8 +106,26 @@ struct tg_module_s {
      * response-header hook: file bodies bypass the filters otherwise. */
     tg_rc_t (*on_response_body)(tg_request_t *r, void *conf, tg_chain_t **io);
     void (*on_log)(tg_request_t *r, void *conf);
+    /* `tollgate -T` and `--explain` (src/inspect.c, src/explain.c): one line
+     * saying what the module does with this merged scope config (a
+     * location's, or the server's for the server rewrite phase), such as
+     * "zone per_ip key=$remote_addr 10-in-1sec burst=5". Returns an arena
+     * string, or NULL when it has nothing to add. Optional: a module without
+     * it is still listed, by name, in every phase it hooks. `req` is the
+     * request --explain was given (NULL for -T): a module may say what it
+     * would decide for it (access: the rule the address hits). */
+    const char *(*explain)(tg_arena_t *a, void *conf, const tg_explain_req_t *req);
     int index; /* position in tg_modules[], set by tg_modules_init() */
 };
+
+/* The request `tollgate --explain` describes (src/explain.c): no request
+ * struct exists, only what the command line gave. */
+typedef struct tg_explain_req_s {
+    tg_str_t method, path, host; /* path normalized as routing sees it */
+    tg_str_t remote;             /* --remote ADDR, empty when not given */
+    const tg_str_t *names, *values; /* -H headers */
+    int nheaders;
+} tg_explain_req_t;
 
 /* One entry of a location's per-phase hook array. */
 typedef struct {

@@ -1040,4 +1040,5 @@ tg_module_t tg_proxy_module = {
     .merge_conf = tg_proxy_merge_conf,
     .on_route = px_route,
     .on_content = px_content,
+    .explain = tg_proxy_explain,
 };

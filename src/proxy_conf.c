@@ -172,3 +172,28 @@ const tg_directive_t tg_proxy_directives[] = {
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
+
+const char *tg_proxy_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    tg_proxy_conf_t *c = conf;
+    if (c->upstream == NULL)
+        return tg_arena_printf(a, "no proxy_pass here: 404 unless a content handler before it "
+                                  "answers or Lua's tg.route picks an upstream");
+    char *s = tg_arena_printf(a, "proxy_pass %.*s", TG_STR_FMT(c->upstream->name));
+    if (s && c->pass_uri.uri)
+        s = tg_arena_printf(a, "%s uri=%.*s (replaces %.*s)", s, TG_STR_FMT(c->pass_uri.uri->src),
+                            TG_STR_FMT(c->pass_uri.prefix));
+    if (s)
+        s = tg_arena_printf(a, "%s connect=%lldms read=%lldms send=%lldms websocket_idle=%lldms "
+                               "next_upstream_tries=%lld intercept_errors=%s",
+                            s, (long long)c->connect_timeout, (long long)c->read_timeout,
+                            (long long)c->send_timeout, (long long)c->websocket_idle_timeout,
+                            (long long)c->next_upstream_tries, c->intercept_errors ? "on" : "off");
+    for (int i = 0; s && i < c->nset_headers; i++)
+        s = tg_arena_printf(a, "%s set_header %.*s=%.*s", s, TG_STR_FMT(c->set_headers[i].name),
+                            TG_STR_FMT(c->set_headers[i].value->src));
+    for (int i = 0; s && i < c->nremove_headers; i++)
+        s = tg_arena_printf(a, "%s remove_header %.*s", s, TG_STR_FMT(c->remove_headers[i]));
+    const char *u = s ? tg_upstream_describe(a, c->upstream) : NULL;
+    return u ? tg_arena_printf(a, "%s; %s", s, u) : NULL;
+}

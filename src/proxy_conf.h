@@ -29,5 +29,8 @@ typedef struct {
 extern const tg_directive_t tg_proxy_directives[];
 void *tg_proxy_create_conf(tg_conf_t *cf);
 const char *tg_proxy_merge_conf(tg_conf_t *cf, void *parent, void *child);
+/* --explain and -T: proxy_pass, timeouts, header changes and the upstream
+ * (tg_module_t.explain). */
+const char *tg_proxy_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req);
 
 #endif

@@ -387,6 +387,37 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
     return errors ? TG_CONF_REPORTED : NULL;
 }
 
+const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
+{
+    static const char *const balance[] = {"round_robin", "least_conn", "hash", "random"};
+    char *s = tg_arena_printf(a, "upstream %.*s%s: balance=%s", TG_STR_FMT(u->name),
+                              u->implicit ? " (implicit, from proxy_pass HOST:PORT)" : "",
+                              balance[u->balance]);
+    if (s && u->balance == TG_BALANCE_HASH && u->hash_key)
+        s = tg_arena_printf(a, "%s %.*s", s, TG_STR_FMT(u->hash_key->src));
+    if (s)
+        s = tg_arena_printf(a, "%s keepalive=%d tls=%s", s, u->keepalive, u->tls ? "on" : "off");
+    if (s && u->tls)
+        s = tg_arena_printf(a, "%s tls_verify=%s tls_trusted_ca=%s", s,
+                            u->tls_verify ? "on" : "off", u->tls_ca ? u->tls_ca : "(system)");
+    if (s && u->sticky_cookie.len)
+        s = tg_arena_printf(a, "%s sticky=%.*s", s, TG_STR_FMT(u->sticky_cookie));
+    if (s && u->health.enabled)
+        s = tg_arena_printf(a, "%s health_check=path=%.*s,interval=%lldms,timeout=%lldms,"
+                               "fails=%d,passes=%d",
+                            s, TG_STR_FMT(u->health.path), (long long)u->health.interval,
+                            (long long)u->health.timeout, u->health.fails, u->health.passes);
+    else if (s)
+        s = tg_arena_printf(a, "%s health_check=off", s);
+    for (int i = 0; s && i < u->npeers; i++) {
+        const tg_peer_t *p = &u->peers[i];
+        s = tg_arena_printf(a, "%s; server %.*s weight=%d max_fails=%d fail_timeout=%lldms%s", s,
+                            TG_STR_FMT(p->name), p->weight, p->max_fails,
+                            (long long)p->fail_timeout, p->backup ? " backup" : "");
+    }
+    return s;
+}
+
 static const tg_directive_t upstream_directives[] = {
     {"upstream", TG_SCOPE_MAIN, TG_CONF_F_BLOCK, 1, 1, set_upstream_block, 0},
     {"server", TG_SCOPE_UPSTREAM, 0, 1, 6, set_upstream_server, 0},

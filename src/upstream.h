@@ -131,6 +131,11 @@ void tg_upstream_note_scheme(tg_conf_t *cf, tg_upstream_t *u, int https);
 /* Find an upstream by name (NULL if none). */
 tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
 
+/* One line saying what the loaded upstream is: balancing, keepalive, TLS,
+ * health checks and each server with its settings (tollgate -T, --explain).
+ * An arena string, NULL when out of memory. */
+const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u);
+
 /* An upstream connection, active or idle in its upstream's pool. */
 struct tg_upconn_s {
     int fd;

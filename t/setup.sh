@@ -2,7 +2,8 @@
 # Test setup (`make test` runs it; so does t/lib/Tollgate/Test.pm before a
 # test that needs npm packages). Idempotent and quiet:
 # - the tools only the tests use (`contrib/install-deps.sh test`: curl,
-#   chromium, prometheus, valgrind, redis-server, wrk, nghttp2-client, ...),
+#   chromium, prometheus, valgrind, redis-server, wrk, nghttp2-client,
+#   man-db and groff for the man page checks, ...),
 #   installed when one of their commands is missing; `make` never installs them
 # - the npm packages that test upstreams use (t/package.json), into
 #   t/node_modules, when node_modules is missing or package.json /
@@ -11,7 +12,7 @@
 set -e
 cd "$(dirname "$0")"
 for c in perl curl openssl gzip brotli zstd ps ip valgrind redis-server wrk chromium \
-         chromedriver promtool nghttp systemd-analyze npm; do
+         chromedriver promtool nghttp systemd-analyze npm man groff; do
     if ! command -v "$c" >/dev/null 2>&1; then
         ../contrib/install-deps.sh test
         break
