@@ -1,5 +1,5 @@
 /* Command line: run (foreground, or -d), test a config (-t), signal a running
- * master (-s reload|stop|quit), print versions (-v). */
+ * master (-s reload|stop|quit|reopen|upgrade), print versions (-v). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,16 +12,18 @@
 #include "core.h"
 #include "master.h"
 #include "log.h"
+#include "upgrade.h"
 
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tollgate [-c FILE] [-p PREFIX] [-t] [-d] [-s reload|stop|quit] [-v]\n"
+    fprintf(f, "usage: tollgate [-c FILE] [-p PREFIX] [-t] [-d] [-s SIGNAL] [-v]\n"
                "  -c FILE   configuration file (default conf/tollgate.conf)\n"
                "  -p DIR    prefix for relative paths in the config (default: cwd)\n"
                "  -t        test the configuration and exit\n"
                "  -d        run in the background\n"
-               "  -s SIG    signal the running master: reload, stop (graceful), quit (fast)\n"
+               "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
+               "            reopen (the logs), upgrade (exec the binary as a new master)\n"
                "  -v        print the version and the library versions\n");
 }
 
@@ -40,9 +42,11 @@ static int send_signal(tg_config_t *c, const char *name)
               : strcmp(name, "stop") == 0 ? SIGTERM
               : strcmp(name, "quit") == 0 ? SIGQUIT
               : strcmp(name, "reopen") == 0 ? SIGUSR1
+              : strcmp(name, "upgrade") == 0 ? SIGUSR2
                                              : 0;
     if (sig == 0) {
-        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen)\n", name);
+        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen, upgrade)\n",
+                name);
         return 1;
     }
     if (c->main->pid_file == NULL) {
@@ -91,6 +95,7 @@ int main(int argc, char **argv)
     const char *conf = "conf/tollgate.conf", *sig = NULL;
     int test = 0, daemon = 0, opt;
     static char cwd[4096];
+    tg_upgrade_set_argv(argc, argv); /* before getopt reorders it */
     while ((opt = getopt(argc, argv, "c:p:s:tdvh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
