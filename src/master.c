@@ -41,6 +41,7 @@
 #include "stats.h"
 #include "user.h"
 #include "upgrade.h"
+#include "log_syslog.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -318,7 +319,8 @@ static void check_ready(void)
  * after the master reopened the error log (a rotated file is created here). */
 static void give_files(tg_config_t *c)
 {
-    tg_user_own_file(&c->main->user, c->main->error_log);
+    if (!tg_log_syslog_is(c->main->error_log))
+        tg_user_own_file(&c->main->user, c->main->error_log);
     for (int i = 0; i < tg_nmodules; i++)
         if (tg_modules[i]->own_logs)
             tg_modules[i]->own_logs(c);
