@@ -70,7 +70,7 @@ LLHTTP_SIMD ?= $(shell $(CC) -march=native -dM -E - </dev/null 2>/dev/null | gre
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
-.PHONY: all deps run test unit bench clean install fuzz build/tollgate
+.PHONY: all deps run test unit bench clean install fuzz deb build/tollgate
 
 all: build/tollgate
 
@@ -128,6 +128,20 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
 	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
 	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
+
+# The Debian package, with the Debian tooling (the `package` set of
+# contrib/install-deps.sh: dpkg-dev, debhelper, fakeroot, lintian): a copy of
+# the tree in build/deb, dpkg-buildpackage there, build/deb/tollgate_VERSION_ARCH.deb
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version -l debian/changelog)
+DEB_ARCH = $(shell dpkg --print-architecture)
+deb:
+	@$(DEPS_INSTALL) package
+	rm -rf build/deb && mkdir -p build/deb/tollgate
+	cp -a Makefile src modules lua conf contrib debian $(wildcard man doc) build/deb/tollgate/
+	cd build/deb/tollgate && DEB_BUILD_OPTIONS="parallel=2 $(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -b --no-sign
+	@echo "built build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb"
+	lintian --fail-on error build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 clean:
 	rm -rf build
