@@ -79,7 +79,7 @@ LLHTTP_SIMD ?= $(shell $(CC) -march=native -dM -E - </dev/null 2>/dev/null | gre
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNITS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(sort $(wildcard t/unit/*.c)))
 
-.PHONY: all deps run test unit bench clean install fuzz man build/tollgate
+.PHONY: all deps run test unit bench clean install fuzz man deb build/tollgate
 
 all: build/tollgate
 
@@ -144,6 +144,20 @@ install: all
 # man/tollgate.conf.5 is made from docs/ (t/135-man.t checks it is in step)
 man:
 	contrib/gen-man > man/tollgate.conf.5.tmp && mv man/tollgate.conf.5.tmp man/tollgate.conf.5
+
+# The Debian package, with the Debian tooling (the `package` set of
+# contrib/install-deps.sh: dpkg-dev, debhelper, fakeroot, lintian): a copy of
+# the tree in build/deb, dpkg-buildpackage there, build/deb/tollgate_VERSION_ARCH.deb
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version -l debian/changelog)
+DEB_ARCH = $(shell dpkg --print-architecture)
+deb:
+	@$(DEPS_INSTALL) package
+	rm -rf build/deb && mkdir -p build/deb/tollgate
+	cp -a Makefile src modules lua conf contrib debian $(wildcard man doc) build/deb/tollgate/
+	cd build/deb/tollgate && DEB_BUILD_OPTIONS="parallel=2 $(DEB_BUILD_OPTIONS)" \
+	    dpkg-buildpackage -b --no-sign
+	@echo "built build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb"
+	lintian --fail-on error build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 clean:
 	rm -rf build

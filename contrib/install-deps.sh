@@ -8,6 +8,7 @@
 #                                    so `make test`, installs them; never `make`)
 #   contrib/install-deps.sh bench    the peers `make bench` compares against, and wrk
 #   contrib/install-deps.sh fuzz     clang, for the libFuzzer targets (`make fuzz`)
+#   contrib/install-deps.sh package  the Debian tooling `make deb` uses
 # Several sets may be given: `contrib/install-deps.sh build fuzz`.
 set -e
 # libsystemd-dev: sd_notify; libnghttp2-dev: HTTP/2 to clients. libc-ares-dev and
@@ -16,9 +17,11 @@ BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
        libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev
        libcrypt-dev libnghttp2-dev libc-ares-dev libsystemd-dev libjansson-dev nodejs"
 TEST="perl curl openssl gzip brotli zstd procps iproute2 valgrind redis-server wrk
-      chromium chromium-driver prometheus nghttp2-client systemd man-db groff-base"
+      chromium chromium-driver prometheus nghttp2-client systemd man-db groff-base logrotate
+      dpkg-dev debhelper fakeroot lintian"
 BENCH="nginx-light haproxy wrk"
 FUZZ="clang"
+PACKAGE="dpkg-dev debhelper fakeroot lintian"
 
 [ $# -gt 0 ] || set -- build
 PKGS=""
@@ -32,8 +35,9 @@ for set in "$@"; do
         ;;
     bench) PKGS="$PKGS $BENCH" ;;
     fuzz) PKGS="$PKGS $FUZZ" ;;
+    package) PKGS="$PKGS $PACKAGE" ;;
     *)
-        echo "install-deps: unknown set \"$set\" (build, test, bench, fuzz)" >&2
+        echo "install-deps: unknown set \"$set\" (build, test, bench, fuzz, package)" >&2
         exit 2
         ;;
     esac

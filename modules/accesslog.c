@@ -1,4 +1,4 @@
-/* access_log PATH [combined|timed|json|NAME] [buffer=SIZE] [flush=TIME] | off, and
+/* access_log PATH|syslog:... [combined|timed|json|NAME] [buffer=SIZE] [flush=TIME] | off, and
  * log_format NAME [escape=default|json] STRING...: one line per request,
  * formatted in the log phase.
  *
@@ -17,7 +17,8 @@
  * rt=$request_time and urt=$upstream_response_time; json: one object per
  * line; NAME: a
  * log_format template whose variable values are escaped so that a client
- * cannot forge lines. Each worker opens the files itself. */
+ * cannot forge lines. Each worker opens the files itself. With syslog:server=...
+ * (src/log_syslog.c) each line is a datagram, severity info by default. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@
 #include "var.h"
 #include "log.h"
 #include "user.h"
+#include "log_syslog.h"
 
 enum { ALOG_OFF = 0, ALOG_COMBINED, ALOG_TIMED, ALOG_JSON, ALOG_CUSTOM };
 
@@ -54,6 +56,7 @@ typedef struct alog_format_s {
 typedef struct alog_file_s {
     const char *path;
     int fd;           /* the worker's descriptor, -1 when not open */
+    tg_log_syslog_t *syslog; /* access_log syslog:...: lines go there, one datagram each */
     size_t size;      /* buffer=, 0: one write per line */
     tg_msec_t flush;  /* flush=, 0: no timer (written when full or at exit) */
     char *buf;        /* the worker's buffer (size bytes, malloc at worker start) */
@@ -207,7 +210,21 @@ static const char *set_access_log(tg_conf_t *cf, const tg_directive_t *d, void *
     }
     if (flush && size == 0)
         size = ALOG_BUFFER_DEFAULT;
-    const char *full = tg_conf_path(cf, path);
+    tg_log_syslog_t *sl = NULL;
+    const char *full;
+    if (path.len > 7 && memcmp(path.p, "syslog:", 7) == 0) {
+        char bad[128];
+        full = tg_arena_strdup(cf->arena, path);
+        if (full == NULL || (sl = tg_arena_alloc(cf->arena, sizeof(*sl))) == NULL)
+            return "out of memory";
+        const char *err = tg_log_syslog_parse(full + 7, sl, bad, sizeof(bad));
+        if (err)
+            return tg_conf_errf(cf, "\"access_log\": %s: \"%s\"", err, bad);
+        if (sl->severity < 0)
+            sl->severity = 6; /* info, as nginx */
+    } else {
+        full = tg_conf_path(cf, path);
+    }
     if (full == NULL)
         return "out of memory";
     for (alog_file_t *f = m->files; f; f = f->next)
@@ -220,15 +237,19 @@ static const char *set_access_log(tg_conf_t *cf, const tg_directive_t *d, void *
             c->file = f;
             return NULL;
         }
-    int fd = open(full, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return tg_conf_errf(cf, "cannot open the access log \"%s\": %s", full, strerror(errno));
-    close(fd);
+    if (sl == NULL) {
+        int fd = open(full, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return tg_conf_errf(cf, "cannot open the access log \"%s\": %s", full,
+                                strerror(errno));
+        close(fd);
+    }
     alog_file_t *f = tg_arena_alloc(cf->arena, sizeof(*f));
     if (f == NULL)
         return "out of memory";
     f->path = full;
     f->fd = -1;
+    f->syslog = sl;
     f->size = (size_t)size;
     f->flush = flush;
     f->next = m->files;
@@ -243,6 +264,15 @@ static const char *set_access_log(tg_conf_t *cf, const tg_directive_t *d, void *
  * error (disk full) or a signal cuts a write short, then the rest follows. */
 static void file_write(alog_file_t *f, const char *p, size_t n)
 {
+    if (f->syslog) {
+        /* one datagram per line, without its '\n' */
+        for (const char *end = p + n, *nl; p < end; p = nl + 1) {
+            if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+                nl = end;
+            tg_log_syslog_send(f->syslog, 6, p, (size_t)(nl - p));
+        }
+        return;
+    }
     while (n > 0 && f->fd >= 0) {
         ssize_t w = write(f->fd, p, n);
         if (w < 0 && errno == EINTR)
@@ -587,6 +617,13 @@ static void open_all(int missing_only)
     for (alog_file_t *f = worker_files; f; f = f->next) {
         if (missing_only && f->fd >= 0)
             continue;
+        if (f->syslog) {
+            /* a new socket, to the address resolved at load time */
+            if (tg_log_syslog_open(f->syslog) != 0)
+                tg_log_errno(TG_LOG_ERROR, "cannot open the access log %s", f->path);
+            f->fd = f->syslog->fd;
+            continue;
+        }
         int fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
             tg_log_errno(TG_LOG_ERROR, "cannot open the access log %s", f->path);
@@ -618,7 +655,8 @@ static void alog_own_logs(tg_config_t *c)
 {
     alog_conf_t *m = c->mconf[tg_accesslog_module.index];
     for (alog_file_t *f = m->files; f; f = f->next)
-        tg_user_own_file(&c->main->user, f->path);
+        if (f->syslog == NULL)
+            tg_user_own_file(&c->main->user, f->path);
 }
 
 static void alog_open_logs_early(tg_config_t *c)

@@ -13,6 +13,7 @@
 #include "core.h"
 #include "log.h"
 #include "addr.h"
+#include "log_syslog.h"
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -213,13 +214,27 @@ static const char *set_user(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
-/* error_log stderr|PATH [level] */
+/* error_log stderr|syslog:...|PATH [level] */
 static const char *set_error_log(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     (void)conf;
     tg_str_t path = tg_conf_arg(cf, 1);
-    main_conf(cf)->error_log = tg_str_eq_lit(path, "stderr") ? NULL : tg_conf_path(cf, path);
+    if (path.len > 7 && memcmp(path.p, "syslog:", 7) == 0) {
+        /* syslog:server=...: kept as written, checked now, opened by log.c */
+        tg_log_syslog_t s;
+        char bad[128];
+        const char *dest = tg_arena_strdup(cf->arena, path);
+        if (dest == NULL)
+            return "out of memory";
+        const char *err = tg_log_syslog_parse(dest + 7, &s, bad, sizeof(bad));
+        if (err)
+            return tg_conf_errf(cf, "\"error_log\": %s: \"%s\"", err, bad);
+        main_conf(cf)->error_log = dest;
+    } else {
+        main_conf(cf)->error_log =
+            tg_str_eq_lit(path, "stderr") ? NULL : tg_conf_path(cf, path);
+    }
     if (cf->nargs == 2) {
         tg_str_t lv = tg_conf_arg(cf, 2);
         int l = tg_log_parse_level(lv.p, lv.len);

@@ -1,7 +1,7 @@
 /* Command line: run (foreground, or -d), test a config (-t), test and print
- * it (-T, src/conf_dump.c), signal a running master (-s reload|stop|quit),
- * print versions (-v, -V: src/version.c), explain how a request would be
- * routed (--explain, src/explain.c). */
+ * it (-T, src/conf_dump.c), signal a running master (-s reload|stop|quit|
+ * reopen|upgrade), print versions (-v, -V: src/version.c), explain how a
+ * request would be routed (--explain, src/explain.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -16,6 +16,7 @@
 #include "conf_dump.h"
 #include "explain.h"
 #include "version.h"
+#include "upgrade.h"
 
 
 static void usage(FILE *f)
@@ -30,7 +31,7 @@ static void usage(FILE *f)
                "            settings with their defaults) and exit\n"
                "  -d        run in the background\n"
                "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
-               "            reopen (log files)\n"
+               "            reopen (log files), upgrade (exec the binary as a new master)\n"
                "  -v        print the version and the versions of the linked libraries\n"
                "  -V        the same and the build options\n"
                "  --explain METHOD URL\n"
@@ -46,9 +47,11 @@ static int send_signal(tg_config_t *c, const char *name)
               : strcmp(name, "stop") == 0 ? SIGTERM
               : strcmp(name, "quit") == 0 ? SIGQUIT
               : strcmp(name, "reopen") == 0 ? SIGUSR1
+              : strcmp(name, "upgrade") == 0 ? SIGUSR2
                                              : 0;
     if (sig == 0) {
-        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen)\n", name);
+        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen, upgrade)\n",
+                name);
         return 1;
     }
     if (c->main->pid_file == NULL) {
@@ -106,6 +109,7 @@ int main(int argc, char **argv)
     static const char *headers[64]; /* -H for --explain */
     int test = 0, dump = 0, daemon = 0, explain = 0, nheaders = 0, opt;
     static char cwd[4096];
+    tg_upgrade_set_argv(argc, argv); /* before getopt reorders it */
     while ((opt = getopt_long(argc, argv, "c:p:s:tTdvVhH:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;

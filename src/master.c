@@ -5,6 +5,11 @@
  *         the running one; else start new workers and stop the old ones
  *         gracefully
  *   TERM  graceful stop; INT, QUIT fast stop; USR1 reopen the logs
+ *   USR2  binary upgrade: the pid file becomes PIDFILE.oldbin and the binary
+ *         is exec'd as a new master that inherits the listening sockets
+ *         (upgrade.c); once its workers are up it says so on a pipe and this
+ *         master stops gracefully, handing systemd's MAINPID over. If it
+ *         exits before, this one keeps serving and takes its pid file back.
  *   CHLD  a worker of the current generation that died is respawned, after
  *         a delay that grows while it keeps crashing.
  * Started as root, it stays root (listeners, keys, reopening logs) and each
@@ -35,6 +40,8 @@
 #include "log.h"
 #include "stats.h"
 #include "user.h"
+#include "upgrade.h"
+#include "log_syslog.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -54,6 +61,10 @@ static pid_t old_pids[4096]; /* workers of older generations still finishing */
 static int old_slots[4096];  /* and their slots */
 static int nold;
 static int notify_pending; /* READY=1 is due once every current worker is up */
+/* binary upgrade, old master's side: the new master while it starts */
+static pid_t upgrade_pid;    /* 0 = none under way */
+static int upgrade_fd = -1;  /* read end of its "up" pipe */
+static int upgraded;         /* the new master is up: this one is stopping */
 
 static double now_sec(void)
 {
@@ -183,6 +194,9 @@ static int open_listeners(tg_config_t *next, tg_config_t *prev, int n)
                 ls->fds[i] = old->fds[i];
                 continue;
             }
+            /* a master started by an upgrade first takes its predecessor's */
+            if ((ls->fds[i] = tg_upgrade_take_listen_fd(ls, i)) >= 0)
+                continue;
             if ((ls->fds[i] = open_socket(ls)) < 0) {
                 tg_log_errno(TG_LOG_CRIT, "%s:%d: cannot listen on %s", ls->file, ls->line,
                              ls->text);
@@ -293,6 +307,10 @@ static void check_ready(void)
         return;
     notify_pending = 0;
     tg_log(TG_LOG_INFO, "all %d workers up", nworkers);
+    /* started by an upgrade: the old master, still systemd's main process,
+     * hands MAINPID over and says READY=1 for us */
+    if (tg_upgrade_report_ready() == 0)
+        return;
     sd_notifyf(0, "READY=1\nSTATUS=%d workers, generation %d", nworkers, current->generation);
 }
 
@@ -301,7 +319,8 @@ static void check_ready(void)
  * after the master reopened the error log (a rotated file is created here). */
 static void give_files(tg_config_t *c)
 {
-    tg_user_own_file(&c->main->user, c->main->error_log);
+    if (!tg_log_syslog_is(c->main->error_log))
+        tg_user_own_file(&c->main->user, c->main->error_log);
     for (int i = 0; i < tg_nmodules; i++)
         if (tg_modules[i]->own_logs)
             tg_modules[i]->own_logs(c);
@@ -314,6 +333,111 @@ static void user_notice(tg_config_t *c)
         tg_log(TG_LOG_INFO, "workers run as user %s, group %s", u->name, u->group);
     else if (u->explicit)
         tg_log(TG_LOG_WARN, "\"user %s\" ignored: the master does not run as root", u->name);
+}
+
+static int write_pid(const char *path)
+{
+    if (path == NULL)
+        return 0;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
+        tg_log_errno(TG_LOG_CRIT, "cannot write the pid file %s", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 when the pid file at `path` holds this process's pid. */
+static int pid_file_is_ours(const char *path)
+{
+    FILE *f = path ? fopen(path, "r") : NULL;
+    long pid = 0;
+    if (f == NULL)
+        return 0;
+    int ok = fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid();
+    fclose(f);
+    return ok;
+}
+
+/* "PIDFILE.oldbin", where the old master's pid waits while the new one starts */
+static void oldbin_path(char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.oldbin", current->main->pid_file);
+}
+
+/* USR2: exec the binary again as a new master that inherits the listening
+ * sockets. This master keeps serving until the new one's workers are up. */
+static void upgrade_start(void)
+{
+    if (upgrade_pid > 0) {
+        tg_log(TG_LOG_WARN, "upgrade: new master %d is still starting, USR2 ignored",
+               (int)upgrade_pid);
+        return;
+    }
+    char old[4096];
+    const char *pid_file = current->main->pid_file;
+    if (pid_file) {
+        oldbin_path(old, sizeof(old));
+        if (rename(pid_file, old) != 0) {
+            tg_log_errno(TG_LOG_ERROR, "upgrade: cannot rename %s to %s", pid_file, old);
+            return;
+        }
+    }
+    upgrade_pid = tg_upgrade_spawn(current, &upgrade_fd);
+    if (upgrade_pid < 0) {
+        upgrade_pid = 0;
+        if (pid_file && rename(old, pid_file) != 0)
+            tg_log_errno(TG_LOG_ERROR, "upgrade: cannot rename %s back", old);
+    }
+}
+
+/* The new master exited before it was up: keep serving, take the pid file back. */
+static void upgrade_failed(int status)
+{
+    if (WIFSIGNALED(status))
+        tg_log(TG_LOG_ERROR, "upgrade failed: the new master %d was killed by signal %d before "
+               "its workers were up; this master keeps serving", (int)upgrade_pid,
+               WTERMSIG(status));
+    else
+        tg_log(TG_LOG_ERROR, "upgrade failed: the new master %d exited with code %d before its "
+               "workers were up; this master keeps serving", (int)upgrade_pid,
+               WEXITSTATUS(status));
+    upgrade_pid = 0;
+    if (upgrade_fd >= 0)
+        close(upgrade_fd);
+    upgrade_fd = -1;
+    const char *pid_file = current->main->pid_file;
+    if (pid_file) {
+        char old[4096];
+        oldbin_path(old, sizeof(old));
+        if (rename(old, pid_file) != 0 && write_pid(pid_file) != 0)
+            tg_log_errno(TG_LOG_ERROR, "upgrade: cannot restore the pid file %s", pid_file);
+    }
+}
+
+/* 1 once the new master reported its workers up. */
+static int upgrade_check(void)
+{
+    if (upgrade_fd < 0)
+        return 0;
+    char b;
+    ssize_t n = read(upgrade_fd, &b, 1);
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    close(upgrade_fd);
+    upgrade_fd = -1;
+    if (n != 1)
+        return 0; /* EOF: it is dying; reap() says so */
+    tg_log(TG_LOG_INFO, "upgrade: new master %d is up, this one stops gracefully",
+           (int)upgrade_pid);
+    /* systemd: the new master becomes the service's main process */
+    sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=upgraded: new master %d", (int)upgrade_pid,
+               (int)upgrade_pid);
+    return 1;
 }
 
 static void remember_old(pid_t pid, int slot)
@@ -329,6 +453,10 @@ static void reap(void)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == upgrade_pid) {
+            upgrade_failed(status);
+            continue;
+        }
         int slot = -1;
         for (int i = 0; i < nworkers; i++)
             if (slots[i].pid == pid)
@@ -517,22 +645,6 @@ static void stop_all(int sig, double grace)
     }
 }
 
-static int write_pid(const char *path)
-{
-    if (path == NULL)
-        return 0;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
-        rename(tmp, path) != 0) {
-        tg_log_errno(TG_LOG_CRIT, "cannot write the pid file %s", path);
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 int tg_master_run(tg_config_t *config, const char *path)
 {
     current = config;
@@ -540,15 +652,20 @@ int tg_master_run(tg_config_t *config, const char *path)
     tg_log_set_slot(-1);
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    int inherited = tg_upgrade_inherit();
     nworkers = workers_wanted(current);
-    if (open_listeners(current, NULL, nworkers) != 0)
+    int rc = open_listeners(current, NULL, nworkers);
+    tg_upgrade_close_unused(); /* a predecessor's sockets this config does not use */
+    if (rc != 0)
         return 1;
+    if (inherited)
+        tg_log(TG_LOG_INFO, "started by an upgrade from master %d", (int)getppid());
     if (write_pid(current->main->pid_file) != 0)
         return 1;
     tg_stats_master_loaded(current, nworkers, 0);
@@ -567,6 +684,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         switch (sig) {
         case SIGCHLD: reap(); break;
         case SIGHUP: reload(); break;
+        case SIGUSR2: upgrade_start(); break;
         case SIGUSR1:
             tg_log_open(current->main->error_log);
             give_files(current);
@@ -589,12 +707,28 @@ int tg_master_run(tg_config_t *config, const char *path)
         reap();
         respawn_due();
         check_ready();
+        if (upgrade_check()) {
+            upgraded = 1;
+            stop_all(SIGTERM, (double)current->main->shutdown_timeout / 1000.0 + 5.0);
+            goto done;
+        }
     }
 done:
-    if (current->main->pid_file)
-        unlink(current->main->pid_file);
+    /* only our own: after an upgrade (or while one starts) the pid file is
+     * the new master's, and PIDFILE.oldbin ours */
+    if (current->main->pid_file) {
+        char old[4096];
+        oldbin_path(old, sizeof(old));
+        if (pid_file_is_ours(current->main->pid_file))
+            unlink(current->main->pid_file);
+        if (pid_file_is_ours(old))
+            unlink(old);
+    }
     close_unused(current, NULL);
-    tg_log(TG_LOG_INFO, "exit");
+    if (upgraded)
+        tg_log(TG_LOG_INFO, "exit: the new master %d serves", (int)upgrade_pid);
+    else
+        tg_log(TG_LOG_INFO, "exit");
     tg_config_destroy(current);
     return 0;
 }
