@@ -11,6 +11,8 @@
 # the inner stage, which computes the flags on the machine as it now is and
 # builds. With -j, nothing compiles before the install has finished.
 PREFIX ?= /usr/local
+SYSCONFDIR ?= $(PREFIX)/etc
+DATADIR ?= $(PREFIX)/share
 CC ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
@@ -71,6 +73,20 @@ TG_BUILD_INFO := -DTG_BUILD_CC='"$(CC)"' -DTG_BUILD_CFLAGS='"$(ALL_CFLAGS)"' \
     $(if $(filter libnghttp2,$(PKGS)),-DTG_HAVE_NGHTTP2)
 $(BUILD)/src/version.o: ALL_CFLAGS += $(TG_BUILD_INFO)
 
+# the installed layout compiled in, as nginx does: the config read without -c
+# and the Lua libraries' directory (lua_package_path's default); the objects
+# that use them are rebuilt when PREFIX, SYSCONFDIR or DATADIR change
+TG_PATHS := $(SYSCONFDIR)/tollgate/tollgate.conf $(DATADIR)/tollgate/lua
+TG_PATH_OBJS := $(BUILD)/src/main.o $(BUILD)/src/version.o $(BUILD)/modules/lua.o
+$(TG_PATH_OBJS): ALL_CFLAGS += -DTG_DEFAULT_CONF='"$(word 1,$(TG_PATHS))"' \
+    -DTG_LUA_LIB_DIR='"$(word 2,$(TG_PATHS))"'
+$(TG_PATH_OBJS): $(BUILD)/paths.stamp
+$(BUILD)/paths.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(TG_PATHS)' | cmp -s - $@ || echo '$(TG_PATHS)' > $@
+.PHONY: FORCE
+FORCE:
+
 SRCS := $(sort $(wildcard src/*.c)) $(sort $(wildcard modules/*.c))
 OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
 # llhttp scans header values and URLs 16 bytes at a time with SSE4.2 when the
@@ -129,17 +145,21 @@ fuzz:
 	$(MAKE) -C contrib/fuzz
 
 # the binary, the systemd unit (its paths made those of PREFIX), a config
-# unless there is one already (an edited config is never overwritten), and
-# the man pages
-install: all
+# unless there is one already (an edited config is never overwritten; 0640:
+# a config can hold secrets, and only the master, root, reads it), the Lua
+# libraries where lua_package_path's default finds them, the man pages
+install: $(BUILD)/tollgate
 	install -D -m 755 $(BUILD)/tollgate $(DESTDIR)$(PREFIX)/bin/tollgate
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
-	sed 's|/usr/local|$(PREFIX)|g' contrib/systemd/tollgate.service \
+	sed -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local|$(PREFIX)|g' \
+	    contrib/systemd/tollgate.service \
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/tollgate.service
-	@test -e $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf || \
-	 install -D -m 644 conf/production.conf $(DESTDIR)$(PREFIX)/etc/tollgate/tollgate.conf
-	install -D -m 644 man/tollgate.8 $(DESTDIR)$(PREFIX)/share/man/man8/tollgate.8
-	install -D -m 644 man/tollgate.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tollgate.conf.5
+	@test -e $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.conf || \
+	 install -D -m 640 conf/production.conf $(DESTDIR)$(SYSCONFDIR)/tollgate/tollgate.conf
+	install -d $(DESTDIR)$(DATADIR)/tollgate/lua/tollgate
+	install -m 644 lua/tollgate/*.lua $(DESTDIR)$(DATADIR)/tollgate/lua/tollgate/
+	install -D -m 644 man/tollgate.8 $(DESTDIR)$(DATADIR)/man/man8/tollgate.8
+	install -D -m 644 man/tollgate.conf.5 $(DESTDIR)$(DATADIR)/man/man5/tollgate.conf.5
 
 # man/tollgate.conf.5 is made from docs/ (t/135-man.t checks it is in step)
 man:

@@ -100,6 +100,19 @@ static const char *set_script(tg_conf_t *cf, const tg_directive_t *d, void *conf
     return NULL;
 }
 
+/* lua_package_path's default (also where ";;" stands): the prefix's lua/
+ * directory, then the installed libraries' (TG_LUA_LIB_DIR, set by the
+ * Makefile from DATADIR). */
+#ifndef TG_LUA_LIB_DIR
+#define TG_LUA_LIB_DIR "/usr/local/share/tollgate/lua"
+#endif
+static char *default_path(tg_conf_t *cf)
+{
+    return tg_arena_printf(cf->arena, "%s;%s;" TG_LUA_LIB_DIR "/?.lua;" TG_LUA_LIB_DIR "/?/init.lua",
+                           tg_conf_path(cf, TG_STR("lua/?.lua")),
+                           tg_conf_path(cf, TG_STR("lua/?/init.lua")));
+}
+
 static const char *set_package_path(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -116,11 +129,8 @@ static const char *set_package_path(tg_conf_t *cf, const tg_directive_t *d, void
             e = end;
         tg_str_t item = {p, (size_t)(e - p)};
         if (item.len == 0) {
-            if (!defaults++) {
-                const char *a = tg_conf_path(cf, TG_STR("lua/?.lua"));
-                const char *b = tg_conf_path(cf, TG_STR("lua/?/init.lua"));
-                out = tg_arena_printf(cf->arena, "%s%s%s;%s", out, *out ? ";" : "", a, b);
-            }
+            if (!defaults++)
+                out = tg_arena_printf(cf->arena, "%s%s%s", out, *out ? ";" : "", default_path(cf));
         } else {
             out = tg_arena_printf(cf->arena, "%s%s%s", out, *out ? ";" : "",
                                   tg_conf_path(cf, item));
@@ -181,10 +191,15 @@ static const char *set_memory_limit(tg_conf_t *cf, const tg_directive_t *d, void
 
 static const char *lua_init_conf(tg_conf_t *cf, void *conf)
 {
-    (void)cf;
     lua_conf_t *c = conf;
     if (c->main.memory_limit == TG_CONF_UNSET)
         c->main.memory_limit = LUA_DEFAULT_MEMORY;
+    if (c->main.package_path.p == NULL) {
+        char *p = default_path(cf);
+        if (p == NULL)
+            return "out of memory";
+        c->main.package_path = tg_str_c(p);
+    }
     return NULL;
 }
 

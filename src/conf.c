@@ -26,6 +26,7 @@
 
 const char *tg_conf_prefix;
 void (*tg_conf_on_file)(const char *file, const char *text, size_t len);
+int tg_conf_check_secrets;
 
 struct tg_conf_src_s {
     const char *file;    /* arena string */
@@ -89,6 +90,15 @@ const char *tg_conf_errf(tg_conf_t *cf, const char *fmt, ...)
     s = tg_arena_vprintf(cf->arena, fmt, ap);
     va_end(ap);
     return s ? s : "out of memory";
+}
+
+void tg_conf_check_secret(tg_conf_t *cf, const char *what, const char *path)
+{
+    struct stat st;
+
+    if (tg_conf_check_secrets && stat(path, &st) == 0 && (st.st_mode & S_IROTH))
+        tg_conf_warn(cf, "%s \"%s\" is readable by every user (mode %04o): chmod 600 it", what,
+                     path, (unsigned)(st.st_mode & 07777));
 }
 
 /* An error at a line of the current file other than the statement's own. */
@@ -290,6 +300,18 @@ static int parse_file(tg_conf_t *cf, const char *file)
         if (s->dev == st.st_dev && s->ino == st.st_ino) {
             err = ELOOP;
             goto done;
+        }
+    }
+    if (tg_conf_check_secrets && (st.st_mode & S_IROTH)) {
+        /* at the include that reads it; the main file at its first line */
+        if (cf->src)
+            tg_conf_warn(cf, "\"%s\" is readable by every user (mode %04o): a config can hold "
+                         "secrets, chmod o-r it", file, (unsigned)(st.st_mode & 07777));
+        else {
+            cf->file = file;
+            cf->line = 1;
+            tg_conf_warn(cf, "this file is readable by every user (mode %04o): a config can "
+                         "hold secrets, chmod o-r it", (unsigned)(st.st_mode & 07777));
         }
     }
     if ((err = read_all(fd, S_ISREG(st.st_mode) ? st.st_size : 0, &src.buf, &len)) != 0) goto done;

@@ -109,6 +109,12 @@ extern const char *tg_conf_prefix; /* set by main() before parsing */
  * reads, its path and whole text, in the order they are read (an included
  * file where its include is). The text is the parser's: copy what is kept. */
 extern void (*tg_conf_on_file)(const char *file, const char *text, size_t len);
+/* Set by main() for -t and -T: the parser warns about config files, and
+ * tg_conf_check_secret() about key files, that every user can read. */
+extern int tg_conf_check_secrets;
+/* Warn (at the current statement) when `path`, a file holding a secret
+ * (`what`: "certificate key", ...), is readable by every user. */
+void tg_conf_check_secret(tg_conf_t *cf, const char *what, const char *path);
 
 /* Stock setters: write the parsed value at `conf + d->offset`. */
 const char *tg_conf_set_flag(tg_conf_t *cf, const tg_directive_t *d, void *conf); /* int: on|off */

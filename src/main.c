@@ -141,6 +141,7 @@ int main(int argc, char **argv)
     if (tg_conf_prefix == NULL && getcwd(cwd, sizeof(cwd)))
         tg_conf_prefix = cwd;
     tg_modules_init();
+    tg_conf_check_secrets = test;
     if (dump)
         tg_conf_dump_record();
     tg_config_t *c = tg_config_load(conf, 1);

@@ -202,6 +202,7 @@ static const char *set_certificate_key(tg_conf_t *cf, const tg_directive_t *d, v
             return "\"tls_certificate_key\" must follow a \"tls_certificate\"";
         if ((err = file_check(cf, "certificate key", path)) != NULL)
             return err;
+        tg_conf_check_secret(cf, "certificate key", path);
         u->tls_key = path;
         return NULL;
     }
@@ -209,6 +210,7 @@ static const char *set_certificate_key(tg_conf_t *cf, const tg_directive_t *d, v
         return "\"tls_certificate_key\" must follow a \"tls_certificate\"";
     if ((err = file_check(cf, "certificate key", path)) != NULL)
         return err;
+    tg_conf_check_secret(cf, "certificate key", path);
     t->pairs[t->npairs - 1].key = path;
     return NULL;
 }

@@ -98,4 +98,6 @@ void tg_version_print(FILE *out, int build)
     fprintf(out, "paths:\n");
     fprintf(out, "  config    %s (default of -c)\n", TG_DEFAULT_CONF);
     fprintf(out, "  prefix    the working directory (default of -p)\n");
+    fprintf(out, "  lua       %s (the Lua libraries, in lua_package_path's default)\n",
+            TG_LUA_LIB_DIR);
 }

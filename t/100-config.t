@@ -141,7 +141,34 @@ C
     my @bad = grep { !/^\Q$r->{file}\E:\d+: \S/ && !/^tollgate: configuration file .* test failed$/ }
               @lines;
     is_deeply(\@bad, [], 'every line is file:line: message') or diag $out;
-    is(scalar(grep { /^\Q$r->{file}\E:/ } @lines), scalar(@want), 'each error once') or diag $out;
+    is(scalar(grep { /^\Q$r->{file}\E:/ && !/: warning: / } @lines), scalar(@want),
+       'each error once') or diag $out;
+}
+# -t warns about a config, an included file or a TLS key that every user can read
+{
+    my $bin = $ENV{TG_BIN} // repo_root() . '/build/tollgate';
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=t "
+           . "-days 2 -keyout $dir/k.pem -out $dir/c.pem >/dev/null 2>&1") == 0 or die 'openssl';
+    my $port = free_port();
+    Tollgate::Test::_spew("$dir/inc.conf", "server { listen 127.0.0.1:$port tls;\n"
+                          . "  tls_certificate c.pem;\n  tls_certificate_key k.pem;\n}\n");
+    Tollgate::Test::_spew("$dir/main.conf", "pid $dir/t.pid;\ninclude inc.conf;\n");
+    chmod(0644, map { "$dir/$_" } qw(main.conf inc.conf k.pem));
+    my $out = `'$bin' -t -p '$dir' -c '$dir/main.conf' 2>&1`;
+    is($? >> 8, 0, 'world-readable files: -t still succeeds');
+    like($out, qr{^\Q$dir\E/main\.conf:1: warning: this file is readable by every user \(mode 0644\)}m,
+         'the main config: warned at its first line');
+    like($out, qr{^\Q$dir\E/main\.conf:2: warning: "\Q$dir\E/inc\.conf" is readable by every user}m,
+         'an included file: warned at its include');
+    like($out, qr{^\Q$dir\E/inc\.conf:3: warning: certificate key "\Q$dir\E/k\.pem" is readable by every user \(mode 0644\)}m,
+         'the key: warned at its directive');
+    chmod(0600, map { "$dir/$_" } qw(main.conf inc.conf k.pem));
+    $out = `'$bin' -t -p '$dir' -c '$dir/main.conf' 2>&1`;
+    unlike($out, qr/warning/, 'mode 0600: no warning') or diag $out;
+    chmod(0640, map { "$dir/$_" } qw(main.conf inc.conf k.pem));
+    $out = `'$bin' -t -p '$dir' -c '$dir/main.conf' 2>&1`;
+    unlike($out, qr/warning/, 'mode 0640 (group-readable): no warning') or diag $out;
 }
 # a missing config file: no line number
 {
