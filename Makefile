@@ -174,8 +174,11 @@ deb:
 	@$(DEPS_INSTALL) package
 	rm -rf build/deb && mkdir -p build/deb/tollgate
 	cp -a Makefile src modules lua conf contrib debian $(wildcard man doc) build/deb/tollgate/
-	cd build/deb/tollgate && DEB_BUILD_OPTIONS="parallel=2 $(DEB_BUILD_OPTIONS)" \
-	    dpkg-buildpackage -b --no-sign
+	# the package is the release build whatever this make was given
+	# (SANITIZE=1, BUILD=...): the sub-make must not inherit it
+	cd build/deb/tollgate && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+	    -u SANITIZE -u DEBUG -u BUILD -u TG_MAKE_STAGE \
+	    DEB_BUILD_OPTIONS="parallel=2 $(DEB_BUILD_OPTIONS)" dpkg-buildpackage -b --no-sign
 	@echo "built build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb"
 	lintian --fail-on error build/deb/tollgate_$(DEB_VERSION)_$(DEB_ARCH).deb
 
