@@ -40,6 +40,8 @@ endif
 
 else
 # ------------------------------------------------------------ inner stage
+# `make` without a goal builds `all`, whatever rule comes first below
+.DEFAULT_GOAL := all
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 ifneq ($(shell pkg-config --exists $(PKGS) && echo yes),yes)
 $(error pkg-config does not find all of $(PKGS): contrib/install-deps.sh installs them)

@@ -91,10 +91,14 @@ sub run_make(@args) {
     system($install) == 0 or die "fake install: $?";
     unlink "$pc.log";
     local $ENV{PKG_CONFIG_LIBDIR} = $pc;
-    for my $goal (qw(all run test install bench fuzz unit build/tollgate)) {
+    # '' is `make` without a goal: it must build and link the binary as `all` does
+    for my $goal ('', qw(all run test install bench fuzz unit build/tollgate)) {
         for my $j ('-j1', '-j2') {
-            my ($out, $rc) = run_make('-n', $j, "BUILD=$tmp/n", "DEPS_INSTALL=$install", $goal);
+            my ($out, $rc) = run_make('-n', $j, "BUILD=$tmp/n", "DEPS_INSTALL=$install",
+                length $goal ? $goal : ());
             is($rc, 0, "make -n $j $goal") or diag $out;
+            like($out, qr{-o \Q$tmp\E/n/tollgate\b}m, "make -n $j $goal: links the binary")
+                if $goal eq '' || $goal eq 'all';
             my @lines = split /\n/, $out;
             my ($inst) = grep { $lines[$_] =~ /\Q$install\E build/ } 0 .. $#lines;
             my ($cc) = grep { $lines[$_] =~ /^(?:cc|clang)\b.* -c |^clang\b/ } 0 .. $#lines;
