@@ -110,7 +110,9 @@ my $down_errors = [qr/\[error\].*redis 127\.0\.0\.1:\d+: /,
 
 # --- count=failed: answers below 400 are given back (a script on Redis) -------
 {
+    # redis_timeout as in $conf: a loaded machine must not turn a give-back into a timeout
     my $tg = tg_start(<<"C");
+redis_timeout 2s;
 rate_limit_zone shared key=\$remote_addr\$http_x_round rate=10r/m backend=$url;
 server {
     listen %%PORT%%;
