@@ -17,6 +17,7 @@
 #include "explain.h"
 #include "version.h"
 #include "upgrade.h"
+#include "shm.h"
 
 
 static void usage(FILE *f)
@@ -144,7 +145,11 @@ int main(int argc, char **argv)
     tg_conf_check_secrets = test;
     if (dump)
         tg_conf_dump_record();
+    /* a master started by a binary upgrade: its predecessor's shared memory
+     * zones, for the config to take over (only an upgrade sets TG_SHM_ENV) */
+    tg_shm_inherit();
     tg_config_t *c = tg_config_load(conf, 1);
+    tg_shm_inherit_end();
     if (c == NULL) {
         tg_conf_dump_discard();
         fprintf(stderr, "tollgate: configuration file %s test failed\n", conf);

@@ -1,6 +1,6 @@
 /* @public Shared memory zones: named regions that every worker of a config
  * generation sees at the same address with the same bytes. The master maps
- * them (anonymous MAP_SHARED memory) while it loads the config, before it
+ * them (a memfd, MAP_SHARED) while it loads the config, before it
  * forks the workers, so a worker inherits them and never maps anything
  * itself. Users: rate-limit tables now; Lua shared dicts and the stats
  * counters later.
@@ -15,7 +15,10 @@
  * share it while the old ones finish, which is why the layout of a tag must
  * only depend on the size. A zone whose size or tag changed is new and
  * starts zeroed. A mapping is released when the last config using it is
- * destroyed (in the master; workers exit with theirs).
+ * destroyed (in the master; workers exit with theirs). A binary upgrade
+ * hands the mappings to the new master the same way (tg_shm_handover), so
+ * a zone holds offsets, never pointers, and a tag names a layout: an owner
+ * that changes what its zone holds changes its tag (or its table's magic).
  *
  * The memory of a new zone is zeroed and only takes RAM when touched, so
  * owners should make "all zero" mean "empty". Locking inside a zone is the
@@ -50,6 +53,18 @@ const char *tg_shm_zone_add(tg_conf_t *cf, tg_str_t name, size_t size, const cha
                             tg_shm_zone_t **out);
 /* The config's zone of this name, or NULL. */
 tg_shm_zone_t *tg_shm_zone_find(tg_config_t *c, tg_str_t name);
+
+/* Binary upgrade (src/upgrade.c). tg_shm_handover, in the child about to
+ * exec the new binary: the zones' descriptors, no longer close-on-exec, as
+ * the text of TG_SHM_ENV into `buf`; 0, or -1 if it is too small.
+ * tg_shm_inherit, in the new process before it loads its config: maps the
+ * zones TG_SHM_ENV lists (returns how many), so that a zone of the config
+ * with the same name, tag and size takes one over with its contents, as on a
+ * reload; tg_shm_inherit_end after the load drops those no zone took. */
+#define TG_SHM_ENV "TOLLGATE_SHM_FDS"
+int tg_shm_handover(char *buf, size_t size);
+int tg_shm_inherit(void);
+void tg_shm_inherit_end(void);
 
 /* A mutex that lives in a zone and works across processes. When a worker
  * dies holding it (a crash), the next locker gets it with a return value of

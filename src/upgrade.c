@@ -12,9 +12,11 @@
  * workers are up. The same socket objects stay open throughout, so a
  * connection queued in one is accepted by whichever generation gets to it.
  *
- * Shared memory zones are anonymous mappings, which exec does not keep: the
- * new master starts them empty (rate-limit state, Lua shared dicts, the TLS
- * session cache, stats counters). */
+ * Shared memory zones (rate-limit state, limit_conn counts, Lua shared
+ * dicts, the TLS session cache, stats counters) go across too: the child
+ * puts their memfds in TG_SHM_ENV (shm.c), and the new master maps them
+ * before it loads its config, so a zone declared with the same name, tag and
+ * size keeps its contents, shared with the old workers while they finish. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +29,7 @@
 #include <sys/socket.h>
 #include "upgrade.h"
 #include "log.h"
+#include "shm.h"
 
 #define MAX_INHERITED 4096
 
@@ -113,7 +116,13 @@ pid_t tg_upgrade_spawn(tg_config_t *c, int *ready)
         return -1;
     }
     if (pid == 0) {
-        /* the new master: only the listeners and the write end cross exec */
+        /* the new master: only the listeners, the zones and the write end cross exec */
+        char shm_env[8192];
+        if (tg_shm_handover(shm_env, sizeof(shm_env)) != 0) {
+            tg_log(TG_LOG_WARN, "upgrade: too many shared memory zones to pass on: none is");
+            shm_env[0] = '\0';
+        }
+        if (shm_env[0]) setenv(TG_SHM_ENV, shm_env, 1);
         for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
             for (int i = 0; i < TG_MAX_WORKERS; i++)
                 if (ls->fds[i] >= 0)

@@ -3,7 +3,8 @@
 # are up the old master stops gracefully. Client loops (keep-alive and new
 # connections) see no failed request; a WebSocket opened before keeps
 # working until it closes; a broken binary or a bad config leaves the old
-# master serving with its pid file back; rate-limit state starts afresh.
+# master serving with its pid file back; shared memory zones go across
+# (rate-limit state kept), unless a zone's size changed in the new config.
 use v5.36;
 use Test::More;
 use File::Copy qw(copy);
@@ -139,11 +140,14 @@ ok(!-e "$pidfile.oldbin", 'PIDFILE.oldbin removed');
 is(read_pid($pidfile), $new, 'pid file still names the new master');
 like($tg->error_log, qr/exit: the new master $new serves/, 'old master logged the hand-over');
 
-# shared memory is not carried across exec: rate-limit state starts afresh
-is($tg->http(GET => '/limited')->{status}, 200, 'rate limit state restarted with the new master');
-is($tg->http(GET => '/limited')->{status}, 429, 'and counts again');
+# the shared memory zones went across exec: the allowance used before the
+# upgrade is still used
+is($tg->http(GET => '/limited')->{status}, 429, 'rate-limit state kept across the upgrade');
+unlike($tg->error_log, qr/not taken over/, 'every zone taken over');
 
-# a second upgrade from the new master works the same way (and via -s upgrade)
+# a second upgrade from the new master works the same way (and via -s upgrade);
+# the zone's size changes, so it is a new zone: its state starts afresh
+Tollgate::Test::_spew($tg->conf_file, Tollgate::Test::_slurp($tg->conf_file) =~ s/size=1m/size=2m/r);
 $off = $tg->log_offset;
 system($bin, '-s', 'upgrade', '-c', $tg->conf_file) == 0 or die;
 ok($tg->wait_log(qr/exit: the new master \d+ serves/, 20, $off), 'second upgrade done');
@@ -151,6 +155,8 @@ my $third = read_pid($pidfile);
 ok($third != $new && alive($third), "third master $third");
 ok(wait_until(sub { !alive($new) }, 10), 'second master gone');
 is($tg->http(GET => '/tag')->{body}, 'new', 'and answers');
+is($tg->http(GET => '/limited')->{status}, 200, 'a zone whose size changed starts afresh');
+is($tg->http(GET => '/limited')->{status}, 429, 'and counts again');
 
 # stop the last master ourselves (it is not our child), then the guard's check
 kill 'TERM', $third;
