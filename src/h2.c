@@ -27,8 +27,11 @@
  * (automatic window updates are off).
  *
  * Limits and abuse: http2_max_streams (SETTINGS_MAX_CONCURRENT_STREAMS,
- * REFUSED_STREAM past it), http2_max_header_size (431), keepalive_requests
- * streams per connection (then GOAWAY), idle_timeout (GOAWAY, close),
+ * REFUSED_STREAM past it), http2_max_header_size (431; a block decoding
+ * past BOMB_FACTOR times it closes the connection), keepalive_requests
+ * streams per connection (then GOAWAY; also at stream id 2^31-1), stream
+ * ids that go backwards or repeat (GOAWAY PROTOCOL_ERROR), idle_timeout
+ * (GOAWAY, close),
  * send_timeout per stream (a zero window frees the stream and its upstream),
  * nghttp2's limits on CONTINUATION frames, SETTINGS entries, queued ACKs and
  * RST_STREAM rate, and a budget for frames that carry no request (PING,
@@ -53,6 +56,8 @@
 #define FLOOD_BURST 1000.0   /* frames without a request, at once */
 #define FLOOD_RATE 100.0     /* ... and per second after that */
 #define RST_RATE 33.0        /* RST_STREAM per second after a burst of 2 x http2_max_streams */
+#define BOMB_FACTOR 4        /* a header block decoding past 4 x the limit: abuse, close */
+#define RESET_IDS 32         /* streams we reset last: the client's frames may still come */
 
 typedef struct h2_conn_s h2_conn_t;
 typedef struct h2_stream_s h2_stream_t;
@@ -105,6 +110,10 @@ struct h2_conn_s {
     uint32_t nstreams; /* stream structs alive */
     uint32_t nactive;  /* requests running */
     uint32_t nstarted; /* streams opened on this connection */
+    int32_t last_id;   /* the highest stream id of a client HEADERS frame */
+    int32_t reset_ids[RESET_IDS]; /* a ring: the streams we reset last */
+    uint32_t nreset;
+    size_t block_bytes; /* decoded size of the header block being received */
     size_t window;     /* stream window: request body bytes buffered per stream */
     int depth;         /* in pump: nested calls only ask for another round */
     double flood_tokens, flood_at;
@@ -301,8 +310,9 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     if (s == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, s);
-    if (++hc->nstarted >= (uint32_t)hc->cc->keepalive_requests)
-        goaway(hc, NGHTTP2_NO_ERROR); /* this one is the last (keepalive_requests) */
+    /* this one is the last: keepalive_requests, or no stream id is left */
+    if (++hc->nstarted >= (uint32_t)hc->cc->keepalive_requests || f->hd.stream_id == INT32_MAX)
+        goaway(hc, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -311,6 +321,14 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 {
     (void)flags;
     h2_conn_t *hc = ud;
+    /* HPACK bomb: a small block that decodes huge. Past the limit the
+     * stream is answered 431; far past it decoding stops and so does the
+     * connection, whatever the block is for (a refused stream, trailers). */
+    hc->block_bytes += nlen + vlen + 32;
+    if (hc->block_bytes > (size_t)hc->conf->max_header_size * BOMB_FACTOR) {
+        flood_close(hc, "header block bomb");
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
     if (s == NULL || s->active || s->ev_ready || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* refused, or trailers (not forwarded) */
@@ -396,14 +414,44 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
+/* Stream ids only grow (RFC 9113 5.1.1). nghttp2 keeps no closed streams
+ * (no_closed_streams), so it ignores a HEADERS frame for a closed stream
+ * whose id it passed: a client could replay ids for ever. A HEADERS frame
+ * not above the last id that names no open stream is a connection error,
+ * unless we reset that stream lately (its trailers may have left the client
+ * before our RST_STREAM arrived, RFC 9113 5.1 "closed"). */
+static int stream_id_reused(h2_conn_t *hc, int32_t id)
+{
+    if (id > hc->last_id) {
+        hc->last_id = id;
+        return 0;
+    }
+    if (nghttp2_session_find_stream(hc->ng, id))
+        return 0; /* trailers */
+    for (int i = 0; i < RESET_IDS; i++)
+        if (hc->reset_ids[i] == id)
+            return 0;
+    return 1;
+}
+
 /* Every frame's header: frames that carry no request pay the flood budget
  * (PRIORITY frames are not passed to on_frame_recv at all). */
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
 {
-    (void)ng;
     h2_conn_t *hc = ud;
     int idle = 0;
     switch (hd->type) {
+    case NGHTTP2_HEADERS:
+        hc->block_bytes = 0; /* a new header block (CONTINUATION frames go on with it) */
+        if (hd->stream_id && stream_id_reused(hc, hd->stream_id)) {
+            tg_log(TG_LOG_INFO, "client %s: HTTP/2 HEADERS on stream %d, the last was %d: "
+                                "connection closed",
+                   tg_conn_peer(hc->c), hd->stream_id, hc->last_id);
+            nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+            hc->goaway = 1;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        break;
     case NGHTTP2_DATA:
         idle = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
         break;
@@ -481,6 +529,10 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
                    tg_conn_peer(hc->c));
         }
         hc->goaway = 1;
+        return 0;
+    }
+    if (f->hd.type == NGHTTP2_RST_STREAM) {
+        hc->reset_ids[hc->nreset++ % RESET_IDS] = f->hd.stream_id;
         return 0;
     }
     if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
