@@ -103,6 +103,14 @@ $h->frame(1, 0x5, 1, bomb(12_000));
 goaway_calm($h, 'HPACK bomb');
 ok(!(grep { $_->{type} == 1 } @{$h->{seen}}), '... no response: decoding stopped');
 served('HPACK bomb');
+# the same in a request's trailers: the limit is per header block, whatever it is for
+$h = Tollgate::H2->connect($port);
+$h->headers(1, Tollgate::H2::request_fields('/delay/100', method => 'POST'));
+$h->data(1, 'x');
+my $trailers = "\x40" . Tollgate::H2::_int(5, 7) . 'x-big' . Tollgate::H2::_int(4000, 7) . ('b' x 4000);
+$h->frame(1, 0x5, 1, $trailers . ("\xbe" x 12_000));
+goaway_calm($h, 'HPACK bomb in trailers');
+served('HPACK bomb in trailers');
 # a header list over the limit but not a bomb (5 x 4 KB): 431, the connection lives
 $h = Tollgate::H2->connect($port);
 $h->frame(1, 0x5, 1, bomb(4));
