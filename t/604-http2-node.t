@@ -57,7 +57,7 @@ for my $run (["TLS", "https://a.test:$tls", $pki->{ca}], ['h2c', "http://localho
 
     my $c = $res->{concurrent} // {};
     is("$c->{ok} $c->{urls_ok}", '300 300', "$what: 300 concurrent streams, each answered with its own URL");
-    cmp_ok($c->{ms} // 1e9, '<', 10_000, "$what: ... in $c->{ms} ms (100 ms each; sequential would be 30 s)");
+    cmp_ok($c->{ms} // 1e9, "<", 30_000, "$what: ... in $c->{ms} ms (300 ms each; sequential would be 90 s, 3 rounds of 128 streams about 1 s)");
 
     for my $p (@{$res->{posts} // []}) {
         my $how = $p->{with_length} ? 'with content-length' : 'without content-length';

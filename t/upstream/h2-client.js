@@ -84,11 +84,11 @@ async function main() {
     const N = 300;
     let started = Date.now();
     const all = await Promise.all(Array.from({ length: N }, (_, i) =>
-        request({ ':path': `/delay/100?i=${i}` })));
+        request({ ':path': `/delay/300?i=${i}` })));
     out.concurrent = {
         n: N,
         ok: all.filter((r) => r.status === 200).length,
-        urls_ok: all.filter((r, i) => json(r).url === `/delay/100?i=${i}`).length,
+        urls_ok: all.filter((r, i) => json(r).url === `/delay/300?i=${i}`).length,
         ms: Date.now() - started,
     };
 
