@@ -37,6 +37,7 @@
 #include "worker.h"
 #include "mime.h"
 #include "file_cache.h"
+#include "file_io.h"
 #include "accept_encoding.h"
 
 #define ST_ROUND (1024 * 1024) /* file bytes sent per loop iteration and request */
@@ -47,8 +48,9 @@ enum { DOT_IGNORE = 0, DOT_DENY, DOT_ALLOW };
 enum { EXP_OFF = 0, EXP_TIME, EXP_MAX };
 
 typedef struct {
-    tg_str_t path; /* NUL-terminated */
-    int fd;        /* per worker: -1 until opened */
+    tg_str_t path;  /* NUL-terminated */
+    tg_tpl_t *tpl;  /* with variables: evaluated per request (path: its source) */
+    tg_file_dir_t dir; /* without: per worker, fd -1 until opened */
     int alias;
 } st_root_t;
 
@@ -66,7 +68,30 @@ typedef struct {
     int immutable, dotfiles, symlinks, compress_static;
     int64_t ofc_max; /* main: open_file_cache */
     tg_msec_t ofc_valid;
+    int64_t threads, queue; /* main: file_threads */
 } st_conf_t;
+
+#define ST_PARKED 1 /* open_rel: the open went to a file thread; the handler returns TG_AGAIN */
+
+/* The opens of a request that went to a file thread. The handler then runs
+ * again from the start (tg_request_resume): every open before the parked
+ * one was a cache hit or is in this list, and so is the parked one now. */
+typedef struct st_opened_s {
+    struct st_opened_s *next;
+    dev_t dev;
+    ino_t ino;
+    tg_str_t rel;
+    tg_file_t *f; /* NULL: failed with err */
+    int err;
+} st_opened_t;
+
+typedef struct {
+    tg_request_t *r;
+    st_opened_t *opened;
+    tg_file_io_t *io;  /* the open in a thread */
+    tg_file_dir_t dir; /* its directory and name */
+    tg_str_t rel;
+} st_req_t;
 
 typedef struct {
     int64_t start, end; /* inclusive */
@@ -97,6 +122,7 @@ static void *st_create_conf(tg_conf_t *cf)
     c->expires = c->immutable = c->dotfiles = c->symlinks = c->compress_static = TG_CONF_UNSET;
     c->ofc_max = TG_CONF_UNSET;
     c->ofc_valid = TG_CONF_UNSET;
+    c->threads = c->queue = TG_CONF_UNSET;
     return c;
 }
 
@@ -131,6 +157,8 @@ static const char *st_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->compress_static, p->compress_static, 0);
     TG_CONF_MERGE(c->ofc_max, p->ofc_max, 0);
     TG_CONF_MERGE(c->ofc_valid, p->ofc_valid, 60000);
+    TG_CONF_MERGE(c->threads, p->threads, 4);
+    TG_CONF_MERGE(c->queue, p->queue, 64);
     return NULL;
 }
 
@@ -147,16 +175,23 @@ static const char *set_root(tg_conf_t *cf, const tg_directive_t *d, void *conf)
             return "\"alias\" needs a prefix or exact location";
     }
     tg_str_t v = tg_conf_arg(cf, 1);
-    if (tg_str_eq_lit(v, "") || memchr(v.p, '$', v.len))
-        return tg_conf_errf(cf, "invalid path \"%.*s\" in \"%s\" (variables are not supported)",
-                            TG_STR_FMT(v), d->name);
+    if (tg_str_eq_lit(v, ""))
+        return tg_conf_errf(cf, "invalid path \"\" in \"%s\"", d->name);
     st_root_t *rt = tg_arena_alloc(cf->arena, sizeof(*rt));
-    const char *path = tg_conf_path(cf, v);
+    /* relative: against the prefix (a leading variable must make it absolute) */
+    const char *path = v.p[0] == '$' ? tg_arena_strdup(cf->arena, v) : tg_conf_path(cf, v);
     if (rt == NULL || path == NULL)
         return "out of memory";
     rt->path = tg_str_c(path);
-    rt->fd = -1;
+    rt->dir.fd = -1;
     rt->alias = alias;
+    if (memchr(v.p, '$', v.len)) {
+        const char *err;
+        if ((rt->tpl = tg_tpl_compile(cf, rt->path, &err)) == NULL)
+            return err;
+        if (!tg_tpl_has_vars(rt->tpl))
+            rt->tpl = NULL;
+    }
     c->root = rt;
     return NULL;
 }
@@ -337,6 +372,37 @@ static const char *set_ofc(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
+static const char *set_threads(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    st_conf_t *c = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (c->threads != TG_CONF_UNSET)
+        return "\"file_threads\" is duplicate";
+    if (tg_str_eq_lit(v, "off")) {
+        if (cf->nargs > 1)
+            return "\"file_threads off\" takes no other parameter";
+        c->threads = 0;
+        return NULL;
+    }
+    if (tg_parse_int(v, &c->threads) != 0 || c->threads < 1 || c->threads > 64)
+        return tg_conf_errf(cf, "invalid number \"%.*s\" in \"file_threads\", expected 1 to 64 "
+                                "or off",
+                            TG_STR_FMT(v));
+    for (int i = 2; i <= cf->nargs; i++) {
+        tg_str_t q;
+        if (!tg_conf_arg_kv(cf, i, "queue", &q))
+            return tg_conf_errf(cf, "invalid parameter \"%s\" in \"file_threads\", expected "
+                                    "queue=N",
+                                cf->args[i].text.p);
+        if (tg_parse_int(q, &c->queue) != 0 || c->queue < 1 || c->queue > 65536)
+            return tg_conf_errf(cf, "invalid queue \"%.*s\" in \"file_threads\", expected 1 to "
+                                    "65536",
+                                TG_STR_FMT(q));
+    }
+    return NULL;
+}
+
 static int st_is_active(void *conf)
 {
     return ((st_conf_t *)conf)->root != NULL;
@@ -413,12 +479,15 @@ static const char *st_init_conf(tg_conf_t *cf, void *main_conf)
 static int st_init_worker(tg_worker_t *w)
 {
     st_conf_t *c = w->config->mconf[tg_static_module.index];
+    if (tg_file_io_init(w->loop, (int)c->threads, (int)c->queue) != 0)
+        return -1;
     return tg_file_cache_init(c->ofc_max, c->ofc_valid);
 }
 
 static void st_exit_worker(tg_worker_t *w)
 {
     (void)w;
+    tg_file_io_destroy();
     tg_file_cache_destroy();
 }
 
@@ -602,15 +671,57 @@ static int add_headerf(tg_request_t *r, const char *name, const char *fmt, ...)
 
 /* ---- finding the file ------------------------------------------------------------ */
 
-/* This worker's descriptor of the root (opened at first use). */
-static int root_fd(st_root_t *rt)
+/* The directory the request's files are under: a root without variables
+ * is opened once per worker; one with variables is evaluated per request,
+ * must name an absolute path without "." or ".." segments (a variable such
+ * as $host must not lead elsewhere), and is opened through the cache like
+ * a file (so in a file thread when it would block). 0, or a status: 404,
+ * 500, ST_PARKED. */
+static tg_file_t *open_in(tg_request_t *r, st_conf_t *c, const tg_file_dir_t *dir, tg_str_t rel,
+                          tg_file_symlinks_t links, int *status);
+
+static int root_dir(tg_request_t *r, st_conf_t *c, tg_file_dir_t *out)
 {
-    if (rt->fd < 0) {
-        rt->fd = open(rt->path.p, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rt->fd < 0)
-            tg_log_errno(TG_LOG_ERROR, "cannot open the static root \"%s\"", rt->path.p);
+    st_root_t *rt = c->root;
+    if (rt->tpl == NULL) {
+        if (rt->dir.fd < 0) {
+            struct stat st;
+            int fd = open(rt->path.p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fstat(fd, &st) != 0) {
+                tg_log_errno(TG_LOG_ERROR, "cannot open the static root \"%s\"", rt->path.p);
+                if (fd >= 0)
+                    close(fd);
+                return 404;
+            }
+            rt->dir = (tg_file_dir_t){fd, st.st_dev, st.st_ino};
+        }
+        *out = rt->dir;
+        return 0;
     }
-    return rt->fd;
+    tg_str_t p;
+    if (tg_tpl_eval(r, rt->tpl, &p) != 0)
+        return 500;
+    int bad = p.len == 0 || p.p[0] != '/' || memchr(p.p, '\0', p.len) != NULL;
+    for (size_t i = 0; !bad && i < p.len; i++)
+        if (p.p[i] == '.' && p.p[i - 1] == '/' &&
+            (i + 1 == p.len || p.p[i + 1] == '/' ||
+             (p.p[i + 1] == '.' && (i + 2 == p.len || p.p[i + 2] == '/'))))
+            bad = 1;
+    if (bad) {
+        tg_log(TG_LOG_INFO, "request %u: the %s \"%.*s\" is not an absolute path without dot "
+                            "segments",
+               r->id, rt->alias ? "alias" : "root", TG_STR_FMT(p));
+        return 404;
+    }
+    static const tg_file_dir_t cwd = {AT_FDCWD, 0, 0}; /* absolute names: no directory */
+    int st;
+    tg_file_t *f = open_in(r, c, &cwd, p, TG_FILE_SYMLINKS_FOLLOW, &st);
+    if (f == NULL)
+        return st == ST_PARKED || st == 500 ? st : 404;
+    if (!S_ISDIR(f->st.st_mode))
+        return 404;
+    *out = (tg_file_dir_t){f->fd, f->st.st_dev, f->st.st_ino};
+    return 0;
 }
 
 /* What a URI path refers to under the root: the relative name (no leading
@@ -647,18 +758,93 @@ static int map_path(tg_request_t *r, st_conf_t *c, tg_str_t uri, tg_str_t *rel)
     return 0;
 }
 
-/* Open a relative name; errno to status: missing -> 404, refused -> 403. */
-static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *status)
+static void st_req_release(void *p)
 {
-    tg_file_t *f = tg_file_open(r->arena, root_fd(c->root), rel, (tg_file_symlinks_t)c->symlinks);
-    if (f) {
-        if (tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
+    st_req_t *q = p;
+    if (q->io)
+        tg_file_io_cancel(q->io); /* the pool closes what it opens */
+    q->io = NULL;
+}
+
+/* An open done in a file thread: remembered, and the handler runs again. */
+static void open_done(void *data, tg_file_io_t *io)
+{
+    st_req_t *q = data;
+    tg_request_t *r = q->r;
+    q->io = NULL;
+    st_opened_t *o = tg_arena_alloc(r->arena, sizeof(*o));
+    tg_file_t *f = tg_file_adopt(r->arena, &q->dir, q->rel, io);
+    int err = errno;
+    if (f && (o == NULL || tg_arena_on_reset(r->arena, tg_file_release, f) != 0)) {
+        tg_file_release(f);
+        f = NULL;
+        err = ENOMEM;
+    }
+    if (o == NULL) {
+        tg_request_error(r, 500);
+        return;
+    }
+    *o = (st_opened_t){q->opened, q->dir.dev, q->dir.ino, q->rel, f, err};
+    q->opened = o;
+    tg_request_resume(r);
+}
+
+/* Open `rel` under `dir`, without blocking: a file thread does what would
+ * block (then *status is ST_PARKED). errno to status: missing -> 404,
+ * refused -> 403. */
+static tg_file_t *open_in(tg_request_t *r, st_conf_t *c, const tg_file_dir_t *dir, tg_str_t rel,
+                          tg_file_symlinks_t links, int *status)
+{
+    st_req_t *q = r->ctx[tg_static_module.index];
+    tg_file_t *f = NULL;
+    int done = 0;
+    for (st_opened_t *o = q ? q->opened : NULL; o; o = o->next)
+        if (o->dev == dir->dev && o->ino == dir->ino && tg_str_eq(o->rel, rel)) {
+            if ((f = o->f) == NULL)
+                errno = o->err;
+            done = 1;
+            break;
+        }
+    if (!done) {
+        f = tg_file_open(r->arena, dir, rel, links, TG_FILE_NOWAIT);
+        if (f && tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
             tg_file_release(f);
             *status = 500;
             return NULL;
         }
-        return f;
     }
+    if (f == NULL && !done && errno == EAGAIN && tg_file_io_enabled()) {
+        if (q == NULL) {
+            if ((q = tg_arena_alloc(r->arena, sizeof(*q))) == NULL ||
+                tg_arena_on_reset(r->arena, st_req_release, q) != 0) {
+                *status = 500;
+                return NULL;
+            }
+            q->r = r;
+            r->ctx[tg_static_module.index] = q;
+        }
+        q->dir = *dir;
+        if ((q->rel = tg_arena_str(r->arena, rel)).p == NULL) {
+            *status = 500;
+            return NULL;
+        }
+        if ((q->io = tg_file_open_start(dir, rel, links, open_done, q)) != NULL) {
+            tg_log(TG_LOG_DEBUG, "request %u: \"%.*s\" opened in a thread", r->id,
+                   TG_STR_FMT(rel));
+            *status = ST_PARKED;
+            return NULL;
+        }
+        /* every slot busy (or a very long name): on the loop */
+        f = tg_file_open(r->arena, dir, rel, links, 0);
+        if (f && tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
+            tg_file_release(f);
+            *status = 500;
+            return NULL;
+        }
+    }
+    if (f)
+        return f;
+    (void)c;
     switch (errno) {
     case ENOENT:
     case ENOTDIR:
@@ -678,6 +864,15 @@ static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *sta
         *status = 500;
     }
     return NULL;
+}
+
+/* A name under the request's root (see open_in). */
+static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *status)
+{
+    tg_file_dir_t dir;
+    if ((*status = root_dir(r, c, &dir)) != 0)
+        return NULL;
+    return open_in(r, c, &dir, rel, (tg_file_symlinks_t)c->symlinks, status);
 }
 
 static tg_str_t join(tg_arena_t *a, tg_str_t x, tg_str_t y)
@@ -810,8 +1005,10 @@ static int is_text(tg_str_t t)
 }
 
 /* Which precompressed variant: br, zstd, gzip by the client's weights (the
- * server's order between equal ones) among those on disk. */
-static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const char **coding)
+ * server's order between equal ones) among those on disk. *parked: an open
+ * went to a file thread. */
+static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const char **coding,
+                          int *parked)
 {
     static const tg_str_t codings[] = {TG_STR("br"), TG_STR("zstd"), TG_STR("gzip")};
     static const tg_str_t exts[] = {TG_STR(".br"), TG_STR(".zst"), TG_STR(".gz")};
@@ -839,12 +1036,16 @@ static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const cha
         int k = order[i];
         if (w[k] <= 0 || w[k] < id_w)
             continue;
-        int st;
+        int st = 404;
         tg_str_t name = join(r->arena, rel, exts[k]);
         tg_file_t *f = name.p ? open_rel(r, c, name, &st) : NULL;
         if (f && S_ISREG(f->st.st_mode)) {
             *coding = codings[k].p;
             return f;
+        }
+        if (f == NULL && st == ST_PARKED) {
+            *parked = 1;
+            return NULL;
         }
     }
     return NULL;
@@ -873,7 +1074,10 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
 {
     const char *coding = NULL;
     if (c->compress_static) {
-        tg_file_t *v = variant(r, c, rel, &coding);
+        int parked = 0;
+        tg_file_t *v = variant(r, c, rel, &coding, &parked);
+        if (parked)
+            return TG_AGAIN; /* runs again when the open is done */
         if (v)
             f = v;
         if (tg_request_vary_add(r, "Accept-Encoding") != 0)
@@ -1035,6 +1239,8 @@ static tg_rc_t serve_dir(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t 
             return serve_file(r, c, join(r->arena, path, c->index[i]), name, f);
         if (f == NULL && st == 500)
             return TG_ERROR;
+        if (f == NULL && st == ST_PARKED)
+            return TG_AGAIN; /* runs again when the open is done */
     }
     tg_request_error(r, 404); /* no listing, as serve-static */
     return TG_AGAIN;
@@ -1065,6 +1271,8 @@ static tg_rc_t try_files(tg_request_t *r, st_conf_t *c)
         if (f == NULL) {
             if (st == 500)
                 return TG_ERROR;
+            if (st == ST_PARKED)
+                return TG_AGAIN;
             continue;
         }
         if (dir ? !S_ISDIR(f->st.st_mode) : !S_ISREG(f->st.st_mode))
@@ -1096,10 +1304,6 @@ static tg_rc_t st_content(tg_request_t *r, void *conf)
     st_conf_t *c = conf;
     if (r->upstream)
         return TG_OK; /* proxy_pass or tg.route: the proxy's */
-    if (root_fd(c->root) < 0) {
-        tg_request_error(r, 404);
-        return TG_AGAIN;
-    }
     if (c->try_files)
         return try_files(r, c);
     if (r->method != HTTP_GET && r->method != HTTP_HEAD)
@@ -1112,7 +1316,8 @@ static tg_rc_t st_content(tg_request_t *r, void *conf)
     }
     tg_file_t *f = open_rel(r, c, rel, &st);
     if (f == NULL) {
-        tg_request_error(r, st);
+        if (st != ST_PARKED) /* else it runs again when the open is done */
+            tg_request_error(r, st);
         return TG_AGAIN;
     }
     if (S_ISDIR(f->st.st_mode))
@@ -1138,6 +1343,7 @@ static const tg_directive_t st_directives[] = {
     {"compress_static", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(st_conf_t, compress_static)},
     {"open_file_cache", TG_SCOPE_MAIN, 0, 1, 2, set_ofc, 0},
+    {"file_threads", TG_SCOPE_MAIN, 0, 1, 2, set_threads, 0},
     {NULL},
 };
 
