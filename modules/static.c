@@ -140,11 +140,8 @@ static const char *st_merge_conf(tg_conf_t *cf, void *parent, void *child)
         c->index = &def;
         c->nindex = 1;
     }
-    if (c->try_files == NULL) {
-        c->try_files = p->try_files;
-        c->try_raw = p->try_raw;
-        c->ntry = p->ntry;
-    }
+    /* try_files is not inherited (nginx): a server's applies where no
+     * location matched, in the implicit root location (st_init_conf) */
     TG_CONF_MERGE_PTR(c->types, p->types, NULL);
     TG_CONF_MERGE_STR(c->default_type, p->default_type, TG_STR("application/octet-stream"));
     if (c->expires == TG_CONF_UNSET) {
@@ -467,6 +464,11 @@ static const char *st_init_conf(tg_conf_t *cf, void *main_conf)
     tg_mime_finish(def);
     for (int i = 0; i < cf->config->nservers; i++) {
         tg_server_t *s = cf->config->servers[i];
+        st_conf_t *sc = s->mconf[tg_static_module.index];
+        st_conf_t *rc = s->root->mconf[tg_static_module.index];
+        rc->try_files = sc->try_files;
+        rc->try_raw = sc->try_raw;
+        rc->ntry = sc->ntry;
         const char *err = check_location(cf, def, s->root);
         for (int k = 0; err == NULL && k < s->nlocations; k++)
             err = check_location(cf, def, s->locations[k]);
