@@ -146,6 +146,9 @@ for my $c (['If-None-Match own tag', ['If-None-Match' => $etag]],
 }
 ($t, $n) = both(GET => '/a.txt', 'If-None-Match' => $etag);
 is($t->{body} . $n->{body}, '', '304: no body on either');
+is(join(',', map { exists $t->{headers}{$_} ? $_ : () } qw(content-type etag last-modified content-length)),
+   join(',', map { exists $n->{headers}{$_} ? $_ : () } qw(content-type etag last-modified content-length)),
+   '304: the same headers as nginx (validators, no Content-Type or Content-Length)');
 ($t, $n) = both(GET => '/a.txt', 'If-Modified-Since' => 'Wed, 15 Nov 2023 22:13:20 GMT');
 is($t->{status}, 304, 'If-Modified-Since later: 304 (RFC 9110, serve-static)');
 is($n->{status}, 200, 'nginx: 200 (if_modified_since exact)');
@@ -236,6 +239,9 @@ for my $c (['/../a.txt', 400], ['/%2e%2e/a.txt', 400], ['/a%00.txt', 400]) {
     is($t->{status}, $want, "$p: $want");
     is($t->{status}, $n->{status}, "$p: as nginx");
 }
+($t, $n) = both(GET => '/sub\\index.html');
+is($t->{status}, 403, 'a backslash: 403 (as serve-static)');
+is($n->{status}, 404, 'nginx: 404 (a plain character in a name on POSIX)');
 ($t, $n) = both(GET => '/.env');
 is($t->{status}, 404, 'dot file: 404 (dotfiles ignore)');
 is("$n->{status} $n->{body}", "200 SECRET=1\n", 'nginx: served');
