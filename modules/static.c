@@ -39,6 +39,7 @@
 #include "file_cache.h"
 #include "file_io.h"
 #include "accept_encoding.h"
+#include "http_cond.h"
 
 #define ST_ROUND (1024 * 1024) /* file bytes sent per loop iteration and request */
 #define ST_MAX_RANGES 16       /* more: the whole file (RFC 9110 allows ignoring Range) */
@@ -94,12 +95,8 @@ typedef struct {
 } st_req_t;
 
 typedef struct {
-    int64_t start, end; /* inclusive */
-} st_range_t;
-
-typedef struct {
     tg_file_t *f;
-    st_range_t *ranges;
+    tg_http_range_t *ranges;
     int nranges, cur;
     int64_t off, left; /* of the current range */
     tg_str_t *heads;   /* multipart: each part's head */
@@ -495,140 +492,6 @@ static void st_exit_worker(tg_worker_t *w)
 
 /* ---- small helpers --------------------------------------------------------------- */
 
-static size_t http_date(char *out, time_t t)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    return strftime(out, 32, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-/* IMF-fixdate, RFC 850 and asctime dates (RFC 9110 5.6.7); -1: none. */
-static time_t parse_http_date(tg_str_t v)
-{
-    char buf[64];
-    if (v.len == 0 || v.len >= sizeof(buf))
-        return -1;
-    memcpy(buf, v.p, v.len);
-    buf[v.len] = '\0';
-    static const char *const fmts[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
-                                       "%a %b %e %H:%M:%S %Y"};
-    for (size_t i = 0; i < 3; i++) {
-        struct tm tm = {0};
-        const char *end = strptime(buf, fmts[i], &tm);
-        if (end && *end == '\0')
-            return timegm(&tm);
-    }
-    return -1;
-}
-
-/* Does a list of entity tags (If-Match, If-None-Match) hold `etag`? Weak
- * comparison ignores W/ (If-None-Match), strong refuses weak tags. */
-static int etag_listed(tg_str_t list, tg_str_t etag, int weak)
-{
-    tg_str_t t = tg_str_trim(list);
-    if (t.len == 1 && t.p[0] == '*')
-        return 1;
-    const char *p = list.p, *end = list.p + list.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        int is_weak = 0;
-        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') {
-            is_weak = 1;
-            p += 2;
-        }
-        const char *q = p;
-        if (q < end && *q == '"') {
-            q = memchr(q + 1, '"', (size_t)(end - q - 1));
-            q = q ? q + 1 : end;
-        } else {
-            while (q < end && *q != ',')
-                q++;
-        }
-        tg_str_t tag = {p, (size_t)(q - p)};
-        if ((weak || !is_weak) && tg_str_eq(tag, etag))
-            return 1;
-        p = q > s ? q : s + 1;
-    }
-    return 0;
-}
-
-/* "bytes=a-b,c-,-n" against `len`. Returns the number of satisfiable ranges
- * (sorted and merged when they overlap), 0 when none is satisfiable (416),
- * -1 when the header is not a valid byte range set or has too many ranges
- * (ignored: the whole file). */
-static int parse_ranges(tg_str_t v, int64_t len, st_range_t *out)
-{
-    if (v.len < 6 || !tg_str_has_caseprefix(v, "bytes="))
-        return -1;
-    const char *p = v.p + 6, *end = v.p + v.len;
-    int n = 0, seen = 0;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        int64_t a = -1, b = -1;
-        if (p < end && *p >= '0' && *p <= '9') {
-            a = 0;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (a > (INT64_MAX - 9) / 10)
-                    return -1;
-                a = a * 10 + (*p++ - '0');
-            }
-        }
-        if (p >= end || *p++ != '-')
-            return -1;
-        if (p < end && *p >= '0' && *p <= '9') {
-            b = 0;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (b > (INT64_MAX - 9) / 10)
-                    return -1;
-                b = b * 10 + (*p++ - '0');
-            }
-        }
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        if (p < end && *p++ != ',')
-            return -1;
-        if (a < 0 && b < 0)
-            return -1;
-        if (a >= 0 && b >= 0 && b < a)
-            return -1;
-        if (++seen > ST_MAX_RANGES)
-            return -1;
-        st_range_t r;
-        if (a < 0) { /* suffix: the last b bytes */
-            if (b == 0 || len == 0)
-                continue;
-            r = (st_range_t){b >= len ? 0 : len - b, len - 1};
-        } else {
-            if (a >= len)
-                continue;
-            r = (st_range_t){a, (b < 0 || b >= len) ? len - 1 : b};
-        }
-        out[n++] = r;
-    }
-    if (seen == 0)
-        return -1;
-    /* sort by start (insertion: at most ST_MAX_RANGES), merge overlaps */
-    for (int i = 1; i < n; i++)
-        for (int k = i; k > 0 && out[k].start < out[k - 1].start; k--) {
-            st_range_t t = out[k];
-            out[k] = out[k - 1];
-            out[k - 1] = t;
-        }
-    int w = 0;
-    for (int i = 0; i < n; i++) {
-        if (w > 0 && out[i].start <= out[w - 1].end + 1) {
-            if (out[i].end > out[w - 1].end)
-                out[w - 1].end = out[i].end;
-        } else {
-            out[w++] = out[i];
-        }
-    }
-    return w;
-}
-
 /* Percent-encode a decoded path for a Location header. */
 static tg_str_t encode_path(tg_arena_t *a, tg_str_t p)
 {
@@ -978,34 +841,6 @@ static void st_send(tg_request_t *r)
     }
 }
 
-/* Not modified? 304; precondition failed? 412; else 0 (RFC 9110 13.2.2). */
-static int conditional(tg_request_t *r, tg_str_t etag, time_t mtime)
-{
-    tg_header_t *h;
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-Match"))) != NULL) {
-        if (!etag_listed(h->value, etag, 0))
-            return 412;
-    } else if ((h = tg_headers_find(&r->headers, TG_STR("If-Unmodified-Since"))) != NULL) {
-        time_t t = parse_http_date(h->value);
-        if (t >= 0 && mtime > t)
-            return 412;
-    }
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-None-Match"))) != NULL)
-        return etag_listed(h->value, etag, 1) ? 304 : 0;
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-Modified-Since"))) != NULL) {
-        time_t t = parse_http_date(h->value);
-        if (t >= 0 && mtime <= t)
-            return 304;
-    }
-    return 0;
-}
-
-static int is_text(tg_str_t t)
-{
-    return tg_str_has_caseprefix(t, "text/") || tg_str_caseeq_lit(t, "application/javascript") ||
-           tg_str_caseeq_lit(t, "application/json");
-}
-
 /* Which precompressed variant: br, zstd, gzip by the client's weights (the
  * server's order between equal ones) among those on disk. *parked: an open
  * went to a file thread. */
@@ -1064,7 +899,7 @@ static int cache_headers(tg_request_t *r, st_conf_t *c)
     if (c->expires == EXP_MAX)
         strcpy(d, "Thu, 31 Dec 2037 23:55:55 GMT");
     else
-        http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
+        tg_http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
     if (add_headerf(r, "Expires", "%s", d) != 0)
         return -1;
     return add_headerf(r, "Cache-Control", "max-age=%lld", (long long)secs);
@@ -1088,7 +923,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     int64_t len = (int64_t)f->st.st_size;
     time_t mtime = f->st.st_mtim.tv_sec;
     char lm[40], et[48];
-    http_date(lm, mtime);
+    tg_http_date(lm, mtime);
     size_t en = 0;
     et[en++] = '"';
     en += tg_fmt_hex(et + en, (uint64_t)mtime);
@@ -1103,7 +938,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     tg_str_t type = tg_mime_find(c->types, path);
     if (type.p == NULL)
         type = c->default_type;
-    if (is_text(type) && !memchr(type.p, ';', type.len)) {
+    if (tg_mime_is_text(type) && !memchr(type.p, ';', type.len)) {
         char *t = tg_arena_printf(r->arena, "%.*s; charset=utf-8", TG_STR_FMT(type));
         if (t == NULL)
             return TG_ERROR;
@@ -1113,7 +948,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
         cache_headers(r, c) != 0)
         return TG_ERROR;
 
-    int cond = conditional(r, etag, mtime);
+    int cond = tg_http_preconditions(&r->headers, etag, mtime);
     if (cond == 304) {
         r->status = 304;
         r->resp_content_length = 0;
@@ -1142,9 +977,9 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     if (range && r->method == HTTP_GET &&
         (ifr == NULL || tg_str_eq(tg_str_trim(ifr->value), etag) ||
          tg_str_eq(tg_str_trim(ifr->value), lms))) {
-        if ((x->ranges = tg_arena_alloc(r->arena, ST_MAX_RANGES * sizeof(st_range_t))) == NULL)
+        if ((x->ranges = tg_arena_alloc(r->arena, ST_MAX_RANGES * sizeof(tg_http_range_t))) == NULL)
             return TG_ERROR;
-        n = parse_ranges(range->value, len, x->ranges);
+        n = tg_http_ranges_parse(range->value, len, x->ranges, ST_MAX_RANGES);
     }
     r->status = 200;
     if (n == 0) {

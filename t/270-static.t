@@ -200,6 +200,8 @@ $b = Tollgate::Test::http_request($node->{port}, GET => '/a.txt', headers => [Ra
 is($b->{status}, 206, 'serve-static: 206 too');
 $a = Tollgate::Test::http_request($tg->port, HEAD => '/a.txt', headers => [Range => 'bytes=0-4']);
 is($a->{status}, 200, 'HEAD with Range: 200 (RFC 9110 14.2; nginx 206, t/274)');
+$b = Tollgate::Test::http_request($node->{port}, HEAD => '/a.txt', headers => [Range => 'bytes=0-4']);
+is($b->{status}, 206, 'serve-static: 206 for HEAD with Range (Tollgate follows the RFC)');
 
 # ---- methods, directories, errors
 for my $m (qw(POST PUT DELETE)) {
