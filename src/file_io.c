@@ -114,6 +114,9 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
             close(io->dirfd);
         if (!io->cancelled)
             io->done(io->data, io);
+        else
+            tg_log(TG_LOG_DEBUG, "a file %s finished after its request ended: released",
+                   io->run == run_read ? "read" : "open");
         slot_put(io);
     }
 }

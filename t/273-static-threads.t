@@ -10,6 +10,8 @@
 #     client is answered at once; when the lease is released the waiting
 #     request gets the file. A client that leaves while its open is in the
 #     thread costs nothing (the descriptor is closed by the pool).
+#   - A client that leaves while its read waits for the thread: the pool
+#     releases the job when it has run.
 #   - A FIFO in the tree: 403 at once (opened O_NONBLOCK, refused by fstat).
 #   - root and alias with variables.
 use v5.36;
@@ -53,7 +55,7 @@ my $a = $pki->{'a.test'};
 my $tg = tg_start(<<"EOF");
 error_log %%DIR%%/error.log debug;
 workers 1;
-file_threads 2 queue=4;
+file_threads 1 queue=4;
 server {
     listen %%PORT%%;
     listen %%PORT2%% tls;
@@ -160,6 +162,30 @@ sub bg_curl($url) {
     is($held, 0, 'the abandoned open left no descriptor behind');
 }
 
+# a client that leaves while its read waits for a file thread: the only
+# thread is held by an open a lease blocks, a cold read queues behind it,
+# the HTTP/2 client gives up (curl --max-time) and its stream ends; when
+# the lease goes, the thread runs the abandoned read and the pool releases
+# it (the buffer back, the descriptor closed; ASan builds check the memory)
+{
+    $broken = 0;
+    my $fh = lease("$dir/lease.txt");
+    my $pid = bg_curl('http://127.0.0.1:' . $tg->port . '/lease.txt');
+    ok(wait_until(sub { $broken }, 5), 'the only file thread waits on a leased open');
+    evict("$dir/big.bin");
+    my $off = $tg->log_offset;
+    my $rc = system("curl -s --http2 --max-time 1 -o /dev/null $tls https://a.test:" . $tg->port(2) . '/big.bin');
+    isnt($rc, 0, 'the HTTP/2 client gave up waiting');
+    ok($tg->wait_log(qr/file bytes 0\+\d+ read in a thread/, 1, $off), 'its first read was queued for the thread');
+    fcntl($fh, F_SETLEASE, F_UNLCK) or die "unlease: $!";
+    close $fh;
+    ok($tg->wait_log(qr/a file read finished after its request ended: released/, 10, $off),
+       'the abandoned read ran and was released by the pool');
+    ok(wait_until(sub { waitpid($pid, WNOHANG) == $pid }, 10), 'the leased file was served meanwhile');
+    my $r = $tg->http(GET => '/other.txt');
+    is("$r->{status} $r->{body}", "200 other\n", 'the worker serves on');
+}
+
 # ---- a FIFO in the tree never blocks
 my $r = $tg->http(GET => '/fifo', timeout => 5);
 is($r->{status}, 403, 'a FIFO: 403');
@@ -167,7 +193,7 @@ cmp_ok($r->{time}, '<', 1, 'at once');
 
 # ---- the pool: the configured number of threads, started at first use
 my @tasks = glob("/proc/$worker/task/*");
-is(scalar @tasks, 3, 'the worker runs its loop and 2 file threads');
+is(scalar @tasks, 2, 'the worker runs its loop and its one file thread');
 
 # ---- variables in root and alias
 for my $h ('a.test', 'b.test') {
