@@ -542,7 +542,7 @@ static int add_headerf(tg_request_t *r, const char *name, const char *fmt, ...)
  * as $host must not lead elsewhere), and is opened through the cache like
  * a file (so in a file thread when it would block). 0, or a status: 404,
  * 500, ST_PARKED. */
-static tg_file_t *open_in(tg_request_t *r, st_conf_t *c, const tg_file_dir_t *dir, tg_str_t rel,
+static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
                           tg_file_symlinks_t links, int *status);
 
 static int root_dir(tg_request_t *r, st_conf_t *c, tg_file_dir_t *out)
@@ -580,7 +580,7 @@ static int root_dir(tg_request_t *r, st_conf_t *c, tg_file_dir_t *out)
     }
     static const tg_file_dir_t cwd = {AT_FDCWD, 0, 0}; /* absolute names: no directory */
     int st;
-    tg_file_t *f = open_in(r, c, &cwd, p, TG_FILE_SYMLINKS_FOLLOW, &st);
+    tg_file_t *f = open_in(r, &cwd, p, TG_FILE_SYMLINKS_FOLLOW, &st);
     if (f == NULL)
         return st == ST_PARKED || st == 500 ? st : 404;
     if (!S_ISDIR(f->st.st_mode))
@@ -657,7 +657,7 @@ static void open_done(void *data, tg_file_io_t *io)
 /* Open `rel` under `dir`, without blocking: a file thread does what would
  * block (then *status is ST_PARKED). errno to status: missing -> 404,
  * refused -> 403. */
-static tg_file_t *open_in(tg_request_t *r, st_conf_t *c, const tg_file_dir_t *dir, tg_str_t rel,
+static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
                           tg_file_symlinks_t links, int *status)
 {
     st_req_t *q = r->ctx[tg_static_module.index];
@@ -709,7 +709,6 @@ static tg_file_t *open_in(tg_request_t *r, st_conf_t *c, const tg_file_dir_t *di
     }
     if (f)
         return f;
-    (void)c;
     switch (errno) {
     case ENOENT:
     case ENOTDIR:
@@ -737,7 +736,7 @@ static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *sta
     tg_file_dir_t dir;
     if ((*status = root_dir(r, c, &dir)) != 0)
         return NULL;
-    return open_in(r, c, &dir, rel, (tg_file_symlinks_t)c->symlinks, status);
+    return open_in(r, &dir, rel, (tg_file_symlinks_t)c->symlinks, status);
 }
 
 static tg_str_t join(tg_arena_t *a, tg_str_t x, tg_str_t y)

@@ -192,8 +192,6 @@ tg_file_io_t *tg_file_io_get(tg_file_io_cb done, void *data)
     io->fd = io->dirfd = -1;
     io->done = done;
     io->data = data;
-    io->cancelled = 0;
-    io->next = NULL;
     return io;
 }
 

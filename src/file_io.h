@@ -42,7 +42,6 @@ struct tg_file_io_s {
     int dirfd;                     /* open: resolve under this directory (a descriptor
                                       of the job's own: the pool closes it when done) */
     int flags;                     /* open: the caller's options for run() */
-    char path[TG_FILE_IO_PATH_MAX]; /* open: the name under dirfd */
     tg_buf_t *buf;                 /* read: into buf->start */
     size_t len;
     int64_t off;
@@ -51,6 +50,7 @@ struct tg_file_io_s {
     void *data;
     unsigned cancelled : 1;
     tg_file_io_t *next;
+    char path[TG_FILE_IO_PATH_MAX]; /* open: the name under dirfd (last: not cleared) */
 };
 
 /* This worker's pool: `threads` threads (0: none, every call below fails

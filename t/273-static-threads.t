@@ -31,6 +31,7 @@ chmod 0755, $dir; # the workers run as nobody (the suite runs as root)
 sub spew($p, $d) { open(my $fh, '>', $p) or die "$p: $!"; print $fh $d; close $fh; chmod 0644, $p }
 my $big = join('', map { sprintf("%07d:%s\n", $_, body_pattern(55, $_)) } 1 .. 65536); # 4 MB
 spew("$dir/big.bin", $big);
+spew("$dir/big.txt", $big);
 spew("$dir/lease.txt", "leased\n");
 spew("$dir/other.txt", "other\n");
 mkfifo("$dir/fifo", 0644) or die "mkfifo: $!";
@@ -63,6 +64,7 @@ server {
     tls_certificate $a->{cert};
     tls_certificate_key $a->{key};
     root $dir;
+    location /gz/ { alias $dir/; compress gzip; }
 }
 server {
     listen %%PORT4%%;
@@ -98,6 +100,23 @@ for my $c (['TLS HTTP/1.1', "--http1.1 $tls https://a.test:" . $tg->port(2) . '/
            "$name: the cold pages were read in a file thread");
     }
 }
+# compressed on the fly (the body filters read the file through the same
+# copy path as TLS), cold, over plain HTTP
+{
+    evict("$dir/big.txt");
+    my $off = $tg->log_offset;
+    my $out = `curl -s --max-time 20 -H 'Accept-Encoding: gzip' -D $dir/gz.hdr -o $dir/gz.out http://127.0.0.1:@{[$tg->port]}/gz/big.txt`;
+    my $hdr = do { local $/; open(my $h, '<', "$dir/gz.hdr"); <$h> } // '';
+    like($hdr, qr/^content-encoding: gzip\r?$/mi, 'compress: gzip on the fly');
+    my $plain = `gzip -dc $dir/gz.out`;
+    ok($plain eq $big, 'compress: the cold file, byte-exact once decompressed');
+  SKIP: {
+        skip "$fs keeps every page in memory", 1 if $fs eq 'tmpfs';
+        ok($tg->wait_log(qr/file bytes \d+\+\d+ read in a thread/, 2, $off),
+           'compress: the cold pages were read in a file thread');
+    }
+}
+
 # a range of a cold file, over TLS
 evict("$dir/big.bin");
 my ($st, $body) = curl("-r 1000000-1099999 --http1.1 $tls https://a.test:" . $tg->port(2) . '/big.bin');
