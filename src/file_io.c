@@ -35,7 +35,8 @@ static void run_read(tg_file_io_t *io)
 {
     size_t got = 0;
     while (got < io->len) {
-        ssize_t n = pread(io->fd, io->buf->start + got, io->len - got, (off_t)(io->off + (int64_t)got));
+        off_t at = (off_t)(io->off + (int64_t)got);
+        ssize_t n = pread(io->fd, io->buf->start + got, io->len - got, at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -143,9 +144,6 @@ static int start(void)
         goto fail;
     for (int i = fio.nslots - 1; i >= 0; i--)
         slot_put(&fio.slots[i]);
-    ev_async_init(&fio.async, on_async);
-    ev_async_start(fio.loop, &fio.async);
-    ev_unref(fio.loop); /* the pool alone does not keep the loop running */
     /* the threads take no signal: the loop's handlers stay the only ones */
     sigset_t all, old;
     sigfillset(&all);
@@ -164,9 +162,18 @@ static int start(void)
         tg_log_errno(TG_LOG_ERROR, "cannot start the file threads");
         goto fail;
     }
+    /* jobs are submitted only after this returns: no thread signals before */
+    ev_async_init(&fio.async, on_async);
+    ev_async_start(fio.loop, &fio.async);
+    ev_unref(fio.loop); /* the pool alone does not keep the loop running */
     return 0;
 fail:
     /* no pool: every later call fails with ENOSYS and files are read on the loop */
+    free(fio.slots);
+    free(fio.threads);
+    fio.slots = NULL;
+    fio.threads = NULL;
+    fio.free = NULL;
     fio.nthreads = 0;
     return -1;
 }

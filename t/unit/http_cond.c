@@ -64,7 +64,8 @@ static void test_etags(void)
 
 static void test_dates(void)
 {
-    is_int(tg_http_date_parse(tg_str_c("Tue, 14 Nov 2023 22:13:20 GMT")), 1700000000, "IMF-fixdate");
+    is_int(tg_http_date_parse(tg_str_c("Tue, 14 Nov 2023 22:13:20 GMT")), 1700000000,
+           "IMF-fixdate");
     is_int(tg_http_date_parse(tg_str_c("Tuesday, 14-Nov-23 22:13:20 GMT")), 1700000000, "RFC 850");
     is_int(tg_http_date_parse(tg_str_c("Tue Nov 14 22:13:20 2023")), 1700000000, "asctime");
     is_int(tg_http_date_parse(tg_str_c("yesterday")), -1, "garbage");
@@ -77,7 +78,8 @@ static void test_dates(void)
 
 static int pre(const char *n1, const char *v1, const char *n2, const char *v2)
 {
-    tg_header_t h[2] = {{tg_str_c(n1), tg_str_c(v1)}, {tg_str_c(n2 ? n2 : "X"), tg_str_c(v2 ? v2 : "")}};
+    tg_header_t h[2] = {{tg_str_c(n1), tg_str_c(v1)},
+                        {tg_str_c(n2 ? n2 : "X"), tg_str_c(v2 ? v2 : "")}};
     tg_headers_t hs = {h, n2 ? 2 : 1, 2};
     return tg_http_preconditions(&hs, TG_STR("\"5f-2a\""), 1700000000);
 }
@@ -94,10 +96,12 @@ static void test_preconditions(void)
     is_int(pre("If-None-Match", "\"x\"", "If-Modified-Since", after), 0, "INM wins over IMS");
     is_int(pre("If-Match", "\"x\"", NULL, NULL), 412, "If-Match other: 412");
     is_int(pre("If-Match", "W/\"5f-2a\"", NULL, NULL), 412, "If-Match weak: 412 (strong compare)");
-    is_int(pre("If-Match", "\"5f-2a\"", "If-None-Match", "\"5f-2a\""), 304, "If-Match ok, then INM");
-    is_int(pre("If-Unmodified-Since", before, NULL, NULL), 412, "IUS earlier: 412");
+    is_int(pre("If-Match", "\"5f-2a\"", "If-None-Match", "\"5f-2a\""), 304,
+           "If-Match ok, then INM");
+    is_int(pre("If-Unmodified-Since", before, NULL, NULL), 412, "IUS earlier");
     is_int(pre("If-Unmodified-Since", same, NULL, NULL), 0, "IUS same: 0");
-    is_int(pre("If-Match", "\"5f-2a\"", "If-Unmodified-Since", before), 0, "If-Match wins over IUS");
+    is_int(pre("If-Match", "\"5f-2a\"", "If-Unmodified-Since", before), 0,
+           "If-Match wins over IUS");
 }
 
 int main(void)
