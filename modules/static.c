@@ -536,15 +536,15 @@ static int add_headerf(tg_request_t *r, const char *name, const char *fmt, ...)
 
 /* ---- finding the file ------------------------------------------------------------ */
 
+static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
+                          tg_file_symlinks_t links, int *status);
+
 /* The directory the request's files are under: a root without variables
  * is opened once per worker; one with variables is evaluated per request,
  * must name an absolute path without "." or ".." segments (a variable such
  * as $host must not lead elsewhere), and is opened through the cache like
  * a file (so in a file thread when it would block). 0, or a status: 404,
  * 500, ST_PARKED. */
-static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
-                          tg_file_symlinks_t links, int *status);
-
 static int root_dir(tg_request_t *r, st_conf_t *c, tg_file_dir_t *out)
 {
     st_root_t *rt = c->root;
