@@ -37,7 +37,9 @@
 #include "worker.h"
 #include "mime.h"
 #include "file_cache.h"
+#include "file_io.h"
 #include "accept_encoding.h"
+#include "http_cond.h"
 
 #define ST_ROUND (1024 * 1024) /* file bytes sent per loop iteration and request */
 #define ST_MAX_RANGES 16       /* more: the whole file (RFC 9110 allows ignoring Range) */
@@ -47,8 +49,9 @@ enum { DOT_IGNORE = 0, DOT_DENY, DOT_ALLOW };
 enum { EXP_OFF = 0, EXP_TIME, EXP_MAX };
 
 typedef struct {
-    tg_str_t path; /* NUL-terminated */
-    int fd;        /* per worker: -1 until opened */
+    tg_str_t path;  /* NUL-terminated */
+    tg_tpl_t *tpl;  /* with variables: evaluated per request (path: its source) */
+    tg_file_dir_t dir; /* without: per worker, fd -1 until opened */
     int alias;
 } st_root_t;
 
@@ -66,15 +69,34 @@ typedef struct {
     int immutable, dotfiles, symlinks, compress_static;
     int64_t ofc_max; /* main: open_file_cache */
     tg_msec_t ofc_valid;
+    int64_t threads, queue; /* main: file_threads */
 } st_conf_t;
 
+#define ST_PARKED 1 /* open_rel: the open went to a file thread; the handler returns TG_AGAIN */
+
+/* The opens of a request that went to a file thread. The handler then runs
+ * again from the start (tg_request_resume): every open before the parked
+ * one was a cache hit or is in this list, and so is the parked one now. */
+typedef struct st_opened_s {
+    struct st_opened_s *next;
+    dev_t dev;
+    ino_t ino;
+    tg_str_t rel;
+    tg_file_t *f; /* NULL: failed with err */
+    int err;
+} st_opened_t;
+
 typedef struct {
-    int64_t start, end; /* inclusive */
-} st_range_t;
+    tg_request_t *r;
+    st_opened_t *opened;
+    tg_file_io_t *io;  /* the open in a thread */
+    tg_file_dir_t dir; /* its directory and name */
+    tg_str_t rel;
+} st_req_t;
 
 typedef struct {
     tg_file_t *f;
-    st_range_t *ranges;
+    tg_http_range_t *ranges;
     int nranges, cur;
     int64_t off, left; /* of the current range */
     tg_str_t *heads;   /* multipart: each part's head */
@@ -97,6 +119,7 @@ static void *st_create_conf(tg_conf_t *cf)
     c->expires = c->immutable = c->dotfiles = c->symlinks = c->compress_static = TG_CONF_UNSET;
     c->ofc_max = TG_CONF_UNSET;
     c->ofc_valid = TG_CONF_UNSET;
+    c->threads = c->queue = TG_CONF_UNSET;
     return c;
 }
 
@@ -114,11 +137,8 @@ static const char *st_merge_conf(tg_conf_t *cf, void *parent, void *child)
         c->index = &def;
         c->nindex = 1;
     }
-    if (c->try_files == NULL) {
-        c->try_files = p->try_files;
-        c->try_raw = p->try_raw;
-        c->ntry = p->ntry;
-    }
+    /* try_files is not inherited (nginx): a server's applies where no
+     * location matched, in the implicit root location (st_init_conf) */
     TG_CONF_MERGE_PTR(c->types, p->types, NULL);
     TG_CONF_MERGE_STR(c->default_type, p->default_type, TG_STR("application/octet-stream"));
     if (c->expires == TG_CONF_UNSET) {
@@ -131,6 +151,8 @@ static const char *st_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->compress_static, p->compress_static, 0);
     TG_CONF_MERGE(c->ofc_max, p->ofc_max, 0);
     TG_CONF_MERGE(c->ofc_valid, p->ofc_valid, 60000);
+    TG_CONF_MERGE(c->threads, p->threads, 4);
+    TG_CONF_MERGE(c->queue, p->queue, 64);
     return NULL;
 }
 
@@ -147,16 +169,23 @@ static const char *set_root(tg_conf_t *cf, const tg_directive_t *d, void *conf)
             return "\"alias\" needs a prefix or exact location";
     }
     tg_str_t v = tg_conf_arg(cf, 1);
-    if (tg_str_eq_lit(v, "") || memchr(v.p, '$', v.len))
-        return tg_conf_errf(cf, "invalid path \"%.*s\" in \"%s\" (variables are not supported)",
-                            TG_STR_FMT(v), d->name);
+    if (tg_str_eq_lit(v, ""))
+        return tg_conf_errf(cf, "invalid path \"\" in \"%s\"", d->name);
     st_root_t *rt = tg_arena_alloc(cf->arena, sizeof(*rt));
-    const char *path = tg_conf_path(cf, v);
+    /* relative: against the prefix (a leading variable must make it absolute) */
+    const char *path = v.p[0] == '$' ? tg_arena_strdup(cf->arena, v) : tg_conf_path(cf, v);
     if (rt == NULL || path == NULL)
         return "out of memory";
     rt->path = tg_str_c(path);
-    rt->fd = -1;
+    rt->dir.fd = -1;
     rt->alias = alias;
+    if (memchr(v.p, '$', v.len)) {
+        const char *err;
+        if ((rt->tpl = tg_tpl_compile(cf, rt->path, &err)) == NULL)
+            return err;
+        if (!tg_tpl_has_vars(rt->tpl))
+            rt->tpl = NULL;
+    }
     c->root = rt;
     return NULL;
 }
@@ -337,6 +366,37 @@ static const char *set_ofc(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
+static const char *set_threads(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    st_conf_t *c = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (c->threads != TG_CONF_UNSET)
+        return "\"file_threads\" is duplicate";
+    if (tg_str_eq_lit(v, "off")) {
+        if (cf->nargs > 1)
+            return "\"file_threads off\" takes no other parameter";
+        c->threads = 0;
+        return NULL;
+    }
+    if (tg_parse_int(v, &c->threads) != 0 || c->threads < 1 || c->threads > 64)
+        return tg_conf_errf(cf, "invalid number \"%.*s\" in \"file_threads\", expected 1 to 64 "
+                                "or off",
+                            TG_STR_FMT(v));
+    for (int i = 2; i <= cf->nargs; i++) {
+        tg_str_t q;
+        if (!tg_conf_arg_kv(cf, i, "queue", &q))
+            return tg_conf_errf(cf, "invalid parameter \"%s\" in \"file_threads\", expected "
+                                    "queue=N",
+                                cf->args[i].text.p);
+        if (tg_parse_int(q, &c->queue) != 0 || c->queue < 1 || c->queue > 65536)
+            return tg_conf_errf(cf, "invalid queue \"%.*s\" in \"file_threads\", expected 1 to "
+                                    "65536",
+                                TG_STR_FMT(q));
+    }
+    return NULL;
+}
+
 static int st_is_active(void *conf)
 {
     return ((st_conf_t *)conf)->root != NULL;
@@ -401,6 +461,11 @@ static const char *st_init_conf(tg_conf_t *cf, void *main_conf)
     tg_mime_finish(def);
     for (int i = 0; i < cf->config->nservers; i++) {
         tg_server_t *s = cf->config->servers[i];
+        st_conf_t *sc = s->mconf[tg_static_module.index];
+        st_conf_t *rc = s->root->mconf[tg_static_module.index];
+        rc->try_files = sc->try_files;
+        rc->try_raw = sc->try_raw;
+        rc->ntry = sc->ntry;
         const char *err = check_location(cf, def, s->root);
         for (int k = 0; err == NULL && k < s->nlocations; k++)
             err = check_location(cf, def, s->locations[k]);
@@ -413,150 +478,19 @@ static const char *st_init_conf(tg_conf_t *cf, void *main_conf)
 static int st_init_worker(tg_worker_t *w)
 {
     st_conf_t *c = w->config->mconf[tg_static_module.index];
+    if (tg_file_io_init(w->loop, (int)c->threads, (int)c->queue) != 0)
+        return -1;
     return tg_file_cache_init(c->ofc_max, c->ofc_valid);
 }
 
 static void st_exit_worker(tg_worker_t *w)
 {
     (void)w;
+    tg_file_io_destroy();
     tg_file_cache_destroy();
 }
 
 /* ---- small helpers --------------------------------------------------------------- */
-
-static size_t http_date(char *out, time_t t)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    return strftime(out, 32, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-/* IMF-fixdate, RFC 850 and asctime dates (RFC 9110 5.6.7); -1: none. */
-static time_t parse_http_date(tg_str_t v)
-{
-    char buf[64];
-    if (v.len == 0 || v.len >= sizeof(buf))
-        return -1;
-    memcpy(buf, v.p, v.len);
-    buf[v.len] = '\0';
-    static const char *const fmts[] = {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT",
-                                       "%a %b %e %H:%M:%S %Y"};
-    for (size_t i = 0; i < 3; i++) {
-        struct tm tm = {0};
-        const char *end = strptime(buf, fmts[i], &tm);
-        if (end && *end == '\0')
-            return timegm(&tm);
-    }
-    return -1;
-}
-
-/* Does a list of entity tags (If-Match, If-None-Match) hold `etag`? Weak
- * comparison ignores W/ (If-None-Match), strong refuses weak tags. */
-static int etag_listed(tg_str_t list, tg_str_t etag, int weak)
-{
-    tg_str_t t = tg_str_trim(list);
-    if (t.len == 1 && t.p[0] == '*')
-        return 1;
-    const char *p = list.p, *end = list.p + list.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        int is_weak = 0;
-        if (end - p >= 2 && p[0] == 'W' && p[1] == '/') {
-            is_weak = 1;
-            p += 2;
-        }
-        const char *q = p;
-        if (q < end && *q == '"') {
-            q = memchr(q + 1, '"', (size_t)(end - q - 1));
-            q = q ? q + 1 : end;
-        } else {
-            while (q < end && *q != ',')
-                q++;
-        }
-        tg_str_t tag = {p, (size_t)(q - p)};
-        if ((weak || !is_weak) && tg_str_eq(tag, etag))
-            return 1;
-        p = q > s ? q : s + 1;
-    }
-    return 0;
-}
-
-/* "bytes=a-b,c-,-n" against `len`. Returns the number of satisfiable ranges
- * (sorted and merged when they overlap), 0 when none is satisfiable (416),
- * -1 when the header is not a valid byte range set or has too many ranges
- * (ignored: the whole file). */
-static int parse_ranges(tg_str_t v, int64_t len, st_range_t *out)
-{
-    if (v.len < 6 || !tg_str_has_caseprefix(v, "bytes="))
-        return -1;
-    const char *p = v.p + 6, *end = v.p + v.len;
-    int n = 0, seen = 0;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        int64_t a = -1, b = -1;
-        if (p < end && *p >= '0' && *p <= '9') {
-            a = 0;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (a > (INT64_MAX - 9) / 10)
-                    return -1;
-                a = a * 10 + (*p++ - '0');
-            }
-        }
-        if (p >= end || *p++ != '-')
-            return -1;
-        if (p < end && *p >= '0' && *p <= '9') {
-            b = 0;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (b > (INT64_MAX - 9) / 10)
-                    return -1;
-                b = b * 10 + (*p++ - '0');
-            }
-        }
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        if (p < end && *p++ != ',')
-            return -1;
-        if (a < 0 && b < 0)
-            return -1;
-        if (a >= 0 && b >= 0 && b < a)
-            return -1;
-        if (++seen > ST_MAX_RANGES)
-            return -1;
-        st_range_t r;
-        if (a < 0) { /* suffix: the last b bytes */
-            if (b == 0 || len == 0)
-                continue;
-            r = (st_range_t){b >= len ? 0 : len - b, len - 1};
-        } else {
-            if (a >= len)
-                continue;
-            r = (st_range_t){a, (b < 0 || b >= len) ? len - 1 : b};
-        }
-        out[n++] = r;
-    }
-    if (seen == 0)
-        return -1;
-    /* sort by start (insertion: at most ST_MAX_RANGES), merge overlaps */
-    for (int i = 1; i < n; i++)
-        for (int k = i; k > 0 && out[k].start < out[k - 1].start; k--) {
-            st_range_t t = out[k];
-            out[k] = out[k - 1];
-            out[k - 1] = t;
-        }
-    int w = 0;
-    for (int i = 0; i < n; i++) {
-        if (w > 0 && out[i].start <= out[w - 1].end + 1) {
-            if (out[i].end > out[w - 1].end)
-                out[w - 1].end = out[i].end;
-        } else {
-            out[w++] = out[i];
-        }
-    }
-    return w;
-}
 
 /* Percent-encode a decoded path for a Location header. */
 static tg_str_t encode_path(tg_arena_t *a, tg_str_t p)
@@ -602,15 +536,57 @@ static int add_headerf(tg_request_t *r, const char *name, const char *fmt, ...)
 
 /* ---- finding the file ------------------------------------------------------------ */
 
-/* This worker's descriptor of the root (opened at first use). */
-static int root_fd(st_root_t *rt)
+static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
+                          tg_file_symlinks_t links, int *status);
+
+/* The directory the request's files are under: a root without variables
+ * is opened once per worker; one with variables is evaluated per request,
+ * must name an absolute path without "." or ".." segments (a variable such
+ * as $host must not lead elsewhere), and is opened through the cache like
+ * a file (so in a file thread when it would block). 0, or a status: 404,
+ * 500, ST_PARKED. */
+static int root_dir(tg_request_t *r, st_conf_t *c, tg_file_dir_t *out)
 {
-    if (rt->fd < 0) {
-        rt->fd = open(rt->path.p, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rt->fd < 0)
-            tg_log_errno(TG_LOG_ERROR, "cannot open the static root \"%s\"", rt->path.p);
+    st_root_t *rt = c->root;
+    if (rt->tpl == NULL) {
+        if (rt->dir.fd < 0) {
+            struct stat st;
+            int fd = open(rt->path.p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fstat(fd, &st) != 0) {
+                tg_log_errno(TG_LOG_ERROR, "cannot open the static root \"%s\"", rt->path.p);
+                if (fd >= 0)
+                    close(fd);
+                return 404;
+            }
+            rt->dir = (tg_file_dir_t){fd, st.st_dev, st.st_ino};
+        }
+        *out = rt->dir;
+        return 0;
     }
-    return rt->fd;
+    tg_str_t p;
+    if (tg_tpl_eval(r, rt->tpl, &p) != 0)
+        return 500;
+    int bad = p.len == 0 || p.p[0] != '/' || memchr(p.p, '\0', p.len) != NULL;
+    for (size_t i = 0; !bad && i < p.len; i++)
+        if (p.p[i] == '.' && p.p[i - 1] == '/' &&
+            (i + 1 == p.len || p.p[i + 1] == '/' ||
+             (p.p[i + 1] == '.' && (i + 2 == p.len || p.p[i + 2] == '/'))))
+            bad = 1;
+    if (bad) {
+        tg_log(TG_LOG_INFO, "request %u: the %s \"%.*s\" is not an absolute path without dot "
+                            "segments",
+               r->id, rt->alias ? "alias" : "root", TG_STR_FMT(p));
+        return 404;
+    }
+    static const tg_file_dir_t cwd = {AT_FDCWD, 0, 0}; /* absolute names: no directory */
+    int st;
+    tg_file_t *f = open_in(r, &cwd, p, TG_FILE_SYMLINKS_FOLLOW, &st);
+    if (f == NULL)
+        return st == ST_PARKED || st == 500 ? st : 404;
+    if (!S_ISDIR(f->st.st_mode))
+        return 404;
+    *out = (tg_file_dir_t){f->fd, f->st.st_dev, f->st.st_ino};
+    return 0;
 }
 
 /* What a URI path refers to under the root: the relative name (no leading
@@ -647,18 +623,92 @@ static int map_path(tg_request_t *r, st_conf_t *c, tg_str_t uri, tg_str_t *rel)
     return 0;
 }
 
-/* Open a relative name; errno to status: missing -> 404, refused -> 403. */
-static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *status)
+static void st_req_release(void *p)
 {
-    tg_file_t *f = tg_file_open(r->arena, root_fd(c->root), rel, (tg_file_symlinks_t)c->symlinks);
-    if (f) {
-        if (tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
+    st_req_t *q = p;
+    if (q->io)
+        tg_file_io_cancel(q->io); /* the pool closes what it opens */
+    q->io = NULL;
+}
+
+/* An open done in a file thread: remembered, and the handler runs again. */
+static void open_done(void *data, tg_file_io_t *io)
+{
+    st_req_t *q = data;
+    tg_request_t *r = q->r;
+    q->io = NULL;
+    st_opened_t *o = tg_arena_alloc(r->arena, sizeof(*o));
+    tg_file_t *f = tg_file_adopt(r->arena, &q->dir, q->rel, io);
+    int err = errno;
+    if (f && (o == NULL || tg_arena_on_reset(r->arena, tg_file_release, f) != 0)) {
+        tg_file_release(f);
+        f = NULL;
+        err = ENOMEM;
+    }
+    if (o == NULL) {
+        tg_request_error(r, 500);
+        return;
+    }
+    *o = (st_opened_t){q->opened, q->dir.dev, q->dir.ino, q->rel, f, err};
+    q->opened = o;
+    tg_request_resume(r);
+}
+
+/* Open `rel` under `dir`, without blocking: a file thread does what would
+ * block (then *status is ST_PARKED). errno to status: missing -> 404,
+ * refused -> 403. */
+static tg_file_t *open_in(tg_request_t *r, const tg_file_dir_t *dir, tg_str_t rel,
+                          tg_file_symlinks_t links, int *status)
+{
+    st_req_t *q = r->ctx[tg_static_module.index];
+    tg_file_t *f = NULL;
+    int done = 0;
+    for (st_opened_t *o = q ? q->opened : NULL; o; o = o->next)
+        if (o->dev == dir->dev && o->ino == dir->ino && tg_str_eq(o->rel, rel)) {
+            if ((f = o->f) == NULL)
+                errno = o->err;
+            done = 1;
+            break;
+        }
+    if (!done) {
+        f = tg_file_open(r->arena, dir, rel, links, TG_FILE_NOWAIT);
+        if (f && tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
             tg_file_release(f);
             *status = 500;
             return NULL;
         }
-        return f;
     }
+    if (f == NULL && !done && errno == EAGAIN && tg_file_io_enabled()) {
+        if (q == NULL) {
+            if ((q = tg_arena_alloc(r->arena, sizeof(*q))) == NULL ||
+                tg_arena_on_reset(r->arena, st_req_release, q) != 0) {
+                *status = 500;
+                return NULL;
+            }
+            q->r = r;
+            r->ctx[tg_static_module.index] = q;
+        }
+        q->dir = *dir;
+        if ((q->rel = tg_arena_str(r->arena, rel)).p == NULL) {
+            *status = 500;
+            return NULL;
+        }
+        if ((q->io = tg_file_open_start(dir, rel, links, open_done, q)) != NULL) {
+            tg_log(TG_LOG_DEBUG, "request %u: \"%.*s\" opened in a thread", r->id,
+                   TG_STR_FMT(rel));
+            *status = ST_PARKED;
+            return NULL;
+        }
+        /* every slot busy (or a very long name): on the loop */
+        f = tg_file_open(r->arena, dir, rel, links, 0);
+        if (f && tg_arena_on_reset(r->arena, tg_file_release, f) != 0) {
+            tg_file_release(f);
+            *status = 500;
+            return NULL;
+        }
+    }
+    if (f)
+        return f;
     switch (errno) {
     case ENOENT:
     case ENOTDIR:
@@ -678,6 +728,15 @@ static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *sta
         *status = 500;
     }
     return NULL;
+}
+
+/* A name under the request's root (see open_in). */
+static tg_file_t *open_rel(tg_request_t *r, st_conf_t *c, tg_str_t rel, int *status)
+{
+    tg_file_dir_t dir;
+    if ((*status = root_dir(r, c, &dir)) != 0)
+        return NULL;
+    return open_in(r, &dir, rel, (tg_file_symlinks_t)c->symlinks, status);
 }
 
 static tg_str_t join(tg_arena_t *a, tg_str_t x, tg_str_t y)
@@ -781,37 +840,11 @@ static void st_send(tg_request_t *r)
     }
 }
 
-/* Not modified? 304; precondition failed? 412; else 0 (RFC 9110 13.2.2). */
-static int conditional(tg_request_t *r, tg_str_t etag, time_t mtime)
-{
-    tg_header_t *h;
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-Match"))) != NULL) {
-        if (!etag_listed(h->value, etag, 0))
-            return 412;
-    } else if ((h = tg_headers_find(&r->headers, TG_STR("If-Unmodified-Since"))) != NULL) {
-        time_t t = parse_http_date(h->value);
-        if (t >= 0 && mtime > t)
-            return 412;
-    }
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-None-Match"))) != NULL)
-        return etag_listed(h->value, etag, 1) ? 304 : 0;
-    if ((h = tg_headers_find(&r->headers, TG_STR("If-Modified-Since"))) != NULL) {
-        time_t t = parse_http_date(h->value);
-        if (t >= 0 && mtime <= t)
-            return 304;
-    }
-    return 0;
-}
-
-static int is_text(tg_str_t t)
-{
-    return tg_str_has_caseprefix(t, "text/") || tg_str_caseeq_lit(t, "application/javascript") ||
-           tg_str_caseeq_lit(t, "application/json");
-}
-
 /* Which precompressed variant: br, zstd, gzip by the client's weights (the
- * server's order between equal ones) among those on disk. */
-static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const char **coding)
+ * server's order between equal ones) among those on disk. *parked: an open
+ * went to a file thread. */
+static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const char **coding,
+                          int *parked)
 {
     static const tg_str_t codings[] = {TG_STR("br"), TG_STR("zstd"), TG_STR("gzip")};
     static const tg_str_t exts[] = {TG_STR(".br"), TG_STR(".zst"), TG_STR(".gz")};
@@ -839,12 +872,16 @@ static tg_file_t *variant(tg_request_t *r, st_conf_t *c, tg_str_t rel, const cha
         int k = order[i];
         if (w[k] <= 0 || w[k] < id_w)
             continue;
-        int st;
+        int st = 404;
         tg_str_t name = join(r->arena, rel, exts[k]);
         tg_file_t *f = name.p ? open_rel(r, c, name, &st) : NULL;
         if (f && S_ISREG(f->st.st_mode)) {
             *coding = codings[k].p;
             return f;
+        }
+        if (f == NULL && st == ST_PARKED) {
+            *parked = 1;
+            return NULL;
         }
     }
     return NULL;
@@ -861,7 +898,7 @@ static int cache_headers(tg_request_t *r, st_conf_t *c)
     if (c->expires == EXP_MAX)
         strcpy(d, "Thu, 31 Dec 2037 23:55:55 GMT");
     else
-        http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
+        tg_http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
     if (add_headerf(r, "Expires", "%s", d) != 0)
         return -1;
     return add_headerf(r, "Cache-Control", "max-age=%lld", (long long)secs);
@@ -873,7 +910,10 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
 {
     const char *coding = NULL;
     if (c->compress_static) {
-        tg_file_t *v = variant(r, c, rel, &coding);
+        int parked = 0;
+        tg_file_t *v = variant(r, c, rel, &coding, &parked);
+        if (parked)
+            return TG_AGAIN; /* runs again when the open is done */
         if (v)
             f = v;
         if (tg_request_vary_add(r, "Accept-Encoding") != 0)
@@ -882,7 +922,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     int64_t len = (int64_t)f->st.st_size;
     time_t mtime = f->st.st_mtim.tv_sec;
     char lm[40], et[48];
-    http_date(lm, mtime);
+    tg_http_date(lm, mtime);
     size_t en = 0;
     et[en++] = '"';
     en += tg_fmt_hex(et + en, (uint64_t)mtime);
@@ -897,7 +937,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     tg_str_t type = tg_mime_find(c->types, path);
     if (type.p == NULL)
         type = c->default_type;
-    if (is_text(type) && !memchr(type.p, ';', type.len)) {
+    if (tg_mime_is_text(type) && !memchr(type.p, ';', type.len)) {
         char *t = tg_arena_printf(r->arena, "%.*s; charset=utf-8", TG_STR_FMT(type));
         if (t == NULL)
             return TG_ERROR;
@@ -907,7 +947,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
         cache_headers(r, c) != 0)
         return TG_ERROR;
 
-    int cond = conditional(r, etag, mtime);
+    int cond = tg_http_preconditions(&r->headers, etag, mtime);
     if (cond == 304) {
         r->status = 304;
         r->resp_content_length = 0;
@@ -936,9 +976,9 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     if (range && r->method == HTTP_GET &&
         (ifr == NULL || tg_str_eq(tg_str_trim(ifr->value), etag) ||
          tg_str_eq(tg_str_trim(ifr->value), lms))) {
-        if ((x->ranges = tg_arena_alloc(r->arena, ST_MAX_RANGES * sizeof(st_range_t))) == NULL)
+        if ((x->ranges = tg_arena_alloc(r->arena, ST_MAX_RANGES * sizeof(tg_http_range_t))) == NULL)
             return TG_ERROR;
-        n = parse_ranges(range->value, len, x->ranges);
+        n = tg_http_ranges_parse(range->value, len, x->ranges, ST_MAX_RANGES);
     }
     r->status = 200;
     if (n == 0) {
@@ -1035,6 +1075,8 @@ static tg_rc_t serve_dir(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t 
             return serve_file(r, c, join(r->arena, path, c->index[i]), name, f);
         if (f == NULL && st == 500)
             return TG_ERROR;
+        if (f == NULL && st == ST_PARKED)
+            return TG_AGAIN; /* runs again when the open is done */
     }
     tg_request_error(r, 404); /* no listing, as serve-static */
     return TG_AGAIN;
@@ -1065,6 +1107,8 @@ static tg_rc_t try_files(tg_request_t *r, st_conf_t *c)
         if (f == NULL) {
             if (st == 500)
                 return TG_ERROR;
+            if (st == ST_PARKED)
+                return TG_AGAIN;
             continue;
         }
         if (dir ? !S_ISDIR(f->st.st_mode) : !S_ISREG(f->st.st_mode))
@@ -1096,10 +1140,6 @@ static tg_rc_t st_content(tg_request_t *r, void *conf)
     st_conf_t *c = conf;
     if (r->upstream)
         return TG_OK; /* proxy_pass or tg.route: the proxy's */
-    if (root_fd(c->root) < 0) {
-        tg_request_error(r, 404);
-        return TG_AGAIN;
-    }
     if (c->try_files)
         return try_files(r, c);
     if (r->method != HTTP_GET && r->method != HTTP_HEAD)
@@ -1112,7 +1152,8 @@ static tg_rc_t st_content(tg_request_t *r, void *conf)
     }
     tg_file_t *f = open_rel(r, c, rel, &st);
     if (f == NULL) {
-        tg_request_error(r, st);
+        if (st != ST_PARKED) /* else it runs again when the open is done */
+            tg_request_error(r, st);
         return TG_AGAIN;
     }
     if (S_ISDIR(f->st.st_mode))
@@ -1138,6 +1179,7 @@ static const tg_directive_t st_directives[] = {
     {"compress_static", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(st_conf_t, compress_static)},
     {"open_file_cache", TG_SCOPE_MAIN, 0, 1, 2, set_ofc, 0},
+    {"file_threads", TG_SCOPE_MAIN, 0, 1, 2, set_threads, 0},
     {NULL},
 };
 

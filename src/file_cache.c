@@ -113,25 +113,49 @@ static int open_walk(int dirfd, const char *rel, int flags)
     return fd;
 }
 
-static int open_under(int dirfd, const char *rel, tg_file_symlinks_t links)
+/* openat2 without RESOLVE_CACHED (kernels before 5.12: EINVAL) or at all
+ * (before 5.6: ENOSYS): a nowait open then always goes to a thread. Set on
+ * the loop, read by the threads too. */
+static int no_cached, no_openat2;
+
+#define OPEN_CACHED 0x01 /* fail with EAGAIN rather than read the disk (loop only) */
+#define OPEN_BLOCK 0x02  /* no O_NONBLOCK: wait for a lease holder (threads only) */
+
+static int open_under(int dirfd, const char *rel, tg_file_symlinks_t links, int how_flags)
 {
-    int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+    int flags = O_RDONLY | O_CLOEXEC | (how_flags & OPEN_BLOCK ? 0 : O_NONBLOCK);
     const char *name = rel[0] ? rel : ".";
-    if (links == TG_FILE_SYMLINKS_FOLLOW)
+    int cached = how_flags & OPEN_CACHED;
+    int have_openat2 = !__atomic_load_n(&no_openat2, __ATOMIC_RELAXED);
+    if (cached && (!have_openat2 || __atomic_load_n(&no_cached, __ATOMIC_RELAXED))) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (links == TG_FILE_SYMLINKS_FOLLOW && !cached)
         return openat(dirfd, name, flags);
-    struct open_how how = {.flags = (uint64_t)flags,
-                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
-                                      (links == TG_FILE_SYMLINKS_OFF ? RESOLVE_NO_SYMLINKS : 0)};
-    long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
-    if (fd >= 0 || errno != ENOSYS)
-        return (int)fd;
+    uint64_t resolve = cached ? RESOLVE_CACHED : 0;
+    if (links != TG_FILE_SYMLINKS_FOLLOW)
+        resolve |= RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+                   (links == TG_FILE_SYMLINKS_OFF ? RESOLVE_NO_SYMLINKS : 0);
+    if (have_openat2) {
+        struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
+        long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+        if (fd >= 0 || (errno != ENOSYS && !(errno == EINVAL && cached)))
+            return (int)fd;
+        if (cached) {
+            __atomic_store_n(errno == ENOSYS ? &no_openat2 : &no_cached, 1, __ATOMIC_RELAXED);
+            errno = EAGAIN;
+            return -1;
+        }
+    }
     return open_walk(dirfd, rel, flags);
 }
 
 /* Open and stat; only regular files and directories. */
-static int open_stat(int dirfd, const char *rel, tg_file_symlinks_t links, int *fd, struct stat *st)
+static int open_stat(int dirfd, const char *rel, tg_file_symlinks_t links, int how_flags, int *fd,
+                     struct stat *st)
 {
-    if ((*fd = open_under(dirfd, rel, links)) < 0)
+    if ((*fd = open_under(dirfd, rel, links, how_flags)) < 0)
         return -1;
     if (fstat(*fd, st) != 0 || !(S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))) {
         int saved = S_ISREG(st->st_mode) || S_ISDIR(st->st_mode) ? errno : EPERM;
@@ -140,6 +164,22 @@ static int open_stat(int dirfd, const char *rel, tg_file_symlinks_t links, int *
         return -1;
     }
     return 0;
+}
+
+/* In a file thread: the open the loop could not do without blocking. A
+ * file whose lease holder must let go first (EWOULDBLOCK with O_NONBLOCK)
+ * is opened again blocking: the kernel bounds that wait (lease-break-time).
+ * A FIFO never gets there: its O_NONBLOCK open succeeds, and fstat refuses it. */
+static void run_open(tg_file_io_t *io)
+{
+    tg_file_symlinks_t links = (tg_file_symlinks_t)io->flags;
+    int rc = open_stat(io->dirfd, io->path, links, 0, &io->fd, &io->st);
+    if (rc != 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        rc = open_stat(io->dirfd, io->path, links, OPEN_BLOCK, &io->fd, &io->st);
+    io->res = rc;
+    io->err = rc ? errno : 0;
+    if (rc)
+        io->fd = -1;
 }
 
 /* ---- the cache ------------------------------------------------------------- */
@@ -191,53 +231,50 @@ static void entry_remove(tg_file_t *f)
         entry_free(f);
 }
 
-static uint64_t key_hash(int dirfd, const char *rel, size_t len)
+static uint64_t key_hash(const tg_file_dir_t *dir, const char *rel, size_t len)
 {
-    return tg_hash64(rel, len) ^ ((uint64_t)(unsigned)dirfd * 0x9e3779b97f4a7c15ULL);
+    return tg_hash64(rel, len) ^ ((uint64_t)dir->ino * 0x9e3779b97f4a7c15ULL) ^ (uint64_t)dir->dev;
 }
 
-tg_file_t *tg_file_open(tg_arena_t *a, int dirfd, tg_str_t rel, tg_file_symlinks_t links)
+/* A fresh cached entry for (dir, rel), held once more; NULL: none (a stale
+ * one is dropped). */
+static tg_file_t *cache_find(uint64_t h, const tg_file_dir_t *dir, const char *path, size_t len,
+                             double now)
 {
-    char path[4096];
-    if (rel.len >= sizeof(path) || memchr(rel.p, '\0', rel.len)) {
-        errno = ENAMETOOLONG;
-        return NULL;
-    }
-    memcpy(path, rel.p, rel.len);
-    path[rel.len] = '\0';
-    double now = tg_worker ? ev_now(tg_worker->loop) : 0;
-    uint64_t h = 0;
-    int cacheable = fc.max > 0 && rel.len <= NAME_MAX_CACHED;
-    if (cacheable) {
-        h = key_hash(dirfd, path, rel.len);
-        for (tg_file_t *f = fc.buckets[h & (fc.nbuckets - 1)]; f; f = f->hnext) {
-            if (f->hash != h || f->dirfd != dirfd || f->name_len != rel.len ||
-                memcmp(f->name, path, rel.len) != 0)
-                continue;
-            if (now - f->validated >= fc.valid) {
-                entry_remove(f); /* stale: open again below */
-                break;
-            }
-            f->refs++;
-            lru_unlink(f);
-            lru_push(f);
-            return f;
+    for (tg_file_t *f = fc.buckets[h & (fc.nbuckets - 1)]; f; f = f->hnext) {
+        if (f->hash != h || f->dir_dev != dir->dev || f->dir_ino != dir->ino ||
+            f->name_len != len || memcmp(f->name, path, len) != 0)
+            continue;
+        if (now - f->validated >= fc.valid) {
+            entry_remove(f); /* stale: opened again */
+            return NULL;
         }
+        f->refs++;
+        lru_unlink(f);
+        lru_push(f);
+        return f;
     }
-    int fd;
-    struct stat st;
-    if (open_stat(dirfd, path, links, &fd, &st) != 0)
-        return NULL;
+    return NULL;
+}
+
+/* The file for an open descriptor: a cache entry when it may be cached, else
+ * in the arena. NULL (fd closed, errno ENOMEM). */
+static tg_file_t *file_make(tg_arena_t *a, const tg_file_dir_t *dir, const char *path, size_t len,
+                            int fd, const struct stat *st, double now)
+{
     tg_file_t *f = NULL;
-    if (cacheable) {
+    if (fc.max > 0 && len <= NAME_MAX_CACHED) {
+        uint64_t h = key_hash(dir, path, len);
         if (fc.free == NULL && fc.tail)
             entry_remove(fc.tail); /* the least recent (its slot frees when let go) */
         if ((f = fc.free) != NULL) {
             fc.free = f->hnext;
-            memcpy(f->name, path, rel.len + 1);
-            f->name_len = rel.len;
+            memcpy(f->name, path, len);
+            f->name[len] = '\0';
+            f->name_len = len;
             f->hash = h;
-            f->dirfd = dirfd;
+            f->dir_dev = dir->dev;
+            f->dir_ino = dir->ino;
             f->validated = now;
             f->cached = 1;
             f->hnext = fc.buckets[h & (fc.nbuckets - 1)];
@@ -254,9 +291,84 @@ tg_file_t *tg_file_open(tg_arena_t *a, int dirfd, tg_str_t rel, tg_file_symlinks
         f->slot = -1;
     }
     f->fd = fd;
-    f->st = st;
+    f->st = *st;
     f->refs = 1;
     return f;
+}
+
+static double now_sec(void)
+{
+    return tg_worker ? ev_now(tg_worker->loop) : 0;
+}
+
+tg_file_t *tg_file_open(tg_arena_t *a, const tg_file_dir_t *dir, tg_str_t rel,
+                        tg_file_symlinks_t links, int flags)
+{
+    char path[4096];
+    if (rel.len >= sizeof(path) || memchr(rel.p, '\0', rel.len)) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    memcpy(path, rel.p, rel.len);
+    path[rel.len] = '\0';
+    double now = now_sec();
+    if (fc.max > 0 && rel.len <= NAME_MAX_CACHED) {
+        tg_file_t *f = cache_find(key_hash(dir, path, rel.len), dir, path, rel.len, now);
+        if (f)
+            return f;
+    }
+    int fd;
+    struct stat st;
+    int how = (flags & TG_FILE_NOWAIT) && tg_file_io_enabled() ? OPEN_CACHED : 0;
+    if (open_stat(dir->fd, path, links, how, &fd, &st) != 0)
+        return NULL;
+    return file_make(a, dir, path, rel.len, fd, &st, now);
+}
+
+tg_file_io_t *tg_file_open_start(const tg_file_dir_t *dir, tg_str_t rel, tg_file_symlinks_t links,
+                                 tg_file_io_cb done, void *data)
+{
+    if (rel.len >= TG_FILE_IO_PATH_MAX || memchr(rel.p, '\0', rel.len)) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    tg_file_io_t *io = tg_file_io_get(done, data);
+    if (io == NULL)
+        return NULL;
+    /* the job's own directory descriptor: the caller's may close meanwhile */
+    io->dirfd = dir->fd == AT_FDCWD ? AT_FDCWD : fcntl(dir->fd, F_DUPFD_CLOEXEC, 0);
+    if (io->dirfd == -1) {
+        int saved = errno;
+        tg_file_io_put(io);
+        errno = saved;
+        return NULL;
+    }
+    memcpy(io->path, rel.p, rel.len);
+    io->path[rel.len] = '\0';
+    io->flags = (int)links;
+    io->run = run_open;
+    tg_file_io_submit(io);
+    return io;
+}
+
+tg_file_t *tg_file_adopt(tg_arena_t *a, const tg_file_dir_t *dir, tg_str_t rel, tg_file_io_t *io)
+{
+    if (io->res != 0) {
+        errno = io->err;
+        return NULL;
+    }
+    int fd = io->fd;
+    io->fd = -1;
+    double now = now_sec();
+    if (fc.max > 0 && rel.len <= NAME_MAX_CACHED) {
+        /* another request may have opened it meanwhile: one entry */
+        tg_file_t *f = cache_find(key_hash(dir, io->path, rel.len), dir, io->path, rel.len, now);
+        if (f) {
+            close(fd);
+            return f;
+        }
+    }
+    return file_make(a, dir, io->path, rel.len, fd, &io->st, now);
 }
 
 void tg_file_release(void *p)

@@ -54,7 +54,7 @@ typedef struct {
 
 #define HR(r) ((h1_req_t *)(r))
 
-static const tg_carrier_t h1_carrier;
+static const tg_carrier_t h1_carrier, h1_tls_carrier;
 static void h1_read(tg_conn_t *c);
 static double body_rate_left(tg_request_t *r, tg_core_conf_t *cc);
 static int h1_flush(tg_request_t *r, int batch);
@@ -83,7 +83,7 @@ static tg_request_t *request_create(tg_conn_t *c)
     r->ctx = tg_arena_alloc(&c->arena, (size_t)tg_nmodules * sizeof(void *));
     if (r->ctx == NULL)
         return NULL;
-    tg_request_init(r, &c->arena, &h1_carrier, c);
+    tg_request_init(r, &c->arena, c->ssl ? &h1_tls_carrier : &h1_carrier, c);
     return r;
 }
 
@@ -861,40 +861,44 @@ static int h1_flush(tg_request_t *r, int batch)
     return -1;
 }
 
-/* A file body (tg_carrier_t.send_file). Plain connections: sendfile(2), no
- * copy through user space; but a body that fits one pool buffer while the
- * header is still queued is read and sent with the header in one writev (a
- * small file would otherwise cost two packets and two calls). TLS: pread
- * into the request's pool buffer, sent through the output queue; the
- * buffer is reused only once the queue is empty (the caller waits for
- * on_drained after a 0). */
+/* A file body (tg_carrier_t.send_file), plain connections only (a TLS
+ * connection's carrier has none: the request layer copies the bytes, reading
+ * what is not in the page cache in a file thread). sendfile(2), no copy
+ * through user space; but a body that fits one pool buffer while the header
+ * is still queued is read and sent with the header in one writev (a small
+ * file would otherwise cost two packets and two calls), when the page cache
+ * has it: a read that would block goes by sendfile, as nginx without aio. */
 static int h1_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent)
 {
     tg_conn_t *c = r->conn;
     h1_req_t *hr = HR(r);
     *sent = 0;
-    int copy = c->ssl || (!tg_iovq_is_empty(&hr->out) && len <= tg_buf_pool_size());
-    if (!copy) {
-        int rc = h1_flush(r, 0);
-        if (rc <= 0)
-            return rc;
-    }
-    while (*sent < len) {
+    if (!tg_iovq_is_empty(&hr->out) && len <= tg_buf_pool_size()) {
+        if (hr->fbuf == NULL && (hr->fbuf = tg_buf_get()) == NULL)
+            return -1;
+        struct iovec iov = {hr->fbuf->start, len};
         ssize_t n;
-        if (copy) {
-            if (hr->fbuf == NULL && (hr->fbuf = tg_buf_get()) == NULL)
+        do
+            n = preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            *sent = (size_t)n;
+            if (tg_iovq_add(&hr->out, hr->fbuf->start, (size_t)n) != 0)
                 return -1;
-            size_t want = (size_t)(hr->fbuf->end - hr->fbuf->start);
-            if (want > len - *sent)
-                want = len - *sent;
-            n = pread(fd, hr->fbuf->start, want, (off_t)(off + (int64_t)*sent));
-        } else {
-            off_t o = (off_t)(off + (int64_t)*sent);
-            n = sendfile(c->fd, fd, &o, len - *sent);
+            int rc = h1_flush(r, 0);
+            if (rc <= 0 || *sent == len)
+                return rc;
         }
+    }
+    int rc = h1_flush(r, 0);
+    if (rc <= 0)
+        return rc;
+    while (*sent < len) {
+        off_t o = (off_t)(off + (int64_t)*sent);
+        ssize_t n = sendfile(c->fd, fd, &o, len - *sent);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && !copy && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             tg_conn_want(c, EV_WRITE);
             tg_conn_timer(c, tg_core_conf(r->loc_conf)->send_timeout);
             return 0;
@@ -906,15 +910,7 @@ static int h1_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t
             return -1;
         }
         *sent += (size_t)n;
-        if (!copy) {
-            r->bytes_out += (uint64_t)n;
-            continue;
-        }
-        if (tg_iovq_add(&hr->out, hr->fbuf->start, (size_t)n) != 0)
-            return -1;
-        int rc = h1_flush(r, 0);
-        if (rc <= 0)
-            return rc;
+        r->bytes_out += (uint64_t)n;
     }
     return 1;
 }
@@ -1008,6 +1004,19 @@ static const tg_carrier_t h1_carrier = {
     .tunnel_begin = h1_tunnel_begin,
     .tunnel_active = h1_tunnel_active,
     .send_file = h1_send_file,
+};
+
+/* TLS: file bodies are copied by the request layer (no send_file) */
+static const tg_carrier_t h1_tls_carrier = {
+    .protocol = "HTTP/1.1",
+    .send_header = h1_send_header,
+    .send_body = h1_send_body,
+    .flush = h1_flush,
+    .finalize = h1_finalize,
+    .body_pull = h1_body_pull,
+    .body_consumed = h1_body_consumed,
+    .tunnel_begin = h1_tunnel_begin,
+    .tunnel_active = h1_tunnel_active,
 };
 
 static const tg_proto_t h1_proto = {

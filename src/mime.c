@@ -107,3 +107,9 @@ tg_str_t tg_mime_find(const tg_mime_t *m, tg_str_t name)
     const tg_mime_entry_t *e = bsearch(&key, m->v, m->n, sizeof(*m->v), key_cmp);
     return e ? e->type : TG_NULL_STR;
 }
+
+int tg_mime_is_text(tg_str_t t)
+{
+    return tg_str_has_caseprefix(t, "text/") || tg_str_caseeq_lit(t, "application/javascript") ||
+           tg_str_caseeq_lit(t, "application/json");
+}

@@ -28,5 +28,7 @@ void tg_mime_finish(tg_mime_t *m);
 /* The type of a file name's extension (after its last '.' in the last path
  * segment), or a NULL string when there is none or it is not listed. */
 tg_str_t tg_mime_find(const tg_mime_t *m, tg_str_t name);
+/* Is `type` text a charset parameter belongs to (text/..., JavaScript, JSON)? */
+int tg_mime_is_text(tg_str_t type);
 
 #endif

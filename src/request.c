@@ -22,6 +22,7 @@
 #include "worker.h"
 #include "uri.h"
 #include "error_page.h"
+#include "file_io.h"
 
 void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier, tg_conn_t *c)
 {
@@ -491,14 +492,59 @@ int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last)
                                  spans ? spans->len : 0, last);
 }
 
-static void file_buf_release(void *b)
+/* The request's file read buffer goes back to the pool; a read still running
+ * in a file thread keeps it until it is done (tg_file_io_cancel). */
+static void file_buf_release(void *p)
 {
-    tg_buf_put(b);
+    tg_request_t *r = p;
+    if (r->file_io)
+        tg_file_io_cancel(r->file_io);
+    else
+        tg_buf_put(r->file_buf);
+    r->file_io = NULL;
+    r->file_buf = NULL;
+}
+
+/* Bytes read into the file buffer: through the body filters to the carrier.
+ * 1: the caller may go on; 0: wait for on_drained; -1: abort. */
+static int file_pass(tg_request_t *r, size_t n)
+{
+    tg_spans_t spans = {0};
+    tg_spans_add(&spans, r->file_buf->start, n);
+    if (tg_request_send_body(r, &spans, 0) != 0)
+        return -1;
+    return tg_request_flush(r);
+}
+
+static void file_read_failed(tg_request_t *r, int64_t off, ssize_t n, int err)
+{
+    tg_log(TG_LOG_ERROR, "request %u: reading a file body failed at offset %lld: %s", r->id,
+           (long long)off, n >= 0 ? "the file is shorter than announced" : strerror(err));
+}
+
+/* A read done in a file thread: the bytes go on, and the handler, told to
+ * wait by tg_request_send_file, is woken as by a drained output (a failure
+ * makes its next tg_request_send_file return -1). */
+static void file_read_done(void *data, tg_file_io_t *io)
+{
+    tg_request_t *r = data;
+    r->file_io = NULL;
+    int rc = -1;
+    if (io->res == (ssize_t)io->len)
+        rc = file_pass(r, io->len);
+    else
+        file_read_failed(r, io->off + (io->res > 0 ? io->res : 0), io->res, io->err);
+    if (rc < 0)
+        r->file_failed = 1;
+    if (rc != 0)
+        tg_request_on_drained(r);
 }
 
 int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent)
 {
     *sent = 0;
+    if (r->file_failed)
+        return -1;
     if (r->resp_no_body || len == 0) {
         *sent = len;
         return 1;
@@ -506,12 +552,12 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
     int filtered = r->body_filter && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY];
     if (!filtered && !r->header_pending && r->carrier->send_file)
         return r->carrier->send_file(r, fd, off, len, sent);
-    /* through the body filters: one pool buffer per call, reused once the
-     * carrier wrote it (the caller waits for on_drained after a 0) */
+    /* copied (body filters, TLS, HTTP/2): one pool buffer per call, reused
+     * once the carrier wrote it (the caller waits for on_drained after a 0) */
     if (r->file_buf == NULL) {
         if ((r->file_buf = tg_buf_get()) == NULL)
             return -1;
-        if (tg_arena_on_reset(r->arena, file_buf_release, r->file_buf) != 0) {
+        if (tg_arena_on_reset(r->arena, file_buf_release, r) != 0) {
             tg_buf_put(r->file_buf);
             r->file_buf = NULL;
             return -1;
@@ -521,21 +567,30 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
     size_t want = (size_t)(b->end - b->start);
     if (want > len)
         want = len;
+    /* from the page cache without blocking; what is not there is read by a
+     * file thread (without a pool, or with its queue full: here) */
+    struct iovec iov = {b->start, want};
     ssize_t n;
     do
-        n = pread(fd, b->start, want, (off_t)off);
+        n = preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
     while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
+        if ((r->file_io = tg_file_io_read(fd, b, want, off, file_read_done, r)) != NULL) {
+            tg_log(TG_LOG_DEBUG, "request %u: file bytes %lld+%zu read in a thread", r->id,
+                   (long long)off, want);
+            *sent = want;
+            return 0;
+        }
+        do
+            n = pread(fd, b->start, want, (off_t)off);
+        while (n < 0 && errno == EINTR);
+    }
     if (n <= 0) {
-        tg_log(TG_LOG_ERROR, "request %u: reading a file body failed at offset %lld: %s", r->id,
-               (long long)off, n == 0 ? "the file is shorter than announced" : strerror(errno));
+        file_read_failed(r, off, n, errno);
         return -1;
     }
-    tg_spans_t spans = {0};
-    tg_spans_add(&spans, b->start, (size_t)n);
-    if (tg_request_send_body(r, &spans, 0) != 0)
-        return -1;
     *sent = (size_t)n;
-    return tg_request_flush(r);
+    return file_pass(r, (size_t)n);
 }
 
 int tg_request_flush(tg_request_t *r)

@@ -91,11 +91,11 @@ typedef struct {
      * the caller aborts the request). The fd stays the caller's: the carrier
      * does not keep it past the call. Each call may block the loop for as
      * long as one socket buffer takes to fill, so callers bound `len` per
-     * loop iteration. HTTP/1.1: sendfile(2) on plain sockets (small bodies:
-     * pread into a pool buffer sent with the header in one writev), pread
-     * into a pool buffer + the normal write path on TLS. HTTP/2: DATA frames
-     * as the stream's flow control allows. NULL: the request layer reads the
-     * file into a buffer and uses send_body. */
+     * loop iteration. HTTP/1.1 on plain sockets: sendfile(2) (small bodies:
+     * read from the page cache into a pool buffer sent with the header in
+     * one writev). NULL (HTTP/1.1 on TLS, HTTP/2): the request layer reads
+     * the file into a pool buffer (in a file thread when the page cache
+     * does not have the bytes, src/file_io.h) and uses send_body. */
     int (*send_file)(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
 } tg_carrier_t;
 
@@ -207,7 +207,9 @@ struct tg_request_s {
     unsigned held_too_large : 1;
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
     tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
-    tg_buf_t *file_buf;    /* tg_request_send_file's read buffer when body filters run */
+    tg_buf_t *file_buf;    /* tg_request_send_file's read buffer (copied file bodies) */
+    struct tg_file_io_s *file_io; /* a read of file_buf in a file thread (src/file_io.h) */
+    unsigned file_failed : 1;     /* that read failed: the next send_file returns -1 */
     size_t held_cap;
 };
 
@@ -274,11 +276,15 @@ int tg_request_send_header(tg_request_t *r);
 int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last);
 /* Queue up to `len` body bytes of file `fd` from `off` (the caller keeps
  * the fd open until the request ends). Straight to the carrier's send_file
- * when no body filter transforms the response (r->body_filter clear), else
- * read into a pool buffer (one per call) and through the filters, then
- * flushed. *sent: the bytes taken. Returns 1: the caller may call again now
- * for the rest; 0: wait for the handler's on_drained; -1: the request must be
- * aborted (client gone, file shorter than announced, read error). */
+ * when it has one and no body filter transforms the response (r->body_filter
+ * clear), else read into a pool buffer (one per call, one per request) and
+ * through the filters, then flushed: from the page cache without blocking
+ * (preadv2 RWF_NOWAIT), or else by a file thread (src/file_io.h), and then
+ * the bytes go when the read is done. *sent: the bytes taken. Returns 1: the
+ * caller may call again now for the rest; 0: wait for the handler's
+ * on_drained (after the output drained, or the thread's read went on);
+ * -1: the request must be aborted (client gone, file shorter than
+ * announced, read error). */
 int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
 /* Write what is queued: see tg_carrier_t.flush (never 2). */
 int tg_request_flush(tg_request_t *r);

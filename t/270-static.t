@@ -68,6 +68,12 @@ server {
     location /named/ { try_files \$uri \@fallback; }
     location \@fallback { return 200 "from named"; }
 }
+server {
+    listen %%PORT2%%;
+    root $root;
+    try_files \$uri /index.html;
+    location /sub/ { expires 1m; }
+}
 EOF
 
 sub both($method, $path, @h) {
@@ -193,7 +199,9 @@ is($a->{status}, 206, 'If-Range Last-Modified date: 206');
 $b = Tollgate::Test::http_request($node->{port}, GET => '/a.txt', headers => [Range => 'bytes=0-4', 'If-Range' => 'Tue, 14 Nov 2023 22:13:20 GMT']);
 is($b->{status}, 206, 'serve-static: 206 too');
 $a = Tollgate::Test::http_request($tg->port, HEAD => '/a.txt', headers => [Range => 'bytes=0-4']);
-is($a->{status}, 200, 'HEAD with Range: 200 (nginx)');
+is($a->{status}, 200, 'HEAD with Range: 200 (RFC 9110 14.2; nginx 206, t/274)');
+$b = Tollgate::Test::http_request($node->{port}, HEAD => '/a.txt', headers => [Range => 'bytes=0-4']);
+is($b->{status}, 206, 'serve-static: 206 for HEAD with Range (Tollgate follows the RFC)');
 
 # ---- methods, directories, errors
 for my $m (qw(POST PUT DELETE)) {
@@ -276,5 +284,44 @@ is($a->{body}, 'GZONLY', 'only .gz on disk: gzip although br is preferred');
 $a = Tollgate::Test::http_request($tg->port, GET => '/pre/app.js', headers => ['Accept-Encoding' => 'gzip']);
 isnt($a->{headers}{etag}, Tollgate::Test::http_request($tg->port, GET => '/pre/app.js')->{headers}{etag},
      'each variant its own ETag');
+
+# ---- try_files is not inherited (nginx): a server's applies only where no
+# location matched
+$a = Tollgate::Test::http_request($tg->port(2), GET => '/nowhere');
+is("$a->{status} $a->{body}", "200 <h1>home</h1>\n", 'server-level try_files: no location matched');
+$a = Tollgate::Test::http_request($tg->port(2), GET => '/sub/nowhere');
+is($a->{status}, 404, 'a location without try_files does not inherit the server\'s (nginx)');
+$a = Tollgate::Test::http_request($tg->port(2), GET => '/sub/');
+is($a->{body}, "sub\n", 'that location still serves its files');
+
+# ---- 405 where try_files found the file, and after its fallback
+for my $p ('/spa/assets/app.123.js', '/spa/client/route') {
+    $a = Tollgate::Test::http_request($tg->port, POST => $p, body => 'x');
+    is($a->{status}, 405, "POST $p: 405");
+    is($a->{headers}{allow}, 'GET, HEAD', "POST $p: Allow: GET, HEAD");
+}
+
+# ---- HEAD is GET without the body: the same status and headers
+sub without_date($r) { return join("\n", map { "$_->[0]: $_->[1]" } grep { lc $_->[0] ne 'date' } @{$r->{header_list}}) }
+for my $c (['/a.txt'], ['/index.html'], ['/sub?q=1'], ['/missing.txt'], ['/imm/a.txt'],
+           ['/pre/app.js', 'Accept-Encoding' => 'br'], ['/a.txt', 'If-None-Match' => $etag]) {
+    my ($p, @h) = @$c;
+    my $g = Tollgate::Test::http_request($tg->port, GET => $p, headers => [@h]);
+    my $h = Tollgate::Test::http_request($tg->port, HEAD => $p, headers => [@h]);
+    is($h->{status}, $g->{status}, "HEAD $p @h: the status of GET");
+    is(without_date($h), without_date($g), "HEAD $p @h: the headers of GET");
+    is($h->{body}, '', "HEAD $p @h: no body");
+}
+
+# ---- multipart ranges and If-Range
+my $two = [Range => 'bytes=0-4,10-14'];
+$a = Tollgate::Test::http_request($tg->port, GET => '/a.txt', headers => [@$two, 'If-Range' => $etag]);
+like("$a->{status} $a->{headers}{'content-type'}", qr{^206 multipart/byteranges}, 'two ranges, If-Range own tag: 206 multipart');
+$a = Tollgate::Test::http_request($tg->port, GET => '/a.txt', headers => [@$two, 'If-Range' => 'Tue, 14 Nov 2023 22:13:20 GMT']);
+like("$a->{status} $a->{headers}{'content-type'}", qr{^206 multipart/byteranges}, 'two ranges, If-Range date: 206 multipart');
+$a = Tollgate::Test::http_request($tg->port, GET => '/a.txt', headers => [@$two, 'If-Range' => '"old"']);
+is("$a->{status} " . length($a->{body}), '200 ' . length($text), 'two ranges, If-Range other tag: 200, the whole file');
+$a = Tollgate::Test::http_request($tg->port, GET => '/a.txt', headers => [@$two, 'If-Range' => "W/$etag"]);
+is($a->{status}, 200, 'If-Range with a weak tag never matches (strong comparison)');
 
 done_testing;

@@ -1,8 +1,9 @@
 # Static files, large and changing (issue 22): a 2 GB sparse file streams
-# over plain HTTP (sendfile) and TLS (pread into one pool buffer) with the
-# worker's RSS flat; a file replaced (renamed over) while it is being sent
-# reaches the client whole with its old bytes; one truncated in place ends
-# in a clean error (a short body and a closed connection), never a mix.
+# over plain HTTP (sendfile) and TLS (one pool buffer, the pages the cache
+# lacks read in a file thread) with the worker's RSS flat; a file replaced
+# (renamed over) while it is being sent reaches the client whole with its
+# old bytes; one truncated in place ends in a clean error (a short body and
+# a closed connection), never a mix; both over plain HTTP and TLS.
 use v5.36;
 use Test::More;
 use lib 't/lib';
@@ -83,36 +84,40 @@ is($res, "200 $size", '2 GB over TLS: whole');
 ok($max > 0 && $min <= $max, 'TLS: RSS sampled');
 cmp_ok($max - $min, '<', 4096, "TLS: RSS flat ($min -> $max kB)");
 
-# replaced while being sent: the old bytes, whole
-{
-    my $pid = open(my $c, '-|', 'curl', '-s', '--max-time', '30', '--limit-rate', '8M',
-                   'http://127.0.0.1:' . $tg->port . '/change.bin') // die;
+# replaced while being sent: the old bytes, whole; truncated in place: a
+# clean error. Over plain HTTP (sendfile) and TLS (copied by the request
+# layer, cold pages read in a file thread).
+my $n = 0;
+for my $c (['plain', 'http://127.0.0.1:' . $tg->port],
+           ['TLS', 'https://a.test:' . $tg->port(2), '--resolve', 'a.test:' . $tg->port(2) . ':127.0.0.1',
+            '--cacert', $pki->{ca}]) {
+    my ($name, $base, @tls) = @$c;
+    $n++;
+    my $letter = $n == 1 ? 'A' : 'D';
+    spew("$dir/change.bin", $letter x (20 * 1024 * 1024));
+    my $pid = open(my $cl, '-|', 'curl', '-s', '--max-time', '30', '--limit-rate', '8M', @tls,
+                   "$base/change.bin") // die;
     sleep 0.5;
     spew("$dir/change.new", 'B' x (20 * 1024 * 1024));
     rename("$dir/change.new", "$dir/change.bin") or die;
-    local $/;
-    my $body = <$c>;
-    close $c;
-    is(length $body, 20 * 1024 * 1024, 'renamed over while sent: whole length');
-    ok($body !~ /B/, 'renamed over while sent: only the old bytes');
-    is(Tollgate::Test::http_request($tg->port, GET => '/change.bin')->{body}, 'B' x (20 * 1024 * 1024),
-       'the next request gets the new file');
-}
-# truncated in place while being sent: a clean error
-{
+    my $body = do { local $/; <$cl> };
+    close $cl;
+    is(length $body, 20 * 1024 * 1024, "$name: renamed over while sent: whole length");
+    ok($body !~ /[^$letter]/, "$name: renamed over while sent: only the old bytes");
+    my $next = `curl -s --max-time 30 @tls $base/change.bin`;
+    ok($next eq 'B' x (20 * 1024 * 1024), "$name: the next request gets the new file");
+
     spew("$dir/trunc.bin", 'C' x (20 * 1024 * 1024));
-    my $pid = open(my $c, '-|', 'curl', '-s', '--max-time', '30', '--limit-rate', '8M',
-                   '-w', '\n%{http_code} %{size_download} %{exitcode}',
-                   'http://127.0.0.1:' . $tg->port . '/trunc.bin') // die;
+    $pid = open($cl, '-|', 'curl', '-s', '--max-time', '30', '--limit-rate', '8M', @tls,
+                '-w', '\n%{http_code} %{size_download} %{exitcode}', "$base/trunc.bin") // die;
     sleep 0.5;
     truncate("$dir/trunc.bin", 1024 * 1024) or die;
-    local $/;
-    my $out = <$c>;
-    close $c;
-    my ($body, $code, $got, $rc) = $out =~ /\A(.*)\n(\d+) (\d+) (\d+)\z/s;
-    cmp_ok($got, '<', 20 * 1024 * 1024, "truncated while sent: short body ($got bytes)");
-    isnt($rc, 0, 'truncated while sent: the client sees an error');
-    ok(($body // '') !~ /[^C]/, 'no foreign byte');
+    my $out = do { local $/; <$cl> };
+    close $cl;
+    my ($tbody, $code, $got, $rc) = $out =~ /\A(.*)\n(\d+) (\d+) (\d+)\z/s;
+    cmp_ok($got, '<', 20 * 1024 * 1024, "$name: truncated while sent: short body ($got bytes)");
+    isnt($rc, 0, "$name: truncated while sent: the client sees an error");
+    ok(($tbody // '') !~ /[^C]/, "$name: no foreign byte");
 }
 $tg->stop;
 like($tg->error_log, qr/shorter than announced/, 'the truncation is logged');
