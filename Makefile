@@ -19,8 +19,8 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 DEPS_INSTALL ?= contrib/install-deps.sh
 
 # the libraries linked, and those installed for work under way (not linked yet)
-PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd libnghttp2
-PKGS_NEXT := libcares jansson
+PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd libnghttp2 libcares
+PKGS_NEXT := jansson
 
 ifndef TG_MAKE_STAGE
 # ------------------------------------------------------------ outer stage
@@ -79,6 +79,8 @@ $(BUILD)/src/version.o: ALL_CFLAGS += $(TG_BUILD_INFO)
 # and the Lua libraries' directory (lua_package_path's default); the objects
 # that use them are rebuilt when PREFIX, SYSCONFDIR or DATADIR change
 TG_PATHS := $(SYSCONFDIR)/tollgate/tollgate.conf $(DATADIR)/tollgate/lua
+# the stamp rule below must not become the default goal of a bare `make`
+.DEFAULT_GOAL := all
 TG_PATH_OBJS := $(BUILD)/src/main.o $(BUILD)/src/version.o $(BUILD)/modules/lua.o
 $(TG_PATH_OBJS): ALL_CFLAGS += -DTG_DEFAULT_CONF='"$(word 1,$(TG_PATHS))"' \
     -DTG_LUA_LIB_DIR='"$(word 2,$(TG_PATHS))"'

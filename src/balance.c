@@ -89,7 +89,7 @@ static uint32_t next_random(tg_upstream_t *u)
 
 int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now)
 {
-    return !p->health_down && now >= p->down_until;
+    return !p->absent && !p->health_down && now >= p->down_until;
 }
 
 tg_peer_gauge_t tg_balance_peer_gauge(const tg_peer_t *p, tg_msec_t now)
@@ -311,6 +311,8 @@ static int build_ring(tg_upstream_t *u, tg_arena_t *a)
 
         if (p->backup) continue;
         name_hash = tg_hash64(p->name.p, p->name.p ? p->name.len : 0);
+        if (p->dynamic) /* a resolve server's slots share its name: one arc set each */
+            name_hash = mix64(name_hash + (uint64_t)i + 1);
         for (int64_t j = 0; j < count; j++) {
             ring->points[k].hash = point_hash(name_hash, (uint64_t)j);
             ring->points[k].peer = i;
