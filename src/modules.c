@@ -33,6 +33,7 @@ extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
+extern tg_module_t tg_admin_module;
 extern tg_module_t tg_static_module;
 extern tg_module_t tg_rewrite_module;
 extern tg_module_t tg_map_module;
@@ -59,6 +60,7 @@ tg_module_t *const tg_modules[] = {
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
+    &tg_admin_module, /* the runtime API: its access hook reads a PATCH body after allow/deny */
     &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
                        * proxy (the fallback); its log hook must see the final status */
     &tg_static_module, /* files: where a root is set and no upstream was chosen */

@@ -370,6 +370,8 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
         errors += tg_upstream_dyn_reserve(u);
         if (u->npeers == 1 && nstatic == 1)
             u->peers[0].max_fails = 0; /* nowhere else to go: never mark it down */
+        for (int i = 0; i < nstatic; i++)
+            u->peers[i].base_weight = u->peers[i].weight;
         for (int i = 0; i < nstatic; i++) /* the same on every instance and reload */
             snprintf(u->peers[i].sticky_id, sizeof(u->peers[i].sticky_id), "%016llx",
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));

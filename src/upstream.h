@@ -41,6 +41,11 @@ typedef struct tg_peer_s {
      * flight finish, balancing skips it, its idle connections close). */
     unsigned dynamic : 1;
     unsigned absent : 1;
+    /* The runtime API (the admin endpoint): `drained` takes no new requests
+     * (drain, down or delete), as `absent`; base_weight is the configured or
+     * resolved weight, `weight` the one in effect (an API weight wins). */
+    unsigned drained : 1;
+    int base_weight;
     char text[56];      /* dynamic: the address as text, which name points at */
     char host[64];      /* dynamic SRV: the target's name, which tls_host points at */
 
@@ -76,6 +81,9 @@ typedef struct tg_upstream_s {
     tg_peer_t *peers;
     int npeers;
     tg_upstream_dyn_t *dyn; /* its `resolve` servers (src/upstream_dyn.c), NULL: none */
+    struct tg_upstream_overrides_s *ovr; /* the runtime API's changes (upstream_dyn.c) */
+    uint32_t ovr_seen;    /* per worker: ovr->seq last applied */
+    int index;            /* position among the config's upstreams (its row in ovr) */
     tg_balance_t balance;
     tg_tpl_t *hash_key;   /* balance hash $VAR */
     tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */

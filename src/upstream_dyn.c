@@ -26,6 +26,7 @@
 #include "log.h"
 
 #define ZONE_NAME "__upstream_dyn"
+#define OVR_ZONE_NAME "__upstream_api"
 #define ZONE_MAGIC 0x746764796e763031ULL /* "tgdynv01" */
 #define RETRY_AFTER 5.0  /* seconds after a failed resolution */
 #define MIN_TTL 1        /* seconds: a TTL of 0 would query in a loop */
@@ -179,7 +180,7 @@ int tg_upstream_dyn_reserve(tg_upstream_t *u)
             p->dynamic = 1;
             p->absent = 1;
             p->name = d->spec; /* until it holds an address; TLS takes the host from it */
-            p->weight = d->weight;
+            p->weight = p->base_weight = d->weight;
             p->max_fails = d->max_fails;
             p->fail_timeout = d->fail_timeout;
             p->backup = d->backup;
@@ -209,6 +210,42 @@ static void *dyn_create_conf(tg_conf_t *cf)
     return rc;
 }
 
+/* The runtime API's zone: one row per upstream. Its changes last until the
+ * next reload, which starts from the config again (said in the log). */
+static const char *overrides_init(tg_conf_t *cf)
+{
+    int nups = 0;
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
+        u->index = nups++;
+    if (nups == 0)
+        return NULL;
+    size_t size = sizeof(tg_upstream_overrides_t) +
+                  (size_t)nups * sizeof(tg_peer_override_t[TG_UPSTREAM_MAX_PEERS]);
+    tg_shm_zone_t *z;
+    const char *err = tg_shm_zone_add(cf, TG_STR(OVR_ZONE_NAME), size, "upstream_api", &z);
+    if (err)
+        return err;
+    tg_upstream_overrides_t *ov = z->data;
+    if (!z->reused || ov->nups != (uint32_t)nups) {
+        memset(ov, 0, size);
+        if (tg_shm_mutex_init(&ov->lock) != 0)
+            return "cannot set up the upstream API's lock";
+    } else if (ov->changed_at) {
+        tg_log(TG_LOG_WARN, "reload: the admin API's changes to upstream servers are dropped, "
+                            "the config's servers and weights apply");
+        if (tg_shm_mutex_lock(&ov->lock) >= 0) {
+            memset(ov->rows, 0, (size_t)nups * sizeof(ov->rows[0]));
+            ov->changed_at = 0;
+            __atomic_fetch_add(&ov->seq, 1, __ATOMIC_RELEASE);
+            tg_shm_mutex_unlock(&ov->lock);
+        }
+    }
+    ov->nups = (uint32_t)nups;
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
+        u->ovr = ov;
+    return NULL;
+}
+
 static uint64_t server_key(const tg_upstream_t *u, const tg_dyn_server_t *d)
 {
     char buf[600];
@@ -227,6 +264,9 @@ static const char *dyn_init_conf(tg_conf_t *cf, void *main_conf)
     tg_resolver_conf_t *main_rc = main_conf;
     if (main_rc->file == NULL)
         tg_resolver_conf_default(main_rc);
+    const char *err = overrides_init(cf);
+    if (err)
+        return err;
     int n = 0;
     for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
         if (u->dyn == NULL)
@@ -243,7 +283,7 @@ static const char *dyn_init_conf(tg_conf_t *cf, void *main_conf)
      * 64 so a reload that adds a server keeps the zone (and its sets) */
     uint32_t cap = (uint32_t)((2 * n + 63) / 64 * 64);
     tg_shm_zone_t *z;
-    const char *err = tg_shm_zone_add(cf, TG_STR(ZONE_NAME),
+    err = tg_shm_zone_add(cf, TG_STR(ZONE_NAME),
                                       sizeof(zone_t) + cap * sizeof(tg_dyn_record_t),
                                       "upstream_dyn", &z);
     if (err)
@@ -538,7 +578,7 @@ static void apply_server(tg_upstream_t *u, tg_dyn_server_t *d, const tg_dyn_addr
             j++;
         if (j < n) {
             matched[j] = 1;
-            p->weight = a[j].weight;
+            p->weight = p->base_weight = a[j].weight;
             p->backup = a[j].backup;
             continue;
         }
@@ -581,7 +621,7 @@ static void apply_server(tg_upstream_t *u, tg_dyn_server_t *d, const tg_dyn_addr
             p->tls_host = p->host;
             p->tls_host_is_ip = 0;
         }
-        p->weight = a[j].weight;
+        p->weight = p->base_weight = a[j].weight;
         p->backup = a[j].backup;
         p->absent = 0;
         tg_log(TG_LOG_INFO, "upstream %.*s: server %.*s added (from \"%.*s\")", TG_STR_FMT(u->name),
@@ -589,7 +629,23 @@ static void apply_server(tg_upstream_t *u, tg_dyn_server_t *d, const tg_dyn_addr
     }
 }
 
-void tg_upstream_dyn_apply(tg_upstream_t *u)
+/* The runtime API's changes: every server's row, whole (a few dozen bytes). */
+static void apply_overrides(tg_upstream_t *u)
+{
+    u->ovr_seen = __atomic_load_n(&u->ovr->seq, __ATOMIC_ACQUIRE);
+    const tg_peer_override_t *row = u->ovr->rows[u->index];
+    for (int i = 0; i < u->npeers; i++) {
+        tg_peer_t *p = &u->peers[i];
+        tg_peer_override_t o = row[i];
+        unsigned was = p->drained;
+        p->drained = o.drain || o.down || o.removed;
+        p->weight = o.weight > 0 ? o.weight : p->base_weight;
+        if (p->drained && !was)
+            close_idle(u, p);
+    }
+}
+
+static void apply_sets(tg_upstream_t *u)
 {
     tg_dyn_addr_t a[TG_DYN_MAX_ADDRS];
     u->dyn->retry = 0;
@@ -618,6 +674,37 @@ void tg_upstream_dyn_apply(tg_upstream_t *u)
     }
 }
 
+void tg_upstream_dyn_apply(tg_upstream_t *u)
+{
+    if (u->dyn)
+        apply_sets(u);
+    if (u->ovr)
+        apply_overrides(u); /* after the sets: an API weight wins over a resolved one */
+}
+
+int tg_upstream_override_set(tg_upstream_t *u, int id, const tg_peer_override_t *o)
+{
+    tg_upstream_overrides_t *ov = u->ovr;
+    if (ov == NULL || id < 0 || id >= u->npeers)
+        return -1;
+    if (tg_shm_mutex_lock(&ov->lock) < 0)
+        return -1;
+    ov->rows[u->index][id] = *o;
+    ov->changed_at = (int64_t)wall_ms();
+    __atomic_fetch_add(&ov->seq, 1, __ATOMIC_RELEASE);
+    tg_shm_mutex_unlock(&ov->lock);
+    tg_upstream_dyn_apply(u);
+    return 0;
+}
+
+tg_peer_override_t tg_upstream_override_get(const tg_upstream_t *u, int id)
+{
+    tg_peer_override_t none = {0};
+    if (u->ovr == NULL || id < 0 || id >= u->npeers)
+        return none;
+    return u->ovr->rows[u->index][id];
+}
+
 /* ---- worker start and stop --------------------------------------------------- */
 
 static ev_timer sync_timer; /* every worker: apply changes even without traffic */
@@ -635,10 +722,10 @@ static int dyn_init_worker(tg_worker_t *w)
 {
     int any = 0;
     for (tg_upstream_t *u = w->config->upstreams; u; u = u->next) {
+        any = 1; /* the API's changes: idle connections to a drained server close */
+        tg_upstream_dyn_sync(u);
         if (u->dyn == NULL)
             continue;
-        any = 1;
-        tg_upstream_dyn_sync(u);
         if (w->slot != 0)
             continue;
         if ((u->dyn->res = tg_resolver_create(w->loop, u->dyn->rc)) == NULL)

@@ -17,6 +17,7 @@
 #include <ev.h>
 #include "upstream.h"
 #include "resolver.h"
+#include "shm.h"
 
 #define TG_DYN_MAX_ADDRS 64 /* addresses a record holds (an upstream has 64 slots in all) */
 
@@ -75,10 +76,42 @@ struct tg_upstream_dyn_s {
     unsigned retry : 1;           /* a set could not be applied whole: try again next tick */
 };
 
-/* Apply the sets that changed since this worker last looked. */
+/* The runtime API's changes to one server (by its index in peers[]), in
+ * shared memory so every worker applies them. Zero: no change. */
+typedef struct {
+    int32_t weight;  /* 1..1000 replaces the configured or resolved weight; 0: none */
+    uint8_t drain;   /* no new requests; in-flight ones and tunnels finish */
+    uint8_t down;    /* the same, shown as down (taken out of service) */
+    uint8_t removed; /* DELETE: drained, and no longer listed */
+    uint8_t pad;
+} tg_peer_override_t;
+
+/* One row of TG_UPSTREAM_MAX_PEERS overrides per upstream of the config.
+ * Writers take the lock (changes are serialised) and bump seq after the
+ * row is written; readers compare seq before each pick. */
+typedef struct tg_upstream_overrides_s {
+    tg_shm_mutex_t lock;
+    uint32_t seq;
+    uint32_t nups;
+    int64_t changed_at; /* wall clock ms of the last change, 0: none */
+    tg_peer_override_t rows[][TG_UPSTREAM_MAX_PEERS];
+} tg_upstream_overrides_t;
+
+/* Change server `id` of u: `o` replaces its override whole. Every worker
+ * applies it before its next pick; this one at once. 0, or -1 (no such
+ * server, or the lock failed: logged). */
+int tg_upstream_override_set(tg_upstream_t *u, int id, const tg_peer_override_t *o);
+/* The current override of server `id` of u (all zero when none). */
+tg_peer_override_t tg_upstream_override_get(const tg_upstream_t *u, int id);
+
+/* Apply the sets and overrides that changed since this worker last looked. */
 void tg_upstream_dyn_apply(tg_upstream_t *u);
 static inline void tg_upstream_dyn_sync(tg_upstream_t *u)
 {
+    if (u->ovr && __atomic_load_n(&u->ovr->seq, __ATOMIC_RELAXED) != u->ovr_seen) {
+        tg_upstream_dyn_apply(u);
+        return;
+    }
     if (u->dyn == NULL)
         return;
     if (u->dyn->retry) {

@@ -1,0 +1,406 @@
+/* The runtime API: `admin;` in a location answers JSON about the upstreams
+ * and changes their servers without a reload (docs/admin-api.md). Paths are
+ * relative to the location: `location /admin/ { admin; }` serves
+ * /admin/upstreams.
+ *
+ *   GET    upstreams                    every upstream with its servers
+ *   GET    upstreams/NAME               one upstream
+ *   PATCH  upstreams/NAME/servers/ID    {"weight": N, "drain": bool, "down": bool}
+ *   DELETE upstreams/NAME/servers/ID    drain it and stop listing it
+ *
+ * Changes go to shared memory through tg_upstream_override_set (one lock,
+ * so concurrent changes are serialised), which every worker applies before
+ * its next pick; they last until the next reload. Protection is the
+ * location's: allow/deny (the access module runs before this one). A
+ * request body (PATCH) is read whole in the access phase, up to 64 KiB, and
+ * parsed with jansson. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include "module.h"
+#include "request.h"
+#include "upstream_dyn.h"
+#include "json.h"
+#include "worker.h"
+#include "log.h"
+
+#define BODY_MAX 65536
+
+typedef struct {
+    int enabled;
+} admin_conf_t;
+
+static void *admin_create_conf(tg_conf_t *cf)
+{
+    admin_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
+    if (c)
+        c->enabled = TG_CONF_UNSET;
+    return c;
+}
+
+static const char *admin_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    (void)cf;
+    (void)parent;
+    admin_conf_t *c = child;
+    if (c->enabled == TG_CONF_UNSET) /* not inherited: only the location that names it */
+        c->enabled = 0;
+    return NULL;
+}
+
+static const char *set_admin(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)cf;
+    (void)d;
+    admin_conf_t *c = conf;
+    if (c->enabled != TG_CONF_UNSET)
+        return "\"admin\" directive is duplicate";
+    c->enabled = 1;
+    return NULL;
+}
+
+static int admin_is_active(void *loc_conf)
+{
+    return ((admin_conf_t *)loc_conf)->enabled == 1;
+}
+
+/* ---- the JSON answer --------------------------------------------------------- */
+
+typedef struct {
+    tg_arena_t *a;
+    char *p;
+    size_t len, cap;
+    int oom;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    if (o->oom)
+        return;
+    if (o->len + n > o->cap) {
+        size_t cap = (o->cap + n) * 2;
+        char *p = tg_arena_alloc_nz(o->a, cap);
+        if (p == NULL) {
+            o->oom = 1;
+            return;
+        }
+        memcpy(p, o->p, o->len);
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void __attribute__((format(printf, 2, 3))) putf(out_t *o, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(o, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+static void put_str(out_t *o, tg_str_t s)
+{
+    char buf[256];
+    size_t used;
+    put(o, "\"", 1);
+    while (s.len) {
+        size_t n = tg_json_escape(buf, sizeof(buf), s, &used);
+        put(o, buf, n);
+        s.p += used;
+        s.len -= used;
+        if (used == 0)
+            break;
+    }
+    put(o, "\"", 1);
+}
+
+static const tg_dyn_server_t *source_of(const tg_upstream_t *u, int id)
+{
+    for (const tg_dyn_server_t *d = u->dyn ? u->dyn->servers : NULL; d; d = d->next)
+        if (id >= d->first && id < d->first + d->max)
+            return d;
+    return NULL;
+}
+
+static void put_server(out_t *o, const tg_upstream_t *u, int id, tg_msec_t now)
+{
+    const tg_peer_t *p = &u->peers[id];
+    tg_peer_override_t ov = tg_upstream_override_get(u, id);
+    tg_peer_gauge_t g = tg_balance_peer_gauge(p, now);
+    const char *state = ov.removed ? "removed"
+                        : ov.down  ? "down"
+                        : ov.drain ? "draining"
+                        : p->backup ? "backup"
+                                    : "up";
+    const char *health = g.health == TG_PEER_DOWN_ACTIVE    ? "down (health check)"
+                         : g.health == TG_PEER_DOWN_PASSIVE ? "down (max_fails)"
+                                                            : "up";
+    putf(o, "{\"id\":%d,\"address\":", id);
+    put_str(o, p->name);
+    putf(o, ",\"weight\":%d,\"configured_weight\":%d,\"state\":\"%s\",\"backup\":%s,"
+            "\"health\":\"%s\",\"active\":%lld,\"source\":",
+         p->weight, p->base_weight, state, p->backup ? "true" : "false", health,
+         (long long)g.active);
+    const tg_dyn_server_t *d = source_of(u, id);
+    if (d == NULL) {
+        put(o, "\"config\"}", 9);
+        return;
+    }
+    const char *src = d->srv ? "\"dns srv\",\"resolved_from\":" : "\"dns\",\"resolved_from\":";
+    put(o, src, strlen(src));
+    put_str(o, d->spec);
+    if (d->rec)
+        putf(o, ",\"resolved_at\":%lld", (long long)d->rec->resolved_at);
+    put(o, "}", 1);
+}
+
+static void put_upstream(out_t *o, const tg_upstream_t *u, tg_msec_t now)
+{
+    static const char *const balance[] = {"round_robin", "least_conn", "hash", "random"};
+    put(o, "{\"name\":", 8);
+    put_str(o, u->name);
+    putf(o, ",\"balance\":\"%s\",\"servers\":[", balance[u->balance]);
+    int first = 1;
+    for (int i = 0; i < u->npeers; i++) {
+        if (u->peers[i].absent)
+            continue; /* a resolve server's slot without an address */
+        if (!first)
+            put(o, ",", 1);
+        first = 0;
+        put_server(o, u, i, now);
+    }
+    put(o, "],\"resolve\":[", 13);
+    first = 1;
+    for (const tg_dyn_server_t *d = u->dyn ? u->dyn->servers : NULL; d; d = d->next) {
+        const tg_dyn_record_t *r = d->rec;
+        if (!first)
+            put(o, ",", 1);
+        first = 0;
+        put(o, "{\"server\":", 10);
+        put_str(o, d->spec);
+        putf(o, ",\"type\":\"%s\",\"addresses\":%u,\"resolved_at\":%lld,\"lookups\":%llu,"
+                "\"failures\":%llu,\"last_error\":",
+             d->srv ? "SRV" : "A/AAAA", r ? r->naddrs : 0, r ? (long long)r->resolved_at : 0LL,
+             r ? (unsigned long long)r->lookups : 0ULL, r ? (unsigned long long)r->failures : 0ULL);
+        if (r && r->failed_at > r->resolved_at)
+            put_str(o, tg_str_c(r->error));
+        else
+            put(o, "null", 4);
+        put(o, "}", 1);
+    }
+    put(o, "]}", 2);
+}
+
+/* ---- answers ------------------------------------------------------------------ */
+
+static tg_rc_t answer(tg_request_t *r, int status, out_t *o)
+{
+    if (o->oom) {
+        tg_log(TG_LOG_ERROR, "admin: out of memory");
+        return TG_ERROR;
+    }
+    if (tg_request_add_resp_header(r, TG_STR("Cache-Control"), TG_STR("no-store")) != 0 ||
+        tg_request_respond(r, status, "application/json", (tg_str_t){o->p, o->len}) != 0)
+        return TG_ERROR;
+    return TG_DONE;
+}
+
+/* {"error": MESSAGE[, "field": FIELD]} */
+static tg_rc_t fail(tg_request_t *r, out_t *o, int status, const char *msg, const char *field)
+{
+    o->len = 0;
+    put(o, "{\"error\":", 9);
+    put_str(o, tg_str_c(msg));
+    if (field) {
+        put(o, ",\"field\":", 9);
+        put_str(o, tg_str_c(field));
+    }
+    put(o, "}", 1);
+    return answer(r, status, o);
+}
+
+static tg_rc_t not_allowed(tg_request_t *r, out_t *o, const char *allow)
+{
+    if (tg_request_add_resp_header(r, TG_STR("Allow"), tg_str_c(allow)) != 0)
+        return TG_ERROR;
+    return fail(r, o, 405, "method not allowed", NULL);
+}
+
+/* PATCH: apply the fields of `body` to override *ov; NULL, or 400's message
+ * with the field it is about in `field` (empty: the body as a whole). */
+static const char *parse_patch(tg_str_t body, tg_peer_override_t *ov, char *field, size_t size)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body.p ? body.p : "", body.len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *err = NULL;
+    field[0] = '\0';
+    if (j == NULL)
+        return "the body is not JSON";
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return "the body must be a JSON object";
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+    {
+        snprintf(field, size, "%s", key);
+        if (strcmp(key, "weight") == 0) {
+            if (json_is_null(v))
+                ov->weight = 0; /* back to the configured or resolved weight */
+            else if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                     json_integer_value(v) > 1000)
+                err = "weight must be an integer 1..1000, or null";
+            else
+                ov->weight = (int32_t)json_integer_value(v);
+        } else if (strcmp(key, "drain") == 0 || strcmp(key, "down") == 0) {
+            if (!json_is_boolean(v))
+                err = key[1] == 'r' ? "drain must be true or false" : "down must be true or false";
+            else if (key[1] == 'r')
+                ov->drain = json_is_true(v);
+            else
+                ov->down = json_is_true(v);
+        } else {
+            err = "unknown field: expected weight, drain or down";
+        }
+        if (err)
+            break;
+    }
+    json_decref(j);
+    return err;
+}
+
+/* The part of the path after the location's prefix, without a leading '/'. */
+static tg_str_t relative(tg_request_t *r)
+{
+    tg_str_t p = r->path, pre = r->loc ? r->loc->path : TG_NULL_STR;
+    if (pre.len && p.len >= pre.len && memcmp(p.p, pre.p, pre.len) == 0) {
+        p.p += pre.len;
+        p.len -= pre.len;
+    }
+    while (p.len && p.p[0] == '/')
+        p.p++, p.len--;
+    return p;
+}
+
+/* Split off the next '/'-separated segment of *rest. */
+static tg_str_t segment(tg_str_t *rest)
+{
+    const char *slash = memchr(rest->p, '/', rest->len);
+    tg_str_t s = {rest->p, slash ? (size_t)(slash - rest->p) : rest->len};
+    rest->p += s.len + (slash ? 1 : 0);
+    rest->len -= s.len + (slash ? 1 : 0);
+    return s;
+}
+
+static tg_rc_t admin_access(tg_request_t *r, void *conf)
+{
+    (void)conf;
+    if (r->method != HTTP_PATCH)
+        return TG_OK;
+    tg_str_t body;
+    int rc = tg_request_body_read(r, BODY_MAX, &body);
+    return rc == 1 ? TG_OK : TG_AGAIN; /* 0: resumed with more; -1: the request is gone */
+}
+
+static tg_rc_t admin_content(tg_request_t *r, void *conf)
+{
+    admin_conf_t *c = conf;
+    if (c->enabled != 1)
+        return TG_OK;
+    out_t o = {r->arena, NULL, 0, 0, 0};
+    tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
+    tg_str_t rest = relative(r), top = segment(&rest);
+    if (!tg_str_eq_lit(top, "upstreams"))
+        return fail(r, &o, 404, "unknown path: the API serves upstreams", NULL);
+    tg_str_t name = segment(&rest);
+    if (name.len == 0) {
+        if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+            return not_allowed(r, &o, "GET, HEAD");
+        put(&o, "{\"upstreams\":[", 14);
+        int first = 1;
+        for (tg_upstream_t *u = tg_worker->config->upstreams; u; u = u->next) {
+            tg_upstream_dyn_sync(u);
+            if (!first)
+                put(&o, ",", 1);
+            first = 0;
+            put_upstream(&o, u, now);
+        }
+        put(&o, "]}", 2);
+        return answer(r, 200, &o);
+    }
+    tg_upstream_t *u = tg_worker->config->upstreams;
+    while (u && !tg_str_eq(u->name, name))
+        u = u->next;
+    if (u == NULL)
+        return fail(r, &o, 404, "no such upstream", NULL);
+    tg_upstream_dyn_sync(u);
+    if (rest.len == 0) {
+        if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+            return not_allowed(r, &o, "GET, HEAD");
+        put_upstream(&o, u, now);
+        return answer(r, 200, &o);
+    }
+    tg_str_t what = segment(&rest), id_s = segment(&rest);
+    int64_t id;
+    if (!tg_str_eq_lit(what, "servers") || rest.len)
+        return fail(r, &o, 404, "unknown path", NULL);
+    if (id_s.len == 0) {
+        if (r->method == HTTP_POST)
+            return fail(r, &o, 405, "servers are added by the config or by DNS (server ... "
+                                    "resolve), not at run time",
+                        NULL);
+        return not_allowed(r, &o, "GET, HEAD");
+    }
+    tg_peer_override_t ov;
+    if (tg_parse_int(id_s, &id) != 0 || id >= u->npeers || u->peers[id].absent ||
+        (ov = tg_upstream_override_get(u, (int)id)).removed)
+        return fail(r, &o, 404, "no such server", NULL);
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD) {
+        put_server(&o, u, (int)id, now);
+        return answer(r, 200, &o);
+    }
+    if (r->method == HTTP_DELETE) {
+        ov.removed = 1;
+    } else if (r->method == HTTP_PATCH) {
+        tg_str_t body = TG_NULL_STR;
+        char field[64];
+        if (tg_request_body_read(r, BODY_MAX, &body) != 1 || body.p == NULL)
+            return fail(r, &o, 413, "the body is larger than 64 KiB", NULL);
+        const char *err = parse_patch(body, &ov, field, sizeof(field));
+        if (err)
+            return fail(r, &o, 400, err, field[0] ? field : NULL);
+    } else {
+        return not_allowed(r, &o, "GET, HEAD, PATCH, DELETE");
+    }
+    if (tg_upstream_override_set(u, (int)id, &ov) != 0)
+        return fail(r, &o, 500, "the change could not be stored", NULL);
+    tg_log(TG_LOG_INFO, "admin: upstream %.*s server %.*s: weight=%d drain=%d down=%d removed=%d",
+           TG_STR_FMT(u->name), TG_STR_FMT(u->peers[id].name), ov.weight, ov.drain, ov.down,
+           ov.removed);
+    put_server(&o, u, (int)id, now);
+    return answer(r, 200, &o);
+}
+
+static const tg_directive_t admin_directives[] = {
+    {"admin", TG_SCOPE_LOCATION, 0, 0, 0, set_admin, 0},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_admin_module = {
+    .name = "admin",
+    .directives = admin_directives,
+    .create_conf = admin_create_conf,
+    .merge_conf = admin_merge_conf,
+    .is_active = admin_is_active,
+    .on_access = admin_access,
+    .on_content = admin_content,
+};
