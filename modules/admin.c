@@ -87,7 +87,8 @@ static void put(out_t *o, const char *s, size_t n)
             o->oom = 1;
             return;
         }
-        memcpy(p, o->p, o->len);
+        if (o->len)
+            memcpy(p, o->p, o->len);
         o->p = p;
         o->cap = cap;
     }
