@@ -11,7 +11,9 @@
  * Changes go to shared memory through tg_upstream_override_set (one lock,
  * so concurrent changes are serialised), which every worker applies before
  * its next pick; they last until the next reload. Protection is the
- * location's: allow/deny (the access module runs before this one). A
+ * location's: allow/deny (the access module runs before this one) and
+ * admin_auth (Basic, checked in this module's access hook, before a body is
+ * read). A
  * request body (PATCH) is read whole in the access phase, up to 64 KiB, and
  * parsed with jansson. */
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include "request.h"
 #include "upstream_dyn.h"
 #include "json.h"
+#include "basic_auth.h"
 #include "worker.h"
 #include "log.h"
 
@@ -31,6 +34,8 @@
 
 typedef struct {
     int enabled;
+    tg_basic_users_t auth;   /* admin_auth */
+    tg_basic_cache_t cache;  /* per worker (fork) */
 } admin_conf_t;
 
 static void *admin_create_conf(tg_conf_t *cf)
@@ -46,9 +51,21 @@ static const char *admin_merge_conf(tg_conf_t *cf, void *parent, void *child)
     (void)cf;
     (void)parent;
     admin_conf_t *c = child;
+    if (c->auth.nusers && c->enabled != 1)
+        return "\"admin_auth\" needs \"admin\" in the same location";
     if (c->enabled == TG_CONF_UNSET) /* not inherited: only the location that names it */
         c->enabled = 0;
     return NULL;
+}
+
+/* admin_auth USER:HASH */
+static const char *set_auth(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    admin_conf_t *c = conf;
+    if (c->cache.crypt == NULL && tg_basic_auth_cache_init(cf, &c->cache) != 0)
+        return "out of memory";
+    return tg_basic_auth_add(cf, &c->auth, "admin_auth");
 }
 
 static const char *set_admin(tg_conf_t *cf, const tg_directive_t *d, void *conf)
@@ -304,7 +321,9 @@ static tg_str_t segment(tg_str_t *rest)
 
 static tg_rc_t admin_access(tg_request_t *r, void *conf)
 {
-    (void)conf;
+    admin_conf_t *c = conf;
+    if (c->auth.nusers && !tg_basic_auth_check(&c->cache, &c->auth, r))
+        return tg_basic_auth_challenge(r, "tollgate admin") == 0 ? TG_DONE : TG_ERROR;
     if (r->method != HTTP_PATCH)
         return TG_OK;
     tg_str_t body;
@@ -393,6 +412,7 @@ static tg_rc_t admin_content(tg_request_t *r, void *conf)
 
 static const tg_directive_t admin_directives[] = {
     {"admin", TG_SCOPE_LOCATION, 0, 0, 0, set_admin, 0},
+    {"admin_auth", TG_SCOPE_LOCATION, 0, 1, 1, set_auth, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

@@ -16,6 +16,8 @@ my $m = node_upstream('multi', args => ['127.0.0.1', '127.0.0.2', '127.0.0.3']);
 my $P = $m->{port};
 my ($wa, $wb) = (node_upstream('ws', env => { NAME => 'wsA' }), node_upstream('ws', env => { NAME => 'wsB' }));
 
+my $hash = `openssl passwd -6 -salt s4ltS4lt 'adm:in'`;
+chomp $hash;
 my $conf = <<"EOF";
 workers 2;
 upstream app { server 127.0.0.2:$P; server 127.0.0.3:$P; }
@@ -29,6 +31,7 @@ server {
     location /plain { proxy_pass ws; }
     location /admin/ { admin; allow 127.0.0.1; deny all; }
     location /closed/ { admin; deny all; }
+    location /locked/ { admin; admin_auth "ops:$hash"; }
 }
 EOF
 my $tg = tg_start($conf);
@@ -80,6 +83,24 @@ is((api(PATCH => '/upstreams/app/servers/0', '[1]'))[0], 400, 'not an object: 40
 is((api(POST => '/upstreams/app/servers', '{"address":"127.0.0.4:1"}'))[0], 405,
    'POST a server: 405 (servers come from the config or DNS)');
 is(http_request($tg->port, 'GET', '/closed/upstreams')->{status}, 403, 'deny all: 403');
+use MIME::Base64 qw(encode_base64);
+my $locked = sub ($cred, $method = 'GET', $body = undef) {
+    http_request($tg->port, $method, '/locked/upstreams/app/servers/0',
+                 headers => [defined $cred ? (Authorization => 'Basic ' . encode_base64($cred, '')) : ()],
+                 defined $body ? (body => $body) : ());
+};
+$r = $locked->(undef);
+is($r->{status}, 401, 'admin_auth: no credentials, 401');
+like($r->{headers}{'www-authenticate'}, qr/^Basic realm="tollgate admin"/, 'with a Basic challenge');
+is($locked->('ops:wrong')->{status}, 401, 'wrong password: 401');
+is($locked->('nobody:adm:in')->{status}, 401, 'unknown user: 401');
+is($locked->(undef, 'PATCH', '{"drain": true}')->{status}, 401, 'a PATCH without credentials changes nothing');
+is($locked->('ops:adm:in')->{status}, 200, 'right credentials: 200');
+is(decode_json($locked->('ops:adm:in')->{body})->{state}, 'up', 'and the refused PATCH did not apply');
+like(tg_conf_error("server { listen %%PORT%%; location / { admin_auth 'a:$hash'; } }"),
+     qr/:\d+: "admin_auth" needs "admin" in the same location/, 'admin_auth without admin');
+like(tg_conf_error("server { listen %%PORT%%; location / { admin; admin_auth nocolon; } }"),
+     qr/:\d+: invalid "admin_auth" "nocolon", expected USER:HASH/, 'admin_auth USER:HASH');
 
 # ---- weight changes the spread, in both workers ----
 # two workers, each its own round robin: close to even, not exact
