@@ -36,6 +36,7 @@
 #include "json.h"
 #include "stats_dashboard.h"
 #include "basic_auth.h"
+#include "upstream_dyn.h"
 
 typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
@@ -872,11 +873,57 @@ static void json_rows(json_t *j, int from, int to, const void *view, int parent)
     }
 }
 
-static void render_json(sb_t *sb, const snapshot_t *sn)
+/* "resolve": the upstreams with `server ... resolve`, their current
+ * addresses and where each came from, and each name's last resolution (the
+ * shared records of src/upstream_dyn.c; per-server counters cover only
+ * static servers, whose names are fixed). */
+static void render_resolve(sb_t *sb, tg_config_t *c)
+{
+    int nu = 0;
+    for (tg_upstream_t *u = c->upstreams; u; u = u->next) {
+        if (u->dyn == NULL)
+            continue;
+        tg_upstream_dyn_sync(u);
+        sb_printf(sb, "%s\"", nu++ ? "," : ",\n  \"resolve\": {");
+        put_escaped(sb, u->name);
+        sb_printf(sb, "\": {\"names\": [");
+        int first = 1;
+        for (const tg_dyn_server_t *d = u->dyn->servers; d; d = d->next, first = 0) {
+            const tg_dyn_record_t *r = d->rec;
+            sb_printf(sb, "%s{\"server\": \"", first ? "" : ", ");
+            put_escaped(sb, d->spec);
+            sb_printf(sb, "\", \"type\": \"%s\", \"addresses\": [", d->srv ? "SRV" : "A/AAAA");
+            for (int i = d->first, k = 0; i < d->first + d->max; i++) {
+                if (u->peers[i].absent)
+                    continue;
+                sb_printf(sb, "%s\"", k++ ? ", " : "");
+                put_escaped(sb, u->peers[i].name);
+                sb_printf(sb, "\"");
+            }
+            sb_printf(sb, "], \"resolved_at\": %lld, \"lookups\": %llu, \"failures\": %llu, "
+                          "\"last_error\": ",
+                      r ? (long long)r->resolved_at : 0LL, r ? (unsigned long long)r->lookups : 0ULL,
+                      r ? (unsigned long long)r->failures : 0ULL);
+            if (r && r->failed_at > r->resolved_at) {
+                sb_printf(sb, "\"");
+                put_escaped(sb, tg_str_c(r->error));
+                sb_printf(sb, "\"}");
+            } else {
+                sb_printf(sb, "null}");
+            }
+        }
+        sb_printf(sb, "]}");
+    }
+    if (nu)
+        sb_printf(sb, "}");
+}
+
+static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
 {
     json_t j = {sb, sn, 0};
     json_open(&j);
     json_rows(&j, 0, NMETRICS, &sn->top, -1);
+    render_resolve(sb, c);
     sb_printf(sb, "}\n");
 }
 
@@ -1062,7 +1109,7 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
     if (fmt == FMT_PROMETHEUS)
         render_prometheus(&sb, &sn);
     else
-        render_json(&sb, &sn);
+        render_json(&sb, &sn, mc->config);
     if (sb.oom) {
         tg_log(TG_LOG_ERROR, "stats: out of memory");
         return TG_ERROR;

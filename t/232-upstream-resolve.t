@@ -11,6 +11,7 @@ use lib 't/lib';
 use Tollgate::Test;
 use Tollgate::Test qw(http_request);
 use Tollgate::DNS;
+use JSON::PP ();
 
 plan skip_all => 'dnsmasq not installed (contrib/install-deps.sh test)'
     unless -x '/usr/sbin/dnsmasq' || `command -v dnsmasq`;
@@ -54,9 +55,13 @@ my $conf = <<"EOF";
 workers 2;
 resolver 127.0.0.1:$dns->{port} ipv6=off timeout=300ms;
 upstream app { server app.test:$P resolve; keepalive 8; }
-server { listen %%PORT%%; location / { proxy_pass app; } }
+server { listen %%PORT%%; location / { proxy_pass app; } location = /stats { stats; } }
 EOF
 my $tg = tg_start($conf, errors_ok => [qr/no live upstream server in "app"/]);
+sub resolve_stats() {
+    my $j = JSON::PP::decode_json(http_request($tg->port, 'GET', '/stats')->{body});
+    return $j->{resolve}{app}{names}[0];
+}
 ok($tg->wait_log(qr/#0: upstream app: server 127\.0\.0\.3:$P added/, 10)
    && $tg->wait_log(qr/#1: upstream app: server 127\.0\.0\.3:$P added/, 5),
    'both workers took the resolved set');
@@ -69,8 +74,14 @@ sub spread($n, %o) {
     }
     return \%seen;
 }
-is_deeply(spread(20), { "127.0.0.2:$P" => 10, "127.0.0.3:$P" => 10 },
-          'every address of the name is a server, round robin');
+my $sp = spread(20); # two workers, each its own round robin: about even
+ok(keys %$sp == 2 && $sp->{"127.0.0.2:$P"} >= 6 && $sp->{"127.0.0.3:$P"} >= 6,
+   'every address of the name is a server, round robin') or diag explain $sp;
+my $rs = resolve_stats();
+is_deeply([$rs->{server}, $rs->{type}, $rs->{addresses}, $rs->{failures}, $rs->{last_error}],
+          ["app.test:$P", 'A/AAAA', ["127.0.0.2:$P", "127.0.0.3:$P"], 0, undef],
+          'the stats show the name, its addresses, no failure');
+ok($rs->{lookups} >= 1 && abs($rs->{resolved_at} / 1000 - time) < 5, 'and when it was last resolved');
 
 # a client loop in a child while the set changes twice
 my $out = "$tg->{dir}/loop.txt";
@@ -146,6 +157,9 @@ sleep 2.5;
 is_deeply(spread(4), { "127.0.0.3:$P" => 4 }, 'DNS down: the last good set still serves');
 ok($tg->wait_log(qr/resolving "app\.test:$P" failed \(.*\), keeping its 1 address/, 5),
    'the failure is logged');
+$rs = resolve_stats();
+ok($rs->{failures} >= 1 && $rs->{last_error} && $rs->{addresses}[0] eq "127.0.0.3:$P",
+   "the stats count the failure ($rs->{last_error}) and still list the kept address");
 # a reload while DNS is down: the new workers start with the shared set
 my $off = $tg->reload($conf);
 ok($tg->wait_log(qr/#0: upstream app: server 127\.0\.0\.3:$P added/, 10, $off),
