@@ -10,7 +10,8 @@
  *
  * Changes go to shared memory through tg_upstream_override_set (one lock,
  * so concurrent changes are serialised), which every worker applies before
- * its next pick; they last until the next reload. Protection is the
+ * its next pick; they last until the next reload, or with admin_persist FILE
+ * are written there after each change and restored at every config load. Protection is the
  * location's: allow/deny (the access module runs before this one) and
  * admin_auth (Basic, checked in this module's access hook, before a body is
  * read). A
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include "module.h"
@@ -36,6 +38,7 @@ typedef struct {
     int enabled;
     tg_basic_users_t auth;   /* admin_auth */
     tg_basic_cache_t cache;  /* per worker (fork) */
+    const char *persist;     /* admin_persist (main; merged down to every location) */
 } admin_conf_t;
 
 static void *admin_create_conf(tg_conf_t *cf)
@@ -51,6 +54,8 @@ static const char *admin_merge_conf(tg_conf_t *cf, void *parent, void *child)
     (void)cf;
     (void)parent;
     admin_conf_t *c = child;
+    if (c->persist == NULL)
+        c->persist = ((admin_conf_t *)parent)->persist;
     if (c->auth.nusers && c->enabled != 1)
         return "\"admin_auth\" needs \"admin\" in the same location";
     if (c->enabled == TG_CONF_UNSET) /* not inherited: only the location that names it */
@@ -82,6 +87,141 @@ static const char *set_admin(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 static int admin_is_active(void *loc_conf)
 {
     return ((admin_conf_t *)loc_conf)->enabled == 1;
+}
+
+/* admin_persist FILE */
+static const char *set_persist(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    admin_conf_t *c = conf;
+    if (c->persist)
+        return "\"admin_persist\" directive is duplicate";
+    c->persist = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    return c->persist ? NULL : "out of memory";
+}
+
+/* ---- admin_persist: the changes in a file, by upstream and server name ---- */
+
+static tg_peer_t *static_peer(tg_upstream_t *u, const char *name)
+{
+    for (int i = 0; i < u->npeers; i++)
+        if (!u->peers[i].dynamic && tg_str_eq(u->peers[i].name, tg_str_c(name)))
+            return &u->peers[i];
+    return NULL;
+}
+
+/* In the master at config load: restore the file's changes into the new
+ * config's rows (servers named in the config only: resolved addresses come
+ * and go). A missing file is no change; a bad one is logged and ignored, it
+ * never stops a start or a reload. */
+static void persist_load(tg_config_t *c, const char *path)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        if (access(path, F_OK) == 0)
+            tg_log(TG_LOG_WARN, "admin_persist \"%s\": %s (line %d), not restored", path, jerr.text,
+                   jerr.line);
+        return;
+    }
+    int restored = 0, skipped = 0;
+    const char *uname, *sname;
+    json_t *servers, *v;
+    json_object_foreach(json_object_get(root, "upstreams"), uname, servers)
+    {
+        tg_upstream_t *u = c->upstreams;
+        while (u && !tg_str_eq(u->name, tg_str_c(uname)))
+            u = u->next;
+        json_object_foreach(servers, sname, v)
+        {
+            tg_peer_t *p = u && u->ovr ? static_peer(u, sname) : NULL;
+            json_t *w = json_object_get(v, "weight");
+            if (p == NULL || !json_is_object(v)) {
+                skipped++;
+                continue;
+            }
+            tg_peer_override_t *o = &u->ovr->rows[u->index][p->index];
+            o->weight = json_is_integer(w) && json_integer_value(w) >= 1 &&
+                                json_integer_value(w) <= 1000
+                            ? (int32_t)json_integer_value(w)
+                            : 0;
+            o->drain = json_is_true(json_object_get(v, "drain"));
+            o->down = json_is_true(json_object_get(v, "down"));
+            o->removed = json_is_true(json_object_get(v, "removed"));
+            u->ovr->changed_at = (int64_t)(ev_time() * 1000);
+            restored++;
+        }
+    }
+    json_decref(root);
+    if (c->upstreams && c->upstreams->ovr)
+        __atomic_fetch_add(&c->upstreams->ovr->seq, 1, __ATOMIC_RELEASE);
+    tg_log(TG_LOG_INFO, "admin_persist \"%s\": %d server change%s restored, %d skipped (not "
+                        "in the config)",
+           path, restored, restored == 1 ? "" : "s", skipped);
+}
+
+static const char *admin_init_conf(tg_conf_t *cf, void *main_conf)
+{
+    admin_conf_t *m = main_conf;
+    tg_upstream_overrides_t *ov = cf->config->upstreams ? cf->config->upstreams->ovr : NULL;
+    if (ov == NULL)
+        return NULL;
+    if (m->persist)
+        persist_load(cf->config, m->persist);
+    else if (ov->dropped)
+        tg_log(TG_LOG_WARN, "reload: the admin API's changes to upstream servers are dropped, "
+                            "the config's servers and weights apply (admin_persist keeps them)");
+    ov->dropped = 0;
+    return NULL;
+}
+
+/* In a worker, after a change: every change of config servers, written to
+ * FILE.tmp then renamed over FILE, under the API's lock so the last file
+ * written holds the last change. A small synchronous write, on the admin
+ * path only. 0 or -1 (logged). */
+static int persist_save(tg_config_t *c, const char *path)
+{
+    tg_upstream_overrides_t *ov = c->upstreams ? c->upstreams->ovr : NULL;
+    json_t *root = json_object(), *ups = json_object();
+    char tmp[4096];
+    int rc = -1;
+    if (ov == NULL || root == NULL || ups == NULL ||
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+        json_object_set_new(root, "upstreams", ups) != 0)
+        goto out;
+    ups = NULL; /* owned by root now */
+    if (tg_shm_mutex_lock(&ov->lock) < 0)
+        goto out;
+    for (tg_upstream_t *u = c->upstreams; u; u = u->next) {
+        json_t *servers = json_object();
+        for (int i = 0; servers && i < u->npeers; i++) {
+            tg_peer_override_t o = ov->rows[u->index][i];
+            if (u->peers[i].dynamic || (!o.weight && !o.drain && !o.down && !o.removed))
+                continue;
+            char name[256];
+            snprintf(name, sizeof(name), "%.*s", TG_STR_FMT(u->peers[i].name));
+            json_object_set_new(servers, name,
+                                json_pack("{s:o,s:b,s:b,s:b}", "weight",
+                                          o.weight ? json_integer(o.weight) : json_null(), "drain",
+                                          o.drain, "down", o.down, "removed", o.removed));
+        }
+        char uname[256];
+        snprintf(uname, sizeof(uname), "%.*s", TG_STR_FMT(u->name));
+        if (servers && json_object_size(servers))
+            json_object_set_new(json_object_get(root, "upstreams"), uname, servers);
+        else
+            json_decref(servers);
+    }
+    rc = json_dump_file(root, tmp, JSON_INDENT(2) | JSON_SORT_KEYS) == 0 && rename(tmp, path) == 0
+             ? 0
+             : -1;
+    if (rc != 0)
+        tg_log_errno(TG_LOG_ERROR, "admin_persist: cannot write \"%s\"", path);
+    tg_shm_mutex_unlock(&ov->lock);
+out:
+    json_decref(ups);
+    json_decref(root);
+    return rc;
 }
 
 /* ---- the JSON answer --------------------------------------------------------- */
@@ -188,8 +328,8 @@ static void put_upstream(out_t *o, const tg_upstream_t *u, tg_msec_t now)
     putf(o, ",\"balance\":\"%s\",\"servers\":[", balance[u->balance]);
     int first = 1;
     for (int i = 0; i < u->npeers; i++) {
-        if (u->peers[i].absent)
-            continue; /* a resolve server's slot without an address */
+        if (u->peers[i].absent || tg_upstream_override_get(u, i).removed)
+            continue; /* a resolve server's slot without an address; a deleted server */
         if (!first)
             put(o, ",", 1);
         first = 0;
@@ -403,6 +543,8 @@ static tg_rc_t admin_content(tg_request_t *r, void *conf)
     }
     if (tg_upstream_override_set(u, (int)id, &ov) != 0)
         return fail(r, &o, 500, "the change could not be stored", NULL);
+    if (c->persist && !u->peers[id].dynamic && persist_save(tg_worker->config, c->persist) != 0)
+        return fail(r, &o, 500, "the change applies, but admin_persist could not be written", NULL);
     tg_log(TG_LOG_INFO, "admin: upstream %.*s server %.*s: weight=%d drain=%d down=%d removed=%d",
            TG_STR_FMT(u->name), TG_STR_FMT(u->peers[id].name), ov.weight, ov.drain, ov.down,
            ov.removed);
@@ -413,6 +555,7 @@ static tg_rc_t admin_content(tg_request_t *r, void *conf)
 static const tg_directive_t admin_directives[] = {
     {"admin", TG_SCOPE_LOCATION, 0, 0, 0, set_admin, 0},
     {"admin_auth", TG_SCOPE_LOCATION, 0, 1, 1, set_auth, 0},
+    {"admin_persist", TG_SCOPE_MAIN, 0, 1, 1, set_persist, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -421,6 +564,7 @@ tg_module_t tg_admin_module = {
     .directives = admin_directives,
     .create_conf = admin_create_conf,
     .merge_conf = admin_merge_conf,
+    .init_conf = admin_init_conf,
     .is_active = admin_is_active,
     .on_access = admin_access,
     .on_content = admin_content,

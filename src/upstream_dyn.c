@@ -210,8 +210,10 @@ static void *dyn_create_conf(tg_conf_t *cf)
     return rc;
 }
 
-/* The runtime API's zone: one row per upstream. Its changes last until the
- * next reload, which starts from the config again (said in the log). */
+/* The runtime API's zone: one row per upstream. A reload starts from the
+ * config again: the rows are cleared and `dropped` tells the admin module,
+ * whose init_conf comes next, to restore them from admin_persist or say in
+ * the log that they are gone. */
 static const char *overrides_init(tg_conf_t *cf)
 {
     int nups = 0;
@@ -231,11 +233,10 @@ static const char *overrides_init(tg_conf_t *cf)
         if (tg_shm_mutex_init(&ov->lock) != 0)
             return "cannot set up the upstream API's lock";
     } else if (ov->changed_at) {
-        tg_log(TG_LOG_WARN, "reload: the admin API's changes to upstream servers are dropped, "
-                            "the config's servers and weights apply");
         if (tg_shm_mutex_lock(&ov->lock) >= 0) {
             memset(ov->rows, 0, (size_t)nups * sizeof(ov->rows[0]));
             ov->changed_at = 0;
+            ov->dropped = 1;
             __atomic_fetch_add(&ov->seq, 1, __ATOMIC_RELEASE);
             tg_shm_mutex_unlock(&ov->lock);
         }

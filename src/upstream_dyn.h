@@ -94,6 +94,7 @@ typedef struct tg_upstream_overrides_s {
     uint32_t seq;
     uint32_t nups;
     int64_t changed_at; /* wall clock ms of the last change, 0: none */
+    int dropped;        /* config load: this reload cleared changes (the admin module reports) */
     tg_peer_override_t rows[][TG_UPSTREAM_MAX_PEERS];
 } tg_upstream_overrides_t;
 

@@ -5,6 +5,7 @@
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
+use File::Temp ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
@@ -172,4 +173,42 @@ ok($tg->wait_log(qr/admin API's changes to upstream servers are dropped/, 10, $o
 ok($tg->wait_log(qr/all 2 workers up|reload.*done|workers up/i, 10, $off), 'reloaded');
 ok(wait_until(sub { (api(GET => '/upstreams/app'))[1]{servers}[1]{state} eq 'up' }, 10),
    'the deleted server is back after the reload');
+$tg->stop;
+
+# ---- admin_persist: changes survive a reload and a restart ----
+my $state = File::Temp::tempdir('tg-admin-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod(0777, $state); # the workers' user writes it
+my $pconf = <<"EOF";
+admin_persist $state/admin.json;
+upstream app { server 127.0.0.2:$P; server 127.0.0.3:$P; }
+server { listen %%PORT%%; location / { proxy_pass app; } location /admin/ { admin; } }
+EOF
+$tg = tg_start($pconf);
+is((api(PATCH => '/upstreams/app/servers/0', '{"weight": 4}'))[0], 200, 'persist: PATCH weight');
+is((api(DELETE => '/upstreams/app/servers/1'))[0], 200, 'persist: DELETE');
+my $file = decode_json(do { open(my $fh, '<', "$state/admin.json") or die "$state/admin.json: $!"; local $/; <$fh> });
+is_deeply($file, { upstreams => { app => {
+    "127.0.0.2:$P" => { weight => 4, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::false },
+    "127.0.0.3:$P" => { weight => undef, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::true } } } },
+    'the file holds both changes, by server name');
+ok(!-e "$state/admin.json.tmp", 'written through a temporary file, renamed');
+$off = $tg->reload($pconf);
+ok($tg->wait_log(qr/admin_persist ".*admin\.json": 2 server changes restored, 0 skipped/, 10, $off),
+   'reload: the changes are restored');
+ok(wait_until(sub { my $s = (api(GET => '/upstreams/app'))[1]; $s && @{$s->{servers}} == 1 && $s->{servers}[0]{weight} == 4 }, 10),
+   'after the reload: weight 4 and the deleted server still gone');
+$tg->stop;
+$tg = tg_start($pconf);
+($st, $j) = api(GET => '/upstreams/app');
+is_deeply([map { [$_->{id}, $_->{weight}] } @{$j->{servers}}], [[0, 4]], 'and after a restart');
+$tg->stop;
+open(my $bad, '>', "$state/admin.json") or die;
+print $bad '{"upstreams": ';
+close($bad);
+$tg = tg_start($pconf);
+ok(wait_until(sub { ($tg->stderr . $tg->error_log) =~ /admin_persist ".*admin\.json": .* not restored/ }, 5),
+   'a broken file is logged');
+is((api(GET => '/upstreams/app'))[1]{servers}[0]{weight}, 1, 'and ignored');
+like(tg_conf_error("admin_persist /a; admin_persist /b;"), qr/:\d+: "admin_persist" directive is duplicate/,
+     'admin_persist twice');
 done_testing;
