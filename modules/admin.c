@@ -7,6 +7,7 @@
  *   GET    upstreams/NAME               one upstream
  *   PATCH  upstreams/NAME/servers/ID    {"weight": N, "drain": bool, "down": bool}
  *   DELETE upstreams/NAME/servers/ID    drain it and stop listing it
+ *   POST   upstreams/NAME/servers       {"address": "IP:PORT", "weight": N}: a new server
  *
  * Changes go to shared memory through tg_upstream_override_set (one lock,
  * so concurrent changes are serialised), which every worker applies before
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include "module.h"
@@ -100,6 +102,44 @@ static const char *set_persist(tg_conf_t *cf, const tg_directive_t *d, void *con
     return c->persist ? NULL : "out of memory";
 }
 
+/* "IP:PORT" or "[IPv6]:PORT" (no names: nothing blocks in a worker) to a
+ * socket address and its canonical text. 0 or -1. */
+static int parse_ip_port(const char *s, struct sockaddr_storage *ss, socklen_t *len, char *text,
+                         size_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    int v6 = s[0] == '[';
+    if (colon == NULL || hl < 1 || hl - 2 * (size_t)v6 >= sizeof(host))
+        return -1;
+    if (v6 && (hl < 3 || s[hl - 1] != ']'))
+        return -1;
+    memcpy(host, s + v6, hl - 2 * v6);
+    host[hl - 2 * v6] = '\0';
+    int64_t port;
+    if (tg_parse_int(tg_str_c(colon + 1), &port) != 0 || port < 1 || port > 65535)
+        return -1;
+    memset(ss, 0, sizeof(*ss));
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            return -1;
+        *len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            return -1;
+        *len = sizeof(*a);
+    }
+    snprintf(text, size, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", (int)port);
+    return 0;
+}
+
 /* ---- admin_persist: the changes in a file, by upstream and server name ---- */
 
 static tg_peer_t *static_peer(tg_upstream_t *u, const char *name)
@@ -108,6 +148,31 @@ static tg_peer_t *static_peer(tg_upstream_t *u, const char *name)
         if (!u->peers[i].dynamic && tg_str_eq(u->peers[i].name, tg_str_c(name)))
             return &u->peers[i];
     return NULL;
+}
+
+/* A server the API added, back in the first free slot past the config's
+ * servers (the workers make its peer when they apply the rows). The slot,
+ * or -1 (not IP:PORT, no slot, the upstream takes none). */
+static int restore_added(tg_upstream_t *u, const char *name)
+{
+    tg_peer_override_t *row = u->ovr->rows[u->index];
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[56];
+    if (u->implicit || u->balance == TG_BALANCE_HASH ||
+        parse_ip_port(name, &ss, &len, text, sizeof(text)) != 0)
+        return -1;
+    for (int i = u->nconf; i < TG_UPSTREAM_MAX_PEERS; i++) {
+        if (row[i].added)
+            continue;
+        memset(&row[i], 0, sizeof(row[i]));
+        row[i].added = 1;
+        row[i].addr = ss;
+        row[i].addrlen = len;
+        snprintf(row[i].name, sizeof(row[i].name), "%s", text);
+        return i;
+    }
+    return -1;
 }
 
 /* In the master at config load: restore the file's changes into the new
@@ -136,11 +201,14 @@ static void persist_load(tg_config_t *c, const char *path)
         {
             tg_peer_t *p = u && u->ovr ? static_peer(u, sname) : NULL;
             json_t *w = json_object_get(v, "weight");
-            if (p == NULL || !json_is_object(v)) {
+            int slot = p ? p->index : -1;
+            if (p == NULL && u && u->ovr && json_is_true(json_object_get(v, "added")))
+                slot = restore_added(u, sname);
+            if (slot < 0 || !json_is_object(v)) {
                 skipped++;
                 continue;
             }
-            tg_peer_override_t *o = &u->ovr->rows[u->index][p->index];
+            tg_peer_override_t *o = &u->ovr->rows[u->index][slot];
             o->weight = json_is_integer(w) && json_integer_value(w) >= 1 &&
                                 json_integer_value(w) <= 1000
                             ? (int32_t)json_integer_value(w)
@@ -196,14 +264,16 @@ static int persist_save(tg_config_t *c, const char *path)
         json_t *servers = json_object();
         for (int i = 0; servers && i < u->npeers; i++) {
             tg_peer_override_t o = ov->rows[u->index][i];
-            if (u->peers[i].dynamic || (!o.weight && !o.drain && !o.down && !o.removed))
-                continue;
+            if (u->peers[i].dynamic || (!o.weight && !o.drain && !o.down && !o.removed) ||
+                (o.added && o.removed))
+                continue; /* an added server deleted again is simply gone */
             char name[256];
             snprintf(name, sizeof(name), "%.*s", TG_STR_FMT(u->peers[i].name));
-            json_object_set_new(servers, name,
-                                json_pack("{s:o,s:b,s:b,s:b}", "weight",
+            json_object_set_new(servers, o.added ? o.name : name,
+                                json_pack("{s:o,s:b,s:b,s:b,s:b}", "weight",
                                           o.weight ? json_integer(o.weight) : json_null(), "drain",
-                                          o.drain, "down", o.down, "removed", o.removed));
+                                          o.drain, "down", o.down, "removed", o.removed, "added",
+                                          o.added));
         }
         char uname[256];
         snprintf(uname, sizeof(uname), "%.*s", TG_STR_FMT(u->name));
@@ -309,7 +379,10 @@ static void put_server(out_t *o, const tg_upstream_t *u, int id, tg_msec_t now)
          (long long)g.active);
     const tg_dyn_server_t *d = source_of(u, id);
     if (d == NULL) {
-        put(o, "\"config\"}", 9);
+        if (ov.added)
+            put(o, "\"api\"}", 6);
+        else
+            put(o, "\"config\"}", 9);
         return;
     }
     const char *src = d->srv ? "\"dns srv\",\"resolved_from\":" : "\"dns\",\"resolved_from\":";
@@ -436,6 +509,60 @@ static const char *parse_patch(tg_str_t body, tg_peer_override_t *ov, char *fiel
     return err;
 }
 
+/* POST upstreams/NAME/servers {"address": "IP:PORT", "weight": N} */
+static tg_rc_t add_server(tg_request_t *r, out_t *o, tg_upstream_t *u, tg_str_t body,
+                          const char *persist, tg_msec_t now)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body.p, body.len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *err = NULL, *field = NULL, *key;
+    json_t *v, *addr = NULL;
+    int weight = 1;
+    if (j == NULL || !json_is_object(j)) {
+        json_decref(j);
+        return fail(r, o, 400, j ? "the body must be a JSON object" : "the body is not JSON", NULL);
+    }
+    json_object_foreach(j, key, v)
+    {
+        if (strcmp(key, "address") == 0) {
+            addr = v;
+        } else if (strcmp(key, "weight") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+                err = "weight must be an integer 1..1000", field = "weight";
+            else
+                weight = (int)json_integer_value(v);
+        } else if (err == NULL) {
+            err = "unknown field: expected address or weight", field = key;
+        }
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[56], fieldbuf[64] = "";
+    if (err == NULL && (addr == NULL || !json_is_string(addr) ||
+                        parse_ip_port(json_string_value(addr), &ss, &len, text, sizeof(text)) != 0))
+        err = "address must be \"IP:PORT\" (a name: use server NAME:PORT resolve)",
+        field = "address";
+    if (field)
+        snprintf(fieldbuf, sizeof(fieldbuf), "%s", field);
+    json_decref(j);
+    if (err)
+        return fail(r, o, 400, err, fieldbuf);
+    int id = tg_upstream_override_add(u, &ss, len, text, weight);
+    if (id == -2)
+        return fail(r, o, 409, "a server with this address exists", "address");
+    if (id < 0)
+        return fail(r, o, 409, u->balance == TG_BALANCE_HASH || u->implicit
+                                   ? "this upstream takes no servers at run time (balance hash, "
+                                     "or proxy_pass HOST:PORT)"
+                                   : "no free server slot (64 per upstream)",
+                    NULL);
+    if (persist && persist_save(tg_worker->config, persist) != 0)
+        return fail(r, o, 500, "the server is added, but admin_persist could not be written", NULL);
+    tg_log(TG_LOG_INFO, "admin: upstream %.*s: server %s added as %d", TG_STR_FMT(u->name), text, id);
+    put_server(o, u, id, now);
+    return answer(r, 201, o);
+}
+
 /* The part of the path after the location's prefix, without a leading '/'. */
 static tg_str_t relative(tg_request_t *r)
 {
@@ -464,7 +591,7 @@ static tg_rc_t admin_access(tg_request_t *r, void *conf)
     admin_conf_t *c = conf;
     if (c->auth.nusers && !tg_basic_auth_check(&c->cache, &c->auth, r))
         return tg_basic_auth_challenge(r, "tollgate admin") == 0 ? TG_DONE : TG_ERROR;
-    if (r->method != HTTP_PATCH)
+    if (r->method != HTTP_PATCH && r->method != HTTP_POST)
         return TG_OK;
     tg_str_t body;
     int rc = tg_request_body_read(r, BODY_MAX, &body);
@@ -514,11 +641,16 @@ static tg_rc_t admin_content(tg_request_t *r, void *conf)
     if (!tg_str_eq_lit(what, "servers") || rest.len)
         return fail(r, &o, 404, "unknown path", NULL);
     if (id_s.len == 0) {
-        if (r->method == HTTP_POST)
-            return fail(r, &o, 405, "servers are added by the config or by DNS (server ... "
-                                    "resolve), not at run time",
-                        NULL);
-        return not_allowed(r, &o, "GET, HEAD");
+        if (r->method == HTTP_GET || r->method == HTTP_HEAD) {
+            put_upstream(&o, u, now);
+            return answer(r, 200, &o);
+        }
+        if (r->method != HTTP_POST)
+            return not_allowed(r, &o, "GET, HEAD, POST");
+        tg_str_t body = TG_NULL_STR;
+        if (tg_request_body_read(r, BODY_MAX, &body) != 1 || body.p == NULL)
+            return fail(r, &o, 413, "the body is larger than 64 KiB", NULL);
+        return add_server(r, &o, u, body, c->persist, now);
     }
     tg_peer_override_t ov;
     if (tg_parse_int(id_s, &id) != 0 || id >= u->npeers || u->peers[id].absent ||

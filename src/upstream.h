@@ -84,6 +84,7 @@ typedef struct tg_upstream_s {
     struct tg_upstream_overrides_s *ovr; /* the runtime API's changes (upstream_dyn.c) */
     uint32_t ovr_seen;    /* per worker: ovr->seq last applied */
     int index;            /* position among the config's upstreams (its row in ovr) */
+    int nconf;            /* servers at load: the slots after them take servers added by the API */
     tg_balance_t balance;
     tg_tpl_t *hash_key;   /* balance hash $VAR */
     tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */

@@ -217,8 +217,10 @@ static void *dyn_create_conf(tg_conf_t *cf)
 static const char *overrides_init(tg_conf_t *cf)
 {
     int nups = 0;
-    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next)
+    for (tg_upstream_t *u = cf->config->upstreams; u; u = u->next) {
         u->index = nups++;
+        u->nconf = u->npeers;
+    }
     if (nups == 0)
         return NULL;
     size_t size = sizeof(tg_upstream_overrides_t) +
@@ -631,10 +633,48 @@ static void apply_server(tg_upstream_t *u, tg_dyn_server_t *d, const tg_dyn_addr
 }
 
 /* The runtime API's changes: every server's row, whole (a few dozen bytes). */
+/* Slot i takes the API's server o (once: a slot is never given to another). */
+static void add_peer(tg_upstream_t *u, int i, const tg_peer_override_t *o)
+{
+    while (u->npeers <= i) { /* slots skipped on the way stay empty */
+        tg_peer_t *e = &u->peers[u->npeers];
+        memset(e, 0, sizeof(*e));
+        e->absent = 1;
+        e->weight = e->base_weight = 1;
+        e->index = u->npeers++;
+    }
+    tg_peer_t *p = &u->peers[i];
+    if (!p->absent)
+        return;
+    p->addr = o->addr;
+    p->addrlen = o->addrlen;
+    snprintf(p->text, sizeof(p->text), "%s", o->name);
+    p->name = (tg_str_t){p->text, strlen(p->text)};
+    const char *colon = strrchr(o->name, ':');
+    size_t hl = colon ? (size_t)(colon - o->name) : strlen(o->name);
+    if (o->name[0] == '[' && hl >= 2)
+        snprintf(p->host, sizeof(p->host), "%.*s", (int)hl - 2, o->name + 1);
+    else
+        snprintf(p->host, sizeof(p->host), "%.*s", (int)hl, o->name);
+    p->tls_host = p->host;
+    p->tls_host_is_ip = 1;
+    snprintf(p->sticky_id, sizeof(p->sticky_id), "%016llx",
+             (unsigned long long)tg_hash64(p->name.p, p->name.len));
+    p->base_weight = o->weight > 0 ? o->weight : 1;
+    p->max_fails = 1;
+    p->fail_timeout = 10000;
+    p->absent = 0;
+    tg_log(TG_LOG_INFO, "upstream %.*s: server %s added (runtime API)", TG_STR_FMT(u->name),
+           p->text);
+}
+
 static void apply_overrides(tg_upstream_t *u)
 {
     u->ovr_seen = __atomic_load_n(&u->ovr->seq, __ATOMIC_ACQUIRE);
     const tg_peer_override_t *row = u->ovr->rows[u->index];
+    for (int i = u->nconf; i < tg_upstream_capacity(u); i++)
+        if (row[i].added)
+            add_peer(u, i, &row[i]);
     for (int i = 0; i < u->npeers; i++) {
         tg_peer_t *p = &u->peers[i];
         tg_peer_override_t o = row[i];
@@ -690,12 +730,56 @@ int tg_upstream_override_set(tg_upstream_t *u, int id, const tg_peer_override_t 
         return -1;
     if (tg_shm_mutex_lock(&ov->lock) < 0)
         return -1;
-    ov->rows[u->index][id] = *o;
+    tg_peer_override_t *row = &ov->rows[u->index][id];
+    if (row->added) { /* the address stays the API server's */
+        row->weight = o->weight;
+        row->drain = o->drain;
+        row->down = o->down;
+        row->removed = o->removed;
+    } else {
+        *row = *o;
+    }
     ov->changed_at = (int64_t)wall_ms();
     __atomic_fetch_add(&ov->seq, 1, __ATOMIC_RELEASE);
     tg_shm_mutex_unlock(&ov->lock);
     tg_upstream_dyn_apply(u);
     return 0;
+}
+
+int tg_upstream_override_add(tg_upstream_t *u, const struct sockaddr_storage *ss, socklen_t len,
+                             const char *name, int weight)
+{
+    tg_upstream_overrides_t *ov = u->ovr;
+    if (ov == NULL || u->implicit || u->balance == TG_BALANCE_HASH)
+        return -1;
+    if (tg_shm_mutex_lock(&ov->lock) < 0)
+        return -1;
+    tg_peer_override_t *row = ov->rows[u->index];
+    int id = -1, dup = 0;
+    for (int i = 0; i < u->nconf; i++)
+        dup |= !u->peers[i].dynamic && tg_str_eq(u->peers[i].name, tg_str_c(name));
+    for (int i = u->nconf; i < TG_UPSTREAM_MAX_PEERS; i++) {
+        if (row[i].added)
+            dup |= !row[i].removed && strcmp(row[i].name, name) == 0;
+        else if (id < 0)
+            id = i;
+    }
+    if (!dup && id >= 0) {
+        memset(&row[id], 0, sizeof(row[id]));
+        row[id].added = 1;
+        row[id].weight = weight;
+        row[id].addr = *ss;
+        row[id].addrlen = len;
+        snprintf(row[id].name, sizeof(row[id].name), "%s", name);
+        ov->changed_at = (int64_t)wall_ms();
+        __atomic_fetch_add(&ov->seq, 1, __ATOMIC_RELEASE);
+    }
+    tg_shm_mutex_unlock(&ov->lock);
+    if (dup)
+        return -2;
+    if (id >= 0)
+        tg_upstream_dyn_apply(u);
+    return id;
 }
 
 tg_peer_override_t tg_upstream_override_get(const tg_upstream_t *u, int id)

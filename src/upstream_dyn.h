@@ -83,7 +83,10 @@ typedef struct {
     uint8_t drain;   /* no new requests; in-flight ones and tunnels finish */
     uint8_t down;    /* the same, shown as down (taken out of service) */
     uint8_t removed; /* DELETE: drained, and no longer listed */
-    uint8_t pad;
+    uint8_t added;   /* POST: a server of the API in a slot past nconf, at addr */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[56];   /* "10.0.0.7:3000" */
 } tg_peer_override_t;
 
 /* One row of TG_UPSTREAM_MAX_PEERS overrides per upstream of the config.
@@ -102,6 +105,18 @@ typedef struct tg_upstream_overrides_s {
  * applies it before its next pick; this one at once. 0, or -1 (no such
  * server, or the lock failed: logged). */
 int tg_upstream_override_set(tg_upstream_t *u, int id, const tg_peer_override_t *o);
+/* A server added at run time (POST): it takes the first free slot past the
+ * config's servers, in every worker. Returns its id, -1 when every slot is
+ * taken (or the upstream takes none: implicit, balance hash), -2 when a
+ * server of that address exists. */
+int tg_upstream_override_add(tg_upstream_t *u, const struct sockaddr_storage *ss, socklen_t len,
+                             const char *name, int weight);
+/* Slots u may hold: 64 for an upstream block, its one server for an
+ * implicit HOST:PORT upstream. */
+static inline int tg_upstream_capacity(const tg_upstream_t *u)
+{
+    return u->implicit ? u->nconf : TG_UPSTREAM_MAX_PEERS;
+}
 /* The current override of server `id` of u (all zero when none). */
 tg_peer_override_t tg_upstream_override_get(const tg_upstream_t *u, int id);
 

@@ -13,7 +13,7 @@ use Tollgate::Test;
 use Tollgate::Test qw(http_request);
 use Tollgate::WS;
 
-my $m = node_upstream('multi', args => ['127.0.0.1', '127.0.0.2', '127.0.0.3']);
+my $m = node_upstream('multi', args => ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4']);
 my $P = $m->{port};
 my ($wa, $wb) = (node_upstream('ws', env => { NAME => 'wsA' }), node_upstream('ws', env => { NAME => 'wsB' }));
 
@@ -81,8 +81,15 @@ is_deeply([$st, $j->{field}], [400, 'colour'], 'unknown field: 400 naming it');
 ($st, $j) = api(PATCH => '/upstreams/app/servers/0', '{"weight": 2');
 is_deeply([$st, $j->{error}], [400, 'the body is not JSON'], 'bad JSON: 400');
 is((api(PATCH => '/upstreams/app/servers/0', '[1]'))[0], 400, 'not an object: 400');
-is((api(POST => '/upstreams/app/servers', '{"address":"127.0.0.4:1"}'))[0], 405,
-   'POST a server: 405 (servers come from the config or DNS)');
+is_deeply([(api(POST => '/upstreams/app/servers', '{"address":"app.test:1"}'))[0, 1]],
+          [400, { error => 'address must be "IP:PORT" (a name: use server NAME:PORT resolve)', field => 'address' }],
+          'POST a name: 400 naming the field');
+is((api(POST => '/upstreams/app/servers', '{"address":"127.0.0.4:1","weight":0}'))[1]{field}, 'weight',
+   'POST a bad weight: 400 naming the field');
+is((api(POST => '/upstreams/app/servers', '{"address":"127.0.0.4:1","x":1}'))[1]{field}, 'x',
+   'POST an unknown field: 400 naming it');
+is((api(POST => '/upstreams/app/servers', '{"address":"127.0.0.2:' . $P . '"}'))[0], 409,
+   'POST an address the upstream has: 409');
 is(http_request($tg->port, 'GET', '/closed/upstreams')->{status}, 403, 'deny all: 403');
 use MIME::Base64 qw(encode_base64);
 my $locked = sub ($cred, $method = 'GET', $body = undef) {
@@ -161,6 +168,21 @@ is($op, 8, 'the WebSocket closes normally');
 $ws->send_frame(8, $payload // '');
 ok($ws->is_closed(3), 'and its tunnel ends');
 
+# ---- POST: a server added at run time, in both workers ----
+($st, $j) = api(POST => '/upstreams/app/servers', qq({"address": "127.0.0.4:$P", "weight": 2}));
+is_deeply([$st, $j->{id}, $j->{address}, $j->{weight}, $j->{source}], [201, 2, "127.0.0.4:$P", 2, 'api'],
+          'POST a server: 201, id 2, source api');
+ok($tg->wait_log(qr/#0: upstream app: server 127\.0\.0\.4:$P added \(runtime API\)/, 3)
+   && $tg->wait_log(qr/#1: upstream app: server 127\.0\.0\.4:$P added \(runtime API\)/, 3),
+   'both workers took it');
+$s = spread(40);
+ok($s->{"127.0.0.4:$P"} >= 14 && $s->{"127.0.0.4:$P"} <= 26, "the added server takes its share (weight 2 of 4): $s->{\"127.0.0.4:$P\"}/40")
+    or diag explain $s;
+is((api(POST => '/upstreams/app/servers', qq({"address": "127.0.0.4:$P"})))[0], 409, 'added twice: 409');
+($st, $j) = api(DELETE => '/upstreams/app/servers/2');
+is($st, 200, 'DELETE the added server');
+ok(!grep({ $_ eq "127.0.0.4:$P" } keys %{spread(8)}), 'it takes nothing more');
+
 # ---- DELETE ----
 ($st, $j) = api(DELETE => '/upstreams/app/servers/1');
 is_deeply([$st, $j->{state}], [200, 'removed'], 'DELETE');
@@ -186,21 +208,25 @@ EOF
 $tg = tg_start($pconf);
 is((api(PATCH => '/upstreams/app/servers/0', '{"weight": 4}'))[0], 200, 'persist: PATCH weight');
 is((api(DELETE => '/upstreams/app/servers/1'))[0], 200, 'persist: DELETE');
+is((api(POST => '/upstreams/app/servers', qq({"address": "127.0.0.4:$P", "weight": 3})))[0], 201, 'persist: POST');
 my $file = decode_json(do { open(my $fh, '<', "$state/admin.json") or die "$state/admin.json: $!"; local $/; <$fh> });
 is_deeply($file, { upstreams => { app => {
-    "127.0.0.2:$P" => { weight => 4, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::false },
-    "127.0.0.3:$P" => { weight => undef, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::true } } } },
-    'the file holds both changes, by server name');
+    "127.0.0.2:$P" => { weight => 4, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::false, added => JSON::PP::false },
+    "127.0.0.3:$P" => { weight => undef, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::true, added => JSON::PP::false },
+    "127.0.0.4:$P" => { weight => 3, drain => JSON::PP::false, down => JSON::PP::false, removed => JSON::PP::false, added => JSON::PP::true } } } },
+    'the file holds the changes, by server name');
 ok(!-e "$state/admin.json.tmp", 'written through a temporary file, renamed');
 $off = $tg->reload($pconf);
-ok($tg->wait_log(qr/admin_persist ".*admin\.json": 2 server changes restored, 0 skipped/, 10, $off),
+ok($tg->wait_log(qr/admin_persist ".*admin\.json": 3 server changes restored, 0 skipped/, 10, $off),
    'reload: the changes are restored');
-ok(wait_until(sub { my $s = (api(GET => '/upstreams/app'))[1]; $s && @{$s->{servers}} == 1 && $s->{servers}[0]{weight} == 4 }, 10),
-   'after the reload: weight 4 and the deleted server still gone');
+ok(wait_until(sub { my $s = (api(GET => '/upstreams/app'))[1]; $s && @{$s->{servers}} == 2 && $s->{servers}[0]{weight} == 4
+                    && $s->{servers}[1]{address} eq "127.0.0.4:$P" && $s->{servers}[1]{weight} == 3 }, 10),
+   'after the reload: weight 4, the deleted server still gone, the added one back');
 $tg->stop;
 $tg = tg_start($pconf);
 ($st, $j) = api(GET => '/upstreams/app');
-is_deeply([map { [$_->{id}, $_->{weight}] } @{$j->{servers}}], [[0, 4]], 'and after a restart');
+is_deeply([map { [$_->{id}, $_->{weight}, $_->{source}] } @{$j->{servers}}], [[0, 4, 'config'], [2, 3, 'api']],
+          'and after a restart');
 $tg->stop;
 open(my $bad, '>', "$state/admin.json") or die;
 print $bad '{"upstreams": ';
