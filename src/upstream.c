@@ -427,7 +427,7 @@ const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
                             TG_STR_FMT(p->name), p->weight, p->max_fails,
                             (long long)p->fail_timeout, p->backup ? " backup" : "");
     }
-    return s;
+    return s ? tg_upstream_dyn_describe(a, u, s) : NULL;
 }
 
 static const tg_directive_t upstream_directives[] = {

@@ -214,6 +214,9 @@ static inline int tg_upconn_has_pending(tg_upconn_t *uc)
  * The latter returns the number of errors it printed. */
 const char *tg_upstream_dyn_server(tg_conf_t *cf, tg_upstream_t *u);
 int tg_upstream_dyn_reserve(tg_upstream_t *u);
+/* `s` with u's resolve servers appended ("; server NAME:PORT resolve ..."),
+ * for tg_upstream_describe. An arena string, NULL when out of memory. */
+char *tg_upstream_dyn_describe(tg_arena_t *a, const tg_upstream_t *u, char *s);
 
 /* upstream.c: the pool */
 tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p);

@@ -190,6 +190,24 @@ int tg_upstream_dyn_reserve(tg_upstream_t *u)
     return 0;
 }
 
+char *tg_upstream_dyn_describe(tg_arena_t *a, const tg_upstream_t *u, char *s)
+{
+    for (const tg_dyn_server_t *d = u->dyn ? u->dyn->servers : NULL; s && d; d = d->next) {
+        char weight[24] = "";
+        if (!d->srv)
+            snprintf(weight, sizeof(weight), " weight=%d", d->weight);
+        s = tg_arena_printf(a, "%s; server %.*s%s resolve max=%d%s max_fails=%d fail_timeout=%lldms%s",
+                            s, TG_STR_FMT(d->spec), d->srv ? " service" : "", d->max, weight,
+                            d->max_fails, (long long)d->fail_timeout, d->backup ? " backup" : "");
+    }
+    if (s && u->dyn && u->dyn->rc && u->dyn->rc->file)
+        s = tg_arena_printf(a, "%s; resolver %s valid=%lldms ipv6=%s timeout=%lldms", s,
+                            u->dyn->rc->servers ? u->dyn->rc->servers : "(resolv.conf)",
+                            (long long)u->dyn->rc->valid, u->dyn->rc->ipv6 ? "on" : "off",
+                            (long long)u->dyn->rc->timeout);
+    return s;
+}
+
 /* resolver ADDR[:PORT]... [valid=TIME] [ipv6=on|off] [timeout=TIME]: main
  * scope (every upstream) or an upstream block (its resolve servers). */
 static const char *set_resolver(tg_conf_t *cf, const tg_directive_t *d, void *conf)

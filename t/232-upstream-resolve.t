@@ -48,6 +48,15 @@ ok(tg_conf_ok("resolver 127.0.0.1:5353 [::1] valid=30s ipv6=off timeout=500ms;"
               . " server 127.0.0.1:$P; server _http._tcp.x.test service resolve; }"
               . " server { listen %%PORT%%; location / { proxy_pass u; } }"),
    'a name that does not resolve is fine with resolve (-t does not query)');
+{
+    my $t = tg_conf_test("resolver 127.0.0.1:5353 valid=30s; upstream u { server a.test:3000 resolve max=4;"
+                         . " server _http._tcp.s.test service resolve; }"
+                         . " server { listen %%PORT%%; location / { proxy_pass u; } }");
+    my $bin = $ENV{TG_BIN} // Tollgate::Test::repo_root() . '/build/tollgate';
+    my $out = `$bin -c $t->{file} --explain GET http://x/ 2>&1`;
+    like($out, qr/server a\.test:3000 resolve max=4 weight=1 max_fails=1 fail_timeout=10000ms; server _http\._tcp\.s\.test service resolve max=16 .*; resolver 127\.0\.0\.1:5353 valid=30000ms ipv6=on/,
+         '--explain lists the resolve servers and the resolver');
+}
 
 # ---- A records: spread, change under load, two workers agree ----
 my $dns = dns_server(ttl => 1, hosts => "127.0.0.2 app.test\n127.0.0.3 app.test\n");
