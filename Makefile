@@ -79,8 +79,6 @@ $(BUILD)/src/version.o: ALL_CFLAGS += $(TG_BUILD_INFO)
 # and the Lua libraries' directory (lua_package_path's default); the objects
 # that use them are rebuilt when PREFIX, SYSCONFDIR or DATADIR change
 TG_PATHS := $(SYSCONFDIR)/tollgate/tollgate.conf $(DATADIR)/tollgate/lua
-# the stamp rule below must not become the default goal of a bare `make`
-.DEFAULT_GOAL := all
 TG_PATH_OBJS := $(BUILD)/src/main.o $(BUILD)/src/version.o $(BUILD)/modules/lua.o
 $(TG_PATH_OBJS): ALL_CFLAGS += -DTG_DEFAULT_CONF='"$(word 1,$(TG_PATHS))"' \
     -DTG_LUA_LIB_DIR='"$(word 2,$(TG_PATHS))"'
