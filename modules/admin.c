@@ -22,8 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <openssl/evp.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include "module.h"
@@ -33,8 +38,11 @@
 #include "basic_auth.h"
 #include "worker.h"
 #include "log.h"
+#include "core.h"
 
 #define BODY_MAX 65536
+
+extern tg_module_t tg_admin_module;
 
 typedef struct {
     int enabled;
@@ -684,6 +692,145 @@ static tg_rc_t admin_content(tg_request_t *r, void *conf)
     return answer(r, 200, &o);
 }
 
+/* ---- tollgate -s drain|undrain UPSTREAM SERVER ------------------------------------ */
+
+/* The first prefix location with `admin;` and a plain listener of its
+ * server: where the command-line client sends its requests. */
+static tg_location_t *admin_location(tg_config_t *c, tg_listen_t **ls)
+{
+    for (int i = 0; i < c->nservers; i++) {
+        tg_server_t *s = c->servers[i];
+        for (int k = 0; k < s->nlocations; k++) {
+            tg_location_t *l = s->locations[k];
+            admin_conf_t *ac = l->mconf[tg_admin_module.index];
+            if (ac == NULL || ac->enabled != 1 || l->kind != TG_LOC_PREFIX)
+                continue;
+            for (int n = 0; n < s->nlistens; n++)
+                if (!s->listens[n]->tls) {
+                    *ls = s->listens[n];
+                    return l;
+                }
+        }
+    }
+    return NULL;
+}
+
+/* One request on a fresh blocking connection (5 s timeouts), the answer read
+ * to its close into buf. Returns the status, or -1 (printed). */
+static int cli_request(tg_listen_t *ls, const char *method, const char *path, const char *body,
+                       char *buf, size_t size, char **resp_body)
+{
+    struct sockaddr_storage ss = ls->addr;
+    if (ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_addr.s_addr == INADDR_ANY)
+        ((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (ss.ss_family == AF_INET6 &&
+             IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+        ((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {5, 0};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+        connect(fd, (struct sockaddr *)&ss, ls->addrlen) != 0) {
+        fprintf(stderr, "tollgate: cannot reach the admin location at %s: %s\n", ls->text,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char auth[600] = "";
+    const char *cred = getenv("TOLLGATE_ADMIN_AUTH");
+    if (cred && strlen(cred) < 400) {
+        unsigned char b64[560];
+        EVP_EncodeBlock(b64, (const unsigned char *)cred, (int)strlen(cred));
+        snprintf(auth, sizeof(auth), "Authorization: Basic %s\r\n", b64);
+    }
+    int n = snprintf(buf, size,
+                     "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, path, auth, body ? strlen(body) : 0, body ? body : "");
+    size_t got = 0;
+    ssize_t r = n > 0 && (size_t)n < size ? send(fd, buf, (size_t)n, MSG_NOSIGNAL) : -1;
+    while (r >= 0 && got < size - 1 && (r = read(fd, buf + got, size - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    buf[got] = '\0';
+    int status = 0;
+    char *end = strstr(buf, "\r\n\r\n");
+    if (r < 0 || sscanf(buf, "HTTP/1.1 %d", &status) != 1 || end == NULL) {
+        fprintf(stderr, "tollgate: no answer from the admin location at %s\n", ls->text);
+        return -1;
+    }
+    *resp_body = end + 4;
+    return status;
+}
+
+static int admin_command(tg_config_t *c, const char *name, int argc, char **argv)
+{
+    int drain = strcmp(name, "drain") == 0;
+    if (!drain && strcmp(name, "undrain") != 0)
+        return -1;
+    if (argc != 2) {
+        fprintf(stderr, "tollgate: -s %s UPSTREAM SERVER (its address or id)\n", name);
+        return 2;
+    }
+    tg_listen_t *ls = NULL;
+    tg_location_t *l = admin_location(c, &ls);
+    if (l == NULL) {
+        fprintf(stderr, "tollgate: %s has no prefix location with \"admin;\" on a plain "
+                        "listener\n",
+                c->file);
+        return 1;
+    }
+    size_t size = 1 << 20; /* the answer about one upstream */
+    char *buf = malloc(size), path[1024], *body;
+    int rc = 1;
+    if (buf == NULL)
+        return 1;
+    const char *sep = l->path.len && l->path.p[l->path.len - 1] == '/' ? "" : "/";
+    snprintf(path, sizeof(path), "%.*s%supstreams/%s", TG_STR_FMT(l->path), sep, argv[0]);
+    int st = cli_request(ls, "GET", path, NULL, buf, size, &body);
+    if (st < 0)
+        goto out;
+    json_t *j = st == 200 ? json_loads(body, 0, NULL) : NULL;
+    long id = -1;
+    char addr[128] = "";
+    size_t i;
+    json_t *srv;
+    json_array_foreach(json_object_get(j, "servers"), i, srv)
+    {
+        const char *a = json_string_value(json_object_get(srv, "address"));
+        long sid = (long)json_integer_value(json_object_get(srv, "id"));
+        char ids[24];
+        snprintf(ids, sizeof(ids), "%ld", sid);
+        if (a && (strcmp(a, argv[1]) == 0 || strcmp(ids, argv[1]) == 0)) {
+            id = sid;
+            snprintf(addr, sizeof(addr), "%s", a);
+        }
+    }
+    json_decref(j);
+    if (st != 200 || id < 0) {
+        fprintf(stderr, "tollgate: %s\n",
+                st == 401   ? "the admin location wants credentials: set TOLLGATE_ADMIN_AUTH=user:password"
+                : st != 200 ? "no such upstream"
+                            : "no such server in that upstream");
+        goto out;
+    }
+    snprintf(path + strlen(path), sizeof(path) - strlen(path), "/servers/%ld", id);
+    st = cli_request(ls, "PATCH", path, drain ? "{\"drain\": true}" : "{\"drain\": false}", buf,
+                     size, &body);
+    if (st != 200) {
+        if (st > 0)
+            fprintf(stderr, "tollgate: the admin location answered %d: %s\n", st, body);
+        goto out;
+    }
+    printf("upstream %s server %s (id %ld): %s\n", argv[0], addr, id,
+           drain ? "draining (no new requests; those in flight finish)" : "back in rotation");
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
 static const tg_directive_t admin_directives[] = {
     {"admin", TG_SCOPE_LOCATION, 0, 0, 0, set_admin, 0},
     {"admin_auth", TG_SCOPE_LOCATION, 0, 1, 1, set_auth, 0},
@@ -700,4 +847,5 @@ tg_module_t tg_admin_module = {
     .is_active = admin_is_active,
     .on_access = admin_access,
     .on_content = admin_content,
+    .command = admin_command,
 };

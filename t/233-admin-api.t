@@ -110,6 +110,24 @@ like(tg_conf_error("server { listen %%PORT%%; location / { admin_auth 'a:$hash';
 like(tg_conf_error("server { listen %%PORT%%; location / { admin; admin_auth nocolon; } }"),
      qr/:\d+: invalid "admin_auth" "nocolon", expected USER:HASH/, 'admin_auth USER:HASH');
 
+# ---- tollgate -s drain / undrain: the command line through the admin location ----
+{
+    my $bin = $ENV{TG_BIN} // Tollgate::Test::repo_root() . '/build/tollgate';
+    my $cf = $tg->conf_file;
+    my $out = `$bin -c $cf -s drain app 127.0.0.3:$P 2>&1`;
+    is($? >> 8, 0, '-s drain: exit 0');
+    like($out, qr/^upstream app server 127\.0\.0\.3:$P \(id 1\): draining/m, '-s drain: says what it did');
+    is((api(GET => '/upstreams/app/servers/1'))[1]{state}, 'draining', '-s drain: the server drains');
+    $out = `$bin -c $cf -s undrain app 1 2>&1`;
+    like($out, qr/\(id 1\): back in rotation/, '-s undrain by id');
+    is((api(GET => '/upstreams/app/servers/1'))[1]{state}, 'up', '-s undrain: the server is up');
+    $out = `$bin -c $cf -s drain app 10.9.9.9:1 2>&1`;
+    is($? >> 8, 1, '-s drain of an unknown server: exit 1');
+    like($out, qr/no such server in that upstream/, 'and says so');
+    like(`$bin -c $cf -s drain nope x 2>&1`, qr/no such upstream/, '-s drain of an unknown upstream');
+    like(`$bin -c $cf -s drain app 2>&1`, qr/-s drain UPSTREAM SERVER/, '-s drain needs two arguments');
+}
+
 # ---- weight changes the spread, in both workers ----
 # two workers, each its own round robin: close to even, not exact
 sub even($s, $n) { $s->{"127.0.0.2:$P"} + $s->{"127.0.0.3:$P"} == $n && abs($s->{"127.0.0.2:$P"} - $s->{"127.0.0.3:$P"}) <= 4 }
