@@ -19,8 +19,8 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 DEPS_INSTALL ?= contrib/install-deps.sh
 
 # the libraries linked, and those installed for work under way (not linked yet)
-PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd libnghttp2
-PKGS_NEXT := libcares jansson
+PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd libnghttp2 libcares jansson
+PKGS_NEXT :=
 
 ifndef TG_MAKE_STAGE
 # ------------------------------------------------------------ outer stage

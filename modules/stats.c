@@ -27,11 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <crypt.h>
 #include <llhttp.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include "log.h"
 #include "module.h"
 #include "request.h"
@@ -39,28 +35,20 @@
 #include "stats_collect.h"
 #include "json.h"
 #include "stats_dashboard.h"
-
-typedef struct {
-    tg_str_t user;
-    const char *hash; /* crypt(3) string: $6$..., $y$..., $2b$... */
-} stats_user_t;
-
-#define AUTH_CACHE 4 /* credentials that verified lately, per worker */
+#include "basic_auth.h"
+#include "upstream_dyn.h"
 
 typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
     int count_self; /* stats_count_self: its own requests count as traffic */
     tg_str_t name;  /* stats_name, else the location's path (not inherited) */
-    stats_user_t *users; /* stats_auth */
-    int nusers;
+    tg_basic_users_t auth; /* stats_auth */
     int srv_slot, loc_slot; /* per server block / location counters, -1: none */
     struct stats_conf_s *main; /* the main-scope config (set in init_conf) */
     /* main scope only */
     tg_stats_t *st;
     tg_config_t *config;      /* the config this main scope belongs to */
-    struct crypt_data *crypt; /* per worker, for stats_auth */
-    unsigned char auth_ok[AUTH_CACHE][SHA256_DIGEST_LENGTH];
-    int auth_next;
+    tg_basic_cache_t auth_cache; /* per worker, for stats_auth */
 } stats_conf_t;
 
 tg_module_t tg_stats_module;
@@ -82,7 +70,7 @@ static const char *stats_merge_conf(tg_conf_t *cf, void *parent, void *child)
     (void)parent;
     stats_conf_t *c = child;
     /* not inherited: `stats` answers only in the location that names it */
-    if ((c->nusers || c->count_self != TG_CONF_UNSET) && c->enabled != 1)
+    if ((c->auth.nusers || c->count_self != TG_CONF_UNSET) && c->enabled != 1)
         return "\"stats_auth\" and \"stats_count_self\" need \"stats\" in the same location";
     if (c->enabled == TG_CONF_UNSET)
         c->enabled = 0;
@@ -114,37 +102,11 @@ static const char *set_name(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
-/* stats_auth USER:HASH, HASH in a crypt(3) format libxcrypt supports (as
- * `mkpasswd -m sha-512` or `openssl passwd -6` print them). */
+/* stats_auth USER:HASH */
 static const char *set_auth(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
-    stats_conf_t *c = conf;
-    tg_str_t a = tg_conf_arg(cf, 1);
-    const char *colon = memchr(a.p, ':', a.len);
-    if (colon == NULL || colon == a.p)
-        return tg_conf_errf(cf, "invalid \"stats_auth\" \"%.*s\", expected USER:HASH",
-                            TG_STR_FMT(a));
-    const char *hash = colon + 1;
-    struct crypt_data *cd = calloc(1, sizeof(*cd));
-    if (cd == NULL)
-        return "out of memory";
-    const char *out = crypt_r("probe", hash, cd);
-    int ok = hash[0] == '$' && out && out[0] != '*' && strlen(out) == strlen(hash);
-    free(cd);
-    if (!ok)
-        return tg_conf_errf(cf, "invalid password hash in \"stats_auth\" for \"%.*s\", expected "
-                                "a crypt(3) hash such as $6$... (mkpasswd -m sha-512, "
-                                "openssl passwd -6) or $y$... (mkpasswd)",
-                            (int)(colon - a.p), a.p);
-    stats_user_t *nu = tg_arena_alloc(cf->arena, (size_t)(c->nusers + 1) * sizeof(*nu));
-    if (nu == NULL)
-        return "out of memory";
-    if (c->nusers)
-        memcpy(nu, c->users, (size_t)c->nusers * sizeof(*nu));
-    nu[c->nusers++] = (stats_user_t){{a.p, (size_t)(colon - a.p)}, hash};
-    c->users = nu;
-    return NULL;
+    return tg_basic_auth_add(cf, &((stats_conf_t *)conf)->auth, "stats_auth");
 }
 
 /* The server block's name in the stats: its first server_name, else its
@@ -179,8 +141,7 @@ static const char *stats_init_conf(tg_conf_t *cf, void *conf)
     mc->config = cf->config;
     if ((mc->st = tg_stats_setup(cf)) == NULL)
         return NULL; /* reported */
-    /* crypt_r's scratch space; each worker writes its own copy (fork) */
-    if ((mc->crypt = tg_arena_alloc(cf->arena, sizeof(*mc->crypt))) == NULL)
+    if (tg_basic_auth_cache_init(cf, &mc->auth_cache) != 0)
         return "out of memory";
     for (int i = 0; i < cf->config->nservers; i++) {
         tg_server_t *s = cf->config->servers[i];
@@ -912,11 +873,57 @@ static void json_rows(json_t *j, int from, int to, const void *view, int parent)
     }
 }
 
-static void render_json(sb_t *sb, const snapshot_t *sn)
+/* "resolve": the upstreams with `server ... resolve`, their current
+ * addresses and where each came from, and each name's last resolution (the
+ * shared records of src/upstream_dyn.c; per-server counters cover only
+ * static servers, whose names are fixed). */
+static void render_resolve(sb_t *sb, tg_config_t *c)
+{
+    int nu = 0;
+    for (tg_upstream_t *u = c->upstreams; u; u = u->next) {
+        if (u->dyn == NULL)
+            continue;
+        tg_upstream_dyn_sync(u);
+        sb_printf(sb, "%s\"", nu++ ? "," : ",\n  \"resolve\": {");
+        put_escaped(sb, u->name);
+        sb_printf(sb, "\": {\"names\": [");
+        int first = 1;
+        for (const tg_dyn_server_t *d = u->dyn->servers; d; d = d->next, first = 0) {
+            const tg_dyn_record_t *r = d->rec;
+            sb_printf(sb, "%s{\"server\": \"", first ? "" : ", ");
+            put_escaped(sb, d->spec);
+            sb_printf(sb, "\", \"type\": \"%s\", \"addresses\": [", d->srv ? "SRV" : "A/AAAA");
+            for (int i = d->first, k = 0; i < d->first + d->max; i++) {
+                if (u->peers[i].absent)
+                    continue;
+                sb_printf(sb, "%s\"", k++ ? ", " : "");
+                put_escaped(sb, u->peers[i].name);
+                sb_printf(sb, "\"");
+            }
+            sb_printf(sb, "], \"resolved_at\": %lld, \"lookups\": %llu, \"failures\": %llu, "
+                          "\"last_error\": ",
+                      r ? (long long)r->resolved_at : 0LL, r ? (unsigned long long)r->lookups : 0ULL,
+                      r ? (unsigned long long)r->failures : 0ULL);
+            if (r && r->failed_at > r->resolved_at) {
+                sb_printf(sb, "\"");
+                put_escaped(sb, tg_str_c(r->error));
+                sb_printf(sb, "\"}");
+            } else {
+                sb_printf(sb, "null}");
+            }
+        }
+        sb_printf(sb, "]}");
+    }
+    if (nu)
+        sb_printf(sb, "}");
+}
+
+static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
 {
     json_t j = {sb, sn, 0};
     json_open(&j);
     json_rows(&j, 0, NMETRICS, &sn->top, -1);
+    render_resolve(sb, c);
     sb_printf(sb, "}\n");
 }
 
@@ -1068,63 +1075,6 @@ static stats_format_t pick_format(tg_request_t *r)
     return FMT_JSON;
 }
 
-/* Basic auth against the location's stats_auth users. Credentials that
- * verified are remembered (a SHA-256 of the location and the header value)
- * so a dashboard polling every second costs one crypt(3) run, not one per
- * poll. Returns 1 when allowed. */
-static int auth_ok(stats_conf_t *mc, stats_conf_t *lc, tg_request_t *r)
-{
-    tg_header_t *h = tg_headers_find(&r->headers, TG_STR("Authorization"));
-    if (h == NULL || h->value.len < 7 || h->value.len > 1024 ||
-        strncasecmp(h->value.p, "Basic ", 6) != 0)
-        return 0;
-    tg_str_t b64 = {h->value.p + 6, h->value.len - 6};
-    while (b64.len && b64.p[0] == ' ')
-        b64.p++, b64.len--;
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-             EVP_DigestUpdate(ctx, &lc, sizeof(lc)) && EVP_DigestUpdate(ctx, b64.p, b64.len) &&
-             EVP_DigestFinal_ex(ctx, md, NULL);
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return 0;
-    for (int i = 0; i < AUTH_CACHE; i++)
-        if (CRYPTO_memcmp(mc->auth_ok[i], md, sizeof(md)) == 0)
-            return 1;
-    if (b64.len % 4 != 0)
-        return 0;
-    unsigned char plain[800];
-    int n = EVP_DecodeBlock(plain, (const unsigned char *)b64.p, (int)b64.len);
-    if (n < 0)
-        return 0;
-    for (size_t i = b64.len; i > 0 && b64.p[i - 1] == '='; i--)
-        n--;
-    const unsigned char *colon = memchr(plain, ':', (size_t)n);
-    if (colon == NULL || memchr(plain, '\0', (size_t)n))
-        return 0;
-    plain[n] = '\0';
-    size_t ulen = (size_t)(colon - plain);
-    /* the hash runs for an unknown user too: the answer time does not tell
-     * which user names exist */
-    const stats_user_t *u = &lc->users[0];
-    int known = 0;
-    for (int i = 0; i < lc->nusers; i++)
-        if (lc->users[i].user.len == ulen && CRYPTO_memcmp(lc->users[i].user.p, plain, ulen) == 0) {
-            u = &lc->users[i];
-            known = 1;
-        }
-    const char *out = crypt_r((const char *)colon + 1, u->hash, mc->crypt);
-    size_t hl = strlen(u->hash);
-    ok = known && out && strlen(out) == hl && CRYPTO_memcmp(out, u->hash, hl) == 0;
-    OPENSSL_cleanse(plain, sizeof(plain));
-    if (ok) {
-        memcpy(mc->auth_ok[mc->auth_next], md, sizeof(md));
-        mc->auth_next = (mc->auth_next + 1) % AUTH_CACHE;
-    }
-    return ok;
-}
-
 static tg_rc_t stats_content(tg_request_t *r, void *conf)
 {
     stats_conf_t *lc = conf;
@@ -1133,13 +1083,8 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
     stats_conf_t *mc = lc->main;
     if (mc == NULL || mc->st == NULL)
         return TG_ERROR;
-    if (lc->nusers && !auth_ok(mc, lc, r)) {
-        if (tg_request_add_resp_header(r, TG_STR("WWW-Authenticate"),
-                                       TG_STR("Basic realm=\"tollgate stats\", charset=\"UTF-8\"")) != 0 ||
-            tg_request_respond(r, 401, NULL, TG_NULL_STR) != 0)
-            return TG_ERROR;
-        return TG_DONE;
-    }
+    if (lc->auth.nusers && !tg_basic_auth_check(&mc->auth_cache, &lc->auth, r))
+        return tg_basic_auth_challenge(r, "tollgate stats") == 0 ? TG_DONE : TG_ERROR;
     if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
         if (tg_request_add_resp_header(r, TG_STR("Allow"), TG_STR("GET, HEAD")) != 0 ||
             tg_request_respond(r, 405, NULL, TG_NULL_STR) != 0)
@@ -1164,7 +1109,7 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
     if (fmt == FMT_PROMETHEUS)
         render_prometheus(&sb, &sn);
     else
-        render_json(&sb, &sn);
+        render_json(&sb, &sn, mc->config);
     if (sb.oom) {
         tg_log(TG_LOG_ERROR, "stats: out of memory");
         return TG_ERROR;

@@ -89,14 +89,15 @@ static uint32_t next_random(tg_upstream_t *u)
 
 int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now)
 {
-    return !p->health_down && now >= p->down_until;
+    return !p->absent && !p->drained && !p->health_down && now >= p->down_until;
 }
 
 tg_peer_gauge_t tg_balance_peer_gauge(const tg_peer_t *p, tg_msec_t now)
 {
-    return (tg_peer_gauge_t){p->conns, p->health_down                  ? TG_PEER_DOWN_ACTIVE
-                                       : !tg_balance_is_available(p, now) ? TG_PEER_DOWN_PASSIVE
-                                                                          : TG_PEER_UP};
+    /* health only: a drained or absent server is not down */
+    return (tg_peer_gauge_t){p->conns, p->health_down         ? TG_PEER_DOWN_ACTIVE
+                                       : now < p->down_until ? TG_PEER_DOWN_PASSIVE
+                                                             : TG_PEER_UP};
 }
 
 static int npeers_of(const tg_upstream_t *u)
@@ -311,6 +312,8 @@ static int build_ring(tg_upstream_t *u, tg_arena_t *a)
 
         if (p->backup) continue;
         name_hash = tg_hash64(p->name.p, p->name.p ? p->name.len : 0);
+        if (p->dynamic) /* a resolve server's slots share its name: one arc set each */
+            name_hash = mix64(name_hash + (uint64_t)i + 1);
         for (int64_t j = 0; j < count; j++) {
             ring->points[k].hash = point_hash(name_hash, (uint64_t)j);
             ring->points[k].peer = i;

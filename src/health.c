@@ -202,6 +202,11 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         check_result(k, 0, "timeout");
         return;
     }
+    if (k->peer->absent) { /* a resolve server's slot without an address now */
+        ev_timer_set(t, (double)k->u->health.interval / 1000.0, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
     /* start a check */
     k->fd = socket(k->peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (k->fd < 0) {

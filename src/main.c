@@ -33,6 +33,9 @@ static void usage(FILE *f)
                "  -d        run in the background\n"
                "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
                "            reopen (log files), upgrade (exec the binary as a new master)\n"
+               "  -s drain UPSTREAM SERVER, -s undrain UPSTREAM SERVER\n"
+               "            drain a server (address or id) through the running gateway's admin\n"
+               "            location, or undo it (credentials for admin_auth: TOLLGATE_ADMIN_AUTH)\n"
                "  -v        print the version and the versions of the linked libraries\n"
                "  -V        the same and the build options\n"
                "  --explain METHOD URL\n"
@@ -51,7 +54,8 @@ static int send_signal(tg_config_t *c, const char *name)
               : strcmp(name, "upgrade") == 0 ? SIGUSR2
                                              : 0;
     if (sig == 0) {
-        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen, upgrade)\n",
+        fprintf(stderr, "tollgate: unknown signal \"%s\" (reload, stop, quit, reopen, upgrade, "
+                        "drain, undrain)\n",
                 name);
         return 1;
     }
@@ -134,8 +138,10 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
+    /* -s drain UPSTREAM SERVER: a module's command takes arguments */
+    int cmd_args = sig && !explain && !test && !daemon ? argc - optind : 0;
     if (explain ? argc - optind != 2 || test || sig || daemon
-                : optind != argc || nheaders || remote) {
+                : optind + cmd_args != argc || nheaders || remote) {
         usage(stderr);
         return 2;
     }
@@ -167,7 +173,12 @@ int main(int argc, char **argv)
         return rc;
     }
     if (sig) {
-        int rc = send_signal(c, sig);
+        int rc = -1;
+        for (int i = 0; i < tg_nmodules && rc < 0; i++)
+            if (tg_modules[i]->command)
+                rc = tg_modules[i]->command(c, sig, cmd_args, argv + optind);
+        if (rc < 0)
+            rc = cmd_args ? (usage(stderr), 2) : send_signal(c, sig);
         tg_config_destroy(c);
         return rc;
     }

@@ -115,6 +115,11 @@ struct tg_module_s {
      * request --explain was given (NULL for -T): a module may say what it
      * would decide for it (access: the rule the address hits). */
     const char *(*explain)(tg_arena_t *a, void *conf, const tg_explain_req_t *req);
+    /* `tollgate -s NAME ARG...` for a NAME that is not a signal: run it in
+     * the command-line process against the loaded config (the admin module's
+     * drain and undrain talk to the running gateway's API). Returns the exit
+     * status, or -1 when NAME is not the module's. */
+    int (*command)(tg_config_t *c, const char *name, int argc, char **argv);
     int index; /* position in tg_modules[], set by tg_modules_init() */
 };
 

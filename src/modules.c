@@ -19,6 +19,7 @@
 #include "error_page.h"
 #include "h2_conf.h"
 
+extern tg_module_t tg_upstream_dyn_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_request_id_module;
@@ -32,6 +33,7 @@ extern tg_module_t tg_compress_module;
 extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
+extern tg_module_t tg_admin_module;
 extern tg_module_t tg_static_module;
 extern tg_module_t tg_rewrite_module;
 extern tg_module_t tg_map_module;
@@ -39,6 +41,7 @@ extern tg_module_t tg_map_module;
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
     &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
+    &tg_upstream_dyn_module, /* after upstream: the resolve servers' shared records */
     &tg_health_module,
     &tg_realip_module,
     &tg_request_id_module, /* sets the id header before anything can answer */
@@ -57,6 +60,7 @@ tg_module_t *const tg_modules[] = {
     &tg_lua_module,
     &tg_compress_module,
     &tg_headers_module,
+    &tg_admin_module, /* the runtime API: its access hook reads a PATCH body after allow/deny */
     &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
                        * proxy (the fallback); its log hook must see the final status */
     &tg_static_module, /* files: where a root is set and no upstream was chosen */

@@ -38,6 +38,7 @@
 #include "worker.h"
 #include "tunnel.h"
 #include "stats.h"
+#include "upstream_dyn.h"
 
 typedef enum {
     PX_CONNECTING = 0,
@@ -425,6 +426,7 @@ static void px_connect(tg_proxy_t *px)
             return;
         }
         tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
+        tg_upstream_dyn_sync(u);
         if (px->attempts == 0 && u->sticky_cookie.len)
             px->peer = px_sticky_peer(px, now);
         if (px->peer == NULL)

@@ -36,6 +36,9 @@ tg_stats_t *tg_stats_setup(tg_conf_t *cf)
             goto fail;
         for (int i = 0; i < u->npeers; i++) {
             su->peer_names[i] = u->peers[i].name;
+            su->slots[i] = -1; /* a resolve server's slot: its address changes */
+            if (u->peers[i].dynamic)
+                continue;
             su->slots[i] = tg_stats_slot(cf, TG_STATS_PEER, u->name, u->peers[i].name);
             if (su->slots[i] < 0)
                 tg_conf_warn(cf, "stats: upstream \"%.*s\" server \"%.*s\" is not counted on its "

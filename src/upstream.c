@@ -134,16 +134,22 @@ static const char *set_upstream_block(tg_conf_t *cf, const tg_directive_t *d, vo
     cf->scope = scope;
     cf->ctx = ctx;
     cf->mconf = mconf;
-    if (u->npeers == 0)
+    if (u->npeers == 0 && u->dyn == NULL) /* resolve servers: checked by tg_upstream_dyn_reserve */
         return tg_conf_errf(cf, "no servers in upstream \"%.*s\"", TG_STR_FMT(name));
     return NULL;
 }
 
-/* server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] */
+/* server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup]; with
+ * `resolve` it is a dynamic server (upstream_dyn.c) */
 static const char *set_upstream_server(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     tg_upstream_t *u = conf;
+    for (int i = 2; i <= cf->nargs; i++)
+        if (tg_str_eq_lit(tg_conf_arg(cf, i), "resolve"))
+            return tg_upstream_dyn_server(cf, u);
+    if (cf->nargs >= 2 && tg_str_eq_lit(tg_conf_arg(cf, 2), "service"))
+        return "\"service\" needs \"resolve\": server _service._tcp.NAME service resolve;";
     if (u->npeers == TG_UPSTREAM_MAX_PEERS)
         return tg_conf_errf(cf, "too many servers in upstream \"%.*s\" (at most %d)",
                             TG_STR_FMT(u->name), TG_UPSTREAM_MAX_PEERS);
@@ -360,9 +366,13 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
             u->npeers = 1;
         }
         errors += check_scheme(u);
-        if (u->npeers == 1)
+        int nstatic = u->npeers;
+        errors += tg_upstream_dyn_reserve(u);
+        if (u->npeers == 1 && nstatic == 1)
             u->peers[0].max_fails = 0; /* nowhere else to go: never mark it down */
-        for (int i = 0; i < u->npeers; i++) /* the same on every instance and reload */
+        for (int i = 0; i < nstatic; i++)
+            u->peers[i].base_weight = u->peers[i].weight;
+        for (int i = 0; i < nstatic; i++) /* the same on every instance and reload */
             snprintf(u->peers[i].sticky_id, sizeof(u->peers[i].sticky_id), "%016llx",
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
@@ -411,16 +421,18 @@ const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
         s = tg_arena_printf(a, "%s health_check=off", s);
     for (int i = 0; s && i < u->npeers; i++) {
         const tg_peer_t *p = &u->peers[i];
+        if (p->dynamic)
+            continue;
         s = tg_arena_printf(a, "%s; server %.*s weight=%d max_fails=%d fail_timeout=%lldms%s", s,
                             TG_STR_FMT(p->name), p->weight, p->max_fails,
                             (long long)p->fail_timeout, p->backup ? " backup" : "");
     }
-    return s;
+    return s ? tg_upstream_dyn_describe(a, u, s) : NULL;
 }
 
 static const tg_directive_t upstream_directives[] = {
     {"upstream", TG_SCOPE_MAIN, TG_CONF_F_BLOCK, 1, 1, set_upstream_block, 0},
-    {"server", TG_SCOPE_UPSTREAM, 0, 1, 6, set_upstream_server, 0},
+    {"server", TG_SCOPE_UPSTREAM, 0, 1, 8, set_upstream_server, 0},
     {"balance", TG_SCOPE_UPSTREAM, 0, 1, 2, set_balance, 0},
     {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
     {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
@@ -578,7 +590,7 @@ tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p)
 void tg_upstream_pool_put(tg_upconn_t *uc, tg_msec_t keepalive_ms)
 {
     tg_upstream_t *u = uc->upstream;
-    if (u->keepalive == 0 || tg_worker->shutting_down) {
+    if (u->keepalive == 0 || tg_worker->shutting_down || uc->peer->absent) {
         tg_upconn_destroy(uc);
         return;
     }

@@ -35,6 +35,19 @@ typedef struct tg_peer_s {
     char sticky_id[17]; /* its value in the sticky cookie: hex of a hash of name */
     char *tls_host;     /* TLS upstreams: the host as written (no port, no brackets) */
     unsigned tls_host_is_ip : 1; /* an IP literal: checked as an IP, no SNI */
+    /* A slot of a `resolve` server (src/upstream_dyn.c): its address comes
+     * from DNS and changes at run time; `absent` while the slot holds no
+     * address of the current answer (a removed address drains: requests in
+     * flight finish, balancing skips it, its idle connections close). */
+    unsigned dynamic : 1;
+    unsigned absent : 1;
+    /* The runtime API (the admin endpoint): `drained` takes no new requests
+     * (drain, down or delete), as `absent`; base_weight is the configured or
+     * resolved weight, `weight` the one in effect (an API weight wins). */
+    unsigned drained : 1;
+    int base_weight;
+    char text[56];      /* dynamic: the address as text, which name points at */
+    char host[64];      /* dynamic SRV: the target's name, which tls_host points at */
 
     /* runtime, per worker */
     int current_weight; /* smooth weighted round robin */
@@ -61,10 +74,17 @@ typedef struct {
     int fails, passes; /* thresholds to mark down / up */
 } tg_health_conf_t;
 
+typedef struct tg_upstream_dyn_s tg_upstream_dyn_t;
+
 typedef struct tg_upstream_s {
     tg_str_t name;
     tg_peer_t *peers;
     int npeers;
+    tg_upstream_dyn_t *dyn; /* its `resolve` servers (src/upstream_dyn.c), NULL: none */
+    struct tg_upstream_overrides_s *ovr; /* the runtime API's changes (upstream_dyn.c) */
+    uint32_t ovr_seen;    /* per worker: ovr->seq last applied */
+    int index;            /* position among the config's upstreams (its row in ovr) */
+    int nconf;            /* servers at load: the slots after them take servers added by the API */
     tg_balance_t balance;
     tg_tpl_t *hash_key;   /* balance hash $VAR */
     tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */
@@ -93,7 +113,8 @@ typedef struct tg_upstream_s {
     struct tg_upstream_s *next;
 } tg_upstream_t;
 
-/* Choose a peer for one attempt. `key` is the evaluated hash key (hash
+/* Choose a peer for one attempt (the caller has brought a dynamic
+ * upstream's servers up to date with tg_upstream_dyn_sync first). `key` is the evaluated hash key (hash
  * balancing only). `tried` has bit i set for peers already tried by this
  * request; the chosen peer's bit is set before returning. Unavailable peers
  * (passive down, active down) are skipped; backups are used only when no
@@ -186,6 +207,16 @@ static inline int tg_upconn_has_pending(tg_upconn_t *uc)
 {
     return uc->ssl && tg_tls_pending(uc->ssl);
 }
+
+/* upstream_dyn.c, for the upstream block (declared here so that upstream.c
+ * needs nothing else of it): the `server` directive with `resolve`, and the
+ * reservation of those servers' peer slots, made before tg_balance_init.
+ * The latter returns the number of errors it printed. */
+const char *tg_upstream_dyn_server(tg_conf_t *cf, tg_upstream_t *u);
+int tg_upstream_dyn_reserve(tg_upstream_t *u);
+/* `s` with u's resolve servers appended ("; server NAME:PORT resolve ..."),
+ * for tg_upstream_describe. An arena string, NULL when out of memory. */
+char *tg_upstream_dyn_describe(tg_arena_t *a, const tg_upstream_t *u, char *s);
 
 /* upstream.c: the pool */
 tg_upconn_t *tg_upstream_pool_get(tg_upstream_t *u, tg_peer_t *p);

@@ -84,10 +84,12 @@ sub run_make(@args) {
 # 2. Every top-level target, serial and -j2, on a machine that lacks one of the
 # packages: `make -n` shows the install step, then the compiler lines with the
 # flags pkg-config gives once installed. (Under -n make runs only the sub-make
-# itself, which is how the order shows.)
+# itself, which is how the order shows; the install step is not run, so the
+# package missing is one the outer stage checks and the inner one does not: a
+# PKGS_NEXT entry, here one that exists nowhere, whatever PKGS links.)
 {
     my $pc = "$tmp/pc2";
-    my $install = fake_install($pc, "jansson.pc\n");
+    my $install = fake_install($pc);
     system($install) == 0 or die "fake install: $?";
     unlink "$pc.log";
     local $ENV{PKG_CONFIG_LIBDIR} = $pc;
@@ -95,7 +97,7 @@ sub run_make(@args) {
     for my $goal ('', qw(all run test install bench fuzz unit build/tollgate)) {
         for my $j ('-j1', '-j2') {
             my ($out, $rc) = run_make('-n', $j, "BUILD=$tmp/n", "DEPS_INSTALL=$install",
-                length $goal ? $goal : ());
+                'PKGS_NEXT=tollgate-fresh-build-probe', length $goal ? $goal : ());
             is($rc, 0, "make -n $j $goal") or diag $out;
             like($out, qr{-o \Q$tmp\E/n/tollgate\b}m, "make -n $j $goal: links the binary")
                 if $goal eq '' || $goal eq 'all';

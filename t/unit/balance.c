@@ -536,8 +536,44 @@ static void test_random(void)
     fx_free(&f);
 }
 
+/* Dynamic slots (src/upstream_dyn.c): an absent slot (no address) and a
+ * drained server (the runtime API) are never picked, under every method, but
+ * are not "down" for the stats gauge; a slot back in the set is picked again. */
+static void test_absent_drained(void)
+{
+    static const tg_balance_t methods[] = {TG_BALANCE_ROUND_ROBIN, TG_BALANCE_LEAST_CONN,
+                                           TG_BALANCE_HASH, TG_BALANCE_RANDOM};
+    char buf[32];
+    for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+        fixture_t f;
+        int hits[4] = {0};
+        fx_setup(&f, methods[m], 4, NULL);
+        f.peers[1].dynamic = f.peers[2].dynamic = 1;
+        f.peers[1].absent = 1;
+        f.peers[2].drained = 1;
+        ok(fx_init(&f) == 0, "absent/drained %zu: init", m);
+        for (int i = 0; i < 400; i++) {
+            int k = pick_once(&f, keyf(buf, sizeof(buf), i), 0);
+            if (k >= 0)
+                hits[k]++;
+        }
+        ok(hits[1] == 0 && hits[2] == 0 && hits[0] + hits[3] == 400,
+           "absent/drained %zu: only the others are picked (%d %d %d %d)", m, hits[0], hits[1],
+           hits[2], hits[3]);
+        f.peers[1].absent = 0;
+        int back = 0;
+        for (int i = 0; i < 400; i++)
+            back += pick_once(&f, keyf(buf, sizeof(buf), i), 0) == 1;
+        ok(back > 0, "absent/drained %zu: a slot back in the set is picked (%d)", m, back);
+        is_int(tg_balance_peer_gauge(&f.peers[2], 0).health, TG_PEER_UP,
+               "absent/drained: drained is not down for the gauge");
+        fx_free(&f);
+    }
+}
+
 int main(void)
 {
+    test_absent_drained();
     test_init();
     test_round_robin();
     test_tried();
