@@ -18,6 +18,7 @@
 #include "version.h"
 #include "upgrade.h"
 #include "shm.h"
+#include "app_run.h"
 
 
 static void usage(FILE *f)
@@ -32,7 +33,8 @@ static void usage(FILE *f)
                "            settings with their defaults) and exit\n"
                "  -d        run in the background\n"
                "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
-               "            reopen (log files), upgrade (exec the binary as a new master)\n"
+               "            reopen (log files), upgrade (exec the binary as a new master),\n"
+               "            status (the apps' instances), restart-app NAME (rolling restart)\n"
                "  -v        print the version and the versions of the linked libraries\n"
                "  -V        the same and the build options\n"
                "  --explain METHOD URL\n"
@@ -134,8 +136,13 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
+    /* -s restart-app NAME: the one positional argument besides --explain's */
+    const char *sig_arg = NULL;
+    if (sig && strcmp(sig, "restart-app") == 0 && optind == argc - 1)
+        sig_arg = argv[optind++];
     if (explain ? argc - optind != 2 || test || sig || daemon
-                : optind != argc || nheaders || remote) {
+                : optind != argc || nheaders || remote ||
+                      (sig && strcmp(sig, "restart-app") == 0 && sig_arg == NULL)) {
         usage(stderr);
         return 2;
     }
@@ -167,7 +174,8 @@ int main(int argc, char **argv)
         return rc;
     }
     if (sig) {
-        int rc = send_signal(c, sig);
+        int rc = strcmp(sig, "status") == 0 || sig_arg ? tg_app_ctl_send(c, sig, sig_arg)
+                                                       : send_signal(c, sig);
         tg_config_destroy(c);
         return rc;
     }

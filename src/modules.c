@@ -19,6 +19,7 @@
 #include "error_page.h"
 #include "h2_conf.h"
 
+extern tg_module_t tg_app_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_request_id_module;
@@ -38,6 +39,7 @@ extern tg_module_t tg_map_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
+    &tg_app_module, /* before the upstream module: an app block's own health_check, server */
     &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
     &tg_health_module,
     &tg_realip_module,
