@@ -246,6 +246,29 @@ static void child_exec(tg_app_t *a, int s, int out_fd, pid_t master)
     _exit(127);
 }
 
+/* The directory of the sockets (/run/tollgate/...) made when missing, the
+ * app's user's, so that the instances can create their sockets in it. */
+static void make_socket_dir(const tg_app_t *a, const char *path)
+{
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return;
+    if (mkdir(dir, 0755) != 0) {
+        tg_log_errno(TG_LOG_ERROR, "app %.*s: cannot make the socket directory %s",
+                     TG_STR_FMT(a->name), dir);
+        return;
+    }
+    if (tg_user_switches(&a->user) && chown(dir, a->user.uid, a->user.gid) != 0)
+        tg_log_errno(TG_LOG_ERROR, "app %.*s: cannot give %s to user %s", TG_STR_FMT(a->name),
+                     dir, a->user.name);
+}
+
 static void spawn(app_rt_t *rt, int s)
 {
     tg_app_t *a = rt->conf;
@@ -258,6 +281,8 @@ static void spawn(app_rt_t *rt, int s)
     /* a socket left by an instance that was killed: Node's listen() would fail */
     if (a->unix_listen && lstat(addr, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(addr);
+    if (a->unix_listen)
+        make_socket_dir(a, addr);
     int p[2] = {-1, -1};
     if (rt->log_fd >= 0 && pipe2(p, O_CLOEXEC) != 0)
         tg_log_errno(TG_LOG_WARN, "app %s#%d: pipe2(), its output is lost", rt->name, s);

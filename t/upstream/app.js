@@ -7,8 +7,8 @@
 //   APP_UNHEALTHY  /healthz answers 503
 //   APP_VERSION    reported in every answer (which deploy answered)
 // Paths: /healthz (200, or 503 with APP_UNHEALTHY), /slow/MS (answers after
-// MS ms), /env/NAME (that variable), anything else: JSON {instance, pid,
-// version, url}. Prints "app NAME#I listening" on stdout, and on stderr the
+// MS ms), /env/NAME (that variable), /print/WORD (WORD on stdout), anything
+// else: JSON {instance, pid, version, url, uid, cwd}. Prints "app NAME#I listening" on stdout, and on stderr the
 // line "stderr line" once, so the log capture can be checked.
 'use strict';
 const http = require('http');
@@ -37,6 +37,11 @@ const server = http.createServer((req, res) => {
     req.resume();
     return setTimeout(() => send(200, JSON.stringify({ instance: inst, pid: process.pid,
       version: process.env.APP_VERSION || '' })), Number(m[1]));
+  }
+  m = req.url.match(/^\/print\/(\w+)/);
+  if (m) {
+    console.log(m[1]);
+    return send(200, 'printed', 'text/plain');
   }
   m = req.url.match(/^\/env\/(\w+)/);
   if (m) return send(200, process.env[m[1]] === undefined ? '(unset)' : process.env[m[1]],

@@ -1,0 +1,147 @@
+# app blocks (issue 24): Node processes run by the master as an upstream.
+# Start, environment, user, log capture and reopen, status, readiness
+# gating, TCP and unix listeners, stop (and kill -9 of the master) leaving
+# no instance behind, config errors.
+use v5.36;
+use Test::More;
+use lib 't/lib';
+use Tollgate::Test qw(:DEFAULT repo_root);
+use JSON::PP qw(decode_json);
+use Time::HiRes qw(time);
+
+my $APP = repo_root() . '/t/upstream/app.js';
+my $BIN = $ENV{TG_BIN} // repo_root() . '/build/tollgate';
+
+sub status($tg) { my $c = $tg->conf_file; return scalar `$BIN -c $c -s status 2>&1` }
+sub pids($tg) {
+    return map { (split ' ')[2] } grep { /^\S+\s+\d+\s+[1-9]\d*\s/ } split /\n/, status($tg);
+}
+sub alive(@p) { return grep { kill 0, $_ } @p }
+sub slurp($f) { open(my $fh, '<', $f) or return ''; local $/; return <$fh> }
+sub get_ok($tg, $path = '/') {
+    my $r;
+    wait_until(sub { $r = $tg->http(GET => $path); $r->{status} == 200 }, 15, 0.1);
+    return $r;
+}
+
+subtest 'two instances: env, env_file, user, log, status, stop' => sub {
+    my %o = (files => { 'app.env' => "# comment\nexport FROM_FILE=yes\nQUOTED=\"a b\"\n" },
+             errors_ok => [qr/no live upstream server/]); # until ready
+    my $tg = tg_start(<<"CONF", %o);
+app demo {
+    command node $APP;
+    instances 2;
+    listen unix:%%DIR%%/sock/demo-%i.sock;
+    health_check path=/healthz interval=1s;
+    env GREETING=hello APP_VERSION=v1;
+    env_file %%DIR%%/app.env;
+    cwd %%DIR%%;
+    log %%DIR%%/demo.log;
+}
+server { listen %%PORT%%; location / { proxy_pass demo; } }
+CONF
+    my $r = get_ok($tg);
+    is($r->{status}, 200, 'proxied to the app');
+    my $j = decode_json($tg->http(GET => '/x')->{body});
+    is($j->{cwd}, $tg->dir, 'cwd');
+    is($j->{uid}, 65534, "runs as the workers' user (nobody) by default") if $> == 0;
+    my %seen;
+    wait_until(sub {
+        my $b = $tg->http(GET => '/x')->{body};
+        $seen{$1}++ if $b =~ /"instance":"(\d)"/;
+        keys %seen >= 2;
+    }, 10, 0.01);
+    is_deeply([sort keys %seen], [0, 1], 'both instances get traffic');
+    is($tg->http(GET => '/env/GREETING')->{body}, 'hello', 'env');
+    is($tg->http(GET => '/env/FROM_FILE')->{body}, 'yes', 'env_file, export');
+    is($tg->http(GET => '/env/QUOTED')->{body}, 'a b', 'env_file, quotes');
+    like($tg->http(GET => '/env/PORT')->{body}, qr{/sock/demo-[01]\.sock$}, 'PORT is the socket path');
+    like($tg->http(GET => '/env/TOLLGATE_INSTANCE')->{body}, qr/^[01]$/, 'TOLLGATE_INSTANCE');
+    is($tg->http(GET => '/env/TOLLGATE_APP')->{body}, 'demo', 'TOLLGATE_APP');
+
+    my $log = $tg->dir . '/demo.log';
+    ok(wait_until(sub { slurp($log) =~ /^\S+Z demo#0: app demo#0 listening$/m }, 5),
+       'stdout in the app log with time and instance');
+    like(slurp($log), qr/^\S+Z demo#[01]: stderr line$/m, 'stderr too');
+    rename($log, "$log.1") or die "rename: $!";
+    my $off = $tg->signal('USR1');
+    $tg->wait_log(qr/logs reopened/, 5, $off);
+    $tg->http(GET => '/print/afterreopen');
+    ok(wait_until(sub { slurp($log) =~ /demo#\d: afterreopen/ }, 5), 'reopened on USR1');
+
+    my $st = status($tg);
+    is(scalar(() = $st =~ /^demo\s+\d\s+\d+\s+ready\s/mg), 2, 'status: two ready instances')
+        or diag $st;
+    my @p = pids($tg);
+    is(scalar @p, 2, 'two pids');
+    $tg->stop;
+    ok(wait_until(sub { !alive(@p) }, 5), 'stop leaves no instance behind');
+};
+
+subtest 'readiness: no traffic before the app listens' => sub {
+    my $tg = tg_start(<<"CONF", errors_ok => [qr/no live upstream server/]);
+app slow {
+    command node $APP;
+    listen unix:%%DIR%%/sock/slow-%i.sock;
+    env APP_DELAY_MS=2000;
+    ready_timeout 10s;
+}
+server { listen %%PORT%%; location / { proxy_pass slow; } }
+CONF
+    my $t0 = time;
+    my $r = $tg->http(GET => '/');
+    is($r->{status}, 502, 'not ready: no live server');
+    like(status($tg), qr/^slow\s+0\s+\d+\s+starting\s/m, 'status: starting');
+    $r = get_ok($tg);
+    is($r->{status}, 200, 'ready: served');
+    cmp_ok(time - $t0, '>=', 1.5, 'only after the app listened');
+};
+
+subtest 'TCP ports; kill -9 of the master: the instances exit' => sub {
+    my $tg = tg_start(<<"CONF", no_log_check => 1);
+app tcp {
+    command node $APP;
+    listen 127.0.0.1:%%PORT2%%;
+}
+server { listen %%PORT%%; location / { proxy_pass tcp; } }
+CONF
+    get_ok($tg);
+    is($tg->http(GET => '/env/PORT')->{body}, $tg->port(2), 'PORT is the port of slot 0');
+    my @p = pids($tg);
+    is(scalar @p, 1, 'one instance');
+    $tg->signal('KILL');
+    ok(wait_until(sub { !alive(@p) }, 5), 'the instance died with the master');
+};
+
+my $srv = "server { listen %%PORT%%; }";
+like(tg_conf_error("app a { listen 127.0.0.1:9000; }\n$srv"),
+     qr/:1: app "a" has no "command"/, 'no command');
+like(tg_conf_error("app a { command node x.js; }\n$srv"),
+     qr/:1: app "a" has no "listen"/, 'no listen');
+like(tg_conf_error("app a {\n command x;\n listen 1.2.3.4:80;\n instances 0;\n}\n$srv"),
+     qr/:4: invalid "instances" "0"/, 'instances');
+like(tg_conf_error("app a {\n command x;\n listen unix:/tmp/a.sock;\n}\n$srv"),
+     qr/:3: "listen unix:\/tmp\/a.sock": a unix socket path needs one "%i"/, 'unix path needs %i');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n server 127.0.0.1:81;\n}\n$srv"),
+     qr/:4: "server" is not allowed in an app block/, 'no server in an app');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n restart sometimes;\n}\n$srv"),
+     qr/:4: invalid "restart" "sometimes"/, 'restart');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n restart_backoff 5s..1s;\n}\n$srv"),
+     qr/:4: invalid "restart_backoff" "5s\.\.1s"/, 'restart_backoff');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n env_file /nonexistent.env;\n}\n$srv"),
+     qr/:4: cannot open env_file "\/nonexistent.env"/, 'env_file');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n env 1X=2;\n}\n$srv"),
+     qr/:4: invalid environment variable "1X=2"/, 'env');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:80;\n max_memory 10k;\n}\n$srv"),
+     qr/:4: invalid "max_memory" "10k"/, 'max_memory');
+like(tg_conf_error("upstream a { server 127.0.0.1:1; }\napp a {\n command x;\n listen 127.0.0.1:80;\n}\n$srv"),
+     qr/:2: duplicate upstream "a"/, 'an app is an upstream: the names are shared');
+like(tg_conf_error("upstream u {\n server 127.0.0.1:1;\n command x;\n}\n$srv"),
+     qr/:3: "command" directive is not allowed here/, 'app directives only in app blocks');
+like(tg_conf_error("app a {\n command x;\n listen 127.0.0.1:65535;\n instances 2;\n}\n$srv"),
+     qr/:1: app "a": ports 65535\.\.65537/, 'ports out of range');
+ok(tg_conf_ok("app a {\n command node x.js;\n listen 127.0.0.1:9000;\n balance least_conn;\n"
+              . " keepalive 8;\n}\nserver { listen %%PORT%%; location / { proxy_pass a; } }"),
+   'upstream options inside an app block');
+
+done_testing;
