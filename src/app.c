@@ -867,14 +867,6 @@ void tg_app_reopen_logs(void)
 
 /* ---- commands (src/app_ctl.c) ------------------------------------------------- */
 
-static const char *const state_names[] = {"stopped",  "starting", "ready",  "unhealthy",
-                                          "draining", "stopping", "crashed"};
-
-const char *tg_app_state_name(int st)
-{
-    return st >= 0 && st <= TG_APP_CRASHED ? state_names[st] : "?";
-}
-
 int tg_app_restart(const char *name, int reply)
 {
     app_rt_t *rt = rt_find(tg_str_c(name));

@@ -35,6 +35,14 @@ typedef enum {
     TG_APP_CRASHED     /* exited; restarted after the backoff delay */
 } tg_app_state_t;
 
+/* "stopped", "starting", "ready", ... */
+static inline const char *tg_app_state_name(int state)
+{
+    static const char *const names[] = {"stopped",  "starting", "ready",  "unhealthy",
+                                        "draining", "stopping", "crashed"};
+    return state >= 0 && state <= TG_APP_CRASHED ? names[state] : "?";
+}
+
 typedef enum { TG_APP_RESTART_ALWAYS = 0, TG_APP_RESTART_ON_FAILURE, TG_APP_RESTART_NO } tg_app_restart_t;
 
 /* One instance slot in shared memory: the master writes, workers read. */

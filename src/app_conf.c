@@ -397,8 +397,15 @@ static const char *set_app_block(tg_conf_t *cf, const tg_directive_t *d, void *c
     (void)d;
     (void)conf;
     tg_str_t name = tg_conf_arg(cf, 1);
-    if (!tg_conf_is_token(name) || memchr(name.p, ':', name.len) || memchr(name.p, '/', name.len))
-        return tg_conf_errf(cf, "invalid app name \"%.*s\"", TG_STR_FMT(name));
+    /* it names files, log prefixes, JSON keys and metric labels as it is */
+    int ok = name.len > 0 && name.len < 64;
+    for (size_t i = 0; i < name.len; i++)
+        ok &= isalnum((unsigned char)name.p[i]) || name.p[i] == '_' || name.p[i] == '-' ||
+              name.p[i] == '.';
+    if (!ok)
+        return tg_conf_errf(cf, "invalid app name \"%.*s\", expected letters, digits, _ - or . "
+                                "(at most 63)",
+                            TG_STR_FMT(name));
     const char *err = NULL;
     tg_upstream_t *u = tg_upstream_define(cf, name, &err);
     tg_app_t *a = tg_arena_alloc(cf->arena, sizeof(*a));

@@ -34,7 +34,6 @@ void tg_app_reopen_logs(void);
 int tg_app_restart(const char *name, int reply);
 /* The instances as a table (pid, state, restarts, RSS, uptime, in flight). */
 void tg_app_status(FILE *f);
-const char *tg_app_state_name(int state);
 
 /* SIGWINCH in the master: run the command a client left next to the pid
  * file (PIDFILE.ctl). */

@@ -36,6 +36,7 @@ extern tg_module_t tg_stats_module;
 extern tg_module_t tg_static_module;
 extern tg_module_t tg_rewrite_module;
 extern tg_module_t tg_map_module;
+extern tg_module_t tg_app_status_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
@@ -61,6 +62,7 @@ tg_module_t *const tg_modules[] = {
     &tg_headers_module,
     &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
                        * proxy (the fallback); its log hook must see the final status */
+    &tg_app_status_module, /* app_status: a content handler, before the proxy */
     &tg_static_module, /* files: where a root is set and no upstream was chosen */
     &tg_proxy_module, /* route: proxy_pass unless a route hook chose; content: last */
     &tg_accesslog_module,

@@ -38,7 +38,11 @@ app demo {
     cwd %%DIR%%;
     log %%DIR%%/demo.log;
 }
-server { listen %%PORT%%; location / { proxy_pass demo; } }
+server {
+    listen %%PORT%%;
+    location / { proxy_pass demo; }
+    location = /apps { app_status; }
+}
 CONF
     my $r = get_ok($tg);
     is($r->{status}, 200, 'proxied to the app');
@@ -74,6 +78,26 @@ CONF
         or diag $st;
     my @p = pids($tg);
     is(scalar @p, 2, 'two pids');
+
+    my $js = decode_json($tg->http(GET => '/apps')->{body});
+    my $inst = $js->{apps}{demo}{instances};
+    is(scalar @$inst, 2, 'app_status JSON: two instances');
+    is_deeply([sort map { $_->{pid} } @$inst], [sort { $a <=> $b } @p], 'with their pids');
+    is_deeply([map { $_->{state} } @$inst], ['ready', 'ready'], 'ready');
+    cmp_ok($inst->[0]{rss}, '>', 1 << 20, 'RSS');
+    ok(defined $inst->[0]{uptime} && defined $inst->[0]{restarts}, 'uptime, restarts');
+    my $prom = $tg->http(GET => '/apps?format=prometheus')->{body};
+    like($prom, qr/^tollgate_app_instance_ready\{app="demo",slot="0"\} 1$/m, 'Prometheus');
+    like($prom, qr/^tollgate_app_instance_state\{app="demo",slot="1",state="ready"\} 1$/m,
+         'state as a label');
+    if (`sh -c 'command -v promtool'`) {
+        my $f = $tg->dir . '/metrics.txt';
+        open(my $fh, '>', $f) or die;
+        print $fh $prom;
+        close $fh;
+        my $lint = `promtool check metrics < $f 2>&1`;
+        is($?, 0, 'promtool accepts the metrics') or diag $lint;
+    }
     $tg->stop;
     ok(wait_until(sub { !alive(@p) }, 5), 'stop leaves no instance behind');
 };
