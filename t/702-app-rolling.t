@@ -3,13 +3,16 @@
 # and new connections, POST bodies) with zero failed requests; a broken
 # deploy rolls back and the old instances keep serving; a reload that
 # changes the block restarts the app, rolling; a request in flight on the
-# old instance finishes before it is stopped.
+# old instance finishes before it is stopped; a WebSocket on a draining
+# instance keeps working until stop_timeout.
 use v5.36;
 use Test::More;
 use lib 't/lib';
-use Tollgate::Test qw(:DEFAULT repo_root);
+use Tollgate::Test qw(:DEFAULT repo_root tg_npm_setup);
+use Tollgate::WS;
 use JSON::PP qw(decode_json);
 use IO::Socket::INET;
+use POSIX ();
 use Time::HiRes qw(time sleep);
 
 my $ROOT = repo_root();
@@ -150,6 +153,37 @@ subtest 'a request in flight finishes before its instance stops' => sub {
     $s->timeout(10);
     my $resp = <$s> // '';
     like($resp, qr{^HTTP/1\.1 200}, 'the slow request got its answer');
+};
+
+subtest 'WebSockets: served while their instance drains, up to stop_timeout' => sub {
+    tg_npm_setup();
+    my $tg = tg_start(<<"CONF", errors_ok => [qr/no live upstream server/]);
+app ws {
+    command node $ROOT/t/upstream/ws.js;
+    listen 127.0.0.1:%%PORT2%%;
+    stop_timeout 3s;
+}
+server { listen %%PORT%%; location / { proxy_pass ws; } }
+CONF
+    ok(all_ready($tg, 1), 'ready');
+    my $ws = Tollgate::WS->connect($tg->port, '/ws') or die "ws: $Tollgate::WS::error";
+    is(($ws->recv)[1], 'hello from ws', 'WebSocket open');
+    my $pid = fork // die;
+    if ($pid == 0) {
+        my $c = $tg->conf_file;
+        exec("$BIN -c $c -s restart-app ws >/dev/null 2>&1") or POSIX::_exit(1);
+    }
+    ok($tg->wait_log(qr/app ws#0: pid \d+ stopped|app ws#1: ready/, 15), 'the new instance is up');
+    sleep 0.5;
+    $ws->send_text('still');
+    is(($ws->recv)[1], 'echo:still', 'the old instance still serves its WebSocket while draining');
+    my $t0 = time;
+    ok($ws->is_closed(8), 'closed once stop_timeout ran out');
+    cmp_ok(time - $t0, '>=', 1, 'not before');
+    waitpid($pid, 0);
+    is($? >> 8, 0, 'restart-app done');
+    my $ws2 = Tollgate::WS->connect($tg->port, '/ws') or die "ws: $Tollgate::WS::error";
+    is(($ws2->recv)[1], 'hello from ws', 'a new WebSocket goes to the new instance');
 };
 
 done_testing;

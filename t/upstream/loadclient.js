@@ -3,7 +3,8 @@
 // exists (or MAX_SECONDS pass), half of the workers on keep-alive
 // connections, half on a new connection per request, every fourth request
 // a POST with a 64 KB body. Prints one JSON line: {ok, failed, errors:
-// {reason: count}, seconds}. Usage:
+// {reason: count}, seconds}. With RATE=N in the environment the clients
+// together start at most N requests a second. Usage:
 //   node loadclient.js URL STOP_FILE [CONCURRENCY=8] [MAX_SECONDS=60]
 'use strict';
 const http = require('http');
@@ -35,8 +36,13 @@ function one(k, cb) {
 }
 
 let running = Number(conc);
+const gap = process.env.RATE ? Number(conc) * 1000 / Number(process.env.RATE) : 0;
 for (let k = 0; k < Number(conc); k++) {
+  let next = Date.now();
   const loop = () => {
+    const wait = next - Date.now();
+    if (gap && wait > 0) return setTimeout(loop, wait);
+    next = Math.max(next + gap, Date.now() - 1000);
     if (done()) {
       if (--running === 0) {
         console.log(JSON.stringify({ ok, failed, errors, seconds: (Date.now() - start) / 1000 }));
