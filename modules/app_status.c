@@ -1,6 +1,6 @@
 /* `app_status;` in a location: the instances of every app block, as the
  * master's supervisor left them in each app's shared memory zone (pid,
- * state, restarts, RSS, uptime, requests in flight from all workers, and
+ * state, restarts, RSS, CPU time, uptime, requests in flight from all workers, and
  * the app's rolling restarts and rollbacks). JSON by default; Prometheus
  * text with ?format=prometheus or an Accept of text/plain. `tollgate -s
  * status` prints the same as a table. A slot shows once it ever ran. */
@@ -39,8 +39,7 @@ static int as_is_active(void *conf)
 
 static int wants_prometheus(tg_request_t *r)
 {
-    if (r->args.len && memmem(r->args.p, r->args.len, "format=prometheus", 17))
-        return 1;
+    if (r->args.len && memmem(r->args.p, r->args.len, "format=prometheus", 17)) return 1;
     tg_header_t *h = tg_headers_find(&r->headers, TG_STR("Accept"));
     return h && h->value.len >= 10 && memmem(h->value.p, h->value.len, "text/plain", 10);
 }
@@ -67,8 +66,7 @@ static char *render(tg_arena_t *a, char *out, const tg_app_t *app, int prom, int
     int k = 0;
     for (int i = 0; out && i < TG_APP_MAX_SLOTS; i++) {
         const tg_app_slot_t *s = &m->slots[i];
-        if (!shown(s))
-            continue;
+        if (!shown(s)) continue;
         int pid = s->pid, st = s->state;
         double up = pid && s->started ? (double)(now_ms - s->started) / 1000.0 : 0;
         if (prom)
@@ -78,18 +76,20 @@ static char *render(tg_arena_t *a, char *out, const tg_app_t *app, int prom, int
                 "tollgate_app_instance_ready{app=\"%s\",slot=\"%d\"} %d\n"
                 "tollgate_app_instance_restarts_total{app=\"%s\",slot=\"%d\"} %d\n"
                 "tollgate_app_instance_rss_bytes{app=\"%s\",slot=\"%d\"} %lld\n"
+                "tollgate_app_instance_cpu_seconds_total{app=\"%s\",slot=\"%d\"} %.3f\n"
                 "tollgate_app_instance_uptime_seconds{app=\"%s\",slot=\"%d\"} %.3f\n"
                 "tollgate_app_instance_inflight{app=\"%s\",slot=\"%d\"} %d\n",
-                out, n, i, tg_app_state_name(st), n, i, st == TG_APP_READY, n, i,
-                (int)s->restarts, n, i, (long long)(pid ? s->rss : 0), n, i, up, n, i,
-                (int)s->gate.inflight);
+                out, n, i, tg_app_state_name(st), n, i, st == TG_APP_READY, n, i, (int)s->restarts,
+                n, i, (long long)(pid ? s->rss : 0), n, i, (double)(pid ? s->cpu_ms : 0) / 1000.0,
+                n, i, up, n, i, (int)s->gate.inflight);
         else
-            out = tg_arena_printf(a,
-                                  "%s%s{\"slot\":%d,\"pid\":%d,\"state\":\"%s\",\"restarts\":%d,"
-                                  "\"rss\":%lld,\"uptime\":%.3f,\"inflight\":%d}",
-                                  out, k ? "," : "", i, pid, tg_app_state_name(st),
-                                  (int)s->restarts, (long long)(pid ? s->rss : 0), up,
-                                  (int)s->gate.inflight);
+            out =
+                tg_arena_printf(a,
+                                "%s%s{\"slot\":%d,\"pid\":%d,\"state\":\"%s\",\"restarts\":%d,"
+                                "\"rss\":%lld,\"cpu\":%.3f,\"uptime\":%.3f,\"inflight\":%d}",
+                                out, k ? "," : "", i, pid, tg_app_state_name(st), (int)s->restarts,
+                                (long long)(pid ? s->rss : 0),
+                                (double)(pid ? s->cpu_ms : 0) / 1000.0, up, (int)s->gate.inflight);
         k++;
     }
     return out && !prom ? tg_arena_printf(a, "%s]}", out) : out;
@@ -104,6 +104,9 @@ static const char *const prom_help =
     "# TYPE tollgate_app_instance_restarts_total counter\n"
     "# HELP tollgate_app_instance_rss_bytes Resident memory, sampled every second.\n"
     "# TYPE tollgate_app_instance_rss_bytes gauge\n"
+    "# HELP tollgate_app_instance_cpu_seconds_total CPU time (user + system), sampled every "
+    "second.\n"
+    "# TYPE tollgate_app_instance_cpu_seconds_total counter\n"
     "# HELP tollgate_app_instance_uptime_seconds Since the instance's process started.\n"
     "# TYPE tollgate_app_instance_uptime_seconds gauge\n"
     "# HELP tollgate_app_instance_inflight Requests in flight to it from all workers.\n"
@@ -124,10 +127,8 @@ static tg_rc_t as_content(tg_request_t *r, void *conf)
     int first = 1;
     for (const tg_app_t *a = tg_worker->config->apps; out && a; a = a->next, first = 0)
         out = render(r->arena, out, a, prom, now, first);
-    if (out && !prom)
-        out = tg_arena_printf(r->arena, "%s}}\n", out);
-    if (out == NULL)
-        return TG_ERROR;
+    if (out && !prom) out = tg_arena_printf(r->arena, "%s}}\n", out);
+    if (out == NULL) return TG_ERROR;
     if (tg_request_add_resp_header(r, TG_STR("Cache-Control"), TG_STR("no-store")) != 0 ||
         tg_request_respond(r, 200,
                            prom ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",

@@ -77,10 +77,10 @@ typedef struct app_rt_s {
     inst_t inst[TG_APP_MAX_SLOTS];
     int log_fd; /* the app's log file, -1: the master's stdout/stderr */
     const char *log_path;
-    int removed; /* gone from the config: stop everything, then forget it */
+    int removed;            /* gone from the config: stop everything, then forget it */
     tg_app_shm_t *shm_copy; /* removed: its slots, kept after its config went */
     /* rolling restart */
-    int roll;    /* under way */
+    int roll;         /* under way */
     int roll_pending; /* another one asked for while one runs */
     int roll_queue[TG_APP_MAX_SLOTS], roll_n, roll_pos;
     int roll_new, roll_old; /* slots of the step under way, -1 */
@@ -132,8 +132,7 @@ static int nslots(const app_rt_t *rt)
 static void open_log(app_rt_t *rt)
 {
     const char *path = rt->conf->log;
-    if (rt->log_fd >= 0)
-        close(rt->log_fd);
+    if (rt->log_fd >= 0) close(rt->log_fd);
     rt->log_fd = -1;
     rt->log_path = path;
     if (path && (rt->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
@@ -142,8 +141,7 @@ static void open_log(app_rt_t *rt)
 
 static void log_line(app_rt_t *rt, int s, const char *p, size_t n)
 {
-    if (rt->log_fd < 0)
-        return;
+    if (rt->log_fd < 0) return;
     char head[320];
     time_t t = time(NULL);
     struct tm tm;
@@ -162,8 +160,7 @@ static void read_output(app_rt_t *rt, int s, int flush)
     inst_t *in = &rt->inst[s];
     while (in->log_fd >= 0) {
         ssize_t n = read(in->log_fd, in->line + in->linelen, sizeof(in->line) - in->linelen);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             if (n == 0 || errno != EAGAIN) {
                 close(in->log_fd);
@@ -215,8 +212,7 @@ static void child_exec(tg_app_t *a, int s, int out_fd, pid_t master)
     char addr[256], num[16];
     tg_app_slot_addr(a, s, &ss, &len, addr, sizeof(addr));
     setenv("PORT", addr, 1);
-    if (a->unix_listen)
-        setenv("TOLLGATE_SOCKET", addr, 1);
+    if (a->unix_listen) setenv("TOLLGATE_SOCKET", addr, 1);
     snprintf(num, sizeof(num), "%d", s);
     setenv("TOLLGATE_INSTANCE", num, 1);
     setenv("TOLLGATE_APP", a->name.p, 1);
@@ -230,16 +226,13 @@ static void child_exec(tg_app_t *a, int s, int out_fd, pid_t master)
         tg_log_errno(TG_LOG_ERROR, "app %s#%d: chdir(%s)", a->name.p, s, a->cwd);
         _exit(126);
     }
-    if (a->user.name && tg_user_drop(&a->user) != 0)
-        _exit(126);
+    if (a->user.name && tg_user_drop(&a->user) != 0) _exit(126);
     /* switching user cleared it: the instance must not outlive the master */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master)
-        _exit(0);
+    if (getppid() != master) _exit(0);
     size_t n = strlen(a->command) + 6;
     char *cmd = malloc(n);
-    if (cmd == NULL)
-        _exit(126);
+    if (cmd == NULL) _exit(126);
     snprintf(cmd, n, "exec %s", a->command);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     tg_log_errno(TG_LOG_ERROR, "app %s#%d: exec /bin/sh", a->name.p, s);
@@ -253,20 +246,18 @@ static void make_socket_dir(const tg_app_t *a, const char *path)
     char dir[256];
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir)
-        return;
+    if (slash == NULL || slash == dir) return;
     *slash = '\0';
     struct stat st;
-    if (stat(dir, &st) == 0)
-        return;
+    if (stat(dir, &st) == 0) return;
     if (mkdir(dir, 0755) != 0) {
         tg_log_errno(TG_LOG_ERROR, "app %.*s: cannot make the socket directory %s",
                      TG_STR_FMT(a->name), dir);
         return;
     }
     if (tg_user_switches(&a->user) && chown(dir, a->user.uid, a->user.gid) != 0)
-        tg_log_errno(TG_LOG_ERROR, "app %.*s: cannot give %s to user %s", TG_STR_FMT(a->name),
-                     dir, a->user.name);
+        tg_log_errno(TG_LOG_ERROR, "app %.*s: cannot give %s to user %s", TG_STR_FMT(a->name), dir,
+                     a->user.name);
 }
 
 static void spawn(app_rt_t *rt, int s)
@@ -279,33 +270,27 @@ static void spawn(app_rt_t *rt, int s)
     tg_app_slot_addr(a, s, &ss, &len, addr, sizeof(addr));
     struct stat st;
     /* a socket left by an instance that was killed: Node's listen() would fail */
-    if (a->unix_listen && lstat(addr, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(addr);
-    if (a->unix_listen)
-        make_socket_dir(a, addr);
+    if (a->unix_listen && lstat(addr, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(addr);
+    if (a->unix_listen) make_socket_dir(a, addr);
     int p[2] = {-1, -1};
     if (rt->log_fd >= 0 && pipe2(p, O_CLOEXEC) != 0)
         tg_log_errno(TG_LOG_WARN, "app %s#%d: pipe2(), its output is lost", rt->name, s);
     pid_t master = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        if (p[0] >= 0)
-            close(p[0]);
+        if (p[0] >= 0) close(p[0]);
         child_exec(a, s, p[1], master);
     }
-    if (p[1] >= 0)
-        close(p[1]);
+    if (p[1] >= 0) close(p[1]);
     if (pid < 0) {
         tg_log_errno(TG_LOG_CRIT, "app %s#%d: fork()", rt->name, s);
-        if (p[0] >= 0)
-            close(p[0]);
+        if (p[0] >= 0) close(p[0]);
         in->restart_at = now_sec() + 1.0;
         set_state(rt, s, TG_APP_CRASHED);
         return;
     }
     setpgid(pid, pid); /* also here: signals sent before the child ran setpgid */
-    if (p[0] >= 0)
-        fcntl(p[0], F_SETFL, O_NONBLOCK);
+    if (p[0] >= 0) fcntl(p[0], F_SETFL, O_NONBLOCK);
     in->log_fd = p[0];
     in->linelen = 0;
     in->pid = pid;
@@ -317,6 +302,7 @@ static void spawn(app_rt_t *rt, int s)
     atomic_store(&slot_of(rt, s)->pid, (int32_t)pid);
     atomic_store(&slot_of(rt, s)->started, wall_ms());
     atomic_store(&slot_of(rt, s)->rss, 0);
+    atomic_store(&slot_of(rt, s)->cpu_ms, 0);
     set_state(rt, s, TG_APP_STARTING);
     tg_log(TG_LOG_INFO, "app %s#%d: started pid %d on %s", rt->name, s, (int)pid, addr);
 }
@@ -324,8 +310,7 @@ static void spawn(app_rt_t *rt, int s)
 /* The instance's process group, so what it spawned stops too. */
 static void signal_inst(inst_t *in, int sig)
 {
-    if (in->pid > 0 && kill(-in->pid, sig) != 0)
-        kill(in->pid, sig);
+    if (in->pid > 0 && kill(-in->pid, sig) != 0) kill(in->pid, sig);
 }
 
 /* Stop the instance of slot s: no traffic from now, SIGTERM now. */
@@ -347,12 +332,32 @@ static int64_t read_rss(pid_t pid)
     long pages = 0, rss = 0;
     snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
     FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = 0;
+    if (f == NULL) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
     fclose(f);
     return (int64_t)rss * sysconf(_SC_PAGESIZE);
+}
+
+/* User + system CPU time of a process in ms (/proc/PID/stat fields 14 and
+ * 15, after the command name, which may hold spaces and parentheses). */
+static int64_t read_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    return hz > 0 ? (int64_t)((ut + st) * 1000ULL / (unsigned long long)hz) : 0;
 }
 
 /* ---- rolling restarts ---------------------------------------------------- */
@@ -390,8 +395,7 @@ static void roll_all(app_rt_t *rt, const char *why)
 {
     int q[TG_APP_MAX_SLOTS], n = 0;
     for (int s = 0; s < TG_APP_MAX_SLOTS; s++)
-        if (rt->inst[s].wanted)
-            q[n++] = s;
+        if (rt->inst[s].wanted) q[n++] = s;
     roll_start(rt, q, n, why);
 }
 
@@ -402,17 +406,17 @@ static void roll_step(app_rt_t *rt)
         if (rt->roll_failed) {
             /* rollback: the old instance was not touched */
             nw->wanted = 0;
-            if (nw->pid > 0)
-                stop_inst(rt, rt->roll_new);
+            if (nw->pid > 0) stop_inst(rt, rt->roll_new);
             char msg[200];
-            snprintf(msg, sizeof(msg), "rolling restart stopped: the new instance #%d did not "
-                     "become ready; the running instances keep serving", rt->roll_new);
+            snprintf(msg, sizeof(msg),
+                     "rolling restart stopped: the new instance #%d did not "
+                     "become ready; the running instances keep serving",
+                     rt->roll_new);
             rt->roll_new = -1;
             roll_end(rt, 0, msg);
             return;
         }
-        if (nw->state != TG_APP_READY)
-            return;
+        if (nw->state != TG_APP_READY) return;
         /* the new one takes traffic: drain the old one */
         inst_t *old = &rt->inst[rt->roll_old];
         old->wanted = 0;
@@ -445,10 +449,8 @@ static void roll_step(app_rt_t *rt)
     /* a free slot for the new one: the previous old one must have exited */
     int f = -1;
     for (int s = 0; s < nslots(rt) && f < 0; s++)
-        if (!rt->inst[s].wanted && rt->inst[s].state == TG_APP_FREE)
-            f = s;
-    if (f < 0)
-        return;
+        if (!rt->inst[s].wanted && rt->inst[s].state == TG_APP_FREE) f = s;
+    if (f < 0) return;
     rt->roll_new = f;
     rt->roll_old = old;
     rt->roll_failed = 0;
@@ -484,8 +486,8 @@ static void probe_result(app_rt_t *rt, int s, int pass)
                 char path[256];
                 tg_app_slot_addr(rt->conf, s, &ss, &len, path, sizeof(path));
                 if (chown(path, (uid_t)-1, w->gid) != 0 || chmod(path, 0660) != 0)
-                    tg_log_errno(TG_LOG_WARN, "app %s#%d: cannot give %s to group %s",
-                                 rt->name, s, path, w->group);
+                    tg_log_errno(TG_LOG_WARN, "app %s#%d: cannot give %s to group %s", rt->name, s,
+                                 path, w->group);
             }
             set_state(rt, s, TG_APP_READY);
             in->next_probe = t + (double)h->interval / 1000.0;
@@ -519,25 +521,22 @@ static void tick_probe(app_rt_t *rt, int s, double t)
 {
     inst_t *in = &rt->inst[s];
     tg_health_conf_t *h = &rt->conf->health;
-    if (in->state != TG_APP_STARTING && !h->enabled)
-        return;
+    if (in->state != TG_APP_STARTING && !h->enabled) return;
     if (in->probe.fd < 0) {
-        if (t < in->next_probe)
-            return;
+        if (t < in->next_probe) return;
         struct sockaddr_storage ss;
         socklen_t len;
         char addr[256];
         tg_app_slot_addr(rt->conf, s, &ss, &len, addr, sizeof(addr));
         double timeout = h->enabled ? (double)h->timeout / 1000.0 : 1.0;
-        if (tg_app_probe_start(&in->probe, &ss, len, h->enabled ? &h->path : NULL,
-                               t + timeout) != 0) {
+        if (tg_app_probe_start(&in->probe, &ss, len, h->enabled ? &h->path : NULL, t + timeout) !=
+            0) {
             probe_result(rt, s, 0);
             return;
         }
     }
     int rc = tg_app_probe_step(&in->probe, t);
-    if (rc != 0)
-        probe_result(rt, s, rc > 0);
+    if (rc != 0) probe_result(rt, s, rc > 0);
 }
 
 static void tick_inst(app_rt_t *rt, int s, double t)
@@ -546,8 +545,7 @@ static void tick_inst(app_rt_t *rt, int s, double t)
     tg_app_t *a = rt->conf;
     switch (in->state) {
     case TG_APP_FREE:
-        if (in->wanted && !rt->removed)
-            spawn(rt, s);
+        if (in->wanted && !rt->removed) spawn(rt, s);
         break;
     case TG_APP_CRASHED:
         if (!in->wanted || rt->removed)
@@ -562,8 +560,7 @@ static void tick_inst(app_rt_t *rt, int s, double t)
             tg_app_probe_stop(&in->probe);
             signal_inst(in, SIGKILL);
             in->killed = in->not_ready = 1;
-            if (s == rt->roll_new)
-                rt->roll_failed = 1;
+            if (s == rt->roll_new) rt->roll_failed = 1;
             set_state(rt, s, TG_APP_STOPPING);
             break;
         }
@@ -576,6 +573,7 @@ static void tick_inst(app_rt_t *rt, int s, double t)
             in->next_rss = t + 1.0;
             int64_t rss = read_rss(in->pid);
             atomic_store(&slot_of(rt, s)->rss, rss);
+            atomic_store(&slot_of(rt, s)->cpu_ms, read_cpu_ms(in->pid));
             if (a->max_memory && rss > a->max_memory && !rt->roll) {
                 tg_log(TG_LOG_WARN, "app %s#%d: RSS %lld bytes above max_memory %lld: replaced",
                        rt->name, s, (long long)rss, (long long)a->max_memory);
@@ -606,8 +604,7 @@ void tg_app_tick(void)
     for (app_rt_t **pp = &apps; *pp;) {
         app_rt_t *rt = *pp;
         for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
-            if (rt->inst[s].log_fd >= 0)
-                read_output(rt, s, 0);
+            if (rt->inst[s].log_fd >= 0) read_output(rt, s, 0);
             tick_inst(rt, s, t);
         }
         if (rt->roll && !rt->removed)
@@ -620,8 +617,7 @@ void tg_app_tick(void)
         if (rt->removed && !alive) {
             tg_log(TG_LOG_INFO, "app %s: stopped and removed", rt->name);
             *pp = rt->next;
-            if (rt->log_fd >= 0)
-                close(rt->log_fd);
+            if (rt->log_fd >= 0) close(rt->log_fd);
             free(rt->shm_copy);
             free(rt);
             continue;
@@ -635,8 +631,7 @@ int tg_app_reaped(pid_t pid, int status)
     for (app_rt_t *rt = apps; rt; rt = rt->next)
         for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
             inst_t *in = &rt->inst[s];
-            if (in->pid != pid)
-                continue;
+            if (in->pid != pid) continue;
             read_output(rt, s, 1);
             in->pid = 0;
             atomic_store(&slot_of(rt, s)->pid, 0);
@@ -649,8 +644,8 @@ int tg_app_reaped(pid_t pid, int status)
                 snprintf(how, sizeof(how), "with code %d", WEXITSTATUS(status));
             int rolling_new = s == rt->roll_new && rt->roll;
             if (in->state == TG_APP_STOPPING && !rolling_new && !in->not_ready) {
-                tg_log(TG_LOG_INFO, "app %s#%d: pid %d stopped (exited %s)", rt->name, s,
-                       (int)pid, how);
+                tg_log(TG_LOG_INFO, "app %s#%d: pid %d stopped (exited %s)", rt->name, s, (int)pid,
+                       how);
                 set_state(rt, s, in->wanted && !rt->removed ? TG_APP_CRASHED : TG_APP_FREE);
                 in->restart_at = 0;
                 return 1;
@@ -660,12 +655,11 @@ int tg_app_reaped(pid_t pid, int status)
                 in->wanted = 0;
             }
             double t = now_sec();
-            if (t - in->started > LIFE_RESETS_BACKOFF)
-                in->crashes = 0;
-            int again = in->wanted && !rt->removed &&
-                        (rt->conf->restart == TG_APP_RESTART_ALWAYS ||
-                         (rt->conf->restart == TG_APP_RESTART_ON_FAILURE &&
-                          (failed || in->not_ready)));
+            if (t - in->started > LIFE_RESETS_BACKOFF) in->crashes = 0;
+            int again =
+                in->wanted && !rt->removed &&
+                (rt->conf->restart == TG_APP_RESTART_ALWAYS ||
+                 (rt->conf->restart == TG_APP_RESTART_ON_FAILURE && (failed || in->not_ready)));
             if (!again) {
                 tg_log(failed ? TG_LOG_WARN : TG_LOG_INFO, "app %s#%d: pid %d exited %s", rt->name,
                        s, (int)pid, how);
@@ -689,8 +683,7 @@ int tg_app_reaped(pid_t pid, int status)
 static app_rt_t *rt_find(tg_str_t name)
 {
     for (app_rt_t *rt = apps; rt; rt = rt->next)
-        if (strlen(rt->name) == name.len && memcmp(rt->name, name.p, name.len) == 0)
-            return rt;
+        if (strlen(rt->name) == name.len && memcmp(rt->name, name.p, name.len) == 0) return rt;
     return NULL;
 }
 
@@ -789,8 +782,7 @@ void tg_app_reload(tg_config_t *next, tg_config_t *prev)
         }
     }
     for (tg_app_t *a = next->apps; a; a = a->next)
-        if (rt_find(a->name) == NULL)
-            rt_create(a);
+        if (rt_find(a->name) == NULL) rt_create(a);
     (void)prev;
     tg_app_tick();
 }
@@ -806,10 +798,8 @@ void tg_app_wait(const sigset_t *set, int timeout_ms)
 {
     struct pollfd fds[1 + 2 * 64];
     int n = 0;
-    if (sigfd < 0)
-        sigfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sigfd >= 0)
-        fds[n++] = (struct pollfd){sigfd, POLLIN, 0};
+    if (sigfd < 0) sigfd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sigfd >= 0) fds[n++] = (struct pollfd){sigfd, POLLIN, 0};
     int busy = 0;
     for (app_rt_t *rt = apps; rt; rt = rt->next)
         for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
@@ -827,8 +817,7 @@ void tg_app_wait(const sigset_t *set, int timeout_ms)
 
 void tg_app_stop_all(void)
 {
-    if (apps == NULL)
-        return;
+    if (apps == NULL) return;
     double grace = 0;
     for (app_rt_t *rt = apps; rt; rt = rt->next) {
         rt->removed = 1;
@@ -841,8 +830,7 @@ void tg_app_stop_all(void)
             grace = (double)rt->conf->stop_timeout / 1000.0;
         for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
             rt->inst[s].wanted = 0;
-            if (rt->inst[s].pid > 0 && rt->inst[s].state != TG_APP_STOPPING)
-                stop_inst(rt, s);
+            if (rt->inst[s].pid > 0 && rt->inst[s].state != TG_APP_STOPPING) stop_inst(rt, s);
         }
     }
     tg_log(TG_LOG_INFO, "stopping the apps");
@@ -853,16 +841,14 @@ void tg_app_stop_all(void)
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
             tg_app_reaped(pid, status);
         tg_app_tick(); /* SIGKILL after stop_timeout; frees the apps that are done */
-        if (apps)
-            poll(NULL, 0, 20);
+        if (apps) poll(NULL, 0, 20);
     }
 }
 
 void tg_app_reopen_logs(void)
 {
     for (app_rt_t *rt = apps; rt; rt = rt->next)
-        if (rt->conf->log)
-            open_log(rt);
+        if (rt->conf->log) open_log(rt);
 }
 
 /* ---- commands (src/app_ctl.c) ------------------------------------------------- */
@@ -870,10 +856,8 @@ void tg_app_reopen_logs(void)
 int tg_app_restart(const char *name, int reply)
 {
     app_rt_t *rt = rt_find(tg_str_c(name));
-    if (rt == NULL || rt->removed)
-        return -1;
-    if (rt->roll)
-        return -2;
+    if (rt == NULL || rt->removed) return -1;
+    if (rt->roll) return -2;
     roll_all(rt, "restart-app");
     rt->roll_reply = reply;
     return 0;
@@ -882,17 +866,17 @@ int tg_app_restart(const char *name, int reply)
 void tg_app_status(FILE *f)
 {
     int64_t now = wall_ms();
-    fprintf(f, "%-16s %4s %8s %-10s %8s %10s %10s %8s\n", "app", "slot", "pid", "state",
-            "restarts", "rss", "uptime", "inflight");
+    fprintf(f, "%-16s %4s %8s %-10s %8s %10s %8s %10s %8s\n", "app", "slot", "pid", "state",
+            "restarts", "rss", "cpu", "uptime", "inflight");
     for (app_rt_t *rt = apps; rt; rt = rt->next)
         for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
             inst_t *in = &rt->inst[s];
             tg_app_slot_t *sl = slot_of(rt, s);
-            if (in->state == TG_APP_FREE && !in->wanted && sl->restarts == 0)
-                continue;
-            char rss[32] = "-", up[32] = "-";
+            if (in->state == TG_APP_FREE && !in->wanted && sl->restarts == 0) continue;
+            char rss[32] = "-", up[32] = "-", cpu[32] = "-";
             if (in->pid > 0) {
                 snprintf(rss, sizeof(rss), "%.1fM", (double)read_rss(in->pid) / 1048576.0);
+                snprintf(cpu, sizeof(cpu), "%.1fs", (double)read_cpu_ms(in->pid) / 1000.0);
                 int64_t sec = (now - sl->started) / 1000;
                 if (sec >= 3600)
                     snprintf(up, sizeof(up), "%lldh%02lldm", (long long)sec / 3600,
@@ -901,8 +885,8 @@ void tg_app_status(FILE *f)
                     snprintf(up, sizeof(up), "%lldm%02llds", (long long)sec / 60,
                              (long long)sec % 60);
             }
-            fprintf(f, "%-16s %4d %8d %-10s %8d %10s %10s %8d\n", rt->name, s, (int)in->pid,
-                    tg_app_state_name(in->state), (int)sl->restarts, rss, up,
+            fprintf(f, "%-16s %4d %8d %-10s %8d %10s %8s %10s %8d\n", rt->name, s, (int)in->pid,
+                    tg_app_state_name(in->state), (int)sl->restarts, rss, cpu, up,
                     (int)atomic_load(&sl->gate.inflight));
         }
 }

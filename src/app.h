@@ -26,13 +26,13 @@
 #define TG_APP_MAX_ENV 128
 
 typedef enum {
-    TG_APP_FREE = 0,   /* no process */
-    TG_APP_STARTING,   /* running, not ready yet: no traffic */
-    TG_APP_READY,      /* gets traffic */
-    TG_APP_UNHEALTHY,  /* was ready, now fails its health check: no traffic */
-    TG_APP_DRAINING,   /* no new traffic, waiting for its requests in flight */
-    TG_APP_STOPPING,   /* SIGTERM sent, SIGKILL after stop_timeout */
-    TG_APP_CRASHED     /* exited; restarted after the backoff delay */
+    TG_APP_FREE = 0,  /* no process */
+    TG_APP_STARTING,  /* running, not ready yet: no traffic */
+    TG_APP_READY,     /* gets traffic */
+    TG_APP_UNHEALTHY, /* was ready, now fails its health check: no traffic */
+    TG_APP_DRAINING,  /* no new traffic, waiting for its requests in flight */
+    TG_APP_STOPPING,  /* SIGTERM sent, SIGKILL after stop_timeout */
+    TG_APP_CRASHED    /* exited; restarted after the backoff delay */
 } tg_app_state_t;
 
 /* "stopped", "starting", "ready", ... */
@@ -43,7 +43,11 @@ static inline const char *tg_app_state_name(int state)
     return state >= 0 && state <= TG_APP_CRASHED ? names[state] : "?";
 }
 
-typedef enum { TG_APP_RESTART_ALWAYS = 0, TG_APP_RESTART_ON_FAILURE, TG_APP_RESTART_NO } tg_app_restart_t;
+typedef enum {
+    TG_APP_RESTART_ALWAYS = 0,
+    TG_APP_RESTART_ON_FAILURE,
+    TG_APP_RESTART_NO
+} tg_app_restart_t;
 
 /* One instance slot in shared memory: the master writes, workers read. */
 typedef struct {
@@ -53,6 +57,7 @@ typedef struct {
     _Atomic int32_t restarts; /* unplanned restarts of this slot (crashes, memory) */
     _Atomic int64_t started;  /* wall clock, ms, of the current process's start */
     _Atomic int64_t rss;      /* bytes, sampled by the master every second */
+    _Atomic int64_t cpu_ms;   /* user + system CPU time of the process, sampled likewise */
 } tg_app_slot_t;
 
 typedef struct {
@@ -64,14 +69,14 @@ typedef struct {
 /* An app block (config arena). */
 typedef struct tg_app_s {
     tg_str_t name;
-    const char *command; /* run as `/bin/sh -c "exec COMMAND"` */
-    const char *cwd;     /* NULL: the master's */
+    const char *command;             /* run as `/bin/sh -c "exec COMMAND"` */
+    const char *cwd;                 /* NULL: the master's */
     const char *env[TG_APP_MAX_ENV]; /* "KEY=VALUE": env_file's first, then env's */
     int nenv;
     tg_user_t user; /* default: the workers' `user`; name NULL: the master's credentials */
     const tg_user_t *workers_user; /* whose workers connect to its unix sockets */
-    int instances;  /* >= 1 */
-    int unix_listen; /* 1: slots are unix sockets, path_tpl with %i */
+    int instances;                 /* >= 1 */
+    int unix_listen;               /* 1: slots are unix sockets, path_tpl with %i */
     const char *path_tpl;
     struct sockaddr_storage base; /* TCP: the address of slot 0, slot i on port + i */
     socklen_t base_len;
@@ -79,12 +84,12 @@ typedef struct tg_app_s {
     int64_t max_memory; /* RSS bytes, 0: no limit */
     tg_app_restart_t restart;
     tg_msec_t backoff_min, backoff_max;
-    const char *log;            /* NULL: the instances write to the master's stdout/stderr */
-    tg_health_conf_t health;    /* enabled 0: ready once the address accepts a connection */
-    uint64_t hash;              /* of the block's app directives: a reload with another one
-                                 * restarts the app (rolling) */
-    tg_upstream_t *upstream;    /* the upstream of the same name */
-    tg_app_shm_t *shm;          /* its zone */
+    const char *log;         /* NULL: the instances write to the master's stdout/stderr */
+    tg_health_conf_t health; /* enabled 0: ready once the address accepts a connection */
+    uint64_t hash;           /* of the block's app directives: a reload with another one
+                              * restarts the app (rolling) */
+    tg_upstream_t *upstream; /* the upstream of the same name */
+    tg_app_shm_t *shm;       /* its zone */
     const char *file;
     int line;
     struct tg_app_s *next;

@@ -42,17 +42,14 @@ static const char *set_command(tg_conf_t *cf, const tg_directive_t *d, void *con
 {
     (void)d;
     tg_app_t *a = app_of(conf);
-    if (a->command)
-        return "\"command\" directive is duplicate";
+    if (a->command) return "\"command\" directive is duplicate";
     fold(a, cf);
     /* several words are joined: command node server.js; */
     const char *s = tg_arena_strdup(cf->arena, tg_conf_arg(cf, 1));
     for (int i = 2; s && i <= cf->nargs; i++)
         s = tg_arena_printf(cf->arena, "%s %s", s, tg_conf_arg(cf, i).p);
-    if (s == NULL)
-        return "out of memory";
-    if (*s == '\0')
-        return "empty \"command\"";
+    if (s == NULL) return "out of memory";
+    if (*s == '\0') return "empty \"command\"";
     a->command = s;
     return NULL;
 }
@@ -70,11 +67,9 @@ static const char *set_cwd(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 
 static int env_name_ok(const char *p, size_t n)
 {
-    if (n == 0 || isdigit((unsigned char)p[0]))
-        return 0;
+    if (n == 0 || isdigit((unsigned char)p[0])) return 0;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)p[i]) && p[i] != '_')
-            return 0;
+        if (!isalnum((unsigned char)p[i]) && p[i] != '_') return 0;
     return 1;
 }
 
@@ -99,8 +94,7 @@ static const char *set_env(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     fold(a, cf);
     for (int i = 1; i <= cf->nargs; i++) {
         const char *err = env_add(cf, a, tg_conf_arg(cf, i).p, tg_conf_arg(cf, i).len);
-        if (err)
-            return err;
+        if (err) return err;
     }
     return NULL;
 }
@@ -125,10 +119,8 @@ static const char *set_env_file(tg_conf_t *cf, const tg_directive_t *d, void *co
         a->hash = (a->hash ^ tg_hash64(line, (size_t)(end - line))) * 0x100000001b3ULL;
         while (*p == ' ' || *p == '\t')
             p++;
-        if (*p == '\0' || *p == '#')
-            continue;
-        if (strncmp(p, "export ", 7) == 0)
-            p += 7;
+        if (*p == '\0' || *p == '#') continue;
+        if (strncmp(p, "export ", 7) == 0) p += 7;
         char *eq = strchr(p, '=');
         if (eq == NULL || !env_name_ok(p, (size_t)(eq - p))) {
             err = tg_conf_errf(cf, "env_file \"%s\" line %d: expected KEY=VALUE", path, n);
@@ -167,8 +159,7 @@ static const char *set_instances(tg_conf_t *cf, const tg_directive_t *d, void *c
     if (tg_str_eq_lit(v, "auto")) {
         cpu_set_t set;
         n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-        if (n > TG_APP_MAX_INSTANCES)
-            n = TG_APP_MAX_INSTANCES;
+        if (n > TG_APP_MAX_INSTANCES) n = TG_APP_MAX_INSTANCES;
     } else if (tg_parse_int(v, &n) != 0 || n < 1 || n > TG_APP_MAX_INSTANCES) {
         return tg_conf_errf(cf, "invalid \"instances\" \"%.*s\", expected 1..%d or auto",
                             TG_STR_FMT(v), TG_APP_MAX_INSTANCES);
@@ -189,21 +180,21 @@ static const char *set_listen(tg_conf_t *cf, const tg_directive_t *d, void *conf
         const char *tpl = tg_conf_path(cf, (tg_str_t){v.p + 5, v.len - 5});
         const char *i = strstr(tpl, "%i");
         if (i == NULL || strstr(i + 2, "%i") || strchr(tpl, '%') != i)
-            return tg_conf_errf(cf, "\"listen %.*s\": a unix socket path needs one \"%%i\" (the "
-                                    "instance) and no other \"%%\"",
+            return tg_conf_errf(cf,
+                                "\"listen %.*s\": a unix socket path needs one \"%%i\" (the "
+                                "instance) and no other \"%%\"",
                                 TG_STR_FMT(v));
         if (strlen(tpl) + 2 >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return tg_conf_errf(cf, "\"listen %.*s\": the socket path is too long",
-                                TG_STR_FMT(v));
+            return tg_conf_errf(cf, "\"listen %.*s\": the socket path is too long", TG_STR_FMT(v));
         a->unix_listen = 1;
         a->path_tpl = tpl;
         return NULL;
     }
-    if (v.len > 3 && memcmp(v.p + v.len - 3, "+%i", 3) == 0)
-        v.len -= 3;
+    if (v.len > 3 && memcmp(v.p + v.len - 3, "+%i", 3) == 0) v.len -= 3;
     if (memchr(v.p, ':', v.len) == NULL || tg_parse_addr(v, &a->base, &a->base_len, 0) != 0)
-        return tg_conf_errf(cf, "invalid \"listen\" \"%.*s\", expected HOST:PORT or "
-                                "unix:PATH-%%i.sock",
+        return tg_conf_errf(cf,
+                            "invalid \"listen\" \"%.*s\", expected HOST:PORT or "
+                            "unix:PATH-%%i.sock",
                             TG_STR_FMT(tg_conf_arg(cf, 1)));
     a->unix_listen = 0;
     return NULL;
@@ -289,8 +280,9 @@ static const char *set_backoff(tg_conf_t *cf, const tg_directive_t *d, void *con
     }
     if (tg_parse_msec(lo, &a->backoff_min) != 0 || tg_parse_msec(hi, &a->backoff_max) != 0 ||
         a->backoff_min <= 0 || a->backoff_max < a->backoff_min)
-        return tg_conf_errf(cf, "invalid \"restart_backoff\" \"%.*s\", expected MIN..MAX such "
-                                "as 1s..60s",
+        return tg_conf_errf(cf,
+                            "invalid \"restart_backoff\" \"%.*s\", expected MIN..MAX such "
+                            "as 1s..60s",
                             TG_STR_FMT(v));
     return NULL;
 }
@@ -335,8 +327,8 @@ void tg_app_slot_addr(const tg_app_t *a, int i, struct sockaddr_storage *ss, soc
     else
         sin6->sin6_port = htons((uint16_t)(ntohs(sin6->sin6_port) + i));
     if (path)
-        snprintf(path, size, "%d", ntohs(ss->ss_family == AF_INET ? sin->sin_port
-                                                                  : sin6->sin6_port));
+        snprintf(path, size, "%d",
+                 ntohs(ss->ss_family == AF_INET ? sin->sin_port : sin6->sin6_port));
 }
 
 /* The end of the block: required directives, defaults, the shared zone and
@@ -348,21 +340,19 @@ static const char *app_finish(tg_conf_t *cf, tg_app_t *a)
         return tg_conf_errf(cf, "app \"%.*s\" has no \"command\"", TG_STR_FMT(a->name));
     if (a->path_tpl == NULL && a->base_len == 0)
         return tg_conf_errf(cf, "app \"%.*s\" has no \"listen\"", TG_STR_FMT(a->name));
-    if (a->instances == 0)
-        a->instances = 1;
+    if (a->instances == 0) a->instances = 1;
     if (!a->unix_listen) {
-        int port = ntohs(a->base.ss_family == AF_INET
-                             ? ((struct sockaddr_in *)&a->base)->sin_port
-                             : ((struct sockaddr_in6 *)&a->base)->sin6_port);
+        int port =
+            ntohs(a->base.ss_family == AF_INET ? ((struct sockaddr_in *)&a->base)->sin_port
+                                               : ((struct sockaddr_in6 *)&a->base)->sin6_port);
         if (port == 0 || port + a->instances > 65535)
-            return tg_conf_errf(cf, "app \"%.*s\": ports %d..%d (instances and the spare) are "
-                                    "out of range",
+            return tg_conf_errf(cf,
+                                "app \"%.*s\": ports %d..%d (instances and the spare) are "
+                                "out of range",
                                 TG_STR_FMT(a->name), port, port + a->instances);
     }
-    if (a->ready_timeout == 0)
-        a->ready_timeout = 30000;
-    if (a->stop_timeout == 0)
-        a->stop_timeout = 10000;
+    if (a->ready_timeout == 0) a->ready_timeout = 30000;
+    if (a->stop_timeout == 0) a->stop_timeout = 10000;
     if (a->backoff_min == 0) {
         a->backoff_min = 1000;
         a->backoff_max = 60000;
@@ -371,8 +361,7 @@ static const char *app_finish(tg_conf_t *cf, tg_app_t *a)
     snprintf(zname, sizeof(zname), "app:%.*s", TG_STR_FMT(a->name));
     tg_shm_zone_t *z;
     const char *err = tg_shm_zone_add(cf, tg_str_c(zname), sizeof(tg_app_shm_t), "app", &z);
-    if (err)
-        return err;
+    if (err) return err;
     a->shm = z->data;
     u->npeers = a->instances + 1;
     for (int i = 0; i < u->npeers; i++) {
@@ -380,9 +369,8 @@ static const char *app_finish(tg_conf_t *cf, tg_app_t *a)
         char name[128];
         memset(p, 0, sizeof(*p));
         tg_app_slot_addr(a, i, &p->addr, &p->addrlen, name, sizeof(name));
-        p->name = tg_arena_str(cf->arena,
-                               tg_str_c(tg_arena_printf(cf->arena, "%.*s#%d", TG_STR_FMT(a->name),
-                                                        i)));
+        p->name = tg_arena_str(
+            cf->arena, tg_str_c(tg_arena_printf(cf->arena, "%.*s#%d", TG_STR_FMT(a->name), i)));
         p->weight = 1;
         p->max_fails = 0; /* the supervisor decides who gets traffic */
         p->fail_timeout = 10000;
@@ -403,14 +391,14 @@ static const char *set_app_block(tg_conf_t *cf, const tg_directive_t *d, void *c
         ok &= isalnum((unsigned char)name.p[i]) || name.p[i] == '_' || name.p[i] == '-' ||
               name.p[i] == '.';
     if (!ok)
-        return tg_conf_errf(cf, "invalid app name \"%.*s\", expected letters, digits, _ - or . "
-                                "(at most 63)",
+        return tg_conf_errf(cf,
+                            "invalid app name \"%.*s\", expected letters, digits, _ - or . "
+                            "(at most 63)",
                             TG_STR_FMT(name));
     const char *err = NULL;
     tg_upstream_t *u = tg_upstream_define(cf, name, &err);
     tg_app_t *a = tg_arena_alloc(cf->arena, sizeof(*a));
-    if (u == NULL || a == NULL)
-        return u ? "out of memory" : err;
+    if (u == NULL || a == NULL) return u ? "out of memory" : err;
     memset(a, 0, sizeof(*a));
     a->name = u->name;
     a->upstream = u;
@@ -462,8 +450,7 @@ static const char *app_init_conf(tg_conf_t *cf, void *main_conf)
     (void)main_conf;
     tg_main_conf_t *m = cf->config->main;
     for (tg_app_t *a = cf->config->apps; a; a = a->next) {
-        if (a->user.name == NULL)
-            a->user = m->user;
+        if (a->user.name == NULL) a->user = m->user;
         a->workers_user = &m->user;
     }
     return NULL;

@@ -48,15 +48,12 @@ void tg_app_ctl_reply(const char *fmt, ...)
 
 void tg_app_ctl_handle(tg_config_t *c)
 {
-    if (c->main->pid_file == NULL)
-        return;
+    if (c->main->pid_file == NULL) return;
     char path[4200], cmd[512] = "";
     snprintf(path, sizeof(path), "%s.ctl", c->main->pid_file);
     FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    if (fgets(cmd, sizeof(cmd), f) == NULL)
-        cmd[0] = '\0';
+    if (f == NULL) return;
+    if (fgets(cmd, sizeof(cmd), f) == NULL) cmd[0] = '\0';
     fclose(f);
     unlink(path);
     snprintf(reply_path, sizeof(reply_path), "%s.ctl.out", c->main->pid_file);
@@ -65,8 +62,7 @@ void tg_app_ctl_handle(tg_config_t *c)
         char *text = NULL;
         size_t len = 0;
         FILE *mem = open_memstream(&text, &len);
-        if (mem == NULL)
-            return;
+        if (mem == NULL) return;
         tg_app_status(mem);
         fclose(mem);
         write_reply(text);
@@ -89,8 +85,7 @@ void tg_app_ctl_handle(tg_config_t *c)
  * and its predecessor drains and stops (stop_timeout twice at most). */
 static int wait_ms(tg_config_t *c, const char *cmd, const char *arg)
 {
-    if (strcmp(cmd, "status") == 0)
-        return 5000;
+    if (strcmp(cmd, "status") == 0) return 5000;
     for (tg_app_t *a = c->apps; a; a = a->next)
         if (arg && tg_str_eq(a->name, tg_str_c(arg)))
             return (int)((a->ready_timeout + 2 * a->stop_timeout + 1000) * a->instances + 10000);
@@ -101,8 +96,7 @@ int tg_app_ctl_send(tg_config_t *c, const char *cmd, const char *arg)
 {
     const char *pid_file = c->main->pid_file;
     if (pid_file == NULL) {
-        fprintf(stderr, "tollgate: %s has no \"pid\" directive: cannot find the master\n",
-                c->file);
+        fprintf(stderr, "tollgate: %s has no \"pid\" directive: cannot find the master\n", c->file);
         return 1;
     }
     FILE *f = fopen(pid_file, "r");
@@ -110,8 +104,7 @@ int tg_app_ctl_send(tg_config_t *c, const char *cmd, const char *arg)
     if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
         fprintf(stderr, "tollgate: cannot read the pid file %s: %s\n", pid_file,
                 f ? "bad content" : strerror(errno));
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         return 1;
     }
     fclose(f);

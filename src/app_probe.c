@@ -16,8 +16,7 @@ int tg_app_probe_start(tg_app_probe_t *p, const struct sockaddr_storage *ss, soc
                        const tg_str_t *path, double deadline)
 {
     p->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->fd < 0)
-        return -1;
+    if (p->fd < 0) return -1;
     p->phase = 0;
     p->deadline = deadline;
     p->get = path != NULL;
@@ -41,15 +40,13 @@ int tg_app_probe_start(tg_app_probe_t *p, const struct sockaddr_storage *ss, soc
 
 short tg_app_probe_events(const tg_app_probe_t *p)
 {
-    if (p->fd < 0)
-        return 0;
+    if (p->fd < 0) return 0;
     return p->phase == 2 ? POLLIN : POLLOUT;
 }
 
 void tg_app_probe_stop(tg_app_probe_t *p)
 {
-    if (p->fd >= 0)
-        close(p->fd);
+    if (p->fd >= 0) close(p->fd);
     p->fd = -1;
 }
 
@@ -61,37 +58,28 @@ static int finish(tg_app_probe_t *p, int rc)
 
 int tg_app_probe_step(tg_app_probe_t *p, double now)
 {
-    if (p->fd < 0)
-        return -1;
+    if (p->fd < 0) return -1;
     for (;;) {
         struct pollfd pfd = {p->fd, tg_app_probe_events(p), 0};
-        if (poll(&pfd, 1, 0) < 0)
-            return finish(p, -1);
-        if (pfd.revents == 0)
-            return now > p->deadline ? finish(p, -1) : 0;
+        if (poll(&pfd, 1, 0) < 0) return finish(p, -1);
+        if (pfd.revents == 0) return now > p->deadline ? finish(p, -1) : 0;
         if (p->phase == 0) {
             int err = 0;
             socklen_t elen = sizeof(err);
             if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
                 return finish(p, -1);
-            if (!p->get)
-                return finish(p, 1);
+            if (!p->get) return finish(p, 1);
             p->phase = 1;
         } else if (p->phase == 1) {
             ssize_t n = send(p->fd, p->req + p->sent, p->req_len - p->sent, MSG_NOSIGNAL);
-            if (n < 0 && errno != EAGAIN)
-                return finish(p, -1);
-            if (n > 0 && (p->sent += (size_t)n) == p->req_len)
-                p->phase = 2;
+            if (n < 0 && errno != EAGAIN) return finish(p, -1);
+            if (n > 0 && (p->sent += (size_t)n) == p->req_len) p->phase = 2;
         } else {
             ssize_t n = recv(p->fd, p->resp + p->got, sizeof(p->resp) - p->got, 0);
-            if (n < 0 && errno == EAGAIN)
-                continue;
-            if (n <= 0)
-                return finish(p, -1);
+            if (n < 0 && errno == EAGAIN) continue;
+            if (n <= 0) return finish(p, -1);
             p->got += (size_t)n;
-            if (p->got < 12)
-                continue;
+            if (p->got < 12) continue;
             /* "HTTP/1.1 200" */
             int ok = memcmp(p->resp, "HTTP/1.", 7) == 0 && p->resp[8] == ' ' && p->resp[9] == '2';
             return finish(p, ok ? 1 : -1);

@@ -85,9 +85,11 @@ CONF
     is_deeply([sort map { $_->{pid} } @$inst], [sort { $a <=> $b } @p], 'with their pids');
     is_deeply([map { $_->{state} } @$inst], ['ready', 'ready'], 'ready');
     cmp_ok($inst->[0]{rss}, '>', 1 << 20, 'RSS');
-    ok(defined $inst->[0]{uptime} && defined $inst->[0]{restarts}, 'uptime, restarts');
+    ok(defined $inst->[0]{uptime} && defined $inst->[0]{restarts} && defined $inst->[0]{cpu},
+       'uptime, restarts, CPU');
     my $prom = $tg->http(GET => '/apps?format=prometheus')->{body};
     like($prom, qr/^tollgate_app_instance_ready\{app="demo",slot="0"\} 1$/m, 'Prometheus');
+    like($prom, qr/^tollgate_app_instance_cpu_seconds_total\{app="demo",slot="0"\} \d/m, 'CPU');
     like($prom, qr/^tollgate_app_instance_state\{app="demo",slot="1",state="ready"\} 1$/m,
          'state as a label');
     if (`sh -c 'command -v promtool'`) {
