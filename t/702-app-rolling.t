@@ -155,6 +155,22 @@ subtest 'a request in flight finishes before its instance stops' => sub {
     like($resp, qr{^HTTP/1\.1 200}, 'the slow request got its answer');
 };
 
+subtest 'reload: more instances start, fewer drain, a removed app stops' => sub {
+    my $one = $conf =~ s/instances 4/instances 1/r =~ s/%%VERSION%%/v1/r;
+    my $tg = tg_start($one, files => { 'app.js' => $app_js },
+                      errors_ok => [qr/no live upstream server/]);
+    ok(all_ready($tg, 1), 'one instance');
+    $tg->reload($one =~ s/instances 1/instances 3/r);
+    ok(all_ready($tg, 3), 'three after a reload with instances 3');
+    my $off = $tg->reload($one =~ s/instances 1/instances 2/r);
+    ok(all_ready($tg, 2), 'two after instances 2');
+    my @two = pids($tg);
+    $off = $tg->reload("server { listen %%PORT%%; location / { return 200 'no app'; } }");
+    ok($tg->wait_log(qr/app api: stopped and removed/, 15, $off), 'removed app stopped');
+    ok(wait_until(sub { !grep { kill 0, $_ } @two }, 5), 'its processes are gone');
+    is($tg->http(GET => '/')->{body}, 'no app', 'the new config serves');
+};
+
 subtest 'WebSockets: served while their instance drains, up to stop_timeout' => sub {
     tg_npm_setup();
     my $tg = tg_start(<<"CONF", errors_ok => [qr/no live upstream server/]);
