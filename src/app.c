@@ -86,7 +86,6 @@ typedef struct app_rt_s {
     int roll_new, roll_old; /* slots of the step under way, -1 */
     int roll_failed;
     int roll_reply; /* a `tollgate -s restart-app` waits for the end */
-    const char *roll_why;
     struct app_rt_s *next;
 } app_rt_t;
 
@@ -211,6 +210,7 @@ static void child_exec(tg_app_t *a, int s, int out_fd, pid_t master)
     socklen_t len;
     char addr[256], num[16];
     tg_app_slot_addr(a, s, &ss, &len, addr, sizeof(addr));
+    unsetenv("NOTIFY_SOCKET"); /* systemd's readiness is the master's to say */
     setenv("PORT", addr, 1);
     if (a->unix_listen) setenv("TOLLGATE_SOCKET", addr, 1);
     snprintf(num, sizeof(num), "%d", s);
@@ -385,7 +385,6 @@ static void roll_start(app_rt_t *rt, const int *queue, int n, const char *why)
     rt->roll_pos = 0;
     rt->roll_new = rt->roll_old = -1;
     rt->roll_failed = 0;
-    rt->roll_why = why;
     memcpy(rt->roll_queue, queue, (size_t)n * sizeof(int));
     tg_log(TG_LOG_INFO, "app %s: rolling restart of %d instance%s (%s)", rt->name, n,
            n == 1 ? "" : "s", why);
@@ -726,7 +725,7 @@ void tg_app_start(tg_config_t *c)
     tg_app_tick();
 }
 
-void tg_app_reload(tg_config_t *next, tg_config_t *prev)
+void tg_app_reload(tg_config_t *next)
 {
     for (app_rt_t *rt = apps; rt; rt = rt->next) {
         tg_app_t *a = NULL;
@@ -783,7 +782,6 @@ void tg_app_reload(tg_config_t *next, tg_config_t *prev)
     }
     for (tg_app_t *a = next->apps; a; a = a->next)
         if (rt_find(a->name) == NULL) rt_create(a);
-    (void)prev;
     tg_app_tick();
 }
 

@@ -13,8 +13,9 @@ typedef struct tg_config_s tg_config_t;
 void tg_app_start(tg_config_t *c);
 /* A reload: the apps of `next` take over the running processes of the same
  * name; a changed block is restarted rolling, a new one started, a removed
- * one drained and stopped. Call before `prev` is destroyed. */
-void tg_app_reload(tg_config_t *next, tg_config_t *prev);
+ * one drained and stopped. Call before the previous config is destroyed
+ * (the running apps still point into it). */
+void tg_app_reload(tg_config_t *next);
 /* 1 when any app is supervised (the master then waits in tg_app_wait). */
 int tg_app_any(void);
 /* Wait up to timeout_ms for one of the master's signals (`set`, blocked),

@@ -587,7 +587,7 @@ static void reload(void)
     nworkers = n;
     notify_pending = 1;
     tg_stats_master_loaded(current, n, 1);
-    tg_app_reload(current, prev);
+    tg_app_reload(current);
     /* the sockets `next` drops (fewer workers, a listener gone) are closed
      * here before the fork: new workers must not inherit them, or the
      * kernel keeps giving connections to a socket nobody accepts on (the
