@@ -755,29 +755,34 @@ void tg_app_reload(tg_config_t *next)
             continue;
         }
         uint64_t old_hash = rt->conf->hash;
-        int old_n = rt->conf->instances;
         rt_adopt(rt, a);
-        /* more instances: the next slots; fewer: the last ones drain */
-        int wanted = 0;
-        for (int s = 0; s < TG_APP_MAX_SLOTS; s++)
-            if (rt->inst[s].wanted && ++wanted > a->instances) {
-                rt->inst[s].wanted = 0;
-                if (rt->inst[s].pid > 0) {
-                    tg_app_probe_stop(&rt->inst[s].probe);
-                    set_state(rt, s, TG_APP_DRAINING);
-                }
+        /* fewer instances: the last ones drain; the others run the old
+         * settings, to replace when they changed; more: the next free slots,
+         * started with the new settings */
+        int wanted = 0, q[TG_APP_MAX_SLOTS], n = 0;
+        for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
+            if (!rt->inst[s].wanted) continue;
+            if (++wanted <= a->instances) {
+                q[n++] = s;
+                continue;
             }
-        for (int s = 0; s < nslots(rt) && wanted < a->instances; s++)
+            rt->inst[s].wanted = 0;
+            if (rt->inst[s].pid > 0) {
+                tg_app_probe_stop(&rt->inst[s].probe);
+                set_state(rt, s, TG_APP_DRAINING);
+            }
+        }
+        for (int s = 0; s < nslots(rt) && n < a->instances; s++)
             if (!rt->inst[s].wanted && rt->inst[s].state == TG_APP_FREE) {
                 rt->inst[s].wanted = 1;
-                wanted++;
+                n++;
             }
         if (old_hash != a->hash) {
             if (rt->roll)
                 rt->roll_pending = 1;
             else
-                roll_all(rt, old_n != a->instances ? "reload: block and instances changed"
-                                                   : "reload: block changed");
+                roll_start(rt, q, wanted < a->instances ? wanted : a->instances,
+                           "reload: block changed");
         }
     }
     for (tg_app_t *a = next->apps; a; a = a->next)

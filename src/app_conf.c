@@ -7,7 +7,8 @@
  *
  * Everything a process is started with goes into the app's hash, so a
  * reload that changes any of it (env_file contents too) restarts the app,
- * rolling, and a reload that changes nothing leaves its processes alone. */
+ * rolling, and a reload that changes nothing leaves its processes alone
+ * (`instances` is not in it: a new count starts or stops instances only). */
 #include <ctype.h>
 #include <errno.h>
 #include <sched.h>
@@ -153,7 +154,6 @@ static const char *set_instances(tg_conf_t *cf, const tg_directive_t *d, void *c
 {
     (void)d;
     tg_app_t *a = app_of(conf);
-    fold(a, cf);
     tg_str_t v = tg_conf_arg(cf, 1);
     int64_t n;
     if (tg_str_eq_lit(v, "auto")) {

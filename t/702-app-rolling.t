@@ -33,7 +33,7 @@ sub restart_app($tg, $name) {
 }
 sub all_ready($tg, $n) {
     return wait_until(sub { my @p = pids($tg); @p == $n && $tg->http(GET => '/')->{status} == 200 },
-                      20, 0.1);
+                      40, 0.1);
 }
 
 # The load client (t/upstream/loadclient.js) until the returned stop sub is
@@ -160,9 +160,13 @@ subtest 'reload: more instances start, fewer drain, a removed app stops' => sub 
     my $tg = tg_start($one, files => { 'app.js' => $app_js },
                       errors_ok => [qr/no live upstream server/]);
     ok(all_ready($tg, 1), 'one instance');
-    $tg->reload($one =~ s/instances 1/instances 3/r);
+    my @one = pids($tg);
+    my $off = $tg->reload($one =~ s/instances 1/instances 3/r);
     ok(all_ready($tg, 3), 'three after a reload with instances 3');
-    my $off = $tg->reload($one =~ s/instances 1/instances 2/r);
+    ok((grep { $_ == $one[0] } pids($tg)), 'the first one kept: only the count changed');
+    unlike(substr(slurp($tg->dir . '/error.log'), $off), qr/rolling restart/, 'no restart');
+    $off = $tg->reload($one =~ s/instances 1/instances 2/r);
+    ok($tg->wait_log(qr/app api#\d: pid \d+ stopped/, 20, $off), 'one drained and stopped');
     ok(all_ready($tg, 2), 'two after instances 2');
     my @two = pids($tg);
     $off = $tg->reload("server { listen %%PORT%%; location / { return 200 'no app'; } }");
