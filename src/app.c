@@ -77,8 +77,8 @@ typedef struct app_rt_s {
     inst_t inst[TG_APP_MAX_SLOTS];
     int log_fd; /* the app's log file, -1: the master's stdout/stderr */
     const char *log_path;
-    int removed;            /* gone from the config: stop everything, then forget it */
-    tg_app_shm_t *shm_copy; /* removed: its slots, kept after its config went */
+    int removed;         /* gone from the config: stop everything, then forget it */
+    struct kept_s *kept; /* removed: what it still needs of its config and zone */
     /* rolling restart */
     int roll;         /* under way */
     int roll_pending; /* another one asked for while one runs */
@@ -88,6 +88,13 @@ typedef struct app_rt_s {
     int roll_reply; /* a `tollgate -s restart-app` waits for the end */
     struct app_rt_s *next;
 } app_rt_t;
+
+/* A removed app outlives its config and zone: the settings its stop still
+ * reads, and its slots. */
+typedef struct kept_s {
+    tg_app_t conf;
+    tg_app_shm_t shm;
+} kept_t;
 
 static app_rt_t *apps;
 static int sigfd = -1;
@@ -617,7 +624,7 @@ void tg_app_tick(void)
             tg_log(TG_LOG_INFO, "app %s: stopped and removed", rt->name);
             *pp = rt->next;
             if (rt->log_fd >= 0) close(rt->log_fd);
-            free(rt->shm_copy);
+            free(rt->kept);
             free(rt);
             continue;
         }
@@ -725,33 +732,60 @@ void tg_app_start(tg_config_t *c)
     tg_app_tick();
 }
 
+/* The app is gone from the next config: drain and stop its instances. Its
+ * config and zone go with the previous config, so the stop runs on a copy
+ * that keeps only plain values (timeouts, restart policy); without memory
+ * for it the instances are killed at once. */
+static void rt_remove(app_rt_t *rt)
+{
+    tg_log(TG_LOG_INFO, "app %s: removed from the config, stopping it", rt->name);
+    rt->removed = 1;
+    rt->roll = 0;
+    if (rt->roll_reply) {
+        rt->roll_reply = 0;
+        tg_app_ctl_reply("error app %s was removed by a reload\n", rt->name);
+    }
+    kept_t *k = calloc(1, sizeof(*k));
+    for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
+        inst_t *in = &rt->inst[s];
+        in->wanted = 0;
+        tg_app_probe_stop(&in->probe);
+        if (k == NULL)
+            signal_inst(in, SIGKILL);
+        else if (in->pid > 0 && in->state != TG_APP_STOPPING)
+            set_state(rt, s, TG_APP_DRAINING);
+    }
+    if (k == NULL) {
+        /* tg_app_reload drops it: their exits are then the master's to log */
+        tg_log(TG_LOG_CRIT, "app %s: out of memory, its instances are killed", rt->name);
+        return;
+    }
+    k->conf.name = (tg_str_t){rt->name, strlen(rt->name)};
+    k->conf.instances = rt->conf->instances;
+    k->conf.stop_timeout = rt->conf->stop_timeout;
+    k->conf.ready_timeout = rt->conf->ready_timeout;
+    k->conf.backoff_min = rt->conf->backoff_min;
+    k->conf.backoff_max = rt->conf->backoff_max;
+    k->conf.restart = TG_APP_RESTART_NO;
+    k->conf.shm = &k->shm;
+    memcpy(&k->shm, rt->shm, sizeof(k->shm));
+    rt->kept = k;
+    rt->conf = &k->conf;
+    rt->shm = &k->shm;
+    rt->log_path = NULL; /* the log stays open for their last lines */
+}
+
 void tg_app_reload(tg_config_t *next)
 {
     for (app_rt_t *rt = apps; rt; rt = rt->next) {
+        if (rt->removed) continue; /* removed before, still stopping */
         tg_app_t *a = NULL;
         for (tg_app_t *x = next->apps; x; x = x->next)
             if (strlen(rt->name) == x->name.len && memcmp(rt->name, x->name.p, x->name.len) == 0)
                 a = x;
         if (a == NULL) {
             /* gone: no traffic from the new workers; stop after the old ones drain */
-            tg_log(TG_LOG_INFO, "app %s: removed from the config, stopping it", rt->name);
-            rt->removed = 1;
-            if (rt->roll_reply) {
-                rt->roll_reply = 0;
-                tg_app_ctl_reply("error app %s was removed by a reload\n", rt->name);
-            }
-            for (int s = 0; s < TG_APP_MAX_SLOTS; s++) {
-                rt->inst[s].wanted = 0;
-                if (rt->inst[s].pid > 0 && rt->inst[s].state != TG_APP_STOPPING) {
-                    tg_app_probe_stop(&rt->inst[s].probe);
-                    set_state(rt, s, TG_APP_DRAINING);
-                }
-            }
-            /* its config (and zone) goes with `prev`: keep a private copy of the slots */
-            if ((rt->shm_copy = malloc(sizeof(*rt->shm_copy))) != NULL) {
-                memcpy(rt->shm_copy, rt->shm, sizeof(*rt->shm_copy));
-                rt->shm = rt->shm_copy;
-            }
+            rt_remove(rt);
             continue;
         }
         uint64_t old_hash = rt->conf->hash;
@@ -783,6 +817,18 @@ void tg_app_reload(tg_config_t *next)
             else
                 roll_start(rt, q, wanted < a->instances ? wanted : a->instances,
                            "reload: block changed");
+        }
+    }
+    for (app_rt_t **pp = &apps; *pp;) { /* removed without memory to stop gracefully */
+        app_rt_t *rt = *pp;
+        if (rt->removed && rt->kept == NULL) {
+            *pp = rt->next;
+            if (rt->log_fd >= 0) close(rt->log_fd);
+            for (int s = 0; s < TG_APP_MAX_SLOTS; s++)
+                if (rt->inst[s].log_fd >= 0) close(rt->inst[s].log_fd);
+            free(rt);
+        } else {
+            pp = &rt->next;
         }
     }
     for (tg_app_t *a = next->apps; a; a = a->next)
