@@ -123,6 +123,27 @@ CONF
     cmp_ok(time - $t0, '>=', 1.5, 'only after the app listened');
 };
 
+subtest 'user: another user than the workers\' (root only)' => sub {
+    plan skip_all => 'needs root' if $> != 0;
+    my $uid = getpwnam('daemon') // return plan skip_all => 'no user daemon';
+    my %o = (errors_ok => [qr/no live upstream server/], files => { 'run/.keep' => '' });
+    my $tg = tg_start(<<"CONF", %o);
+app other {
+    command node $APP;
+    user daemon;
+    listen unix:%%DIR%%/run/other/o-%i.sock;
+}
+server { listen %%PORT%%; location / { proxy_pass other; } }
+CONF
+    my $r = get_ok($tg);
+    is(decode_json($r->{body})->{uid}, $uid, 'runs as daemon');
+    my @st = stat($tg->dir . '/run/other');
+    is($st[4], $uid, 'the socket directory was made for it');
+    my ($gid) = (getpwnam('nobody'))[3];
+    is((stat($tg->dir . '/run/other/o-0.sock'))[5], (getgrnam('nogroup'))[2] // $gid,
+       "its socket is given to the workers' group");
+};
+
 subtest 'TCP ports; kill -9 of the master: the instances exit' => sub {
     my $tg = tg_start(<<"CONF", no_log_check => 1);
 app tcp {
