@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 #include "app.h"
@@ -366,11 +367,19 @@ static const char *app_finish(tg_conf_t *cf, tg_app_t *a)
     u->npeers = a->instances + 1;
     for (int i = 0; i < u->npeers; i++) {
         tg_peer_t *p = &u->peers[i];
-        char name[128];
+        char path[128], host[64] = "";
         memset(p, 0, sizeof(*p));
-        tg_app_slot_addr(a, i, &p->addr, &p->addrlen, name, sizeof(name));
-        p->name = tg_arena_str(
-            cf->arena, tg_str_c(tg_arena_printf(cf->arena, "%.*s#%d", TG_STR_FMT(a->name), i)));
+        tg_app_slot_addr(a, i, &p->addr, &p->addrlen, path, sizeof(path));
+        /* named by its address, as any upstream server (logs, -T, stats) */
+        if (!a->unix_listen)
+            getnameinfo((struct sockaddr *)&p->addr, p->addrlen, host, sizeof(host), NULL, 0,
+                        NI_NUMERICHOST);
+        const char *name =
+            a->unix_listen ? tg_arena_printf(cf->arena, "unix:%s", path)
+            : p->addr.ss_family == AF_INET6 ? tg_arena_printf(cf->arena, "[%s]:%s", host, path)
+                                            : tg_arena_printf(cf->arena, "%s:%s", host, path);
+        if (name == NULL) return "out of memory";
+        p->name = tg_str_c(name);
         p->weight = 1;
         p->max_fails = 0; /* the supervisor decides who gets traffic */
         p->fail_timeout = 10000;
