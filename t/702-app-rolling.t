@@ -68,7 +68,7 @@ app api {
     instances 4;
     listen unix:%%DIR%%/sock/api-%i.sock;
     health_check path=/healthz interval=1s;
-    ready_timeout 5s;
+    ready_timeout 20s;
     stop_timeout 5s;
     env APP_VERSION=%%VERSION%%;
 }
