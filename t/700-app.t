@@ -73,6 +73,12 @@ CONF
     $tg->http(GET => '/print/afterreopen');
     ok(wait_until(sub { slurp($log) =~ /demo#\d: afterreopen/ }, 5), 'reopened on USR1');
 
+    my $c = $tg->conf_file;
+    my $out = `$BIN -c $c -s restart-app nosuch 2>&1`;
+    is($? >> 8, 1, 'restart-app of an unknown app fails');
+    like($out, qr/no app "nosuch"/, 'and says so');
+    `$BIN -c $c -s restart-app 2>&1`;
+    is($? >> 8, 2, 'restart-app needs a name');
     my $st = status($tg);
     is(scalar(() = $st =~ /^demo\s+\d\s+\d+\s+ready\s/mg), 2, 'status: two ready instances')
         or diag $st;
