@@ -73,6 +73,7 @@ typedef struct tg_app_s {
     const char *cwd;                 /* NULL: the master's */
     const char *env[TG_APP_MAX_ENV]; /* "KEY=VALUE": env_file's first, then env's */
     int nenv;
+    int nenv_file;  /* the first nenv_file of env[] come from env_file */
     tg_user_t user; /* default: the workers' `user`; name NULL: the master's credentials */
     const tg_user_t *workers_user; /* whose workers connect to its unix sockets */
     int instances;                 /* >= 1 */

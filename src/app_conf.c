@@ -75,7 +75,9 @@ static int env_name_ok(const char *p, size_t n)
     return 1;
 }
 
-static const char *env_add(tg_conf_t *cf, tg_app_t *a, const char *kv, size_t len)
+/* env_file's variables go before env's (a->nenv_file of them), so that
+ * env's win whichever directive comes first. */
+static const char *env_add(tg_conf_t *cf, tg_app_t *a, const char *kv, size_t len, int from_file)
 {
     const char *eq = memchr(kv, '=', len);
     if (eq == NULL || !env_name_ok(kv, (size_t)(eq - kv)))
@@ -83,8 +85,12 @@ static const char *env_add(tg_conf_t *cf, tg_app_t *a, const char *kv, size_t le
                             (int)len, kv);
     if (a->nenv == TG_APP_MAX_ENV)
         return tg_conf_errf(cf, "too many environment variables (at most %d)", TG_APP_MAX_ENV);
-    if ((a->env[a->nenv++] = tg_arena_strdup(cf->arena, (tg_str_t){kv, len})) == NULL)
-        return "out of memory";
+    const char *copy = tg_arena_strdup(cf->arena, (tg_str_t){kv, len});
+    if (copy == NULL) return "out of memory";
+    int at = from_file ? a->nenv_file++ : a->nenv;
+    memmove(&a->env[at + 1], &a->env[at], (size_t)(a->nenv - at) * sizeof(a->env[0]));
+    a->env[at] = copy;
+    a->nenv++;
     return NULL;
 }
 
@@ -95,7 +101,7 @@ static const char *set_env(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     tg_app_t *a = app_of(conf);
     fold(a, cf);
     for (int i = 1; i <= cf->nargs; i++) {
-        const char *err = env_add(cf, a, tg_conf_arg(cf, i).p, tg_conf_arg(cf, i).len);
+        const char *err = env_add(cf, a, tg_conf_arg(cf, i).p, tg_conf_arg(cf, i).len, 0);
         if (err) return err;
     }
     return NULL;
@@ -135,7 +141,7 @@ static const char *set_env_file(tg_conf_t *cf, const tg_directive_t *d, void *co
             vlen -= 2;
         }
         int k = snprintf(kv, sizeof(kv), "%.*s=%.*s", (int)(eq - p), p, (int)vlen, v);
-        err = env_add(cf, a, kv, (size_t)k);
+        err = env_add(cf, a, kv, (size_t)k, 1);
     }
     fclose(f);
     return err;
@@ -374,10 +380,10 @@ static const char *app_finish(tg_conf_t *cf, tg_app_t *a)
         if (!a->unix_listen)
             getnameinfo((struct sockaddr *)&p->addr, p->addrlen, host, sizeof(host), NULL, 0,
                         NI_NUMERICHOST);
-        const char *name =
-            a->unix_listen ? tg_arena_printf(cf->arena, "unix:%s", path)
-            : p->addr.ss_family == AF_INET6 ? tg_arena_printf(cf->arena, "[%s]:%s", host, path)
-                                            : tg_arena_printf(cf->arena, "%s:%s", host, path);
+        const char *name = a->unix_listen ? tg_arena_printf(cf->arena, "unix:%s", path)
+                           : p->addr.ss_family == AF_INET6
+                               ? tg_arena_printf(cf->arena, "[%s]:%s", host, path)
+                               : tg_arena_printf(cf->arena, "%s:%s", host, path);
         if (name == NULL) return "out of memory";
         p->name = tg_str_c(name);
         p->weight = 1;

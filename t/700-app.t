@@ -25,7 +25,7 @@ sub get_ok($tg, $path = '/') {
 }
 
 subtest 'two instances: env, env_file, user, log, status, stop' => sub {
-    my %o = (files => { 'app.env' => "# comment\nexport FROM_FILE=yes\nQUOTED=\"a b\"\n" },
+    my %o = (files => { 'app.env' => "# comment\nexport FROM_FILE=yes\nQUOTED=\"a b\"\nFROM_BOTH=file\n" },
              errors_ok => [qr/no live upstream server/]); # until ready
     my $tg = tg_start(<<"CONF", %o);
 app demo {
@@ -33,7 +33,7 @@ app demo {
     instances 2;
     listen unix:%%DIR%%/sock/demo-%i.sock;
     health_check path=/healthz interval=1s;
-    env GREETING=hello APP_VERSION=v1;
+    env GREETING=hello APP_VERSION=v1 FROM_BOTH=env;
     env_file %%DIR%%/app.env;
     cwd %%DIR%%;
     log %%DIR%%/demo.log;
@@ -59,6 +59,7 @@ CONF
     is($tg->http(GET => '/env/GREETING')->{body}, 'hello', 'env');
     is($tg->http(GET => '/env/FROM_FILE')->{body}, 'yes', 'env_file, export');
     is($tg->http(GET => '/env/QUOTED')->{body}, 'a b', 'env_file, quotes');
+    is($tg->http(GET => '/env/FROM_BOTH')->{body}, 'env', 'env wins over env_file, in any order');
     like($tg->http(GET => '/env/PORT')->{body}, qr{/sock/demo-[01]\.sock$}, 'PORT is the socket path');
     like($tg->http(GET => '/env/TOLLGATE_INSTANCE')->{body}, qr/^[01]$/, 'TOLLGATE_INSTANCE');
     is($tg->http(GET => '/env/TOLLGATE_APP')->{body}, 'demo', 'TOLLGATE_APP');
