@@ -11,6 +11,7 @@
  *
  * All state written here (current_weight, conns, fails, down_until, rr_seed)
  * is per worker, so nothing is locked. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "upstream.h"
@@ -89,7 +90,15 @@ static uint32_t next_random(tg_upstream_t *u)
 
 int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now)
 {
-    return !p->absent && !p->drained && !p->health_down && now >= p->down_until;
+    return !p->absent && !p->drained && !p->health_down && now >= p->down_until &&
+           (p->gate == NULL || atomic_load_explicit(&p->gate->open, memory_order_acquire));
+}
+
+void tg_balance_take(tg_peer_t *p)
+{
+    p->conns++;
+    if (p->gate)
+        atomic_fetch_add(&p->gate->inflight, 1);
 }
 
 tg_peer_gauge_t tg_balance_peer_gauge(const tg_peer_t *p, tg_msec_t now)
@@ -256,7 +265,7 @@ tg_peer_t *tg_balance_pick(tg_upstream_t *u, tg_str_t key, uint64_t *tried, tg_m
     }
 
     *tried |= 1ULL << (p - u->peers);
-    p->conns++;
+    tg_balance_take(p);
     return p;
 }
 
@@ -264,6 +273,7 @@ void tg_balance_done(tg_upstream_t *u, tg_peer_t *p, int failed, tg_msec_t now)
 {
     (void)u;
     if (p->conns > 0) p->conns--;
+    if (p->gate) atomic_fetch_sub(&p->gate->inflight, 1);
 
     /* Results that arrive while the peer is down come from attempts started
      * before it went down: they say nothing new, and counting them would

@@ -422,7 +422,7 @@ static void dispatch(tg_conf_t *cf, int open)
         tg_conf_error(cf, "invalid number of arguments in \"%s\" directive", name);
         goto skip;
     }
-    conf = scope == TG_SCOPE_UPSTREAM ? ctx : mconf ? mconf[mi] : NULL;
+    conf = (scope & TG_SCOPE_UPSTREAM) ? ctx : mconf ? mconf[mi] : NULL;
     pos = cf->src->p;
     msg = d->set ? d->set(cf, d, conf) : NULL;
     /* A block's set() moved into its scope and through its body; come back

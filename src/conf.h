@@ -20,6 +20,7 @@
 #define TG_SCOPE_SERVER 0x02
 #define TG_SCOPE_LOCATION 0x04
 #define TG_SCOPE_UPSTREAM 0x08
+#define TG_SCOPE_APP 0x10 /* inside `app NAME { }`, with TG_SCOPE_UPSTREAM (src/app_conf.c) */
 #define TG_SCOPE_HTTP (TG_SCOPE_MAIN | TG_SCOPE_SERVER | TG_SCOPE_LOCATION)
 
 /* Directive flags. */
@@ -39,11 +40,11 @@ typedef struct tg_directive_s {
     int min_args, max_args; /* counted without the name; max -1 = unlimited */
     /* Returns NULL on success, else an error message (static, or from
      * tg_conf_errf). `conf` is the owning module's config for the current
-     * scope (NULL for modules without create_conf); in an upstream block it
-     * is cf->ctx. A set() that reported its own errors with tg_conf_error
-     * returns NULL (the count already fails the parse). When a block
-     * directive's set() fails without calling tg_conf_parse_block, the
-     * parser skips the block body. cf->args are overwritten by statements
+     * scope (NULL for modules without create_conf); in an upstream block (and
+     * an app block, which is one too) it is cf->ctx. A set() that reported
+     * its own errors with tg_conf_error returns NULL (the count already
+     * fails the parse). When a block directive's set() fails without
+     * calling tg_conf_parse_block, the parser skips the block body. cf->args are overwritten by statements
      * inside a block, so read them before tg_conf_parse_block. */
     const char *(*set)(tg_conf_t *cf, const struct tg_directive_s *d, void *conf);
     size_t offset; /* field written by the stock setters */

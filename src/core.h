@@ -114,6 +114,7 @@ struct tg_config_s {
     tg_server_t **servers;
     int nservers;
     tg_upstream_t *upstreams;
+    struct tg_app_s *apps; /* app blocks (src/app_conf.c), run by the master (src/app.c) */
     struct tg_shm_zone_s *shm_zones; /* shared memory zones (src/shm.c), declaration order */
     int generation; /* 1 for the first load, +1 per reload */
     tg_stats_t *stats; /* the stats zone and slots (src/stats.h) */

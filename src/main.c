@@ -18,6 +18,7 @@
 #include "version.h"
 #include "upgrade.h"
 #include "shm.h"
+#include "app_run.h"
 
 
 static void usage(FILE *f)
@@ -32,7 +33,8 @@ static void usage(FILE *f)
                "            settings with their defaults) and exit\n"
                "  -d        run in the background\n"
                "  -s SIG    signal the running master: reload, stop (graceful), quit (fast),\n"
-               "            reopen (log files), upgrade (exec the binary as a new master)\n"
+               "            reopen (log files), upgrade (exec the binary as a new master),\n"
+               "            status (the apps' instances), restart-app NAME (rolling restart)\n"
                "  -s drain UPSTREAM SERVER, -s undrain UPSTREAM SERVER\n"
                "            drain a server (address or id) through the running gateway's admin\n"
                "            location, or undo it (credentials for admin_auth: TOLLGATE_ADMIN_AUTH)\n"
@@ -138,10 +140,13 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    /* -s drain UPSTREAM SERVER: a module's command takes arguments */
+    /* -s drain UPSTREAM SERVER, -s restart-app NAME: commands with arguments */
     int cmd_args = sig && !explain && !test && !daemon ? argc - optind : 0;
+    /* the apps' commands: status takes no argument, restart-app one */
+    int app_args = !sig ? -1 : strcmp(sig, "status") == 0 ? 0 : strcmp(sig, "restart-app") == 0 ? 1 : -1;
     if (explain ? argc - optind != 2 || test || sig || daemon
-                : optind + cmd_args != argc || nheaders || remote) {
+                : optind + cmd_args != argc || nheaders || remote ||
+                      (app_args >= 0 && cmd_args != app_args)) {
         usage(stderr);
         return 2;
     }
@@ -174,11 +179,15 @@ int main(int argc, char **argv)
     }
     if (sig) {
         int rc = -1;
-        for (int i = 0; i < tg_nmodules && rc < 0; i++)
+        if (app_args >= 0)
+            rc = tg_app_ctl_send(c, sig, app_args ? argv[optind] : NULL);
+        for (int i = 0; i < tg_nmodules && rc < 0 && app_args < 0; i++)
             if (tg_modules[i]->command)
                 rc = tg_modules[i]->command(c, sig, cmd_args, argv + optind);
-        if (rc < 0)
+        if (rc < 0 && app_args < 0)
             rc = cmd_args ? (usage(stderr), 2) : send_signal(c, sig);
+        if (rc < 0)
+            rc = 1;
         tg_config_destroy(c);
         return rc;
     }

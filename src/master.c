@@ -11,7 +11,11 @@
  *         master stops gracefully, handing systemd's MAINPID over. If it
  *         exits before, this one keeps serving and takes its pid file back.
  *   CHLD  a worker of the current generation that died is respawned, after
- *         a delay that grows while it keeps crashing.
+ *         a delay that grows while it keeps crashing; an app instance that
+ *         exited goes to the app supervisor (app.c)
+ *   WINCH a command from `tollgate -s status|restart-app` (app_ctl.c)
+ * With app blocks it also supervises the Node processes (src/app.c): it
+ * then waits in poll (tg_app_wait) rather than sigtimedwait alone.
  * Started as root, it stays root (listeners, keys, reopening logs) and each
  * worker switches to the `user` (default nobody) right after fork; the log
  * files workers append to are given to that user first.
@@ -42,6 +46,7 @@
 #include "user.h"
 #include "upgrade.h"
 #include "log_syslog.h"
+#include "app_run.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -457,6 +462,8 @@ static void reap(void)
             upgrade_failed(status);
             continue;
         }
+        if (tg_app_reaped(pid, status))
+            continue;
         int slot = -1;
         for (int i = 0; i < nworkers; i++)
             if (slots[i].pid == pid)
@@ -580,6 +587,7 @@ static void reload(void)
     nworkers = n;
     notify_pending = 1;
     tg_stats_master_loaded(current, n, 1);
+    tg_app_reload(current);
     /* the sockets `next` drops (fewer workers, a listener gone) are closed
      * here before the fork: new workers must not inherit them, or the
      * kernel keeps giving connections to a socket nobody accepts on (the
@@ -628,6 +636,8 @@ static void stop_all(int sig, double grace)
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (tg_app_reaped(pid, status))
+                continue;
             for (int i = 0; i < nworkers; i++)
                 if (slots[i].pid == pid)
                     slots[i].pid = 0;
@@ -652,7 +662,7 @@ int tg_master_run(tg_config_t *config, const char *path)
     tg_log_set_slot(-1);
     sigset_t set;
     sigemptyset(&set);
-    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
+    int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaddset(&set, sigs[i]);
     sigprocmask(SIG_BLOCK, &set, NULL);
@@ -674,12 +684,17 @@ int tg_master_run(tg_config_t *config, const char *path)
     for (int i = 0; i < TG_MAX_WORKERS; i++)
         slots[i].ready_fd = -1;
     notify_pending = 1;
+    tg_app_start(current); /* first: they get traffic only once ready */
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
 
     for (;;) {
         struct timespec ts = {0, 100 * 1000 * 1000};
+        if (tg_app_any()) {
+            tg_app_wait(&set, 100);
+            ts.tv_nsec = 0;
+        }
         int sig = sigtimedwait(&set, NULL, &ts);
         switch (sig) {
         case SIGCHLD: reap(); break;
@@ -689,27 +704,33 @@ int tg_master_run(tg_config_t *config, const char *path)
             tg_log_open(current->main->error_log);
             give_files(current);
             signal_all(SIGUSR1);
+            tg_app_reopen_logs();
             tg_log(TG_LOG_INFO, "logs reopened");
             break;
+        case SIGWINCH: tg_app_ctl_handle(current); break;
         case SIGTERM:
             tg_log(TG_LOG_INFO, "graceful stop");
             sd_notify(0, "STOPPING=1\nSTATUS=graceful stop");
             stop_all(SIGTERM, (double)current->main->shutdown_timeout / 1000.0 + 5.0);
+            tg_app_stop_all(); /* after the workers: their requests in flight finished */
             goto done;
         case SIGINT:
         case SIGQUIT:
             tg_log(TG_LOG_INFO, "fast stop");
             sd_notify(0, "STOPPING=1\nSTATUS=fast stop");
             stop_all(SIGQUIT, 3.0);
+            tg_app_stop_all();
             goto done;
         default: break;
         }
         reap();
+        tg_app_tick();
         respawn_due();
         check_ready();
         if (upgrade_check()) {
             upgraded = 1;
             stop_all(SIGTERM, (double)current->main->shutdown_timeout / 1000.0 + 5.0);
+            tg_app_stop_all();
             goto done;
         }
     }

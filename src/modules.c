@@ -20,6 +20,7 @@
 #include "h2_conf.h"
 
 extern tg_module_t tg_upstream_dyn_module;
+extern tg_module_t tg_app_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_request_id_module;
@@ -37,9 +38,11 @@ extern tg_module_t tg_admin_module;
 extern tg_module_t tg_static_module;
 extern tg_module_t tg_rewrite_module;
 extern tg_module_t tg_map_module;
+extern tg_module_t tg_app_status_module;
 
 tg_module_t *const tg_modules[] = {
     &tg_core_module,
+    &tg_app_module, /* before the upstream module: an app block's own health_check, server */
     &tg_upstream_module, /* its init_conf resolves upstream references before the others run */
     &tg_upstream_dyn_module, /* after upstream: the resolve servers' shared records */
     &tg_health_module,
@@ -63,6 +66,7 @@ tg_module_t *const tg_modules[] = {
     &tg_admin_module, /* the runtime API: its access hook reads a PATCH body after allow/deny */
     &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
                        * proxy (the fallback); its log hook must see the final status */
+    &tg_app_status_module, /* app_status: a content handler, before the proxy */
     &tg_static_module, /* files: where a root is set and no upstream was chosen */
     &tg_proxy_module, /* route: proxy_pass unless a route hook chose; content: last */
     &tg_accesslog_module,

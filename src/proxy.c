@@ -360,7 +360,7 @@ static tg_peer_t *px_sticky_peer(tg_proxy_t *px, tg_msec_t now)
         if (memcmp(p->sticky_id, v.p, 16) != 0 || !tg_balance_is_available(p, now))
             continue;
         px->tried |= 1ULL << i; /* as tg_balance_pick does */
-        p->conns++;
+        tg_balance_take(p);
         return p;
     }
     return NULL;

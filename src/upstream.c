@@ -109,21 +109,35 @@ static int check_scheme(tg_upstream_t *u)
     return 0;
 }
 
+tg_upstream_t *tg_upstream_define(tg_conf_t *cf, tg_str_t name, const char **err)
+{
+    tg_upstream_t *u = upstream_find(cf->config, name);
+    if (u && !u->implicit) {
+        *err = tg_conf_errf(cf, "duplicate upstream \"%.*s\", first defined at %s:%d",
+                            TG_STR_FMT(name), u->file, u->line);
+        return NULL;
+    }
+    if ((u == NULL && (u = upstream_add(cf, name)) == NULL) ||
+        (u->peers = tg_arena_alloc(cf->arena, TG_UPSTREAM_MAX_PEERS * sizeof(tg_peer_t))) ==
+            NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    u->implicit = 0;
+    u->file = cf->file;
+    u->line = cf->line;
+    return u;
+}
+
 static const char *set_upstream_block(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     (void)conf;
     tg_str_t name = tg_conf_arg(cf, 1);
-    tg_upstream_t *u = upstream_find(cf->config, name);
-    if (u && !u->implicit)
-        return tg_conf_errf(cf, "duplicate upstream \"%.*s\", first defined at %s:%d",
-                            TG_STR_FMT(name), u->file, u->line);
-    if (u == NULL && (u = upstream_add(cf, name)) == NULL)
-        return "out of memory";
-    u->implicit = 0;
-    u->file = cf->file;
-    u->line = cf->line;
-    u->peers = tg_arena_alloc(cf->arena, TG_UPSTREAM_MAX_PEERS * sizeof(tg_peer_t));
+    const char *err = NULL;
+    tg_upstream_t *u = tg_upstream_define(cf, name, &err);
+    if (u == NULL)
+        return err;
     unsigned scope = cf->scope;
     void *ctx = cf->ctx;
     void **mconf = cf->mconf;
@@ -231,11 +245,8 @@ static const char *set_keepalive(tg_conf_t *cf, const tg_directive_t *d, void *c
 }
 
 /* health_check [path=/healthz] [interval=5s] [timeout=1s] [fails=3] [passes=2] */
-static const char *set_health_check(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
 {
-    (void)d;
-    tg_upstream_t *u = conf;
-    tg_health_conf_t *h = &u->health;
     h->enabled = 1;
     h->path = TG_STR("/");
     h->interval = 5000;
@@ -277,6 +288,12 @@ static const char *set_health_check(tg_conf_t *cf, const tg_directive_t *d, void
         }
     }
     return NULL;
+}
+
+static const char *set_health_check(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    return tg_upstream_parse_health(cf, &((tg_upstream_t *)conf)->health);
 }
 
 /* sticky cookie NAME: a client keeps its server (Socket.io long polling) */

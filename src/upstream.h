@@ -22,6 +22,15 @@ typedef struct tg_tpl_s tg_tpl_t;
 typedef struct tg_hash_ring_s tg_hash_ring_t;
 typedef struct tg_upconn_s tg_upconn_t;
 
+/* A peer whose traffic the master switches on and off: an app instance
+ * (src/app.c). It lives in shared memory, so every worker sees one truth:
+ * `open` 1 = route to it; `inflight` counts attempts in flight to it from all
+ * workers, so the master knows when a draining instance is idle. */
+typedef struct {
+    _Atomic uint32_t open;
+    _Atomic int32_t inflight;
+} tg_peer_gate_t;
+
 typedef struct tg_peer_s {
     /* config */
     tg_str_t name; /* "127.0.0.1:3000" as written in the config */
@@ -48,6 +57,7 @@ typedef struct tg_peer_s {
     int base_weight;
     char text[56];      /* dynamic: the address as text, which name points at */
     char host[64];      /* dynamic SRV: the target's name, which tls_host points at */
+    tg_peer_gate_t *gate; /* app instances: shared switch; NULL: always eligible */
 
     /* runtime, per worker */
     int current_weight; /* smooth weighted round robin */
@@ -92,6 +102,7 @@ typedef struct tg_upstream_s {
     tg_health_conf_t health;
     tg_str_t sticky_cookie; /* sticky cookie NAME; empty when off */
     unsigned implicit : 1; /* made by proxy_pass HOST:PORT */
+    struct tg_app_s *app;  /* the app block that defined it (src/app_conf.c), else NULL */
     unsigned tls : 1;      /* tls on: connections go through TLS */
     int tls_verify;        /* tls_verify (default on) */
     const char *tls_ca;    /* tls_trusted_ca, NULL: the system store */
@@ -125,7 +136,10 @@ tg_peer_t *tg_balance_pick(tg_upstream_t *u, tg_str_t key, uint64_t *tried, tg_m
  * within fail_timeout and marks the peer down for fail_timeout when reached;
  * a success resets the count. */
 void tg_balance_done(tg_upstream_t *u, tg_peer_t *p, int failed, tg_msec_t now);
-/* Is the peer usable now (not down by passive or active health)? */
+/* A pick that bypassed tg_balance_pick (the sticky cookie): count it in flight. */
+void tg_balance_take(tg_peer_t *p);
+/* Is the peer usable now (not down by passive or active health, and its gate,
+ * if it has one, open)? */
 int tg_balance_is_available(const tg_peer_t *p, tg_msec_t now);
 /* A peer as this worker's balancer sees it (for the stats gauges). */
 typedef enum {
@@ -149,6 +163,12 @@ tg_upstream_t *tg_upstream_reference(tg_conf_t *cf, tg_str_t name);
  * init_conf (https:// needs `tls on`, http:// needs it off; an implicit
  * HOST:PORT upstream named with https:// gets TLS). */
 void tg_upstream_note_scheme(tg_conf_t *cf, tg_upstream_t *u, int https);
+/* Start defining the upstream `name` (an `upstream` or `app` block): NULL and
+ * *err set when one of that name is defined already. */
+tg_upstream_t *tg_upstream_define(tg_conf_t *cf, tg_str_t name, const char **err);
+/* The arguments of a `health_check` directive into *h (enabled, defaults
+ * for what is not given). NULL or an error message. */
+const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h);
 /* Find an upstream by name (NULL if none). */
 tg_upstream_t *tg_config_find_upstream(tg_config_t *c, tg_str_t name);
 
