@@ -26,6 +26,16 @@
  * handed to body_pull; WINDOW_UPDATE returns only what the handler consumed
  * (automatic window updates are off).
  *
+ * WebSocket over HTTP/2 (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is
+ * sent, and an extended CONNECT with :protocol "websocket" becomes the
+ * HTTP/1.1 upgrade request it stands for (src/h2_head.c). When the handler
+ * answers 101 (the proxy, after the upstream's), the stream is answered
+ * :status 200 and becomes the tunnel: tunnel_begin returns 1, and the
+ * handler moves the client's bytes with body_pull/body_consumed (DATA in,
+ * WINDOW_UPDATE for what the upstream took) and the upstream's with
+ * send_body/flush (DATA out, as the client's windows allow), per stream like
+ * any body. The stream's timer is then the tunnel's idle timer.
+ *
  * Limits and abuse: http2_max_streams (SETTINGS_MAX_CONCURRENT_STREAMS,
  * REFUSED_STREAM past it), http2_max_header_size (431; a block decoding
  * past BOMB_FACTOR times it closes the connection), keepalive_requests
@@ -71,7 +81,7 @@ struct h2_stream_s {
     ev_timer timer; /* body wait, or the response stalled by the client's window */
     /* request head, as received */
     size_t hdr_bytes; /* decoded header list size (RFC 9113 6.5.2: +32 per field) */
-    tg_str_t method, path, authority, cookie;
+    tg_str_t method, path, authority, cookie, protocol;
     /* request body: DATA not yet consumed by the handler */
     tg_buf_t *in[BODY_BUFS];
     int nin;
@@ -96,6 +106,8 @@ struct h2_stream_s {
     unsigned want_drained : 1;
     unsigned too_large : 1;   /* the header list passed the limits */
     unsigned continue_sent : 1;
+    unsigned websocket : 1;   /* an RFC 8441 extended CONNECT, mapped to a WebSocket upgrade */
+    unsigned tunnel : 1;      /* ... answered 200: the stream is a tunnel (idle timer) */
 };
 
 struct h2_conn_s {
@@ -281,8 +293,9 @@ static void stream_start(h2_stream_t *s)
 {
     h2_conn_t *hc = s->hc;
     tg_request_t *r = &s->r;
-    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->head_only};
+    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->head_only, s->protocol};
     int st = s->too_large ? 431 : tg_h2_head_request(r, &head, hc->cc->client_max_uri);
+    s->websocket = st == 0 && r->upgrade;
     s->active = 1;
     hc->nactive++;
     tg_worker->h2_streams++;
@@ -350,6 +363,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
             s->path = v;
         else if (tg_str_eq_lit(n, ":authority"))
             s->authority = v;
+        else if (tg_str_eq_lit(n, ":protocol"))
+            s->protocol = v; /* nghttp2 allows it: we sent ENABLE_CONNECT_PROTOCOL */
         return 0;
     }
     if (nlen == 6 && memcmp(name, "cookie", 6) == 0)
@@ -578,7 +593,8 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         uint64_t ignored = 0;
         tg_iovq_consume(q, n, &ignored);
         if (q->pending == 0) {
-            ev_timer_stop(tg_worker->loop, &s->timer);
+            if (!s->tunnel) /* a tunnel's timer is its idle timer */
+                ev_timer_stop(tg_worker->loop, &s->timer);
             if (s->want_drained)
                 stream_event(s, 2);
         } else if (ev_is_active(&s->timer)) {
@@ -678,7 +694,8 @@ static void dispatch(h2_conn_t *hc)
             s->ev_body = 0;
             if (s->body_wait) {
                 s->body_wait = 0;
-                ev_timer_stop(tg_worker->loop, &s->timer);
+                if (!s->tunnel)
+                    ev_timer_stop(tg_worker->loop, &s->timer);
                 tg_request_on_body(r);
             }
         }
@@ -808,6 +825,20 @@ static int h2_send_header(tg_request_t *r)
     h2_stream_t *s = HS(r);
     if (s->ng_closed)
         return -1;
+    if (s->websocket && r->status == 101) {
+        /* RFC 8441 5: the WebSocket is open; the tunnel's bytes follow as
+         * DATA. The accept answered our key, not the client's. */
+        r->status = 200;
+        r->resp_no_body = 0;
+        r->resp_content_length = -1;
+        tg_headers_remove(&r->resp_headers, TG_STR("Sec-WebSocket-Accept"));
+    } else if (s->websocket && r->status >= 200 && r->status < 300) {
+        /* a 2xx would tell the client its WebSocket is open: only a
+         * tunnel may send one (a `return 200` location, a static file) */
+        tg_log(TG_LOG_INFO, "client %s: HTTP/2 WebSocket stream %d answered %d without a "
+                            "tunnel, sent as 501", tg_conn_peer(s->hc->c), s->id, r->status);
+        r->status = 501;
+    }
     size_t n;
     nghttp2_nv *nva = tg_h2_head_response(r, &n);
     nghttp2_data_provider prd = {.source = {.ptr = s}, .read_callback = data_read};
@@ -894,7 +925,8 @@ static int h2_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
     *spans = &s->body;
     if (s->ng_closed && !s->body_done)
         return -499;
-    if (cc->client_max_body_size && s->body_received > cc->client_max_body_size)
+    /* a tunnel's bytes are no body: no size limit, no timer but its idle one */
+    if (!s->tunnel && cc->client_max_body_size && s->body_received > cc->client_max_body_size)
         return -413;
     if (r->content_length >= 0 && s->body_received > r->content_length)
         return -400;
@@ -922,8 +954,10 @@ static int h2_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
         return 1;
     }
     s->body_wait = 1;
-    s->timer.repeat = (double)cc->body_timeout / 1000.0;
-    ev_timer_again(tg_worker->loop, &s->timer);
+    if (!s->tunnel) {
+        s->timer.repeat = (double)cc->body_timeout / 1000.0;
+        ev_timer_again(tg_worker->loop, &s->timer);
+    }
     return 0;
 }
 
@@ -956,19 +990,26 @@ static void h2_body_consumed(tg_request_t *r)
     pump(s->hc);
 }
 
+/* After the 101 of an RFC 8441 stream (answered 200 by h2_send_header):
+ * the stream's own body functions are the tunnel (1). Only a WebSocket
+ * stream has an upgrade (RFC 9113 8.2.2 forbids Upgrade otherwise). */
 static int h2_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early)
 {
-    /* never asked: an HTTP/2 request has no Upgrade (RFC 9113 8.2.2), so
-     * r->upgrade stays 0 and the proxy starts no tunnel */
-    (void)r;
-    (void)idle_ms;
-    *early = NULL;
-    return -1;
+    h2_stream_t *s = HS(r);
+    *early = NULL; /* DATA that came early waits in s->in, pulled like the rest */
+    if (!s->websocket || s->ng_closed)
+        return -1;
+    s->tunnel = 1;
+    s->timer.repeat = (double)idle_ms / 1000.0;
+    ev_timer_again(tg_worker->loop, &s->timer);
+    return 1;
 }
 
 static void h2_tunnel_active(tg_request_t *r)
 {
-    (void)r;
+    h2_stream_t *s = HS(r);
+    if (s->active)
+        ev_timer_again(tg_worker->loop, &s->timer);
 }
 
 static const tg_carrier_t h2_carrier = {
@@ -995,7 +1036,11 @@ static void stream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (!s->active)
         return;
     hc->depth++; /* handlers run: rounds wait until they return */
-    if (s->body_wait) {
+    if (s->tunnel) {
+        tg_log(TG_LOG_INFO, "client %s: HTTP/2 WebSocket stream %d idle, reset",
+               tg_conn_peer(hc->c), s->id);
+        tg_request_finalize(&s->r, 1);
+    } else if (s->body_wait) {
         s->body_wait = 0;
         tg_log(TG_LOG_INFO, "client %s timed out sending its request body (HTTP/2 stream %d)",
                tg_conn_peer(hc->c), s->id);
@@ -1172,6 +1217,7 @@ void tg_h2_start(tg_conn_t *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)hc->window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)hc->conf->max_header_size},
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* RFC 8441: WebSocket streams */
     };
     uint64_t conn_window = (uint64_t)hc->window * (uint64_t)hc->conf->max_streams;
     if (conn_window > 0x7fffffff)
