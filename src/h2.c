@@ -343,9 +343,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-    if (s == NULL || s->active || s->ev_ready || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* refused, or trailers (not forwarded) */
+    int trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
+    if (s == NULL || trailer != (s->active || s->ev_ready))
+        return 0; /* refused, or trailers of a request already over */
     s->hdr_bytes += nlen + vlen + 32;
+    if (trailer) /* kept while head and trailers fit http2_max_header_size */
+        return s->hdr_bytes > (size_t)hc->conf->max_header_size ||
+                       tg_h2_head_trailer(&s->r, (tg_str_t){(const char *)name, nlen},
+                                          (tg_str_t){(const char *)value, vlen}) == 0
+                   ? 0
+                   : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (s->too_large || s->hdr_bytes > (size_t)hc->conf->max_header_size) {
         s->too_large = 1; /* answered 431 when the block ends; nothing more kept */
         return 0;

@@ -30,6 +30,14 @@ int tg_h2_head_cookie(tg_arena_t *a, tg_str_t *cookie, tg_str_t crumb)
     return 0;
 }
 
+int tg_h2_head_trailer(tg_request_t *r, tg_str_t name, tg_str_t value)
+{
+    tg_str_t n = tg_arena_str(r->arena, name), v = tg_arena_str(r->arena, value);
+    if (n.p == NULL || v.p == NULL)
+        return -1;
+    return tg_headers_add(r->arena, &r->trailers, n, v);
+}
+
 static int method_number(tg_str_t m)
 {
 #define METHOD_CMP(num, name, string)                                                          \

@@ -22,6 +22,11 @@ typedef struct {
 /* Add a cookie crumb: crumbs are joined with "; " (RFC 9113 8.2.3). 0, -1
  * out of memory. */
 int tg_h2_head_cookie(tg_arena_t *a, tg_str_t *cookie, tg_str_t crumb);
+/* Keep a field of the request's trailers (a HEADERS frame after the
+ * body, which nghttp2 checked like a head: no pseudo-header fields, no
+ * connection-specific ones) in r->trailers, copied to the arena. 0, -1 out
+ * of memory. */
+int tg_h2_head_trailer(tg_request_t *r, tg_str_t name, tg_str_t value);
 /* Fill r from the head and the regular fields already in r->headers:
  * method, r->uri and the normalised r->path (src/uri.c, as HTTP/1.1 does),
  * r->args, r->host (from :authority, else host; both must agree), a host

@@ -556,6 +556,16 @@ static void px_give_up(tg_proxy_t *px, int status)
     tg_request_error(r, status);
 }
 
+/* The end of a chunked body: the last chunk, with the client's trailers
+ * (HTTP/2 clients) when it sent some. 0, or -1 out of memory. */
+static int px_last_chunk(tg_proxy_t *px)
+{
+    tg_str_t end = TG_STR("0\r\n\r\n");
+    if (px->r->trailers.n && tg_proxy_head_trailers(px->r, &end) != 0)
+        return -1;
+    return tg_iovq_add(&px->out, end.p, end.len);
+}
+
 /* Queue the next piece of the request: header, then body rounds. Returns 1
  * when something was queued or the request is complete, 0 when waiting for
  * the client, -1 on error (answered). */
@@ -574,15 +584,19 @@ static int px_fill(tg_proxy_t *px)
                 tg_iovq_add_chunk_size(&px->out, b->len);
             for (int i = 0; i < b->n; i++)
                 tg_iovq_add(&px->out, b->v[i].iov_base, b->v[i].iov_len);
-            if (r->chunked)
-                tg_iovq_add(&px->out, "\r\n0\r\n\r\n", 7);
+            if (r->chunked && (tg_iovq_add(&px->out, "\r\n", 2) != 0 || px_last_chunk(px) != 0)) {
+                px_fail(px, 500, 0);
+                return -1;
+            }
             px->req_done = 1;
             return 1;
         }
         if (px->replayable) {
             /* complete but empty chunked body */
-            if (r->chunked)
-                tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+            if (r->chunked && px_last_chunk(px) != 0) {
+                px_fail(px, 500, 0);
+                return -1;
+            }
             px->req_done = 1;
         }
         return 1;
@@ -619,8 +633,10 @@ static int px_fill(tg_proxy_t *px)
         px->body_inflight = 1;
     }
     if (done) {
-        if (r->chunked)
-            tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+        if (r->chunked && px_last_chunk(px) != 0) {
+            px_fail(px, 500, 0);
+            return -1;
+        }
         px->req_done = 1;
     }
     return 1;

@@ -132,6 +132,10 @@ struct tg_request_s {
     int http_minor;       /* 0 or 1 (major is always 1) */
     tg_str_t request_line; /* $request, as received: "GET /a?b HTTP/1.1"; empty when bad */
     tg_headers_t headers;
+    /* Trailer fields after the body (HTTP/2 clients), complete when the
+     * carrier reports the body done; the proxy forwards them after a
+     * chunked body (tg_proxy_head_trailers). */
+    tg_headers_t trailers;
     tg_str_t host;          /* Host without port, lowercased */
     int64_t content_length; /* -1: no Content-Length */
     unsigned chunked : 1;   /* request body is chunked */

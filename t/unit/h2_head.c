@@ -30,7 +30,8 @@ static int map(tg_request_t *r, const char *method, const char *path, const char
                int end_stream)
 {
     tg_h2_head_t h = {tg_str_c(method), tg_str_c(path),
-                      authority ? tg_str_c(authority) : TG_NULL_STR, TG_NULL_STR, end_stream};
+                      authority ? tg_str_c(authority) : TG_NULL_STR, TG_NULL_STR, end_stream,
+                      TG_NULL_STR};
     return tg_h2_head_request(r, &h, 8192);
 }
 
