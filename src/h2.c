@@ -976,7 +976,8 @@ static void h2_body_consumed(tg_request_t *r)
     tg_spans_reset(&s->body);
     if (n == 0)
         return; /* bytes of the request's own (a body read whole) */
-    /* drop the given bytes; emptied buffers go back, the last one stays */
+    /* drop the given bytes; emptied buffers go back, the last one stays
+     * (but not in a tunnel: an idle WebSocket holds no buffer) */
     size_t left = n;
     int w = 0;
     for (int i = 0; i < s->nin; i++) {
@@ -984,7 +985,7 @@ static void h2_body_consumed(tg_request_t *r)
         size_t k = tg_buf_len(b) < left ? tg_buf_len(b) : left;
         b->pos += k;
         left -= k;
-        if (b->pos == b->last && i < s->nin - 1) {
+        if (b->pos == b->last && (i < s->nin - 1 || s->tunnel)) {
             tg_buf_put(b);
             continue;
         }

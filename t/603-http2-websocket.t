@@ -22,8 +22,11 @@ my $pki = make_pki();
 my $a = $pki->{'a.test'};
 my $up = node_upstream('ws');
 my $u = $up->{addr};
-my $tg = tg_start(<<"C", files => { 'access.lua' => <<'LUA' });
+# a small ASan quarantine, so the memory check means the same under ASan
+my $asan = join(':', grep { length } $ENV{ASAN_OPTIONS} // '', 'quarantine_size_mb=4');
+my $tg = tg_start(<<"C", files => { 'access.lua' => <<'LUA' }, env => { ASAN_OPTIONS => $asan });
 workers 1;
+http2_max_streams 256;
 log_format ws "\$server_protocol \$request_method \$status \$upstream_status [\$request] \$upstream_addr";
 rate_limit_zone wsrl key=\$remote_addr rate=1r/m burst=1 size=1m;
 server {
@@ -112,6 +115,13 @@ cmp_ok($r->{a_buffered_paused}, '<', 1 << 20,
        "a paused stream gets no more than its window ($r->{a_buffered_paused} bytes of 4 MB)");
 cmp_ok($r->{b_max_rtt_ms}, '<', 500, "its sibling still echoes at once (max $r->{b_max_rtt_ms} ms)");
 ok($r->{a_ok}, 'the paused stream then gets all 4 MB, byte-exact');
+
+# --- memory: an idle WebSocket stream holds no buffer
+my ($worker) = $tg->worker_pids;
+$r = run("http://127.0.0.1:$h2c", 'hold', 200, $worker);
+is("$r->{open} $r->{echoed}", '200 200', '200 WebSockets open on one connection, each echoed once');
+my $per = ($r->{rss_after_kb} - $r->{rss_before_kb}) * 1024 / 200;
+cmp_ok($per, '<', 16384, sprintf('worker RSS per idle WebSocket stream: %.0f bytes (< 16 KB)', $per));
 
 # --- closing
 $r = run("http://127.0.0.1:$h2c", 'half-close');

@@ -16,6 +16,8 @@
 //   headers PATH  two WebSockets on PATH (with "headers=1"): what the upstream received
 //   stats         /__stats fetched on the same connection while a WebSocket is open, then after
 //   reload PID    a WebSocket open across a reload (SIGHUP to PID), the connection's GOAWAY
+//   hold N PID    the VmRSS of process PID (the worker) before and after N idle WebSockets
+//                 are open on the connection, each having echoed one message
 'use strict';
 const http2 = require('http2');
 const crypto = require('crypto');
@@ -293,6 +295,27 @@ const scenarios = {
         ws.send(8, m && m.op === 8 ? m.data : Buffer.alloc(0));
         await waitEnd(ws, 5000);
         out.ended = ws.ended;
+    },
+    async hold() {
+        const [n, pid] = [+arg, +process.argv[5]];
+        const rss = () => +/VmRSS:\s+(\d+)/.exec(require('fs').readFileSync(`/proc/${pid}/status`))[1];
+        const warm = await open('/ws'); // pools and caches warm: the baseline has them
+        await warm.next();
+        warm.send(1, 'warm');
+        await warm.next();
+        await sleep(200);
+        out.rss_before_kb = rss();
+        const all = [];
+        for (let k = 0; k < n; k++) all.push(open('/ws'));
+        const socks = await Promise.all(all);
+        out.open = socks.filter((w) => w.status === 200).length;
+        await Promise.all(socks.map((w) => w.next()));
+        socks.forEach((w, k) => w.send(1, `idle${k}`));
+        out.echoed = (await Promise.all(socks.map((w) => w.next()))).filter((m) => m && m.op === 1).length;
+        await sleep(500);
+        out.rss_after_kb = rss();
+        socks.forEach((w) => w.stream.close(http2.constants.NGHTTP2_CANCEL));
+        warm.stream.close(http2.constants.NGHTTP2_CANCEL);
     },
     async status() {
         const ws = await open(arg);
