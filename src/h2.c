@@ -347,12 +347,14 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     if (s == NULL || trailer != (s->active || s->ev_ready))
         return 0; /* refused, or trailers of a request already over */
     s->hdr_bytes += nlen + vlen + 32;
-    if (trailer) /* kept while head and trailers fit http2_max_header_size */
-        return s->hdr_bytes > (size_t)hc->conf->max_header_size ||
-                       tg_h2_head_trailer(&s->r, (tg_str_t){(const char *)name, nlen},
-                                          (tg_str_t){(const char *)value, vlen}) == 0
+    if (trailer) {
+        if (s->hdr_bytes > (size_t)hc->conf->max_header_size)
+            return 0; /* kept while head and trailers fit http2_max_header_size */
+        return tg_h2_head_trailer(&s->r, (tg_str_t){(const char *)name, nlen},
+                                  (tg_str_t){(const char *)value, vlen}) == 0
                    ? 0
                    : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     if (s->too_large || s->hdr_bytes > (size_t)hc->conf->max_header_size) {
         s->too_large = 1; /* answered 431 when the block ends; nothing more kept */
         return 0;
