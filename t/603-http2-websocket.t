@@ -22,9 +22,12 @@ my $pki = make_pki();
 my $a = $pki->{'a.test'};
 my $up = node_upstream('ws');
 my $u = $up->{addr};
+my $raw = node_upstream('raw');
 # a small ASan quarantine, so the memory check means the same under ASan
 my $asan = join(':', grep { length } $ENV{ASAN_OPTIONS} // '', 'quarantine_size_mb=4');
-my $tg = tg_start(<<"C", files => { 'access.lua' => <<'LUA' }, env => { ASAN_OPTIONS => $asan });
+my %opt = (env => { ASAN_OPTIONS => $asan },
+           errors_ok => [qr/wrong Sec-WebSocket-Accept/, qr/sent an invalid response/]);
+my $tg = tg_start(<<"C", files => { 'access.lua' => <<'LUA' }, %opt);
 workers 1;
 http2_max_streams 256;
 log_format ws "\$server_protocol \$request_method \$status \$upstream_status [\$request] \$upstream_addr";
@@ -42,6 +45,7 @@ server {
     location /lua/ { lua_access %%DIR%%/access.lua; proxy_pass http://$u/; }
     location = /local { return 200 "local\\n"; }
     location = /__stats { stats; }
+    location ~ ^/(bad|no)-accept\$ { proxy_pass $raw->{addr}; }
 }
 server {
     listen %%PORT3%% http2;
@@ -150,6 +154,10 @@ $r = run("http://127.0.0.1:$h2c", 'status', '/not-ws');
 is($r->{status}, 400, 'the upstream refuses the upgrade: its status on the stream');
 is($r->{body}, 'Bad Request', '... with its body');
 ok($r->{ended}, '... and the stream ends');
+for my $p ('/bad-accept', '/no-accept') {
+    $r = run("http://127.0.0.1:$h2c", 'status', $p);
+    is($r->{status}, 502, "$p: a 101 that does not answer our key is a 502");
+}
 $r = run("http://127.0.0.1:$h2c", 'status', '/denied/ws');
 is($r->{status}, 403, 'deny: 403');
 $r = run("http://127.0.0.1:$h2c", 'status', '/local');
