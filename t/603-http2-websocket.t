@@ -137,6 +137,8 @@ $r = run("http://127.0.0.1:$h2c", 'server-close');
 ok($r->{terminate_ended}, 'the upstream drops its socket: END_STREAM');
 is("$r->{bye_op} $r->{bye_code}", '8 1000', 'the upstream closes with a frame: passed on');
 ok($r->{bye_ended}, '... then END_STREAM');
+ok($r->{reset_closed} && !$r->{reset_ended}, 'the upstream resets its socket: RST_STREAM, no END_STREAM');
+is($r->{reset_code}, 2, '... INTERNAL_ERROR');
 my $n0 = @{access_lines(0)};
 $r = run("http://127.0.0.1:$h2c", 'reset');
 is($r->{hello}, 'hello from ws', 'reset: the WebSocket was open');

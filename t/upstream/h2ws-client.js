@@ -9,7 +9,8 @@
 //   multi N       N WebSockets on one connection at once, 50 messages each
 //   slow          stream A not read while its upstream sends 4 MB; stream B echoes meanwhile
 //   half-close    the client ends its side (END_STREAM) without a close frame
-//   server-close  the upstream drops the socket ("close"), then closes with a frame ("bye")
+//   server-close  the upstream drops the socket ("close"), closes with a frame ("bye"),
+//                 resets its socket ("reset")
 //   reset         RST_STREAM (CANCEL) after the hello
 //   idle          nothing sent: wait for the server to end the stream
 //   status PATH   the answer to an extended CONNECT of PATH (no tunnel expected)
@@ -234,6 +235,13 @@ const scenarios = {
         ws.send(8, m && m.op === 8 ? m.data : Buffer.alloc(0));
         await waitEnd(ws, 5000);
         out.bye_ended = ws.ended;
+        ws = await open('/ws');
+        await ws.next();
+        ws.send(1, 'reset');
+        await waitEnd(ws, 5000);
+        out.reset_ended = ws.ended;
+        out.reset_closed = !!ws.closed;
+        out.reset_code = ws.rstCode;
     },
     async reset() {
         const ws = await open('/ws?reset=1');

@@ -1,8 +1,8 @@
 // Test upstream: a WebSocket echo server (the `ws` npm package) on /ws, plus
 // plain HTTP answers for everything else. Each text message comes back as
 // "echo:" + message, each binary message as the same bytes; the message
-// "close" makes the server close the socket; "bye" closes it with a close
-// frame. With "headers=1" in the query, a second message after the hello is
+// "close" makes the server close the socket, "reset" reset it (TCP RST);
+// "bye" closes it with a close frame. With "headers=1" in the query, a second message after the hello is
 // the upgrade request as JSON ({method, url, httpVersion, headers}).
 // Environment: PORT, NAME.
 'use strict';
@@ -23,6 +23,7 @@ wss.on('connection', (ws, req) => {
         if (isBinary) return ws.send(data, { binary: true });
         const text = data.toString();
         if (text === 'close') return ws.terminate();
+        if (text === 'reset') return ws._socket.resetAndDestroy();
         if (text === 'bye') return ws.close(1000, 'bye');
         ws.send(`echo:${text}`);
     });
