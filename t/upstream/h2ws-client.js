@@ -7,7 +7,10 @@
 // Scenarios:
 //   echo          hello, text and binary echo, 1 MB binary and text both ways, close
 //   multi N       N WebSockets on one connection at once, 50 messages each
-//   slow          stream A not read while its upstream sends 4 MB; stream B echoes meanwhile
+//   slow PATH     stream A not read while its upstream sends 4 MB; stream B (on PATH) echoes
+//                 meanwhile
+//   slow-upstream PATH  A's upstream reads nothing for 2 s while A sends 24 MB; B (on PATH, another
+//                 upstream process, as the first is busy after) echoes meanwhile
 //   half-close    the client ends its side (END_STREAM) without a close frame
 //   server-close  the upstream drops the socket ("close"), closes with a frame ("bye"),
 //                 resets its socket ("reset")
@@ -65,7 +68,7 @@ function open(path, extra = {}) {
             ':method': 'CONNECT', ':protocol': 'websocket', ':path': path,
             'sec-websocket-version': '13', origin: 'http://localhost', ...extra,
         });
-        const ws = { stream, buf: Buffer.alloc(0), msgs: [], waiters: [], ended: false,
+        const ws = { stream, parts: [], have: 0, msgs: [], waiters: [], ended: false,
                      received: 0, frag: null, body: '' };
         ws.send = (op, data) => stream.write(frame(op, data));
         ws.next = (ms = 10000) => new Promise((res) => {
@@ -86,20 +89,27 @@ function open(path, extra = {}) {
         stream.on('data', (chunk) => {
             ws.received += chunk.length;
             if (ws.status !== 200) { ws.body += chunk.toString(); return; }
-            ws.buf = Buffer.concat([ws.buf, chunk]);
+            // chunks are joined once per frame (not per chunk: 1 MB messages)
+            ws.parts.push(chunk);
+            ws.have += chunk.length;
             for (;;) {
-                if (ws.buf.length < 2) break;
-                let len = ws.buf[1] & 0x7f, off = 2;
-                if (len === 126) { if (ws.buf.length < 4) break; len = ws.buf.readUInt16BE(2); off = 4; }
+                if (ws.have < 2) break;
+                if (ws.parts[0].length < 14 && ws.parts.length > 1) ws.parts = [Buffer.concat(ws.parts)];
+                const head = ws.parts[0];
+                let len = head[1] & 0x7f, off = 2;
+                if (len === 126) { if (ws.have < 4) break; len = head.readUInt16BE(2); off = 4; }
                 else if (len === 127) {
-                    if (ws.buf.length < 10) break;
-                    len = Number(ws.buf.readBigUInt64BE(2)); off = 10;
+                    if (ws.have < 10) break;
+                    len = Number(head.readBigUInt64BE(2)); off = 10;
                 }
-                if (ws.buf[1] & 0x80) { out.errors.push('masked frame from the server'); off += 4; }
-                if (ws.buf.length < off + len) break;
-                const fin = ws.buf[0] & 0x80, op = ws.buf[0] & 0x0f;
-                const payload = ws.buf.subarray(off, off + len);
-                ws.buf = ws.buf.subarray(off + len);
+                if (head[1] & 0x80) { out.errors.push('masked frame from the server'); off += 4; }
+                if (ws.have < off + len) break;
+                const all = ws.parts.length > 1 ? Buffer.concat(ws.parts) : head;
+                const fin = all[0] & 0x80, op = all[0] & 0x0f;
+                const payload = all.subarray(off, off + len);
+                const rest = all.subarray(off + len);
+                ws.parts = rest.length ? [rest] : [];
+                ws.have = rest.length;
                 if (op === 0 && ws.frag) {
                     ws.frag.parts.push(payload);
                     if (fin) { deliver({ op: ws.frag.op, data: Buffer.concat(ws.frag.parts) }); ws.frag = null; }
@@ -187,7 +197,7 @@ const scenarios = {
         all.forEach((w) => w.stream.close(http2.constants.NGHTTP2_CANCEL));
     },
     async slow() {
-        const a = await open('/ws'), b = await open('/ws');
+        const a = await open('/ws'), b = await open(arg);
         await a.next();
         await b.next();
         a.stream.pause(); // A is read no more: its window closes
@@ -206,6 +216,30 @@ const scenarios = {
         // what reached A's paused stream: held back by its window, not 4 MB
         out.a_buffered_paused = a.stream.readableLength + a.received;
         a.stream.resume();
+        const m = await a.next(30000);
+        out.a_ok = m && m.op === 2 && m.data.length === big.length && sha(m.data) === sha(big);
+        a.stream.close(http2.constants.NGHTTP2_CANCEL);
+        b.stream.close(http2.constants.NGHTTP2_CANCEL);
+    },
+    async 'slow-upstream'() {
+        const a = await open('/ws'), b = await open(arg);
+        await a.next();
+        await b.next();
+        a.send(1, 'pause:2000'); // A's upstream stops reading
+        await sleep(100);
+        // more than the loopback socket buffers can hold, so the stream's window
+        // has to hold the rest
+        const big = crypto.randomBytes(24 << 20);
+        a.send(2, big);
+        await sleep(500);
+        const rtts = [];
+        for (let k = 0; k < 20; k++) {
+            const t0 = Date.now();
+            b.send(1, `b${k}`);
+            if (text(await b.next(5000)) !== `echo:b${k}`) out.errors.push(`B message ${k} lost`);
+            rtts.push(Date.now() - t0);
+        }
+        out.b_max_rtt_ms = Math.max(...rtts);
         const m = await a.next(30000);
         out.a_ok = m && m.op === 2 && m.data.length === big.length && sha(m.data) === sha(big);
         a.stream.close(http2.constants.NGHTTP2_CANCEL);

@@ -2,7 +2,8 @@
 // plain HTTP answers for everything else. Each text message comes back as
 // "echo:" + message, each binary message as the same bytes; the message
 // "close" makes the server close the socket, "reset" reset it (TCP RST);
-// "bye" closes it with a close frame. With "headers=1" in the query, a second message after the hello is
+// "bye" closes it with a close frame; "pause:MS" stops reading the socket
+// for MS milliseconds. With "headers=1" in the query, a second message after the hello is
 // the upgrade request as JSON ({method, url, httpVersion, headers}).
 // Environment: PORT, NAME.
 'use strict';
@@ -24,6 +25,10 @@ wss.on('connection', (ws, req) => {
         const text = data.toString();
         if (text === 'close') return ws.terminate();
         if (text === 'reset') return ws._socket.resetAndDestroy();
+        if (text.startsWith('pause:')) {
+            ws._socket.pause();
+            return setTimeout(() => ws._socket.resume(), parseInt(text.slice(6), 10));
+        }
         if (text === 'bye') return ws.close(1000, 'bye');
         ws.send(`echo:${text}`);
     });
