@@ -3,9 +3,11 @@
  * server session (framing, HPACK, flow control, stream states and most of
  * RFC 9113's checks are nghttp2's; no frame is parsed here).
  *
- * Each stream carries one request: an h2_stream_t embeds the tg_request_t
- * and its own arena (blocks from the worker's cache, released when the
- * request ends), so one connection carries many requests at once.
+ * Each stream carries one request: a tg_h2_stream_t (h2_stream.c) embeds
+ * the tg_request_t and its own arena (blocks from the worker's cache,
+ * released when the request ends), so one connection carries many requests
+ * at once. This file is the connection; h2_stream.c the stream and the
+ * carrier functions.
  *
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
@@ -26,6 +28,16 @@
  * handed to body_pull; WINDOW_UPDATE returns only what the handler consumed
  * (automatic window updates are off).
  *
+ * WebSocket over HTTP/2 (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is
+ * sent, and an extended CONNECT with :protocol "websocket" becomes the
+ * HTTP/1.1 upgrade request it stands for (src/h2_head.c). When the handler
+ * answers 101 (the proxy, after the upstream's), the stream is answered
+ * :status 200 and becomes the tunnel: tunnel_begin returns 1, and the
+ * handler moves the client's bytes with body_pull/body_consumed (DATA in,
+ * WINDOW_UPDATE for what the upstream took) and the upstream's with
+ * send_body/flush (DATA out, as the client's windows allow), per stream like
+ * any body. The stream's timer is then the tunnel's idle timer.
+ *
  * Limits and abuse: http2_max_streams (SETTINGS_MAX_CONCURRENT_STREAMS,
  * REFUSED_STREAM past it), http2_max_header_size (431; a block decoding
  * past BOMB_FACTOR times it closes the connection), keepalive_requests
@@ -42,6 +54,7 @@
 #include <string.h>
 #include <nghttp2/nghttp2.h>
 #include "h2.h"
+#include "h2_stream.h"
 #include "h2_conf.h"
 #include "h2_head.h"
 #include "request.h"
@@ -50,98 +63,22 @@
 #include "stats.h"
 #include "worker.h"
 
-#define STREAM_CACHE_MAX 1024
-#define BODY_BUFS 16         /* buffers of request body per stream, at most */
 #define READ_ROUNDS 8        /* input buffers per socket event, then others' turn */
 #define FLOOD_BURST 1000.0   /* frames without a request, at once */
 #define FLOOD_RATE 100.0     /* ... and per second after that */
 #define RST_RATE 33.0        /* RST_STREAM per second after a burst of 2 x http2_max_streams */
 #define BOMB_FACTOR 4        /* a header block decoding past 4 x the limit: abuse, close */
-#define RESET_IDS 32         /* streams we reset last: the client's frames may still come */
 
-typedef struct h2_conn_s h2_conn_t;
-typedef struct h2_stream_s h2_stream_t;
-
-struct h2_stream_s {
-    tg_request_t r; /* first: the carrier's functions get &s->r */
-    tg_arena_t arena;
-    h2_conn_t *hc;
-    h2_stream_t *prev, *next;
-    int32_t id;
-    ev_timer timer; /* body wait, or the response stalled by the client's window */
-    /* request head, as received */
-    size_t hdr_bytes; /* decoded header list size (RFC 9113 6.5.2: +32 per field) */
-    tg_str_t method, path, authority, cookie;
-    /* request body: DATA not yet consumed by the handler */
-    tg_buf_t *in[BODY_BUFS];
-    int nin;
-    tg_spans_t body; /* handed out by body_pull */
-    size_t given;    /* their bytes */
-    int64_t body_received;
-    /* response body queued by the handler, taken by the data provider */
-    tg_iovq_t out;
-    /* events for dispatch */
-    unsigned ev_ready : 1;   /* the request head is complete */
-    unsigned ev_body : 1;    /* body bytes (or the end) arrived */
-    unsigned ev_drained : 1; /* the queued response bytes were taken */
-    unsigned ev_reset : 1;   /* the stream closed under the request */
-    /* state */
-    unsigned active : 1;      /* the request runs (started, not finalized) */
-    unsigned ng_closed : 1;   /* nghttp2 closed the stream */
-    unsigned body_done : 1;   /* END_STREAM received */
-    unsigned head_only : 1;   /* END_STREAM on the HEADERS: no body at all */
-    unsigned body_wait : 1;   /* the handler waits for body bytes */
-    unsigned resp_done : 1;   /* the handler queued its last byte */
-    unsigned deferred : 1;    /* the data provider is deferred */
-    unsigned want_drained : 1;
-    unsigned too_large : 1;   /* the header list passed the limits */
-    unsigned continue_sent : 1;
-};
-
-struct h2_conn_s {
-    tg_conn_t *c;
-    nghttp2_session *ng;
-    tg_h2_conf_t *conf;
-    tg_core_conf_t *cc; /* the listener's default server's */
-    tg_buf_t *out;      /* frames for the socket: [pos,last) */
-    const uint8_t *pend; /* mem_send output not copied to `out` yet */
-    size_t npend;
-    h2_stream_t *streams;
-    uint32_t nstreams; /* stream structs alive */
-    uint32_t nactive;  /* requests running */
-    uint32_t nstarted; /* streams opened on this connection */
-    int32_t last_id;   /* the highest stream id of a client HEADERS frame */
-    int32_t reset_ids[RESET_IDS]; /* a ring: the streams we reset last */
-    uint32_t nreset;
-    size_t block_bytes; /* decoded size of the header block being received */
-    size_t window;     /* stream window: request body bytes buffered per stream */
-    int depth;         /* in pump: nested calls only ask for another round */
-    double flood_tokens, flood_at;
-    double rst_tokens, rst_at; /* RST_STREAM budget (rapid reset) */
-    unsigned again : 1;
-    unsigned events : 1;
-    unsigned dead : 1;      /* close at the next turn of the loop */
-    unsigned blocked : 1;   /* the socket does not take more */
-    unsigned notice : 1;    /* graceful stop: shutdown notice sent */
-    unsigned goaway : 1;    /* GOAWAY submitted: no new streams, close when done */
-    unsigned flood : 1;     /* closed for abuse (counted once) */
-};
-
-static const tg_carrier_t h2_carrier;
 static const tg_proto_t h2_proto;
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *options;
-static h2_stream_t *stream_cache;
-static int stream_cached;
 
-static void pump(h2_conn_t *hc);
-static void stream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void pump(tg_h2_conn_t *hc);
 
-#define HS(r) ((h2_stream_t *)(r))
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static void conn_fail(h2_conn_t *hc)
+static void conn_fail(tg_h2_conn_t *hc)
 {
     if (hc->dead)
         return;
@@ -150,7 +87,7 @@ static void conn_fail(h2_conn_t *hc)
     ev_feed_event(tg_worker->loop, &hc->c->timer, EV_TIMER);
 }
 
-static void goaway(h2_conn_t *hc, uint32_t code)
+static void goaway(tg_h2_conn_t *hc, uint32_t code)
 {
     if (hc->goaway && code == NGHTTP2_NO_ERROR)
         return;
@@ -174,12 +111,12 @@ static int rate_drain(double *tokens, double *at, double burst, double rate)
 
 /* A frame that carries no request costs one token; the budget refills with
  * time and with the DATA the connection is sent. -1: flood. */
-static int flood_charge(h2_conn_t *hc)
+static int flood_charge(tg_h2_conn_t *hc)
 {
     return rate_drain(&hc->flood_tokens, &hc->flood_at, FLOOD_BURST, FLOOD_RATE);
 }
 
-static void flood_close(h2_conn_t *hc, const char *what)
+static void flood_close(tg_h2_conn_t *hc, const char *what)
 {
     if (!hc->flood) {
         hc->flood = 1;
@@ -190,99 +127,18 @@ static void flood_close(h2_conn_t *hc, const char *what)
     hc->goaway = 1;
 }
 
-static h2_stream_t *stream_of(h2_conn_t *hc, int32_t id)
+static tg_h2_stream_t *stream_of(tg_h2_conn_t *hc, int32_t id)
 {
     return nghttp2_session_get_stream_user_data(hc->ng, id);
 }
 
-/* ---- streams --------------------------------------------------------------- */
-
-static h2_stream_t *stream_create(h2_conn_t *hc, int32_t id)
+static void stream_start(tg_h2_stream_t *s)
 {
-    h2_stream_t *s = stream_cache;
-    if (s) {
-        stream_cache = s->next;
-        stream_cached--;
-    } else if ((s = malloc(sizeof(*s))) == NULL) {
-        return NULL;
-    }
-    memset(s, 0, sizeof(*s));
-    tg_arena_init(&s->arena, 0);
-    s->r.ctx = tg_arena_alloc(&s->arena, (size_t)tg_nmodules * sizeof(void *));
-    if (s->r.ctx == NULL) {
-        tg_arena_destroy(&s->arena);
-        free(s);
-        return NULL;
-    }
-    tg_request_init(&s->r, &s->arena, &h2_carrier, hc->c);
-    s->hc = hc;
-    s->id = id;
-    ev_init(&s->timer, stream_timer_cb);
-    s->next = hc->streams;
-    if (s->next)
-        s->next->prev = s;
-    hc->streams = s;
-    hc->nstreams++;
-    return s;
-}
-
-/* Give the body bytes not consumed back to the connection window, and the
- * buffers to the pool. */
-static void stream_release_body(h2_stream_t *s)
-{
-    size_t left = 0;
-    for (int i = 0; i < s->nin; i++) {
-        left += tg_buf_len(s->in[i]);
-        tg_buf_put(s->in[i]);
-    }
-    s->nin = 0;
-    s->given = 0;
-    tg_spans_reset(&s->body);
-    if (left)
-        nghttp2_session_consume(s->hc->ng, s->id, left);
-}
-
-static void stream_free(h2_stream_t *s)
-{
-    h2_conn_t *hc = s->hc;
-    ev_timer_stop(tg_worker->loop, &s->timer);
-    stream_release_body(s);
-    tg_arena_destroy(&s->arena);
-    if (!s->ng_closed)
-        nghttp2_session_set_stream_user_data(hc->ng, s->id, NULL);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        hc->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    hc->nstreams--;
-    if (stream_cached < STREAM_CACHE_MAX) {
-        s->next = stream_cache;
-        stream_cache = s;
-        stream_cached++;
-    } else {
-        free(s);
-    }
-}
-
-static void stream_event(h2_stream_t *s, int which)
-{
-    switch (which) {
-    case 0: s->ev_ready = 1; break;
-    case 1: s->ev_body = 1; break;
-    case 2: s->ev_drained = 1; break;
-    default: s->ev_reset = 1; break;
-    }
-    s->hc->events = 1;
-}
-
-static void stream_start(h2_stream_t *s)
-{
-    h2_conn_t *hc = s->hc;
+    tg_h2_conn_t *hc = s->hc;
     tg_request_t *r = &s->r;
-    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->head_only};
+    tg_h2_head_t head = {s->method, s->path, s->authority, s->cookie, s->head_only, s->protocol};
     int st = s->too_large ? 431 : tg_h2_head_request(r, &head, hc->cc->client_max_uri);
+    s->websocket = st == 0 && r->upgrade;
     s->active = 1;
     hc->nactive++;
     tg_worker->h2_streams++;
@@ -298,7 +154,7 @@ static void stream_start(h2_stream_t *s)
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    h2_conn_t *hc = ud;
+    tg_h2_conn_t *hc = ud;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     if (hc->goaway || hc->nstreams >= (uint32_t)hc->conf->max_streams * 2) {
@@ -306,7 +162,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
-    h2_stream_t *s = stream_create(hc, f->hd.stream_id);
+    tg_h2_stream_t *s = tg_h2_stream_create(hc, f->hd.stream_id);
     if (s == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     nghttp2_session_set_stream_user_data(ng, f->hd.stream_id, s);
@@ -320,7 +176,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
                      size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
 {
     (void)flags;
-    h2_conn_t *hc = ud;
+    tg_h2_conn_t *hc = ud;
     /* HPACK bomb: a small block that decodes huge. Past the limit the
      * stream is answered 431; far past it decoding stops and so does the
      * connection, whatever the block is for (a refused stream, trailers). */
@@ -329,10 +185,19 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         flood_close(hc, "header block bomb");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
-    h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-    if (s == NULL || s->active || s->ev_ready || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* refused, or trailers (not forwarded) */
+    tg_h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+    int trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
+    if (s == NULL || trailer != (s->active || s->ev_ready))
+        return 0; /* refused, or trailers of a request already over */
     s->hdr_bytes += nlen + vlen + 32;
+    if (trailer) {
+        if (s->hdr_bytes > (size_t)hc->conf->max_header_size)
+            return 0; /* kept while head and trailers fit http2_max_header_size */
+        return tg_h2_head_trailer(&s->r, (tg_str_t){(const char *)name, nlen},
+                                  (tg_str_t){(const char *)value, vlen}) == 0
+                   ? 0
+                   : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
     if (s->too_large || s->hdr_bytes > (size_t)hc->conf->max_header_size) {
         s->too_large = 1; /* answered 431 when the block ends; nothing more kept */
         return 0;
@@ -350,6 +215,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
             s->path = v;
         else if (tg_str_eq_lit(n, ":authority"))
             s->authority = v;
+        else if (tg_str_eq_lit(n, ":protocol"))
+            s->protocol = v; /* nghttp2 allows it: we sent ENABLE_CONNECT_PROTOCOL */
         return 0;
     }
     if (nlen == 6 && memcmp(name, "cookie", 6) == 0)
@@ -368,8 +235,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    h2_conn_t *hc = ud;
-    h2_stream_t *s = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)
+    tg_h2_conn_t *hc = ud;
+    tg_h2_stream_t *s = f->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, f->hd.stream_id)
                                      : NULL;
     if (s)
         s->r.bytes_in += 9 + f->hd.length;
@@ -389,15 +256,15 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
                 s->head_only = 1;
         }
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST && (f->hd.flags & NGHTTP2_FLAG_END_HEADERS))
-            stream_event(s, 0);
+            tg_h2_stream_event(s, 0);
         else if (s->body_done && s->body_wait)
-            stream_event(s, 1); /* trailers end the body */
+            tg_h2_stream_event(s, 1); /* trailers end the body */
         break;
     case NGHTTP2_DATA:
         if (s && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             s->body_done = 1;
             if (s->body_wait)
-                stream_event(s, 1);
+                tg_h2_stream_event(s, 1);
         }
         break;
     case NGHTTP2_RST_STREAM:
@@ -420,7 +287,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
  * not above the last id that names no open stream is a connection error,
  * unless we reset that stream lately (its trailers may have left the client
  * before our RST_STREAM arrived, RFC 9113 5.1 "closed"). */
-static int stream_id_reused(h2_conn_t *hc, int32_t id)
+static int stream_id_reused(tg_h2_conn_t *hc, int32_t id)
 {
     if (id > hc->last_id) {
         hc->last_id = id;
@@ -438,7 +305,7 @@ static int stream_id_reused(h2_conn_t *hc, int32_t id)
  * (PRIORITY frames are not passed to on_frame_recv at all). */
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
 {
-    h2_conn_t *hc = ud;
+    tg_h2_conn_t *hc = ud;
     int idle = 0;
     switch (hd->type) {
     case NGHTTP2_HEADERS:
@@ -476,8 +343,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
                          size_t len, void *ud)
 {
     (void)flags;
-    h2_conn_t *hc = ud;
-    h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, id);
+    tg_h2_conn_t *hc = ud;
+    tg_h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, id);
     if (s == NULL || (!s->active && !s->ev_ready)) {
         nghttp2_session_consume(ng, id, len); /* nobody reads it */
         return 0;
@@ -497,7 +364,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         len -= k;
     }
     if (s->body_wait)
-        stream_event(s, 1);
+        tg_h2_stream_event(s, 1);
     (void)hc;
     return 0;
 }
@@ -505,12 +372,12 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *ud)
 {
     (void)ud;
-    h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, id);
+    tg_h2_stream_t *s = nghttp2_session_get_stream_user_data(ng, id);
     if (s == NULL)
         return 0;
     s->ng_closed = 1;
     if (s->active && (code != NGHTTP2_NO_ERROR || !s->resp_done))
-        stream_event(s, 3);
+        tg_h2_stream_event(s, 3);
     else
         s->hc->events = 1; /* the stream may be freed */
     return 0;
@@ -518,7 +385,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
-    h2_conn_t *hc = ud;
+    tg_h2_conn_t *hc = ud;
     if (f->hd.type == NGHTTP2_GOAWAY) {
         tg_stats_count(TG_STATS_H2_GOAWAY, 1);
         if (f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM && !hc->flood) {
@@ -537,7 +404,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     }
     if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS)
         return 0;
-    h2_stream_t *s = stream_of(hc, f->hd.stream_id);
+    tg_h2_stream_t *s = stream_of(hc, f->hd.stream_id);
     if (s == NULL)
         return 0;
     if (s->active)
@@ -553,54 +420,17 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err, void *ud)
 {
     (void)ng;
-    h2_conn_t *hc = ud;
+    tg_h2_conn_t *hc = ud;
     tg_log(TG_LOG_INFO, "client %s: invalid HTTP/2 frame (type %d, stream %d): %s",
            tg_conn_peer(hc->c), f->hd.type, f->hd.stream_id, nghttp2_strerror(err));
     return 0;
-}
-
-/* The data provider: copy what the handler queued. */
-static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
-                         uint32_t *flags, nghttp2_data_source *src, void *ud)
-{
-    (void)ng;
-    (void)id;
-    (void)ud;
-    h2_stream_t *s = src->ptr;
-    tg_iovq_t *q = &s->out;
-    size_t n = 0;
-    for (int i = q->i; i < q->n && n < length; i++) {
-        size_t k = q->iov[i].iov_len < length - n ? q->iov[i].iov_len : length - n;
-        memcpy(buf + n, q->iov[i].iov_base, k);
-        n += k;
-    }
-    if (n) {
-        uint64_t ignored = 0;
-        tg_iovq_consume(q, n, &ignored);
-        if (q->pending == 0) {
-            ev_timer_stop(tg_worker->loop, &s->timer);
-            if (s->want_drained)
-                stream_event(s, 2);
-        } else if (ev_is_active(&s->timer)) {
-            ev_timer_again(tg_worker->loop, &s->timer); /* progress */
-        }
-    }
-    if (q->pending == 0 && s->resp_done) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        return (ssize_t)n;
-    }
-    if (n == 0) {
-        s->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    return (ssize_t)n;
 }
 
 /* ---- output ------------------------------------------------------------------- */
 
 /* Frames into the output buffer, the buffer to the socket, until nghttp2 has
  * nothing more or the socket is full. 0, or -1: the connection failed. */
-static int conn_send(h2_conn_t *hc)
+static int conn_send(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
     if (hc->blocked)
@@ -650,10 +480,10 @@ static int conn_send(h2_conn_t *hc)
 
 /* ---- dispatch: the request layer and handlers, outside nghttp2 ------------------ */
 
-static void dispatch(h2_conn_t *hc)
+static void dispatch(tg_h2_conn_t *hc)
 {
     hc->events = 0;
-    for (h2_stream_t *s = hc->streams; s; s = s->next) {
+    for (tg_h2_stream_t *s = hc->streams; s; s = s->next) {
         tg_request_t *r = &s->r;
         if (s->ng_closed && !s->active) {
             s->ev_ready = s->ev_body = s->ev_drained = s->ev_reset = 0; /* never started */
@@ -678,7 +508,8 @@ static void dispatch(h2_conn_t *hc)
             s->ev_body = 0;
             if (s->body_wait) {
                 s->body_wait = 0;
-                ev_timer_stop(tg_worker->loop, &s->timer);
+                if (!s->tunnel)
+                    ev_timer_stop(tg_worker->loop, &s->timer);
                 tg_request_on_body(r);
             }
         }
@@ -697,13 +528,13 @@ static void dispatch(h2_conn_t *hc)
 
 /* After a round: free the streams that are over, release idle buffers, set
  * the connection's state and timer, close when it is done. */
-static void settle(h2_conn_t *hc)
+static void settle(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
-    for (h2_stream_t *s = hc->streams, *next; s; s = next) {
+    for (tg_h2_stream_t *s = hc->streams, *next; s; s = next) {
         next = s->next;
         if (s->ng_closed && !s->active)
-            stream_free(s);
+            tg_h2_stream_free(s);
     }
     if (hc->dead)
         return;
@@ -734,7 +565,7 @@ static void settle(h2_conn_t *hc)
     }
 }
 
-static void pump(h2_conn_t *hc)
+static void pump(tg_h2_conn_t *hc)
 {
     if (hc->depth) {
         hc->again = 1;
@@ -754,7 +585,7 @@ static void pump(h2_conn_t *hc)
 
 /* ---- input ---------------------------------------------------------------------- */
 
-static void conn_read(h2_conn_t *hc)
+static void conn_read(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
     for (int round = 0; round < READ_ROUNDS && !hc->dead; round++) {
@@ -801,219 +632,11 @@ static void conn_read(h2_conn_t *hc)
         ev_feed_event(tg_worker->loop, &c->io, EV_READ);
 }
 
-/* ---- carrier -------------------------------------------------------------------- */
-
-static int h2_send_header(tg_request_t *r)
-{
-    h2_stream_t *s = HS(r);
-    if (s->ng_closed)
-        return -1;
-    size_t n;
-    nghttp2_nv *nva = tg_h2_head_response(r, &n);
-    nghttp2_data_provider prd = {.source = {.ptr = s}, .read_callback = data_read};
-    if (nva == NULL ||
-        nghttp2_submit_response(s->hc->ng, s->id, nva, n, r->resp_no_body ? NULL : &prd) != 0)
-        return -1;
-    if (r->resp_no_body)
-        s->resp_done = 1;
-    r->header_sent = 1;
-    return 0;
-}
-
-static int h2_send_body(tg_request_t *r, const struct iovec *v, int n, size_t len, int last)
-{
-    h2_stream_t *s = HS(r);
-    if (s->ng_closed || s->hc->dead)
-        return -1;
-    if (len && !r->resp_no_body) {
-        if (s->out.n + n > TG_IOVQ_MAX)
-            return -1; /* callers queue one round, then wait for on_drained */
-        for (int i = 0; i < n; i++)
-            if (v[i].iov_len)
-                tg_iovq_add(&s->out, v[i].iov_base, v[i].iov_len);
-    }
-    if (last)
-        s->resp_done = 1;
-    if (s->deferred && (s->out.pending || s->resp_done)) {
-        s->deferred = 0;
-        nghttp2_session_resume_data(s->hc->ng, s->id);
-    }
-    return 0;
-}
-
-static int h2_flush(tg_request_t *r, int batched)
-{
-    (void)batched;
-    h2_stream_t *s = HS(r);
-    h2_conn_t *hc = s->hc;
-    if (s->ng_closed || hc->dead)
-        return -1;
-    pump(hc);
-    if (hc->dead || (s->ng_closed && !s->resp_done))
-        return -1;
-    if (s->out.pending == 0)
-        return 1;
-    s->want_drained = 1;
-    if (!ev_is_active(&s->timer)) {
-        /* waiting for the client's window (or the socket): send_timeout */
-        s->timer.repeat = (double)hc->cc->send_timeout / 1000.0;
-        ev_timer_again(tg_worker->loop, &s->timer);
-    }
-    return 0;
-}
-
-static void h2_finalize(tg_request_t *r, int abort)
-{
-    h2_stream_t *s = HS(r);
-    h2_conn_t *hc = s->hc;
-    if (!s->active)
-        return;
-    s->active = 0;
-    s->body_wait = s->want_drained = 0;
-    hc->nactive--;
-    tg_worker->h2_streams--;
-    hc->c->nrequests++;
-    ev_timer_stop(tg_worker->loop, &s->timer);
-    if ((abort || !s->resp_done) && !s->ng_closed) {
-        tg_iovq_reset(&s->out); /* the handler's memory: not read again */
-        s->resp_done = 1;
-        nghttp2_submit_rst_stream(hc->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-    }
-    stream_release_body(s);
-    /* the data provider reads only s->out and s->resp_done from now on */
-    tg_arena_destroy(&s->arena);
-    pump(hc);
-}
-
-/* The handler's spans: every buffered body byte. */
-static int h2_body_pull(tg_request_t *r, tg_spans_t **spans, int *done)
-{
-    h2_stream_t *s = HS(r);
-    h2_conn_t *hc = s->hc;
-    tg_core_conf_t *cc = tg_core_conf(r->loc_conf);
-    *spans = &s->body;
-    if (s->ng_closed && !s->body_done)
-        return -499;
-    if (cc->client_max_body_size && s->body_received > cc->client_max_body_size)
-        return -413;
-    if (r->content_length >= 0 && s->body_received > r->content_length)
-        return -400;
-    if (r->expect_continue && !s->continue_sent && !s->body_done && s->nin == 0) {
-        static const nghttp2_nv cont[] = {
-            {(uint8_t *)":status", (uint8_t *)"100", 7, 3, NGHTTP2_NV_FLAG_NONE}};
-        s->continue_sent = 1;
-        nghttp2_submit_headers(hc->ng, NGHTTP2_FLAG_NONE, s->id, NULL, cont, 1, NULL);
-        pump(hc);
-    }
-    size_t buffered = 0;
-    for (int i = 0; i < s->nin; i++)
-        buffered += tg_buf_len(s->in[i]);
-    if (s->body.len == 0) {
-        /* the handler consumed what it had: hand out everything buffered
-         * (spans it has not consumed stay as they are, as with HTTP/1.1:
-         * tg_request_body_read leaves a body it read whole in them) */
-        for (int i = 0; i < s->nin; i++)
-            if (tg_buf_len(s->in[i]))
-                tg_spans_add(&s->body, s->in[i]->pos, tg_buf_len(s->in[i]));
-        s->given = s->body.len;
-    }
-    if (s->body.len || s->body_done) {
-        *done = s->body_done && buffered == s->given;
-        return 1;
-    }
-    s->body_wait = 1;
-    s->timer.repeat = (double)cc->body_timeout / 1000.0;
-    ev_timer_again(tg_worker->loop, &s->timer);
-    return 0;
-}
-
-static void h2_body_consumed(tg_request_t *r)
-{
-    h2_stream_t *s = HS(r);
-    size_t n = s->given;
-    s->given = 0;
-    tg_spans_reset(&s->body);
-    if (n == 0)
-        return; /* bytes of the request's own (a body read whole) */
-    /* drop the given bytes; emptied buffers go back, the last one stays */
-    size_t left = n;
-    int w = 0;
-    for (int i = 0; i < s->nin; i++) {
-        tg_buf_t *b = s->in[i];
-        size_t k = tg_buf_len(b) < left ? tg_buf_len(b) : left;
-        b->pos += k;
-        left -= k;
-        if (b->pos == b->last && i < s->nin - 1) {
-            tg_buf_put(b);
-            continue;
-        }
-        if (b->pos == b->last)
-            b->pos = b->last = b->start;
-        s->in[w++] = b;
-    }
-    s->nin = w;
-    nghttp2_session_consume(s->hc->ng, s->id, n); /* WINDOW_UPDATE for what went on */
-    pump(s->hc);
-}
-
-static int h2_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early)
-{
-    /* never asked: an HTTP/2 request has no Upgrade (RFC 9113 8.2.2), so
-     * r->upgrade stays 0 and the proxy starts no tunnel */
-    (void)r;
-    (void)idle_ms;
-    *early = NULL;
-    return -1;
-}
-
-static void h2_tunnel_active(tg_request_t *r)
-{
-    (void)r;
-}
-
-static const tg_carrier_t h2_carrier = {
-    .protocol = "HTTP/2.0",
-    .send_header = h2_send_header,
-    .send_body = h2_send_body,
-    .flush = h2_flush,
-    .finalize = h2_finalize,
-    .body_pull = h2_body_pull,
-    .body_consumed = h2_body_consumed,
-    .tunnel_begin = h2_tunnel_begin,
-    .tunnel_active = h2_tunnel_active,
-};
-
-/* ---- timers ----------------------------------------------------------------- */
-
-static void stream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    h2_stream_t *s = (h2_stream_t *)((char *)t - offsetof(h2_stream_t, timer));
-    h2_conn_t *hc = s->hc;
-    ev_timer_stop(tg_worker->loop, t);
-    if (!s->active)
-        return;
-    hc->depth++; /* handlers run: rounds wait until they return */
-    if (s->body_wait) {
-        s->body_wait = 0;
-        tg_log(TG_LOG_INFO, "client %s timed out sending its request body (HTTP/2 stream %d)",
-               tg_conn_peer(hc->c), s->id);
-        tg_request_error(&s->r, 408);
-    } else {
-        tg_log(TG_LOG_INFO, "client %s: HTTP/2 stream %d not read for send_timeout, reset",
-               tg_conn_peer(hc->c), s->id);
-        tg_request_finalize(&s->r, 1);
-    }
-    hc->depth--;
-    pump(hc);
-}
-
 /* ---- the connection --------------------------------------------------------- */
 
 static void h2_on_io(tg_conn_t *c, int revents)
 {
-    h2_conn_t *hc = c->codec;
+    tg_h2_conn_t *hc = c->codec;
     if (hc->dead)
         return;
     if (revents & EV_WRITE) {
@@ -1033,7 +656,7 @@ static void h2_on_io(tg_conn_t *c, int revents)
 
 static void h2_on_timeout(tg_conn_t *c)
 {
-    h2_conn_t *hc = c->codec;
+    tg_h2_conn_t *hc = c->codec;
     if (hc->dead) {
         tg_conn_close(c);
         return;
@@ -1054,7 +677,7 @@ static void h2_on_timeout(tg_conn_t *c)
 
 static void h2_on_shutdown(tg_conn_t *c)
 {
-    h2_conn_t *hc = c->codec;
+    tg_h2_conn_t *hc = c->codec;
     if (hc->dead) {
         tg_conn_close(c);
         return;
@@ -1076,12 +699,12 @@ static void h2_on_shutdown(tg_conn_t *c)
 
 static void h2_on_close(tg_conn_t *c)
 {
-    h2_conn_t *hc = c->codec;
+    tg_h2_conn_t *hc = c->codec;
     if (hc == NULL)
         return;
     hc->depth++;
     while (hc->streams) {
-        h2_stream_t *s = hc->streams;
+        tg_h2_stream_t *s = hc->streams;
         if (s->active) {
             /* as h1: the close is not an answer, no log phase */
             tg_request_t *r = &s->r;
@@ -1094,7 +717,7 @@ static void h2_on_close(tg_conn_t *c)
             tg_worker->h2_streams--;
         }
         s->ng_closed = 1;
-        stream_free(s);
+        tg_h2_stream_free(s);
     }
     nghttp2_session_del(hc->ng);
     if (hc->out)
@@ -1136,7 +759,7 @@ static int setup_callbacks(void)
 void tg_h2_start(tg_conn_t *c)
 {
     tg_server_t *srv = c->listen->default_server;
-    h2_conn_t *hc = calloc(1, sizeof(*hc));
+    tg_h2_conn_t *hc = calloc(1, sizeof(*hc));
     if (hc == NULL || setup_callbacks() != 0) {
         free(hc);
         tg_log(TG_LOG_ERROR, "out of memory starting HTTP/2");
@@ -1144,6 +767,7 @@ void tg_h2_start(tg_conn_t *c)
         return;
     }
     hc->c = c;
+    hc->pump = pump;
     hc->conf = tg_h2_conf(srv->mconf);
     hc->cc = tg_core_conf(srv->mconf);
     hc->flood_tokens = FLOOD_BURST;
@@ -1172,6 +796,7 @@ void tg_h2_start(tg_conn_t *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)hc->window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)hc->conf->max_header_size},
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1}, /* RFC 8441: WebSocket streams */
     };
     uint64_t conn_window = (uint64_t)hc->window * (uint64_t)hc->conf->max_streams;
     if (conn_window > 0x7fffffff)

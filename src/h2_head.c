@@ -14,6 +14,7 @@
 #include <llhttp.h>
 #include "h2_head.h"
 #include "uri.h"
+#include "websocket.h"
 #include "worker.h"
 
 int tg_h2_head_cookie(tg_arena_t *a, tg_str_t *cookie, tg_str_t crumb)
@@ -27,6 +28,14 @@ int tg_h2_head_cookie(tg_arena_t *a, tg_str_t *cookie, tg_str_t crumb)
         return -1;
     *cookie = tg_str_c(j);
     return 0;
+}
+
+int tg_h2_head_trailer(tg_request_t *r, tg_str_t name, tg_str_t value)
+{
+    tg_str_t n = tg_arena_str(r->arena, name), v = tg_arena_str(r->arena, value);
+    if (n.p == NULL || v.p == NULL)
+        return -1;
+    return tg_headers_add(r->arena, &r->trailers, n, v);
 }
 
 static int method_number(tg_str_t m)
@@ -49,8 +58,23 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri)
         r->method = HTTP_GET; /* for the log; the request is refused */
         return 501;
     }
-    if (r->method == HTTP_CONNECT)
-        return 405; /* no tunnels over HTTP/2 (RFC 8441 is not supported) */
+    int websocket = 0;
+    if (r->method == HTTP_CONNECT) {
+        if (h->protocol.p == NULL)
+            return 405; /* a TCP tunnel (RFC 9113 8.5): we are no forward proxy */
+        if (!tg_str_eq_lit(h->protocol, "websocket"))
+            return 501; /* a protocol we cannot bridge to HTTP/1.1 */
+        /* RFC 8441: the upgrade of RFC 6455 4.1 in HTTP/2's terms */
+        tg_str_t key;
+        websocket = 1;
+        r->method = HTTP_GET;
+        r->method_name = TG_STR("GET");
+        r->upgrade = 1;
+        if (tg_websocket_key(r->arena, &key) != 0 ||
+            tg_headers_set(r->arena, &r->headers, TG_STR("sec-websocket-key"), key) != 0 ||
+            tg_headers_add(r->arena, &r->headers, TG_STR("upgrade"), TG_STR("websocket")) != 0)
+            return 500;
+    }
     if (h->cookie.len && tg_headers_add(r->arena, &r->headers, TG_STR("cookie"), h->cookie) != 0)
         return 500;
     tg_header_t *host = NULL;
@@ -81,7 +105,9 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri)
         return 400;
     if (host == NULL && tg_headers_add(r->arena, &r->headers, TG_STR("host"), authority) != 0)
         return 500;
-    r->has_body = !h->end_stream && r->content_length != 0;
+    if (websocket)
+        r->content_length = -1; /* what follows is the tunnel, not a body */
+    r->has_body = !websocket && !h->end_stream && r->content_length != 0;
     if (r->has_body && r->content_length < 0)
         r->chunked = 1; /* length unknown: chunked to the upstream */
     if ((int64_t)h->path.len > max_uri)

@@ -37,6 +37,8 @@
 #include "sendq.h"
 #include "worker.h"
 #include "tunnel.h"
+#include "tunnel_stream.h"
+#include "websocket.h"
 #include "stats.h"
 #include "upstream_dyn.h"
 
@@ -79,6 +81,8 @@ struct tg_proxy_s {
     int error_status;
     unsigned websocket : 1;  /* a WebSocket upgrade was asked for */
     tg_tunnel_t *tunnel;     /* after a 101: the two-way byte pipe */
+    tg_tunnel_stream_t *stunnel; /* ... or, on an HTTP/2 stream, the stream's own */
+    uint64_t tunnel_up, tunnel_down; /* its byte counts already added to the stats */
 };
 
 static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -90,6 +94,8 @@ static void px_fail(tg_proxy_t *px, int status, int peer_failed);
 static void px_give_up(tg_proxy_t *px, int status);
 static void px_upgrade(tg_proxy_t *px);
 static void px_tunnel_event(tg_proxy_t *px);
+static void px_stunnel_event(tg_proxy_t *px, int drained);
+static void px_stunnel_done(tg_proxy_t *px, int alive);
 
 static const tg_handler_events_t px_events;
 
@@ -187,6 +193,15 @@ static int on_resp_headers_complete(llhttp_t *p)
     if (st == 101) {
         if (!px->websocket) {
             px->error_status = 502; /* a switch nobody asked for */
+            return -1;
+        }
+        tg_header_t *key = tg_headers_find(&r->headers, TG_STR("Sec-WebSocket-Key"));
+        tg_header_t *acc = tg_headers_find(&r->resp_headers, TG_STR("Sec-WebSocket-Accept"));
+        if (key && (acc == NULL || !tg_websocket_accept_is(key->value, acc->value))) {
+            /* RFC 6455 4.1: not the answer to our key; the client would fail it */
+            tg_log(TG_LOG_ERROR, "upstream %.*s answered a WebSocket upgrade with a wrong "
+                                 "Sec-WebSocket-Accept", TG_STR_FMT(r->upstream_addr));
+            px->error_status = 502;
             return -1;
         }
         px->resp_headers = 1;
@@ -541,6 +556,16 @@ static void px_give_up(tg_proxy_t *px, int status)
     tg_request_error(r, status);
 }
 
+/* The end of a chunked body: the last chunk, with the client's trailers
+ * (HTTP/2 clients) when it sent some. 0, or -1 out of memory. */
+static int px_last_chunk(tg_proxy_t *px)
+{
+    tg_str_t end = TG_STR("0\r\n\r\n");
+    if (px->r->trailers.n && tg_proxy_head_trailers(px->r, &end) != 0)
+        return -1;
+    return tg_iovq_add(&px->out, end.p, end.len);
+}
+
 /* Queue the next piece of the request: header, then body rounds. Returns 1
  * when something was queued or the request is complete, 0 when waiting for
  * the client, -1 on error (answered). */
@@ -559,15 +584,19 @@ static int px_fill(tg_proxy_t *px)
                 tg_iovq_add_chunk_size(&px->out, b->len);
             for (int i = 0; i < b->n; i++)
                 tg_iovq_add(&px->out, b->v[i].iov_base, b->v[i].iov_len);
-            if (r->chunked)
-                tg_iovq_add(&px->out, "\r\n0\r\n\r\n", 7);
+            if (r->chunked && (tg_iovq_add(&px->out, "\r\n", 2) != 0 || px_last_chunk(px) != 0)) {
+                px_fail(px, 500, 0);
+                return -1;
+            }
             px->req_done = 1;
             return 1;
         }
         if (px->replayable) {
             /* complete but empty chunked body */
-            if (r->chunked)
-                tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+            if (r->chunked && px_last_chunk(px) != 0) {
+                px_fail(px, 500, 0);
+                return -1;
+            }
             px->req_done = 1;
         }
         return 1;
@@ -604,8 +633,10 @@ static int px_fill(tg_proxy_t *px)
         px->body_inflight = 1;
     }
     if (done) {
-        if (r->chunked)
-            tg_iovq_add(&px->out, "0\r\n\r\n", 5);
+        if (r->chunked && px_last_chunk(px) != 0) {
+            px_fail(px, 500, 0);
+            return -1;
+        }
         px->req_done = 1;
     }
     return 1;
@@ -660,7 +691,9 @@ static void px_send(tg_proxy_t *px)
 static void px_on_body(tg_request_t *r)
 {
     tg_proxy_t *px = r->handler_ctx;
-    if (px && px->uc && px->state == PX_SENDING)
+    if (px && px->stunnel)
+        px_stunnel_event(px, 0);
+    else if (px && px->uc && px->state == PX_SENDING)
         px_send(px);
 }
 
@@ -773,7 +806,7 @@ static int px_forward(tg_proxy_t *px)
 static void px_on_blocked(tg_request_t *r)
 {
     tg_proxy_t *px = r->handler_ctx;
-    if (px->uc && !px->tunnel) {
+    if (px->uc && !px->tunnel && !px->stunnel) {
         px->client_blocked = 1;
         px_want(px, 0, 0);
     }
@@ -782,6 +815,10 @@ static void px_on_blocked(tg_request_t *r)
 static void px_on_drained(tg_request_t *r)
 {
     tg_proxy_t *px = r->handler_ctx;
+    if (px->stunnel) {
+        px_stunnel_event(px, 1);
+        return;
+    }
     if (px_drained(px))
         px_receive(px);
 }
@@ -892,6 +929,10 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         px_tunnel_event(px);
         return;
     }
+    if (px->stunnel) {
+        px_stunnel_event(px, 0);
+        return;
+    }
     if (px->state == PX_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -955,6 +996,11 @@ static void px_on_abort(tg_request_t *r)
         tg_buf_put(px->tunnel->down);
         px->tunnel = NULL;
     }
+    if (px->stunnel) {
+        tg_worker->tunnels_open--;
+        tg_tunnel_stream_release(px->stunnel);
+        px->stunnel = NULL;
+    }
     px_release_conn(px, 0);
     px_attempt_end(px, 0);
     tg_buf_put(px->buf);
@@ -964,7 +1010,9 @@ static void px_on_abort(tg_request_t *r)
 /* ---- upgraded connections ------------------------------------------------------ */
 
 /* The upstream answered 101: send that on, then both sockets become a
- * tunnel. Bytes either side sent after the switch are already in buffers. */
+ * tunnel (HTTP/1.1), or the upstream socket and the client's stream do
+ * (HTTP/2, RFC 8441: the carrier answers 200). Bytes either side sent after
+ * the switch are already in buffers. */
 static void px_upgrade(tg_proxy_t *px)
 {
     tg_request_t *r = px->r;
@@ -978,15 +1026,19 @@ static void px_upgrade(tg_proxy_t *px)
         tg_request_finalize(r, 1);
         return;
     }
-    tg_tunnel_t *t = tg_arena_alloc(r->arena, sizeof(*t));
     /* what the upstream sent after its 101 stays in px->buf; the response
      * headers (read in a log phase, e.g. by Lua) must not point into it */
-    if (t == NULL || tg_headers_own(r->arena, &r->resp_headers) != 0) {
+    if (tg_headers_own(r->arena, &r->resp_headers) != 0) {
         tg_request_finalize(r, 1);
         return;
     }
     tg_buf_t *to_up = NULL;
-    if (tg_request_tunnel_begin(r, px->conf->websocket_idle_timeout, &to_up) != 0) {
+    int kind = tg_request_tunnel_begin(r, px->conf->websocket_idle_timeout, &to_up);
+    void *t = kind < 0 ? NULL
+                       : tg_arena_alloc(r->arena, kind == 1 ? sizeof(tg_tunnel_stream_t)
+                                                            : sizeof(tg_tunnel_t));
+    if (t == NULL) {
+        tg_buf_put(to_up);
         tg_request_finalize(r, 1);
         return;
     }
@@ -994,14 +1046,22 @@ static void px_upgrade(tg_proxy_t *px)
         tg_buf_put(px->buf);
         px->buf = NULL;
     }
-    *t = (tg_tunnel_t){.c = r->conn, .ufd = px->uc->fd, .uc = px->uc, .cio = &r->conn->io,
-                       .uio = &px->uc->io, .up = to_up, .down = px->buf};
+    tg_buf_t *early = px->buf;
     px->buf = NULL;
-    px->tunnel = t;
     r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
     ev_timer_stop(tg_worker->loop, &px->uc->timer);
     tg_worker->upgrades++;
     tg_worker->tunnels_open++;
+    if (kind == 1) {
+        px->stunnel = t;
+        *px->stunnel = (tg_tunnel_stream_t){.r = r, .uc = px->uc};
+        px_stunnel_done(px, tg_tunnel_stream_start(px->stunnel, early));
+        return;
+    }
+    px->tunnel = t;
+    *px->tunnel = (tg_tunnel_t){.c = r->conn, .ufd = px->uc->fd, .uc = px->uc,
+                                .cio = &r->conn->io, .uio = &px->uc->io, .up = to_up,
+                                .down = early};
     px_tunnel_event(px);
 }
 
@@ -1020,6 +1080,29 @@ static void px_tunnel_event(tg_proxy_t *px)
         return;
     }
     tg_request_finalize(r, 1); /* logs it, closes both sides */
+}
+
+/* After a pump of a stream tunnel: account for the bytes it moved; end the
+ * request when it is over (the carrier counts the client's bytes itself). */
+static void px_stunnel_done(tg_proxy_t *px, int alive)
+{
+    tg_tunnel_stream_t *t = px->stunnel;
+    tg_worker->tunnel_bytes_up += t->up_bytes - px->tunnel_up;
+    tg_worker->tunnel_bytes_down += t->down_bytes - px->tunnel_down;
+    int moved = t->up_bytes != px->tunnel_up || t->down_bytes != px->tunnel_down;
+    px->tunnel_up = t->up_bytes;
+    px->tunnel_down = t->down_bytes;
+    if (alive > 0) {
+        if (moved)
+            tg_request_tunnel_active(px->r);
+        return;
+    }
+    tg_request_finalize(px->r, alive < 0); /* logs it; the upstream closes */
+}
+
+static void px_stunnel_event(tg_proxy_t *px, int drained)
+{
+    px_stunnel_done(px, tg_tunnel_stream_pump(px->stunnel, drained));
 }
 
 static void px_on_tunnel(tg_request_t *r)

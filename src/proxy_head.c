@@ -168,6 +168,50 @@ int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocke
     return 0;
 }
 
+/* Fields a trailer must not carry, besides the hop-by-hop ones: a recipient
+ * would act on them as if they came with the head (RFC 9110 6.5.1). */
+static int is_head_only(tg_str_t name)
+{
+    static const char *const names[] = {"host", "authorization", "cookie", "content-type",
+                                        "content-encoding", "content-range", "cache-control",
+                                        "max-forwards", "range", "if-match", "if-none-match",
+                                        "if-modified-since", "if-unmodified-since", "if-range",
+                                        "x-forwarded-for", "x-forwarded-proto",
+                                        "x-forwarded-host", "x-real-ip", NULL};
+    for (int i = 0; names[i]; i++)
+        if (tg_str_caseeq_lit(name, names[i]))
+            return 1;
+    return 0;
+}
+
+int tg_proxy_head_trailers(tg_request_t *r, tg_str_t *out)
+{
+    const tg_headers_t *t = &r->trailers;
+    size_t size = 5;
+    for (uint32_t i = 0; i < t->n; i++)
+        size += t->h[i].name.len + t->h[i].value.len + 4;
+    char *p = tg_arena_alloc_nz(r->arena, size), *w = p;
+    if (p == NULL)
+        return -1;
+    memcpy(w, "0\r\n", 3);
+    w += 3;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const tg_header_t *h = &t->h[i];
+        if (is_hop_by_hop(h->name, t, 0) || is_head_only(h->name))
+            continue;
+        memcpy(w, h->name.p, h->name.len);
+        w += h->name.len;
+        memcpy(w, ": ", 2);
+        memcpy(w + 2, h->value.p, h->value.len);
+        w += 2 + h->value.len;
+        memcpy(w, "\r\n", 2);
+        w += 2;
+    }
+    memcpy(w, "\r\n", 2);
+    *out = (tg_str_t){p, (size_t)(w + 2 - p)};
+    return 0;
+}
+
 tg_msec_t tg_proxy_head_clean_response(tg_headers_t *hs)
 {
     tg_msec_t keepalive_ms = 0;

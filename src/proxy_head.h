@@ -16,6 +16,12 @@
  * (keep-alive, or upgrade for a `websocket` request) and the body framing.
  * 0, or -1 (out of memory, or a template that failed). */
 int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket, tg_str_t *head);
+/* The end of a chunked request body for the upstream: the last chunk, the
+ * request's trailer fields (r->trailers) less those a trailer must not
+ * carry (framing, routing, authentication, content metadata: RFC 9110
+ * 6.5.1, and the hop-by-hop ones), and the final CRLF, in r's arena.
+ * 0, or -1 out of memory. */
+int tg_proxy_head_trailers(tg_request_t *r, tg_str_t *out);
 /* Drop the hop-by-hop headers of an upstream response (those a Connection
  * header names too). Returns the upstream's Keep-Alive timeout in ms (0 when
  * it announced none), to retire the connection before it does. */

@@ -484,9 +484,9 @@ static int filter_body(tg_request_t *r, tg_spans_t *spans, int last)
 
 int tg_request_send_body(tg_request_t *r, tg_spans_t *spans, int last)
 {
-    if (r->resp_no_body)
+    if (r->resp_no_body && !r->tunnel)
         return r->carrier->send_body(r, NULL, 0, 0, last);
-    if (r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY])
+    if (!r->tunnel && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY])
         return filter_body(r, spans, last);
     return r->carrier->send_body(r, spans ? spans->v : NULL, spans ? spans->n : 0,
                                  spans ? spans->len : 0, last);
@@ -789,7 +789,10 @@ void tg_request_on_tunnel(tg_request_t *r)
 
 int tg_request_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early)
 {
-    return r->carrier->tunnel_begin(r, idle_ms, early);
+    int rc = r->carrier->tunnel_begin(r, idle_ms, early);
+    if (rc == 1)
+        r->tunnel = 1;
+    return rc;
 }
 
 void tg_request_tunnel_active(tg_request_t *r)

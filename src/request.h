@@ -67,7 +67,11 @@ typedef struct tg_conn_s tg_conn_t;
  *     tg_request_body_pull.
  *   tunnel_begin: after a 101, the carrier becomes a two-way byte pipe;
  *     *early gets bytes the client sent after its request (a buffer from the
- *     pool, or NULL); 0 or -1. tunnel_active restarts its idle timer. */
+ *     pool, or NULL). 0: the client connection is the pipe (HTTP/1.1: its
+ *     socket, tunnel.h); 1: the request's own body functions are (HTTP/2
+ *     RFC 8441: the client's bytes come through body_pull/body_consumed,
+ *     the upstream's go through send_body/flush; r->tunnel is set); -1.
+ *     tunnel_active restarts its idle timer. */
 typedef struct {
     const char *protocol; /* "HTTP/1.1", for $server_protocol */
     int (*send_header)(tg_request_t *r);
@@ -128,6 +132,10 @@ struct tg_request_s {
     int http_minor;       /* 0 or 1 (major is always 1) */
     tg_str_t request_line; /* $request, as received: "GET /a?b HTTP/1.1"; empty when bad */
     tg_headers_t headers;
+    /* Trailer fields after the body (HTTP/2 clients), complete when the
+     * carrier reports the body done; the proxy forwards them after a
+     * chunked body (tg_proxy_head_trailers). */
+    tg_headers_t trailers;
     tg_str_t host;          /* Host without port, lowercased */
     int64_t content_length; /* -1: no Content-Length */
     unsigned chunked : 1;   /* request body is chunked */
@@ -182,6 +190,10 @@ struct tg_request_s {
      * (tg_request_send_file) then go through the body filters in pool
      * buffers; without it they go straight to the carrier (sendfile). */
     unsigned body_filter : 1;
+    /* The carrier tunnels through the body functions after a 101
+     * (tg_request_tunnel_begin returned 1): send_body takes the tunnel's
+     * bytes straight to the carrier, past the body filters. */
+    unsigned tunnel : 1;
 
     /* accounting */
     double start;          /* ev_now at the first byte */
@@ -316,7 +328,8 @@ void tg_request_body_consumed(tg_request_t *r);
  * request ended (client gone, bad framing, timeout: answered or closed), the
  * hook must return TG_AGAIN and not touch r. */
 int tg_request_body_read(tg_request_t *r, int64_t max, tg_str_t *body);
-/* After a 101: the carrier becomes a tunnel (see tg_carrier_t). */
+/* After a 101: the carrier becomes a tunnel (see tg_carrier_t): 0 on the
+ * client connection, 1 through the request's body functions, -1. */
 int tg_request_tunnel_begin(tg_request_t *r, tg_msec_t idle_ms, tg_buf_t **early);
 void tg_request_tunnel_active(tg_request_t *r);
 /* For the carrier: an event for the content handler (no-op when it has no

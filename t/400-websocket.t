@@ -54,6 +54,17 @@ ok($ws->is_closed(3), 'upstream close reaches the client');
 my $no = Tollgate::WS->connect($tg->port, '/not-ws');
 ok($no && $no->{status} != 101, 'non-101 answer to an upgrade request');
 like($no->{response} // '', qr{^HTTP/1\.1 400 }, 'the upstream\'s 400 is passed on');
+# a 101 that does not answer the client's key: 502, the client never sees the switch
+{
+    my $raw = node_upstream('raw');
+    my $t = tg_start("server { listen %%PORT%%; location / { proxy_pass $raw->{addr}; } }",
+                     errors_ok => [qr/wrong Sec-WebSocket-Accept/, qr/sent an invalid response/]);
+    for my $p ('/bad-accept', '/no-accept') {
+        my $w = Tollgate::WS->connect($t->port, $p);
+        is($w && $w->{status}, 502, "$p: a 101 with a wrong Sec-WebSocket-Accept is a 502");
+    }
+    $t->stop;
+}
 # an upgrade other than websocket is not passed on
 my $r = $tg->http(GET => '/plain', headers => [Upgrade => 'h2c', Connection => 'Upgrade, HTTP2-Settings',
                                                'HTTP2-Settings' => 'AAMAAABkAAQCAAAAAAIAAAAA']);

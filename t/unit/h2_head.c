@@ -30,7 +30,8 @@ static int map(tg_request_t *r, const char *method, const char *path, const char
                int end_stream)
 {
     tg_h2_head_t h = {tg_str_c(method), tg_str_c(path),
-                      authority ? tg_str_c(authority) : TG_NULL_STR, TG_NULL_STR, end_stream};
+                      authority ? tg_str_c(authority) : TG_NULL_STR, TG_NULL_STR, end_stream,
+                      TG_NULL_STR};
     return tg_h2_head_request(r, &h, 8192);
 }
 
@@ -63,7 +64,7 @@ int main(void)
            tg_h2_head_cookie(&arena, &cookie, TG_STR("b=2")) == 0 &&
            tg_h2_head_cookie(&arena, &cookie, TG_STR("c=3")) == 0,
        "cookie crumbs added");
-    tg_h2_head_t h = {TG_STR("GET"), TG_STR("/"), TG_STR("a"), cookie, 1};
+    tg_h2_head_t h = {TG_STR("GET"), TG_STR("/"), TG_STR("a"), cookie, 1, TG_NULL_STR};
     is_int(tg_h2_head_request(r, &h, 8192), 0, "with cookies");
     ok(tg_str_eq_lit(field(r, "cookie"), "a=1; b=2; c=3"), "joined with \"; \"");
 
@@ -77,6 +78,25 @@ int main(void)
     is_int(map(req(), "GET", "/", NULL, 1), 400, "neither: 400");
     is_int(map(req(), "BREW", "/", "a", 1), 501, "unknown method: 501");
     is_int(map(req(), "CONNECT", "/", "a", 1), 405, "CONNECT: 405");
+
+    /* RFC 8441 extended CONNECT */
+    r = req();
+    tg_headers_add(&arena, &r->headers, TG_STR("sec-websocket-version"), TG_STR("13"));
+    tg_headers_add(&arena, &r->headers, TG_STR("sec-websocket-key"), TG_STR("from-the-client"));
+    tg_headers_add(&arena, &r->headers, TG_STR("content-length"), TG_STR("7"));
+    h = (tg_h2_head_t){TG_STR("CONNECT"), TG_STR("/chat?room=1"), TG_STR("a.test"), TG_NULL_STR,
+                       0, TG_STR("websocket")};
+    is_int(tg_h2_head_request(r, &h, 8192), 0, "extended CONNECT, :protocol websocket");
+    ok(r->method == HTTP_GET && tg_str_eq_lit(r->method_name, "GET"), "... becomes a GET");
+    ok(r->upgrade, "... an upgrade");
+    ok(tg_str_eq_lit(field(r, "upgrade"), "websocket"), "... upgrade: websocket");
+    tg_str_t key = field(r, "sec-websocket-key");
+    ok(key.len == 24 && key.p[22] == '=' && key.p[23] == '=', "... a fresh 16-byte key");
+    ok(tg_str_eq_lit(r->uri, "/chat?room=1") && tg_str_eq_lit(r->path, "/chat"), "... of :path");
+    ok(!r->has_body && !r->chunked && r->content_length == -1, "... without a body");
+    ok(tg_str_eq_lit(r->request_line, "CONNECT /chat?room=1 HTTP/2.0"), "$request as received");
+    h.protocol = TG_STR("connect-udp");
+    is_int(tg_h2_head_request(req(), &h, 8192), 501, "another :protocol: 501");
     is_int(map(req(), "GET", "*", "a", 1), 400, "* with GET: 400");
     is_int(map(req(), "OPTIONS", "*", "a", 1), 0, "* with OPTIONS");
     is_int(map(req(), "GET", "/../../etc", "a", 1), 400, "a path above the root: 400");

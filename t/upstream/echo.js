@@ -75,6 +75,7 @@ function entry(req, body) {
         httpVersion: req.httpVersion,
         rawHeaders: req.rawHeaders,
         headers: req.headers,
+        trailers: req.trailers,
         body: body.head.toString('utf8'),
         bodyTruncated: body.length > body.head.length,
         bodyLength: body.length,

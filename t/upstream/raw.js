@@ -21,6 +21,10 @@ const R = {
     'nothing': '',
     'te-gzip': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok',
     'neg-cl': 'HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok',
+    // a WebSocket switch that does not answer the request's key
+    'bad-accept': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+        + 'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n',
+    'no-accept': 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
 };
 net.createServer((s) => {
     let buf = '';
