@@ -253,6 +253,8 @@ static void sandbox(lua_State *L, tg_lua_main_t *m)
     tg_lua_api_open(L, m);
     lua_pushvalue(L, -1);
     lua_setfield(L, loaded, "tollgate");
+    lua_getfield(L, -1, "json"); /* the pure-Lua library it replaced */
+    lua_setfield(L, loaded, "tollgate.json");
     lua_setfield(L, g, "tg");
     lua_settop(L, 0);
 }

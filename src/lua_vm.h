@@ -103,6 +103,7 @@ extern const char *const tg_lua_phase_names[TG_LUA_NPHASES];
 void tg_lua_api_open(lua_State *L, tg_lua_main_t *m);
 void tg_lua_re_open(lua_State *L);     /* tg.re */
 void tg_lua_crypto_open(lua_State *L); /* tg.crypto */
+void tg_lua_json_open(lua_State *L);   /* tg.json (lua_json.c) */
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */

@@ -60,7 +60,7 @@ like(Tollgate::Test::_slurp("$tree/etc/logrotate.d/tollgate"), qr{/usr/sbin/toll
      'logrotate configuration');
 my $conf = Tollgate::Test::_slurp("$tree/etc/tollgate/tollgate.conf");
 like($conf, qr/^user tollgate tollgate;/m, 'workers run as the package user');
-ok(-f "$tree/usr/share/tollgate/lua/tollgate/json.lua", 'Lua libraries');
+ok(-f "$tree/usr/share/tollgate/lua/tollgate/jwt.lua", 'Lua libraries');
 my @man = grep { -f } glob("$root/man/*.[1-8] $root/doc/man/*.[1-8]");
 SKIP: {
     skip 'no man pages in the tree yet', 1 unless @man;
