@@ -1,10 +1,10 @@
 /* The `tg` table scripts see (docs/lua.md): tg.req, tg.resp, tg.var, tg.ctx,
  * tg.route, tg.exit, tg.redirect, tg.sleep, tg.log, tg.now, tg.shared; tg.re,
- * tg.crypto and tg.json come from lua_re.c, lua_crypto.c and lua_json.c.
- * Every function that touches the request checks the phase first
- * (tg_lua_vm_request). Strings
- * given to the request are copied into its arena; strings handed to Lua are
- * copied by Lua. Runtime failures return nil, err; caller mistakes raise. */
+ * tg.crypto, tg.json and tg.jwt come from lua_re.c, lua_crypto.c, lua_json.c
+ * and lua_jwt.c. Every function that touches the request checks the phase
+ * first (tg_lua_vm_request). Strings given to the request are copied into
+ * its arena; strings handed to Lua are copied by Lua. Runtime failures
+ * return nil, err; caller mistakes raise. */
 #include <math.h>
 #include <string.h>
 #include <ev.h>
@@ -611,6 +611,9 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     lua_newtable(L);
     tg_lua_json_open(L);
     lua_setfield(L, tg, "json");
+    lua_newtable(L);
+    tg_lua_jwt_open(L);
+    lua_setfield(L, tg, "jwt");
 
     lua_createtable(L, 0, 2); /* tg.ctx is per request */
     lua_pushcfunction(L, tg_index);

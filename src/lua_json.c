@@ -389,10 +389,8 @@ static int dec_value(dec_t *d)
     }
 }
 
-static int l_decode(lua_State *L)
+int tg_lua_json_decode(lua_State *L, const char *s, size_t n)
 {
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
     dec_t d = {L, (const unsigned char *)s, (const unsigned char *)s,
                (const unsigned char *)s + n, NULL, 0};
     int top = lua_gettop(L);
@@ -405,10 +403,20 @@ static int l_decode(lua_State *L)
     }
     scratch_trim();
     if (rc == 0)
-        return 1;
+        return 0;
     lua_settop(L, top);
-    lua_pushnil(L);
     lua_pushfstring(L, "%s at byte %d", d.err, (int)(d.p - d.s) + 1);
+    return -1;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (tg_lua_json_decode(L, s, n) == 0)
+        return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
     return 2;
 }
 

@@ -104,6 +104,10 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m);
 void tg_lua_re_open(lua_State *L);     /* tg.re */
 void tg_lua_crypto_open(lua_State *L); /* tg.crypto */
 void tg_lua_json_open(lua_State *L);   /* tg.json (lua_json.c) */
+void tg_lua_jwt_open(lua_State *L);    /* tg.jwt (lua_jwt.c) */
+/* Decode the JSON text s[0..n) onto L's stack: 0 and the value pushed, or
+ * -1 and an error message pushed (tg.json.decode's rules). */
+int tg_lua_json_decode(lua_State *L, const char *s, size_t n);
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */

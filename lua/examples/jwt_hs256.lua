@@ -2,12 +2,11 @@
 -- 401 with a JSON reason otherwise; the subject goes upstream as X-User.
 -- The secret comes from a Lua module "jwt_config" on lua_package_path
 -- ({secret = "..."}), so it stays out of the script.
-local jwt = require "tollgate.jwt"
 local secret = (require "jwt_config").secret
 
 local auth = tg.req.header("Authorization")
 local token = auth and auth:match("^[Bb]earer%s+(%S+)$")
-local claims, reason = jwt.verify(token, secret, tg.now(), 30)
+local claims, reason = tg.jwt.verify(token, {secret = secret, alg = "HS256", leeway = 30})
 if not claims then
   tg.exit(401, '{"error":"' .. reason .. '"}\n', {
     ["Content-Type"] = "application/json",
