@@ -445,7 +445,12 @@ static int enc_string(enc_t *e, int idx)
 {
     size_t n;
     const char *s = lua_tolstring(e->L, idx, &n);
-    size_t need = n * TG_JSON_ESCAPE_MAX + 2;
+    /* the usual string, printable ASCII without a quote or a backslash, is copied */
+    size_t plain = 0;
+    while (plain < n && (unsigned char)s[plain] >= 0x20 && (unsigned char)s[plain] < 0x7f &&
+           s[plain] != '"' && s[plain] != '\\')
+        plain++;
+    size_t need = plain == n ? n + 2 : n * TG_JSON_ESCAPE_MAX + 2;
     char *b = scratch_reserve(e->len + need);
     if (b == NULL) {
         e->err = "out of memory";
@@ -453,7 +458,11 @@ static int enc_string(enc_t *e, int idx)
     }
     b += e->len;
     b[0] = '"';
-    size_t w = tg_json_escape(b + 1, need - 2, (tg_str_t){s, n}, NULL);
+    size_t w = n;
+    if (plain == n)
+        memcpy(b + 1, s, n);
+    else
+        w = tg_json_escape(b + 1, need - 2, (tg_str_t){s, n}, NULL);
     b[w + 1] = '"';
     e->len += w + 2;
     return 0;
@@ -470,7 +479,15 @@ static int enc_number(enc_t *e, double v)
         return -1;
     }
     if (v == floor(v) && fabs(v) < 9007199254740992.0) {
-        n = snprintf(buf, sizeof(buf), "%lld", (long long)v);
+        /* integers: digits written backwards, no printf */
+        uint64_t u = (uint64_t)fabs(v);
+        char *p = buf + sizeof(buf);
+        do
+            *--p = (char)('0' + u % 10);
+        while ((u /= 10) != 0);
+        if (v < 0)
+            *--p = '-';
+        return put(e, p, (size_t)(buf + sizeof(buf) - p));
     } else {
         n = snprintf(buf, sizeof(buf), "%.15g", v);
         if (strtod(buf, NULL) != v)
