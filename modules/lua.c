@@ -5,6 +5,8 @@
  *   lua_memory_limit SIZE;               main: per worker state (default 128m)
  *   lua_instruction_limit N;             per hook run (default 10000000; 0 off)
  *   lua_body_max SIZE;                   tg.req.body reads up to SIZE (default 1m)
+ *   lua_init_worker FILE;                main: runs once in each worker at start
+ *   lua_max_timers N;                    main: pending tg.timer timers per worker (1024)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
  *
@@ -26,6 +28,7 @@
 #define LUA_DEFAULT_INSTRUCTIONS 10000000
 #define LUA_DEFAULT_MEMORY (128 * 1024 * 1024)
 #define LUA_DEFAULT_BODY_MAX (1024 * 1024)
+#define LUA_DEFAULT_MAX_TIMERS 1024
 
 typedef struct {
     tg_lua_main_t main; /* main scope only */
@@ -43,6 +46,7 @@ static void *lua_create_conf(tg_conf_t *cf)
         c->instruction_limit = TG_CONF_UNSET;
         c->body_max = TG_CONF_UNSET;
         c->main.memory_limit = TG_CONF_UNSET;
+        c->main.max_timers = TG_CONF_UNSET;
     }
     return c;
 }
@@ -72,13 +76,10 @@ static void reference_upstream(void *data, tg_str_t name)
         tg_upstream_reference(cf, tg_arena_str(cf->arena, name));
 }
 
-/* lua_rewrite FILE (the phase is the directive's offset) */
-static const char *set_script(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+/* The script at the directive's FILE argument, read and checked once per
+ * config however many directives name it. NULL and *out, or an error. */
+static const char *load_script(tg_conf_t *cf, tg_lua_script_t **out)
 {
-    lua_conf_t *c = conf;
-    int phase = (int)d->offset;
-    if (c->scripts[phase])
-        return tg_conf_errf(cf, "\"%s\" directive is duplicate", d->name);
     const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1));
     tg_lua_main_t *m = main_conf(cf);
     tg_lua_script_t *s = m->scripts, **tail = &m->scripts;
@@ -96,8 +97,27 @@ static const char *set_script(tg_conf_t *cf, const tg_directive_t *d, void *conf
         *tail = s;
         tg_lua_vm_route_literals(s->src, s->len, reference_upstream, cf);
     }
-    c->scripts[phase] = s;
+    *out = s;
     return NULL;
+}
+
+/* lua_rewrite FILE (the phase is the directive's offset) */
+static const char *set_script(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    lua_conf_t *c = conf;
+    int phase = (int)d->offset;
+    if (c->scripts[phase])
+        return tg_conf_errf(cf, "\"%s\" directive is duplicate", d->name);
+    return load_script(cf, &c->scripts[phase]);
+}
+
+static const char *set_init_worker(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.init_worker)
+        return "\"lua_init_worker\" directive is duplicate";
+    return load_script(cf, &c->main.init_worker);
 }
 
 /* lua_package_path's default (also where ";;" stands): the prefix's lua/
@@ -189,11 +209,29 @@ static const char *set_memory_limit(tg_conf_t *cf, const tg_directive_t *d, void
     return NULL;
 }
 
+static const char *set_max_timers(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.max_timers != TG_CONF_UNSET)
+        return "\"lua_max_timers\" directive is duplicate";
+    if (tg_parse_int(tg_conf_arg(cf, 1), &c->main.max_timers) != 0 || c->main.max_timers < 0 ||
+        c->main.max_timers > 1000000)
+        return tg_conf_errf(cf, "invalid number \"%s\" in \"lua_max_timers\", expected 0 to "
+                                "1000000",
+                            cf->args[1].text.p);
+    return NULL;
+}
+
 static const char *lua_init_conf(tg_conf_t *cf, void *conf)
 {
     lua_conf_t *c = conf;
     if (c->main.memory_limit == TG_CONF_UNSET)
         c->main.memory_limit = LUA_DEFAULT_MEMORY;
+    if (c->main.max_timers == TG_CONF_UNSET)
+        c->main.max_timers = LUA_DEFAULT_MAX_TIMERS;
+    c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
+                                                                       : c->instruction_limit;
     if (c->main.package_path.p == NULL) {
         char *p = default_path(cf);
         if (p == NULL)
@@ -282,6 +320,8 @@ static const tg_directive_t lua_directives[] = {
     {"lua_package_path", TG_SCOPE_MAIN, 0, 1, 1, set_package_path, 0},
     {"lua_shared_dict", TG_SCOPE_MAIN, 0, 2, 2, set_shared_dict, 0},
     {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
+    {"lua_init_worker", TG_SCOPE_MAIN, 0, 1, 1, set_init_worker, 0},
+    {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
      offsetof(lua_conf_t, instruction_limit)},
     {"lua_body_max", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_size, offsetof(lua_conf_t, body_max)},

@@ -414,7 +414,6 @@ static int l_now(lua_State *L)
 
 static int l_phase(lua_State *L)
 {
-    tg_lua_vm_ctx(L, "tg.phase", ANY);
     lua_pushstring(L, tg_lua_phase_names[tg_lua_vm_phase()]);
     return 1;
 }

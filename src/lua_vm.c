@@ -44,6 +44,7 @@ static struct {
     int in_script;      /* the limit applies only while a script runs */
     int over_budget;    /* the instruction limit was hit in this run */
     int64_t budget;
+    int64_t limit_no_request; /* instruction limit of lua_init_worker and timers */
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
@@ -54,8 +55,8 @@ static struct {
     int npool;
 } vm;
 
-const char *const tg_lua_phase_names[TG_LUA_NPHASES] = {"rewrite", "access", "route",
-                                                        "header_filter", "log"};
+const char *const tg_lua_phase_names[TG_LUA_TIMER + 1] = {
+    "rewrite", "access", "route", "header_filter", "log", "init_worker", "timer"};
 
 /* ---- config time (master) ---- */
 
@@ -270,6 +271,12 @@ int tg_lua_vm_init(tg_lua_main_t *m)
     }
     lua_State *L = vm.L;
     sandbox(L, m);
+    lua_getglobal(L, "tg");
+    lua_newtable(L);
+    if (tg_lua_timer_open(L, m->max_timers) != 0)
+        return -1;
+    lua_setfield(L, -2, "timer");
+    lua_pop(L, 1);
     vm.nchunks = m->nscripts;
     vm.chunks = calloc((size_t)(m->nscripts ? m->nscripts : 1), sizeof(int));
     if (vm.chunks == NULL)
@@ -292,12 +299,18 @@ int tg_lua_vm_init(tg_lua_main_t *m)
         lua_setfenv(L, -2);
         vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    vm.limit_no_request = m->instruction_limit;
     lua_gc(L, LUA_GCCOLLECT, 0);
+    /* an error here is logged and the worker serves on, as after a failed
+     * request script */
+    if (m->init_worker)
+        (void)tg_lua_vm_call(vm.chunks[m->init_worker->id], TG_LUA_INIT_WORKER);
     return 0;
 }
 
 void tg_lua_vm_exit(void)
 {
+    tg_lua_timer_exit();
     if (vm.L)
         lua_close(vm.L);
     free(vm.chunks);
@@ -531,12 +544,93 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
     return TG_ERROR;
 }
 
+/* ---- runs without a request ---- */
+
+/* The whole message and traceback on one line, for the error log. */
+static void log_error_no_request(lua_State *co, int rc, tg_lua_phase_t phase)
+{
+    lua_State *L = vm.L;
+    const char *msg = lua_tostring(co, -1);
+    if (msg == NULL)
+        msg = rc == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+    if (rc == LUA_ERRMEM)
+        msg = lua_pushfstring(co, "%s (lua_memory_limit %d bytes)", msg, (int)vm.limit);
+    luaL_traceback(L, co, msg, 0);
+    luaL_gsub(L, lua_tostring(L, -1), "\n", " ");
+    luaL_gsub(L, lua_tostring(L, -1), "\t", " ");
+    tg_log(TG_LOG_ERROR, "lua %s: %s", tg_lua_phase_names[phase], lua_tostring(L, -1));
+    lua_pop(L, 3);
+}
+
+int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
+{
+    lua_State *L = vm.L, *co;
+    int co_ref;
+    if (vm.npool) {
+        vm.npool--;
+        co = vm.pool[vm.npool].co;
+        co_ref = vm.pool[vm.npool].ref;
+    } else {
+        co = lua_newthread(L);
+        if ((co_ref = luaL_ref(L, LUA_REGISTRYINDEX)) == LUA_REFNIL)
+            return -1;
+    }
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+    int nargs = 0;
+    if (lua_istable(co, 1)) {
+        lua_getfield(co, 1, "n");
+        nargs = (int)lua_tointeger(co, -1);
+        lua_pop(co, 1);
+        for (int i = 1; i <= nargs + 1; i++)
+            lua_rawgeti(co, 1, i);
+        lua_remove(co, 1);
+    }
+    vm.r = NULL;
+    vm.ctx = NULL;
+    vm.phase = phase;
+    vm.over_budget = 0;
+    vm.budget = vm.limit_no_request;
+    if (vm.budget > 0)
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, vm.budget > INT_MAX ? INT_MAX : (int)vm.budget);
+    else if (lua_gethookmask(L))
+        lua_sethook(L, NULL, 0, 0);
+    vm.in_script = 1;
+    int rc = lua_resume(co, nargs);
+    vm.in_script = 0;
+    if (vm.over_budget) {
+        lua_settop(co, 0);
+        lua_pushfstring(co, "instruction limit exceeded (%d)", (int)vm.budget);
+        rc = LUA_ERRRUN;
+    } else if (rc == LUA_YIELD) {
+        lua_settop(co, 0);
+        lua_pushfstring(co, "attempt to yield in phase \"%s\"", tg_lua_phase_names[phase]);
+        rc = LUA_ERRRUN;
+    }
+    if (rc == 0 && vm.npool < LUA_CO_POOL) {
+        lua_settop(co, 0);
+        vm.pool[vm.npool].co = co;
+        vm.pool[vm.npool].ref = co_ref;
+        vm.npool++;
+        return 0;
+    }
+    if (rc != 0) {
+        tg_stats_count(TG_STATS_LUA_ERRORS, 1);
+        if (vm.over_budget)
+            tg_stats_count(TG_STATS_LUA_LIMIT, 1);
+        log_error_no_request(co, rc, phase);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, co_ref);
+    if (rc == LUA_ERRMEM)
+        lua_gc(L, LUA_GCCOLLECT, 0);
+    return rc == 0 ? 0 : -1;
+}
+
 /* ---- for the API ---- */
 
 tg_lua_req_t *tg_lua_vm_ctx(lua_State *L, const char *fn, unsigned phases)
 {
     if (vm.ctx == NULL)
-        luaL_error(L, "%s: no request (called outside a phase)", fn);
+        luaL_error(L, "%s: no request in phase \"%s\"", fn, tg_lua_phase_names[vm.phase]);
     if (!(phases & TG_LUA_F(vm.phase)))
         luaL_error(L, "%s: not allowed in phase \"%s\"", fn, tg_lua_phase_names[vm.phase]);
     return vm.ctx;

@@ -11,7 +11,9 @@
  * A coroutine that sleeps (tg.sleep) or waits for the request body
  * (tg.req.body) parks the request (TG_AGAIN) and is resumed by a timer or by
  * body bytes; the same hook called again resumes it instead of starting a
- * new one. The body is read by the runner, outside the script, so no I/O
+ * new one. lua_init_worker and tg.timer callbacks run without a request
+ * (tg_lua_vm_call): a coroutine from the same pool, the main scope's
+ * instruction limit, no yield. The body is read by the runner, outside the script, so no I/O
  * and no end of the request ever happens inside a Lua call.
  *
  * Safety: the JIT compiler is off because compiled traces never call the
@@ -33,7 +35,10 @@ typedef enum {
     TG_LUA_ROUTE,
     TG_LUA_HEADER_FILTER,
     TG_LUA_LOG,
-    TG_LUA_NPHASES
+    TG_LUA_NPHASES, /* the request phases above, one script directive each */
+    /* runs without a request: lua_init_worker and tg.timer callbacks */
+    TG_LUA_INIT_WORKER = TG_LUA_NPHASES,
+    TG_LUA_TIMER,
 } tg_lua_phase_t;
 
 #define TG_LUA_F(ph) (1u << (ph)) /* phase bit, for API phase checks */
@@ -63,6 +68,9 @@ typedef struct {
     tg_lua_script_t *scripts;
     int nscripts;
     tg_lua_dict_t *dicts;
+    tg_lua_script_t *init_worker; /* lua_init_worker, or NULL */
+    int64_t max_timers;           /* lua_max_timers: pending tg.timer timers per worker */
+    int64_t instruction_limit;    /* main scope's: for lua_init_worker and timers */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
@@ -77,6 +85,14 @@ void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg
  * Returns 0 or -1 (logged). */
 int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
+
+/* Run, without a request, the function at registry[ref] (a compiled
+ * chunk), or the call that registry[ref] holds as {fn, arg1, ..., n = N}:
+ * lua_init_worker and timers, in phase TG_LUA_INIT_WORKER or TG_LUA_TIMER,
+ * in a coroutine of their own with the main scope's instruction limit and
+ * the memory limit. It may not yield. Returns 0, or -1 (the error logged
+ * with its traceback, counted as a Lua error). */
+int tg_lua_vm_call(int ref, tg_lua_phase_t phase);
 
 /* Run (or resume) script `s` for request r in `phase`. `slot` is the
  * module's per-request context slot; body_max caps tg.req.body. TG_OK,
@@ -97,13 +113,17 @@ tg_request_t *tg_lua_vm_request(lua_State *L, const char *fn, unsigned phases);
 /* The per-request context of the running script (same checks). */
 tg_lua_req_t *tg_lua_vm_ctx(lua_State *L, const char *fn, unsigned phases);
 tg_lua_phase_t tg_lua_vm_phase(void);
-extern const char *const tg_lua_phase_names[TG_LUA_NPHASES];
+extern const char *const tg_lua_phase_names[TG_LUA_TIMER + 1];
 
 /* Registers tg.* into the table on top of the stack. */
 void tg_lua_api_open(lua_State *L, tg_lua_main_t *m);
 void tg_lua_re_open(lua_State *L);     /* tg.re */
 void tg_lua_crypto_open(lua_State *L); /* tg.crypto */
 void tg_lua_json_open(lua_State *L);   /* tg.json (lua_json.c) */
+/* tg.timer (lua_timer.c): the table on top of the stack gets at, every and
+ * count; timer slots for `max` timers are allocated (worker start). 0 or -1. */
+int tg_lua_timer_open(lua_State *L, int64_t max);
+void tg_lua_timer_exit(void); /* stops every timer (worker exit) */
 void tg_lua_jwt_open(lua_State *L);    /* tg.jwt (lua_jwt.c) */
 /* Decode the JSON text s[0..n) onto L's stack: 0 and the value pushed, or
  * -1 and an error message pushed (tg.json.decode's rules). */
