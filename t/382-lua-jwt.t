@@ -39,6 +39,8 @@ for (const alg of Object.keys(algs)) {
     o.jwk = { ...(await jose.exportJWK(publicKey)), kid: "k-" + alg, use: "sig" };
     o.pem = await jose.exportSPKI(publicKey);
     o.token = await sign(alg, privateKey, { sub: "u-" + alg, exp: now + 60 }, { kid: "k-" + alg });
+    o.oidc = await sign(alg, privateKey, { sub: "oidc-" + alg, scope: "read write", exp: now + 60,
+                                           iss: "https://idp.example/", aud: ["api", "web"] }, { kid: "k-" + alg });
     const other = await jose.generateKeyPair(alg, algs[alg]);
     o.other = await sign(alg, other.privateKey, { sub: "x" }, { kid: "k-" + alg });
   }
@@ -86,12 +88,17 @@ is($?, 0, 'jose made the keys and tokens') or BAIL_OUT('no tokens');
 my $T = JSON::PP->new->latin1->decode($json);
 my $now = $T->{now};
 
+my $up = node_upstream('echo');
+my $jwks = JSON::PP->new->canonical->encode({keys => [map { $T->{algs}{$_}{jwk} } qw(RS256 PS256 ES256 EdDSA HS256)]});
 my $tg = tg_start(<<"C", errors_ok => [qr/no keys and no secret/], files => {
+lua_package_path "%%DIR%%/?.lua;;";
 server {
     listen %%PORT%%;
     location / { lua_access %%DIR%%/verify.lua; }
+    location /api/ { lua_access $root/lua/examples/jwt_jwks.lua; proxy_pass $up->{addr}; }
 }
 C
+    'jwks_config.lua' => "return { jwks = [[$jwks]], iss = 'https://idp.example/', aud = 'api' }\n",
     'verify.lua' => <<'L',
 local q = tg.json.decode(tg.req.body())
 if q.opts.secret_b64 then q.opts.secret = tg.crypto.base64_decode(q.opts.secret_b64, true) end
@@ -194,6 +201,25 @@ refuses('wrong issuer', $c->{iss_aud}, {%$hs, iss => 'https://evil.example'}, 'b
 refuses('issuer required, none in the token', $c->{aud_string}, {%$hs, iss => 'x'}, 'bad issuer');
 refuses('wrong audience', $c->{iss_aud}, {%$hs, aud => 'admin'}, 'bad audience');
 refuses('audience required, none in the token', $c->{expired}, {%$hs, aud => 'api', leeway => 30}, 'bad audience');
+
+# lua/examples/jwt_jwks.lua
+for my $alg (qw(RS256 PS256 ES256 EdDSA)) {
+    my $r = $tg->http(GET => '/api/x', headers => [Authorization => "Bearer $T->{algs}{$alg}{oidc}"]);
+    is($r->{status}, 200, "jwt_jwks.lua: $alg token accepted") or diag $r->{body};
+    my $j = decode_json($r->{body});
+    is($j->{headers}{'x-user'}, "oidc-$alg", "jwt_jwks.lua: $alg subject upstream as X-User");
+    is($j->{headers}{'x-scope'}, 'read write', "jwt_jwks.lua: $alg scope as X-Scope");
+    ok(!exists $j->{headers}{authorization}, "jwt_jwks.lua: $alg token not forwarded");
+}
+for my $case (['no iss/aud', $T->{algs}{RS256}{token}, 'bad issuer'],
+              ['HS256 token (alg not accepted)', $T->{algs}{HS256}{token}, 'unsupported alg'],
+              ['tampered', $a->{tampered}, 'bad signature'],
+              ['none', $a->{none}, 'unsupported alg'],
+              ['no token', undef, 'missing token']) {
+    my $r = $tg->http(GET => '/api/x', headers => [Authorization => defined $case->[1] ? "Bearer $case->[1]" : undef]);
+    is($r->{status}, 401, "jwt_jwks.lua: $case->[0]: 401");
+    is(eval { decode_json($r->{body})->{error} }, $case->[2], "jwt_jwks.lua: $case->[0]: $case->[2]");
+}
 
 # caller mistakes raise: 500, logged
 my $r = $tg->http(POST => '/', body => encode_json({token => $T->{algs}{HS256}{token}, opts => {}}));
