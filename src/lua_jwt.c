@@ -26,7 +26,6 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -56,22 +55,25 @@ typedef enum {
     FAM_EDDSA,
 } family_t;
 
+typedef enum { MD_SHA256 = 0, MD_SHA384, MD_SHA512, MD_NONE } md_id_t;
+
 typedef struct {
     const char *name;
     family_t fam;
-    const EVP_MD *(*md)(void);
+    md_id_t md;
     key_type_t kt;
     int sig_len; /* ECDSA: bytes of r||s */
 } alg_t;
 
 static const alg_t algs[] = {
-    {"HS256", FAM_HMAC, EVP_sha256, KT_OCT, 0},   {"HS384", FAM_HMAC, EVP_sha384, KT_OCT, 0},
-    {"HS512", FAM_HMAC, EVP_sha512, KT_OCT, 0},   {"RS256", FAM_RSA, EVP_sha256, KT_RSA, 0},
-    {"RS384", FAM_RSA, EVP_sha384, KT_RSA, 0},    {"RS512", FAM_RSA, EVP_sha512, KT_RSA, 0},
-    {"PS256", FAM_PSS, EVP_sha256, KT_RSA, 0},    {"PS384", FAM_PSS, EVP_sha384, KT_RSA, 0},
-    {"PS512", FAM_PSS, EVP_sha512, KT_RSA, 0},    {"ES256", FAM_ECDSA, EVP_sha256, KT_EC256, 64},
-    {"ES384", FAM_ECDSA, EVP_sha384, KT_EC384, 96}, {"EdDSA", FAM_EDDSA, NULL, KT_OKP, 0},
+    {"HS256", FAM_HMAC, MD_SHA256, KT_OCT, 0},   {"HS384", FAM_HMAC, MD_SHA384, KT_OCT, 0},
+    {"HS512", FAM_HMAC, MD_SHA512, KT_OCT, 0},   {"RS256", FAM_RSA, MD_SHA256, KT_RSA, 0},
+    {"RS384", FAM_RSA, MD_SHA384, KT_RSA, 0},    {"RS512", FAM_RSA, MD_SHA512, KT_RSA, 0},
+    {"PS256", FAM_PSS, MD_SHA256, KT_RSA, 0},    {"PS384", FAM_PSS, MD_SHA384, KT_RSA, 0},
+    {"PS512", FAM_PSS, MD_SHA512, KT_RSA, 0},    {"ES256", FAM_ECDSA, MD_SHA256, KT_EC256, 64},
+    {"ES384", FAM_ECDSA, MD_SHA384, KT_EC384, 96}, {"EdDSA", FAM_EDDSA, MD_NONE, KT_OKP, 0},
 };
+static const char *const md_names[MD_NONE] = {"SHA256", "SHA384", "SHA512"};
 #define NALGS (int)(sizeof(algs) / sizeof(algs[0]))
 
 typedef struct {
@@ -91,6 +93,35 @@ typedef struct {
 #define KEYSET_MT "tg.jwt.keyset"
 
 static EVP_MD_CTX *md_ctx; /* reused by every verification of the worker */
+/* Fetched once: an implicit fetch (EVP_sha256(), HMAC()) looks the
+ * algorithm up again on every call, which costs more than a small HMAC. */
+static EVP_MD *mds[MD_NONE];
+static EVP_MAC_CTX *hmacs[MD_NONE]; /* HMAC with its digest set; keyed per call */
+
+static EVP_MD *get_md(md_id_t id)
+{
+    if (mds[id] == NULL)
+        mds[id] = EVP_MD_fetch(NULL, md_names[id], NULL);
+    return mds[id];
+}
+
+static EVP_MAC_CTX *get_hmac(md_id_t id)
+{
+    if (hmacs[id] == NULL) {
+        EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+        EVP_MAC_free(mac);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[id], 0),
+            OSSL_PARAM_construct_end()};
+        if (ctx && !EVP_MAC_CTX_set_params(ctx, params)) {
+            EVP_MAC_CTX_free(ctx);
+            ctx = NULL;
+        }
+        hmacs[id] = ctx;
+    }
+    return hmacs[id];
+}
 
 /* ---- base64url ---- */
 
@@ -459,8 +490,10 @@ static int check_sig(const alg_t *a, key_t_ *k, const unsigned char *msg, size_t
 {
     if (a->fam == FAM_HMAC) {
         unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (HMAC(a->md(), k->secret, (int)k->secret_len, msg, mlen, md, &mdlen) == NULL)
+        size_t mdlen = 0;
+        EVP_MAC_CTX *mac = get_hmac(a->md);
+        if (mac == NULL || !EVP_MAC_init(mac, k->secret, k->secret_len, NULL) ||
+            !EVP_MAC_update(mac, msg, mlen) || !EVP_MAC_final(mac, md, &mdlen, sizeof(md)))
             return 0;
         return mdlen == slen && CRYPTO_memcmp(md, sig, slen) == 0;
     }
@@ -490,14 +523,16 @@ static int check_sig(const alg_t *a, key_t_ *k, const unsigned char *msg, size_t
         return 0;
     EVP_MD_CTX_reset(md_ctx);
     EVP_PKEY_CTX *pctx = NULL;
-    if (EVP_DigestVerifyInit(md_ctx, &pctx, a->md ? a->md() : NULL, NULL, k->pkey) <= 0)
+    EVP_MD *md = a->md == MD_NONE ? NULL : get_md(a->md);
+    if ((a->md != MD_NONE && md == NULL) ||
+        EVP_DigestVerifyInit(md_ctx, &pctx, md, NULL, k->pkey) <= 0)
         return 0;
     if (a->fam == FAM_RSA && EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_RSA)
         return 0; /* an RSA-PSS-only key */
     if (a->fam == FAM_PSS &&
         (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
-         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, a->md()) <= 0))
+         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) <= 0))
         return 0;
     return EVP_DigestVerify(md_ctx, sig, slen, msg, mlen) == 1;
 }
