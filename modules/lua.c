@@ -7,6 +7,7 @@
  *   lua_body_max SIZE;                   tg.req.body reads up to SIZE (default 1m)
  *   lua_init_worker FILE;                main: runs once in each worker at start
  *   lua_max_timers N;                    main: pending tg.timer timers per worker (1024)
+ *   lua_http_body_max SIZE;              main: tg.http.request answer bodies (default 1m)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
  *
@@ -29,6 +30,7 @@
 #define LUA_DEFAULT_MEMORY (128 * 1024 * 1024)
 #define LUA_DEFAULT_BODY_MAX (1024 * 1024)
 #define LUA_DEFAULT_MAX_TIMERS 1024
+#define LUA_DEFAULT_HTTP_BODY_MAX (1024 * 1024)
 
 typedef struct {
     tg_lua_main_t main; /* main scope only */
@@ -47,6 +49,7 @@ static void *lua_create_conf(tg_conf_t *cf)
         c->body_max = TG_CONF_UNSET;
         c->main.memory_limit = TG_CONF_UNSET;
         c->main.max_timers = TG_CONF_UNSET;
+        c->main.http_body_max = TG_CONF_UNSET;
     }
     return c;
 }
@@ -230,6 +233,8 @@ static const char *lua_init_conf(tg_conf_t *cf, void *conf)
         c->main.memory_limit = LUA_DEFAULT_MEMORY;
     if (c->main.max_timers == TG_CONF_UNSET)
         c->main.max_timers = LUA_DEFAULT_MAX_TIMERS;
+    if (c->main.http_body_max == TG_CONF_UNSET)
+        c->main.http_body_max = LUA_DEFAULT_HTTP_BODY_MAX;
     c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
                                                                        : c->instruction_limit;
     if (c->main.package_path.p == NULL) {
@@ -322,6 +327,8 @@ static const tg_directive_t lua_directives[] = {
     {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
     {"lua_init_worker", TG_SCOPE_MAIN, 0, 1, 1, set_init_worker, 0},
     {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
+    {"lua_http_body_max", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_size,
+     offsetof(lua_conf_t, main.http_body_max)},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
      offsetof(lua_conf_t, instruction_limit)},
     {"lua_body_max", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_size, offsetof(lua_conf_t, body_max)},

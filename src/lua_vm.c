@@ -25,6 +25,7 @@ struct tg_lua_req_s {
     int ctx_ref; /* tg.ctx table, LUA_NOREF until used */
     ev_timer timer;
     tg_str_t body; /* tg.req.body's answer once read (request arena); p NULL: too large */
+    tg_lua_wait_t *wait; /* the operation the coroutine waits for (tg.http.request) */
     unsigned sleeping : 1;
     unsigned exited : 1;
     unsigned body_wait : 1; /* yielded in tg.req.body, the runner reads */
@@ -45,6 +46,7 @@ static struct {
     int over_budget;    /* the instruction limit was hit in this run */
     int64_t budget;
     int64_t limit_no_request; /* instruction limit of lua_init_worker and timers */
+    int64_t http_body_max;    /* lua_http_body_max */
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
@@ -300,6 +302,7 @@ int tg_lua_vm_init(tg_lua_main_t *m)
         vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     vm.limit_no_request = m->instruction_limit;
+    vm.http_body_max = m->http_body_max;
     lua_gc(L, LUA_GCCOLLECT, 0);
     /* an error here is logged and the worker serves on, as after a failed
      * request script */
@@ -342,6 +345,11 @@ static void release_co(tg_lua_req_t *ctx, int finished)
 {
     if (ev_is_active(&ctx->timer) && tg_worker)
         ev_timer_stop(tg_worker->loop, &ctx->timer);
+    if (ctx->wait) {
+        if (!ctx->wait->done)
+            ctx->wait->cancel(ctx->wait->data);
+        ctx->wait = NULL;
+    }
     if (ctx->co_ref != LUA_NOREF && vm.L) {
         if (finished && vm.npool < LUA_CO_POOL) {
             lua_settop(ctx->co, 0);
@@ -463,13 +471,18 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
     if (L == NULL || ctx == NULL)
         return TG_ERROR;
     int nargs = 0;
-    if (ctx->co && !(ctx->co_phase == phase && (ctx->sleeping || ctx->body_wait)))
+    if (ctx->co && !(ctx->co_phase == phase && (ctx->sleeping || ctx->body_wait || ctx->wait)))
         release_co(ctx, 0); /* left over from a phase that did not finish */
     if (ctx->co == NULL) {
         if (co_acquire(ctx) != 0)
             return TG_ERROR;
         ctx->co_phase = phase;
         lua_rawgeti(ctx->co, LUA_REGISTRYINDEX, vm.chunks[s->id]);
+    } else if (ctx->wait) {
+        if (!ctx->wait->done)
+            return TG_AGAIN;
+        nargs = ctx->wait->push(ctx->co, ctx->wait->data);
+        ctx->wait = NULL;
     } else if (ctx->body_wait) {
         /* resumed by body bytes: read on before waking the script */
         if ((nargs = body_step(ctx, body_max)) == -1)
@@ -501,6 +514,20 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         vm.in_script = 0;
         vm.r = NULL;
         vm.ctx = NULL;
+        if (rc == LUA_YIELD && !vm.over_budget && ctx->wait) {
+            /* started outside the script; it may be over at once */
+            tg_lua_wait_t *w = ctx->wait;
+            if (need_cleanup(ctx) != 0)
+                break;
+            w->starting = 1;
+            w->start(w->data);
+            w->starting = 0;
+            if (!w->done)
+                return TG_AGAIN;
+            nargs = w->push(co, w->data);
+            ctx->wait = NULL;
+            continue;
+        }
         if (rc != LUA_YIELD || vm.over_budget || !ctx->body_wait)
             break;
         /* tg.req.body: read what is there; wait for more, or resume now */
@@ -524,7 +551,7 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         }
         if (ctx->sleeping && need_cleanup(ctx) == 0)
             return TG_AGAIN;
-        if (ctx->sleeping || ctx->body_wait)
+        if (ctx->sleeping || ctx->body_wait || ctx->wait)
             lua_pushliteral(co, "out of memory");
         else
             lua_pushliteral(co, "attempt to yield from the script's main chunk");
@@ -678,6 +705,27 @@ int tg_lua_vm_body(lua_State *L)
                              "the chunk read the body");
     ctx->body_wait = 1; /* the runner reads, outside the script, and resumes it */
     return lua_yield(L, 0);
+}
+
+int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn)
+{
+    tg_lua_req_t *ctx = tg_lua_vm_ctx(L, fn, TG_LUA_F_REQUEST);
+    if (L != ctx->co)
+        return luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
+    ctx->wait = w; /* the runner starts it once the script has yielded */
+    return lua_yield(L, 0);
+}
+
+void tg_lua_vm_wake(tg_lua_wait_t *w, tg_request_t *r)
+{
+    w->done = 1;
+    if (!w->starting)
+        tg_request_resume(r);
+}
+
+int64_t tg_lua_vm_http_body_max(void)
+{
+    return vm.http_body_max;
 }
 
 int tg_lua_vm_push_ctx_table(lua_State *L, tg_lua_req_t *ctx)

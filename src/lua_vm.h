@@ -71,6 +71,7 @@ typedef struct {
     tg_lua_script_t *init_worker; /* lua_init_worker, or NULL */
     int64_t max_timers;           /* lua_max_timers: pending tg.timer timers per worker */
     int64_t instruction_limit;    /* main scope's: for lua_init_worker and timers */
+    int64_t http_body_max;        /* lua_http_body_max: tg.http.request answers */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
@@ -128,6 +129,25 @@ void tg_lua_jwt_open(lua_State *L);    /* tg.jwt (lua_jwt.c) */
 /* Decode the JSON text s[0..n) onto L's stack: 0 and the value pushed, or
  * -1 and an error message pushed (tg.json.decode's rules). */
 int tg_lua_json_decode(lua_State *L, const char *s, size_t n);
+
+/* A script waiting for an operation outside Lua (tg.http.request): the
+ * caller fills the struct (in the request's arena) and returns
+ * tg_lua_vm_wait(L, w, its name); request phases only. The runner calls start() once the script has
+ * yielded; the operation calls tg_lua_vm_wake() when it is over (even from
+ * inside start()); the runner then calls push() on the coroutine for the
+ * results the script gets. If the request ends first, cancel() is called. */
+typedef struct tg_lua_wait_s {
+    int (*push)(lua_State *co, void *data);
+    void (*start)(void *data);
+    void (*cancel)(void *data);
+    void *data;
+    unsigned starting : 1; /* inside start(): the runner sees the wake itself */
+    unsigned done : 1;
+} tg_lua_wait_t;
+int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn); /* yields; lua_CFunction tail */
+void tg_lua_vm_wake(tg_lua_wait_t *w, tg_request_t *r);
+int64_t tg_lua_vm_http_body_max(void); /* lua_http_body_max, for lua_http.c */
+void tg_lua_http_open(lua_State *L); /* tg.http */
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */
