@@ -20,10 +20,16 @@ my $lh = Tollgate::TLS::_issue($dir, 'localhost', 'rsa', 'localhost', "$dir/ca")
 my $up = node_upstream('echo');
 my $sec = node_upstream('https-echo', env => { CERT => $lh->{cert}, KEY => $lh->{key} });
 my $dead = free_port();
+my $auth = node_upstream('introspect');
 
-my $tg = tg_start(<<"C", errors_ok => [qr/TLS certificate verification failed/, qr/connect\(\) to/],
+my @errors_ok = (qr/TLS certificate verification failed/, qr/connect\(\) to/,
+                 qr/token introspection: connect failed/);
+my $tg = tg_start(<<"C", errors_ok => \@errors_ok,
 workers 2;
 lua_http_body_max 64k;
+lua_shared_dict introspection 1m;
+lua_package_path "%%DIR%%/?.lua;;";
+upstream auth { server 127.0.0.1:$auth->{port}; }
 upstream api { server 127.0.0.1:$up->{port}; keepalive 16; }
 upstream dead { server 127.0.0.1:$dead; }
 upstream good { server localhost:$sec->{port}; tls on; tls_trusted_ca $pki->{ca}; }
@@ -32,9 +38,11 @@ server {
     listen %%PORT%%;
     location /call { lua_access %%DIR%%/call.lua; }
     location /plain { lua_access %%DIR%%/plain.lua; }
+    location /api/ { lua_access %%ROOT%%/lua/examples/token_introspection.lua; proxy_pass 127.0.0.1:$up->{port}; }
 }
 C
     files => {
+    'introspection_config.lua' => "return { upstream = 'auth', path = '/introspect', dict = 'introspection', ttl = 30 }\n",
     'plain.lua' => "tg.exit(200, 'plain')\n",
     'call.lua' => <<'L',
 local H = tg.http
@@ -182,6 +190,23 @@ is(decode_json($r->{body})->{status}, 200, 'tg.sleep then a call');
     ok(wait_until(sub { !$open->() }, 3), 'the client left: the call\'s connection is closed');
     is($tg->http(GET => '/plain')->{body}, 'plain', 'the worker serves on');
 }
+
+# lua/examples/token_introspection.lua
+$r = $tg->http(GET => '/api/a', headers => [Authorization => 'Bearer good']);
+is($r->{status}, 200, 'introspection: an active token passes');
+$j = decode_json($r->{body});
+is($j->{headers}{'x-user'}, 'alice', 'introspection: X-User upstream');
+is($j->{headers}{'x-scope'}, 'read', 'introspection: X-Scope upstream');
+ok(!exists $j->{headers}{authorization}, 'introspection: the token is not forwarded');
+is($tg->http(GET => '/api/b', headers => [Authorization => 'Bearer good'])->{status}, 200,
+   'introspection: again');
+is($auth->http(GET => '/count')->{body}, '1', 'introspection: the second answer came from the cache');
+$r = $tg->http(GET => '/api/c', headers => [Authorization => 'Bearer bad']);
+is($r->{status}, 401, 'introspection: an inactive token gets 401');
+is($tg->http(GET => '/api/c')->{status}, 401, 'introspection: no token gets 401');
+$auth->stop;
+$r = $tg->http(GET => '/api/d', headers => [Authorization => 'Bearer other']);
+is($r->{status}, 503, 'introspection: the endpoint down gives 503');
 
 # 1,000 concurrent calls (each waits 300 ms upstream) on 2 workers
 my @socks;
