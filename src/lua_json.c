@@ -312,7 +312,9 @@ static int dec_container(dec_t *d, int array)
     if (!lua_checkstack(L, 4))
         return fail(d, "nested too deep");
     d->p++;
-    lua_createtable(L, 0, 0);
+    /* room for a few members up front: growing a table from empty rehashes
+     * (and reallocates) at 1, 2 and 4 */
+    lua_createtable(L, array ? 4 : 0, array ? 0 : 4);
     if (array) {
         lua_pushlightuserdata(L, &empty_array_tag); /* the array metatable's registry key */
         lua_rawget(L, LUA_REGISTRYINDEX);
