@@ -29,6 +29,7 @@
 #include "core.h"
 #include "request.h"
 #include "upstream.h"
+#include "upstream_dyn.h"
 #include "worker.h"
 #include "log.h"
 
@@ -591,6 +592,7 @@ static int l_request(lua_State *L)
 
     tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
     uint64_t tried = 0;
+    tg_upstream_dyn_sync(u); /* resolved servers and the runtime API's changes */
     c->peer = tg_balance_pick(u, TG_NULL_STR, &tried, now);
     if (c->peer == NULL) {
         lua_pushnil(L);
