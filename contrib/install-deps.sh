@@ -6,7 +6,7 @@
 #                                    nodejs (the demo service)
 #   contrib/install-deps.sh test     the tools only the test suite uses (t/setup.sh,
 #                                    so `make test`, installs them; never `make`)
-#   contrib/install-deps.sh bench    the peers `make bench` compares against, and wrk
+#   contrib/install-deps.sh bench    the peers `make bench` compares against, wrk and h2load
 #   contrib/install-deps.sh fuzz     clang, for the libFuzzer targets (`make fuzz`)
 #   contrib/install-deps.sh package  the Debian tooling `make deb` uses
 # Several sets may be given: `contrib/install-deps.sh build fuzz`.
@@ -19,7 +19,7 @@ BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
 TEST="perl curl openssl gzip brotli zstd procps iproute2 valgrind redis-server wrk
       chromium chromium-driver prometheus nghttp2-client systemd man-db groff-base logrotate
        dpkg-dev debhelper fakeroot lintian nginx-light dnsmasq-base"
-BENCH="nginx-light haproxy wrk"
+BENCH="nginx-light haproxy wrk nghttp2-client"
 FUZZ="clang"
 PACKAGE="dpkg-dev debhelper fakeroot lintian"
 

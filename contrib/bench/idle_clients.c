@@ -31,7 +31,17 @@
  * certificate check: the benchmark's throwaway certificate), then the same GET over TLS;
  * TLS 1.3 session tickets that arrive after the response are read and are not "stray data".
  *
- * Usage: idle_clients PORT N PATH MAX_SECS [http|ws|tls]
+ * With MODE "h2" each connection is HTTP/2 over TLS (ALPN h2, which the server must select):
+ * the client preface, an empty SETTINGS frame and one HEADERS frame (GET PATH, END_STREAM,
+ * the header block encoded by hand from HPACK's static table) on stream 1; the response is
+ * complete at the END_STREAM of stream 1, its status is read from the first field of the
+ * HEADERS block. The server's SETTINGS and PINGs are acknowledged, WINDOW_UPDATEs and
+ * SETTINGS acks ignored, before and after the response; a GOAWAY, RST_STREAM or any other
+ * frame on an idle connection counts as closed_idle. The frames are written and read by hand
+ * (this is a load tool, not the gateway: nghttp2 sessions in the client would cost more
+ * memory than the 10,000 connections it holds need).
+ *
+ * Usage: idle_clients PORT N PATH MAX_SECS [http|ws|tls|h2]
  * Build: gcc -O2 -o build/bench/idle_clients contrib/bench/idle_clients.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
@@ -55,6 +65,7 @@
 #define INFLIGHT 256      /* connections connecting or awaiting a response at once */
 #define RESP_MAX 8192     /* a response (headers + body) must fit in this */
 #define MAX_EVENTS 512
+#define H2_IDLE_BUF 256   /* h2: room for a partial frame after the response */
 
 enum { C_FREE = 0, C_CONNECTING, C_HANDSHAKE, C_WAITING, C_ECHO, C_IDLE, C_DONE };
 
@@ -66,8 +77,9 @@ typedef struct {
     int fd;
     int state;
     SSL *ssl; /* tls mode */
-    char *buf; /* RESP_MAX bytes while waiting for the response, else NULL */
+    char *buf; /* RESP_MAX bytes while waiting for the response (h2: H2_IDLE_BUF once idle), else NULL */
     size_t len;
+    int h2_status; /* h2: the response's status, 0 until its HEADERS frame */
 } conn_t;
 
 static volatile sig_atomic_t stop_flag;
@@ -86,7 +98,7 @@ static char request[512];
 static size_t request_len;
 static long n_ok, n_non200, n_connect, n_closed, n_badresp, n_closed_idle;
 static int inflight;
-static int ws_mode, tls_mode;
+static int ws_mode, tls_mode, h2_mode;
 static SSL_CTX *tls_ctx;
 
 /* read/write through TLS in tls mode; -1 with errno EAGAIN when TLS wants to wait */
@@ -114,8 +126,21 @@ static ssize_t c_write(conn_t *c, const void *buf, size_t len)
 
 static void conn_finish(conn_t *c, int state)
 {
-    free(c->buf);
-    c->buf = NULL;
+    if (state == C_IDLE && h2_mode) {
+        /* h2: frames still come after the response (SETTINGS acks, WINDOW_UPDATEs) */
+        char *small = c->len <= H2_IDLE_BUF ? realloc(c->buf, H2_IDLE_BUF) : NULL;
+        if (small) {
+            c->buf = small;
+        } else {
+            n_ok--;
+            n_badresp++;
+            state = C_DONE;
+        }
+    }
+    if (state != C_IDLE || !h2_mode) {
+        free(c->buf);
+        c->buf = NULL;
+    }
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->state == C_WAITING ||
         c->state == C_ECHO)
         inflight--;
@@ -152,6 +177,127 @@ static void conn_start(conn_t *c)
         n_connect++;
         conn_finish(c, C_DONE);
     }
+}
+
+/* h2: the client preface, an empty SETTINGS frame and HEADERS for stream 1, built once. */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static void put_frame_head(unsigned char *p, size_t len, int type, int flags, uint32_t stream)
+{
+    p[0] = (unsigned char)(len >> 16);
+    p[1] = (unsigned char)(len >> 8);
+    p[2] = (unsigned char)len;
+    p[3] = (unsigned char)type;
+    p[4] = (unsigned char)flags;
+    p[5] = (unsigned char)(stream >> 24);
+    p[6] = (unsigned char)(stream >> 16);
+    p[7] = (unsigned char)(stream >> 8);
+    p[8] = (unsigned char)stream;
+}
+
+/* Fills request[] with the h2 opening; returns its length, or 0 if PATH is too long. The
+ * block: :method GET (static index 2), :scheme https (7), then :path (name index 4) and
+ * :authority (name index 1) as literals without indexing, no Huffman coding. */
+static size_t h2_request(const char *path)
+{
+    size_t plen = strlen(path), n = 0;
+    if (plen > 126) return 0;
+    unsigned char *p = (unsigned char *)request;
+    memcpy(p, h2_preface, 24);
+    n = 24;
+    put_frame_head(p + n, 0, 4, 0, 0); /* SETTINGS, no parameters: the defaults */
+    n += 9;
+    unsigned char block[160];
+    size_t b = 0;
+    block[b++] = 0x82;
+    block[b++] = 0x87;
+    block[b++] = 0x04;
+    block[b++] = (unsigned char)plen;
+    memcpy(block + b, path, plen);
+    b += plen;
+    block[b++] = 0x01;
+    block[b++] = 5;
+    memcpy(block + b, "bench", 5);
+    b += 5;
+    put_frame_head(p + n, b, 1, 0x1 | 0x4, 1); /* HEADERS, END_STREAM | END_HEADERS */
+    n += 9;
+    memcpy(p + n, block, b);
+    return n + b;
+}
+
+/* The status in an HPACK block's first field, or -1: an indexed field of the static table
+ * (8 to 14: 200 204 206 304 400 404 500) or a literal with name index 8 and a 3-digit value,
+ * plain or Huffman-coded (then only "200" is recognised). A dynamic table size update
+ * first is skipped. */
+static int h2_status_of(const unsigned char *p, size_t len)
+{
+    static const int indexed[] = {200, 204, 206, 304, 400, 404, 500};
+    size_t i = 0;
+    if (i < len && (p[i] & 0xe0) == 0x20) i++; /* a small table size update */
+    if (i >= len) return -1;
+    if (p[i] & 0x80) {
+        int idx = p[i] & 0x7f;
+        return idx >= 8 && idx <= 14 ? indexed[idx - 8] : -1;
+    }
+    int name = (p[i] & 0xc0) == 0x40 ? (p[i] & 0x3f) : (p[i] & 0xe0) == 0 ? (p[i] & 0x0f) : -1;
+    if (name != 8 || i + 2 >= len) return -1;
+    unsigned vlen = p[i + 1] & 0x7f;
+    const unsigned char *v = p + i + 2;
+    if (i + 2 + vlen > len) return -1;
+    if (p[i + 1] & 0x80) /* Huffman: "200" is 00010 00000 00000 and one padding bit */
+        return vlen == 2 && v[0] == 0x10 && v[1] == 0x01 ? 200 : -1;
+    if (vlen != 3) return -1;
+    return (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+}
+
+/* Consumes the whole frames in c->buf: answers SETTINGS and PING, notes the response's
+ * status and end. Returns 1 when stream 1 has ended, 0 for more to come, -1 when the
+ * connection is unusable (GOAWAY, a reset of stream 1, a frame too large; *why: closed or
+ * badresp), -2 on an unexpected frame while idle. */
+static int h2_frames(conn_t *c, size_t cap, int idle, long **why)
+{
+    size_t off = 0;
+    int done = 0;
+    while (c->len - off >= 9) {
+        const unsigned char *f = (const unsigned char *)c->buf + off;
+        size_t flen = ((size_t)f[0] << 16) | ((size_t)f[1] << 8) | f[2];
+        int type = f[3], flags = f[4];
+        uint32_t sid = (((uint32_t)f[5] & 0x7f) << 24) | ((uint32_t)f[6] << 16) | ((uint32_t)f[7] << 8) | f[8];
+        if (9 + flen > cap) {
+            *why = &n_badresp;
+            return idle ? -2 : -1;
+        }
+        if (c->len - off < 9 + flen) break;
+        const unsigned char *pl = f + 9;
+        if (type == 4 && !(flags & 1)) { /* SETTINGS: acknowledge */
+            unsigned char ack[9];
+            put_frame_head(ack, 0, 4, 1, 0);
+            if (c_write(c, ack, 9) != 9) { *why = &n_closed; return -1; }
+        } else if (type == 6 && !(flags & 1) && flen == 8) { /* PING: echo */
+            unsigned char pong[17];
+            put_frame_head(pong, 8, 6, 1, 0);
+            memcpy(pong + 9, pl, 8);
+            if (c_write(c, pong, 17) != 17) { *why = &n_closed; return -1; }
+        } else if (type == 7 || (type == 3 && sid == 1)) { /* GOAWAY, RST_STREAM */
+            *why = &n_closed;
+            return idle ? -2 : -1;
+        } else if (idle && type != 4 && type != 6 && type != 8) {
+            return -2;
+        } else if (type == 1 && sid == 1) { /* HEADERS: padding and priority fields first */
+            size_t o = 0, pad = 0;
+            if (flags & 0x8) { pad = flen ? pl[0] : 0; o = 1; }
+            if (flags & 0x20) o += 5;
+            if (c->h2_status == 0)
+                c->h2_status = o + pad <= flen ? h2_status_of(pl + o, flen - o - pad) : -1;
+            if (flags & 1) done = 1;
+        } else if (type == 0 && sid == 1 && (flags & 1)) {
+            done = 1;
+        }
+        off += 9 + flen;
+    }
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+    return done;
 }
 
 /* Is the response in c->buf complete? 1 yes (status in *status), 0 not yet, -1 invalid. */
@@ -219,6 +365,16 @@ static void on_io(conn_t *c, uint32_t ev)
             conn_finish(c, C_DONE);
             return;
         }
+        if (h2_mode) {
+            const unsigned char *proto = NULL;
+            unsigned plen = 0;
+            SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+            if (plen != 2 || memcmp(proto, "h2", 2) != 0) { /* the server did not choose h2 */
+                n_badresp++;
+                conn_finish(c, C_DONE);
+                return;
+            }
+        }
     }
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
         /* the request is tiny: one write on a fresh socket sends it whole */
@@ -229,6 +385,7 @@ static void on_io(conn_t *c, uint32_t ev)
         }
         c->buf = malloc(RESP_MAX);
         c->len = 0;
+        c->h2_status = 0;
         c->state = C_WAITING;
         struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &e);
@@ -245,6 +402,27 @@ static void on_io(conn_t *c, uint32_t ev)
                 return;
             }
             c->len += (size_t)n;
+            if (h2_mode) {
+                long *why = &n_badresp;
+                int r = h2_frames(c, RESP_MAX, 0, &why);
+                if (r < 0) {
+                    (*why)++;
+                    conn_finish(c, C_DONE);
+                    return;
+                }
+                if (r > 0) {
+                    if (c->h2_status == 200) {
+                        n_ok++;
+                        conn_finish(c, C_IDLE);
+                    } else {
+                        if (c->h2_status > 0) n_non200++;
+                        else n_badresp++;
+                        conn_finish(c, C_DONE);
+                    }
+                    return;
+                }
+                continue;
+            }
             int status = 0;
             int r = response_complete(c, &status);
             if (r < 0) {
@@ -302,6 +480,22 @@ static void on_io(conn_t *c, uint32_t ev)
         }
     }
     if (c->state == C_IDLE) {
+        if (h2_mode) {
+            for (;;) {
+                ssize_t n = c_read(c, c->buf + c->len, H2_IDLE_BUF - c->len);
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0 && errno == EAGAIN) return;
+                long *why = &n_badresp;
+                if (n > 0) {
+                    c->len += (size_t)n;
+                    if (h2_frames(c, H2_IDLE_BUF, 1, &why) >= 0) continue;
+                }
+                n_closed_idle++; /* EOF, an error, GOAWAY or an unexpected frame */
+                n_ok--;
+                conn_finish(c, C_DONE);
+                return;
+            }
+        }
         /* nothing should arrive on an idle connection: EOF, a reset or stray data all count */
         char tmp[512];
         ssize_t n = c_read(c, tmp, sizeof(tmp)); /* TLS: consumes late session tickets */
@@ -327,13 +521,14 @@ static void raise_nofile(long want)
 int main(int argc, char **argv)
 {
     if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: %s PORT N PATH MAX_SECS [http|ws]\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT N PATH MAX_SECS [http|ws|tls|h2]\n", argv[0]);
         return 2;
     }
     ws_mode = argc == 6 && strcmp(argv[5], "ws") == 0;
-    tls_mode = argc == 6 && strcmp(argv[5], "tls") == 0;
+    h2_mode = argc == 6 && strcmp(argv[5], "h2") == 0;
+    tls_mode = h2_mode || (argc == 6 && strcmp(argv[5], "tls") == 0);
     if (argc == 6 && !ws_mode && !tls_mode && strcmp(argv[5], "http") != 0) {
-        fprintf(stderr, "idle_clients: mode must be http, ws or tls\n");
+        fprintf(stderr, "idle_clients: mode must be http, ws, tls or h2\n");
         return 2;
     }
     if (tls_mode) {
@@ -341,6 +536,7 @@ int main(int argc, char **argv)
         if (!tls_ctx) return 1;
         SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
         SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        if (h2_mode && SSL_CTX_set_alpn_protos(tls_ctx, (const unsigned char *)"\x02h2", 3) != 0) return 1;
     }
     int port = atoi(argv[1]);
     long n = atol(argv[2]);
@@ -368,6 +564,7 @@ int main(int argc, char **argv)
                                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                            : "");
     if (request_len >= sizeof(request)) return 2;
+    if (h2_mode && !(request_len = h2_request(argv[3]))) return 2;
 
     conn_t *conns = calloc((size_t)n, sizeof(conn_t));
     if (!conns) return 1;
