@@ -37,6 +37,7 @@
 #include "stats_dashboard.h"
 #include "basic_auth.h"
 #include "upstream_dyn.h"
+#include "app_stats.h"
 
 typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
@@ -918,12 +919,26 @@ static void render_resolve(sb_t *sb, tg_config_t *c)
         sb_printf(sb, "}");
 }
 
+/* "apps" (JSON) or the tollgate_app_* series: the app blocks' instances, as
+ * the `app_status` location renders them (src/app_stats.c); none without apps. */
+static void render_apps(sb_t *sb, tg_config_t *c, int prom)
+{
+    if (c->apps == NULL)
+        return;
+    const char *s = tg_app_stats_render(sb->a, prom ? "" : ",\n  \"apps\": ", c->apps, prom);
+    if (s == NULL)
+        sb->oom = 1;
+    else
+        sb_printf(sb, "%s", s);
+}
+
 static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
 {
     json_t j = {sb, sn, 0};
     json_open(&j);
     json_rows(&j, 0, NMETRICS, &sn->top, -1);
     render_resolve(sb, c);
+    render_apps(sb, c, 0);
     sb_printf(sb, "}\n");
 }
 
@@ -1019,7 +1034,7 @@ static void prom_each(prom_t *p, const metric_t *m, int d, int parent)
     }
 }
 
-static void render_prometheus(sb_t *sb, const snapshot_t *sn)
+static void render_prometheus(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
 {
     prom_t p = {.sb = sb, .sn = sn};
     node_t open[16]; /* the N_OBJ/N_EACH rows around row i */
@@ -1040,6 +1055,7 @@ static void render_prometheus(sb_t *sb, const snapshot_t *sn)
             prom_each(&p, m, 0, -1);
         }
     }
+    render_apps(sb, c, 1);
 }
 
 typedef enum { FMT_JSON = 0, FMT_PROMETHEUS, FMT_HTML } stats_format_t;
@@ -1107,7 +1123,7 @@ static tg_rc_t stats_content(tg_request_t *r, void *conf)
     if ((sb.p = tg_arena_alloc_nz(r->arena, sb.cap)) == NULL || snapshot(r->arena, mc, &sn) != 0)
         return TG_ERROR;
     if (fmt == FMT_PROMETHEUS)
-        render_prometheus(&sb, &sn);
+        render_prometheus(&sb, &sn, mc->config);
     else
         render_json(&sb, &sn, mc->config);
     if (sb.oom) {
