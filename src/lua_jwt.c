@@ -33,6 +33,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 #include "lua_vm.h"
+#include "str.h"
 
 #define KEY_CACHE 64       /* parsed PEM strings kept per worker */
 #define MAX_KEYS 64        /* keys in one set */
@@ -123,47 +124,10 @@ static EVP_MAC_CTX *get_hmac(md_id_t id)
     return hmacs[id];
 }
 
-/* ---- base64url ---- */
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* base64url without padding (RFC 7515 §2) into out (room for n*3/4+1).
- * Returns the length, or -1 on a byte outside the alphabet, a length that
- * cannot be, or stray bits in the last character. */
+/* base64url without padding, strict (RFC 7515 §2): str.c's decoder */
 static long b64url_decode(const char *s, size_t n, unsigned char *out)
 {
-    if (n % 4 == 1)
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    long o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (bits && (acc & ((1u << bits) - 1)))
-        return -1;
-    return o;
+    return tg_base64_decode(s, n, out, TG_B64_URL, 1);
 }
 
 /* ---- key sets ---- */

@@ -258,3 +258,41 @@ void tg_siphash128(const uint64_t key[2], const void *data, size_t len, uint64_t
         SIPROUND;
     out[1] = v0 ^ v1 ^ v2 ^ v3;
 }
+
+static int b64_digit(unsigned char c, int alphabets)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if ((alphabets & TG_B64_STD && c == '+') || (alphabets & TG_B64_URL && c == '-'))
+        return 62;
+    if ((alphabets & TG_B64_STD && c == '/') || (alphabets & TG_B64_URL && c == '_'))
+        return 63;
+    return -1;
+}
+
+long tg_base64_decode(const char *s, size_t n, unsigned char *out, int alphabets, int strict)
+{
+    if (n % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    long o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_digit((unsigned char)s[i], alphabets);
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (strict && bits && (acc & ((1u << bits) - 1)))
+        return -1;
+    return o;
+}

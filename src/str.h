@@ -71,6 +71,15 @@ int tg_parse_int(tg_str_t s, int64_t *out);
 size_t tg_fmt_dec(char *p, uint64_t v);
 size_t tg_fmt_hex(char *p, uint64_t v);
 
+/* Base64 (RFC 4648) without padding (strip '=' first) into `out`, which has
+ * room for n * 3 / 4 + 1 bytes. `alphabets`: TG_B64_STD ('+' '/'),
+ * TG_B64_URL ('-' '_'), or both. Returns the length, or -1 on a byte outside
+ * the alphabets or a length no encoding has; with `strict`, also when the
+ * last character carries stray bits (RFC 7515's base64url must not). */
+#define TG_B64_STD 1
+#define TG_B64_URL 2
+long tg_base64_decode(const char *s, size_t n, unsigned char *out, int alphabets, int strict);
+
 /* The one unkeyed hash: 64-bit FNV-1a, for tables whose keys a client does
  * not choose, and consistent hashing. Its values are part of behaviour:
  * upstream hash rings (balance.c) place keys by them, so t/unit/str.c pins

@@ -72,6 +72,40 @@ static void test_siphash(void)
     }
 }
 
+static void test_base64(void)
+{
+    unsigned char out[64];
+    static const struct {
+        const char *in;
+        int alphabets, strict;
+        long len;
+        const char *want;
+    } cases[] = {
+        {"", TG_B64_STD, 1, 0, ""},
+        {"Zg", TG_B64_STD, 1, 1, "f"},
+        {"Zm8", TG_B64_STD, 1, 2, "fo"},
+        {"Zm9v", TG_B64_STD, 1, 3, "foo"},
+        {"Zm9vYmFy", TG_B64_STD, 1, 6, "foobar"},
+        {"-_8", TG_B64_URL, 1, 2, "\xfb\xff"},
+        {"+/8", TG_B64_STD, 1, 2, "\xfb\xff"},
+        {"+/8", TG_B64_URL, 1, -1, NULL},       /* standard digits in base64url */
+        {"-_8", TG_B64_STD, 1, -1, NULL},       /* and the other way */
+        {"-/8", TG_B64_STD | TG_B64_URL, 1, 2, "\xfb\xff"},
+        {"Zh", TG_B64_STD, 1, -1, NULL},        /* stray bits in the last character */
+        {"Zh", TG_B64_STD, 0, 1, "f"},          /* ... accepted when not strict */
+        {"Zm9vY", TG_B64_STD, 0, -1, NULL},     /* a length no encoding has */
+        {"Zm9v=", TG_B64_STD, 0, -1, NULL},     /* padding is the caller's to strip */
+        {"Zm 9v", TG_B64_STD, 0, -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long n = tg_base64_decode(cases[i].in, strlen(cases[i].in), out, cases[i].alphabets,
+                                  cases[i].strict);
+        ok(n == cases[i].len && (n < 0 || memcmp(out, cases[i].want, (size_t)n) == 0),
+           "tg_base64_decode(\"%s\", %d, %d) = %ld", cases[i].in, cases[i].alphabets,
+           cases[i].strict, n);
+    }
+}
+
 int main(void)
 {
     /* compares */
@@ -208,5 +242,6 @@ int main(void)
     ok(bad == 0, "tg_fmt_dec and tg_fmt_hex match printf (%d mismatches)", bad);
 
     test_siphash();
+    test_base64();
     return done_testing();
 }
