@@ -412,16 +412,24 @@ static tg_lua_req_t *req_ctx(tg_request_t *r, void **slot)
     return ctx;
 }
 
-/* "file:line: message" plus the traceback, on one log line */
-static void log_error(lua_State *co, int rc, tg_request_t *r, tg_lua_phase_t phase)
+/* The error `co` stopped with ("file:line: message") and its traceback,
+ * pushed on the main state; for the error log. */
+static void push_error_text(lua_State *co, int rc)
 {
-    lua_State *L = vm.L;
     const char *msg = lua_tostring(co, -1);
     if (msg == NULL)
         msg = rc == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
     if (rc == LUA_ERRMEM)
         msg = lua_pushfstring(co, "%s (lua_memory_limit %d bytes)", msg, (int)vm.limit);
-    luaL_traceback(L, co, msg, 0);
+    luaL_traceback(vm.L, co, msg, 0);
+}
+
+/* The error and its traceback on one log line, flattened in the request's
+ * arena */
+static void log_error(lua_State *co, int rc, tg_request_t *r, tg_lua_phase_t phase)
+{
+    lua_State *L = vm.L;
+    push_error_text(co, rc);
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
     char *line = tg_arena_alloc_nz(r->arena, n + 1);
@@ -577,12 +585,7 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
 static void log_error_no_request(lua_State *co, int rc, tg_lua_phase_t phase)
 {
     lua_State *L = vm.L;
-    const char *msg = lua_tostring(co, -1);
-    if (msg == NULL)
-        msg = rc == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
-    if (rc == LUA_ERRMEM)
-        msg = lua_pushfstring(co, "%s (lua_memory_limit %d bytes)", msg, (int)vm.limit);
-    luaL_traceback(L, co, msg, 0);
+    push_error_text(co, rc);
     luaL_gsub(L, lua_tostring(L, -1), "\n", " ");
     luaL_gsub(L, lua_tostring(L, -1), "\t", " ");
     tg_log(TG_LOG_ERROR, "lua %s: %s", tg_lua_phase_names[phase], lua_tostring(L, -1));
