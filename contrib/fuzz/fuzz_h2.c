@@ -18,16 +18,9 @@
  * + CONTINUATION at the middle. sid: stream id (255 is 2^31-1). */
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/socket.h>
-#include <ev.h>
-#include "core.h"
-#include "conn.h"
 #include "h2.h"
-#include "worker.h"
-#include "log.h"
+#include "fuzz_conn.h"
 
 #define OUT_MAX (1 << 16) /* within a socketpair's buffer: written whole */
 
@@ -54,8 +47,6 @@ static const char lua_text[] =
     "local b = tg.req.body()\n"
     "tg.exit(200, (b or \"nil\") .. tg.req.method() .. (tg.req.header(\"cookie\") or \"\"))\n";
 
-static tg_worker_t worker;
-
 static void setup(void)
 {
     char conf[64], lua[64], text[sizeof(conf_text) + 16];
@@ -68,21 +59,7 @@ static void setup(void)
     f = fopen(lua, "w");
     fwrite(lua_text, 1, sizeof(lua_text) - 1, f);
     fclose(f);
-    tg_conf_prefix = "/tmp";
-    tg_log_level = TG_LOG_CRIT; /* client errors are logged at info */
-    tg_modules_init();
-    worker.loop = ev_default_loop(0);
-    tg_worker = &worker;
-    tg_config_t *c = tg_config_load(conf, 1);
-    unlink(conf);
-    if (c == NULL)
-        abort();
-    worker.config = c;
-    tg_buf_pool_init(16384, 64);
-    tg_arena_blocks_init(256);
-    for (int i = 0; i < tg_nmodules; i++)
-        if (tg_modules[i]->init_worker)
-            tg_modules[i]->init_worker(&worker);
+    fuzz_worker_init(conf);
     unlink(lua); /* compiled by init_worker */
 }
 
@@ -193,31 +170,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         init = 1;
     }
     build(data, size);
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
-        return 0;
-    size_t off = 0;
-    while (off < nout) {
-        ssize_t n = write(sv[1], out + off, nout - off);
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    shutdown(sv[1], SHUT_WR);
-    struct sockaddr_storage ss = {0};
-    ss.ss_family = AF_UNIX;
-    tg_conn_t *c = tg_conn_accept(worker.config->listens, sv[0], (struct sockaddr *)&ss, sizeof(ss));
-    if (c)
-        tg_h2_start(c);
-    /* run until the connection is gone; drain what it answers */
-    char sink[65536];
-    for (int i = 0; i < 200 && worker.nconns > 0; i++) {
-        ev_run(worker.loop, EVRUN_NOWAIT);
-        while (read(sv[1], sink, sizeof(sink)) > 0)
-            ;
-    }
-    while (worker.conns) /* streams waiting on timers: end them */
-        tg_conn_close(worker.conns);
-    close(sv[1]);
+    fuzz_run_conn(out, nout, tg_h2_start);
     return 0;
 }
