@@ -46,10 +46,9 @@ struct tg_shm_map_s {
 
 static tg_shm_map_t *maps;
 
-static void map_release(void *data)
+/* Off the list, unmapped, closed, freed. */
+static void map_drop(tg_shm_map_t *m)
 {
-    tg_shm_map_t *m = data;
-    if (--m->refs > 0) return;
     for (tg_shm_map_t **pp = &maps; *pp; pp = &(*pp)->next)
         if (*pp == m) {
             *pp = m->next;
@@ -59,6 +58,12 @@ static void map_release(void *data)
     if (m->fd >= 0) close(m->fd);
     free(m->name);
     free(m);
+}
+
+static void map_release(void *data)
+{
+    tg_shm_map_t *m = data;
+    if (--m->refs == 0) map_drop(m);
 }
 
 static tg_shm_map_t *map_find(tg_str_t name, const char *tag, size_t size)
@@ -214,18 +219,9 @@ int tg_shm_inherit(void)
 
 void tg_shm_inherit_end(void)
 {
-    tg_shm_map_t **pp = &maps;
-    while (*pp) {
-        tg_shm_map_t *m = *pp;
-        if (m->refs > 0) {
-            pp = &m->next;
-            continue;
-        }
-        *pp = m->next;
-        munmap(m->addr, m->size);
-        if (m->fd >= 0) close(m->fd);
-        free(m->name);
-        free(m);
+    for (tg_shm_map_t *m = maps, *next; m; m = next) {
+        next = m->next;
+        if (m->refs == 0) map_drop(m);
     }
 }
 
