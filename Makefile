@@ -18,7 +18,8 @@ LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 DEPS_INSTALL ?= contrib/install-deps.sh
 
-# the libraries linked, and those installed for work under way (not linked yet)
+# the libraries linked; PKGS_NEXT: packages the outer stage checks for but nothing links
+# yet (none now; t/110 passes one to see the install step run before the build)
 PKGS := libpcre2-8 luajit openssl zlib libbrotlienc libzstd hiredis liburing libsystemd libnghttp2 libcares jansson
 PKGS_NEXT :=
 

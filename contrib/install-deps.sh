@@ -11,8 +11,8 @@
 #   contrib/install-deps.sh package  the Debian tooling `make deb` uses
 # Several sets may be given: `contrib/install-deps.sh build fuzz`.
 set -e
-# libsystemd-dev: sd_notify; libnghttp2-dev: HTTP/2 to clients. libc-ares-dev and
-# libjansson-dev are for work under way (asynchronous DNS, JSON): installed, not linked yet.
+# libsystemd-dev: sd_notify; libnghttp2-dev: HTTP/2 to clients; libc-ares-dev: DNS
+# re-resolution of upstreams; libjansson-dev: the admin API's JSON.
 BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
        libluajit-5.1-dev zlib1g-dev libbrotli-dev libzstd-dev libhiredis-dev liburing-dev
        libcrypt-dev libnghttp2-dev libc-ares-dev libsystemd-dev libjansson-dev nodejs"
