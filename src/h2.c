@@ -380,6 +380,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
         tg_h2_stream_event(s, 3);
     else
         s->hc->events = 1; /* the stream may be freed */
+    if (!s->active)
+        tg_h2_stream_over(s);
     return 0;
 }
 
@@ -480,10 +482,19 @@ static int conn_send(tg_h2_conn_t *hc)
 
 /* ---- dispatch: the request layer and handlers, outside nghttp2 ------------------ */
 
+/* The streams with events, in the order they came; events queued meanwhile
+ * are handled in the same call. A queued stream is not freed before its
+ * turn: settle frees, after pump has emptied the queue (or h2_on_close,
+ * with the whole connection). */
 static void dispatch(tg_h2_conn_t *hc)
 {
     hc->events = 0;
-    for (tg_h2_stream_t *s = hc->streams; s; s = s->next) {
+    tg_h2_stream_t *s;
+    while ((s = hc->evq) != NULL) {
+        hc->evq = s->ev_next;
+        if (hc->evq == NULL)
+            hc->evq_tail = NULL;
+        s->queued = 0;
         tg_request_t *r = &s->r;
         if (s->ng_closed && !s->active) {
             s->ev_ready = s->ev_body = s->ev_drained = s->ev_reset = 0; /* never started */
@@ -531,10 +542,10 @@ static void dispatch(tg_h2_conn_t *hc)
 static void settle(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
-    for (tg_h2_stream_t *s = hc->streams, *next; s; s = next) {
-        next = s->next;
-        if (s->ng_closed && !s->active)
-            tg_h2_stream_free(s);
+    while (hc->over) {
+        tg_h2_stream_t *s = hc->over;
+        hc->over = s->over_next;
+        tg_h2_stream_free(s);
     }
     if (hc->dead)
         return;

@@ -94,13 +94,32 @@ void tg_h2_stream_free(tg_h2_stream_t *s)
 
 void tg_h2_stream_event(tg_h2_stream_t *s, int which)
 {
+    tg_h2_conn_t *hc = s->hc;
     switch (which) {
     case 0: s->ev_ready = 1; break;
     case 1: s->ev_body = 1; break;
     case 2: s->ev_drained = 1; break;
     default: s->ev_reset = 1; break;
     }
-    s->hc->events = 1;
+    if (!s->queued) {
+        s->queued = 1;
+        s->ev_next = NULL;
+        if (hc->evq_tail)
+            hc->evq_tail->ev_next = s;
+        else
+            hc->evq = s;
+        hc->evq_tail = s;
+    }
+    hc->events = 1;
+}
+
+void tg_h2_stream_over(tg_h2_stream_t *s)
+{
+    if (s->over)
+        return;
+    s->over = 1;
+    s->over_next = s->hc->over;
+    s->hc->over = s;
 }
 
 /* The data provider: copy what the handler queued. */
@@ -236,6 +255,8 @@ static void h2_finalize(tg_request_t *r, int abort)
     tg_h2_stream_release_body(s);
     /* the data provider reads only s->out and s->resp_done from now on */
     tg_arena_destroy(&s->arena);
+    if (s->ng_closed)
+        tg_h2_stream_over(s);
     hc->pump(hc);
 }
 

@@ -21,6 +21,8 @@ struct tg_h2_stream_s {
     tg_arena_t arena;
     tg_h2_conn_t *hc;
     tg_h2_stream_t *prev, *next;
+    tg_h2_stream_t *over_next; /* in hc->over */
+    tg_h2_stream_t *ev_next;   /* in hc->evq */
     int32_t id;
     ev_timer timer; /* body wait, or the response stalled by the client's window */
     /* request head, as received */
@@ -52,6 +54,8 @@ struct tg_h2_stream_s {
     unsigned continue_sent : 1;
     unsigned websocket : 1;   /* an RFC 8441 extended CONNECT, mapped to a WebSocket upgrade */
     unsigned tunnel : 1;      /* ... answered 200: the stream is a tunnel (idle timer) */
+    unsigned over : 1;        /* nghttp2 closed it and its request ended: in hc->over */
+    unsigned queued : 1;      /* has events: in hc->evq */
 };
 
 struct tg_h2_conn_s {
@@ -63,6 +67,8 @@ struct tg_h2_conn_s {
     const uint8_t *pend; /* mem_send output not copied to `out` yet */
     size_t npend;
     tg_h2_stream_t *streams;
+    tg_h2_stream_t *over;        /* streams to free when the round settles */
+    tg_h2_stream_t *evq, *evq_tail; /* streams with events for dispatch, in order */
     uint32_t nstreams; /* stream structs alive */
     uint32_t nactive;  /* requests running */
     uint32_t nstarted; /* streams opened on this connection */
@@ -95,7 +101,12 @@ void tg_h2_stream_free(tg_h2_stream_t *s);
  * buffers to the pool. */
 void tg_h2_stream_release_body(tg_h2_stream_t *s);
 /* Record an event for the connection's dispatch: 0 head complete, 1 body
- * bytes, 2 queued bytes taken, 3 reset. */
+ * bytes, 2 queued bytes taken, 3 reset. The stream joins the connection's
+ * event queue, so dispatch visits the streams that have events only. */
 void tg_h2_stream_event(tg_h2_stream_t *s, int which);
+/* nghttp2 closed the stream and its request ended (or never started): it
+ * joins the list settle frees at the end of the round (a handler may still
+ * be on the stack now). Once per stream. */
+void tg_h2_stream_over(tg_h2_stream_t *s);
 
 #endif
