@@ -12,11 +12,12 @@
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
  * into one output buffer per connection and written with tg_conn_write
- * (TLS included). nghttp2's callbacks only record what happened (a request
- * head is complete, body bytes arrived, a stream closed, queued bytes were
- * taken); the request layer and the content handlers are called afterwards,
- * from one place (dispatch), never from inside nghttp2. So a stream opened
- * and reset within one read never starts a request (rapid reset).
+ * (TLS included), once per round of the loop (see flush_later). nghttp2's
+ * callbacks only record what happened (a request head is complete, body
+ * bytes arrived, a stream closed, queued bytes were taken); the request
+ * layer and the content handlers are called afterwards, from one place
+ * (dispatch), never from inside nghttp2. So a stream opened and reset
+ * within one read never starts a request (rapid reset).
  *
  * Backpressure per stream: the response body a handler queues (send_body)
  * is read by the stream's data provider when nghttp2 may send it (the
@@ -72,6 +73,16 @@
 static const tg_proto_t h2_proto;
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *options;
+/* The output of a loop round: between the loop's poll (round_open_w, an
+ * ev_check) and the next one (round_flush_w, an ev_prepare), a connection's
+ * frames are written once, when the round ends, not at every pump: the
+ * responses of several streams that complete in one round leave in one TLS
+ * write instead of one each. */
+static struct ev_loop *round_loop;
+static ev_check round_open_w;
+static ev_prepare round_flush_w;
+static int round_open;
+static tg_h2_conn_t *flush_list;
 
 static void pump(tg_h2_conn_t *hc);
 
@@ -576,6 +587,53 @@ static void settle(tg_h2_conn_t *hc)
     }
 }
 
+/* In an open round: put the connection on the flush list and say so (1);
+ * its frames are written when the round ends. */
+static int flush_later(tg_h2_conn_t *hc)
+{
+    if (!round_open)
+        return 0;
+    if (hc->flush_pprev == NULL) {
+        hc->flush_next = flush_list;
+        if (flush_list)
+            flush_list->flush_pprev = &hc->flush_next;
+        flush_list = hc;
+        hc->flush_pprev = &flush_list;
+    }
+    return 1;
+}
+
+static void flush_unlink(tg_h2_conn_t *hc)
+{
+    if (hc->flush_pprev == NULL)
+        return;
+    *hc->flush_pprev = hc->flush_next;
+    if (hc->flush_next)
+        hc->flush_next->flush_pprev = hc->flush_pprev;
+    hc->flush_next = NULL;
+    hc->flush_pprev = NULL;
+}
+
+static void round_open_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    round_open = 1;
+}
+
+/* The round ends: every waiting connection writes. The round is closed
+ * first, so what the writes cause (drained streams answering more) is
+ * written at once: nothing waits while the loop polls. */
+static void round_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop, (void)w, (void)revents;
+    round_open = 0;
+    while (flush_list) {
+        tg_h2_conn_t *hc = flush_list;
+        flush_unlink(hc);
+        pump(hc);
+    }
+}
+
 static void pump(tg_h2_conn_t *hc)
 {
     if (hc->depth) {
@@ -585,7 +643,7 @@ static void pump(tg_h2_conn_t *hc)
     hc->depth = 1;
     do {
         hc->again = 0;
-        if (!hc->dead && conn_send(hc) != 0)
+        if (!hc->dead && !flush_later(hc) && conn_send(hc) != 0)
             conn_fail(hc);
         if (hc->events)
             dispatch(hc);
@@ -714,6 +772,7 @@ static void h2_on_close(tg_conn_t *c)
     if (hc == NULL)
         return;
     hc->depth++;
+    flush_unlink(hc);
     while (hc->streams) {
         tg_h2_stream_t *s = hc->streams;
         if (s->active) {
@@ -776,6 +835,15 @@ void tg_h2_start(tg_conn_t *c)
         tg_log(TG_LOG_ERROR, "out of memory starting HTTP/2");
         tg_conn_close(c);
         return;
+    }
+    if (round_loop != tg_worker->loop) {
+        round_loop = tg_worker->loop;
+        ev_check_init(&round_open_w, round_open_cb);
+        ev_check_start(round_loop, &round_open_w);
+        ev_unref(round_loop); /* neither keeps the loop running */
+        ev_prepare_init(&round_flush_w, round_flush_cb);
+        ev_prepare_start(round_loop, &round_flush_w);
+        ev_unref(round_loop);
     }
     hc->c = c;
     hc->pump = pump;

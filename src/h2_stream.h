@@ -69,6 +69,7 @@ struct tg_h2_conn_s {
     tg_h2_stream_t *streams;
     tg_h2_stream_t *over;        /* streams to free when the round settles */
     tg_h2_stream_t *evq, *evq_tail; /* streams with events for dispatch, in order */
+    tg_h2_conn_t *flush_next, **flush_pprev; /* in h2.c's flush list while output waits */
     uint32_t nstreams; /* stream structs alive */
     uint32_t nactive;  /* requests running */
     uint32_t nstarted; /* streams opened on this connection */
