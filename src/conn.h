@@ -172,7 +172,7 @@ static inline ssize_t tg_conn_write(tg_conn_t *c, const void *buf, size_t len)
  * event will announce them. */
 static inline int tg_conn_has_pending(tg_conn_t *c)
 {
-    return c->ssl && tg_tls_pending(c->ssl);
+    return c->ssl && tg_tls_pending(c->ssl, c->tls_flags);
 }
 /* The events to wait for after tg_conn_read returned EAGAIN. */
 static inline int tg_conn_read_events(tg_conn_t *c)

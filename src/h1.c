@@ -964,7 +964,7 @@ static void h1_finalize(tg_request_t *r, int abort)
     tg_conn_timer(c, tg_core_conf(c->listen->default_server->mconf)->idle_timeout);
     if (left || tg_conn_has_pending(c)) {
         /* pipelined: serve it from the loop, not from this stack (TLS:
-         * decrypted bytes wait in the TLS layer, no socket event comes) */
+         * bytes wait in the TLS layer, no socket event comes) */
         tg_conn_want(c, EV_READ);
         ev_feed_event(tg_worker->loop, &c->io, EV_READ);
         return;

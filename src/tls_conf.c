@@ -733,6 +733,10 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one read(2) takes whatever the socket has (up to the 16 KB buffer)
+     * instead of a record's header, then its body, then an EAGAIN; readers
+     * that return to the loop early check tg_tls_pending (SSL_has_pending) */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_dh_auto(ctx, 1);
     SSL_CTX_set_cipher_list(ctx, t->ciphers);
     SSL_CTX_set1_groups_list(ctx, t->groups);

@@ -118,8 +118,10 @@ static ssize_t io_result(tg_ssl_t *ssl, int rc, int reading, uint8_t *flags, int
 {
     int want_write = *flags & TG_TLS_F_WANT_WRITE, failed = 0;
     ssize_t r = ssl_io_error(ssl, rc, reading, &want_write, &failed, log_it);
-    *flags = (uint8_t)((*flags & ~TG_TLS_F_WANT_WRITE) | (want_write ? TG_TLS_F_WANT_WRITE : 0) |
-                       (failed ? TG_TLS_F_FAILED : 0));
+    int dry = reading && r < 0 && errno == EAGAIN && !want_write;
+    *flags = (uint8_t)((*flags & ~(TG_TLS_F_WANT_WRITE | TG_TLS_F_READ_DRY)) |
+                       (want_write ? TG_TLS_F_WANT_WRITE : 0) | (failed ? TG_TLS_F_FAILED : 0) |
+                       (dry ? TG_TLS_F_READ_DRY : 0));
     return r;
 }
 
@@ -161,7 +163,11 @@ ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *l
 {
     int n = io_read(ssl, buf, len);
     *log_it = 0;
-    return n > 0 ? n : io_result(ssl, n, 1, flags, log_it);
+    if (n > 0) {
+        *flags &= (uint8_t)~TG_TLS_F_READ_DRY;
+        return n;
+    }
+    return io_result(ssl, n, 1, flags, log_it);
 }
 
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it)
@@ -234,9 +240,9 @@ int tg_tls_handshake(tg_ssl_t *ssl, uint8_t *flags, char *why, size_t size)
     return -1;
 }
 
-int tg_tls_pending(tg_ssl_t *ssl)
+int tg_tls_pending(tg_ssl_t *ssl, uint8_t flags)
 {
-    return ssl && SSL_pending(ssl) > 0;
+    return ssl && (SSL_pending(ssl) > 0 || (!(flags & TG_TLS_F_READ_DRY) && SSL_has_pending(ssl)));
 }
 
 int tg_tls_is_established(tg_ssl_t *ssl)
@@ -249,8 +255,10 @@ int tg_tls_accept(tg_ssl_t *ssl, uint8_t *flags, int *log_it)
     errno = 0;
     *log_it = 0;
     int rc = SSL_do_handshake(ssl);
-    if (rc == 1)
+    if (rc == 1) {
+        *flags &= (uint8_t)~TG_TLS_F_READ_DRY; /* the first request may be read ahead */
         return 1;
+    }
     return io_result(ssl, rc, 1, flags, log_it) < 0 && errno == EAGAIN ? 0 : -1;
 }
 

@@ -22,6 +22,9 @@ typedef struct ssl_st tg_ssl_t; /* OpenSSL's SSL */
 /* A connection's TLS state bits. */
 #define TG_TLS_F_WANT_WRITE 0x01 /* the TLS layer waits for the socket to take bytes */
 #define TG_TLS_F_FAILED 0x02     /* fatal TLS error: no close_notify */
+#define TG_TLS_F_READ_DRY 0x04   /* the last read found the socket empty: what the TLS
+                                    layer holds is part of a record, the socket signals
+                                    the rest */
 
 /* A server-side session on an accepted socket, from `ctx` (the listener's
  * default server's SSL_CTX; SNI may switch it), with `app` as its app data
@@ -54,8 +57,13 @@ void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
  * clears the queue with tg_tls_clear_errors(). */
 ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it);
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it);
-/* Plaintext decrypted and not read yet (no socket event comes for it). */
-int tg_tls_pending(tg_ssl_t *ssl);
+/* Bytes the TLS layer took off the socket and no read has returned yet:
+ * plaintext, or whole records read ahead (server contexts read ahead up to
+ * 16 KB per read call). No socket event comes for them: a reader that goes
+ * back to the loop without having read to EAGAIN must check this. 0 after a
+ * read that found the socket empty (TG_TLS_F_READ_DRY), whatever part of a
+ * record is held. */
+int tg_tls_pending(tg_ssl_t *ssl, uint8_t flags);
 /* Is the handshake finished? 0 for NULL. */
 int tg_tls_is_established(tg_ssl_t *ssl);
 /* Server side: advance the handshake. 1 done; 0 wait for the socket

@@ -125,7 +125,7 @@ int tg_tunnel_pump(tg_tunnel_t *t, struct ev_loop *loop)
         uev |= EV_WRITE;
     want(loop, t->cio, t->c->fd, cev);
     want(loop, t->uio, t->ufd, uev);
-    /* decrypted bytes the TLS layer holds come with no socket event */
+    /* bytes the TLS layer holds come with no socket event */
     if ((cev & EV_READ) && tg_conn_has_pending(t->c))
         ev_feed_event(loop, t->cio, EV_READ);
     if ((uev & EV_READ) && tg_upconn_has_pending(t->uc))

@@ -167,7 +167,7 @@ int tg_tunnel_stream_pump(tg_tunnel_stream_t *t, int drained)
     if ((ev & EV_READ) && (t->uc->tls_flags & TG_TLS_F_WANT_WRITE))
         ev |= EV_WRITE; /* the TLS layer must write before it can read on */
     want(t, ev);
-    /* decrypted bytes the TLS layer holds come with no socket event */
+    /* bytes the TLS layer holds come with no socket event */
     if ((ev & EV_READ) && tg_upconn_has_pending(t->uc))
         ev_feed_event(tg_worker->loop, &t->uc->io, EV_READ);
     return 1;

@@ -222,10 +222,10 @@ static inline ssize_t tg_upconn_write(tg_upconn_t *uc, const void *buf, size_t l
     }
     return send(uc->fd, buf, len, MSG_NOSIGNAL);
 }
-/* Decrypted bytes waiting in the TLS layer (no socket event comes for them). */
+/* Bytes waiting in the TLS layer (no socket event comes for them). */
 static inline int tg_upconn_has_pending(tg_upconn_t *uc)
 {
-    return uc->ssl && tg_tls_pending(uc->ssl);
+    return uc->ssl && tg_tls_pending(uc->ssl, uc->tls_flags);
 }
 
 /* upstream_dyn.c, for the upstream block (declared here so that upstream.c
