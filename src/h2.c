@@ -7,7 +7,8 @@
  * the tg_request_t and its own arena (blocks from the worker's cache,
  * released when the request ends), so one connection carries many requests
  * at once. This file is the connection; h2_stream.c the stream and the
- * carrier functions.
+ * carrier functions; h2_mem.c nghttp2's allocator (its frame buffer's pages
+ * go back to the kernel while the connection is idle).
  *
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
@@ -462,6 +463,7 @@ static int conn_send(tg_h2_conn_t *hc)
                 }
                 if (n == 0)
                     break;
+                tg_h2_mem_sent(&hc->mem, d, (size_t)n);
                 hc->pend = d;
                 hc->npend = (size_t)n;
             }
@@ -585,6 +587,8 @@ static void settle(tg_h2_conn_t *hc)
         tg_buf_put(hc->out);
         hc->out = NULL;
     }
+    if (hc->nactive == 0 && hc->npend == 0 && !nghttp2_session_want_write(hc->ng))
+        tg_h2_mem_idle(&hc->mem); /* no frame half sent: its buffer's pages go back */
 }
 
 /* In an open round: put the connection on the flush list and say so (1);
@@ -860,7 +864,8 @@ void tg_h2_start(tg_conn_t *c)
      * limiter (INTERNAL_ERROR) stays behind it as a backstop */
     nghttp2_option_set_stream_reset_rate_limit(options, (uint64_t)hc->conf->max_streams * 4 + 100,
                                                66);
-    if (nghttp2_session_server_new2(&hc->ng, callbacks, hc, options) != 0) {
+    tg_h2_mem_init(&hc->mem);
+    if (nghttp2_session_server_new3(&hc->ng, callbacks, hc, options, &hc->mem.mem) != 0) {
         free(hc);
         tg_log(TG_LOG_ERROR, "out of memory starting HTTP/2");
         tg_conn_close(c);

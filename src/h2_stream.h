@@ -8,6 +8,7 @@
 #include <nghttp2/nghttp2.h>
 #include "conn.h"
 #include "h2_conf.h"
+#include "h2_mem.h"
 #include "request.h"
 
 #define BODY_BUFS 16 /* buffers of request body per stream, at most */
@@ -60,6 +61,7 @@ struct tg_h2_stream_s {
 
 struct tg_h2_conn_s {
     tg_conn_t *c;
+    tg_h2_mem_t mem; /* nghttp2's allocator: its frame buffer returned when idle */
     nghttp2_session *ng;
     tg_h2_conf_t *conf;
     tg_core_conf_t *cc; /* the listener's default server's */

@@ -175,6 +175,23 @@ is($j->{bodyLength}, 20_000_000, '20 MB upload over h2');
 my $grow = rss($tg) - $rss0;
 cmp_ok($grow, '<', 8000, "worker RSS grew by $grow KB (bounded)");
 
+# --- one connection, idle between large and small responses: the frame
+# buffer's pages go back to the kernel when it is idle (src/h2_mem.c) and
+# the next responses are whole
+{
+    my $d = $tg->dir;
+    my @sizes = (300_000, 5_000, 300_000, 70_000);
+    my @args = map { ('-o', "$d/seq$_.out", "https://a.test:$tls/size/$sizes[$_]") } 0 .. $#sizes;
+    my $w = `curl -s -k --http2 --max-time 20 --resolve a.test:$tls:127.0.0.1 -w '%{num_connects},' @args`;
+    is($w, '1,0,0,0,', 'h2: four responses in a row on one connection');
+    for my $i (0 .. $#sizes) {
+        open(my $fh, '<', "$d/seq$i.out") or die;
+        local $/;
+        my $got = <$fh> // '';
+        ok($got eq body_pattern($sizes[$i]), "h2: response $i ($sizes[$i] bytes) after an idle round is whole");
+    }
+}
+
 # --- a stream whose window stays shut does not stall the others
 $h = Tollgate::H2->connect($h2c, settings => [4, 0]); # every stream window 0
 $h->headers(1, Tollgate::H2::request_fields('/size/1000000'), end_stream => 1);
