@@ -797,7 +797,8 @@ static int px_forward(tg_proxy_t *px)
     }
     if (rc == 0) {
         px->client_blocked = 1;
-        px_want(px, 0, 0);
+        if (!px->resp_done)
+            px_want(px, 0, 0);
         return 0;
     }
     return px_drained(px);
