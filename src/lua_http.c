@@ -185,7 +185,7 @@ static void finish(call_t *c, const char *err, int reuse)
         tg_balance_done(c->u, c->peer, failed, (tg_msec_t)(ev_now(loop) * 1000));
         c->peer = NULL;
     }
-    tg_lua_vm_wake(&c->wait, c->r);
+    tg_lua_vm_wake(&c->wait);
 }
 
 static void start_connection(call_t *c);
