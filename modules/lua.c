@@ -86,15 +86,13 @@ static const char *add_redis(tg_conf_t *cf, tg_str_t name, tg_str_t url)
     tg_lua_main_t *m = main_conf(cf);
     for (tg_lua_redis_t *k = m->redis; k; k = k->next)
         if (tg_str_eq(k->name, name))
-            return tg_str_eq(k->name, url) ? NULL
-                                            : tg_conf_errf(cf, "duplicate lua_redis name \"%.*s\"",
-                                                           TG_STR_FMT(name));
+            return tg_str_eq(k->name, url)
+                       ? NULL
+                       : tg_conf_errf(cf, "duplicate lua_redis name \"%.*s\"", TG_STR_FMT(name));
     tg_lua_redis_t *lr = tg_arena_alloc(cf->arena, sizeof(*lr));
-    if (lr == NULL)
-        return "out of memory";
+    if (lr == NULL) return "out of memory";
     const char *err = tg_redis_create(cf, url, &lr->redis);
-    if (err)
-        return err;
+    if (err) return err;
     lr->name = tg_arena_str(cf->arena, name);
     lr->next = m->redis;
     m->redis = lr;
@@ -110,8 +108,17 @@ static void reference_redis(void *data, tg_str_t url)
     if (!tg_str_has_caseprefix(url, "redis://") && !tg_str_has_caseprefix(url, "rediss://"))
         return; /* a lua_redis name */
     const char *err = add_redis(cf, url, url);
-    if (err)
-        tg_conf_error(cf, "%s", err);
+    if (err) tg_conf_error(cf, "%s", err);
+}
+
+/* lua_http_ca FILE: checked when the config is complete (init_conf) */
+static const char *set_http_ca(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.http_ca) return "\"lua_http_ca\" directive is duplicate";
+    c->main.http_ca = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    return c->main.http_ca ? NULL : "out of memory";
 }
 
 /* lua_redis NAME URL */
@@ -121,7 +128,8 @@ static const char *set_redis(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     (void)conf;
     tg_str_t name = tg_conf_arg(cf, 1), url = tg_conf_arg(cf, 2);
     if (name.len == 0 || memchr(name.p, ':', name.len))
-        return tg_conf_errf(cf, "invalid name \"%.*s\" in \"lua_redis\", expected a name without \":\"",
+        return tg_conf_errf(cf,
+                            "invalid name \"%.*s\" in \"lua_redis\", expected a name without \":\"",
                             TG_STR_FMT(name));
     return add_redis(cf, name, url);
 }
@@ -285,6 +293,7 @@ static const char *lua_init_conf(tg_conf_t *cf, void *conf)
         c->main.http_body_max = LUA_DEFAULT_HTTP_BODY_MAX;
     c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
                                                                        : c->instruction_limit;
+    tg_lua_http_init_conf(cf, &c->main);
     if (c->main.package_path.p == NULL) {
         char *p = default_path(cf);
         if (p == NULL)
@@ -323,8 +332,7 @@ static int lua_init_worker(tg_worker_t *w)
     if (c->main.nscripts == 0)
         return 0;
     for (tg_lua_redis_t *k = c->main.redis; k; k = k->next)
-        if (tg_redis_start(k->redis) != 0)
-            return -1;
+        if (tg_redis_start(k->redis) != 0) return -1;
     return tg_lua_vm_init(&c->main);
 }
 
@@ -379,6 +387,7 @@ static const tg_directive_t lua_directives[] = {
     {"lua_init_worker", TG_SCOPE_MAIN, 0, 1, 1, set_init_worker, 0},
     {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
     {"lua_redis", TG_SCOPE_MAIN, 0, 2, 2, set_redis, 0},
+    {"lua_http_ca", TG_SCOPE_MAIN, 0, 1, 1, set_http_ca, 0},
     {"lua_http_body_max", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_size,
      offsetof(lua_conf_t, main.http_body_max)},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,

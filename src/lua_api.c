@@ -614,7 +614,7 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     tg_lua_jwt_open(L);
     lua_setfield(L, tg, "jwt");
     lua_newtable(L);
-    tg_lua_http_open(L);
+    tg_lua_http_open(L, m);
     lua_setfield(L, tg, "http");
     lua_pushvalue(L, tg);
     tg_lua_redis_open(L, m);

@@ -43,8 +43,8 @@ struct tg_lua_bg_s {
     lua_State *co; /* NULL: detached */
     int co_ref;
     tg_lua_phase_t phase;
-    tg_lua_wait_t *wait; /* what it waits for, while parked */
-    tg_arena_t arena;    /* the wait's memory */
+    tg_lua_wait_t *wait;             /* what it waits for, while parked */
+    tg_arena_t arena;                /* the wait's memory */
     struct tg_lua_bg_s *prev, *next; /* vm.parked */
 };
 
@@ -336,10 +336,10 @@ static void bg_free(tg_lua_bg_t *bg);
 void tg_lua_vm_exit(void)
 {
     tg_lua_timer_exit();
+    tg_lua_http_exit();
     while (vm.parked) {
         tg_lua_bg_t *bg = vm.parked;
-        if (bg->wait && !bg->wait->done)
-            bg->wait->cancel(bg->wait->data);
+        if (bg->wait && !bg->wait->done) bg->wait->cancel(bg->wait->data);
         bg_free(bg); /* its coroutine goes with the state */
     }
     if (vm.L)
@@ -628,11 +628,9 @@ static void log_error_no_request(lua_State *co, int rc, tg_lua_phase_t phase)
 
 static tg_lua_bg_t *bg_new(void)
 {
-    if (vm.nbg >= vm.max_bg)
-        return NULL;
+    if (vm.nbg >= vm.max_bg) return NULL;
     tg_lua_bg_t *bg = calloc(1, sizeof(*bg));
-    if (bg == NULL)
-        return NULL;
+    if (bg == NULL) return NULL;
     tg_arena_init(&bg->arena, 0);
     bg->co_ref = LUA_NOREF;
     vm.nbg++;
@@ -643,8 +641,7 @@ static void bg_park(tg_lua_bg_t *bg)
 {
     bg->prev = NULL;
     bg->next = vm.parked;
-    if (vm.parked)
-        vm.parked->prev = bg;
+    if (vm.parked) vm.parked->prev = bg;
     vm.parked = bg;
 }
 
@@ -654,8 +651,7 @@ static void bg_unpark(tg_lua_bg_t *bg)
         bg->prev->next = bg->next;
     else if (vm.parked == bg)
         vm.parked = bg->next;
-    if (bg->next)
-        bg->next->prev = bg->prev;
+    if (bg->next) bg->next->prev = bg->prev;
     bg->prev = bg->next = NULL;
 }
 
@@ -694,8 +690,7 @@ static int bg_run(lua_State *co, int co_ref, tg_lua_bg_t *bg, tg_lua_phase_t pha
         bg = vm.bg;
         vm.bg = NULL;
         vm.bg_co = NULL;
-        if (rc != LUA_YIELD || vm.over_budget || bg == NULL || bg->wait == NULL)
-            break;
+        if (rc != LUA_YIELD || vm.over_budget || bg == NULL || bg->wait == NULL) break;
         /* waiting: started outside the script; it may be over at once */
         tg_lua_wait_t *w = bg->wait;
         bg->co = co;
@@ -711,8 +706,7 @@ static int bg_run(lua_State *co, int co_ref, tg_lua_bg_t *bg, tg_lua_phase_t pha
         nargs = w->push(co, w->data);
         bg->wait = NULL;
     }
-    if (bg)
-        bg_free(bg);
+    if (bg) bg_free(bg);
     if (vm.over_budget) {
         lua_settop(co, 0);
         lua_pushfstring(co, "instruction limit exceeded (%d)", (int)vm.budget);
@@ -751,8 +745,7 @@ int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
         co_ref = vm.pool[vm.npool].ref;
     } else {
         co = lua_newthread(L);
-        if ((co_ref = luaL_ref(L, LUA_REGISTRYINDEX)) == LUA_REFNIL)
-            return -1;
+        if ((co_ref = luaL_ref(L, LUA_REGISTRYINDEX)) == LUA_REFNIL) return -1;
     }
     lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
     int nargs = 0;
@@ -825,16 +818,14 @@ int tg_lua_vm_body(lua_State *L)
 tg_arena_t *tg_lua_vm_wait_arena(lua_State *L, const char *fn)
 {
     if (vm.ctx && (TG_LUA_F(vm.phase) & TG_LUA_F_REQUEST)) {
-        if (L != vm.ctx->co)
-            luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
+        if (L != vm.ctx->co) luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
         return vm.ctx->r->arena;
     }
     tg_lua_bg_t **slot;
     if (vm.ctx && vm.phase == TG_LUA_LOG) {
         slot = &vm.detached;
     } else if (vm.ctx == NULL && (vm.phase == TG_LUA_TIMER || vm.phase == TG_LUA_INIT_WORKER)) {
-        if (L != vm.bg_co)
-            luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
+        if (L != vm.bg_co) luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
         slot = &vm.bg;
     } else {
         luaL_error(L, "%s: not allowed in phase \"%s\"", fn, tg_lua_phase_names[vm.phase]);
@@ -867,8 +858,7 @@ int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn)
         w->starting = 1;
         w->start(w->data);
         w->starting = 0;
-        if (w->done)
-            bg_free(bg);
+        if (w->done) bg_free(bg);
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -883,8 +873,7 @@ int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn)
 void tg_lua_vm_wake(tg_lua_wait_t *w)
 {
     w->done = 1;
-    if (w->starting)
-        return;
+    if (w->starting) return;
     if (w->r) {
         tg_request_resume(w->r);
         return;

@@ -82,6 +82,8 @@ typedef struct {
     int64_t instruction_limit;    /* main scope's: for lua_init_worker and timers */
     int64_t http_body_max;        /* lua_http_body_max: tg.http.request answers */
     tg_lua_redis_t *redis;        /* tg.redis.connect's names */
+    const char *http_ca;          /* lua_http_ca: url calls' trusted CAs (NULL: system's) */
+    void *http_tls_ctx;           /* the TLS client context made from it */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
@@ -163,8 +165,8 @@ typedef struct tg_lua_wait_s {
     void (*start)(void *data);
     void (*cancel)(void *data);
     void *data;
-    tg_request_t *r;  /* set by tg_lua_vm_wait: the parked request, or NULL */
-    tg_lua_bg_t *bg;  /* or the parked run without a request (or the detached call) */
+    tg_request_t *r;       /* set by tg_lua_vm_wait: the parked request, or NULL */
+    tg_lua_bg_t *bg;       /* or the parked run without a request (or the detached call) */
     unsigned starting : 1; /* inside start(): the runner sees the wake itself */
     unsigned done : 1;
 } tg_lua_wait_t;
@@ -175,7 +177,12 @@ tg_arena_t *tg_lua_vm_wait_arena(lua_State *L, const char *fn);
 int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn); /* yields; lua_CFunction tail */
 void tg_lua_vm_wake(tg_lua_wait_t *w);
 int64_t tg_lua_vm_http_body_max(void); /* lua_http_body_max, for lua_http.c */
-void tg_lua_http_open(lua_State *L); /* tg.http */
+/* tg.http (lua_http.c): config time, the TLS context of url calls
+ * (lua_http_ca); worker start, the table on top of the stack gets request;
+ * worker exit, the url hosts' pools and the resolver are freed. */
+const char *tg_lua_http_init_conf(tg_conf_t *cf, tg_lua_main_t *m);
+void tg_lua_http_open(lua_State *L, tg_lua_main_t *m);
+void tg_lua_http_exit(void);
 void tg_lua_redis_open(lua_State *L, tg_lua_main_t *m); /* tg.redis, tg.null */
 
 /* What the API asks of the runner. */

@@ -63,7 +63,7 @@ struct tg_redis_cmd_s {
 };
 
 struct tg_redis_s {
-    char name[96]; /* "host:port" or "host:port/db", for messages and sharing */
+    char name[96];        /* "host:port" or "host:port/db", for messages and sharing */
     const char *url;      /* as written in the config (config arena) */
     const char *password; /* AUTH on connect, or NULL */
     char ip[INET6_ADDRSTRLEN];
@@ -88,8 +88,9 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
 {
     char host[256];
     if (tg_str_has_caseprefix(url, "rediss://"))
-        return tg_conf_errf(cf, "\"%.*s\": rediss:// (TLS) needs hiredis_ssl, which this "
-                                "build's hiredis %d.%d does not have",
+        return tg_conf_errf(cf,
+                            "\"%.*s\": rediss:// (TLS) needs hiredis_ssl, which this "
+                            "build's hiredis %d.%d does not have",
                             TG_STR_FMT(url), HIREDIS_MAJOR, HIREDIS_MINOR);
     if (!tg_str_has_caseprefix(url, "redis://"))
         return tg_conf_errf(cf, URL_EXPECTED, TG_STR_FMT(url));
@@ -172,11 +173,9 @@ bad:
 tg_redis_t *tg_redis_find(const tg_config_t *config, tg_str_t name_or_url)
 {
     for (tg_redis_t *k = config->redis; k; k = k->next)
-        if (tg_str_eq(tg_str_c(k->url), name_or_url))
-            return k;
+        if (tg_str_eq(tg_str_c(k->url), name_or_url)) return k;
     for (tg_redis_t *k = config->redis; k; k = k->next)
-        if (tg_str_eq(tg_str_c(k->name), name_or_url))
-            return k;
+        if (tg_str_eq(tg_str_c(k->name), name_or_url)) return k;
     return NULL;
 }
 

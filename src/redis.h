@@ -59,8 +59,8 @@ const char *tg_redis_add_script(tg_conf_t *cf, tg_redis_t *r, tg_redis_script_t 
 /* "127.0.0.1:6379" (and "/DB"), for messages. */
 const char *tg_redis_name(const tg_redis_t *r);
 
-/* Worker start: connect the pool (once: later calls do nothing). Returns 0 (a refused connection is not an
- * error: it is retried) or -1 (out of memory). */
+/* Worker start: connect the pool (once: later calls do nothing). Returns 0 (a refused connection is
+ * not an error: it is retried) or -1 (out of memory). */
 int tg_redis_start(tg_redis_t *r);
 
 /* Run `s` with `nkeys` keys followed by the other arguments (argv[0..argc)).
