@@ -23,7 +23,8 @@ my $crt = Tollgate::TLS::_issue($dir, 'api', 'rsa', 'api.test', "$dir/ca");
 my $up = node_upstream('echo');
 my $sec = node_upstream('https-echo', env => { CERT => $crt->{cert}, KEY => $crt->{key} });
 my $dead = free_port();
-my $dns = dns_server(hosts => "127.0.0.1 api.test\n127.0.0.1 other.test\n", ttl => 60);
+my $idp = node_upstream('introspect');
+my $dns = dns_server(hosts => "127.0.0.1 api.test\n127.0.0.1 other.test\n127.0.0.1 idp.test\n", ttl => 60);
 my ($P, $S) = ($up->{port}, $sec->{port});
 
 my @errors_ok = (qr/TLS certificate verification failed/, qr/upstream https:\/\/other\.test/);
@@ -32,14 +33,18 @@ workers 1;
 resolver 127.0.0.1:$dns->{port} ipv6=off timeout=500ms;
 lua_http_ca $pki->{ca};
 lua_shared_dict d 1m;
+lua_shared_dict introspection 1m;
+lua_package_path "%%DIR%%/?.lua;;";
 server {
     listen %%PORT%%;
     location /call { lua_access %%DIR%%/call.lua; }
     location /mark { lua_access %%DIR%%/mark.lua; }
     location /logged { lua_log %%DIR%%/log.lua; return 200 "logged"; }
+    location /api/ { lua_access %%ROOT%%/lua/examples/token_introspection.lua; proxy_pass 127.0.0.1:$P; }
 }
 C
     files => {
+    'introspection_config.lua' => "return { url = 'http://idp.test:$idp->{port}/introspect', dict = 'introspection', ttl = 30 }\n",
     'mark.lua' => "tg.shared.d:set('mark:' .. tg.req.arg('id'), tg.req.method(), 0) tg.exit(204)\n",
     'log.lua' => <<'L',
 local ok, err = tg.http.request{url = "http://127.0.0.1:" .. tg.req.arg("port") .. "/mark?id=" .. tg.req.arg("id"),
@@ -148,6 +153,14 @@ ok(wait_until(sub { ($tg->http(GET => "/call?w=read&k=mark:$id")->{body} // '') 
    'the log-phase call reached its server');
 like($tg->http(GET => '/call?w=read&k=log-ret')->{body}, qr/"v":"true"/,
      'in the log phase the call returns true at once');
+
+# lua/examples/token_introspection.lua with the endpoint as a URL
+$r = $tg->http(GET => '/api/a', headers => [Authorization => 'Bearer good']);
+is($r->{status}, 200, 'introspection by url: an active token passes');
+is(eval { decode_json($r->{body})->{headers}{'x-user'} }, 'alice', 'introspection by url: X-User upstream');
+is($tg->http(GET => '/api/c', headers => [Authorization => 'Bearer bad'])->{status}, 401,
+   'introspection by url: an inactive token gets 401');
+is($idp->http(GET => '/count')->{body}, '2', 'introspection by url: both tokens asked at the endpoint');
 
 like(tg_conf_error("lua_http_ca /nonexistent/ca.pem; server { listen %%PORT%%; location / { lua_access %%DIR%%/x.lua; } }",
                    files => { 'x.lua' => "\n" }),
