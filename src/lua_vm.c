@@ -336,12 +336,12 @@ static void bg_free(tg_lua_bg_t *bg);
 void tg_lua_vm_exit(void)
 {
     tg_lua_timer_exit();
-    tg_lua_http_exit();
     while (vm.parked) {
         tg_lua_bg_t *bg = vm.parked;
         if (bg->wait && !bg->wait->done) bg->wait->cancel(bg->wait->data);
         bg_free(bg); /* its coroutine goes with the state */
     }
+    tg_lua_http_exit(); /* after the calls that use its pools are cancelled */
     if (vm.L)
         lua_close(vm.L);
     free(vm.chunks);
