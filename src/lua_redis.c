@@ -237,6 +237,22 @@ static void collect(lua_State *L, tg_arena_t *a, item_t *it, const char *name, i
     it->argc = argc;
 }
 
+/* Commands that would change the state of a pooled connection for every
+ * other user of the pool (the rate-limit zones, other scripts): refused. */
+static const char *const refused[] = {"SELECT", "AUTH", "HELLO", "QUIT", "RESET", "SUBSCRIBE",
+                                      "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC",
+                                      NULL};
+
+static void check_command(lua_State *L, const item_t *it, int in_pipeline, const char *fn)
+{
+    tg_str_t name = {it->argv[0], it->argvlen[0]};
+    for (int i = 0; refused[i]; i++)
+        if (tg_str_caseeq_lit(name, refused[i]))
+            luaL_error(L, "%s: %s is not allowed on a shared connection", fn, refused[i]);
+    if (!in_pipeline && (tg_str_caseeq_lit(name, "MULTI") || tg_str_caseeq_lit(name, "WATCH")))
+        luaL_error(L, "%s: %s only inside red:pipeline (with its EXEC)", fn, it->argv[0]);
+}
+
 static call_t *call_new(lua_State *L, const conn_t *conn, int n, const char *fn)
 {
     tg_arena_t *a = tg_lua_vm_wait_arena(L, fn);
@@ -280,6 +296,7 @@ static int l_command(lua_State *L)
     call_t *c = call_new(L, conn, 1, "tg.redis");
     if (c == NULL) return no_call(L, "tg.redis");
     collect(L, c->arena, &c->items[0], name, 2, lua_gettop(L), "tg.redis");
+    check_command(L, &c->items[0], 0, "tg.redis");
     return tg_lua_vm_wait(L, &c->wait, "tg.redis");
 }
 
@@ -336,6 +353,7 @@ static int l_pipeline(lua_State *L)
         for (int k = 1; k <= argc; k++)
             lua_rawgeti(L, t, k);
         collect(L, c->arena, &c->items[i], NULL, t + 1, t + argc, "tg.redis");
+        check_command(L, &c->items[i], 1, "tg.redis");
         lua_settop(L, 3);
     }
     return tg_lua_vm_wait(L, &c->wait, "tg.redis");
