@@ -24,6 +24,7 @@
 #include "shm.h"
 #include "shdict.h"
 #include "lua_vm.h"
+#include "redis.h"
 #include "worker.h"
 
 #define LUA_DEFAULT_INSTRUCTIONS 10000000
@@ -79,6 +80,60 @@ static void reference_upstream(void *data, tg_str_t name)
         tg_upstream_reference(cf, tg_arena_str(cf->arena, name));
 }
 
+/* A name for tg.redis.connect: NULL, or an error message. */
+static const char *add_redis(tg_conf_t *cf, tg_str_t name, tg_str_t url)
+{
+    tg_lua_main_t *m = main_conf(cf);
+    for (tg_lua_redis_t *k = m->redis; k; k = k->next)
+        if (tg_str_eq(k->name, name))
+            return tg_str_eq(k->name, url)
+                       ? NULL
+                       : tg_conf_errf(cf, "duplicate lua_redis name \"%.*s\"", TG_STR_FMT(name));
+    tg_lua_redis_t *lr = tg_arena_alloc(cf->arena, sizeof(*lr));
+    if (lr == NULL) return "out of memory";
+    const char *err = tg_redis_create(cf, url, &lr->redis);
+    if (err) return err;
+    lr->name = tg_arena_str(cf->arena, name);
+    lr->next = m->redis;
+    m->redis = lr;
+    return NULL;
+}
+
+/* tg.redis.connect("redis://...") written literally: the backend is made
+ * now, so its pool connects at worker start (a worker resolves no names).
+ * An error is reported on the directive's line (counted in cf->nerrors). */
+static void reference_redis(void *data, tg_str_t url)
+{
+    tg_conf_t *cf = data;
+    if (!tg_str_has_caseprefix(url, "redis://") && !tg_str_has_caseprefix(url, "rediss://"))
+        return; /* a lua_redis name */
+    const char *err = add_redis(cf, url, url);
+    if (err) tg_conf_error(cf, "%s", err);
+}
+
+/* lua_http_ca FILE: checked when the config is complete (init_conf) */
+static const char *set_http_ca(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    lua_conf_t *c = conf;
+    if (c->main.http_ca) return "\"lua_http_ca\" directive is duplicate";
+    c->main.http_ca = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    return c->main.http_ca ? NULL : "out of memory";
+}
+
+/* lua_redis NAME URL */
+static const char *set_redis(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    (void)conf;
+    tg_str_t name = tg_conf_arg(cf, 1), url = tg_conf_arg(cf, 2);
+    if (name.len == 0 || memchr(name.p, ':', name.len))
+        return tg_conf_errf(cf,
+                            "invalid name \"%.*s\" in \"lua_redis\", expected a name without \":\"",
+                            TG_STR_FMT(name));
+    return add_redis(cf, name, url);
+}
+
 /* The script at the directive's FILE argument, read and checked once per
  * config however many directives name it. NULL and *out, or an error. */
 static const char *load_script(tg_conf_t *cf, tg_lua_script_t **out)
@@ -98,7 +153,8 @@ static const char *load_script(tg_conf_t *cf, tg_lua_script_t **out)
             return err;
         s->id = m->nscripts++;
         *tail = s;
-        tg_lua_vm_route_literals(s->src, s->len, reference_upstream, cf);
+        tg_lua_vm_call_literals(s->src, s->len, "tg.route(", reference_upstream, cf);
+        tg_lua_vm_call_literals(s->src, s->len, "tg.redis.connect(", reference_redis, cf);
     }
     *out = s;
     return NULL;
@@ -237,6 +293,7 @@ static const char *lua_init_conf(tg_conf_t *cf, void *conf)
         c->main.http_body_max = LUA_DEFAULT_HTTP_BODY_MAX;
     c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
                                                                        : c->instruction_limit;
+    tg_lua_http_init_conf(cf, &c->main);
     if (c->main.package_path.p == NULL) {
         char *p = default_path(cf);
         if (p == NULL)
@@ -274,6 +331,8 @@ static int lua_init_worker(tg_worker_t *w)
     lua_conf_t *c = w->config->mconf[tg_lua_module.index];
     if (c->main.nscripts == 0)
         return 0;
+    for (tg_lua_redis_t *k = c->main.redis; k; k = k->next)
+        if (tg_redis_start(k->redis) != 0) return -1;
     return tg_lua_vm_init(&c->main);
 }
 
@@ -327,6 +386,8 @@ static const tg_directive_t lua_directives[] = {
     {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
     {"lua_init_worker", TG_SCOPE_MAIN, 0, 1, 1, set_init_worker, 0},
     {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
+    {"lua_redis", TG_SCOPE_MAIN, 0, 2, 2, set_redis, 0},
+    {"lua_http_ca", TG_SCOPE_MAIN, 0, 1, 1, set_http_ca, 0},
     {"lua_http_body_max", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_size,
      offsetof(lua_conf_t, main.http_body_max)},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,

@@ -119,6 +119,7 @@ struct tg_config_s {
     int generation; /* 1 for the first load, +1 per reload */
     tg_stats_t *stats; /* the stats zone and slots (src/stats.h) */
     struct tg_var_defined_s *vars; /* variables the config defines (map): src/var.c */
+    struct tg_redis_s *redis;      /* Redis backends, one per URL (src/redis.c) */
 };
 
 /* Parse, merge and check `path` into a new config. Returns NULL after

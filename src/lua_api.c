@@ -614,8 +614,11 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     tg_lua_jwt_open(L);
     lua_setfield(L, tg, "jwt");
     lua_newtable(L);
-    tg_lua_http_open(L);
+    tg_lua_http_open(L, m);
     lua_setfield(L, tg, "http");
+    lua_pushvalue(L, tg);
+    tg_lua_redis_open(L, m);
+    lua_pop(L, 1);
 
     lua_createtable(L, 0, 2); /* tg.ctx is per request */
     lua_pushcfunction(L, tg_index);

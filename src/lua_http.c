@@ -1,25 +1,32 @@
-/* tg.http.request: an HTTP/1.1 call from a request script to a configured
- * upstream, without blocking the worker (docs/lua.md).
+/* tg.http.request: an HTTP/1.1 call from a script to a configured upstream
+ * or to any http(s) URL, without blocking the worker (docs/lua.md).
  *
  *   local res, err = tg.http.request{ upstream = "auth", method = "POST",
  *       path = "/introspect", headers = {...}, body = "...", timeout = 2 }
  *   -- or url = "http://auth/introspect" (the host names an upstream)
  *   res.status, res.headers (lowercase name -> value), res.body
  *
- * The target is always an upstream of the config (an `upstream` block, or
- * the implicit HOST:PORT one a proxy_pass made): its balancing, passive
- * health, keep-alive pool (shared with the proxy) and TLS settings
- * (verification against the system CAs or tls_trusted_ca) apply, and no
- * name is resolved at run time. The script's coroutine waits (the request
- * is parked, as in tg.sleep) while a small state machine on the worker's
- * loop connects, shakes hands, sends the request and reads the answer with
- * llhttp; everything lives in the request's arena, the body is bounded by
- * lua_http_body_max, and the whole call by its timeout. A request that ends
- * meanwhile cancels the call (the connection is closed). A connection
- * taken from the pool that turns out closed before any answer byte is
- * replaced by a new one, once. */
+ * upstream= (or a url whose HOST[:PORT] names an upstream of the config):
+ * its balancing, passive health, keep-alive pool (shared with the proxy)
+ * and TLS settings apply. Any other url goes to its host directly: a
+ * "target" per scheme+host+port in this worker (at most MAX_TARGETS) with
+ * its own keep-alive pool, the host resolved through src/resolver.c (never
+ * blocking; the address kept for the answer's TTL), https verified against
+ * lua_http_ca or the system CAs with the host as SNI. The script's
+ * coroutine waits (tg_lua_vm_wait: the request parked, or the timer's run;
+ * in the log phase the call is detached) while a small state machine on
+ * the worker's loop resolves, connects, shakes hands, sends the request
+ * and reads the answer with llhttp; everything lives in the wait's arena,
+ * the body is bounded by lua_http_body_max, and the whole call by its
+ * timeout. A cancelled call closes its connection. A connection taken
+ * from the pool that turns out closed before any answer byte is replaced
+ * by a new one, once. */
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <ev.h>
 #include <llhttp.h>
@@ -31,18 +38,50 @@
 #include "upstream.h"
 #include "upstream_dyn.h"
 #include "worker.h"
+#include "resolver.h"
+#include "tls_conf.h"
 #include "log.h"
 
 #define HEADER_SPACE (16 * 1024) /* response header names and values */
 #define MAX_HEADERS 100
 #define DEFAULT_TIMEOUT 10.0
 #define POOL_KEEP_MS 30000 /* idle time a connection this module returns may stay pooled */
+#define MAX_TARGETS 64     /* url hosts per worker (each with its pool) */
+#define TARGET_KEEPALIVE 8 /* idle connections kept per url host */
+#define MIN_TTL 1.0        /* seconds an address is kept at least */
+
+/* A host called by url: an upstream of one server, made in this worker
+ * (never in the config), for its pool and TLS settings. */
+typedef struct target_s {
+    tg_upstream_t u;
+    tg_peer_t p;
+    char key[280]; /* "https://host:port", the peer's name */
+    char host[256];
+    uint16_t port;
+    double expires; /* the address is good until this ev_now(); 0: none yet */
+    struct target_s *next;
+} target_t;
+
+/* A DNS query of a call, malloc'd: the answer may come after the call was
+ * cancelled (call NULL then). */
+typedef struct {
+    struct call_s *c;
+} query_t;
+
+static struct {
+    void *ctx; /* TLS client context of url calls (config arena) */
+    tg_resolver_t *res;
+    target_t *targets;
+    int ntargets;
+} direct;
 
 typedef enum { H_CONNECT = 0, H_HANDSHAKE, H_SEND, H_READ } hstate_t;
 
-typedef struct {
+typedef struct call_s {
     tg_lua_wait_t wait;
-    tg_request_t *r;
+    tg_arena_t *arena;
+    target_t *t; /* a url call, else NULL */
+    query_t *q;  /* its DNS query in flight */
     tg_upstream_t *u;
     tg_peer_t *peer;
     tg_upconn_t *uc;
@@ -126,7 +165,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
             cap *= 2;
         if (cap > c->body_max)
             cap = c->body_max;
-        char *nb = tg_arena_alloc_nz(c->r->arena, cap);
+        char *nb = tg_arena_alloc_nz(c->arena, cap);
         if (nb == NULL) {
             c->err = "out of memory";
             return -1;
@@ -178,14 +217,15 @@ static void finish(call_t *c, const char *err, int reuse)
         }
         c->uc = NULL;
     }
-    if (c->peer) {
+    if (c->peer && c->t == NULL) {
         /* a failure to connect or to get an answer counts against the
          * server; an answer too large for the script does not */
         int failed = c->err && !c->got_bytes;
         tg_balance_done(c->u, c->peer, failed, (tg_msec_t)(ev_now(loop) * 1000));
         c->peer = NULL;
     }
-    tg_lua_vm_wake(&c->wait, c->r);
+    c->peer = NULL;
+    tg_lua_vm_wake(&c->wait); /* the last thing done with c */
 }
 
 static void start_connection(call_t *c);
@@ -343,9 +383,54 @@ static void start_connection(call_t *c)
 
 /* ---- the wait, seen from the script runner ---- */
 
+static void on_resolved(void *data, const char *err, const tg_resolver_addr_t *a, int n,
+                        uint32_t ttl)
+{
+    query_t *q = data;
+    call_t *c = q->c;
+    free(q);
+    if (c == NULL) return; /* cancelled meanwhile */
+    c->q = NULL;
+    if (err || n == 0) {
+        c->err = tg_arena_printf(c->arena, "cannot resolve \"%s\": %s", c->t->host,
+                                 err ? err : "no address");
+        finish(c, "cannot resolve", 0);
+        return;
+    }
+    target_t *t = c->t;
+    memcpy(&t->p.addr, &a[0].addr, a[0].addrlen);
+    t->p.addrlen = a[0].addrlen;
+    t->expires = ev_now(tg_worker->loop) + (ttl < MIN_TTL ? MIN_TTL : ttl);
+    start_connection(c);
+}
+
 static void start_call(void *data)
 {
-    start_connection(data);
+    call_t *c = data;
+    if (c->t && c->t->expires && ev_now(tg_worker->loop) >= c->t->expires) {
+        /* a new address may come: the pooled connections go to the old one */
+        tg_upconn_t *uc;
+        while ((uc = tg_upstream_pool_get(&c->t->u, &c->t->p)) != NULL)
+            tg_upconn_destroy(uc);
+        c->t->expires = 0;
+    }
+    if (c->t && c->t->expires == 0) {
+        query_t *q = malloc(sizeof(*q));
+        if (q == NULL || direct.res == NULL) {
+            free(q);
+            finish(c, direct.res ? "out of memory" : "no resolver", 0);
+            return;
+        }
+        q->c = c;
+        c->q = q;
+        if (tg_resolver_addrs(direct.res, c->t->host, c->t->port, on_resolved, q) != 0) {
+            free(q);
+            c->q = NULL;
+            finish(c, "out of memory", 0);
+        }
+        return;
+    }
+    start_connection(c);
 }
 
 static int push_result(lua_State *co, void *data)
@@ -401,10 +486,13 @@ static void cancel(void *data)
         tg_upconn_destroy(c->uc);
         c->uc = NULL;
     }
-    if (c->peer) {
-        tg_balance_done(c->u, c->peer, 0, (tg_msec_t)(ev_now(loop) * 1000));
-        c->peer = NULL;
+    if (c->q) {
+        c->q->c = NULL; /* the answer finds no call */
+        c->q = NULL;
     }
+    if (c->peer && c->t == NULL)
+        tg_balance_done(c->u, c->peer, 0, (tg_msec_t)(ev_now(loop) * 1000));
+    c->peer = NULL;
 }
 
 /* ---- tg.http.request ---- */
@@ -459,12 +547,84 @@ static void out_header(lua_State *L, out_t *o, tg_str_t name, const char *v, siz
     out_add(L, o, "\r\n", 2);
 }
 
+/* The worker's target for scheme://authority (authority "host[:port]" or
+ * "[v6][:port]"), made on first use. NULL with *err. */
+static target_t *find_target(int tls, tg_str_t auth, const char **err)
+{
+    char host[256];
+    const char *p = auth.p, *end = auth.p + auth.len, *hs, *he;
+    if (p < end && *p == '[') {
+        hs = p + 1;
+        he = memchr(hs, ']', (size_t)(end - hs));
+        if (he == NULL) goto bad;
+        p = he + 1;
+    } else {
+        hs = p;
+        while (p < end && *p != ':')
+            p++;
+        he = p;
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof(host) || memchr(hs, '@', (size_t)(he - hs)))
+        goto bad;
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    int64_t port = tls ? 443 : 80;
+    if (p < end &&
+        (*p != ':' || tg_parse_int((tg_str_t){p + 1, (size_t)(end - p - 1)}, &port) != 0 ||
+         port < 1 || port > 65535))
+        goto bad;
+    char key[sizeof(((target_t *)0)->key)];
+    snprintf(key, sizeof(key), "%s://%s%s%s:%d", tls ? "https" : "http",
+             auth.p[0] == '[' ? "[" : "", host, auth.p[0] == '[' ? "]" : "", (int)port);
+    for (target_t *t = direct.targets; t; t = t->next)
+        if (strcmp(t->key, key) == 0) return t;
+    if (direct.ntargets >= MAX_TARGETS) {
+        *err = "too many hosts called by url in this worker";
+        return NULL;
+    }
+    target_t *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    memcpy(t->key, key, sizeof(key));
+    memcpy(t->host, host, sizeof(host));
+    t->port = (uint16_t)port;
+    t->p.name = tg_str_c(t->key);
+    t->p.tls_host = t->host;
+    t->u.name = t->p.name;
+    t->u.tls = tls;
+    t->u.tls_ctx = direct.ctx;
+    t->u.tls_verify = 1;
+    t->u.keepalive = TARGET_KEEPALIVE;
+    /* an address literal needs no DNS and never expires */
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&t->p.addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&t->p.addr;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(t->port);
+        t->p.addrlen = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(t->port);
+        t->p.addrlen = sizeof(*v6);
+    }
+    if (t->p.addrlen) {
+        t->p.tls_host_is_ip = 1;
+        t->expires = HUGE_VAL;
+    }
+    t->next = direct.targets;
+    direct.targets = t;
+    direct.ntargets++;
+    return t;
+bad:
+    *err = "invalid host in url";
+    return NULL;
+}
+
 static int l_request(lua_State *L)
 {
-    tg_request_t *r = tg_lua_vm_request(L, "tg.http.request", TG_LUA_F_REQUEST);
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (!tg_lua_vm_in_chunk(L))
-        return luaL_error(L, "tg.http.request: not allowed inside a coroutine of the script");
     size_t un = 0, urln = 0, pn = 0, mn = 0, bn = 0;
     const char *uname = opt_string(L, "upstream", &un);
     const char *url = opt_string(L, "url", &urln);
@@ -508,6 +668,16 @@ static int l_request(lua_State *L)
     if (!tg_conf_is_token((tg_str_t){method, mn}))
         return luaL_error(L, "tg.http.request: invalid method");
     tg_upstream_t *u = tg_config_find_upstream(tg_worker->config, host);
+    target_t *tgt = NULL;
+    if (u == NULL && uname == NULL) { /* a url to any host */
+        const char *terr = NULL;
+        if ((tgt = find_target(want_tls, host, &terr)) == NULL) {
+            lua_pushnil(L);
+            lua_pushstring(L, terr);
+            return 2;
+        }
+        u = &tgt->u;
+    }
     if (u == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "no upstream \"");
@@ -523,17 +693,22 @@ static int l_request(lua_State *L)
         return 2;
     }
 
-    call_t *c = tg_arena_alloc(r->arena, sizeof(*c));
-    char *hbuf = tg_arena_alloc_nz(r->arena, HEADER_SPACE);
-    if (c == NULL || hbuf == NULL)
-        return luaL_error(L, "tg.http.request: out of memory");
-    c->r = r;
+    tg_arena_t *arena = tg_lua_vm_wait_arena(L, "tg.http.request");
+    call_t *c = arena ? tg_arena_alloc(arena, sizeof(*c)) : NULL;
+    char *hbuf = c ? tg_arena_alloc_nz(arena, HEADER_SPACE) : NULL;
+    if (hbuf == NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "out of memory or too many waiting calls (lua_max_timers)");
+        return 2;
+    }
+    c->arena = arena;
+    c->t = tgt;
     c->u = u;
     c->hbuf = hbuf;
     c->head = mn == 4 && memcmp(method, "HEAD", 4) == 0;
     c->body_max = (size_t)tg_lua_vm_http_body_max();
 
-    out_t o = {NULL, 0, 0, r->arena};
+    out_t o = {NULL, 0, 0, arena};
     out_add(L, &o, method, mn);
     out_add(L, &o, " ", 1);
     out_add(L, &o, path, pn);
@@ -592,8 +767,12 @@ static int l_request(lua_State *L)
 
     tg_msec_t now = (tg_msec_t)(ev_now(tg_worker->loop) * 1000);
     uint64_t tried = 0;
-    tg_upstream_dyn_sync(u); /* resolved servers and the runtime API's changes */
-    c->peer = tg_balance_pick(u, TG_NULL_STR, &tried, now);
+    if (tgt) {
+        c->peer = &tgt->p;
+    } else {
+        tg_upstream_dyn_sync(u); /* resolved servers and the runtime API's changes */
+        c->peer = tg_balance_pick(u, TG_NULL_STR, &tried, now);
+    }
     if (c->peer == NULL) {
         lua_pushnil(L);
         lua_pushliteral(L, "no live server in upstream \"");
@@ -614,7 +793,13 @@ static int l_request(lua_State *L)
     return tg_lua_vm_wait(L, &c->wait, "tg.http.request");
 }
 
-void tg_lua_http_open(lua_State *L)
+const char *tg_lua_http_init_conf(tg_conf_t *cf, tg_lua_main_t *m)
+{
+    m->http_tls_ctx = tg_tls_client_ctx(cf, m->http_ca, "lua_http_ca");
+    return NULL; /* an error is reported already */
+}
+
+void tg_lua_http_open(lua_State *L, tg_lua_main_t *m)
 {
     llhttp_settings_init(&settings);
     settings.on_header_field = on_field;
@@ -622,6 +807,27 @@ void tg_lua_http_open(lua_State *L)
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;
+    memset(&direct, 0, sizeof(direct));
+    direct.ctx = m->http_tls_ctx;
+    /* the `resolver` directive's servers (or /etc/resolv.conf, read now at
+     * worker start) for hosts called by url */
+    if (tg_worker)
+        direct.res = tg_resolver_create(tg_worker->loop,
+                                        tg_worker->config->mconf[tg_upstream_dyn_module.index]);
     lua_pushcfunction(L, l_request);
     lua_setfield(L, -2, "request");
+}
+
+void tg_lua_http_exit(void)
+{
+    if (direct.res) tg_resolver_destroy(direct.res); /* pending queries answer with an error */
+    while (direct.targets) {
+        target_t *t = direct.targets;
+        direct.targets = t->next;
+        tg_upconn_t *uc;
+        while ((uc = tg_upstream_pool_get(&t->u, &t->p)) != NULL)
+            tg_upconn_destroy(uc);
+        free(t);
+    }
+    memset(&direct, 0, sizeof(direct));
 }

@@ -35,6 +35,19 @@ struct tg_lua_req_s {
 
 #define LUA_CO_POOL 64 /* finished coroutines kept for reuse */
 
+/* A run without a request that waits (a timer or lua_init_worker in
+ * tg.redis or tg.http.request), or a detached call of the log phase
+ * (co NULL). Allocated when the run first asks for a wait arena; freed
+ * when the run (or the call) ends. */
+struct tg_lua_bg_s {
+    lua_State *co; /* NULL: detached */
+    int co_ref;
+    tg_lua_phase_t phase;
+    tg_lua_wait_t *wait;             /* what it waits for, while parked */
+    tg_arena_t arena;                /* the wait's memory */
+    struct tg_lua_bg_s *prev, *next; /* vm.parked */
+};
+
 /* This process's runtime. `r`, `ctx` and `phase` describe the chunk running
  * now (NULL between runs), which is how the API finds its request. */
 static struct {
@@ -50,6 +63,12 @@ static struct {
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
+    lua_State *bg_co;      /* the coroutine of the running run without a request */
+    tg_lua_bg_t *bg;       /* its wait state, once it asked for one */
+    tg_lua_bg_t *detached; /* a log-phase call between its arena and its start */
+    tg_lua_bg_t *parked;   /* waiting runs and detached calls */
+    int nbg;
+    int64_t max_bg; /* lua_max_timers */
     struct {
         lua_State *co;
         int ref;
@@ -117,13 +136,13 @@ const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t 
     return err;
 }
 
-void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg_str_t),
-                              void *data)
+void tg_lua_vm_call_literals(const char *src, size_t len, const char *call,
+                             void (*fn)(void *, tg_str_t), void *data)
 {
-    static const char call[] = "tg.route(";
+    size_t cn = strlen(call);
     const char *p = src, *end = src + len;
-    while ((p = memmem(p, (size_t)(end - p), call, sizeof(call) - 1)) != NULL) {
-        p += sizeof(call) - 1;
+    while ((p = memmem(p, (size_t)(end - p), call, cn)) != NULL) {
+        p += cn;
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         if (p >= end || (*p != '"' && *p != '\''))
@@ -302,6 +321,7 @@ int tg_lua_vm_init(tg_lua_main_t *m)
         vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     vm.limit_no_request = m->instruction_limit;
+    vm.max_bg = m->max_timers;
     vm.http_body_max = m->http_body_max;
     lua_gc(L, LUA_GCCOLLECT, 0);
     /* an error here is logged and the worker serves on, as after a failed
@@ -311,9 +331,17 @@ int tg_lua_vm_init(tg_lua_main_t *m)
     return 0;
 }
 
+static void bg_free(tg_lua_bg_t *bg);
+
 void tg_lua_vm_exit(void)
 {
     tg_lua_timer_exit();
+    while (vm.parked) {
+        tg_lua_bg_t *bg = vm.parked;
+        if (bg->wait && !bg->wait->done) bg->wait->cancel(bg->wait->data);
+        bg_free(bg); /* its coroutine goes with the state */
+    }
+    tg_lua_http_exit(); /* after the calls that use its pools are cancelled */
     if (vm.L)
         lua_close(vm.L);
     free(vm.chunks);
@@ -522,6 +550,10 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         vm.in_script = 0;
         vm.r = NULL;
         vm.ctx = NULL;
+        if (vm.detached) { /* asked for by a call that failed before starting */
+            bg_free(vm.detached);
+            vm.detached = NULL;
+        }
         if (rc == LUA_YIELD && !vm.over_budget && ctx->wait) {
             /* started outside the script; it may be over at once */
             tg_lua_wait_t *w = ctx->wait;
@@ -592,41 +624,89 @@ static void log_error_no_request(lua_State *co, int rc, tg_lua_phase_t phase)
     lua_pop(L, 3);
 }
 
-int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
+/* ---- waits of runs without a request ---- */
+
+static tg_lua_bg_t *bg_new(void)
 {
-    lua_State *L = vm.L, *co;
-    int co_ref;
-    if (vm.npool) {
-        vm.npool--;
-        co = vm.pool[vm.npool].co;
-        co_ref = vm.pool[vm.npool].ref;
-    } else {
-        co = lua_newthread(L);
-        if ((co_ref = luaL_ref(L, LUA_REGISTRYINDEX)) == LUA_REFNIL)
-            return -1;
+    if (vm.nbg >= vm.max_bg) return NULL;
+    tg_lua_bg_t *bg = calloc(1, sizeof(*bg));
+    if (bg == NULL) return NULL;
+    tg_arena_init(&bg->arena, 0);
+    bg->co_ref = LUA_NOREF;
+    vm.nbg++;
+    return bg;
+}
+
+static void bg_park(tg_lua_bg_t *bg)
+{
+    bg->prev = NULL;
+    bg->next = vm.parked;
+    if (vm.parked) vm.parked->prev = bg;
+    vm.parked = bg;
+}
+
+static void bg_unpark(tg_lua_bg_t *bg)
+{
+    if (bg->prev)
+        bg->prev->next = bg->next;
+    else if (vm.parked == bg)
+        vm.parked = bg->next;
+    if (bg->next) bg->next->prev = bg->prev;
+    bg->prev = bg->next = NULL;
+}
+
+/* Frees the wait state (not the coroutine: its owner drops it). */
+static void bg_free(tg_lua_bg_t *bg)
+{
+    bg_unpark(bg);
+    tg_arena_destroy(&bg->arena);
+    free(bg);
+    vm.nbg--;
+}
+
+/* Run (or resume with nargs results) the coroutine of a run without a
+ * request until it ends or waits. bg: its wait state when resumed after a
+ * wait, else NULL. Returns 0 (done or parked) or -1 (an error, logged). */
+static int bg_run(lua_State *co, int co_ref, tg_lua_bg_t *bg, tg_lua_phase_t phase, int nargs)
+{
+    lua_State *L = vm.L;
+    int rc;
+    for (;;) {
+        vm.r = NULL;
+        vm.ctx = NULL;
+        vm.phase = phase;
+        vm.bg_co = co;
+        vm.bg = bg;
+        vm.over_budget = 0;
+        vm.budget = vm.limit_no_request;
+        if (vm.budget > 0)
+            lua_sethook(L, count_hook, LUA_MASKCOUNT,
+                        vm.budget > INT_MAX ? INT_MAX : (int)vm.budget);
+        else if (lua_gethookmask(L))
+            lua_sethook(L, NULL, 0, 0);
+        vm.in_script = 1;
+        rc = lua_resume(co, nargs);
+        vm.in_script = 0;
+        bg = vm.bg;
+        vm.bg = NULL;
+        vm.bg_co = NULL;
+        if (rc != LUA_YIELD || vm.over_budget || bg == NULL || bg->wait == NULL) break;
+        /* waiting: started outside the script; it may be over at once */
+        tg_lua_wait_t *w = bg->wait;
+        bg->co = co;
+        bg->co_ref = co_ref;
+        bg->phase = phase;
+        w->starting = 1;
+        w->start(w->data);
+        w->starting = 0;
+        if (!w->done) {
+            bg_park(bg);
+            return 0;
+        }
+        nargs = w->push(co, w->data);
+        bg->wait = NULL;
     }
-    lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
-    int nargs = 0;
-    if (lua_istable(co, 1)) {
-        lua_getfield(co, 1, "n");
-        nargs = (int)lua_tointeger(co, -1);
-        lua_pop(co, 1);
-        for (int i = 1; i <= nargs + 1; i++)
-            lua_rawgeti(co, 1, i);
-        lua_remove(co, 1);
-    }
-    vm.r = NULL;
-    vm.ctx = NULL;
-    vm.phase = phase;
-    vm.over_budget = 0;
-    vm.budget = vm.limit_no_request;
-    if (vm.budget > 0)
-        lua_sethook(L, count_hook, LUA_MASKCOUNT, vm.budget > INT_MAX ? INT_MAX : (int)vm.budget);
-    else if (lua_gethookmask(L))
-        lua_sethook(L, NULL, 0, 0);
-    vm.in_script = 1;
-    int rc = lua_resume(co, nargs);
-    vm.in_script = 0;
+    if (bg) bg_free(bg);
     if (vm.over_budget) {
         lua_settop(co, 0);
         lua_pushfstring(co, "instruction limit exceeded (%d)", (int)vm.budget);
@@ -653,6 +733,31 @@ int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
     if (rc == LUA_ERRMEM)
         lua_gc(L, LUA_GCCOLLECT, 0);
     return rc == 0 ? 0 : -1;
+}
+
+int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
+{
+    lua_State *L = vm.L, *co;
+    int co_ref;
+    if (vm.npool) {
+        vm.npool--;
+        co = vm.pool[vm.npool].co;
+        co_ref = vm.pool[vm.npool].ref;
+    } else {
+        co = lua_newthread(L);
+        if ((co_ref = luaL_ref(L, LUA_REGISTRYINDEX)) == LUA_REFNIL) return -1;
+    }
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ref);
+    int nargs = 0;
+    if (lua_istable(co, 1)) {
+        lua_getfield(co, 1, "n");
+        nargs = (int)lua_tointeger(co, -1);
+        lua_pop(co, 1);
+        for (int i = 1; i <= nargs + 1; i++)
+            lua_rawgeti(co, 1, i);
+        lua_remove(co, 1);
+    }
+    return bg_run(co, co_ref, NULL, phase, nargs);
 }
 
 /* ---- for the API ---- */
@@ -710,20 +815,78 @@ int tg_lua_vm_body(lua_State *L)
     return lua_yield(L, 0);
 }
 
-int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn)
+tg_arena_t *tg_lua_vm_wait_arena(lua_State *L, const char *fn)
 {
-    tg_lua_req_t *ctx = tg_lua_vm_ctx(L, fn, TG_LUA_F_REQUEST);
-    if (L != ctx->co)
-        return luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
-    ctx->wait = w; /* the runner starts it once the script has yielded */
-    return lua_yield(L, 0);
+    if (vm.ctx && (TG_LUA_F(vm.phase) & TG_LUA_F_REQUEST)) {
+        if (L != vm.ctx->co) luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
+        return vm.ctx->r->arena;
+    }
+    tg_lua_bg_t **slot;
+    if (vm.ctx && vm.phase == TG_LUA_LOG) {
+        slot = &vm.detached;
+    } else if (vm.ctx == NULL && (vm.phase == TG_LUA_TIMER || vm.phase == TG_LUA_INIT_WORKER)) {
+        if (L != vm.bg_co) luaL_error(L, "%s: not allowed inside a coroutine of the script", fn);
+        slot = &vm.bg;
+    } else {
+        luaL_error(L, "%s: not allowed in phase \"%s\"", fn, tg_lua_phase_names[vm.phase]);
+        return NULL;
+    }
+    if (*slot) { /* left by a call that failed after asking (a pcall caught it) */
+        tg_arena_reset(&(*slot)->arena);
+        return &(*slot)->arena;
+    }
+    *slot = bg_new();
+    return *slot ? &(*slot)->arena : NULL;
 }
 
-void tg_lua_vm_wake(tg_lua_wait_t *w, tg_request_t *r)
+int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn)
+{
+    w->r = NULL;
+    w->bg = NULL;
+    if (vm.ctx && (TG_LUA_F(vm.phase) & TG_LUA_F_REQUEST)) {
+        w->r = vm.ctx->r;
+        vm.ctx->wait = w; /* the runner starts it once the script has yielded */
+        return lua_yield(L, 0);
+    }
+    if (vm.ctx && vm.phase == TG_LUA_LOG && vm.detached) {
+        /* fire and forget: the call runs on its own after the request */
+        tg_lua_bg_t *bg = vm.detached;
+        vm.detached = NULL;
+        bg->wait = w;
+        w->bg = bg;
+        bg_park(bg);
+        w->starting = 1;
+        w->start(w->data);
+        w->starting = 0;
+        if (w->done) bg_free(bg);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (vm.ctx == NULL && vm.bg && L == vm.bg_co) {
+        vm.bg->wait = w; /* bg_run starts it once the script has yielded */
+        w->bg = vm.bg;
+        return lua_yield(L, 0);
+    }
+    return luaL_error(L, "%s: no wait arena", fn);
+}
+
+void tg_lua_vm_wake(tg_lua_wait_t *w)
 {
     w->done = 1;
-    if (!w->starting)
-        tg_request_resume(r);
+    if (w->starting) return;
+    if (w->r) {
+        tg_request_resume(w->r);
+        return;
+    }
+    tg_lua_bg_t *bg = w->bg;
+    if (bg->co == NULL) { /* detached: nobody waits for the result */
+        bg_free(bg);
+        return;
+    }
+    bg_unpark(bg);
+    int nargs = w->push(bg->co, w->data);
+    bg->wait = NULL;
+    (void)bg_run(bg->co, bg->co_ref, bg, bg->phase, nargs);
 }
 
 int64_t tg_lua_vm_http_body_max(void)

@@ -54,6 +54,15 @@ typedef struct tg_lua_script_s {
     struct tg_lua_script_s *next;
 } tg_lua_script_t;
 
+/* A Redis backend a script may name in tg.redis.connect: `lua_redis NAME
+ * URL`, or a URL written literally in a script (name = the URL). */
+typedef struct tg_redis_s tg_redis_t;
+typedef struct tg_lua_redis_s {
+    tg_str_t name;
+    tg_redis_t *redis;
+    struct tg_lua_redis_s *next;
+} tg_lua_redis_t;
+
 typedef struct tg_shdict_s tg_shdict_t;
 typedef struct tg_lua_dict_s {
     tg_str_t name; /* tg.shared.NAME */
@@ -72,15 +81,20 @@ typedef struct {
     int64_t max_timers;           /* lua_max_timers: pending tg.timer timers per worker */
     int64_t instruction_limit;    /* main scope's: for lua_init_worker and timers */
     int64_t http_body_max;        /* lua_http_body_max: tg.http.request answers */
+    tg_lua_redis_t *redis;        /* tg.redis.connect's names */
+    const char *http_ca;          /* lua_http_ca: url calls' trusted CAs (NULL: system's) */
+    void *http_tls_ctx;           /* the TLS client context made from it */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
  * source in *src and *len (arena), or an error message "path:line: ..." (arena). */
 const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t *len);
-/* Literal upstream names in tg.route("...") calls of a source, for the
- * config to create implicit HOST:PORT upstreams: calls fn for each. */
-void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg_str_t),
-                              void *data);
+/* String literals given first to calls of `call` (e.g. "tg.route(") in a
+ * source: calls fn for each. The config makes what they name before the
+ * workers start: implicit HOST:PORT upstreams for tg.route, Redis
+ * backends for tg.redis.connect. */
+void tg_lua_vm_call_literals(const char *src, size_t len, const char *call,
+                             void (*fn)(void *, tg_str_t), void *data);
 
 /* Worker start: the state, sandbox, tg API and every script compiled.
  * Returns 0 or -1 (logged). */
@@ -130,24 +144,46 @@ void tg_lua_jwt_open(lua_State *L);    /* tg.jwt (lua_jwt.c) */
  * -1 and an error message pushed (tg.json.decode's rules). */
 int tg_lua_json_decode(lua_State *L, const char *s, size_t n);
 
-/* A script waiting for an operation outside Lua (tg.http.request): the
- * caller fills the struct (in the request's arena) and returns
- * tg_lua_vm_wait(L, w, its name); request phases only. The runner calls start() once the script has
- * yielded; the operation calls tg_lua_vm_wake() when it is over (even from
- * inside start()); the runner then calls push() on the coroutine for the
- * results the script gets. If the request ends first, cancel() is called. */
+/* A script waiting for an operation outside Lua (tg.http.request,
+ * tg.redis): the caller takes the struct and the operation's memory from
+ * tg_lua_vm_wait_arena(), fills it and returns tg_lua_vm_wait(L, w, its
+ * name). The runner calls start() once the script has yielded; the
+ * operation calls tg_lua_vm_wake() when it is over (even from inside
+ * start()), as the last thing it does with its memory; the runner then
+ * calls push() on the coroutine for the results the script gets. If the
+ * request ends first (or the worker exits), cancel() is called.
+ *
+ * Request phases (rewrite, access, route) park the request; timers and
+ * lua_init_worker park their coroutine (at most lua_max_timers of them at
+ * once, each with an arena of its own, freed when it ends). In the log
+ * phase the operation is detached, fire and forget: tg_lua_vm_wait starts
+ * it at once and returns (true) without waiting; it runs on after the
+ * request, in an arena of its own, and its result is dropped. */
+typedef struct tg_lua_bg_s tg_lua_bg_t;
 typedef struct tg_lua_wait_s {
     int (*push)(lua_State *co, void *data);
     void (*start)(void *data);
     void (*cancel)(void *data);
     void *data;
+    tg_request_t *r;       /* set by tg_lua_vm_wait: the parked request, or NULL */
+    tg_lua_bg_t *bg;       /* or the parked run without a request (or the detached call) */
     unsigned starting : 1; /* inside start(): the runner sees the wake itself */
     unsigned done : 1;
 } tg_lua_wait_t;
+/* The arena for a wait's memory in the current run, after checking that
+ * `fn` may wait in this phase (raises otherwise). NULL when out of memory
+ * or when too many runs wait already (the caller returns nil, err). */
+tg_arena_t *tg_lua_vm_wait_arena(lua_State *L, const char *fn);
 int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn); /* yields; lua_CFunction tail */
-void tg_lua_vm_wake(tg_lua_wait_t *w, tg_request_t *r);
+void tg_lua_vm_wake(tg_lua_wait_t *w);
 int64_t tg_lua_vm_http_body_max(void); /* lua_http_body_max, for lua_http.c */
-void tg_lua_http_open(lua_State *L); /* tg.http */
+/* tg.http (lua_http.c): config time, the TLS context of url calls
+ * (lua_http_ca); worker start, the table on top of the stack gets request;
+ * worker exit, the url hosts' pools and the resolver are freed. */
+const char *tg_lua_http_init_conf(tg_conf_t *cf, tg_lua_main_t *m);
+void tg_lua_http_open(lua_State *L, tg_lua_main_t *m);
+void tg_lua_http_exit(void);
+void tg_lua_redis_open(lua_State *L, tg_lua_main_t *m); /* tg.redis, tg.null */
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */

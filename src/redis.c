@@ -28,6 +28,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 #include "redis.h"
+#include "core.h"
 #include "worker.h"
 #include "log.h"
 
@@ -35,6 +36,7 @@
 #define BACKOFF_MAX 2.0
 #define FREE_CMDS_MAX 256 /* records kept for reuse per backend and worker */
 #define MAX_SCRIPTS 8
+#define URL_EXPECTED "invalid redis URL \"%.*s\", expected redis://[:PASSWORD@]HOST[:PORT][/DB]"
 
 typedef enum { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP } conn_state_t;
 
@@ -61,12 +63,16 @@ struct tg_redis_cmd_s {
 };
 
 struct tg_redis_s {
-    char name[96]; /* "host:port" or "host:port/db", for messages and sharing */
+    char name[96];        /* "host:port" or "host:port/db", for messages and sharing */
+    const char *url;      /* as written in the config (config arena) */
+    const char *password; /* AUTH on connect, or NULL */
     char ip[INET6_ADDRSTRLEN];
     int port, db;
     tg_redis_script_t *scripts[MAX_SCRIPTS];
     int nscripts;
+    tg_redis_t *next; /* the config's backends (tg_config_t.redis) */
     /* per worker, from tg_redis_start on */
+    int started;
     conn_t conns[TG_REDIS_POOL];
     unsigned rr;
     int down_logged; /* a failure was logged; the next recovery is logged too */
@@ -81,10 +87,24 @@ static void conn_connect(conn_t *c);
 const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
 {
     char host[256];
+    if (tg_str_has_caseprefix(url, "rediss://"))
+        return tg_conf_errf(cf,
+                            "\"%.*s\": rediss:// (TLS) needs hiredis_ssl, which this "
+                            "build's hiredis %d.%d does not have",
+                            TG_STR_FMT(url), HIREDIS_MAJOR, HIREDIS_MINOR);
     if (!tg_str_has_caseprefix(url, "redis://"))
-        return tg_conf_errf(cf, "invalid redis URL \"%.*s\", expected redis://HOST:PORT[/DB]",
-                            TG_STR_FMT(url));
+        return tg_conf_errf(cf, URL_EXPECTED, TG_STR_FMT(url));
     const char *p = url.p + 8, *end = url.p + url.len, *h, *he;
+    /* [:PASSWORD@] (no ACL user name): sent with AUTH on connect */
+    const char *pass = NULL, *at = memrchr(p, '@', (size_t)(end - p));
+    size_t passlen = 0;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon == NULL || colon != p || at == colon + 1) goto bad;
+        pass = colon + 1;
+        passlen = (size_t)(at - pass);
+        p = at + 1;
+    }
     if (p < end && *p == '[') { /* [v6]:port */
         h = p + 1;
         he = memchr(h, ']', (size_t)(end - h));
@@ -116,8 +136,17 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
         goto bad;
     }
 
+    /* one backend (one pool per worker) per URL, whoever declares it */
+    for (tg_redis_t *k = cf->config->redis; k; k = k->next)
+        if (tg_str_eq(tg_str_c(k->url), url)) {
+            *out = k;
+            return NULL;
+        }
     tg_redis_t *r = tg_arena_alloc(cf->arena, sizeof(*r));
     if (r == NULL) return "out of memory";
+    r->url = tg_arena_strdup(cf->arena, url);
+    r->password = pass ? tg_arena_strdup(cf->arena, (tg_str_t){pass, passlen}) : NULL;
+    if (r->url == NULL || (pass && r->password == NULL)) return "out of memory";
     /* resolved now, in the master: a worker must not block in getaddrinfo */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &ai);
@@ -133,11 +162,21 @@ const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out)
     r->db = (int)db;
     snprintf(r->name, sizeof(r->name), v6 ? "[%s]:%d" : "%s:%d", r->ip, r->port);
     if (db) snprintf(r->name + strlen(r->name), sizeof(r->name) - strlen(r->name), "/%d", r->db);
+    r->next = cf->config->redis;
+    cf->config->redis = r;
     *out = r;
     return NULL;
 bad:
-    return tg_conf_errf(cf, "invalid redis URL \"%.*s\", expected redis://HOST:PORT[/DB]",
-                        TG_STR_FMT(url));
+    return tg_conf_errf(cf, URL_EXPECTED, TG_STR_FMT(url));
+}
+
+tg_redis_t *tg_redis_find(const tg_config_t *config, tg_str_t name_or_url)
+{
+    for (tg_redis_t *k = config->redis; k; k = k->next)
+        if (tg_str_eq(tg_str_c(k->url), name_or_url)) return k;
+    for (tg_redis_t *k = config->redis; k; k = k->next)
+        if (tg_str_eq(tg_str_c(k->name), name_or_url)) return k;
+    return NULL;
 }
 
 const char *tg_redis_add_script(tg_conf_t *cf, tg_redis_t *r, tg_redis_script_t *s)
@@ -336,6 +375,9 @@ static void conn_connect(conn_t *c)
     c->state = CONN_CONNECTING;
     c->handshake = 0;
     /* pipelined behind the connect: commands sent meanwhile queue after them */
+    if (r->password &&
+        redisAsyncCommand(ac, handshake_cb, NULL, "AUTH %s", r->password) == REDIS_OK)
+        c->handshake++;
     if (r->db && redisAsyncCommand(ac, handshake_cb, NULL, "SELECT %d", r->db) == REDIS_OK)
         c->handshake++;
     for (int i = 0; i < r->nscripts; i++)
@@ -347,6 +389,8 @@ static void conn_connect(conn_t *c)
 
 int tg_redis_start(tg_redis_t *r)
 {
+    if (r->started) return 0; /* shared by several modules */
+    r->started = 1;
     r->rr = 0;
     r->down_logged = 0;
     r->free_cmds = NULL;
@@ -413,39 +457,28 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (cb) cb(data, NULL, "timed out");
 }
 
-tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, int argc,
-                              const char **argv, const size_t *argvlen, tg_msec_t timeout,
-                              tg_redis_cb cb, void *data, const char **err)
+/* The connection for a command: the one *pin names if it is still usable,
+ * else the next usable one in turn (its index stored in *pin). NULL when
+ * none is usable. */
+static conn_t *pick_conn(tg_redis_t *r, int *pin)
 {
+    if (pin && *pin >= 0 && *pin < TG_REDIS_POOL && r->conns[*pin].ac) return &r->conns[*pin];
     conn_t *c = NULL;
     for (int i = 0; i < TG_REDIS_POOL && c == NULL; i++) {
         conn_t *k = &r->conns[(r->rr + (unsigned)i) % TG_REDIS_POOL];
         if (k->ac) c = k;
     }
     r->rr++;
-    if (c == NULL) {
-        *err = "not connected";
-        return NULL;
-    }
-    tg_redis_cmd_t *cmd = cmd_get(r);
-    if (cmd == NULL) {
-        *err = "out of memory";
-        return NULL;
-    }
-    char hdr[32], nk[16];
-    int h = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc + 3);
-    int nkl = snprintf(nk, sizeof(nk), "%d", nkeys);
-    int bad = fmt_reserve(cmd, (size_t)h) != 0;
-    if (!bad) {
-        memcpy(cmd->buf, hdr, (size_t)h);
-        cmd->len = (size_t)h;
-        bad =
-            fmt_add(cmd, "EVALSHA", 7) || fmt_add(cmd, s->sha, 40) || fmt_add(cmd, nk, (size_t)nkl);
-    }
-    for (int i = 0; i < argc && !bad; i++)
-        bad = fmt_add(cmd, argv[i], argvlen[i]);
-    cmd->conn = c;
-    cmd->script = s;
+    if (c && pin) *pin = (int)(c - r->conns);
+    return c;
+}
+
+/* Send the formatted command; on success the caller's callback and deadline
+ * are armed. Returns cmd, or NULL with *err (the record is back in the
+ * free list). */
+static tg_redis_cmd_t *submit(tg_redis_cmd_t *cmd, int bad, tg_msec_t timeout, tg_redis_cb cb,
+                              void *data, const char **err)
+{
     if (bad || send_cmd(cmd) != REDIS_OK) {
         cmd_put(cmd);
         *err = bad ? "out of memory" : "connection closing";
@@ -457,6 +490,63 @@ tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, in
     cmd->timer.data = cmd;
     ev_timer_start(tg_worker->loop, &cmd->timer);
     return cmd;
+}
+
+static int fmt_count(tg_redis_cmd_t *cmd, int n)
+{
+    char hdr[32];
+    int h = snprintf(hdr, sizeof(hdr), "*%d\r\n", n);
+    if (fmt_reserve(cmd, (size_t)h) != 0) return -1;
+    memcpy(cmd->buf + cmd->len, hdr, (size_t)h);
+    cmd->len += (size_t)h;
+    return 0;
+}
+
+tg_redis_cmd_t *tg_redis_command(tg_redis_t *r, int *pin, int argc, const char **argv,
+                                 const size_t *argvlen, tg_msec_t timeout, tg_redis_cb cb,
+                                 void *data, const char **err)
+{
+    conn_t *c = pick_conn(r, pin);
+    if (c == NULL) {
+        *err = "not connected";
+        return NULL;
+    }
+    tg_redis_cmd_t *cmd = cmd_get(r);
+    if (cmd == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    int bad = fmt_count(cmd, argc) != 0;
+    for (int i = 0; i < argc && !bad; i++)
+        bad = fmt_add(cmd, argv[i], argvlen[i]);
+    cmd->conn = c;
+    cmd->script = NULL;
+    return submit(cmd, bad, timeout, cb, data, err);
+}
+
+tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, int argc,
+                              const char **argv, const size_t *argvlen, tg_msec_t timeout,
+                              tg_redis_cb cb, void *data, const char **err)
+{
+    conn_t *c = pick_conn(r, NULL);
+    if (c == NULL) {
+        *err = "not connected";
+        return NULL;
+    }
+    tg_redis_cmd_t *cmd = cmd_get(r);
+    if (cmd == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    char nk[16];
+    int nkl = snprintf(nk, sizeof(nk), "%d", nkeys);
+    int bad = fmt_count(cmd, argc + 3) || fmt_add(cmd, "EVALSHA", 7) || fmt_add(cmd, s->sha, 40) ||
+              fmt_add(cmd, nk, (size_t)nkl);
+    for (int i = 0; i < argc && !bad; i++)
+        bad = fmt_add(cmd, argv[i], argvlen[i]);
+    cmd->conn = c;
+    cmd->script = s;
+    return submit(cmd, bad, timeout, cb, data, err);
 }
 
 void tg_redis_cancel(tg_redis_cmd_t *c)

@@ -2,8 +2,11 @@
  * connections per backend and worker, driven by the worker's libev loop.
  *
  * A backend (tg_redis_t) is created at config time from a URL
- * "redis://HOST:PORT[/DB]" (the host is resolved then, in the master, so a
- * worker never calls getaddrinfo). Each worker connects its pool in its
+ * "redis://[:PASSWORD@]HOST[:PORT][/DB]" (the host is resolved then, in the
+ * master, so a worker never calls getaddrinfo); one URL is one backend for
+ * the whole config, whichever module declares it (the rate-limit zones and
+ * Lua share its pool). A password is sent with AUTH, and the DB chosen with
+ * SELECT, on every connect, before anything else. Each worker connects its pool in its
  * init_worker (tg_redis_start). Commands are pipelined on the pool's
  * connections in turn. Lua scripts registered with a backend are sent with
  * SCRIPT LOAD on every (re)connect and run with EVALSHA; a NOSCRIPT answer
@@ -44,17 +47,20 @@ typedef struct {
  * reply), or NULL with `err` saying why there is none. */
 typedef void (*tg_redis_cb)(void *data, redisReply *reply, const char *err);
 
-/* Config time: a backend for `url` (its memory is the config's). Users that
- * want to share a pool keep the backend and compare tg_redis_name(). NULL or
- * an error message (bad URL, unknown host). */
+/* Config time: the backend for `url` (its memory is the config's): the one
+ * made for the same URL before, or a new one. NULL or an error message (bad
+ * URL, unknown host, rediss:// without TLS support in hiredis). */
 const char *tg_redis_create(tg_conf_t *cf, tg_str_t url, tg_redis_t **out);
+/* The config's backend whose URL (as written) or name ("127.0.0.1:6379/2")
+ * is `name_or_url`, or NULL. */
+tg_redis_t *tg_redis_find(const tg_config_t *config, tg_str_t name_or_url);
 /* Config time: send this script on every connect of `r` (once per script). */
 const char *tg_redis_add_script(tg_conf_t *cf, tg_redis_t *r, tg_redis_script_t *s);
 /* "127.0.0.1:6379" (and "/DB"), for messages. */
 const char *tg_redis_name(const tg_redis_t *r);
 
-/* Worker start: connect the pool. Returns 0 (a refused connection is not an
- * error: it is retried) or -1 (out of memory). */
+/* Worker start: connect the pool (once: later calls do nothing). Returns 0 (a refused connection is
+ * not an error: it is retried) or -1 (out of memory). */
 int tg_redis_start(tg_redis_t *r);
 
 /* Run `s` with `nkeys` keys followed by the other arguments (argv[0..argc)).
@@ -63,6 +69,13 @@ int tg_redis_start(tg_redis_t *r);
 tg_redis_cmd_t *tg_redis_eval(tg_redis_t *r, tg_redis_script_t *s, int nkeys, int argc,
                               const char **argv, const size_t *argvlen, tg_msec_t timeout,
                               tg_redis_cb cb, void *data, const char **err);
+/* Any command: argv[0] is its name. `pin` (may be NULL) keeps commands on
+ * one connection, so a pipeline's replies come in order from one place:
+ * *pin < 0 picks a connection in turn and stores its index, *pin >= 0
+ * uses that one while it is usable. Same return and callback as above. */
+tg_redis_cmd_t *tg_redis_command(tg_redis_t *r, int *pin, int argc, const char **argv,
+                                 const size_t *argvlen, tg_msec_t timeout, tg_redis_cb cb,
+                                 void *data, const char **err);
 /* The caller no longer wants the answer: its callback will not be called. */
 void tg_redis_cancel(tg_redis_cmd_t *c);
 

@@ -808,15 +808,15 @@ static int up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 0; /* OpenSSL keeps (and frees) its own reference */
 }
 
-static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
+/* A client context (HTTP/1.1 by ALPN, sessions kept per peer), freed with
+ * the config arena. NULL after reporting "out of memory". */
+static SSL_CTX *client_ctx_new(tg_conf_t *cf)
 {
-    cf->file = u->file;
-    cf->line = u->line;
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL || tg_arena_on_reset(cf->arena, ctx_free, ctx) != 0) {
         SSL_CTX_free(ctx);
         tg_conf_error(cf, "out of memory");
-        return -1;
+        return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
@@ -825,6 +825,30 @@ static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, up_new_session_cb);
     SSL_CTX_set_alpn_protos(ctx, alpn_protos, sizeof(alpn_protos) - 1);
+    return ctx;
+}
+
+void *tg_tls_client_ctx(tg_conf_t *cf, const char *ca, const char *what)
+{
+    SSL_CTX *ctx = client_ctx_new(cf);
+    if (ctx == NULL) return NULL;
+    ERR_clear_error();
+    if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1
+           : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        tg_conf_error(cf, "%s: cannot load trusted CA \"%s\": %s", what, ca ? ca : "(system store)",
+                      tg_tls_error_reason());
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
+{
+    cf->file = u->file;
+    cf->line = u->line;
+    SSL_CTX *ctx = client_ctx_new(cf);
+    if (ctx == NULL) return -1;
     u->tls_ctx = ctx;
     if (u->tls_verify) {
         ERR_clear_error();

@@ -27,4 +27,9 @@ int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
 
 extern tg_module_t tg_tls_module;
 
+/* Config time: a TLS client context verifying servers against the CA file
+ * `ca` (NULL: the system store), HTTP/1.1 by ALPN, freed with the config.
+ * NULL after an error reported with `what` ("lua_http_ca"). */
+void *tg_tls_client_ctx(tg_conf_t *cf, const char *ca, const char *what);
+
 #endif

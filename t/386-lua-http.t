@@ -93,7 +93,7 @@ elseif w == "slow" then
 elseif w == "dead" then
   answer(H.request{upstream = "dead", path = "/"})
 elseif w == "nope" then
-  answer(H.request{url = "http://nope:1/x"})
+  answer(H.request{upstream = "nope:1", path = "/x"})
 elseif w == "tls" then
   answer(H.request{url = "https://good/t"})
 elseif w == "wrongca" then

@@ -1,10 +1,12 @@
 -- lua_access: OAuth 2.0 token introspection (RFC 7662). The bearer token is
--- posted to the introspection endpoint of an upstream; an active token's
+-- posted to the introspection endpoint (an upstream's path, or any URL); an active token's
 -- subject and scope go upstream as X-User and X-Scope, anything else gets
 -- 401 (503 when the endpoint cannot be reached). Answers are cached in a
 -- shared dict for `ttl` seconds, keyed by the token's SHA-256, so most
 -- requests make no call. Settings from the Lua module "introspection_config":
 --   return { upstream = "auth", path = "/introspect", dict = "introspection", ttl = 30 }
+-- or, for an identity provider that is no upstream (lua_http_ca for its CA):
+--   return { url = "https://idp.example.com/oauth2/introspect", dict = "introspection", ttl = 30 }
 local cfg = require "introspection_config"
 local dict = tg.shared[cfg.dict]
 
@@ -18,7 +20,7 @@ if cached then
   info = tg.json.decode(cached)
 else
   local res, err = tg.http.request{
-    upstream = cfg.upstream, method = "POST", path = cfg.path, timeout = 2,
+    upstream = cfg.upstream, url = cfg.url, method = "POST", path = cfg.path, timeout = 2,
     headers = {["Content-Type"] = "application/x-www-form-urlencoded"},
     body = "token=" .. token,
   }
