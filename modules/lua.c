@@ -10,6 +10,7 @@
  *   lua_http_body_max SIZE;              main: tg.http.request answer bodies (default 1m)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
+ *   lua_body_filter FILE;                server or location: the response body, per round
  *
  * The master reads and syntax-checks every script while it loads the config
  * (an error is a config error naming the directive's line and the script's
@@ -258,8 +259,9 @@ static int lua_is_active(void *conf)
 /* --explain and -T: the script of each Lua phase and the limits. */
 static const char *lua_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
 {
-    static const char *const names[TG_LUA_NPHASES] = {"lua_rewrite", "lua_access", "lua_route",
-                                                      "lua_header_filter", "lua_log"};
+    static const char *const names[TG_LUA_NPHASES] = {
+        "lua_rewrite", "lua_access", "lua_route", "lua_header_filter", "lua_log",
+        "lua_body_filter"};
     lua_conf_t *c = conf;
     char *s = tg_arena_printf(a, "instruction_limit=%lld body_max=%lld",
                               (long long)c->instruction_limit, (long long)c->body_max);
@@ -309,8 +311,34 @@ static tg_rc_t lua_route(tg_request_t *r, void *conf)
 
 static tg_rc_t lua_header_filter(tg_request_t *r, void *conf)
 {
-    tg_rc_t rc = run(r, conf, TG_LUA_HEADER_FILTER);
-    return rc == TG_ERROR ? TG_ERROR : TG_OK;
+    lua_conf_t *c = conf;
+    if (run(r, conf, TG_LUA_HEADER_FILTER) == TG_ERROR)
+        return TG_ERROR;
+    int st = r->status;
+    if (c->scripts[TG_LUA_BODY_FILTER] == NULL || st < 200 || st == 204 || st == 304)
+        return TG_OK;
+    /* the script may change the body's length: the carrier frames it
+     * (chunked to HTTP/1.1 clients); a HEAD answer says what a GET would.
+     * Its bytes differ from the upstream's, so ranges and a strong ETag no
+     * longer describe them. */
+    tg_headers_remove(&r->resp_headers, TG_STR("Content-Length"));
+    tg_headers_remove(&r->resp_headers, TG_STR("Accept-Ranges"));
+    if (tg_request_etag_weaken(r) != 0)
+        return TG_ERROR;
+    r->resp_content_length = -1;
+    r->body_filter = 1; /* file bodies come through the filter, not by sendfile */
+    return TG_OK;
+}
+
+/* lua_body_filter: HEAD, 204 and 304 answers have no body and never get
+ * here (tg_request_send_body), nor do tunnels */
+static tg_rc_t lua_body_filter(tg_request_t *r, void *conf, tg_chain_t **io)
+{
+    lua_conf_t *c = conf;
+    if (c->scripts[TG_LUA_BODY_FILTER] == NULL)
+        return TG_OK;
+    return tg_lua_vm_body_filter(r, &tg_module_ctx(r, &tg_lua_module),
+                                 c->scripts[TG_LUA_BODY_FILTER], c->instruction_limit, io);
 }
 
 static void lua_log(tg_request_t *r, void *conf)
@@ -337,6 +365,7 @@ static const tg_directive_t lua_directives[] = {
     SCRIPT("lua_route", TG_LUA_ROUTE),
     SCRIPT("lua_header_filter", TG_LUA_HEADER_FILTER),
     SCRIPT("lua_log", TG_LUA_LOG),
+    SCRIPT("lua_body_filter", TG_LUA_BODY_FILTER),
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -354,5 +383,6 @@ tg_module_t tg_lua_module = {
     .on_access = lua_access,
     .on_route = lua_route,
     .on_response_headers = lua_header_filter,
+    .on_response_body = lua_body_filter,
     .on_log = lua_log,
 };

@@ -26,6 +26,9 @@ struct tg_lua_req_s {
     ev_timer timer;
     tg_str_t body; /* tg.req.body's answer once read (request arena); p NULL: too large */
     tg_lua_wait_t *wait; /* the operation the coroutine waits for (tg.http.request) */
+    int out_ref;    /* the body filter's last output string, LUA_NOREF when none */
+    tg_buf_t out;   /* ... the buffer pointing at it, and its link */
+    tg_chain_t out_link;
     unsigned sleeping : 1;
     unsigned exited : 1;
     unsigned body_wait : 1; /* yielded in tg.req.body, the runner reads */
@@ -47,6 +50,7 @@ static struct {
     int64_t budget;
     int64_t limit_no_request; /* instruction limit of lua_init_worker and timers */
     int64_t http_body_max;    /* lua_http_body_max */
+    int arg_ref;              /* the tg.arg table (body filter's chunk and eof) */
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
@@ -58,7 +62,7 @@ static struct {
 } vm;
 
 const char *const tg_lua_phase_names[TG_LUA_TIMER + 1] = {
-    "rewrite", "access", "route", "header_filter", "log", "init_worker", "timer"};
+    "rewrite", "access", "route", "header_filter", "log", "body_filter", "init_worker", "timer"};
 
 /* ---- config time (master) ---- */
 
@@ -278,6 +282,12 @@ int tg_lua_vm_init(tg_lua_main_t *m)
     if (tg_lua_timer_open(L, m->max_timers) != 0)
         return -1;
     lua_setfield(L, -2, "timer");
+    lua_newtable(L); /* tg.arg: the body filter's input and output */
+    lua_pushvalue(L, -1);
+    vm.arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "arg");
+    lua_insert(L, -2);
+    lua_rawset(L, -3); /* past tg's __newindex, which keeps scripts from replacing it */
     lua_pop(L, 1);
     vm.nchunks = m->nscripts;
     vm.chunks = calloc((size_t)(m->nscripts ? m->nscripts : 1), sizeof(int));
@@ -374,6 +384,9 @@ static void req_cleanup(void *data)
     if (ctx->ctx_ref != LUA_NOREF && vm.L)
         luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->ctx_ref);
     ctx->ctx_ref = LUA_NOREF;
+    if (ctx->out_ref != LUA_NOREF && vm.L)
+        luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->out_ref);
+    ctx->out_ref = LUA_NOREF;
 }
 
 /* Registered only when something outlives a run (a parked coroutine, the
@@ -405,7 +418,7 @@ static tg_lua_req_t *req_ctx(tg_request_t *r, void **slot)
     if (ctx == NULL)
         return NULL;
     ctx->r = r;
-    ctx->co_ref = ctx->ctx_ref = LUA_NOREF;
+    ctx->co_ref = ctx->ctx_ref = ctx->out_ref = LUA_NOREF;
     ev_timer_init(&ctx->timer, on_wake, 0, 0);
     ctx->timer.data = ctx;
     *slot = ctx;
@@ -577,6 +590,87 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
     if (rc == LUA_ERRMEM)
         lua_gc(L, LUA_GCCOLLECT, 0);
     return TG_ERROR;
+}
+
+/* ---- the body filter ---- */
+
+/* tg.arg.chunk: the round's bytes as one string (a single buffer without a
+ * copy into a Lua buffer first) */
+static void push_chunk(lua_State *L, tg_chain_t *in)
+{
+    tg_chain_t *one = NULL;
+    int n = 0;
+    for (tg_chain_t *cl = in; cl; cl = cl->next)
+        if (tg_buf_len(cl->buf)) {
+            one = cl;
+            n++;
+        }
+    if (n <= 1) {
+        lua_pushlstring(L, one ? one->buf->pos : "", one ? tg_buf_len(one->buf) : 0);
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (tg_chain_t *cl = in; cl; cl = cl->next)
+        luaL_addlstring(&b, cl->buf->pos, tg_buf_len(cl->buf));
+    luaL_pushresult(&b);
+}
+
+tg_rc_t tg_lua_vm_body_filter(tg_request_t *r, void **slot, tg_lua_script_t *s,
+                              int64_t instruction_limit, tg_chain_t **io)
+{
+    lua_State *L = vm.L;
+    tg_lua_req_t *ctx = req_ctx(r, slot);
+    if (L == NULL || ctx == NULL || need_cleanup(ctx) != 0)
+        return TG_ERROR;
+    int last = 0;
+    for (tg_chain_t *cl = *io; cl; cl = cl->next)
+        if (cl->buf->flags & TG_BUF_F_LAST)
+            last = 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm.arg_ref);
+    push_chunk(L, *io);
+    lua_setfield(L, -2, "chunk");
+    lua_pushboolean(L, last);
+    lua_setfield(L, -2, "eof");
+    lua_pop(L, 1);
+
+    tg_rc_t rc = tg_lua_vm_run(r, slot, s, TG_LUA_BODY_FILTER, instruction_limit, 0);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm.arg_ref);
+    lua_getfield(L, -1, "chunk");
+    lua_pushnil(L); /* the input is garbage once the round is over */
+    lua_setfield(L, -3, "chunk");
+    lua_remove(L, -2);
+    /* the previous round's output is written by now */
+    if (ctx->out_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, ctx->out_ref);
+    ctx->out_ref = LUA_NOREF;
+    int t = lua_type(L, -1);
+    if (rc == TG_OK && t != LUA_TSTRING && t != LUA_TNIL) {
+        tg_stats_count(TG_STATS_LUA_ERRORS, 1);
+        tg_log(TG_LOG_ERROR, "lua body_filter: %s: tg.arg.chunk is a %s, expected a string or "
+                             "nil, request #%u \"%.*s %.*s\"",
+               s->path, lua_typename(L, t), r->id, TG_STR_FMT(r->method_name), TG_STR_FMT(r->uri));
+        rc = TG_ERROR;
+    }
+    if (rc != TG_OK) {
+        lua_pop(L, 1);
+        return TG_ERROR;
+    }
+    size_t n = 0;
+    char *p = t == LUA_TSTRING ? (char *)lua_tolstring(L, -1, &n) : NULL;
+    if (n) /* Lua strings do not move: the buffer points into it while anchored */
+        ctx->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
+    if (n == 0 && !last) {
+        *io = NULL;
+        return TG_OK;
+    }
+    ctx->out = (tg_buf_t){p, p + n, p, p + n, last ? TG_BUF_F_LAST : 0, NULL};
+    ctx->out_link = (tg_chain_t){&ctx->out, NULL};
+    *io = &ctx->out_link;
+    return TG_OK;
 }
 
 /* ---- runs without a request ---- */

@@ -35,7 +35,8 @@ typedef enum {
     TG_LUA_ROUTE,
     TG_LUA_HEADER_FILTER,
     TG_LUA_LOG,
-    TG_LUA_NPHASES, /* the request phases above, one script directive each */
+    TG_LUA_BODY_FILTER, /* runs once per round of the response body, cannot yield */
+    TG_LUA_NPHASES,     /* the request phases above, one script directive each */
     /* runs without a request: lua_init_worker and tg.timer callbacks */
     TG_LUA_INIT_WORKER = TG_LUA_NPHASES,
     TG_LUA_TIMER,
@@ -103,6 +104,17 @@ int tg_lua_vm_call(int ref, tg_lua_phase_t phase);
  * sleep is an error. */
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
                       int64_t instruction_limit, int64_t body_max);
+
+/* Run body filter script `s` over one round of the response body: *io is
+ * the round's chain (TG_BUF_F_LAST on its last buffer in the last round),
+ * given to the script as tg.arg.chunk (one string) and tg.arg.eof. What the
+ * script leaves in tg.arg.chunk replaces the round: *io becomes one buffer
+ * pointing at that string, anchored in the Lua state until the next round
+ * or the end of the request, or an empty chain (an empty buffer carrying
+ * TG_BUF_F_LAST in the last round) for "" or nil. TG_OK, or TG_ERROR (a
+ * script error, or a chunk that is not a string: logged). */
+tg_rc_t tg_lua_vm_body_filter(tg_request_t *r, void **slot, tg_lua_script_t *s,
+                              int64_t instruction_limit, tg_chain_t **io);
 
 /* ---- for the API files (src/lua_api.c, lua_re.c, lua_crypto.c) ---- */
 typedef struct lua_State lua_State;
