@@ -8,6 +8,7 @@
  *   lua_init_worker FILE;                main: runs once in each worker at start
  *   lua_max_timers N;                    main: pending tg.timer timers per worker (1024)
  *   lua_http_body_max SIZE;              main: tg.http.request answer bodies (default 1m)
+ *   lua_jit on|off;                      main: the JIT compiler (default on)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
  *   lua_body_filter FILE;                server or location: the response body, per round
@@ -51,6 +52,7 @@ static void *lua_create_conf(tg_conf_t *cf)
         c->main.memory_limit = TG_CONF_UNSET;
         c->main.max_timers = TG_CONF_UNSET;
         c->main.http_body_max = TG_CONF_UNSET;
+        c->main.jit = TG_CONF_UNSET;
     }
     return c;
 }
@@ -236,6 +238,8 @@ static const char *lua_init_conf(tg_conf_t *cf, void *conf)
         c->main.max_timers = LUA_DEFAULT_MAX_TIMERS;
     if (c->main.http_body_max == TG_CONF_UNSET)
         c->main.http_body_max = LUA_DEFAULT_HTTP_BODY_MAX;
+    if (c->main.jit == TG_CONF_UNSET)
+        c->main.jit = 1;
     c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
                                                                        : c->instruction_limit;
     if (c->main.package_path.p == NULL) {
@@ -355,6 +359,7 @@ static const tg_directive_t lua_directives[] = {
     {"lua_memory_limit", TG_SCOPE_MAIN, 0, 1, 1, set_memory_limit, 0},
     {"lua_init_worker", TG_SCOPE_MAIN, 0, 1, 1, set_init_worker, 0},
     {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
+    {"lua_jit", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_flag, offsetof(lua_conf_t, main.jit)},
     {"lua_http_body_max", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_size,
      offsetof(lua_conf_t, main.http_body_max)},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,

@@ -16,6 +16,7 @@
 #include "worker.h"
 #include "log.h"
 #include "stats.h"
+#include "watchdog.h"
 
 struct tg_lua_req_s {
     tg_request_t *r;
@@ -50,6 +51,8 @@ static struct {
     int64_t budget;
     int64_t limit_no_request; /* instruction limit of lua_init_worker and timers */
     int64_t http_body_max;    /* lua_http_body_max */
+    int jit;                  /* lua_jit on: no instruction limit (the count hook would
+                               * slow the interpreter and cannot stop traces anyway) */
     int arg_ref;              /* the tg.arg table (body filter's chunk and eof) */
     tg_request_t *r;
     tg_lua_req_t *ctx;
@@ -191,6 +194,43 @@ static void set_nil(lua_State *L, int table, const char *field)
     lua_setfield(L, table, field);
 }
 
+static int trace_started(lua_State *L)
+{
+    tg_watchdog_trace(luaL_optstring(L, 1, "?"), (int)luaL_optinteger(L, 2, 0));
+    return 0;
+}
+
+/* The JIT's trace events (jit.attach, called only when a trace is started,
+ * never while compiled code runs): where each trace starts goes to the
+ * watchdog's slot, so a stalled worker's log line names the loop. */
+static void watch_traces(lua_State *L)
+{
+    static const char src[] =
+        "local jit, util, rec = ...\n"
+        "jit.attach(function(what, tr, func, pc)\n"
+        "  if what ~= 'start' then return end\n"
+        "  local i = util.funcinfo(func, pc)\n"
+        "  rec(i.source, i.currentline)\n"
+        "end, 'trace')\n";
+    if (luaL_loadbuffer(L, src, sizeof(src) - 1, "=watchdog") != 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getglobal(L, "jit");
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "jit.util");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        tg_log(TG_LOG_WARN, "lua: jit.util: %s", lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return;
+    }
+    lua_pushcfunction(L, trace_started);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        tg_log(TG_LOG_WARN, "lua: watching JIT traces: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 /* The standard library a script sees: base (without dofile, loadfile, load,
  * loadstring, collectgarbage, gcinfo, getfenv, setfenv), string (without
  * dump), table, math, bit, coroutine, os.time/clock/date/difftime, and
@@ -205,8 +245,12 @@ static void sandbox(lua_State *L, tg_lua_main_t *m)
     open_lib(L, LUA_BITLIBNAME, luaopen_bit);
     open_lib(L, LUA_OSLIBNAME, luaopen_os);
     open_lib(L, LUA_JITLIBNAME, luaopen_jit);
-    /* compiled traces skip the count hook: interpreter only */
-    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* compiled traces skip the count hook: with the JIT off the instruction
+     * limit is exact; with it on the watchdog stops endless loops, and
+     * learns where they are from the traces started during a hook */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | (m->jit ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
+    if (m->jit)
+        watch_traces(L);
 
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     int g = lua_gettop(L);
@@ -311,7 +355,8 @@ int tg_lua_vm_init(tg_lua_main_t *m)
         lua_setfenv(L, -2);
         vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    vm.limit_no_request = m->instruction_limit;
+    vm.limit_no_request = m->jit ? 0 : m->instruction_limit;
+    vm.jit = m->jit;
     vm.http_body_max = m->http_body_max;
     lua_gc(L, LUA_GCCOLLECT, 0);
     /* an error here is logged and the worker serves on, as after a failed
@@ -521,6 +566,8 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         vm.ctx = ctx;
         vm.phase = phase;
         vm.over_budget = 0;
+        if (vm.jit)
+            instruction_limit = 0; /* the watchdog's job: see lua_jit in docs/lua.md */
         vm.budget = instruction_limit;
         /* the count hook stays installed between runs: setting it again with
          * the same mask only restarts the count, while installing and
@@ -531,7 +578,9 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         else if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0);
         vm.in_script = 1;
+        tg_watchdog_hook(s->path, tg_lua_phase_names[phase]);
         rc = lua_resume(co, nargs);
+        tg_watchdog_hook(NULL, NULL);
         vm.in_script = 0;
         vm.r = NULL;
         vm.ctx = NULL;
@@ -719,7 +768,11 @@ int tg_lua_vm_call(int ref, tg_lua_phase_t phase)
     else if (lua_gethookmask(L))
         lua_sethook(L, NULL, 0, 0);
     vm.in_script = 1;
-    int rc = lua_resume(co, nargs);
+    int rc;
+    tg_watchdog_hook(phase == TG_LUA_TIMER ? "a tg.timer callback" : "lua_init_worker",
+                     tg_lua_phase_names[phase]);
+    rc = lua_resume(co, nargs);
+    tg_watchdog_hook(NULL, NULL);
     vm.in_script = 0;
     if (vm.over_budget) {
         lua_settop(co, 0);

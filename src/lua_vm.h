@@ -16,9 +16,10 @@
  * instruction limit, no yield. The body is read by the runner, outside the script, so no I/O
  * and no end of the request ever happens inside a Lua call.
  *
- * Safety: the JIT compiler is off because compiled traces never call the
- * instruction-count hook, so the per-run instruction limit is exact in the
- * interpreter; the state's allocator counts bytes and refuses allocations
+ * Safety: with lua_jit off the per-run instruction limit is exact in the
+ * interpreter; with it on compiled traces never call the instruction-count
+ * hook, so the limit is not set and the stall watchdog (watchdog.h) ends
+ * runaway scripts, told by each run which script and phase it is in; the state's allocator counts bytes and refuses allocations
  * past lua_memory_limit while a script runs (a Lua "not enough memory"
  * error). Every error ends that run only: 500, logged with a traceback. */
 #ifndef TG_LUA_VM_H
@@ -73,6 +74,8 @@ typedef struct {
     int64_t max_timers;           /* lua_max_timers: pending tg.timer timers per worker */
     int64_t instruction_limit;    /* main scope's: for lua_init_worker and timers */
     int64_t http_body_max;        /* lua_http_body_max: tg.http.request answers */
+    int jit;                      /* lua_jit: compile hot code (the watchdog, not the
+                                   * instruction limit, then stops endless loops) */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
@@ -83,7 +86,7 @@ const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t 
 void tg_lua_vm_route_literals(const char *src, size_t len, void (*fn)(void *, tg_str_t),
                               void *data);
 
-/* Worker start: the state, sandbox, tg API and every script compiled.
+/* Worker start: the state (JIT on or off), sandbox, tg API and every script compiled.
  * Returns 0 or -1 (logged). */
 int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
