@@ -26,6 +26,8 @@ static tg_watchdog_slot_t *slots;      /* TG_MAX_WORKERS of them */
 static tg_watchdog_slot_t *mine;       /* this worker's, while it holds its pid */
 static pid_t my_pid;
 static const char *last_script; /* what script[] holds, to copy it only when it changes */
+/* master: the busy_since of each slot's long turn outside Lua already warned about */
+static int64_t warned[TG_MAX_WORKERS];
 static ev_prepare prepare_w;
 static ev_check check_w;
 
@@ -61,6 +63,16 @@ int tg_watchdog_check(int slot, pid_t pid, int64_t timeout_ms)
     int64_t stalled = now_ms() - since;
     if (stalled <= timeout_ms)
         return 0;
+    if (!s->running) {
+        /* outside Lua: C code that ends (one proxy read loop compressing a
+         * fast stream can hold the loop for seconds on a loaded machine);
+         * killing it would cut healthy responses, so say it once */
+        if (warned[slot] != since)
+            tg_log(TG_LOG_WARN, "worker %d busy for %.1fs outside Lua without returning to its "
+                                "event loop", (int)pid, (double)stalled / 1000.0);
+        warned[slot] = since;
+        return 0;
+    }
     char script[256], phase[24], trace[256];
     memcpy(script, s->script, sizeof(script));
     memcpy(phase, s->phase, sizeof(phase));
@@ -68,13 +80,10 @@ int tg_watchdog_check(int slot, pid_t pid, int64_t timeout_ms)
     script[sizeof(script) - 1] = phase[sizeof(phase) - 1] = trace[sizeof(trace) - 1] = '\0';
     size_t n = strlen(script);
     int same = trace[0] && strncmp(trace, script, n) == 0 && trace[n] == ':';
-    if (s->running) /* the line is the last trace's: a compiled loop is where it stalls */
-        tg_log(TG_LOG_ERROR, "worker %d stalled for %.1fs in %s (%s)%s%s, killed", (int)pid,
-               (double)stalled / 1000.0, trace[0] ? trace : script, phase,
-               trace[0] && !same ? ", called from " : "", trace[0] && !same ? script : "");
-    else
-        tg_log(TG_LOG_ERROR, "worker %d stalled for %.1fs outside Lua, killed", (int)pid,
-               (double)stalled / 1000.0);
+    /* the line is the last trace's: a compiled loop is where it stalls */
+    tg_log(TG_LOG_ERROR, "worker %d stalled for %.1fs in %s (%s)%s%s, killed", (int)pid,
+           (double)stalled / 1000.0, trace[0] ? trace : script, phase,
+           trace[0] && !same ? ", called from " : "", trace[0] && !same ? script : "");
     return 1;
 }
 

@@ -1,7 +1,7 @@
 /* @public The stall watchdog: the master kills a worker whose event loop has
- * not come back to wait for `worker_stall_timeout` (a Lua loop compiled by
- * the JIT, which the instruction limit cannot stop; any other endless C
- * loop) and respawns it.
+ * not come back to wait for `worker_stall_timeout` while a Lua hook runs (a
+ * Lua loop compiled by the JIT, which the instruction limit cannot stop)
+ * and respawns it; a turn that long outside Lua is only logged.
  *
  * One shared page, mapped by the master before it forks the first worker,
  * holds a slot per worker slot. A worker writes into its own: the time its
@@ -22,8 +22,9 @@ struct ev_loop;
 /* Master, once before the first fork: map the slots. 0 or -1 (logged; the
  * gateway then runs without a watchdog). */
 int tg_watchdog_init(void);
-/* Master: is the worker `pid` of `slot` stalled for longer than
- * timeout_ms? If so, logs why and returns 1 (the caller kills it). */
+/* Master: is the worker `pid` of `slot` stalled in a Lua hook for longer
+ * than timeout_ms? If so, logs where and returns 1 (the caller kills it).
+ * Busy that long outside Lua: a warning (once per turn), 0. */
 int tg_watchdog_check(int slot, pid_t pid, int64_t timeout_ms);
 
 /* Worker start (before module init, so a stall there counts too): claim
