@@ -142,6 +142,7 @@ run: all
 bench: all
 	@$(DEPS_INSTALL) bench
 	contrib/bench/run
+	contrib/bench/lua-compare
 
 # contrib/fuzz/Makefile has the same two stages (it installs clang)
 fuzz:

@@ -545,14 +545,8 @@ static int compress_start(tg_request_t *r, cz_ctx_t *c)
         return -1;
     tg_headers_remove(hs, TG_STR("Content-Length"));
     tg_headers_remove(hs, TG_STR("Accept-Ranges"));
-    tg_header_t *etag = tg_headers_find(hs, TG_STR("ETag"));
-    if (etag && !tg_str_has_caseprefix(etag->value, "W/")) {
-        /* the bytes differ from the upstream's: at most semantically equal */
-        char *w = tg_arena_printf(r->arena, "W/%.*s", TG_STR_FMT(etag->value));
-        if (w == NULL)
-            return -1;
-        etag->value = tg_str_c(w);
-    }
+    if (tg_request_etag_weaken(r) != 0)
+        return -1;
     r->resp_content_length = -1;
     c->state = CZ_ON;
     tg_stats_count(TG_STATS_COMPRESSED, 1);

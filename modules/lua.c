@@ -8,8 +8,10 @@
  *   lua_init_worker FILE;                main: runs once in each worker at start
  *   lua_max_timers N;                    main: pending tg.timer timers per worker (1024)
  *   lua_http_body_max SIZE;              main: tg.http.request answer bodies (default 1m)
+ *   lua_jit on|off;                      main: the JIT compiler (default on)
  *   lua_rewrite FILE;  lua_access FILE;  lua_route FILE;
  *   lua_header_filter FILE;  lua_log FILE;      server or location
+ *   lua_body_filter FILE;                server or location: the response body, per round
  *
  * The master reads and syntax-checks every script while it loads the config
  * (an error is a config error naming the directive's line and the script's
@@ -51,6 +53,7 @@ static void *lua_create_conf(tg_conf_t *cf)
         c->main.memory_limit = TG_CONF_UNSET;
         c->main.max_timers = TG_CONF_UNSET;
         c->main.http_body_max = TG_CONF_UNSET;
+        c->main.jit = TG_CONF_UNSET;
     }
     return c;
 }
@@ -291,6 +294,8 @@ static const char *lua_init_conf(tg_conf_t *cf, void *conf)
         c->main.max_timers = LUA_DEFAULT_MAX_TIMERS;
     if (c->main.http_body_max == TG_CONF_UNSET)
         c->main.http_body_max = LUA_DEFAULT_HTTP_BODY_MAX;
+    if (c->main.jit == TG_CONF_UNSET)
+        c->main.jit = 1;
     c->main.instruction_limit = c->instruction_limit == TG_CONF_UNSET ? LUA_DEFAULT_INSTRUCTIONS
                                                                        : c->instruction_limit;
     tg_lua_http_init_conf(cf, &c->main);
@@ -315,8 +320,9 @@ static int lua_is_active(void *conf)
 /* --explain and -T: the script of each Lua phase and the limits. */
 static const char *lua_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
 {
-    static const char *const names[TG_LUA_NPHASES] = {"lua_rewrite", "lua_access", "lua_route",
-                                                      "lua_header_filter", "lua_log"};
+    static const char *const names[TG_LUA_NPHASES] = {
+        "lua_rewrite", "lua_access", "lua_route", "lua_header_filter", "lua_log",
+        "lua_body_filter"};
     lua_conf_t *c = conf;
     char *s = tg_arena_printf(a, "instruction_limit=%lld body_max=%lld",
                               (long long)c->instruction_limit, (long long)c->body_max);
@@ -368,8 +374,34 @@ static tg_rc_t lua_route(tg_request_t *r, void *conf)
 
 static tg_rc_t lua_header_filter(tg_request_t *r, void *conf)
 {
-    tg_rc_t rc = run(r, conf, TG_LUA_HEADER_FILTER);
-    return rc == TG_ERROR ? TG_ERROR : TG_OK;
+    lua_conf_t *c = conf;
+    if (run(r, conf, TG_LUA_HEADER_FILTER) == TG_ERROR)
+        return TG_ERROR;
+    int st = r->status;
+    if (c->scripts[TG_LUA_BODY_FILTER] == NULL || st < 200 || st == 204 || st == 304)
+        return TG_OK;
+    /* the script may change the body's length: the carrier frames it
+     * (chunked to HTTP/1.1 clients); a HEAD answer says what a GET would.
+     * Its bytes differ from the upstream's, so ranges and a strong ETag no
+     * longer describe them. */
+    tg_headers_remove(&r->resp_headers, TG_STR("Content-Length"));
+    tg_headers_remove(&r->resp_headers, TG_STR("Accept-Ranges"));
+    if (tg_request_etag_weaken(r) != 0)
+        return TG_ERROR;
+    r->resp_content_length = -1;
+    r->body_filter = 1; /* file bodies come through the filter, not by sendfile */
+    return TG_OK;
+}
+
+/* lua_body_filter: HEAD, 204 and 304 answers have no body and never get
+ * here (tg_request_send_body), nor do tunnels */
+static tg_rc_t lua_body_filter(tg_request_t *r, void *conf, tg_chain_t **io)
+{
+    lua_conf_t *c = conf;
+    if (c->scripts[TG_LUA_BODY_FILTER] == NULL)
+        return TG_OK;
+    return tg_lua_vm_body_filter(r, &tg_module_ctx(r, &tg_lua_module),
+                                 c->scripts[TG_LUA_BODY_FILTER], c->instruction_limit, io);
 }
 
 static void lua_log(tg_request_t *r, void *conf)
@@ -388,6 +420,7 @@ static const tg_directive_t lua_directives[] = {
     {"lua_max_timers", TG_SCOPE_MAIN, 0, 1, 1, set_max_timers, 0},
     {"lua_redis", TG_SCOPE_MAIN, 0, 2, 2, set_redis, 0},
     {"lua_http_ca", TG_SCOPE_MAIN, 0, 1, 1, set_http_ca, 0},
+    {"lua_jit", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_flag, offsetof(lua_conf_t, main.jit)},
     {"lua_http_body_max", TG_SCOPE_MAIN, 0, 1, 1, tg_conf_set_size,
      offsetof(lua_conf_t, main.http_body_max)},
     {"lua_instruction_limit", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_num,
@@ -398,6 +431,7 @@ static const tg_directive_t lua_directives[] = {
     SCRIPT("lua_route", TG_LUA_ROUTE),
     SCRIPT("lua_header_filter", TG_LUA_HEADER_FILTER),
     SCRIPT("lua_log", TG_LUA_LOG),
+    SCRIPT("lua_body_filter", TG_LUA_BODY_FILTER),
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -415,5 +449,6 @@ tg_module_t tg_lua_module = {
     .on_access = lua_access,
     .on_route = lua_route,
     .on_response_headers = lua_header_filter,
+    .on_response_body = lua_body_filter,
     .on_log = lua_log,
 };

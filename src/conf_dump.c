@@ -148,9 +148,10 @@ static void dump_effective(FILE *out, tg_config_t *c, tg_arena_t *a)
             m->user.group ? ":" : "", m->user.group ? m->user.group : "",
             m->user.name && !m->user.explicit ? " (default for root)" : "");
     fprintf(out, "    shutdown_timeout=%lldms worker_connections=%lld "
-                 "client_header_buffer_size=%lld io_uring=%s\n",
+                 "client_header_buffer_size=%lld io_uring=%s worker_stall_timeout=%lldms\n",
             (long long)m->shutdown_timeout, (long long)m->worker_connections,
-            (long long)m->header_buffer_size, m->io_uring ? "on" : "off");
+            (long long)m->header_buffer_size, m->io_uring ? "on" : "off",
+            (long long)m->stall_timeout);
     for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
         fprintf(out, "listen %s: tls=%s http2=%s proxy_protocol=%s backlog=%d servers=%d "
                      "default_server=%s  # %s:%d\n",

@@ -504,6 +504,8 @@ static const tg_directive_t core_directives[] = {
     {"user", TG_SCOPE_MAIN, 0, 1, 2, set_user, 0},
     {"shutdown_timeout", TG_SCOPE_MAIN, 0, 1, 1, set_main_msec,
      offsetof(tg_main_conf_t, shutdown_timeout)},
+    {"worker_stall_timeout", TG_SCOPE_MAIN, 0, 1, 1, set_main_msec,
+     offsetof(tg_main_conf_t, stall_timeout)},
     {"worker_connections", TG_SCOPE_MAIN, 0, 1, 1, set_main_num,
      offsetof(tg_main_conf_t, worker_connections)},
     {"client_header_buffer_size", TG_SCOPE_MAIN, 0, 1, 1, set_main_size,
@@ -691,6 +693,7 @@ tg_config_t *tg_config_load(const char *path, int generation)
     c->main->workers = TG_CONF_UNSET;
     c->main->error_level = TG_LOG_INFO;
     c->main->shutdown_timeout = TG_CONF_UNSET;
+    c->main->stall_timeout = TG_CONF_UNSET;
     c->main->worker_connections = TG_CONF_UNSET;
     c->main->header_buffer_size = TG_CONF_UNSET;
     c->main->io_uring = TG_CONF_UNSET;
@@ -711,6 +714,8 @@ tg_config_t *tg_config_load(const char *path, int generation)
         c->main->workers = 1;
     if (c->main->shutdown_timeout == TG_CONF_UNSET)
         c->main->shutdown_timeout = 30000;
+    if (c->main->stall_timeout == TG_CONF_UNSET)
+        c->main->stall_timeout = 5000;
     if (c->main->worker_connections == TG_CONF_UNSET)
         c->main->worker_connections = 10000;
     if (c->main->header_buffer_size == TG_CONF_UNSET)

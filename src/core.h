@@ -99,6 +99,7 @@ typedef struct {
     const char *error_log; /* NULL = stderr */
     int error_level;
     tg_msec_t shutdown_timeout;
+    tg_msec_t stall_timeout; /* worker_stall_timeout: the watchdog's (0: off) */
     int64_t worker_connections;
     int64_t header_buffer_size; /* client_header_buffer_size: the 431 limit */
     int io_uring;               /* batch hot-path writes (src/sendq.c) */

@@ -21,7 +21,7 @@
 
 #define ANY TG_LUA_F_ANY
 #define REQ TG_LUA_F_REQUEST
-#define RESP (TG_LUA_F(TG_LUA_HEADER_FILTER) | TG_LUA_F(TG_LUA_LOG))
+#define RESP (TG_LUA_F(TG_LUA_HEADER_FILTER) | TG_LUA_F(TG_LUA_BODY_FILTER) | TG_LUA_F(TG_LUA_LOG))
 
 static void push_str(lua_State *L, tg_str_t s)
 {
@@ -297,13 +297,14 @@ static int tg_index(lua_State *L)
     return 0;
 }
 
-/* tg.ctx is looked up per request, so it must never become a plain field */
+/* tg.ctx is looked up per request, so it must never become a plain field;
+ * tg.arg is the table the body filter runner reads back */
 static int tg_newindex(lua_State *L)
 {
     size_t n;
     const char *k = lua_tolstring(L, 2, &n);
-    if (k && n == 3 && memcmp(k, "ctx", 3) == 0)
-        return luaL_error(L, "tg.ctx cannot be replaced; set fields in it");
+    if (k && n == 3 && (memcmp(k, "ctx", 3) == 0 || memcmp(k, "arg", 3) == 0))
+        return luaL_error(L, "tg.%s cannot be replaced; set fields in it", k);
     lua_rawset(L, 1);
     return 0;
 }

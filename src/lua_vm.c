@@ -16,6 +16,7 @@
 #include "worker.h"
 #include "log.h"
 #include "stats.h"
+#include "watchdog.h"
 
 struct tg_lua_req_s {
     tg_request_t *r;
@@ -26,6 +27,9 @@ struct tg_lua_req_s {
     ev_timer timer;
     tg_str_t body; /* tg.req.body's answer once read (request arena); p NULL: too large */
     tg_lua_wait_t *wait; /* the operation the coroutine waits for (tg.http.request) */
+    int out_ref;    /* the body filter's last output string, LUA_NOREF when none */
+    tg_buf_t out;   /* ... the buffer pointing at it, and its link */
+    tg_chain_t out_link;
     unsigned sleeping : 1;
     unsigned exited : 1;
     unsigned body_wait : 1; /* yielded in tg.req.body, the runner reads */
@@ -60,6 +64,9 @@ static struct {
     int64_t budget;
     int64_t limit_no_request; /* instruction limit of lua_init_worker and timers */
     int64_t http_body_max;    /* lua_http_body_max */
+    int jit;                  /* lua_jit on: no instruction limit (the count hook would
+                               * slow the interpreter and cannot stop traces anyway) */
+    int arg_ref;              /* the tg.arg table (body filter's chunk and eof) */
     tg_request_t *r;
     tg_lua_req_t *ctx;
     tg_lua_phase_t phase;
@@ -77,7 +84,7 @@ static struct {
 } vm;
 
 const char *const tg_lua_phase_names[TG_LUA_TIMER + 1] = {
-    "rewrite", "access", "route", "header_filter", "log", "init_worker", "timer"};
+    "rewrite", "access", "route", "header_filter", "log", "body_filter", "init_worker", "timer"};
 
 /* ---- config time (master) ---- */
 
@@ -206,6 +213,43 @@ static void set_nil(lua_State *L, int table, const char *field)
     lua_setfield(L, table, field);
 }
 
+static int trace_started(lua_State *L)
+{
+    tg_watchdog_trace(luaL_optstring(L, 1, "?"), (int)luaL_optinteger(L, 2, 0));
+    return 0;
+}
+
+/* The JIT's trace events (jit.attach, called only when a trace is started,
+ * never while compiled code runs): where each trace starts goes to the
+ * watchdog's slot, so a stalled worker's log line names the loop. */
+static void watch_traces(lua_State *L)
+{
+    static const char src[] =
+        "local jit, util, rec = ...\n"
+        "jit.attach(function(what, tr, func, pc)\n"
+        "  if what ~= 'start' then return end\n"
+        "  local i = util.funcinfo(func, pc)\n"
+        "  rec(i.source, i.currentline)\n"
+        "end, 'trace')\n";
+    if (luaL_loadbuffer(L, src, sizeof(src) - 1, "=watchdog") != 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getglobal(L, "jit");
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "jit.util");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        tg_log(TG_LOG_WARN, "lua: jit.util: %s", lua_tostring(L, -1));
+        lua_pop(L, 3);
+        return;
+    }
+    lua_pushcfunction(L, trace_started);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        tg_log(TG_LOG_WARN, "lua: watching JIT traces: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 /* The standard library a script sees: base (without dofile, loadfile, load,
  * loadstring, collectgarbage, gcinfo, getfenv, setfenv), string (without
  * dump), table, math, bit, coroutine, os.time/clock/date/difftime, and
@@ -220,8 +264,12 @@ static void sandbox(lua_State *L, tg_lua_main_t *m)
     open_lib(L, LUA_BITLIBNAME, luaopen_bit);
     open_lib(L, LUA_OSLIBNAME, luaopen_os);
     open_lib(L, LUA_JITLIBNAME, luaopen_jit);
-    /* compiled traces skip the count hook: interpreter only */
-    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* compiled traces skip the count hook: with the JIT off the instruction
+     * limit is exact; with it on the watchdog stops endless loops, and
+     * learns where they are from the traces started during a hook */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | (m->jit ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
+    if (m->jit)
+        watch_traces(L);
 
     lua_pushvalue(L, LUA_GLOBALSINDEX);
     int g = lua_gettop(L);
@@ -297,6 +345,12 @@ int tg_lua_vm_init(tg_lua_main_t *m)
     if (tg_lua_timer_open(L, m->max_timers) != 0)
         return -1;
     lua_setfield(L, -2, "timer");
+    lua_newtable(L); /* tg.arg: the body filter's input and output */
+    lua_pushvalue(L, -1);
+    vm.arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "arg");
+    lua_insert(L, -2);
+    lua_rawset(L, -3); /* past tg's __newindex, which keeps scripts from replacing it */
     lua_pop(L, 1);
     vm.nchunks = m->nscripts;
     vm.chunks = calloc((size_t)(m->nscripts ? m->nscripts : 1), sizeof(int));
@@ -320,8 +374,9 @@ int tg_lua_vm_init(tg_lua_main_t *m)
         lua_setfenv(L, -2);
         vm.chunks[s->id] = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    vm.limit_no_request = m->instruction_limit;
+    vm.limit_no_request = m->jit ? 0 : m->instruction_limit;
     vm.max_bg = m->max_timers;
+    vm.jit = m->jit;
     vm.http_body_max = m->http_body_max;
     lua_gc(L, LUA_GCCOLLECT, 0);
     /* an error here is logged and the worker serves on, as after a failed
@@ -402,6 +457,9 @@ static void req_cleanup(void *data)
     if (ctx->ctx_ref != LUA_NOREF && vm.L)
         luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->ctx_ref);
     ctx->ctx_ref = LUA_NOREF;
+    if (ctx->out_ref != LUA_NOREF && vm.L)
+        luaL_unref(vm.L, LUA_REGISTRYINDEX, ctx->out_ref);
+    ctx->out_ref = LUA_NOREF;
 }
 
 /* Registered only when something outlives a run (a parked coroutine, the
@@ -433,7 +491,7 @@ static tg_lua_req_t *req_ctx(tg_request_t *r, void **slot)
     if (ctx == NULL)
         return NULL;
     ctx->r = r;
-    ctx->co_ref = ctx->ctx_ref = LUA_NOREF;
+    ctx->co_ref = ctx->ctx_ref = ctx->out_ref = LUA_NOREF;
     ev_timer_init(&ctx->timer, on_wake, 0, 0);
     ctx->timer.data = ctx;
     *slot = ctx;
@@ -536,6 +594,8 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         vm.ctx = ctx;
         vm.phase = phase;
         vm.over_budget = 0;
+        if (vm.jit)
+            instruction_limit = 0; /* the watchdog's job: see lua_jit in docs/lua.md */
         vm.budget = instruction_limit;
         /* the count hook stays installed between runs: setting it again with
          * the same mask only restarts the count, while installing and
@@ -546,7 +606,9 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
         else if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0);
         vm.in_script = 1;
+        tg_watchdog_hook(s->path, tg_lua_phase_names[phase]);
         rc = lua_resume(co, nargs);
+        tg_watchdog_hook(NULL, NULL);
         vm.in_script = 0;
         vm.r = NULL;
         vm.ctx = NULL;
@@ -609,6 +671,87 @@ tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_p
     if (rc == LUA_ERRMEM)
         lua_gc(L, LUA_GCCOLLECT, 0);
     return TG_ERROR;
+}
+
+/* ---- the body filter ---- */
+
+/* tg.arg.chunk: the round's bytes as one string (a single buffer without a
+ * copy into a Lua buffer first) */
+static void push_chunk(lua_State *L, tg_chain_t *in)
+{
+    tg_chain_t *one = NULL;
+    int n = 0;
+    for (tg_chain_t *cl = in; cl; cl = cl->next)
+        if (tg_buf_len(cl->buf)) {
+            one = cl;
+            n++;
+        }
+    if (n <= 1) {
+        lua_pushlstring(L, one ? one->buf->pos : "", one ? tg_buf_len(one->buf) : 0);
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (tg_chain_t *cl = in; cl; cl = cl->next)
+        luaL_addlstring(&b, cl->buf->pos, tg_buf_len(cl->buf));
+    luaL_pushresult(&b);
+}
+
+tg_rc_t tg_lua_vm_body_filter(tg_request_t *r, void **slot, tg_lua_script_t *s,
+                              int64_t instruction_limit, tg_chain_t **io)
+{
+    lua_State *L = vm.L;
+    tg_lua_req_t *ctx = req_ctx(r, slot);
+    if (L == NULL || ctx == NULL || need_cleanup(ctx) != 0)
+        return TG_ERROR;
+    int last = 0;
+    for (tg_chain_t *cl = *io; cl; cl = cl->next)
+        if (cl->buf->flags & TG_BUF_F_LAST)
+            last = 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm.arg_ref);
+    push_chunk(L, *io);
+    lua_setfield(L, -2, "chunk");
+    lua_pushboolean(L, last);
+    lua_setfield(L, -2, "eof");
+    lua_pop(L, 1);
+
+    tg_rc_t rc = tg_lua_vm_run(r, slot, s, TG_LUA_BODY_FILTER, instruction_limit, 0);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm.arg_ref);
+    lua_getfield(L, -1, "chunk");
+    lua_pushnil(L); /* the input is garbage once the round is over */
+    lua_setfield(L, -3, "chunk");
+    lua_remove(L, -2);
+    /* the previous round's output is written by now */
+    if (ctx->out_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, ctx->out_ref);
+    ctx->out_ref = LUA_NOREF;
+    int t = lua_type(L, -1);
+    if (rc == TG_OK && t != LUA_TSTRING && t != LUA_TNIL) {
+        tg_stats_count(TG_STATS_LUA_ERRORS, 1);
+        tg_log(TG_LOG_ERROR, "lua body_filter: %s: tg.arg.chunk is a %s, expected a string or "
+                             "nil, request #%u \"%.*s %.*s\"",
+               s->path, lua_typename(L, t), r->id, TG_STR_FMT(r->method_name), TG_STR_FMT(r->uri));
+        rc = TG_ERROR;
+    }
+    if (rc != TG_OK) {
+        lua_pop(L, 1);
+        return TG_ERROR;
+    }
+    size_t n = 0;
+    char *p = t == LUA_TSTRING ? (char *)lua_tolstring(L, -1, &n) : NULL;
+    if (n) /* Lua strings do not move: the buffer points into it while anchored */
+        ctx->out_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+        lua_pop(L, 1);
+    if (n == 0 && !last) {
+        *io = NULL;
+        return TG_OK;
+    }
+    ctx->out = (tg_buf_t){p, p + n, p, p + n, last ? TG_BUF_F_LAST : 0, NULL};
+    ctx->out_link = (tg_chain_t){&ctx->out, NULL};
+    *io = &ctx->out_link;
+    return TG_OK;
 }
 
 /* ---- runs without a request ---- */
@@ -685,7 +828,10 @@ static int bg_run(lua_State *co, int co_ref, tg_lua_bg_t *bg, tg_lua_phase_t pha
         else if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0);
         vm.in_script = 1;
+        tg_watchdog_hook(phase == TG_LUA_TIMER ? "a tg.timer callback" : "lua_init_worker",
+                         tg_lua_phase_names[phase]);
         rc = lua_resume(co, nargs);
+        tg_watchdog_hook(NULL, NULL);
         vm.in_script = 0;
         bg = vm.bg;
         vm.bg = NULL;

@@ -16,9 +16,10 @@
  * instruction limit, no yield. The body is read by the runner, outside the script, so no I/O
  * and no end of the request ever happens inside a Lua call.
  *
- * Safety: the JIT compiler is off because compiled traces never call the
- * instruction-count hook, so the per-run instruction limit is exact in the
- * interpreter; the state's allocator counts bytes and refuses allocations
+ * Safety: with lua_jit off the per-run instruction limit is exact in the
+ * interpreter; with it on compiled traces never call the instruction-count
+ * hook, so the limit is not set and the stall watchdog (watchdog.h) ends
+ * runaway scripts, told by each run which script and phase it is in; the state's allocator counts bytes and refuses allocations
  * past lua_memory_limit while a script runs (a Lua "not enough memory"
  * error). Every error ends that run only: 500, logged with a traceback. */
 #ifndef TG_LUA_VM_H
@@ -35,7 +36,8 @@ typedef enum {
     TG_LUA_ROUTE,
     TG_LUA_HEADER_FILTER,
     TG_LUA_LOG,
-    TG_LUA_NPHASES, /* the request phases above, one script directive each */
+    TG_LUA_BODY_FILTER, /* runs once per round of the response body, cannot yield */
+    TG_LUA_NPHASES,     /* the request phases above, one script directive each */
     /* runs without a request: lua_init_worker and tg.timer callbacks */
     TG_LUA_INIT_WORKER = TG_LUA_NPHASES,
     TG_LUA_TIMER,
@@ -84,6 +86,8 @@ typedef struct {
     tg_lua_redis_t *redis;        /* tg.redis.connect's names */
     const char *http_ca;          /* lua_http_ca: url calls' trusted CAs (NULL: system's) */
     void *http_tls_ctx;           /* the TLS client context made from it */
+    int jit;                      /* lua_jit: compile hot code (the watchdog, not the
+                                   * instruction limit, then stops endless loops) */
 } tg_lua_main_t;
 
 /* Master, config time: read `path`, check its syntax. Returns NULL and the
@@ -96,7 +100,7 @@ const char *tg_lua_vm_check(tg_arena_t *a, const char *path, char **src, size_t 
 void tg_lua_vm_call_literals(const char *src, size_t len, const char *call,
                              void (*fn)(void *, tg_str_t), void *data);
 
-/* Worker start: the state, sandbox, tg API and every script compiled.
+/* Worker start: the state (JIT on or off), sandbox, tg API and every script compiled.
  * Returns 0 or -1 (logged). */
 int tg_lua_vm_init(tg_lua_main_t *m);
 void tg_lua_vm_exit(void);
@@ -117,6 +121,17 @@ int tg_lua_vm_call(int ref, tg_lua_phase_t phase);
  * sleep is an error. */
 tg_rc_t tg_lua_vm_run(tg_request_t *r, void **slot, tg_lua_script_t *s, tg_lua_phase_t phase,
                       int64_t instruction_limit, int64_t body_max);
+
+/* Run body filter script `s` over one round of the response body: *io is
+ * the round's chain (TG_BUF_F_LAST on its last buffer in the last round),
+ * given to the script as tg.arg.chunk (one string) and tg.arg.eof. What the
+ * script leaves in tg.arg.chunk replaces the round: *io becomes one buffer
+ * pointing at that string, anchored in the Lua state until the next round
+ * or the end of the request, or an empty chain (an empty buffer carrying
+ * TG_BUF_F_LAST in the last round) for "" or nil. TG_OK, or TG_ERROR (a
+ * script error, or a chunk that is not a string: logged). */
+tg_rc_t tg_lua_vm_body_filter(tg_request_t *r, void **slot, tg_lua_script_t *s,
+                              int64_t instruction_limit, tg_chain_t **io);
 
 /* ---- for the API files (src/lua_api.c, lua_re.c, lua_crypto.c) ---- */
 typedef struct lua_State lua_State;

@@ -47,6 +47,7 @@
 #include "upgrade.h"
 #include "log_syslog.h"
 #include "app_run.h"
+#include "watchdog.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -56,6 +57,7 @@ typedef struct {
     double last_crash;
     int ready_fd;      /* read end of the worker's "up" pipe, -1 when none */
     int ready;         /* the worker wrote its byte */
+    pid_t stall_killed; /* the watchdog killed it; not reaped yet */
 } slot_t;
 
 static tg_config_t *current;
@@ -481,9 +483,12 @@ static void reap(void)
             for (int m = 0; m < tg_nmodules; m++)
                 if (tg_modules[m]->on_worker_gone)
                     tg_modules[m]->on_worker_gone(current, slot >= 0 ? slot : old_slot);
+        /* the watchdog said why already: no crash of unknown cause */
+        int stalled = slot >= 0 && slots[slot].stall_killed == pid;
         if (WIFSIGNALED(status))
-            tg_log(slot >= 0 ? TG_LOG_CRIT : TG_LOG_WARN, "worker %d exited on signal %d%s", (int)pid,
-                   WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
+            tg_log(stalled ? TG_LOG_ERROR : slot >= 0 ? TG_LOG_CRIT : TG_LOG_WARN,
+                   "worker %d exited on signal %d%s", (int)pid, WTERMSIG(status),
+                   WCOREDUMP(status) ? " (core dumped)" : stalled ? " (stalled)" : "");
         else
             tg_log(crashed ? TG_LOG_CRIT : TG_LOG_INFO, "worker %d exited with code %d", (int)pid,
                    WEXITSTATUS(status));
@@ -500,6 +505,20 @@ static void reap(void)
         double delay = 0.1 * (double)(1 << (s->crashes < 7 ? s->crashes : 7));
         s->crashes++;
         s->respawn_at = t + (delay > 10.0 ? 10.0 : delay);
+    }
+}
+
+/* worker_stall_timeout: a worker whose loop is stuck is killed; reap()
+ * respawns it like any crashed worker */
+static void stall_check(void)
+{
+    for (int i = 0; i < nworkers; i++) {
+        slot_t *s = &slots[i];
+        if (s->pid > 0 && s->stall_killed != s->pid &&
+            tg_watchdog_check(i, s->pid, current->main->stall_timeout)) {
+            kill(s->pid, SIGKILL);
+            s->stall_killed = s->pid;
+        }
     }
 }
 
@@ -685,6 +704,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         slots[i].ready_fd = -1;
     notify_pending = 1;
     tg_app_start(current); /* first: they get traffic only once ready */
+    (void)tg_watchdog_init(); /* without it the workers still serve, unwatched */
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
@@ -724,6 +744,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         default: break;
         }
         reap();
+        stall_check();
         tg_app_tick();
         respawn_due();
         check_ready();

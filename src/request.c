@@ -635,7 +635,10 @@ static void request_local(tg_request_t *r)
     tg_spans_t spans = {0};
     for (tg_chain_t *cl = r->resp_body; cl; cl = cl->next)
         tg_spans_add(&spans, cl->buf->pos, tg_buf_len(cl->buf));
-    tg_request_send_body(r, &spans, 1);
+    if (tg_request_send_body(r, &spans, 1) != 0) { /* a body filter failed */
+        tg_request_finalize(r, 1);
+        return;
+    }
     int rc = tg_request_flush(r);
     if (rc != 0)
         tg_request_finalize(r, rc < 0);
@@ -817,6 +820,18 @@ int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t 
         if (b == NULL || tg_chain_append(r->arena, &tail, b) != 0)
             return -1;
     }
+    return 0;
+}
+
+int tg_request_etag_weaken(tg_request_t *r)
+{
+    tg_header_t *etag = tg_headers_find(&r->resp_headers, TG_STR("ETag"));
+    if (etag == NULL || tg_str_has_caseprefix(etag->value, "W/"))
+        return 0;
+    char *w = tg_arena_printf(r->arena, "W/%.*s", TG_STR_FMT(etag->value));
+    if (w == NULL)
+        return -1;
+    etag->value = tg_str_c(w);
     return 0;
 }
 

@@ -369,6 +369,9 @@ void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *
 void tg_request_resume(tg_request_t *r);
 /* Add `token` to the response's Vary unless a Vary line has it (or "*"). */
 int tg_request_vary_add(tg_request_t *r, const char *token);
+/* A filter changes the response's bytes: a strong ETag becomes weak (the
+ * body is at most semantically equal to the upstream's). 0 or -1. */
+int tg_request_etag_weaken(tg_request_t *r);
 /* Add a response header (copies name and value into the arena). */
 int tg_request_add_resp_header(tg_request_t *r, tg_str_t name, tg_str_t value);
 /* The protocol the request came in ("HTTP/1.0", "HTTP/1.1", "HTTP/2.0"):

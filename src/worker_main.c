@@ -22,6 +22,7 @@
 #include "upstream.h"
 #include "log.h"
 #include "sendq.h"
+#include "watchdog.h"
 
 #define ACCEPT_BATCH 64
 
@@ -219,6 +220,7 @@ void tg_worker_main(tg_config_t *config, int slot)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    tg_watchdog_start(w->loop, slot); /* before module init: lua_init_worker may loop */
     for (int i = 0; i < tg_nmodules; i++)
         if (tg_modules[i]->init_worker && tg_modules[i]->init_worker(w) != 0) {
             tg_log(TG_LOG_CRIT, "module %s failed to start", tg_modules[i]->name);

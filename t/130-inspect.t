@@ -90,7 +90,7 @@ EOF
     like($out, qr/^# effective settings/m, '-T: the effective settings section');
     like($out, qr/^main:\n\s+workers=1 pid=\Q$dir\E\/tg\.pid error_log=stderr level=warn/m,
          '-T: main settings with the default workers');
-    like($out, qr/shutdown_timeout=30000ms worker_connections=10000 client_header_buffer_size=16384/,
+    like($out, qr/shutdown_timeout=30000ms worker_connections=10000 client_header_buffer_size=16384 io_uring=\S+ worker_stall_timeout=5000ms/,
          '-T: main defaults');
     like($out, qr/^listen 127\.0\.0\.1:$p1: tls=off http2=off proxy_protocol=off backlog=511 servers=2 default_server=example\.com/m,
          '-T: a listener, its servers and default');

@@ -26,6 +26,7 @@ my $big = 'tollgate-' x 200;
 
 my $conf = <<"EOF";
 workers 2;
+lua_jit off; # the instruction-limit counter needs the interpreter's limit
 rate_limit_zone strict key=\$remote_addr rate=1r/m burst=0 size=1m;
 rate_limit_zone watch key=\$remote_addr rate=1r/m burst=0 size=1m mode=dry_run;
 upstream pair {

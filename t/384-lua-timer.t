@@ -27,6 +27,7 @@ my $conf = <<"C";
 lua_shared_dict st 1m;
 lua_init_worker %%DIR%%/init.lua;
 lua_max_timers 6;
+lua_jit off; # the instruction limit below is the interpreter's
 lua_instruction_limit 100000;
 server {
     listen %%PORT%%;
