@@ -828,7 +828,9 @@ static int bg_run(lua_State *co, int co_ref, tg_lua_bg_t *bg, tg_lua_phase_t pha
         else if (lua_gethookmask(L))
             lua_sethook(L, NULL, 0, 0);
         vm.in_script = 1;
-        tg_watchdog_hook(phase == TG_LUA_TIMER ? "a tg.timer callback" : "lua_init_worker",
+        tg_watchdog_hook(phase == TG_LUA_TIMER         ? "a tg.timer callback"
+                         : phase == TG_LUA_INIT_WORKER ? "lua_init_worker"
+                                                       : "a call waited on after its request",
                          tg_lua_phase_names[phase]);
         rc = lua_resume(co, nargs);
         tg_watchdog_hook(NULL, NULL);
