@@ -1,0 +1,1045 @@
+/* cache: the response cache (docs/cache.md). Responses from the upstream are
+ * kept in a shared-memory zone (src/cache_store.c) that every worker reads,
+ * following RFC 9111's rules for a shared cache, and answered from there.
+ *
+ *   cache_zone NAME size=SIZE [max_entries=N] [max_entry_size=SIZE];   (main)
+ *   cache ZONE | off;   cache_key TEMPLATE;   cache_methods GET [HEAD];
+ *   cache_bypass TEMPLATE...;   cache_valid [CODE...] TIME;
+ *   cache_lock_timeout TIME;   cache_status_header on | off;
+ *   cache_store_set_cookie on | off;
+ *
+ * A content handler placed before the proxy. A request it may answer looks
+ * its key up: a fresh entry is served (hit); an entry being filled by
+ * another request, in any worker, is followed as its body comes in
+ * (collapsed); a key locked for a fill that has not got its head yet is
+ * waited for (polled, up to cache_lock_timeout); anything else takes the
+ * key's fill lock and goes on to the proxy (miss). The proxied response
+ * passes this module's response-header hook, which decides whether it may
+ * be stored and writes its head into the entry, and its body filter, which
+ * appends each round (so followers see it at once). The hooks run before
+ * the other modules' response hooks (src/modules.c), so what is stored is
+ * the upstream's response, identity-coded, without what the gateway adds
+ * per request (security headers, CORS, compression), which every hit gets
+ * anew.
+ *
+ * Vary: the entry under the plain key is then a Vary record whose head is
+ * the list of header names; the response itself is stored under the key
+ * extended with the request's values of those headers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ev.h>
+#include <llhttp.h>
+#include "module.h"
+#include "request.h"
+#include "core.h"
+#include "var.h"
+#include "log.h"
+#include "shm.h"
+#include "worker.h"
+#include "http_cond.h"
+#include "cache_store.h"
+#include "cache_control.h"
+
+#define CA_POLL 0.002            /* s: a waiter or follower looks at the entry again */
+#define CA_MAX_VALID 16          /* cache_valid lines per scope */
+#define CA_HEURISTIC_MAX 86400.0 /* s: cap of the heuristic freshness (10% of the age) */
+#define CA_VARY_MAX 8            /* header names of a Vary we store under */
+
+enum { M_GET = 1, M_HEAD = 2 };
+
+typedef struct ca_zone_s {
+    tg_str_t name;
+    tg_shm_zone_t *shm;
+    tg_cache_store_t *store;
+    int64_t max_entries, max_entry;
+    const char *file;
+    int line;
+    struct ca_zone_s *next;
+} ca_zone_t;
+
+typedef struct {
+    int ncodes; /* 0: any of 200 301 302 (nginx's default set) */
+    int codes[8];
+    double ttl;
+} ca_valid_t;
+
+typedef struct {
+    ca_zone_t *zones; /* main */
+    ca_zone_t *zone;  /* NULL: off */
+    int zone_set;
+    tg_tpl_t *key;
+    int methods; /* M_*; TG_CONF_UNSET */
+    tg_tpl_t **bypass;
+    int nbypass;
+    ca_valid_t *valid;
+    int nvalid;
+    tg_msec_t lock_timeout;
+    int status_header, store_cookie;
+} ca_conf_t;
+
+/* What a request did with the cache. */
+enum { S_NONE = 0, S_BYPASS, S_MISS, S_EXPIRED, S_HIT, S_COLLAPSED };
+static const char *const status_names[] = {"", "BYPASS", "MISS", "EXPIRED", "HIT", "COLLAPSED"};
+
+typedef struct {
+    tg_request_t *r;
+    ca_conf_t *c;
+    int status;        /* S_* */
+    tg_str_t key;      /* the plain key (arena) */
+    tg_str_t vkey;     /* the key the lock is on (the plain one or a variant's) */
+    tg_str_t vary;     /* names of the Vary record the lookup went through ("" none) */
+    tg_cache_entry_t e; /* the entry served, or the one being filled */
+    unsigned locked : 1;  /* e is our fill lock (LOCKED, then FILLING) */
+    unsigned filling : 1; /* the head went in: body rounds go in too */
+    unsigned stored : 1;  /* the response is being stored (Cache-Status "stored") */
+    unsigned serving : 1; /* the content handler answers from e */
+    unsigned waiting : 1; /* parked: a poll timer resumes the hook */
+    double wait_until;
+    ev_timer timer;
+    tg_buf_t *buf;     /* serving: the round's copy */
+    uint64_t off;      /* serving: next byte of the run (head + body) */
+    unsigned finishing : 1;
+} ca_ctx_t;
+
+extern tg_module_t tg_cache_module;
+
+/* ---- config ---------------------------------------------------------------------- */
+
+static void *ca_create_conf(tg_conf_t *cf)
+{
+    ca_conf_t *c = tg_arena_alloc(cf->arena, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->methods = c->status_header = c->store_cookie = TG_CONF_UNSET;
+    c->nvalid = c->nbypass = TG_CONF_UNSET;
+    c->lock_timeout = TG_CONF_UNSET;
+    return c;
+}
+
+static const char *ca_merge_conf(tg_conf_t *cf, void *parent, void *child)
+{
+    (void)cf;
+    ca_conf_t *p = parent, *c = child;
+    if (!c->zone_set) {
+        c->zone = p->zone;
+        c->zone_set = p->zone_set;
+    }
+    TG_CONF_MERGE_PTR(c->key, p->key, NULL);
+    TG_CONF_MERGE(c->methods, p->methods, M_GET | M_HEAD);
+    if (c->nbypass == TG_CONF_UNSET) {
+        c->bypass = p->bypass;
+        c->nbypass = p->nbypass == TG_CONF_UNSET ? 0 : p->nbypass;
+    }
+    if (c->nvalid == TG_CONF_UNSET) {
+        c->valid = p->valid;
+        c->nvalid = p->nvalid == TG_CONF_UNSET ? 0 : p->nvalid;
+    }
+    TG_CONF_MERGE(c->lock_timeout, p->lock_timeout, 5000);
+    TG_CONF_MERGE(c->status_header, p->status_header, 0);
+    TG_CONF_MERGE(c->store_cookie, p->store_cookie, 0);
+    return NULL;
+}
+
+static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    ca_zone_t *z = tg_arena_alloc(cf->arena, sizeof(*z));
+    if (z == NULL)
+        return "out of memory";
+    z->name = tg_conf_arg(cf, 1);
+    int64_t size = -1;
+    z->max_entry = -1;
+    for (int i = 2; i <= cf->nargs; i++) {
+        tg_str_t v;
+        if (tg_conf_arg_kv(cf, i, "size", &v)) {
+            if (tg_parse_size(v, &size) != 0 || size < 256 * 1024)
+                return tg_conf_errf(cf, "invalid size \"%.*s\" in \"cache_zone\", expected 256k "
+                                        "or more", TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "max_entries", &v)) {
+            if (tg_parse_int(v, &z->max_entries) != 0 || z->max_entries < 1 ||
+                z->max_entries > UINT32_MAX - 1)
+                return tg_conf_errf(cf, "invalid number \"%.*s\" in \"cache_zone\" max_entries",
+                                    TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "max_entry_size", &v)) {
+            if (tg_parse_size(v, &z->max_entry) != 0 || z->max_entry < 1024)
+                return tg_conf_errf(cf, "invalid size \"%.*s\" in \"cache_zone\" "
+                                        "max_entry_size, expected 1k or more", TG_STR_FMT(v));
+        } else {
+            return tg_conf_errf(cf, "unknown parameter \"%s\" in \"cache_zone\", expected size=, "
+                                    "max_entries= or max_entry_size=", cf->args[i].text.p);
+        }
+    }
+    if (size < 0)
+        return "\"cache_zone\" needs size=";
+    if (z->max_entry < 0)
+        z->max_entry = size / 4 < 1024 * 1024 ? size / 4 : 1024 * 1024;
+    if (z->max_entry > size / 2)
+        return tg_conf_errf(cf, "\"cache_zone\" max_entry_size is more than half of size=");
+    for (ca_zone_t *o = c->zones; o; o = o->next)
+        if (tg_str_eq(o->name, z->name))
+            return tg_conf_errf(cf, "duplicate cache_zone \"%.*s\"", TG_STR_FMT(z->name));
+    const char *err = tg_shm_zone_add(cf, z->name, (size_t)size, "cache", &z->shm);
+    if (err)
+        return err;
+    z->file = cf->file;
+    z->line = cf->line;
+    z->next = c->zones;
+    c->zones = z;
+    return NULL;
+}
+
+static ca_zone_t *find_zone(tg_conf_t *cf, tg_str_t name)
+{
+    ca_conf_t *m = cf->config->mconf[tg_cache_module.index];
+    for (ca_zone_t *z = m->zones; z; z = z->next)
+        if (tg_str_eq(z->name, name))
+            return z;
+    return NULL;
+}
+
+static const char *set_cache(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->zone_set)
+        return "\"cache\" directive is duplicate";
+    tg_str_t v = tg_conf_arg(cf, 1);
+    c->zone_set = 1;
+    if (tg_str_eq_lit(v, "off"))
+        return NULL;
+    if ((c->zone = find_zone(cf, v)) == NULL)
+        return tg_conf_errf(cf, "unknown cache_zone \"%.*s\" in \"cache\" (declare it before)",
+                            TG_STR_FMT(v));
+    return NULL;
+}
+
+static const char *set_key(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->key)
+        return "\"cache_key\" directive is duplicate";
+    const char *err = NULL;
+    if ((c->key = tg_tpl_compile(cf, tg_conf_arg(cf, 1), &err)) == NULL)
+        return err ? err : "out of memory";
+    return NULL;
+}
+
+static const char *set_methods(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->methods != TG_CONF_UNSET)
+        return "\"cache_methods\" directive is duplicate";
+    c->methods = 0;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v = tg_conf_arg(cf, i);
+        if (tg_str_eq_lit(v, "GET"))
+            c->methods |= M_GET;
+        else if (tg_str_eq_lit(v, "HEAD"))
+            c->methods |= M_HEAD;
+        else
+            return tg_conf_errf(cf, "invalid method \"%.*s\" in \"cache_methods\", expected GET "
+                                    "or HEAD", TG_STR_FMT(v));
+    }
+    return NULL;
+}
+
+static const char *set_bypass(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->nbypass != TG_CONF_UNSET)
+        return "\"cache_bypass\" directive is duplicate";
+    if ((c->bypass = tg_arena_alloc(cf->arena, (size_t)cf->nargs * sizeof(*c->bypass))) == NULL)
+        return "out of memory";
+    for (int i = 1; i <= cf->nargs; i++) {
+        const char *err = NULL;
+        if ((c->bypass[i - 1] = tg_tpl_compile(cf, tg_conf_arg(cf, i), &err)) == NULL)
+            return err ? err : "out of memory";
+    }
+    c->nbypass = cf->nargs;
+    return NULL;
+}
+
+static const char *set_valid(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->nvalid == TG_CONF_UNSET) {
+        c->nvalid = 0;
+        if ((c->valid = tg_arena_alloc(cf->arena, CA_MAX_VALID * sizeof(*c->valid))) == NULL)
+            return "out of memory";
+    }
+    if (c->nvalid == CA_MAX_VALID || cf->nargs > 9)
+        return "too many \"cache_valid\" lines or codes";
+    ca_valid_t *v = &c->valid[c->nvalid];
+    tg_msec_t ms;
+    if (tg_parse_msec(tg_conf_arg(cf, cf->nargs), &ms) != 0)
+        return tg_conf_errf(cf, "invalid time \"%s\" in \"cache_valid\"",
+                            cf->args[cf->nargs].text.p);
+    v->ttl = (double)ms / 1000.0;
+    v->ncodes = 0;
+    for (int i = 1; i < cf->nargs; i++) {
+        int64_t code;
+        tg_str_t a = tg_conf_arg(cf, i);
+        if (tg_str_eq_lit(a, "any")) {
+            v->codes[v->ncodes++] = 0;
+            continue;
+        }
+        if (tg_parse_int(a, &code) != 0 || code < 200 || code > 599)
+            return tg_conf_errf(cf, "invalid status \"%.*s\" in \"cache_valid\", expected 200 to "
+                                    "599 or any", TG_STR_FMT(a));
+        v->codes[v->ncodes++] = (int)code;
+    }
+    c->nvalid++;
+    return NULL;
+}
+
+static const char *ca_init_conf(tg_conf_t *cf, void *conf)
+{
+    ca_conf_t *m = conf;
+    for (ca_zone_t *z = m->zones; z; z = z->next) {
+        uint32_t maxe = z->max_entries > 0 ? (uint32_t)z->max_entries : 0;
+        if ((z->store = tg_cache_store_init(z->shm->data, z->shm->size, maxe,
+                                            (uint64_t)z->max_entry)) == NULL) {
+            cf->file = z->file;
+            cf->line = z->line;
+            tg_conf_error(cf, "cannot set up cache_zone \"%.*s\"", TG_STR_FMT(z->name));
+            return TG_CONF_REPORTED;
+        }
+        if (z->shm->reused)
+            tg_log(TG_LOG_INFO, "cache zone \"%.*s\": entries kept from the running config",
+                   TG_STR_FMT(z->name));
+    }
+    return NULL;
+}
+
+static int ca_is_active(void *conf)
+{
+    return ((ca_conf_t *)conf)->zone != NULL;
+}
+
+/* ---- keys ------------------------------------------------------------------------ */
+
+static int eval_key(tg_request_t *r, ca_conf_t *c, tg_str_t *out)
+{
+    if (c->key)
+        return tg_tpl_eval(r, c->key, out);
+    char *k = tg_arena_printf(r->arena, "%.*s%.*s%.*s", TG_STR_FMT(r->scheme), TG_STR_FMT(r->host),
+                              TG_STR_FMT(r->uri));
+    if (k == NULL)
+        return -1;
+    *out = tg_str_c(k);
+    return 0;
+}
+
+/* The variant key: the plain key, then for each name of the Vary list
+ * (comma-separated, as stored) the request's values of that header, so two
+ * requests share a variant only when they sent the same values. */
+static int variant_key(tg_request_t *r, tg_str_t key, tg_str_t names, tg_str_t *out)
+{
+    size_t len = key.len + 1;
+    const char *p = names.p, *end = names.p + names.len;
+    while (p < end) {
+        const char *q = memchr(p, ',', (size_t)(end - p));
+        tg_str_t n = {p, (size_t)((q ? q : end) - p)};
+        for (uint32_t i = 0; i < r->headers.n; i++)
+            if (tg_str_caseeq(r->headers.h[i].name, n))
+                len += r->headers.h[i].value.len + 1;
+        len += 1;
+        p = q ? q + 1 : end;
+    }
+    char *b = tg_arena_alloc(r->arena, len), *w = b;
+    if (b == NULL)
+        return -1;
+    memcpy(w, key.p, key.len);
+    w += key.len;
+    *w++ = '\x01';
+    for (p = names.p; p < end;) {
+        const char *q = memchr(p, ',', (size_t)(end - p));
+        tg_str_t n = {p, (size_t)((q ? q : end) - p)};
+        for (uint32_t i = 0; i < r->headers.n; i++) {
+            if (!tg_str_caseeq(r->headers.h[i].name, n))
+                continue;
+            memcpy(w, r->headers.h[i].value.p, r->headers.h[i].value.len);
+            w += r->headers.h[i].value.len;
+            *w++ = '\x02';
+        }
+        *w++ = '\x01';
+        p = q ? q + 1 : end;
+    }
+    *out = (tg_str_t){b, (size_t)(w - b)};
+    return 0;
+}
+
+/* The response's Vary as the list we store ("accept-encoding,x-a"):
+ * 0 none, 1 set, -1 not storable (Vary: *, too many names). */
+static int response_vary(tg_request_t *r, tg_str_t *out)
+{
+    char buf[512];
+    size_t len = 0;
+    int n = 0;
+    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
+        tg_header_t *h = &r->resp_headers.h[i];
+        if (!tg_str_caseeq_lit(h->name, "Vary"))
+            continue;
+        const char *p = h->value.p, *end = p + h->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            size_t l = (size_t)(p - s);
+            if (l == 0)
+                continue;
+            if (l == 1 && *s == '*')
+                return -1;
+            if (++n > CA_VARY_MAX || len + l + 1 > sizeof(buf))
+                return -1;
+            if (len)
+                buf[len++] = ',';
+            for (size_t j = 0; j < l; j++)
+                buf[len++] = (char)(s[j] >= 'A' && s[j] <= 'Z' ? s[j] + 32 : s[j]);
+        }
+    }
+    if (len == 0)
+        return 0;
+    *out = tg_arena_str(r->arena, (tg_str_t){buf, len});
+    return out->p ? 1 : -1;
+}
+
+/* ---- serving from an entry ------------------------------------------------------- */
+
+static void serve(tg_request_t *r);
+
+static void ctx_release(void *p)
+{
+    ca_ctx_t *x = p;
+    ev_timer_stop(tg_worker->loop, &x->timer);
+    if (x->buf)
+        tg_buf_put(x->buf);
+    x->buf = NULL;
+}
+
+static void on_drained(tg_request_t *r)
+{
+    serve(r);
+}
+
+static const tg_handler_events_t serve_events = {.on_drained = on_drained};
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ca_ctx_t *x = w->data;
+    if (x->serving)
+        serve(x->r);
+    else
+        tg_request_resume(x->r);
+}
+
+static void poll_later(ca_ctx_t *x)
+{
+    ev_timer_set(&x->timer, CA_POLL, 0.);
+    ev_timer_start(tg_worker->loop, &x->timer);
+}
+
+/* The stored head: "Name: value\r\n" lines into r->resp_headers. */
+static int parse_head(tg_request_t *r, char *p, size_t len)
+{
+    char *end = p + len;
+    while (p < end) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        char *colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || colon == NULL || colon > eol)
+            return -1;
+        tg_str_t name = {p, (size_t)(colon - p)};
+        tg_str_t value = {colon + 2, (size_t)(eol - colon - 2)};
+        if (tg_headers_add(r->arena, &r->resp_headers, name, value) != 0)
+            return -1;
+        p = eol + 1;
+    }
+    return 0;
+}
+
+/* Start answering from x->e (READY, or FILLING with its head in): the head,
+ * then serve() streams the body. TG_AGAIN (the handler owns the request). */
+static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
+{
+    char *head = tg_arena_alloc(r->arena, x->e.hlen + 1);
+    if (head == NULL || tg_cache_read(x->c->zone->store, &x->e, 0, head, x->e.hlen) !=
+                            (long)x->e.hlen) {
+        tg_request_error(r, 500);
+        return TG_AGAIN;
+    }
+    r->resp_headers.n = 0;
+    if (parse_head(r, head, x->e.hlen) != 0) {
+        tg_request_error(r, 500);
+        return TG_AGAIN;
+    }
+    r->status = x->e.meta.status;
+    r->resp_content_length = x->e.state == TG_CACHE_READY ? (int64_t)x->e.blen : x->e.clen;
+    x->serving = 1;
+    x->off = x->e.hlen;
+    if (tg_request_send_header(r) != 0) {
+        tg_request_finalize(r, 1);
+        return TG_AGAIN;
+    }
+    r->handler = &serve_events;
+    r->handler_ctx = x;
+    serve(r);
+    return TG_AGAIN;
+}
+
+/* Copy body bytes out of the entry, a pool buffer at a time, as far as they
+ * are committed; wait for the fill (a poll) or for the client (on_drained). */
+static void serve(tg_request_t *r)
+{
+    ca_ctx_t *x = r->handler_ctx;
+    tg_cache_store_t *st = x->c->zone->store;
+    if (x->finishing) {
+        tg_request_finalize(r, 0);
+        return;
+    }
+    if (x->buf == NULL && (x->buf = tg_buf_get()) == NULL) {
+        tg_request_finalize(r, 1);
+        return;
+    }
+    for (int rounds = 0; rounds < 64; rounds++) {
+        size_t room = (size_t)(x->buf->end - x->buf->start);
+        long n = r->resp_no_body ? 0 : tg_cache_read(st, &x->e, x->off, x->buf->start, room);
+        if (n < 0) { /* evicted or the fill failed: the answer cannot be completed */
+            tg_request_finalize(r, 1);
+            return;
+        }
+        if (n == 0) {
+            if (x->e.state != TG_CACHE_READY && !r->resp_no_body) {
+                poll_later(x);
+                return;
+            }
+            x->finishing = 1;
+            if (tg_request_send_body(r, NULL, 1) != 0) {
+                tg_request_finalize(r, 1);
+                return;
+            }
+            int rc = tg_request_flush(r);
+            if (rc != 0)
+                tg_request_finalize(r, rc < 0);
+            return; /* else on_drained finalizes */
+        }
+        x->off += (uint64_t)n;
+        int last = x->e.state == TG_CACHE_READY && x->off == x->e.hlen + x->e.blen;
+        tg_spans_t s = {0};
+        tg_spans_add(&s, x->buf->start, (size_t)n);
+        if (last)
+            x->finishing = 1;
+        if (tg_request_send_body(r, &s, last) != 0) {
+            tg_request_finalize(r, 1);
+            return;
+        }
+        int rc = tg_request_flush(r);
+        if (rc < 0) {
+            tg_request_finalize(r, 1);
+            return;
+        }
+        if (rc == 0)
+            return; /* on_drained: the buffer is free again */
+        if (last) {
+            tg_request_finalize(r, 0);
+            return;
+        }
+    }
+    /* a long body: let the other connections have the loop */
+    ev_timer_set(&x->timer, 0., 0.);
+    ev_timer_start(tg_worker->loop, &x->timer);
+}
+
+/* ---- the content hook ------------------------------------------------------------ */
+
+static int is_bypassed(tg_request_t *r, ca_conf_t *c)
+{
+    for (int i = 0; i < c->nbypass; i++) {
+        tg_str_t v;
+        if (tg_tpl_eval(r, c->bypass[i], &v) == 0 && v.len && !(v.len == 1 && v.p[0] == '0'))
+            return 1;
+    }
+    return 0;
+}
+
+/* May this stored response answer this request without going upstream? */
+static int usable(tg_request_t *r, const tg_cache_entry_t *e, double now)
+{
+    if (e->meta.flags & TG_CACHE_F_NO_CACHE)
+        return 0;
+    if (tg_headers_find(&r->headers, TG_STR("Authorization")) &&
+        !(e->meta.flags & TG_CACHE_F_AUTH_OK))
+        return 0;
+    return now < e->meta.fresh_until;
+}
+
+static ca_ctx_t *ctx_get(tg_request_t *r, ca_conf_t *c)
+{
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x)
+        return x;
+    if ((x = tg_arena_alloc(r->arena, sizeof(*x))) == NULL ||
+        tg_arena_on_reset(r->arena, ctx_release, x) != 0)
+        return NULL;
+    x->r = r;
+    x->c = c;
+    ev_timer_init(&x->timer, timer_cb, 0., 0.);
+    x->timer.data = x;
+    tg_module_ctx(r, &tg_cache_module) = x;
+    return x;
+}
+
+static tg_rc_t ca_content(tg_request_t *r, void *conf)
+{
+    ca_conf_t *c = conf;
+    tg_cache_store_t *st = c->zone->store;
+    double now = ev_now(tg_worker->loop);
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x == NULL) {
+        int m = r->method == HTTP_GET ? M_GET : r->method == HTTP_HEAD ? M_HEAD : 0;
+        if (!(c->methods & m))
+            return TG_OK;
+        if ((x = ctx_get(r, c)) == NULL)
+            return TG_ERROR;
+        /* a request with a body is never answered from (nor stored as) a GET */
+        if (r->has_body || r->content_length > 0 || r->chunked || is_bypassed(r, c)) {
+            x->status = S_BYPASS;
+            tg_cache_count(st, TG_CACHE_C_BYPASS);
+            return TG_OK;
+        }
+        if (eval_key(r, c, &x->key) != 0)
+            return TG_ERROR;
+        x->vkey = x->key;
+        x->wait_until = now + (double)c->lock_timeout / 1000.0;
+    }
+    x->waiting = 0;
+    /* HEAD never fills (its response has no body): it reads what GET stored */
+    double lock_s = r->method == HTTP_GET ? (double)c->lock_timeout / 1000.0 : 0;
+    for (int hops = 0; hops < 2; hops++) {
+        int rc = tg_cache_lookup(st, x->vkey, now, lock_s, &x->e);
+        if (rc == 0) {
+            x->locked = 1;
+            x->status = x->status ? x->status : S_MISS;
+            tg_cache_count(st, TG_CACHE_C_MISS);
+            return TG_OK;
+        }
+        if (rc < 0) {
+            x->status = S_MISS;
+            tg_cache_count(st, TG_CACHE_C_MISS);
+            return TG_OK;
+        }
+        if (x->e.state == TG_CACHE_READY && (x->e.meta.flags & TG_CACHE_F_VARY) && hops == 0) {
+            char *names = tg_arena_alloc(r->arena, x->e.hlen + 1);
+            if (names == NULL ||
+                tg_cache_read(st, &x->e, 0, names, x->e.hlen) != (long)x->e.hlen)
+                return TG_ERROR;
+            x->vary = (tg_str_t){names, x->e.hlen};
+            if (variant_key(r, x->key, x->vary, &x->vkey) != 0)
+                return TG_ERROR;
+            continue;
+        }
+        break;
+    }
+    if (x->e.state == TG_CACHE_READY && !(x->e.meta.flags & TG_CACHE_F_VARY)) {
+        if (usable(r, &x->e, now)) {
+            x->status = S_HIT;
+            tg_cache_count(st, TG_CACHE_C_HIT);
+            return serve_begin(r, x);
+        }
+        /* stale: fetch it again; the old entry stays until the new one is in */
+        x->status = S_EXPIRED;
+        tg_cache_count(st, TG_CACHE_C_MISS);
+        if (r->method == HTTP_GET && tg_cache_lock(st, x->vkey, now, lock_s, &x->e) == 0)
+            x->locked = 1;
+        return TG_OK;
+    }
+    if (x->e.state == TG_CACHE_FILLING && r->method == HTTP_GET &&
+        !tg_headers_find(&r->headers, TG_STR("Authorization"))) {
+        x->status = S_COLLAPSED;
+        tg_cache_count(st, TG_CACHE_C_COLLAPSED);
+        return serve_begin(r, x);
+    }
+    if (x->e.state == TG_CACHE_LOCKED && now < x->wait_until) {
+        x->waiting = 1;
+        poll_later(x);
+        return TG_AGAIN;
+    }
+    /* waited long enough, or a Vary record we went through twice: go on
+     * without the cache */
+    x->status = S_MISS;
+    tg_cache_count(st, TG_CACHE_C_MISS);
+    return TG_OK;
+}
+
+/* ---- storing the upstream's response --------------------------------------------- */
+
+/* Statuses RFC 9110 15.1 makes heuristically cacheable. */
+static int heuristic_status(int st)
+{
+    switch (st) {
+    case 200: case 203: case 204: case 206: case 300: case 301: case 308:
+    case 404: case 405: case 410: case 414: case 501:
+        return 1;
+    }
+    return 0;
+}
+
+static double header_date(tg_request_t *r, const char *name)
+{
+    tg_header_t *h = tg_headers_find(&r->resp_headers, tg_str_c(name));
+    if (h == NULL)
+        return -1;
+    time_t t = tg_http_date_parse(h->value);
+    return t == (time_t)-1 ? -1 : (double)t;
+}
+
+static double valid_ttl(ca_conf_t *c, int st)
+{
+    for (int i = 0; i < c->nvalid; i++) {
+        ca_valid_t *v = &c->valid[i];
+        if (v->ncodes == 0 && (st == 200 || st == 301 || st == 302))
+            return v->ttl;
+        for (int j = 0; j < v->ncodes; j++)
+            if (v->codes[j] == st || v->codes[j] == 0)
+                return v->ttl;
+    }
+    return -1;
+}
+
+/* Headers not stored: the framing and hop-by-hop ones (the carrier frames
+ * each answer itself), Age (computed per hit), and Set-Cookie unless
+ * cache_store_set_cookie says otherwise (then it goes to this client only). */
+static int stored_header(tg_str_t n)
+{
+    static const char *const skip[] = {"Connection", "Keep-Alive", "Transfer-Encoding",
+                                       "Content-Length", "TE", "Trailer", "Upgrade",
+                                       "Proxy-Connection", "Age", "Set-Cookie", NULL};
+    for (int i = 0; skip[i]; i++)
+        if (tg_str_caseeq_lit(n, skip[i]))
+            return 0;
+    return 1;
+}
+
+/* Decide whether the upstream's response may be stored and for how long
+ * (RFC 9111 3 and 4.2). Returns 1 and *m, or 0. */
+static int storable(tg_request_t *r, ca_conf_t *c, double now, tg_cache_meta_t *m)
+{
+    int st = r->status;
+    if (st < 200 || st == 206 || st == 304 || r->status == 101)
+        return 0;
+    tg_cache_control_t cc;
+    tg_cache_control_init(&cc);
+    for (uint32_t i = 0; i < r->resp_headers.n; i++)
+        if (tg_str_caseeq_lit(r->resp_headers.h[i].name, "Cache-Control"))
+            tg_cache_control_parse(&cc, r->resp_headers.h[i].value);
+    tg_cache_control_t rq;
+    tg_cache_control_init(&rq);
+    for (uint32_t i = 0; i < r->headers.n; i++)
+        if (tg_str_caseeq_lit(r->headers.h[i].name, "Cache-Control"))
+            tg_cache_control_parse(&rq, r->headers.h[i].value);
+    if ((cc.flags & (TG_CC_F_NO_STORE | TG_CC_F_PRIVATE)) || (rq.flags & TG_CC_F_NO_STORE))
+        return 0;
+    if (!c->store_cookie && tg_headers_find(&r->resp_headers, TG_STR("Set-Cookie")))
+        return 0;
+    memset(m, 0, sizeof(*m));
+    /* RFC 9111 3.5: a request with credentials is stored only when the
+     * response says a shared cache may */
+    if (cc.flags & TG_CC_F_PUBLIC || cc.s_maxage >= 0 || cc.flags & TG_CC_F_MUST_REVALIDATE)
+        m->flags |= TG_CACHE_F_AUTH_OK;
+    if (tg_headers_find(&r->headers, TG_STR("Authorization")) && !(m->flags & TG_CACHE_F_AUTH_OK))
+        return 0;
+    double date = header_date(r, "Date");
+    double lifetime = -1;
+    if (cc.s_maxage >= 0)
+        lifetime = (double)cc.s_maxage;
+    else if (cc.max_age >= 0)
+        lifetime = (double)cc.max_age;
+    else if (tg_headers_find(&r->resp_headers, TG_STR("Expires"))) {
+        double exp = header_date(r, "Expires");
+        /* an invalid Expires (such as "0") means already expired */
+        lifetime = exp < 0 ? 0 : exp - (date >= 0 ? date : now);
+    } else if ((lifetime = valid_ttl(c, st)) < 0) {
+        double lm = header_date(r, "Last-Modified");
+        /* heuristic freshness only for statuses that allow it, or public */
+        if (lm >= 0 && (heuristic_status(st) || (cc.flags & TG_CC_F_PUBLIC))) {
+            double base = date >= 0 ? date : now;
+            lifetime = base > lm ? (base - lm) / 10 : 0;
+            if (lifetime > CA_HEURISTIC_MAX)
+                lifetime = CA_HEURISTIC_MAX;
+        }
+    }
+    if (lifetime < 0 && !(cc.flags & TG_CC_F_NO_CACHE))
+        return 0;
+    if (lifetime < 0)
+        lifetime = 0;
+    /* RFC 9111 4.2.3: the corrected initial age */
+    double age = 0;
+    tg_header_t *ah = tg_headers_find(&r->resp_headers, TG_STR("Age"));
+    int64_t av;
+    if (ah && tg_parse_int(tg_str_trim(ah->value), &av) == 0 && av > 0)
+        age = (double)av;
+    if (date >= 0 && now - date > age)
+        age = now - date;
+    if (age > lifetime + 1e9)
+        age = lifetime;
+    m->status = st;
+    m->stored = now;
+    m->age = age;
+    m->fresh_until = now + lifetime - age;
+    if (cc.flags & TG_CC_F_NO_CACHE)
+        m->flags |= TG_CACHE_F_NO_CACHE;
+    if (cc.flags & (TG_CC_F_MUST_REVALIDATE | TG_CC_F_PROXY_REVALIDATE) || cc.s_maxage >= 0)
+        m->flags |= TG_CACHE_F_MUST_REVALIDATE;
+    m->swr_until = m->fresh_until;
+    if (cc.stale_while_revalidate > 0)
+        m->swr_until += (double)cc.stale_while_revalidate;
+    m->sie_until = m->fresh_until;
+    if (cc.stale_if_error > 0)
+        m->sie_until += (double)cc.stale_if_error;
+    /* nothing to keep: expired at once and never revalidated */
+    return m->fresh_until > now || (m->flags & TG_CACHE_F_NO_CACHE) ? 1 : 0;
+}
+
+static int serialize_head(tg_request_t *r, tg_str_t *out)
+{
+    size_t len = 0;
+    for (uint32_t i = 0; i < r->resp_headers.n; i++)
+        len += r->resp_headers.h[i].name.len + r->resp_headers.h[i].value.len + 3;
+    char *b = tg_arena_alloc(r->arena, len + 1), *w = b;
+    if (b == NULL)
+        return -1;
+    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
+        tg_header_t *h = &r->resp_headers.h[i];
+        if (!stored_header(h->name))
+            continue;
+        memcpy(w, h->name.p, h->name.len);
+        w += h->name.len;
+        *w++ = ':';
+        *w++ = ' ';
+        memcpy(w, h->value.p, h->value.len);
+        w += h->value.len;
+        *w++ = '\n';
+    }
+    *out = (tg_str_t){b, (size_t)(w - b)};
+    return 0;
+}
+
+/* Give up the fill lock (nothing stored: waiters fetch for themselves). */
+static void unlock_fill(ca_ctx_t *x)
+{
+    if (x->locked)
+        tg_cache_fill_end(x->c->zone->store, &x->e, 0);
+    x->locked = x->filling = 0;
+}
+
+/* Write a Vary record for the plain key: its head is the names list. */
+static int write_vary_record(ca_ctx_t *x, tg_str_t names, double now)
+{
+    tg_cache_store_t *st = x->c->zone->store;
+    tg_cache_entry_t e;
+    if (tg_cache_lock(st, x->key, now, 1, &e) != 0)
+        return -1;
+    tg_cache_meta_t m = {.status = 0, .flags = TG_CACHE_F_VARY, .stored = now,
+                         .fresh_until = INFINITY, .swr_until = INFINITY, .sie_until = INFINITY};
+    if (tg_cache_fill_head(st, &e, &m, names, 0, now) != 0)
+        return -1;
+    tg_cache_fill_end(st, &e, 1);
+    return 0;
+}
+
+/* The upstream's response head, for a request that holds (or may take) a
+ * fill lock: store it when RFC 9111 allows. */
+static void store_head(tg_request_t *r, ca_ctx_t *x)
+{
+    tg_cache_store_t *st = x->c->zone->store;
+    double now = ev_now(tg_worker->loop);
+    tg_cache_meta_t m;
+    tg_str_t names = TG_NULL_STR, head, target = x->key;
+    int vary = response_vary(r, &names);
+    if (r->resp_local || r->upstream_status != r->status || vary < 0 ||
+        !storable(r, x->c, now, &m) || serialize_head(r, &head) != 0) {
+        unlock_fill(x);
+        return;
+    }
+    if (vary > 0) {
+        if (!tg_str_eq(names, x->vary) && write_vary_record(x, names, now) != 0) {
+            unlock_fill(x);
+            return;
+        }
+        if (variant_key(r, x->key, names, &target) != 0) {
+            unlock_fill(x);
+            return;
+        }
+    }
+    if (!tg_str_eq(target, x->vkey)) {
+        /* the lock is on another key than the response belongs to */
+        unlock_fill(x);
+        x->vkey = target;
+        if (tg_cache_lock(st, target, now, (double)x->c->lock_timeout / 1000.0, &x->e) != 0)
+            return;
+        x->locked = 1;
+    }
+    if (tg_cache_fill_head(st, &x->e, &m, head, r->resp_content_length, now) != 0) {
+        x->locked = 0;
+        return;
+    }
+    x->filling = 1;
+    x->stored = 1;
+}
+
+static tg_rc_t ca_response_headers(tg_request_t *r, void *conf)
+{
+    ca_conf_t *c = conf;
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x == NULL)
+        return TG_OK;
+    if (x->locked && !x->serving)
+        store_head(r, x);
+    if (x->serving) {
+        double now = ev_now(tg_worker->loop);
+        double age = x->e.meta.age + (now - x->e.meta.stored);
+        char v[32];
+        int n = snprintf(v, sizeof(v), "%lld", (long long)(age > 0 ? age : 0));
+        if (tg_headers_set(r->arena, &r->resp_headers, TG_STR("Age"),
+                           tg_arena_str(r->arena, (tg_str_t){v, (size_t)n})) != 0)
+            return TG_ERROR;
+    }
+    if (!c->status_header)
+        return TG_OK;
+    char *cs;
+    double ttl = x->e.meta.fresh_until - ev_now(tg_worker->loop);
+    switch (x->status) {
+    case S_HIT:
+        cs = tg_arena_printf(r->arena, "tollgate; hit; ttl=%lld", (long long)floor(ttl));
+        break;
+    case S_COLLAPSED:
+        cs = tg_arena_printf(r->arena, "tollgate; hit; collapsed");
+        break;
+    case S_BYPASS:
+        cs = tg_arena_printf(r->arena, "tollgate; fwd=bypass");
+        break;
+    case S_MISS:
+    case S_EXPIRED:
+        cs = x->stored ? tg_arena_printf(r->arena, "tollgate; fwd=%s; stored; ttl=%lld",
+                                         x->status == S_MISS ? "miss" : "stale",
+                                         (long long)floor(ttl))
+                       : tg_arena_printf(r->arena, "tollgate; fwd=%s",
+                                         x->status == S_MISS ? "miss" : "stale");
+        break;
+    default:
+        return TG_OK;
+    }
+    if (cs == NULL || tg_headers_add(r->arena, &r->resp_headers, TG_STR("Cache-Status"),
+                                     tg_str_c(cs)) != 0)
+        return TG_ERROR;
+    return TG_OK;
+}
+
+/* Each body round of a response being stored goes into the entry (and is
+ * published to its followers) before it goes on to the client. */
+static tg_rc_t ca_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
+{
+    (void)conf;
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x == NULL || !x->filling)
+        return TG_OK;
+    struct iovec v[TG_SPANS_MAX + 1];
+    int n = 0, last = 0;
+    for (tg_chain_t *cl = *io; cl; cl = cl->next) {
+        if (cl->buf->flags & TG_BUF_F_LAST)
+            last = 1;
+        size_t l = tg_buf_len(cl->buf);
+        if (l == 0)
+            continue;
+        if (n == (int)(sizeof(v) / sizeof(v[0]))) {
+            if (tg_cache_fill_body(x->c->zone->store, &x->e, v, n, ev_now(tg_worker->loop)) != 0)
+                goto failed;
+            n = 0;
+        }
+        v[n++] = (struct iovec){cl->buf->pos, l};
+    }
+    if (n && tg_cache_fill_body(x->c->zone->store, &x->e, v, n, ev_now(tg_worker->loop)) != 0)
+        goto failed;
+    if (last) {
+        tg_cache_fill_end(x->c->zone->store, &x->e, 1);
+        x->locked = x->filling = 0;
+    }
+    return TG_OK;
+failed: /* too large or no room: the store dropped the entry, the client gets it all */
+    x->locked = x->filling = 0;
+    x->stored = 0;
+    return TG_OK;
+}
+
+static void ca_log(tg_request_t *r, void *conf)
+{
+    (void)conf;
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x)
+        unlock_fill(x); /* a fill that did not end (client gone, upstream failed) */
+}
+
+static int var_cache_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x == NULL || x->status == S_NONE)
+        return -1;
+    *out = tg_str_c(status_names[x->status]);
+    return 0;
+}
+
+static const char *ca_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *req)
+{
+    (void)req;
+    ca_conf_t *c = conf;
+    return tg_arena_printf(a, "zone %.*s key=%s lock_timeout=%llums", TG_STR_FMT(c->zone->name),
+                           c->key ? c->key->src.p : "$scheme$host$request_uri",
+                           (unsigned long long)c->lock_timeout);
+}
+
+static const tg_var_def_t ca_variables[] = {
+    {"cache_status", 0, var_cache_status},
+    {NULL, 0, NULL},
+};
+
+static const tg_directive_t ca_directives[] = {
+    {"cache_zone", TG_SCOPE_MAIN, 0, 2, 4, set_zone, 0},
+    {"cache", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, set_cache, 0},
+    {"cache_key", TG_SCOPE_HTTP, 0, 1, 1, set_key, 0},
+    {"cache_methods", TG_SCOPE_HTTP, 0, 1, 2, set_methods, 0},
+    {"cache_bypass", TG_SCOPE_HTTP, 0, 1, -1, set_bypass, 0},
+    {"cache_valid", TG_SCOPE_HTTP, 0, 1, 9, set_valid, 0},
+    {"cache_lock_timeout", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_msec,
+     offsetof(ca_conf_t, lock_timeout)},
+    {"cache_status_header", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
+     offsetof(ca_conf_t, status_header)},
+    {"cache_store_set_cookie", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
+     offsetof(ca_conf_t, store_cookie)},
+    {NULL, 0, 0, 0, 0, NULL, 0},
+};
+
+tg_module_t tg_cache_module = {
+    .name = "cache",
+    .directives = ca_directives,
+    .variables = ca_variables,
+    .create_conf = ca_create_conf,
+    .merge_conf = ca_merge_conf,
+    .init_conf = ca_init_conf,
+    .is_active = ca_is_active,
+    .on_content = ca_content,
+    .on_response_headers = ca_response_headers,
+    .on_response_body = ca_response_body,
+    .on_log = ca_log,
+    .explain = ca_explain,
+};
