@@ -40,6 +40,7 @@
 #include "worker.h"
 #include "cache_store.h"
 #include "cache_policy.h"
+#include "request_bg.h"
 
 #define CA_POLL 0.002            /* s: a waiter or follower looks at the entry again */
 #define CA_MAX_VALID 16          /* cache_valid lines per scope */
@@ -74,11 +75,18 @@ typedef struct {
     int nvalid;
     tg_msec_t lock_timeout;
     int status_header, store_cookie;
+    int use_stale; /* U_*; TG_CONF_UNSET */
 } ca_conf_t;
 
+/* cache_use_stale: when a stale entry may answer whatever its own
+ * stale-while-revalidate / stale-if-error say */
+enum { U_ERROR = 1, U_TIMEOUT = 2, U_UPDATING = 4, U_5XX = 8 };
+
 /* What a request did with the cache. */
-enum { S_NONE = 0, S_BYPASS, S_MISS, S_EXPIRED, S_HIT, S_COLLAPSED };
-static const char *const status_names[] = {"", "BYPASS", "MISS", "EXPIRED", "HIT", "COLLAPSED"};
+enum { S_NONE = 0, S_BYPASS, S_MISS, S_EXPIRED, S_HIT, S_COLLAPSED, S_STALE, S_UPDATING,
+       S_REVALIDATED };
+static const char *const status_names[] = {"",         "BYPASS", "MISS",     "EXPIRED",    "HIT",
+                                           "COLLAPSED", "STALE", "UPDATING", "REVALIDATED"};
 
 typedef struct {
     tg_request_t *r;
@@ -93,6 +101,9 @@ typedef struct {
     unsigned stored : 1;  /* the response is being stored (Cache-Status "stored") */
     unsigned serving : 1; /* the content handler answers from e */
     unsigned waiting : 1; /* parked: a poll timer resumes the hook */
+    unsigned may_store : 1; /* a fetch for the cache: its response may be stored */
+    unsigned refresh : 1;   /* a background request refreshing `old` */
+    tg_cache_entry_t old;   /* the stale entry being refreshed (refresh), or waited for */
     double wait_until;
     ev_timer timer;
     tg_buf_t *buf;     /* serving: the round's copy */
@@ -112,6 +123,7 @@ static void *ca_create_conf(tg_conf_t *cf)
     c->methods = c->status_header = c->store_cookie = TG_CONF_UNSET;
     c->nvalid = c->nbypass = TG_CONF_UNSET;
     c->lock_timeout = TG_CONF_UNSET;
+    c->use_stale = TG_CONF_UNSET;
     return c;
 }
 
@@ -136,6 +148,7 @@ static const char *ca_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->lock_timeout, p->lock_timeout, 5000);
     TG_CONF_MERGE(c->status_header, p->status_header, 0);
     TG_CONF_MERGE(c->store_cookie, p->store_cookie, 0);
+    TG_CONF_MERGE(c->use_stale, p->use_stale, 0);
     return NULL;
 }
 
@@ -293,6 +306,32 @@ static const char *set_valid(tg_conf_t *cf, const tg_directive_t *d, void *conf)
         v->codes[v->ncodes++] = (int)code;
     }
     c->nvalid++;
+    return NULL;
+}
+
+static const char *set_use_stale(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->use_stale != TG_CONF_UNSET)
+        return "\"cache_use_stale\" directive is duplicate";
+    c->use_stale = 0;
+    for (int i = 1; i <= cf->nargs; i++) {
+        tg_str_t v = tg_conf_arg(cf, i);
+        if (tg_str_eq_lit(v, "off") && cf->nargs == 1)
+            break;
+        if (tg_str_eq_lit(v, "error"))
+            c->use_stale |= U_ERROR;
+        else if (tg_str_eq_lit(v, "timeout"))
+            c->use_stale |= U_TIMEOUT;
+        else if (tg_str_eq_lit(v, "updating"))
+            c->use_stale |= U_UPDATING;
+        else if (tg_str_eq_lit(v, "http_5xx"))
+            c->use_stale |= U_5XX;
+        else
+            return tg_conf_errf(cf, "invalid value \"%.*s\" in \"cache_use_stale\", expected "
+                                    "error, timeout, updating, http_5xx or off", TG_STR_FMT(v));
+    }
     return NULL;
 }
 
@@ -463,6 +502,135 @@ static void serve(tg_request_t *r)
     ev_timer_start(tg_worker->loop, &x->timer);
 }
 
+/* ---- stale entries: refresh in the background, serve stale, or wait ------------- */
+
+/* The value of header `name` in a stored head ("Name: value\n" lines). */
+static tg_str_t head_value(const char *h, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = h, *end = h + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        if ((size_t)(eol - p) > nl + 2 && p[nl] == ':' && tg_str_caseeq_n(p, name, nl))
+            return (tg_str_t){p + nl + 2, (size_t)(eol - p - nl - 2)};
+        p = eol + 1;
+    }
+    return TG_NULL_STR;
+}
+
+/* A background GET for the stale entry x->e: conditional when the entry
+ * has a validator, with the client's own conditions and ranges removed.
+ * Its response passes this module's hooks as a refresh: a 304 makes the
+ * entry fresh again, another storable answer replaces it, a failure marks
+ * it (stale-if-error). 0, -1 (not started). */
+static int refresh_start(tg_request_t *r, ca_ctx_t *x)
+{
+    char *head = tg_arena_alloc(r->arena, x->e.hlen + 1);
+    if (head == NULL ||
+        tg_cache_read(x->c->zone->store, &x->e, 0, head, x->e.hlen) != (long)x->e.hlen)
+        return -1;
+    tg_request_t *b = tg_request_bg_create(r);
+    if (b == NULL)
+        return -1;
+    static const char *const drop[] = {"If-None-Match", "If-Modified-Since", "If-Match",
+                                       "If-Unmodified-Since", "If-Range", "Range", NULL};
+    for (int i = 0; drop[i]; i++)
+        tg_headers_remove(&b->headers, tg_str_c(drop[i]));
+    tg_str_t etag = head_value(head, x->e.hlen, "ETag");
+    tg_str_t lm = head_value(head, x->e.hlen, "Last-Modified");
+    ca_ctx_t *y = tg_arena_alloc(b->arena, sizeof(*y));
+    if (y == NULL || tg_arena_on_reset(b->arena, ctx_release, y) != 0 ||
+        (etag.p && tg_headers_add(b->arena, &b->headers, TG_STR("If-None-Match"),
+                                  tg_arena_str(b->arena, etag)) != 0) ||
+        (lm.p && tg_headers_add(b->arena, &b->headers, TG_STR("If-Modified-Since"),
+                                tg_arena_str(b->arena, lm)) != 0)) {
+        tg_request_bg_drop(b);
+        return -1;
+    }
+    y->r = b;
+    y->c = x->c;
+    ev_timer_init(&y->timer, timer_cb, 0., 0.);
+    y->timer.data = y;
+    y->refresh = y->may_store = 1;
+    y->old = x->e;
+    y->key = tg_arena_str(b->arena, x->key);
+    y->vkey = tg_arena_str(b->arena, x->vkey);
+    y->vary = x->vary.p ? tg_arena_str(b->arena, x->vary) : TG_NULL_STR;
+    y->status = S_EXPIRED;
+    if (y->key.p == NULL || y->vkey.p == NULL || (x->vary.p && y->vary.p == NULL)) {
+        tg_request_bg_drop(b);
+        return -1;
+    }
+    tg_module_ctx(b, &tg_cache_module) = y;
+    tg_request_bg_run(b);
+    return 0;
+}
+
+/* May a stale entry answer, given what its last refresh did? RFC 9111
+ * 4.2.4: never with must-revalidate or no-cache. */
+static int stale_ok(ca_ctx_t *x, double now)
+{
+    const tg_cache_meta_t *m = &x->e.meta;
+    unsigned f = m->flags, u = (unsigned)x->c->use_stale;
+    if (f & (TG_CACHE_F_MUST_REVALIDATE | TG_CACHE_F_NO_CACHE))
+        return 0;
+    if (f & TG_CACHE_F_UPDATING)
+        return now < m->swr_until || (u & U_UPDATING);
+    if (f & TG_CACHE_F_ERRORS)
+        return now < m->sie_until || ((f & TG_CACHE_F_ERR_ERROR) && (u & U_ERROR)) ||
+               ((f & TG_CACHE_F_ERR_TIMEOUT) && (u & U_TIMEOUT)) ||
+               ((f & TG_CACHE_F_ERR_5XX) && (u & U_5XX));
+    return 0;
+}
+
+/* A READY entry that is not fresh: start its refresh unless one runs, then
+ * answer stale where allowed, else wait for the refresh (a poll, up to
+ * cache_lock_timeout), else fetch for ourselves. */
+static tg_rc_t ca_content(tg_request_t *r, void *conf);
+
+static tg_rc_t stale(tg_request_t *r, ca_ctx_t *x, double now)
+{
+    tg_cache_store_t *st = x->c->zone->store;
+    double lock_s = (double)x->c->lock_timeout / 1000.0;
+    if (tg_headers_find(&r->headers, TG_STR("Authorization")) &&
+        !(x->e.meta.flags & TG_CACHE_F_AUTH_OK)) {
+        x->status = S_MISS;
+        tg_cache_count(st, TG_CACHE_C_MISS);
+        return TG_OK;
+    }
+    if (r->method == HTTP_GET && x->old.ref == 0 &&
+        tg_cache_claim_update(st, &x->e, now + lock_s) == 1) {
+        x->e.meta.flags = (x->e.meta.flags & ~TG_CACHE_F_ERRORS) | TG_CACHE_F_UPDATING;
+        if (refresh_start(r, x) != 0) {
+            tg_cache_set_flags(st, &x->e, 0, TG_CACHE_F_UPDATING);
+            x->status = S_EXPIRED;
+            x->may_store = 1;
+            tg_cache_count(st, TG_CACHE_C_MISS);
+            return TG_OK;
+        }
+        /* the refresh may have ended already (a refused connection) */
+        long n = tg_cache_read(st, &x->e, 0, NULL, 0);
+        if (n < 0)
+            return ca_content(r, x->c);
+    }
+    if (stale_ok(x, now)) {
+        x->status = (x->e.meta.flags & TG_CACHE_F_UPDATING) ? S_UPDATING : S_STALE;
+        tg_cache_count(st, TG_CACHE_C_STALE);
+        return serve_begin(r, x);
+    }
+    if ((x->e.meta.flags & TG_CACHE_F_UPDATING) && now < x->wait_until) {
+        x->old = x->e;
+        x->waiting = 1;
+        poll_later(x);
+        return TG_AGAIN;
+    }
+    x->status = S_EXPIRED;
+    x->may_store = r->method == HTTP_GET;
+    tg_cache_count(st, TG_CACHE_C_MISS);
+    return TG_OK;
+}
+
 /* ---- the content hook ------------------------------------------------------------ */
 
 static int is_bypassed(tg_request_t *r, ca_conf_t *c)
@@ -508,6 +676,8 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
     tg_cache_store_t *st = c->zone->store;
     double now = ev_now(tg_worker->loop);
     ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
+    if (x && x->refresh)
+        return TG_OK; /* a background refresh goes upstream */
     if (x == NULL) {
         int m = r->method == HTTP_GET ? M_GET : r->method == HTTP_HEAD ? M_HEAD : 0;
         if (!(c->methods & m))
@@ -531,13 +701,14 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
     for (int hops = 0; hops < 2; hops++) {
         int rc = tg_cache_lookup(st, x->vkey, now, lock_s, &x->e);
         if (rc == 0) {
-            x->locked = 1;
+            x->locked = x->may_store = 1;
             x->status = x->status ? x->status : S_MISS;
             tg_cache_count(st, TG_CACHE_C_MISS);
             return TG_OK;
         }
         if (rc < 0) {
             x->status = S_MISS;
+            x->may_store = r->method == HTTP_GET;
             tg_cache_count(st, TG_CACHE_C_MISS);
             return TG_OK;
         }
@@ -554,21 +725,20 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
         break;
     }
     if (x->e.state == TG_CACHE_READY && !(x->e.meta.flags & TG_CACHE_F_VARY)) {
-        if (usable(r, &x->e, now)) {
-            x->status = S_HIT;
+        /* after waiting for a refresh: the same entry made fresh by a 304,
+         * or the new one; either is the origin's answer for this request,
+         * even when it says no-cache */
+        if (usable(r, &x->e, now) || (x->old.ref && x->e.meta.stored > x->old.meta.stored)) {
+            x->status = x->old.ref == 0 ? S_HIT
+                        : x->old.gen == x->e.gen ? S_REVALIDATED : S_EXPIRED;
             tg_cache_count(st, TG_CACHE_C_HIT);
             return serve_begin(r, x);
         }
-        /* stale: fetch it again; the old entry stays until the new one is in */
-        x->status = S_EXPIRED;
-        tg_cache_count(st, TG_CACHE_C_MISS);
-        if (r->method == HTTP_GET && tg_cache_lock(st, x->vkey, now, lock_s, &x->e) == 0)
-            x->locked = 1;
-        return TG_OK;
+        return stale(r, x, now);
     }
     if (x->e.state == TG_CACHE_FILLING && r->method == HTTP_GET &&
         !tg_headers_find(&r->headers, TG_STR("Authorization"))) {
-        x->status = S_COLLAPSED;
+        x->status = x->old.ref ? S_EXPIRED : S_COLLAPSED;
         tg_cache_count(st, TG_CACHE_C_COLLAPSED);
         return serve_begin(r, x);
     }
@@ -580,6 +750,7 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
     /* waited long enough, or a Vary record we went through twice: go on
      * without the cache */
     x->status = S_MISS;
+    x->may_store = r->method == HTTP_GET;
     tg_cache_count(st, TG_CACHE_C_MISS);
     return TG_OK;
 }
@@ -631,8 +802,11 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
     tg_cache_meta_t m;
     tg_str_t names = TG_NULL_STR, head, target = x->key;
     int vary = tg_cache_response_vary(r, &names);
+    /* a refresh that failed leaves the stale entry for stale-if-error */
     if (r->resp_local || r->upstream_status != r->status || vary < 0 ||
-        !tg_cache_storable(r, now, valid_ttl(x->c, r->status), x->c->store_cookie, &m) || tg_cache_head_serialize(r, &head) != 0) {
+        (x->refresh && r->status >= 500) ||
+        !tg_cache_storable(r, now, valid_ttl(x->c, r->status), x->c->store_cookie, &m) ||
+        tg_cache_head_serialize(r, &head) != 0) {
         unlock_fill(x);
         return;
     }
@@ -646,8 +820,9 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
             return;
         }
     }
-    if (!tg_str_eq(target, x->vkey)) {
-        /* the lock is on another key than the response belongs to */
+    if (!x->locked || !tg_str_eq(target, x->vkey)) {
+        /* no lock (a refresh, a waiter that gave up), or one on another
+         * key than the response belongs to */
         unlock_fill(x);
         x->vkey = target;
         if (tg_cache_lock(st, target, now, (double)x->c->lock_timeout / 1000.0, &x->e) != 0)
@@ -662,13 +837,53 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
     x->stored = 1;
 }
 
+/* A refresh got 304 (RFC 9111 4.3.4): the stale entry is fresh again, for
+ * the lifetime the 304 gives, or else for the one it had. */
+static void revalidated(tg_request_t *r, ca_ctx_t *x)
+{
+    tg_cache_store_t *st = x->c->zone->store;
+    double now = ev_now(tg_worker->loop);
+    tg_cache_meta_t m, *o = &x->old.meta;
+    r->status = o->status;
+    int ok = tg_cache_storable(r, now, -1, 1, &m);
+    r->status = 304;
+    if (!ok) {
+        double shift = now - o->stored;
+        m = *o;
+        m.stored = now;
+        m.fresh_until += shift;
+        m.swr_until += shift;
+        m.sie_until += shift;
+    }
+    m.status = o->status;
+    m.flags |= o->flags & TG_CACHE_F_AUTH_OK;
+    m.flags &= ~(TG_CACHE_F_UPDATING | TG_CACHE_F_ERRORS);
+    if (tg_cache_update_meta(st, &x->old, &m) == 0)
+        tg_cache_count(st, TG_CACHE_C_REVALIDATED);
+    x->status = S_REVALIDATED;
+}
+
+/* The end of a refresh that neither revalidated nor replaced the entry:
+ * clear UPDATING, and say why it failed (stale-if-error, cache_use_stale). */
+static void refresh_end(tg_request_t *r, ca_ctx_t *x)
+{
+    uint32_t err = 0;
+    if (r->upstream_status >= 500)
+        err = TG_CACHE_F_ERR_5XX;
+    else if (r->upstream_status == 0 || r->resp_local)
+        err = r->status == 504 ? TG_CACHE_F_ERR_TIMEOUT : TG_CACHE_F_ERR_ERROR;
+    tg_cache_set_flags(x->c->zone->store, &x->old, err, TG_CACHE_F_UPDATING);
+}
+
 static tg_rc_t ca_response_headers(tg_request_t *r, void *conf)
 {
     ca_conf_t *c = conf;
     ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
     if (x == NULL)
         return TG_OK;
-    if (x->locked && !x->serving)
+    if (x->refresh && r->status == 304 && r->upstream_status == 304)
+        revalidated(r, x);
+    else if (x->may_store && !x->serving)
         store_head(r, x);
     if (x->serving) {
         double now = ev_now(tg_worker->loop);
@@ -689,6 +904,16 @@ static tg_rc_t ca_response_headers(tg_request_t *r, void *conf)
         break;
     case S_COLLAPSED:
         cs = tg_arena_printf(r->arena, "tollgate; hit; collapsed");
+        break;
+    case S_STALE:
+    case S_UPDATING: /* RFC 9211 2.4: a negative ttl is a stale answer */
+        cs = tg_arena_printf(r->arena, "tollgate; hit; ttl=%lld; detail=%s",
+                             (long long)floor(ttl),
+                             x->status == S_UPDATING ? "stale-while-revalidate" : "stale-if-error");
+        break;
+    case S_REVALIDATED:
+        cs = tg_arena_printf(r->arena, "tollgate; fwd=stale; fwd-status=304; ttl=%lld",
+                             (long long)floor(ttl));
         break;
     case S_BYPASS:
         cs = tg_arena_printf(r->arena, "tollgate; fwd=bypass");
@@ -750,8 +975,11 @@ static void ca_log(tg_request_t *r, void *conf)
 {
     (void)conf;
     ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
-    if (x)
-        unlock_fill(x); /* a fill that did not end (client gone, upstream failed) */
+    if (x == NULL)
+        return;
+    unlock_fill(x); /* a fill that did not end (client gone, upstream failed) */
+    if (x->refresh && x->status != S_REVALIDATED)
+        refresh_end(r, x);
 }
 
 static int var_cache_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
@@ -789,6 +1017,7 @@ static const tg_directive_t ca_directives[] = {
      offsetof(ca_conf_t, lock_timeout)},
     {"cache_status_header", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(ca_conf_t, status_header)},
+    {"cache_use_stale", TG_SCOPE_HTTP, 0, 1, 4, set_use_stale, 0},
     {"cache_store_set_cookie", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(ca_conf_t, store_cookie)},
     {NULL, 0, 0, 0, 0, NULL, 0},

@@ -347,12 +347,25 @@ int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until
         /* an UPDATING mark outlives a refresh that died by lock_until */
         rc = !(ce->meta.flags & TG_CACHE_F_UPDATING) || ce->lock_until < until - ce->lock_s;
         if (rc) {
-            ce->meta.flags |= TG_CACHE_F_UPDATING;
+            ce->meta.flags = (ce->meta.flags & ~TG_CACHE_F_ERRORS) | TG_CACHE_F_UPDATING;
             ce->lock_until = until;
         }
     }
     unlock(s);
     return rc;
+}
+
+int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce) {
+        ce->meta.flags = (ce->meta.flags | set) & ~clear;
+        e->meta.flags = ce->meta.flags;
+    }
+    unlock(s);
+    return ce ? 0 : -1;
 }
 
 long tg_cache_purge(tg_cache_store_t *s, tg_str_t key, int prefix)

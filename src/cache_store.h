@@ -35,6 +35,11 @@ enum { TG_CACHE_LOCKED = 1, TG_CACHE_FILLING, TG_CACHE_READY };
 #define TG_CACHE_F_VARY 0x04            /* a Vary record: its head lists the header names */
 #define TG_CACHE_F_UPDATING 0x08        /* a refresh of this entry is under way */
 #define TG_CACHE_F_AUTH_OK 0x10         /* may answer requests with Authorization (RFC 9111 3.5) */
+/* the last refresh failed: no answer (connect, reset), a timeout, a 5xx */
+#define TG_CACHE_F_ERR_ERROR 0x20
+#define TG_CACHE_F_ERR_TIMEOUT 0x40
+#define TG_CACHE_F_ERR_5XX 0x80
+#define TG_CACHE_F_ERRORS (TG_CACHE_F_ERR_ERROR | TG_CACHE_F_ERR_TIMEOUT | TG_CACHE_F_ERR_5XX)
 
 /* What the cache knows of a response, kept with the entry. Times are Unix
  * seconds (ev_now). */
@@ -117,9 +122,13 @@ long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void 
 /* Replace the metadata of a READY entry (a 304 refreshed it; UPDATING
  * set or cleared). 0, -1 gone. */
 int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m);
-/* Set TG_CACHE_F_UPDATING on a READY entry unless it is set already: 1
- * when this caller set it (it refreshes), 0 when somebody else did, -1 gone. */
+/* Set TG_CACHE_F_UPDATING on a READY entry unless it is set already (and
+ * not run out: `until` is the claim's end), clearing the error flags of an
+ * earlier refresh: 1 when this caller set it (it refreshes), 0 when
+ * somebody else did, -1 gone. */
 int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until);
+/* Set then clear flags of an entry's metadata. 0, -1 gone. */
+int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear);
 /* Remove the entry of `key` (with its Vary record's variants when
  * `prefix`: every key starting with `key`). Returns how many went. */
 long tg_cache_purge(tg_cache_store_t *s, tg_str_t key, int prefix);

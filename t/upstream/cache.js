@@ -14,13 +14,20 @@
 //     ?size=N&chunks=K&ms=T instead of JSON: N pattern bytes (as echo.js) in K
 //                           writes T ms apart, with Content-Length unless
 //                           ?cl=0 (then chunked)
+//     ?lm=1                 Last-Modified: a fixed date; a request with that
+//                           If-Modified-Since gets 304
 //     ?delay=MS             answer after MS milliseconds
+//   POST /__set?status=S&delay=MS   from now on every answer has status S
+//                           (0: its own) and comes MS ms late (not counted)
 'use strict';
 const http = require('http');
 
 const PORT = parseInt(process.env.PORT || '0', 10);
 let counts = {};
 let total = 0;
+let forceStatus = 0;
+let forceDelay = 0;
+const LM = 'Mon, 01 Jan 2024 00:00:00 GMT';
 
 function pattern(off, len) {
     const b = Buffer.allocUnsafe(len);
@@ -38,7 +45,7 @@ function answer(req, res, u) {
         headers[name] = headers[name] === undefined ? v : [].concat(headers[name], v);
     }
     const etag = q.get('etag');
-    if (etag !== null) {
+    if (etag !== null && !forceStatus) {
         headers['ETag'] = '"' + etag + '"';
         if (req.headers['if-none-match'] === '"' + etag + '"') {
             res.writeHead(304, headers);
@@ -46,7 +53,15 @@ function answer(req, res, u) {
             return;
         }
     }
-    const status = parseInt(q.get('status') || '200', 10);
+    if (q.get('lm') !== null && !forceStatus) {
+        headers['Last-Modified'] = LM;
+        if (req.headers['if-modified-since'] === LM) {
+            res.writeHead(304, headers);
+            res.end();
+            return;
+        }
+    }
+    const status = forceStatus || parseInt(q.get('status') || '200', 10);
     if (q.get('size') !== null) {
         const n = parseInt(q.get('size'), 10);
         const k = Math.max(1, parseInt(q.get('chunks') || '1', 10));
@@ -86,11 +101,18 @@ http.createServer((req, res) => {
         res.end(JSON.stringify({ total, paths: counts }));
         return;
     }
+    if (u.pathname === '/__set') {
+        forceStatus = parseInt(u.searchParams.get('status') || '0', 10);
+        forceDelay = parseInt(u.searchParams.get('delay') || '0', 10);
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok');
+        return;
+    }
     req.resume();
     req.on('end', () => {
         counts[u.pathname] = (counts[u.pathname] || 0) + 1;
         total++;
-        const delay = parseInt(u.searchParams.get('delay') || '0', 10);
+        const delay = forceDelay || parseInt(u.searchParams.get('delay') || '0', 10);
         if (delay > 0) setTimeout(() => answer(req, res, u), delay);
         else answer(req, res, u);
     });
