@@ -191,7 +191,7 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     for (ca_zone_t *o = c->zones; o; o = o->next)
         if (tg_str_eq(o->name, z->name))
             return tg_conf_errf(cf, "duplicate cache_zone \"%.*s\"", TG_STR_FMT(z->name));
-    const char *err = tg_shm_zone_add(cf, z->name, (size_t)size, "cache", &z->shm);
+    const char *err = tg_shm_zone_add(cf, z->name, (size_t)size, TG_CACHE_ZONE_TAG, &z->shm);
     if (err)
         return err;
     z->file = cf->file;

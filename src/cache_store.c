@@ -397,6 +397,12 @@ long tg_cache_purge(tg_cache_store_t *s, tg_str_t key, int prefix)
     return n;
 }
 
+tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z)
+{
+    tg_cache_store_t *s = z->data;
+    return strcmp(z->tag, TG_CACHE_ZONE_TAG) == 0 && s->t.magic == CS_MAGIC ? s : NULL;
+}
+
 void tg_cache_count(tg_cache_store_t *s, tg_cache_counter_t c)
 {
     __atomic_add_fetch(&s->counters[c], 1, __ATOMIC_RELAXED);
@@ -412,4 +418,9 @@ void tg_cache_stats(tg_cache_store_t *s, tg_cache_stats_t *out)
     out->bytes = (uint64_t)(s->t.capacity - free_slots) * CS_SLOT;
     out->size = (uint64_t)s->t.capacity * CS_SLOT;
     out->max_entries = s->max_entries;
+    uint64_t *c = out->c;
+    uint64_t served = c[TG_CACHE_C_HIT] + c[TG_CACHE_C_STALE] + c[TG_CACHE_C_COLLAPSED];
+    out->hit_ratio = served + c[TG_CACHE_C_MISS]
+                         ? (double)served / (double)(served + c[TG_CACHE_C_MISS])
+                         : 0;
 }

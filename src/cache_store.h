@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 #include "str.h"
+#include "shm.h"
 
 typedef struct tg_cache_store_s tg_cache_store_t;
 
@@ -81,7 +82,13 @@ typedef struct {
     uint64_t c[TG_CACHE_C_COUNT];
     uint64_t entries, bytes; /* gauges: entries (Vary records included), bytes of slots used */
     uint64_t size, max_entries;
+    double hit_ratio; /* answers from the cache (hit, stale, collapsed, revalidated) / lookups */
 } tg_cache_stats_t;
+
+/* The owner tag of a cache zone (src/shm.h); its store starts at its data. */
+#define TG_CACHE_ZONE_TAG "cache"
+/* The store of a zone, NULL when the zone is not a cache's. */
+tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z);
 
 /* Lay out a store in a zone's memory (in the master at config load). A
  * block holding a store of the same shape is taken as it is (a reload).

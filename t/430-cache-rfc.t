@@ -25,6 +25,7 @@ server {
     location /bypass/ { cache_bypass \$http_x_nocache; proxy_pass $up->{addr}; }
     location /tiny/ { cache tiny; proxy_pass $up->{addr}; }
     location /off/ { cache off; proxy_pass $up->{addr}; }
+    location = /stats { cache off; stats; }
 }
 EOF
 
@@ -244,6 +245,30 @@ subtest '$cache_status in the access log' => sub {
     like($log, qr{^HIT /ma$}m, 'HIT');
     like($log, qr{^BYPASS /bypass/a$}m, 'BYPASS');
     like($log, qr{^EXPIRED /exp$}m, 'EXPIRED');
+};
+
+subtest 'stats: per zone in JSON, Prometheus and the dashboard' => sub {
+    my $j = decode_json($tg->http(GET => '/stats')->{body});
+    my $m = $j->{caches}{main};
+    ok($m, 'caches.main') or return;
+    cmp_ok($m->{hits}, '>=', 10, "hits ($m->{hits})");
+    cmp_ok($m->{misses}, '>=', 10, "misses ($m->{misses})");
+    cmp_ok($m->{bypass}, '>=', 3, 'bypass');
+    cmp_ok($m->{stored}, '>=', 10, 'stored');
+    cmp_ok($m->{entries}, '>', 0, 'entries');
+    cmp_ok($m->{bytes}, '>=', 4096 * $m->{entries}, 'bytes');
+    ok($m->{hit_ratio} > 0 && $m->{hit_ratio} < 1, "hit ratio $m->{hit_ratio}");
+    is($j->{caches}{tiny}{evicted}, 2, 'tiny: e2 evicted, then one more for e2 again');
+    my $p = $tg->http(GET => '/stats?format=prometheus')->{body};
+    like($p, qr/^tollgate_cache_events_total\{zone="main",event="hit"\} $m->{hits}$/m, 'Prometheus hits');
+    like($p, qr/^tollgate_cache_hit_ratio\{zone="main"\} 0\.\d{4}$/m, 'Prometheus hit ratio');
+    my $chromium = '/usr/bin/chromium';
+    SKIP: {
+        skip 'chromium is not installed', 2 unless -x $chromium;
+        my $html = `timeout 60 $chromium --headless --no-sandbox --disable-gpu --user-data-dir=@{[$tg->dir]}/chromium --virtual-time-budget=3000 --dump-dom 'http://127.0.0.1:@{[$tg->port]}/stats?format=html' 2>/dev/null`;
+        like($html, qr/<tr data-cache="main">/, 'dashboard: the cache row');
+        like($html, qr/<tr data-cache="main">.*?data-col="hit_ratio">\d+\.\d%</s, 'dashboard: hit ratio');
+    }
 };
 
 like(tg_conf_error("cache_zone z size=1k;\nserver { listen 1; }"),
