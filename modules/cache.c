@@ -76,6 +76,7 @@ typedef struct {
     tg_msec_t lock_timeout;
     int status_header, store_cookie;
     int use_stale; /* U_*; TG_CONF_UNSET */
+    ca_zone_t *purge; /* cache_purge ZONE: this location purges, NULL: not */
 } ca_conf_t;
 
 /* cache_use_stale: when a stale entry may answer whatever its own
@@ -309,6 +310,18 @@ static const char *set_valid(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     return NULL;
 }
 
+static const char *set_purge(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    ca_conf_t *c = conf;
+    if (c->purge)
+        return "\"cache_purge\" directive is duplicate";
+    if ((c->purge = find_zone(cf, tg_conf_arg(cf, 1))) == NULL)
+        return tg_conf_errf(cf, "unknown cache_zone \"%s\" in \"cache_purge\"",
+                            cf->args[1].text.p);
+    return NULL;
+}
+
 static const char *set_use_stale(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -356,7 +369,7 @@ static const char *ca_init_conf(tg_conf_t *cf, void *conf)
 
 static int ca_is_active(void *conf)
 {
-    return ((ca_conf_t *)conf)->zone != NULL;
+    return ((ca_conf_t *)conf)->zone != NULL || ((ca_conf_t *)conf)->purge != NULL;
 }
 
 /* ---- keys ------------------------------------------------------------------------ */
@@ -670,9 +683,66 @@ static ca_ctx_t *ctx_get(tg_request_t *r, ca_conf_t *c)
     return x;
 }
 
+static int unhex(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0'
+           : (ch | 32) >= 'a' && (ch | 32) <= 'f' ? (ch | 32) - 'a' + 10 : -1;
+}
+
+/* A query argument, percent-decoded (and '+' as a space) into the arena. */
+static int query_arg(tg_request_t *r, const char *name, tg_str_t *out)
+{
+    tg_str_t v;
+    if (tg_var_arg(r, tg_str_c(name), &v) != 0)
+        return -1;
+    char *b = tg_arena_alloc(r->arena, v.len + 1), *w = b;
+    if (b == NULL)
+        return -1;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] == '%' && i + 2 < v.len && unhex(v.p[i + 1]) >= 0 &&
+            unhex(v.p[i + 2]) >= 0) {
+            *w++ = (char)(unhex(v.p[i + 1]) * 16 + unhex(v.p[i + 2]));
+            i += 2;
+        } else {
+            *w++ = v.p[i] == '+' ? ' ' : v.p[i];
+        }
+    }
+    *out = (tg_str_t){b, (size_t)(w - b)};
+    return 0;
+}
+
+/* cache_purge: PURGE, POST or DELETE with ?key=K (the entry and its Vary
+ * variants), ?prefix=P or ?tag=T; answers {"purged": N}. */
+static tg_rc_t purge(tg_request_t *r, ca_conf_t *c)
+{
+    static const char *const how[] = {"key", "prefix", "tag"};
+    if (r->method != HTTP_PURGE && r->method != HTTP_POST && r->method != HTTP_DELETE)
+        return tg_request_respond(r, 405, "text/plain", TG_STR("405 Method Not Allowed\n"))
+                   ? TG_ERROR : TG_DONE;
+    for (int i = 0; i < 3; i++) {
+        tg_str_t v;
+        if (query_arg(r, how[i], &v) != 0 || v.len == 0)
+            continue;
+        long n = tg_cache_purge(c->purge->store, v, i);
+        char *body = tg_arena_printf(r->arena, "{\"purged\": %ld}\n", n);
+        if (body == NULL)
+            return TG_ERROR;
+        tg_log(TG_LOG_INFO, "cache zone \"%.*s\": purged %ld by %s", TG_STR_FMT(c->purge->name),
+               n, how[i]);
+        return tg_request_respond(r, 200, "application/json", tg_str_c(body)) ? TG_ERROR
+                                                                               : TG_DONE;
+    }
+    return tg_request_respond(r, 400, "text/plain", TG_STR("400 key=, prefix= or tag= expected\n"))
+               ? TG_ERROR : TG_DONE;
+}
+
 static tg_rc_t ca_content(tg_request_t *r, void *conf)
 {
     ca_conf_t *c = conf;
+    if (c->purge)
+        return purge(r, c);
+    if (c->zone == NULL)
+        return TG_OK;
     tg_cache_store_t *st = c->zone->store;
     double now = ev_now(tg_worker->loop);
     ca_ctx_t *x = tg_module_ctx(r, &tg_cache_module);
@@ -996,6 +1066,8 @@ static const char *ca_explain(tg_arena_t *a, void *conf, const tg_explain_req_t 
 {
     (void)req;
     ca_conf_t *c = conf;
+    if (c->purge)
+        return tg_arena_printf(a, "purge zone %.*s", TG_STR_FMT(c->purge->name));
     return tg_arena_printf(a, "zone %.*s key=%s lock_timeout=%llums", TG_STR_FMT(c->zone->name),
                            c->key ? c->key->src.p : "$scheme$host$request_uri",
                            (unsigned long long)c->lock_timeout);
@@ -1018,6 +1090,7 @@ static const tg_directive_t ca_directives[] = {
     {"cache_status_header", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(ca_conf_t, status_header)},
     {"cache_use_stale", TG_SCOPE_HTTP, 0, 1, 4, set_use_stale, 0},
+    {"cache_purge", TG_SCOPE_LOCATION, 0, 1, 1, set_purge, 0},
     {"cache_store_set_cookie", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(ca_conf_t, store_cookie)},
     {NULL, 0, 0, 0, 0, NULL, 0},

@@ -368,30 +368,78 @@ int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, u
     return ce ? 0 : -1;
 }
 
-long tg_cache_purge(tg_cache_store_t *s, tg_str_t key, int prefix)
+/* Does the head (`len` bytes of "Name: value\n" lines) tag the response
+ * with `tag`? */
+static int head_has_tag(const char *h, size_t len, tg_str_t tag)
 {
-    if (lock(s) != 0)
+    for (const char *p = h, *end = h + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        const char *v = NULL;
+        if ((size_t)(eol - p) > 15 && tg_str_caseeq_n(p, "Surrogate-Key: ", 15))
+            v = p + 15;
+        else if ((size_t)(eol - p) > 11 && tg_str_caseeq_n(p, "Cache-Tag: ", 11))
+            v = p + 11;
+        while (v && v < eol) {
+            while (v < eol && (*v == ' ' || *v == ',' || *v == '\t'))
+                v++;
+            const char *t = v;
+            while (v < eol && *v != ' ' && *v != ',' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == tag.len && memcmp(t, tag.p, tag.len) == 0)
+                return 1;
+        }
+        p = eol + 1;
+    }
+    return 0;
+}
+
+/* Is entry `ref` one a purge of `arg` takes? `vkey`: arg + the variant mark. */
+static int purge_match(tg_cache_store_t *s, uint32_t ref, tg_str_t arg, tg_str_t vkey, int how,
+                       char *buf)
+{
+    cs_entry_t *e = entry(s, ref);
+    tg_shm_span_t sp = span(s, ref);
+    if (how == TG_CACHE_PURGE_TAG) {
+        if (e->state == TG_CACHE_LOCKED || (e->meta.flags & TG_CACHE_F_VARY) ||
+            e->hlen > TG_CACHE_TAG_HEAD_MAX)
+            return 0;
+        tg_shm_span_io(&s->t, &sp, e->klen, buf, e->hlen, TG_SHM_SPAN_READ);
+        return head_has_tag(buf, e->hlen, arg);
+    }
+    tg_str_t k = how == TG_CACHE_PURGE_PREFIX ? arg : vkey;
+    return e->klen >= k.len && tg_shm_span_io(&s->t, &sp, 0, (void *)k.p, k.len,
+                                              TG_SHM_SPAN_CMP) == 0;
+}
+
+long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
+{
+    char vk[CS_INLINE + 1], buf[TG_CACHE_TAG_HEAD_MAX];
+    if (arg.len > CS_INLINE || lock(s) != 0)
         return 0;
     long n = 0;
-    if (!prefix) {
-        uint64_t h = key_hash(s, key);
+    int walk = how != TG_CACHE_PURGE_KEY;
+    if (how == TG_CACHE_PURGE_KEY) {
+        uint64_t h = key_hash(s, arg);
         uint32_t ref;
-        while ((ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL)) != 0) {
+        while ((ref = tg_shm_table_find(&s->t, h, &arg, &ops, NULL)) != 0) {
+            walk |= (entry(s, ref)->meta.flags & TG_CACHE_F_VARY) != 0;
             entry_remove(s, ref);
             n++;
         }
-    } else {
-        for (uint32_t ref = tg_shm_table_oldest(&s->t); ref;) {
-            uint32_t newer = tg_shm_table_newer(&s->t, ref);
-            cs_entry_t *e = entry(s, ref);
-            tg_shm_span_t sp = span(s, ref);
-            if (e->klen >= key.len &&
-                tg_shm_span_io(&s->t, &sp, 0, (void *)key.p, key.len, TG_SHM_SPAN_CMP) == 0) {
-                entry_remove(s, ref);
-                n++;
-            }
-            ref = newer;
+    }
+    /* variant keys are the key, \x01, then the request's header values */
+    memcpy(vk, arg.p, arg.len);
+    vk[arg.len] = '\x01';
+    tg_str_t vkey = {vk, arg.len + 1};
+    for (uint32_t ref = walk ? tg_shm_table_oldest(&s->t) : 0; ref;) {
+        uint32_t newer = tg_shm_table_newer(&s->t, ref);
+        if (purge_match(s, ref, arg, vkey, how, buf)) {
+            entry_remove(s, ref);
+            n++;
         }
+        ref = newer;
     }
     unlock(s);
     return n;

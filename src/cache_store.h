@@ -136,9 +136,14 @@ int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cach
 int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until);
 /* Set then clear flags of an entry's metadata. 0, -1 gone. */
 int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear);
-/* Remove the entry of `key` (with its Vary record's variants when
- * `prefix`: every key starting with `key`). Returns how many went. */
-long tg_cache_purge(tg_cache_store_t *s, tg_str_t key, int prefix);
+/* Remove entries (those being filled too: their fill fails): TG_CACHE_PURGE_KEY
+ * the entry of key `arg` and its Vary variants; _PREFIX every key starting
+ * with `arg`; _TAG every response whose Surrogate-Key (space-separated) or
+ * Cache-Tag (comma-separated) lists `arg` (heads over TG_CACHE_TAG_HEAD_MAX
+ * bytes are not searched). Returns how many went. */
+enum { TG_CACHE_PURGE_KEY = 0, TG_CACHE_PURGE_PREFIX, TG_CACHE_PURGE_TAG };
+#define TG_CACHE_TAG_HEAD_MAX 16384
+long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how);
 
 void tg_cache_count(tg_cache_store_t *s, tg_cache_counter_t c);
 void tg_cache_stats(tg_cache_store_t *s, tg_cache_stats_t *out);

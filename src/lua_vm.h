@@ -148,6 +148,7 @@ int tg_lua_vm_wait(lua_State *L, tg_lua_wait_t *w, const char *fn); /* yields; l
 void tg_lua_vm_wake(tg_lua_wait_t *w, tg_request_t *r);
 int64_t tg_lua_vm_http_body_max(void); /* lua_http_body_max, for lua_http.c */
 void tg_lua_http_open(lua_State *L); /* tg.http */
+void tg_lua_cache_open(lua_State *L); /* tg.cache (lua_cache.c) */
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */
