@@ -44,6 +44,7 @@
 
 #define CA_POLL 0.002            /* s: a waiter or follower looks at the entry again */
 #define CA_MAX_VALID 16          /* cache_valid lines per scope */
+#define CA_BUFS 4                /* pool buffers a response is copied into per write */
 
 enum { M_GET = 1, M_HEAD = 2 };
 
@@ -107,7 +108,7 @@ typedef struct {
     tg_cache_entry_t old;   /* the stale entry being refreshed (refresh), or waited for */
     double wait_until;
     ev_timer timer;
-    tg_buf_t *buf;     /* serving: the round's copy */
+    tg_buf_t *buf[CA_BUFS]; /* serving: the round's copies */
     uint64_t off;      /* serving: next byte of the run (head + body) */
     unsigned finishing : 1;
 } ca_ctx_t;
@@ -394,9 +395,11 @@ static void ctx_release(void *p)
 {
     ca_ctx_t *x = p;
     ev_timer_stop(tg_worker->loop, &x->timer);
-    if (x->buf)
-        tg_buf_put(x->buf);
-    x->buf = NULL;
+    for (int i = 0; i < CA_BUFS; i++) {
+        if (x->buf[i])
+            tg_buf_put(x->buf[i]);
+        x->buf[i] = NULL;
+    }
 }
 
 static void on_drained(tg_request_t *r)
@@ -452,8 +455,9 @@ static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
     return TG_AGAIN;
 }
 
-/* Copy body bytes out of the entry, a pool buffer at a time, as far as they
- * are committed; wait for the fill (a poll) or for the client (on_drained). */
+/* Copy body bytes out of the entry into up to CA_BUFS pool buffers per
+ * round (one writev), as far as they are committed; wait for the fill (a
+ * poll) or for the client (on_drained: the buffers are free again). */
 static void serve(tg_request_t *r)
 {
     ca_ctx_t *x = r->handler_ctx;
@@ -462,39 +466,33 @@ static void serve(tg_request_t *r)
         tg_request_finalize(r, 0);
         return;
     }
-    if (x->buf == NULL && (x->buf = tg_buf_get()) == NULL) {
-        tg_request_finalize(r, 1);
-        return;
-    }
-    for (int rounds = 0; rounds < 64; rounds++) {
-        size_t room = (size_t)(x->buf->end - x->buf->start);
-        long n = r->resp_no_body ? 0 : tg_cache_read(st, &x->e, x->off, x->buf->start, room);
-        if (n < 0) { /* evicted or the fill failed: the answer cannot be completed */
-            tg_request_finalize(r, 1);
-            return;
-        }
-        if (n == 0) {
-            if (x->e.state != TG_CACHE_READY && !r->resp_no_body) {
-                poll_later(x);
-                return;
-            }
-            x->finishing = 1;
-            if (tg_request_send_body(r, NULL, 1) != 0) {
+    for (int rounds = 0; rounds < 16; rounds++) {
+        tg_spans_t s = {0};
+        for (int i = 0; i < CA_BUFS && !r->resp_no_body; i++) {
+            if (x->buf[i] == NULL && (x->buf[i] = tg_buf_get()) == NULL)
+                break;
+            size_t room = (size_t)(x->buf[i]->end - x->buf[i]->start);
+            long n = tg_cache_read(st, &x->e, x->off, x->buf[i]->start, room);
+            if (n < 0) { /* evicted or the fill failed: the answer cannot be completed */
                 tg_request_finalize(r, 1);
                 return;
             }
-            int rc = tg_request_flush(r);
-            if (rc != 0)
-                tg_request_finalize(r, rc < 0);
-            return; /* else on_drained finalizes */
+            tg_spans_add(&s, x->buf[i]->start, (size_t)n);
+            x->off += (uint64_t)n;
+            if ((size_t)n < room)
+                break; /* no more committed now */
         }
-        x->off += (uint64_t)n;
-        int last = x->e.state == TG_CACHE_READY && x->off == x->e.hlen + x->e.blen;
-        tg_spans_t s = {0};
-        tg_spans_add(&s, x->buf->start, (size_t)n);
-        if (last)
-            x->finishing = 1;
-        if (tg_request_send_body(r, &s, last) != 0) {
+        int done = r->resp_no_body ||
+                   (x->e.state == TG_CACHE_READY && x->off == x->e.hlen + x->e.blen);
+        if (s.len == 0 && !done) {
+            if (x->buf[0] == NULL)
+                tg_request_finalize(r, 1); /* no buffer */
+            else
+                poll_later(x);
+            return;
+        }
+        x->finishing = done;
+        if (tg_request_send_body(r, s.len ? &s : NULL, done) != 0) {
             tg_request_finalize(r, 1);
             return;
         }
@@ -504,8 +502,8 @@ static void serve(tg_request_t *r)
             return;
         }
         if (rc == 0)
-            return; /* on_drained: the buffer is free again */
-        if (last) {
+            return; /* on_drained */
+        if (done) {
             tg_request_finalize(r, 0);
             return;
         }
