@@ -10,7 +10,7 @@ use POSIX ();
 use Time::HiRes qw(sleep);
 
 my $up = node_upstream('cache');
-my $tg = tg_start(<<"EOF");
+my $conf = <<"EOF";
 cache_zone main size=4m;
 cache_zone tiny size=256k max_entries=4 max_entry_size=16k;
 log_format cs "\$cache_status \$uri";
@@ -28,6 +28,7 @@ server {
     location = /stats { cache off; stats; }
 }
 EOF
+my $tg = tg_start($conf);
 
 sub count($path) {
     my $r = $up->http(GET => '/__count');
@@ -269,6 +270,18 @@ subtest 'stats: per zone in JSON, Prometheus and the dashboard' => sub {
         like($html, qr/<tr data-cache="main">/, 'dashboard: the cache row');
         like($html, qr/<tr data-cache="main">.*?data-col="hit_ratio">\d+\.\d%</s, 'dashboard: hit ratio');
     }
+};
+
+subtest 'a reload keeps the entries' => sub {
+    my $u = p('/reload', 'Cache-Control: max-age=600');
+    get($u);
+    my $off = $tg->reload($conf);
+    ok($tg->wait_log(qr/cache zone "main": entries kept from the running config/, 10, $off),
+       'the zone is taken over');
+    ok($tg->wait_log(qr/reload/i, 10, $off), 'reloaded');
+    my $r = get($u);
+    like($r->{headers}{'cache-status'}, qr/^tollgate; hit/, 'a hit after the reload');
+    is(count('/reload'), 1, 'upstream asked once');
 };
 
 like(tg_conf_error("cache_zone z size=1k;\nserver { listen 1; }"),
