@@ -59,6 +59,16 @@ tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entri
     return s;
 }
 
+/* How long a fill with its head in may go without progress before the next
+ * lookup takes it for dead: its pace is its client's, which may pause for a
+ * while, and its followers are cut off when it is taken over. */
+#define CS_FILL_GRACE 60.0
+
+static double fill_grace(const cs_entry_t *e)
+{
+    return e->lock_s > CS_FILL_GRACE ? e->lock_s : CS_FILL_GRACE;
+}
+
 static int lock(tg_cache_store_t *s)
 {
     return tg_shm_table_lock(&s->t) < 0 ? -1 : 0;
@@ -236,7 +246,7 @@ int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_
             ce->clen = clen;
             ce->meta = *m;
             ce->state = TG_CACHE_FILLING;
-            ce->lock_until = now + ce->lock_s;
+            ce->lock_until = now + fill_grace(ce);
             rc = 0;
         } else {
             entry_remove(s, e->ref);
@@ -267,7 +277,7 @@ int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct io
         ce = entry(s, e->ref);
         /* readers copy under the same lock: the new length is their bound */
         ce->blen += v[i].iov_len;
-        ce->lock_until = now + ce->lock_s;
+        ce->lock_until = now + fill_grace(ce);
     }
     if (rc == 0)
         e->blen = entry(s, e->ref)->blen;

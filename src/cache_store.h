@@ -10,7 +10,8 @@
  * rounds, each published at once by its committed length, so readers in any
  * worker follow the body as it comes in; the end makes it READY, a failure
  * removes it. A LOCKED entry whose lock ran out, or a FILLING one that made
- * no progress for as long (its writer died), is taken over by the next miss.
+ * no progress for a minute (or the lock time when longer: its writer died),
+ * is taken over by the next miss.
  *
  * Readers copy bytes out under the table lock, round by round, and check
  * the entry's generation each time: an entry evicted or replaced meanwhile
