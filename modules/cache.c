@@ -41,6 +41,7 @@
 #include "cache_store.h"
 #include "cache_policy.h"
 #include "request_bg.h"
+#include "http_cond.h"
 
 #define CA_POLL 0.002            /* s: a waiter or follower looks at the entry again */
 #define CA_MAX_VALID 16          /* cache_valid lines per scope */
@@ -443,6 +444,18 @@ static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
     }
     r->status = x->e.meta.status;
     r->resp_content_length = x->e.state == TG_CACHE_READY ? (int64_t)x->e.blen : x->e.clen;
+    if (r->status == 200 && x->e.state == TG_CACHE_READY) {
+        /* the client's own validators against the stored response (RFC 9111
+         * 4.3.2): a 304 from the cache; no Last-Modified never matches a date */
+        tg_header_t *et = tg_headers_find(&r->resp_headers, TG_STR("ETag"));
+        tg_header_t *lm = tg_headers_find(&r->resp_headers, TG_STR("Last-Modified"));
+        time_t mt = lm ? tg_http_date_parse(lm->value) : -1;
+        if (tg_http_preconditions(&r->headers, et ? et->value : TG_NULL_STR,
+                                  mt >= 0 ? mt : (time_t)INT64_MAX) == 304) {
+            r->status = 304;
+            r->resp_content_length = -1;
+        }
+    }
     x->serving = 1;
     x->off = x->e.hlen;
     if (tg_request_send_header(r) != 0) {

@@ -181,6 +181,26 @@ subtest 'HEAD is answered from a GET entry' => sub {
     is(count('/head'), 1, 'upstream asked once');
 };
 
+subtest 'the client\'s conditional request answered 304 from the cache' => sub {
+    my $u = p('/cond', 'Cache-Control: max-age=60', 'ETag: "e1"',
+              'Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT');
+    get($u);
+    my $r = get($u, 'If-None-Match' => '"e1"');
+    is($r->{status}, 304, 'If-None-Match matches: 304');
+    is($r->{body}, '', 'no body');
+    like($r->{headers}{'cache-status'}, qr/hit/, 'from the cache');
+    is(get($u, 'If-None-Match' => '"other"')->{status}, 200, 'another tag: 200');
+    is(get($u, 'If-Modified-Since' => 'Tue, 02 Jan 2024 00:00:00 GMT')->{status}, 304,
+       'If-Modified-Since after Last-Modified: 304');
+    is(get($u, 'If-Modified-Since' => 'Sun, 31 Dec 2023 00:00:00 GMT')->{status}, 200,
+       'before: 200');
+    my $n = p('/cond2', 'Cache-Control: max-age=60');
+    get($n);
+    is(get($n, 'If-Modified-Since' => 'Tue, 02 Jan 2024 00:00:00 GMT')->{status}, 200,
+       'no Last-Modified: a date never matches');
+    is(count('/cond') + count('/cond2'), 2, 'all from the cache');
+};
+
 subtest 'poisoning' => sub {
     my $u = p('/poison', 'Cache-Control: max-age=60');
     my $r1 = get($u);
