@@ -103,7 +103,6 @@ typedef struct {
     unsigned filling : 1; /* the head went in: body rounds go in too */
     unsigned stored : 1;  /* the response is being stored (Cache-Status "stored") */
     unsigned serving : 1; /* the content handler answers from e */
-    unsigned waiting : 1; /* parked: a poll timer resumes the hook */
     unsigned may_store : 1; /* a fetch for the cache: its response may be stored */
     unsigned refresh : 1;   /* a background request refreshing `old` */
     tg_cache_entry_t old;   /* the stale entry being refreshed (refresh), or waited for */
@@ -645,7 +644,6 @@ static tg_rc_t stale(tg_request_t *r, ca_ctx_t *x, double now)
     }
     if ((x->e.meta.flags & TG_CACHE_F_UPDATING) && now < x->wait_until) {
         x->old = x->e;
-        x->waiting = 1;
         poll_later(x);
         return TG_AGAIN;
     }
@@ -776,7 +774,6 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
         x->vkey = x->key;
         x->wait_until = now + (double)c->lock_timeout / 1000.0;
     }
-    x->waiting = 0;
     /* HEAD never fills (its response has no body): it reads what GET stored */
     double lock_s = r->method == HTTP_GET ? (double)c->lock_timeout / 1000.0 : 0;
     for (int hops = 0; hops < 2; hops++) {
@@ -824,7 +821,6 @@ static tg_rc_t ca_content(tg_request_t *r, void *conf)
         return serve_begin(r, x);
     }
     if (x->e.state == TG_CACHE_LOCKED && now < x->wait_until) {
-        x->waiting = 1;
         poll_later(x);
         return TG_AGAIN;
     }

@@ -53,7 +53,6 @@ typedef struct {
     double fresh_until;    /* stored + freshness lifetime - age */
     double swr_until;      /* end of stale-while-revalidate (fresh_until when none) */
     double sie_until;      /* end of stale-if-error */
-    uint64_t etag_hash;    /* unused by the store: the module's */
 } tg_cache_meta_t;
 
 /* An entry as a lookup or a read saw it. */
