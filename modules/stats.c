@@ -38,6 +38,7 @@
 #include "basic_auth.h"
 #include "upstream_dyn.h"
 #include "app_stats.h"
+#include "cache_store.h"
 
 typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
@@ -308,7 +309,7 @@ typedef struct {
 
 /* The entities metrics repeat over (each a JSON object key and a
  * Prometheus label). */
-typedef enum { ENT_ZONE = 0, ENT_SERVER, ENT_LOCATION, ENT_UPSTREAM, ENT_PEER, ENT_COUNT } ent_kind_t;
+typedef enum { ENT_ZONE = 0, ENT_SERVER, ENT_LOCATION, ENT_UPSTREAM, ENT_PEER, ENT_CACHE, ENT_COUNT } ent_kind_t;
 
 typedef struct {
     tg_str_t name;
@@ -317,7 +318,7 @@ typedef struct {
 } ent_t;
 
 static const char *const ent_label[ENT_COUNT] = {"zone", "server", "location", "upstream",
-                                                 "server"};
+                                                 "server", "zone"};
 
 typedef struct {
     top_view_t top;
@@ -448,7 +449,17 @@ static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
         }
     }
     sn->nents[ENT_UPSTREAM] = mc->st->nups;
-    return 0;
+    int ncache = 0; /* response cache zones (src/cache_store.h) */
+    for (tg_shm_zone_t *z = c->shm_zones; z; z = z->next)
+        ncache += tg_cache_store_of(z) != NULL;
+    ent_t *ce = sn->ents[ENT_CACHE] = tg_arena_alloc(a, (size_t)(ncache + 1) * sizeof(ent_t));
+    tg_cache_stats_t *cs = tg_arena_alloc(a, (size_t)(ncache + 1) * sizeof(*cs));
+    for (tg_shm_zone_t *z = c->shm_zones; z && ce && cs; z = z->next)
+        if (tg_cache_store_of(z)) {
+            tg_cache_stats(tg_cache_store_of(z), cs);
+            ce[sn->nents[ENT_CACHE]++] = (ent_t){z->name, -1, cs++};
+        }
+    return ce && cs ? 0 : -1;
 }
 
 /* ---- the metrics table ---- */
@@ -465,13 +476,15 @@ typedef enum {
     V_U32,     /* uint32_t */
     V_I64,     /* int64_t */
     V_SECONDS, /* double, printed as a whole number */
+    V_RATIO,   /* double, printed with 4 decimals */
     V_STR,     /* const char *: a JSON string (JSON only) */
     V_INFO,    /* const char *: JSON string; Prometheus: a label of a sample that is 1 */
     V_HIST     /* hist_view_t: JSON KEY_sum (ms) and KEY_buckets; Prometheus histogram (s) */
 } vkind_t;
 
 /* Label sets of a metric's own: its samples, each a JSON key and a label value. */
-typedef enum { SET_NONE = 0, SET_STATE, SET_CLASS, SET_CODE, SET_RESULT, SET_CACHE, SET_ACTION } set_t;
+typedef enum { SET_NONE = 0, SET_STATE, SET_CLASS, SET_CODE, SET_RESULT, SET_CACHE, SET_ACTION,
+               SET_RCACHE } set_t;
 
 enum {
     F_JSON = 1,
@@ -512,6 +525,12 @@ static const sample_t action_samples[] = {
     {"limited", "limited", offsetof(tg_stats_zone_t, limited), F_BOTH},
     {"dry_run", "dry_run", offsetof(tg_stats_zone_t, dry_run), F_BOTH}};
 
+#define RC(label, key, c) {label, key, (c) * sizeof(uint64_t), F_BOTH}
+static const sample_t rcache_samples[] = {
+    RC("hit", "hits", TG_CACHE_C_HIT), RC("miss", "misses", TG_CACHE_C_MISS),
+    RC("stale", "stale", TG_CACHE_C_STALE), RC("revalidated", "revalidated", TG_CACHE_C_REVALIDATED),
+    RC("collapsed", "collapsed", TG_CACHE_C_COLLAPSED), RC("bypass", "bypass", TG_CACHE_C_BYPASS),
+    RC("stored", "stored", TG_CACHE_C_STORED), RC("evicted", "evicted", TG_CACHE_C_EVICTED)};
 static const set_def_t sets[] = {
     [SET_NONE] = {NULL, NULL, 0},
     [SET_STATE] = {"state", state_samples, 4},
@@ -520,6 +539,7 @@ static const set_def_t sets[] = {
     [SET_RESULT] = {"result", result_samples, 3},
     [SET_CACHE] = {"event", cache_samples, 6},
     [SET_ACTION] = {"action", action_samples, 2},
+    [SET_RCACHE] = {"event", rcache_samples, 8},
 };
 
 typedef struct {
@@ -670,6 +690,17 @@ static const metric_t metrics[] = {
             END,
         END,
     END,
+    EACH("caches", ENT_CACHE),
+        OF(tg_cache_stats_t, NULL, "tollgate_cache_events_total", "counter",
+           "Response cache lookups by outcome, responses stored and evicted.", V_U64, c,
+           SET_RCACHE, F_BOTH),
+        OF(tg_cache_stats_t, "hit_ratio", "tollgate_cache_hit_ratio", "gauge",
+           "Answers from the cache over lookups.", V_RATIO, hit_ratio, SET_NONE, F_BOTH),
+        OF(tg_cache_stats_t, "entries", "tollgate_cache_entries", "gauge", "Entries stored.",
+           V_U64, entries, SET_NONE, F_BOTH),
+        OF(tg_cache_stats_t, "bytes", "tollgate_cache_bytes", "gauge",
+           "Bytes of the zone in use.", V_U64, bytes, SET_NONE, F_BOTH),
+    END,
     EACH("upstreams", ENT_UPSTREAM),
         EACH("servers", ENT_PEER),
             OF(peer_view_t, "requests", "tollgate_upstream_requests_total", "counter",
@@ -728,10 +759,10 @@ static uint64_t u64_at(const void *view, size_t off)
 /* One sample's value as text (V_U64, V_I64, V_SECONDS). */
 static void put_number(sb_t *sb, vkind_t kind, const void *view, size_t off)
 {
-    if (kind == V_SECONDS) {
+    if (kind == V_SECONDS || kind == V_RATIO) {
         double d;
         memcpy(&d, at(view, off), sizeof(d));
-        sb_printf(sb, "%.0f", d);
+        sb_printf(sb, kind == V_RATIO ? "%.4f" : "%.0f", d);
     } else if (kind == V_U32) {
         uint32_t v;
         memcpy(&v, at(view, off), sizeof(v));

@@ -3,7 +3,8 @@
  * ?format=json every second and draws inline SVG charts of requests/s by
  * status class, upstream latency p50/p99 (estimated from the histogram
  * buckets added between two polls), connections by state, and a table of
- * upstream servers, and, when app blocks run, a table of their instances
+ * upstream servers, the response caches (hits, misses, hit ratio), and,
+ * when app blocks run, a table of their instances
  * (pid, state, uptime, restarts, RSS, CPU, in flight). Each chart sets data-drawn (points drawn) once drawn;
  * table cells carry data-col, so tests can read the rendered DOM. */
 #ifndef TG_STATS_DASHBOARD_H
@@ -37,6 +38,7 @@ static const char tg_stats_dashboard_html[] =
     "<tr><td class=\"k\">per second</td><td id=\"rps-1xx\"></td><td id=\"rps-2xx\"></td><td id=\"rps-3xx\"></td><td id=\"rps-4xx\"></td><td id=\"rps-5xx\"></td><td id=\"rps-total\"></td></tr></table>\n"
     "<table><tr><th class=\"k\">TLS full</th><th>resumed</th><th>failed</th><th>rate limited</th><th>dry run</th><th>Lua errors</th><th>compressed</th></tr>\n"
     "<tr><td class=\"k\" id=\"tls-full\"></td><td id=\"tls-resumed\"></td><td id=\"tls-failed\"></td><td id=\"rl-limited\"></td><td id=\"rl-dry\"></td><td id=\"lua-errors\"></td><td id=\"compress-ratio\"></td></tr></table></section>\n"
+    "<section class=\"wide\" id=\"caches-panel\" hidden><h2>Response caches</h2><table id=\"caches\"><tr><th class=\"k\">zone</th><th>hits</th><th>misses</th><th>stale</th><th>revalidated</th><th>collapsed</th><th>hit ratio</th><th>entries</th><th>MB</th></tr></table></section>\n"
     "<section class=\"wide\"><h2>Upstream servers</h2><table id=\"ups\"><tr><th class=\"k\">upstream</th><th class=\"k\">server</th><th>state</th><th>active</th><th>requests</th><th>failures</th><th>retries</th><th>p50 ms</th><th>p99 ms</th></tr></table></section>\n"
     "<section class=\"wide\" id=\"apps-panel\" hidden><h2>Apps</h2><table id=\"apps\"><tr><th class=\"k\">app</th><th>slot</th><th>pid</th><th class=\"k\">state</th><th>uptime s</th><th>restarts</th><th>RSS MB</th><th>CPU s</th><th>in flight</th></tr></table></section>\n"
     "</main>\n"
@@ -93,6 +95,11 @@ static const char tg_stats_dashboard_html[] =
     "   [lastQ[key]?fmt(lastQ[key][0]):'-'],[lastQ[key]?fmt(lastQ[key][1]):'-']].forEach(function(c,i){\n"
     "   var td=el('td',c[1]?{'class':c[1]}:{},String(c[0]));td.setAttribute('data-col',['upstream','server','state','active','requests','failures','retries','p50','p99'][i]);r.appendChild(td)});\n"
     "  rows.appendChild(r)})});\n"
+    " var ct=$('caches');while(ct.rows.length>1)ct.deleteRow(1);$('caches-panel').hidden=!Object.keys(s.caches||{}).length;\n"
+    " Object.keys(s.caches||{}).forEach(function(z){var c=s.caches[z],r=el('tr',{'data-cache':z});\n"
+    "  [[z,'k'],[c.hits],[c.misses],[c.stale],[c.revalidated],[c.collapsed],[(100*c.hit_ratio).toFixed(1)+'%'],[c.entries],[(c.bytes/1048576).toFixed(1)]].forEach(function(x,i){\n"
+    "   var td=el('td',x[1]?{'class':x[1]}:{},String(x[0]));td.setAttribute('data-col',['zone','hits','misses','stale','revalidated','collapsed','hit_ratio','entries','mb'][i]);r.appendChild(td)});\n"
+    "  ct.appendChild(r)});\n"
     " var at=$('apps');while(at.rows.length>1)at.deleteRow(1);$('apps-panel').hidden=!s.apps;\n"
     " Object.keys(s.apps||{}).forEach(function(an){var ap=s.apps[an],hr=el('tr',{'data-app':an,'class':'apphead'});\n"
     "  hr.appendChild(el('td',{'class':'k',colspan:9},an+' \\u00b7 rollouts '+ap.rollouts+' \\u00b7 rollbacks '+ap.rollbacks));at.appendChild(hr);\n"

@@ -620,6 +620,9 @@ void tg_lua_api_open(lua_State *L, tg_lua_main_t *m)
     lua_pushvalue(L, tg);
     tg_lua_redis_open(L, m);
     lua_pop(L, 1);
+    lua_newtable(L);
+    tg_lua_cache_open(L);
+    lua_setfield(L, tg, "cache");
 
     lua_createtable(L, 0, 2); /* tg.ctx is per request */
     lua_pushcfunction(L, tg_index);

@@ -199,6 +199,7 @@ const char *tg_lua_http_init_conf(tg_conf_t *cf, tg_lua_main_t *m);
 void tg_lua_http_open(lua_State *L, tg_lua_main_t *m);
 void tg_lua_http_exit(void);
 void tg_lua_redis_open(lua_State *L, tg_lua_main_t *m); /* tg.redis, tg.null */
+void tg_lua_cache_open(lua_State *L); /* tg.cache (lua_cache.c) */
 
 /* What the API asks of the runner. */
 int tg_lua_vm_sleep(lua_State *L, double seconds); /* yields; lua_CFunction tail */

@@ -24,6 +24,7 @@ extern tg_module_t tg_app_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
 extern tg_module_t tg_request_id_module;
+extern tg_module_t tg_cache_module;
 extern tg_module_t tg_accesslog_module;
 extern tg_module_t tg_rate_limit_module;
 extern tg_module_t tg_limit_conn_module;
@@ -47,6 +48,8 @@ tg_module_t *const tg_modules[] = {
     &tg_upstream_dyn_module, /* after upstream: the resolve servers' shared records */
     &tg_health_module,
     &tg_realip_module,
+    &tg_cache_module, /* before every response hook: it stores the upstream's own head and
+                       * identity body; its content hook answers before return and the proxy */
     &tg_request_id_module, /* sets the id header before anything can answer */
     &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
     &tg_rewrite_module, /* rewrite/return/break: before lua_rewrite, as nginx; its content

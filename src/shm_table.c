@@ -239,6 +239,36 @@ void tg_shm_table_chain_free(tg_shm_table_t *t, uint32_t chain)
     }
 }
 
+void tg_shm_table_chain_link(tg_shm_table_t *t, uint32_t last, uint32_t more)
+{
+    *raw_link(t, last) = more;
+}
+
+uint32_t tg_shm_table_chain_last(tg_shm_table_t *t, uint32_t chain)
+{
+    while (chain && *raw_link(t, chain))
+        chain = *raw_link(t, chain);
+    return chain;
+}
+
+int tg_shm_table_is_entry(tg_shm_table_t *t, uint32_t ref)
+{
+    if (ref == 0 || ref > t->hw) return 0;
+    for (uint32_t r = buckets(t)[S(t, ref)->hash & t->mask]; r; r = S(t, r)->chain)
+        if (r == ref) return 1;
+    return 0;
+}
+
+uint32_t tg_shm_table_bucket_first(tg_shm_table_t *t, uint64_t hash)
+{
+    return buckets(t)[(uint32_t)hash & t->mask];
+}
+
+uint32_t tg_shm_table_bucket_next(tg_shm_table_t *t, uint32_t ref)
+{
+    return S(t, ref)->chain;
+}
+
 int tg_shm_span_io(tg_shm_table_t *t, const tg_shm_span_t *s, size_t off, void *buf, size_t len,
                    tg_shm_span_op_t op)
 {

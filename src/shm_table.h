@@ -173,6 +173,18 @@ uint32_t tg_shm_table_chain_slots(tg_shm_table_t *t, size_t len, size_t inl_len)
 uint32_t tg_shm_table_chain_take(tg_shm_table_t *t, uint32_t n);
 void tg_shm_table_chain_free(tg_shm_table_t *t, uint32_t chain);
 
+/* Link chain `more` after raw slot `last` (the end of another chain); the
+ * last raw slot of a chain. For chains that grow at their tail. */
+void tg_shm_table_chain_link(tg_shm_table_t *t, uint32_t last, uint32_t more);
+uint32_t tg_shm_table_chain_last(tg_shm_table_t *t, uint32_t chain);
+/* Is `ref` an entry of the table now (not free, not a raw slot)? For an
+ * owner that keeps references across lock releases: it walks the bucket. */
+int tg_shm_table_is_entry(tg_shm_table_t *t, uint32_t ref);
+/* The entries of a hash's bucket, newest added first, for owners that keep
+ * several entries of one key: the first, and the one after `ref` (0: end). */
+uint32_t tg_shm_table_bucket_first(tg_shm_table_t *t, uint64_t hash);
+uint32_t tg_shm_table_bucket_next(tg_shm_table_t *t, uint32_t ref);
+
 typedef enum { TG_SHM_SPAN_READ = 0, TG_SHM_SPAN_WRITE, TG_SHM_SPAN_CMP } tg_shm_span_op_t;
 /* Bytes [off, off + len) of a span: READ copies them to `buf`, WRITE copies
  * `buf` in, CMP returns nonzero when they differ from `buf`. */

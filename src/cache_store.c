@@ -1,0 +1,484 @@
+/* The response cache's store (see cache_store.h). A zone holds a cs_shared
+ * header (the table's, then the store's shape and counters) and the table's
+ * 4 KB slots. An entry's slot starts with its cs_entry_t; the key, the head
+ * and the body follow in one run (cs_span) over the slot and a chain of raw
+ * slots, which grows at its tail as the body comes in. Every function takes
+ * the table lock for its whole operation and copies in or out; nothing
+ * points into the zone once the lock is released. */
+#include <string.h>
+#include "cache_store.h"
+#include "shm_table.h"
+
+#define CS_MAGIC 0x3130686361677400ULL /* "\0tgcach01" */
+#define CS_SLOT 4096                    /* bytes of a slot */
+#define CS_DATA (CS_SLOT - TG_SHM_SLOT_HEADER)
+
+typedef struct {
+    uint32_t state, gen;
+    uint32_t klen, hlen;
+    uint64_t blen;
+    int64_t clen;
+    uint32_t chain, tail; /* raw slots: first and last */
+    uint32_t nslots;      /* raw slots in the chain */
+    uint32_t pad;
+    double lock_until; /* LOCKED/FILLING: taken over after this (moved on by progress) */
+    double lock_s;
+    tg_cache_meta_t meta;
+} cs_entry_t;
+
+#define CS_INLINE (CS_DATA - sizeof(cs_entry_t))
+
+struct tg_cache_store_s {
+    tg_shm_table_t t; /* first: the shared table */
+    uint64_t max_entries, max_entry;
+    uint32_t gen; /* the last generation handed out */
+    uint32_t pad;
+    uint64_t counters[TG_CACHE_C_COUNT];
+};
+
+static cs_entry_t *entry(tg_cache_store_t *s, uint32_t ref)
+{
+    return tg_shm_table_data(&s->t, ref);
+}
+
+static tg_shm_span_t span(tg_cache_store_t *s, uint32_t ref)
+{
+    cs_entry_t *e = entry(s, ref);
+    return (tg_shm_span_t){(char *)(e + 1), CS_INLINE, e->chain};
+}
+
+tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entries,
+                                      uint64_t max_entry)
+{
+    if (size < sizeof(tg_cache_store_t) + 64 + 16 * CS_SLOT ||
+        tg_shm_table_init(mem, size, sizeof(tg_cache_store_t), CS_DATA, 0, CS_MAGIC) < 0)
+        return NULL;
+    tg_cache_store_t *s = mem;
+    s->max_entries = max_entries ? max_entries : s->t.capacity;
+    s->max_entry = max_entry;
+    return s;
+}
+
+/* How long a fill with its head in may go without progress before the next
+ * lookup takes it for dead: its pace is its client's, which may pause for a
+ * while, and its followers are cut off when it is taken over. */
+#define CS_FILL_GRACE 60.0
+
+static double fill_grace(const cs_entry_t *e)
+{
+    return e->lock_s > CS_FILL_GRACE ? e->lock_s : CS_FILL_GRACE;
+}
+
+static int lock(tg_cache_store_t *s)
+{
+    return tg_shm_table_lock(&s->t) < 0 ? -1 : 0;
+}
+
+static void unlock(tg_cache_store_t *s)
+{
+    tg_shm_table_unlock(&s->t);
+}
+
+static uint64_t key_hash(tg_cache_store_t *s, tg_str_t key)
+{
+    uint64_t h[2];
+    tg_siphash128(s->t.seed, key.p, key.len, h);
+    return h[0];
+}
+
+static int key_eq(tg_shm_table_t *t, uint32_t ref, const void *key, void *ctx)
+{
+    (void)ctx;
+    tg_cache_store_t *s = (tg_cache_store_t *)t;
+    const tg_str_t *k = key;
+    tg_shm_span_t sp = span(s, ref);
+    return entry(s, ref)->klen == k->len &&
+           tg_shm_span_io(t, &sp, 0, (void *)k->p, k->len, TG_SHM_SPAN_CMP) == 0;
+}
+
+static const tg_shm_table_ops_t ops = {key_eq, NULL};
+
+static void entry_remove(tg_cache_store_t *s, uint32_t ref)
+{
+    tg_shm_table_chain_free(&s->t, entry(s, ref)->chain);
+    tg_shm_table_remove(&s->t, ref);
+}
+
+static void copy_out(tg_cache_store_t *s, uint32_t ref, tg_cache_entry_t *out)
+{
+    cs_entry_t *e = entry(s, ref);
+    out->ref = ref;
+    out->gen = e->gen;
+    out->state = (int)e->state;
+    out->hlen = e->hlen;
+    out->blen = e->blen;
+    out->clen = e->clen;
+    out->meta = e->meta;
+}
+
+/* The entry `e` names, if it is still that one. */
+static cs_entry_t *still(tg_cache_store_t *s, const tg_cache_entry_t *e)
+{
+    if (!tg_shm_table_is_entry(&s->t, e->ref))
+        return NULL;
+    cs_entry_t *ce = entry(s, e->ref);
+    return ce->gen == e->gen && ce->state != 0 ? ce : NULL;
+}
+
+/* Free `n` slots (and one entry when `entry`) by evicting the least recently
+ * used entries that are not being filled. -1 when that is not enough. */
+static int make_room(tg_cache_store_t *s, uint32_t n, int for_entry)
+{
+    uint32_t ref = tg_shm_table_oldest(&s->t);
+    while (ref && (tg_shm_table_free_slots(&s->t) < n ||
+                   (for_entry && s->t.used >= s->max_entries))) {
+        uint32_t newer = tg_shm_table_newer(&s->t, ref);
+        if (entry(s, ref)->state == TG_CACHE_READY) {
+            entry_remove(s, ref);
+            __atomic_add_fetch(&s->counters[TG_CACHE_C_EVICTED], 1, __ATOMIC_RELAXED);
+        }
+        ref = newer;
+    }
+    return tg_shm_table_free_slots(&s->t) >= n && (!for_entry || s->t.used < s->max_entries)
+               ? 0
+               : -1;
+}
+
+static uint32_t add_locked(tg_cache_store_t *s, tg_str_t key, uint64_t h, double now,
+                           double lock_s)
+{
+    if (key.len > CS_INLINE || make_room(s, 1, 1) != 0)
+        return 0;
+    uint32_t ref = tg_shm_table_add(&s->t, h, NULL);
+    if (ref == 0)
+        return 0;
+    cs_entry_t *e = entry(s, ref);
+    e->state = TG_CACHE_LOCKED;
+    e->gen = ++s->gen ? s->gen : ++s->gen;
+    e->klen = (uint32_t)key.len;
+    e->clen = -1;
+    e->lock_s = lock_s;
+    e->lock_until = now + lock_s;
+    memcpy(e + 1, key.p, key.len);
+    return ref;
+}
+
+int tg_cache_lookup(tg_cache_store_t *s, tg_str_t key, double now, double lock_s,
+                    tg_cache_entry_t *out)
+{
+    if (lock(s) != 0)
+        return -1;
+    uint64_t h = key_hash(s, key);
+    uint32_t ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
+    if (ref) {
+        cs_entry_t *e = entry(s, ref);
+        if (e->state != TG_CACHE_READY && e->lock_until < now) {
+            entry_remove(s, ref); /* its fetch died or stalled: take over */
+            ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
+        }
+    }
+    int rc = 1;
+    if (ref) {
+        if (entry(s, ref)->state == TG_CACHE_READY)
+            tg_shm_table_touch(&s->t, ref);
+    } else {
+        rc = lock_s > 0 && (ref = add_locked(s, key, h, now, lock_s)) ? 0 : -1;
+    }
+    if (ref)
+        copy_out(s, ref, out);
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_lock(tg_cache_store_t *s, tg_str_t key, double now, double lock_s,
+                  tg_cache_entry_t *out)
+{
+    if (lock(s) != 0)
+        return -1;
+    uint32_t ref = add_locked(s, key, key_hash(s, key), now, lock_s);
+    if (ref)
+        copy_out(s, ref, out);
+    unlock(s);
+    return ref ? 0 : -1;
+}
+
+/* Write `len` bytes at `off` of the entry's run (after its key), growing
+ * its chain as needed. 0, -1 (too large or no room). */
+static int run_write(tg_cache_store_t *s, uint32_t ref, uint64_t off, const void *p, size_t len)
+{
+    cs_entry_t *e = entry(s, ref);
+    uint64_t end = e->klen + off + len;
+    if (end > s->max_entry)
+        return -1;
+    uint32_t need = tg_shm_table_chain_slots(&s->t, end, CS_INLINE);
+    if (need > e->nslots) {
+        uint32_t n = need - e->nslots;
+        /* this entry is not READY, so make_room never takes it */
+        if (make_room(s, n, 0) != 0)
+            return -1;
+        uint32_t more = tg_shm_table_chain_take(&s->t, n);
+        if (more == 0)
+            return -1;
+        e = entry(s, ref);
+        if (e->tail)
+            tg_shm_table_chain_link(&s->t, e->tail, more);
+        else
+            e->chain = more;
+        e->tail = tg_shm_table_chain_last(&s->t, more);
+        e->nslots = need;
+    }
+    tg_shm_span_t sp = span(s, ref);
+    return tg_shm_span_io(&s->t, &sp, e->klen + off, (void *)p, len, TG_SHM_SPAN_WRITE);
+}
+
+int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m,
+                       tg_str_t head, int64_t clen, double now)
+{
+    if (lock(s) != 0)
+        return -1;
+    int rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ce->state == TG_CACHE_LOCKED &&
+        (clen < 0 || ce->klen + head.len + (uint64_t)clen <= s->max_entry)) {
+        if (run_write(s, e->ref, 0, head.p, head.len) == 0) {
+            ce = entry(s, e->ref);
+            ce->hlen = (uint32_t)head.len;
+            ce->clen = clen;
+            ce->meta = *m;
+            ce->state = TG_CACHE_FILLING;
+            ce->lock_until = now + fill_grace(ce);
+            rc = 0;
+        } else {
+            entry_remove(s, e->ref);
+        }
+    } else if (ce) {
+        entry_remove(s, e->ref);
+    }
+    if (rc == 0)
+        copy_out(s, e->ref, e);
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct iovec *v, int n,
+                       double now)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    int rc = ce && ce->state == TG_CACHE_FILLING ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        ce = entry(s, e->ref);
+        if (run_write(s, e->ref, ce->hlen + ce->blen, v[i].iov_base, v[i].iov_len) != 0) {
+            entry_remove(s, e->ref);
+            rc = -1;
+            break;
+        }
+        ce = entry(s, e->ref);
+        /* readers copy under the same lock: the new length is their bound */
+        ce->blen += v[i].iov_len;
+        ce->lock_until = now + fill_grace(ce);
+    }
+    if (rc == 0)
+        e->blen = entry(s, e->ref)->blen;
+    unlock(s);
+    return rc;
+}
+
+void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok)
+{
+    if (lock(s) != 0)
+        return;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ok && ce->state == TG_CACHE_FILLING && (ce->clen < 0 || (uint64_t)ce->clen == ce->blen)) {
+        ce->state = TG_CACHE_READY;
+        ce->clen = (int64_t)ce->blen;
+        __atomic_add_fetch(&s->counters[TG_CACHE_C_STORED], 1, __ATOMIC_RELAXED);
+        /* drop the older entries of the key this one replaces */
+        tg_shm_span_t sp = span(s, e->ref);
+        char kb[CS_INLINE];
+        uint32_t klen = ce->klen;
+        tg_shm_span_io(&s->t, &sp, 0, kb, klen, TG_SHM_SPAN_READ);
+        tg_str_t key = {kb, klen};
+        uint64_t h = key_hash(s, key);
+        for (uint32_t ref = tg_shm_table_bucket_first(&s->t, h); ref;) {
+            uint32_t next = tg_shm_table_bucket_next(&s->t, ref);
+            if (ref != e->ref && key_eq(&s->t, ref, &key, NULL) &&
+                entry(s, ref)->state == TG_CACHE_READY)
+                entry_remove(s, ref);
+            ref = next;
+        }
+        e->state = TG_CACHE_READY;
+    } else if (ce) {
+        entry_remove(s, e->ref);
+    }
+    unlock(s);
+}
+
+long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void *buf, size_t len)
+{
+    if (lock(s) != 0)
+        return -1;
+    long rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ce->state != TG_CACHE_LOCKED) {
+        uint64_t have = ce->hlen + ce->blen;
+        size_t n = off >= have ? 0 : (have - off < len ? (size_t)(have - off) : len);
+        tg_shm_span_t sp = span(s, e->ref);
+        if (n)
+            tg_shm_span_io(&s->t, &sp, ce->klen + off, buf, n, TG_SHM_SPAN_READ);
+        copy_out(s, e->ref, e);
+        rc = (long)n;
+    }
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ce->state == TG_CACHE_READY) {
+        ce->meta = *m;
+        e->meta = *m;
+    }
+    unlock(s);
+    return ce ? 0 : -1;
+}
+
+int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until)
+{
+    if (lock(s) != 0)
+        return -1;
+    int rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce) {
+        /* an UPDATING mark outlives a refresh that died by lock_until */
+        rc = !(ce->meta.flags & TG_CACHE_F_UPDATING) || ce->lock_until < until - ce->lock_s;
+        if (rc) {
+            ce->meta.flags = (ce->meta.flags & ~TG_CACHE_F_ERRORS) | TG_CACHE_F_UPDATING;
+            ce->lock_until = until;
+        }
+    }
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce) {
+        ce->meta.flags = (ce->meta.flags | set) & ~clear;
+        e->meta.flags = ce->meta.flags;
+    }
+    unlock(s);
+    return ce ? 0 : -1;
+}
+
+/* Does the head (`len` bytes of "Name: value\n" lines) tag the response
+ * with `tag`? */
+static int head_has_tag(const char *h, size_t len, tg_str_t tag)
+{
+    for (const char *p = h, *end = h + len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        const char *v = NULL;
+        if ((size_t)(eol - p) > 15 && tg_str_caseeq_n(p, "Surrogate-Key: ", 15))
+            v = p + 15;
+        else if ((size_t)(eol - p) > 11 && tg_str_caseeq_n(p, "Cache-Tag: ", 11))
+            v = p + 11;
+        while (v && v < eol) {
+            while (v < eol && (*v == ' ' || *v == ',' || *v == '\t'))
+                v++;
+            const char *t = v;
+            while (v < eol && *v != ' ' && *v != ',' && *v != '\t')
+                v++;
+            if ((size_t)(v - t) == tag.len && memcmp(t, tag.p, tag.len) == 0)
+                return 1;
+        }
+        p = eol + 1;
+    }
+    return 0;
+}
+
+/* Is entry `ref` one a purge of `arg` takes? `vkey`: arg + the variant mark. */
+static int purge_match(tg_cache_store_t *s, uint32_t ref, tg_str_t arg, tg_str_t vkey, int how,
+                       char *buf)
+{
+    cs_entry_t *e = entry(s, ref);
+    tg_shm_span_t sp = span(s, ref);
+    if (how == TG_CACHE_PURGE_TAG) {
+        if (e->state == TG_CACHE_LOCKED || (e->meta.flags & TG_CACHE_F_VARY) ||
+            e->hlen > TG_CACHE_TAG_HEAD_MAX)
+            return 0;
+        tg_shm_span_io(&s->t, &sp, e->klen, buf, e->hlen, TG_SHM_SPAN_READ);
+        return head_has_tag(buf, e->hlen, arg);
+    }
+    tg_str_t k = how == TG_CACHE_PURGE_PREFIX ? arg : vkey;
+    return e->klen >= k.len && tg_shm_span_io(&s->t, &sp, 0, (void *)k.p, k.len,
+                                              TG_SHM_SPAN_CMP) == 0;
+}
+
+long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
+{
+    char vk[CS_INLINE + 1], buf[TG_CACHE_TAG_HEAD_MAX];
+    if (arg.len > CS_INLINE || lock(s) != 0)
+        return 0;
+    long n = 0;
+    int walk = how != TG_CACHE_PURGE_KEY;
+    if (how == TG_CACHE_PURGE_KEY) {
+        uint64_t h = key_hash(s, arg);
+        uint32_t ref;
+        while ((ref = tg_shm_table_find(&s->t, h, &arg, &ops, NULL)) != 0) {
+            walk |= (entry(s, ref)->meta.flags & TG_CACHE_F_VARY) != 0;
+            entry_remove(s, ref);
+            n++;
+        }
+    }
+    /* variant keys are the key, \x01, then the request's header values */
+    memcpy(vk, arg.p, arg.len);
+    vk[arg.len] = '\x01';
+    tg_str_t vkey = {vk, arg.len + 1};
+    for (uint32_t ref = walk ? tg_shm_table_oldest(&s->t) : 0; ref;) {
+        uint32_t newer = tg_shm_table_newer(&s->t, ref);
+        if (purge_match(s, ref, arg, vkey, how, buf)) {
+            entry_remove(s, ref);
+            n++;
+        }
+        ref = newer;
+    }
+    unlock(s);
+    return n;
+}
+
+tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z)
+{
+    tg_cache_store_t *s = z->data;
+    return strcmp(z->tag, TG_CACHE_ZONE_TAG) == 0 && s->t.magic == CS_MAGIC ? s : NULL;
+}
+
+void tg_cache_count(tg_cache_store_t *s, tg_cache_counter_t c)
+{
+    __atomic_add_fetch(&s->counters[c], 1, __ATOMIC_RELAXED);
+}
+
+void tg_cache_stats(tg_cache_store_t *s, tg_cache_stats_t *out)
+{
+    for (int i = 0; i < TG_CACHE_C_COUNT; i++)
+        out->c[i] = __atomic_load_n(&s->counters[i], __ATOMIC_RELAXED);
+    out->entries = __atomic_load_n(&s->t.used, __ATOMIC_RELAXED);
+    uint32_t free_slots = __atomic_load_n(&s->t.nfree, __ATOMIC_RELAXED) +
+                          (s->t.capacity - __atomic_load_n(&s->t.hw, __ATOMIC_RELAXED));
+    out->bytes = (uint64_t)(s->t.capacity - free_slots) * CS_SLOT;
+    out->size = (uint64_t)s->t.capacity * CS_SLOT;
+    out->max_entries = s->max_entries;
+    uint64_t *c = out->c;
+    uint64_t served = c[TG_CACHE_C_HIT] + c[TG_CACHE_C_STALE] + c[TG_CACHE_C_COLLAPSED];
+    out->hit_ratio = served + c[TG_CACHE_C_MISS]
+                         ? (double)served / (double)(served + c[TG_CACHE_C_MISS])
+                         : 0;
+}

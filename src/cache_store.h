@@ -1,0 +1,151 @@
+/* @public The response cache's store: entries in a shared-memory zone
+ * (src/shm.c) that every worker sees and that a reload keeps, built on the
+ * shared hash table (src/shm_table.c). An entry is its key, the stored
+ * response head (status, header lines) and its body, in one byte run over
+ * the entry's slot and a chain of raw slots; its metadata (times, lengths,
+ * state) sits at the start of the slot.
+ *
+ * Life of an entry: a miss that will fetch takes the key's fill lock (a new
+ * entry in state LOCKED); the fetch then writes the head (FILLING) and body
+ * rounds, each published at once by its committed length, so readers in any
+ * worker follow the body as it comes in; the end makes it READY, a failure
+ * removes it. A LOCKED entry whose lock ran out, or a FILLING one that made
+ * no progress for a minute (or the lock time when longer: its writer died),
+ * is taken over by the next miss.
+ *
+ * Readers copy bytes out under the table lock, round by round, and check
+ * the entry's generation each time: an entry evicted or replaced meanwhile
+ * is noticed, never read half reused. Memory is bounded by the zone: entries
+ * are evicted least recently used first (never one being filled), within
+ * the slots and `max_entries`; an entry larger than `max_entry` bytes is
+ * never stored. */
+#ifndef TG_CACHE_STORE_H
+#define TG_CACHE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "str.h"
+#include "shm.h"
+
+typedef struct tg_cache_store_s tg_cache_store_t;
+
+enum { TG_CACHE_LOCKED = 1, TG_CACHE_FILLING, TG_CACHE_READY };
+
+#define TG_CACHE_F_MUST_REVALIDATE 0x01 /* must-revalidate, proxy-revalidate, s-maxage */
+#define TG_CACHE_F_NO_CACHE 0x02        /* revalidate before every use */
+#define TG_CACHE_F_VARY 0x04            /* a Vary record: its head lists the header names */
+#define TG_CACHE_F_UPDATING 0x08        /* a refresh of this entry is under way */
+#define TG_CACHE_F_AUTH_OK 0x10         /* may answer requests with Authorization (RFC 9111 3.5) */
+/* the last refresh failed: no answer (connect, reset), a timeout, a 5xx */
+#define TG_CACHE_F_ERR_ERROR 0x20
+#define TG_CACHE_F_ERR_TIMEOUT 0x40
+#define TG_CACHE_F_ERR_5XX 0x80
+#define TG_CACHE_F_ERRORS (TG_CACHE_F_ERR_ERROR | TG_CACHE_F_ERR_TIMEOUT | TG_CACHE_F_ERR_5XX)
+
+/* What the cache knows of a response, kept with the entry. Times are Unix
+ * seconds (ev_now). */
+typedef struct {
+    int32_t status;
+    uint32_t flags;        /* TG_CACHE_F_* */
+    double stored;         /* when the response was received */
+    double age;            /* its Age when received (RFC 9111 4.2.3: corrected initial age) */
+    double fresh_until;    /* stored + freshness lifetime - age */
+    double swr_until;      /* end of stale-while-revalidate (fresh_until when none) */
+    double sie_until;      /* end of stale-if-error */
+} tg_cache_meta_t;
+
+/* An entry as a lookup or a read saw it. */
+typedef struct {
+    uint32_t ref, gen; /* where; the generation tells a reused slot */
+    int state;         /* TG_CACHE_LOCKED ... READY */
+    uint32_t hlen;     /* head bytes */
+    uint64_t blen;     /* body bytes committed */
+    int64_t clen;      /* announced body length, -1 unknown */
+    tg_cache_meta_t meta;
+} tg_cache_entry_t;
+
+/* Counters per zone, summed over every worker (atomic adds in the zone). */
+typedef enum {
+    TG_CACHE_C_HIT = 0,
+    TG_CACHE_C_MISS,
+    TG_CACHE_C_STALE,       /* stale entries served */
+    TG_CACHE_C_REVALIDATED, /* entries refreshed by a 304 */
+    TG_CACHE_C_COLLAPSED,   /* requests served from another request's fill */
+    TG_CACHE_C_BYPASS,
+    TG_CACHE_C_STORED,      /* responses stored */
+    TG_CACHE_C_EVICTED,
+    TG_CACHE_C_COUNT
+} tg_cache_counter_t;
+
+typedef struct {
+    uint64_t c[TG_CACHE_C_COUNT];
+    uint64_t entries, bytes; /* gauges: entries (Vary records included), bytes of slots used */
+    uint64_t size, max_entries;
+    double hit_ratio; /* answers from the cache (hit, stale, collapsed, revalidated) / lookups */
+} tg_cache_stats_t;
+
+/* The owner tag of a cache zone (src/shm.h); its store starts at its data. */
+#define TG_CACHE_ZONE_TAG "cache"
+/* The store of a zone, NULL when the zone is not a cache's. */
+tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z);
+
+/* Lay out a store in a zone's memory (in the master at config load). A
+ * block holding a store of the same shape is taken as it is (a reload).
+ * NULL when the block is too small. */
+tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entries,
+                                      uint64_t max_entry);
+
+/* Look `key` up at time `now`. Returns 1 and *e when an entry is there
+ * (any state); 0 when there is none and, if lock_s > 0, a fill lock was
+ * taken (e->state LOCKED, the caller fetches and fills, lock held until
+ * now + lock_s); -1 when none and no lock could be had (no room). An
+ * entry in LOCKED or FILLING state whose lock ran out is dropped first. A
+ * READY entry is moved to the head of the recency list. */
+int tg_cache_lookup(tg_cache_store_t *s, tg_str_t key, double now, double lock_s,
+                    tg_cache_entry_t *e);
+/* A new LOCKED entry for `key` in front of the one it will replace (a
+ * stale entry refreshed: the old one stays readable by its holders, and is
+ * dropped when the new one is READY). 0 and *e, -1 no room. */
+int tg_cache_lock(tg_cache_store_t *s, tg_str_t key, double now, double lock_s,
+                  tg_cache_entry_t *e);
+/* The fill of a LOCKED entry: the head (FILLING). `clen` the announced
+ * body length (-1: unknown). 0; -1 when the entry is gone or too large
+ * (it is then removed). */
+int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m,
+                       tg_str_t head, int64_t clen, double now);
+/* Append body bytes and publish them. 0; -1: gone, too large or no room
+ * (removed). */
+int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct iovec *v, int n,
+                       double now);
+/* The end of a fill: `ok` makes the entry READY (and drops an older entry
+ * of the same key it replaces), else the entry is removed. */
+void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok);
+/* Copy up to `len` bytes at `off` of the entry's head + body run (the head
+ * is at 0, the body at e->hlen) into `buf`, and refresh *e's state and
+ * lengths. Returns the bytes copied (0: none committed there yet), or -1
+ * when the entry is gone (evicted, failed, replaced). */
+long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void *buf, size_t len);
+/* Replace the metadata of a READY entry (a 304 refreshed it; UPDATING
+ * set or cleared). 0, -1 gone. */
+int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m);
+/* Set TG_CACHE_F_UPDATING on a READY entry unless it is set already (and
+ * not run out: `until` is the claim's end), clearing the error flags of an
+ * earlier refresh: 1 when this caller set it (it refreshes), 0 when
+ * somebody else did, -1 gone. */
+int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until);
+/* Set then clear flags of an entry's metadata. 0, -1 gone. */
+int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear);
+/* Remove entries (those being filled too: their fill fails): TG_CACHE_PURGE_KEY
+ * the entry of key `arg` and its Vary variants; _PREFIX every key starting
+ * with `arg`; _TAG every response whose Surrogate-Key (space-separated) or
+ * Cache-Tag (comma-separated) lists `arg` (heads over TG_CACHE_TAG_HEAD_MAX
+ * bytes are not searched). Returns how many went. */
+enum { TG_CACHE_PURGE_KEY = 0, TG_CACHE_PURGE_PREFIX, TG_CACHE_PURGE_TAG };
+#define TG_CACHE_TAG_HEAD_MAX 16384
+long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how);
+
+void tg_cache_count(tg_cache_store_t *s, tg_cache_counter_t c);
+void tg_cache_stats(tg_cache_store_t *s, tg_cache_stats_t *out);
+
+#endif

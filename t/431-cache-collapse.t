@@ -1,0 +1,151 @@
+# Request collapsing (docs/cache.md): concurrent misses for one key, over two
+# workers, make one upstream request; the others follow the entry as it
+# streams in, so every client gets its first byte before the upstream has
+# finished a slow response.
+use v5.36;
+use Test::More;
+use lib 't/lib';
+use Tollgate::Test;
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP qw(decode_json);
+use POSIX ();
+use Time::HiRes qw(time);
+
+my $up = node_upstream('cache');
+my $tg = tg_start(<<"EOF");
+workers 2;
+cache_zone main size=16m;
+server {
+    listen %%PORT%%;
+    listen %%PORT2%% http2;
+    cache main;
+    cache_status_header on;
+    location / { proxy_pass $up->{addr}; }
+    location /lt/ { cache_lock_timeout 300ms; proxy_pass $up->{addr}; }
+}
+EOF
+
+sub count($path) {
+    return decode_json($up->http(GET => '/__count')->{body})->{paths}{$path} // 0;
+}
+
+# N clients at once; returns per client {first, end, body, head}.
+sub burst($n, $path, $timeout) {
+    my (@c, %by);
+    my $sel = IO::Select->new;
+    for my $i (1 .. $n) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $tg->port,
+                                      Timeout => 5) or die "connect: $!";
+        $s->blocking(0);
+        my $c = { s => $s, buf => '', first => undef, end => undef };
+        push @c, $c;
+        $by{fileno $s} = $c;
+    }
+    my $t0 = time;
+    for my $c (@c) {
+        syswrite($c->{s}, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        $sel->add($c->{s});
+    }
+    my $deadline = $t0 + $timeout;
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read(0.5)) {
+            my $c = $by{fileno $s};
+            my $n = sysread($s, my $b, 65536);
+            next if !defined $n && $!{EAGAIN};
+            if (!$n) {
+                $c->{end} = time - $t0;
+                $sel->remove($s);
+                close $s;
+                next;
+            }
+            $c->{buf} .= $b;
+            # the first body byte: after the head
+            $c->{first} //= time - $t0 if $c->{buf} =~ /\r\n\r\n./s;
+        }
+    }
+    for my $c (@c) {
+        ($c->{head}, $c->{body}) = split /\r\n\r\n/, $c->{buf}, 2;
+        $c->{body} = decode_chunked($c->{body}) if ($c->{head} // '') =~ /chunked/i;
+    }
+    return @c;
+}
+
+sub decode_chunked($b) {
+    my $out = '';
+    while ($b =~ s/^([0-9a-fA-F]+)\r\n//) {
+        my $n = hex $1;
+        last if $n == 0;
+        $out .= substr($b, 0, $n, '');
+        $b =~ s/^\r\n//;
+    }
+    return $out;
+}
+
+for my $case (['with Content-Length', 'cl'], ['chunked', 'ch']) {
+    my ($name, $tag) = @$case;
+    subtest "200 clients, cold key, 2 workers: $name" => sub {
+        # 300 KB in 10 writes 200 ms apart: the upstream takes ~1.8 s
+        my $path = "/slow-$tag?size=300000&chunks=10&ms=200&h=Cache-Control:%20max-age=60"
+                 . ($tag eq 'ch' ? '&cl=0' : '');
+        my @c = burst(200, $path, 30);
+        my $want = body_pattern(300000);
+        is(scalar(grep { defined $_->{end} } @c), 200, 'all 200 answered');
+        is(scalar(grep { ($_->{body} // '') eq $want } @c), 200, 'all 200 bodies byte-identical and whole');
+        is(count("/slow-$tag"), 1, 'exactly one upstream request');
+        my ($first_max) = sort { $b <=> $a } map { $_->{first} // 99 } @c;
+        my ($end_min) = sort { $a <=> $b } map { $_->{end} // 99 } @c;
+        cmp_ok($first_max, '<', $end_min,
+               'every client had its first byte before any response ended (streamed, not stored first)');
+        cmp_ok($first_max, '<', 1.2, "first bytes within 1.2 s (the upstream needs 1.8 s): $first_max");
+        my $collapsed = grep { $_->{head} =~ /^Cache-Status: tollgate; hit; collapsed/mi } @c;
+        my $miss = grep { $_->{head} =~ /^Cache-Status: tollgate; fwd=miss; stored/mi } @c;
+        is($miss, 1, 'one miss');
+        is($collapsed, 199, '199 collapsed onto it');
+    };
+}
+
+subtest 'waiters give up after cache_lock_timeout' => sub {
+    my $t0 = time;
+    my $pid = fork // die;
+    if (!$pid) { # the filler: its head comes after 1.5 s
+        Tollgate::Test::http_request($tg->port, GET => '/lt/a?delay=1500&h=Cache-Control:%20max-age=60');
+        POSIX::_exit(0);
+    }
+    wait_until(sub { count('/lt/a') >= 1 }, 5, 0.01);
+    my $r = $tg->http(GET => '/lt/a?delay=1500&h=Cache-Control:%20max-age=60');
+    waitpid $pid, 0;
+    is($r->{status}, 200, 'the waiter answered');
+    is(count('/lt/a'), 2, 'after 300 ms it went upstream itself');
+    like($r->{headers}{'cache-status'}, qr/fwd=miss/, 'as a miss');
+};
+
+subtest 'a response that is not stored releases the lock at its head' => sub {
+    my @c = burst(5, '/nostore?delay=300&h=Cache-Control:%20no-store', 10);
+    is(scalar(grep { $_->{head} =~ /^HTTP\/1.1 200/ } @c), 5, 'all answered');
+    cmp_ok(count('/nostore'), '>=', 2, 'not storable: each fetched for itself');
+};
+
+subtest 'HTTP/2: hits and collapsed answers on streams' => sub {
+    my $nghttp = '/usr/bin/nghttp';
+    plan skip_all => 'nghttp is not installed' unless -x $nghttp;
+    my $u = "http://127.0.0.1:@{[$tg->port(2)]}/h2?size=300000&chunks=5&ms=100&h=Cache-Control:%20max-age=60";
+    # the first client reads into a file: the fill goes at its pace
+    my $out = $tg->dir . '/h2-first.out';
+    my $pid = fork // die;
+    if (!$pid) {
+        open(STDOUT, '>', $out) or POSIX::_exit(1);
+        exec('timeout', '10', $nghttp, $u) or POSIX::_exit(1);
+    }
+    wait_until(sub { count('/h2') >= 1 }, 5, 0.01);
+    my $v = `timeout 10 $nghttp -v '$u' 2>/dev/null`;
+    like($v, qr/cache-status: tollgate; hit; collapsed/, 'a second stream collapsed onto the fill');
+    waitpid $pid, 0;
+    my $body = Tollgate::Test::_slurp($out);
+    is(length($body), 300000, 'the first stream got the whole body') or diag(substr($body, 0, 300));
+    ok($body eq body_pattern(300000), 'byte-identical');
+    is(`timeout 10 $nghttp '$u'`, body_pattern(300000), 'a hit over HTTP/2: the whole body');
+    is(count('/h2'), 1, 'one upstream request') or diag($up->http(GET => '/__count')->{body});
+};
+
+done_testing;
