@@ -820,7 +820,10 @@ static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, up_new_session_cb);
-    SSL_CTX_set_alpn_protos(ctx, alpn_protos, sizeof(alpn_protos) - 1);
+    if (u->http2) /* h2 or nothing: an upstream that cannot is refused at the handshake */
+        SSL_CTX_set_alpn_protos(ctx, alpn_protos_h2, 3);
+    else
+        SSL_CTX_set_alpn_protos(ctx, alpn_protos, sizeof(alpn_protos) - 1);
     u->tls_ctx = ctx;
     if (u->tls_verify) {
         ERR_clear_error();

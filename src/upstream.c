@@ -48,6 +48,7 @@ static tg_upstream_t *upstream_add(tg_conf_t *cf, tg_str_t name)
         return NULL;
     u->name = tg_arena_str(cf->arena, name);
     u->keepalive = TG_CONF_UNSET;
+    u->h2_streams = TG_CONF_UNSET;
     u->tls_verify = 1;
     u->file = cf->file;
     u->line = cf->line;
@@ -244,6 +245,35 @@ static const char *set_keepalive(tg_conf_t *cf, const tg_directive_t *d, void *c
     return NULL;
 }
 
+/* protocol http1|http2: how requests reach the upstream's servers */
+static const char *set_protocol(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "http2") || tg_str_eq_lit(v, "http1")) {
+        u->http2 = v.p[4] == '2';
+        return NULL;
+    }
+    return tg_conf_errf(cf, "invalid protocol \"%.*s\", expected \"http1\" or \"http2\"",
+                        TG_STR_FMT(v));
+}
+
+/* http2_streams_per_connection N: streams one HTTP/2 connection carries at
+ * once before the next request opens another connection */
+static const char *set_h2_streams(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    int64_t n;
+    if (tg_parse_int(tg_conf_arg(cf, 1), &n) != 0 || n < 1 || n > 10000)
+        return tg_conf_errf(cf, "invalid number \"%.*s\" in \"http2_streams_per_connection\", "
+                                "expected 1 to 10000",
+                            TG_STR_FMT(tg_conf_arg(cf, 1)));
+    u->h2_streams = (int)n;
+    return NULL;
+}
+
 /* health_check [path=/healthz] [interval=5s] [timeout=1s] [fails=3] [passes=2] */
 const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
 {
@@ -394,6 +424,14 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
+        if (u->h2_streams == TG_CONF_UNSET)
+            u->h2_streams = 100;
+        else if (!u->http2) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"http2_streams_per_connection\" "
+                            "without \"protocol http2\"\n",
+                    u->file, u->line, TG_STR_FMT(u->name));
+            errors++;
+        }
         if (!u->tls && (u->tls_ca || u->tls_cert || !u->tls_verify)) {
             fprintf(stderr, "%s:%d: upstream \"%.*s\": TLS settings without \"tls on\"\n",
                     u->file, u->line, TG_STR_FMT(u->name));
@@ -424,6 +462,9 @@ const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
         s = tg_arena_printf(a, "%s %.*s", s, TG_STR_FMT(u->hash_key->src));
     if (s)
         s = tg_arena_printf(a, "%s keepalive=%d tls=%s", s, u->keepalive, u->tls ? "on" : "off");
+    if (s && u->http2)
+        s = tg_arena_printf(a, "%s protocol=http2 http2_streams_per_connection=%d", s,
+                            u->h2_streams);
     if (s && u->tls)
         s = tg_arena_printf(a, "%s tls_verify=%s tls_trusted_ca=%s", s,
                             u->tls_verify ? "on" : "off", u->tls_ca ? u->tls_ca : "(system)");
@@ -457,6 +498,8 @@ static const tg_directive_t upstream_directives[] = {
     {"tls_trusted_ca", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_trusted_ca, 0},
     {"tls_verify", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls_verify, 0},
     {"sticky", TG_SCOPE_UPSTREAM, 0, 2, 2, set_sticky, 0},
+    {"protocol", TG_SCOPE_UPSTREAM, 0, 1, 1, set_protocol, 0},
+    {"http2_streams_per_connection", TG_SCOPE_UPSTREAM, 0, 1, 1, set_h2_streams, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -644,5 +687,6 @@ void tg_upstream_close_idle_all(tg_config_t *cf)
             tg_upconn_destroy(uc);
         }
         u->nidle = 0;
+        tg_h2up_close_idle(u);
     }
 }
