@@ -30,6 +30,7 @@
 #include "proxy_h2.h"
 #include "upstream_h2.h"
 #include "upstream_dyn.h"
+#include "grpc.h"
 #include "log.h"
 #include "stats.h"
 #include "var.h"
@@ -50,6 +51,7 @@ typedef struct {
     tg_spans_t out;     /* response body handed to the client, not drained yet */
     size_t inflight;    /* its bytes */
     ev_timer timer;     /* read_timeout: the upstream silent for so long */
+    ev_timer deadline;  /* a gRPC call's grpc-timeout */
     unsigned replayable : 1;    /* the body is whole in memory (or there is none) */
     unsigned body_consumed : 1; /* a body round was handed back: no more attempts */
     unsigned body_wait : 1;     /* the client's next body round is awaited */
@@ -57,6 +59,7 @@ typedef struct {
     unsigned client_blocked : 1;
     unsigned last_sent : 1;     /* the end of the response was handed to the client */
     unsigned too_many : 1;      /* more response fields than TG_PROXY_MAX_RESP_HEADERS */
+    unsigned grpc : 1;          /* a gRPC call: the gateway's errors are gRPC statuses */
 } px2_t;
 
 static const tg_handler_events_t px2_events;
@@ -125,22 +128,22 @@ static int px2_head(px2_t *px)
 }
 
 /* A response field, inside nghttp2: copied to the arena (nghttp2's memory
- * is gone after the callback). Trailers are dropped here: an HTTP/1.1
- * client's answer has no place for them once the length is known. */
+ * is gone after the callback). Trailers go to r->resp_trailers: an HTTP/2
+ * client gets them after the body (gRPC's grpc-status), an HTTP/1.1 one
+ * not. */
 static int px2_field(tg_h2up_stream_t *st, tg_str_t name, tg_str_t value, int trailer)
 {
     px2_t *px = (px2_t *)st;
     tg_request_t *r = px->r;
-    if (trailer)
-        return 0;
-    if (r->resp_headers.n >= TG_PROXY_MAX_RESP_HEADERS) {
+    tg_headers_t *hs = trailer ? &r->resp_trailers : &r->resp_headers;
+    if (hs->n >= TG_PROXY_MAX_RESP_HEADERS) {
         px->too_many = 1;
         return -1;
     }
     tg_str_t n = tg_arena_str(r->arena, name), v = tg_arena_str(r->arena, value);
     if (n.p == NULL || v.p == NULL)
         return -1;
-    return tg_headers_add(r->arena, &r->resp_headers, n, v);
+    return tg_headers_add(r->arena, hs, n, v);
 }
 
 /* ---- attempts ------------------------------------------------------------------ */
@@ -149,6 +152,7 @@ static void px2_detach(px2_t *px)
 {
     tg_request_t *r = px->r;
     ev_timer_stop(tg_worker->loop, &px->timer);
+    ev_timer_stop(tg_worker->loop, &px->deadline);
     tg_h2up_close(&px->st);
     if (px->peer) {
         tg_balance_done(r->upstream, px->peer, 0, (tg_msec_t)(ev_now(tg_worker->loop) * 1000));
@@ -158,18 +162,42 @@ static void px2_detach(px2_t *px)
     r->handler_ctx = NULL;
 }
 
-/* No answer from the upstream: `status`, or the client's stream reset when
- * the response had started. */
+/* No (whole) answer from the upstream: `status` (a gRPC call gets its gRPC
+ * status: src/request.c), or, once the response started, the client's
+ * stream reset; a gRPC call's response ends with trailers saying why
+ * instead, where the client can take them. */
 static void px2_give_up(px2_t *px, int status)
 {
     tg_request_t *r = px->r;
     if (r->upstream_time == 0)
         r->upstream_time = ev_now(tg_worker->loop) - r->upstream_start;
     px2_detach(px);
-    if (r->header_sent)
-        tg_request_finalize(r, 1);
-    else
+    if (!r->header_sent) {
         tg_request_error(r, status);
+        return;
+    }
+    char *code = tg_arena_printf(r->arena, "%d", tg_grpc_status_for_http(status));
+    tg_spans_t none = {.n = 0};
+    r->resp_trailers.n = 0;
+    if (!px->grpc || px->client_blocked || px->last_sent || code == NULL ||
+        tg_headers_add(r->arena, &r->resp_trailers, TG_STR("grpc-status"), tg_str_c(code)) ||
+        tg_headers_add(r->arena, &r->resp_trailers, TG_STR("grpc-message"),
+                       tg_str_c(tg_status_reason(status))) ||
+        tg_request_send_body(r, &none, 1) != 0 || tg_request_flush(r) < 0) {
+        tg_request_finalize(r, 1);
+        return;
+    }
+    tg_request_finalize(r, 0);
+}
+
+static void px2_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    px2_t *px = w->data;
+    tg_log(TG_LOG_INFO, "gRPC call %.*s: grpc-timeout reached, DEADLINE_EXCEEDED",
+           TG_STR_FMT(px->r->uri));
+    px2_give_up(px, 504);
 }
 
 static int px2_can_resend(const px2_t *px)
@@ -321,6 +349,8 @@ static int px2_send_head(px2_t *px)
     if (cl && tg_parse_int(cl->value, &len) == 0 && len >= 0)
         r->resp_content_length = len;
     tg_proxy_head_clean_response(&r->resp_headers);
+    if (px->st.ended && !px->st.trailers && tg_h2up_buffered(&px->st) == 0)
+        r->resp_no_body = 1; /* HEADERS with END_STREAM (gRPC's trailers-only) */
     if (!px->req_done)
         r->keepalive = 0; /* answered before the body was read */
     if (tg_request_send_header(r) != 0) {
@@ -455,6 +485,19 @@ tg_rc_t tg_proxy_h2_content(tg_request_t *r, tg_proxy_conf_t *pc)
                                                    : r->upstream->npeers;
     ev_init(&px->timer, px2_timer_cb);
     px->timer.data = px;
+    ev_init(&px->deadline, px2_deadline_cb);
+    px->deadline.data = px;
+    px->grpc = tg_request_is_grpc(r);
+    tg_header_t *gt = px->grpc ? tg_headers_find(&r->headers, TG_STR("grpc-timeout")) : NULL;
+    if (gt) {
+        int64_t ms = tg_grpc_timeout_ms(gt->value);
+        if (ms < 0) {
+            tg_request_error(r, 400); /* INTERNAL, as a gRPC status */
+            return TG_AGAIN;
+        }
+        ev_timer_set(&px->deadline, (double)ms / 1000.0, 0);
+        ev_timer_start(tg_worker->loop, &px->deadline);
+    }
     if (px2_head(px) != 0)
         return TG_ERROR;
     tg_spans_t *spans;
