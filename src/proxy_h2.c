@@ -311,6 +311,7 @@ static void px2_attempt(px2_t *px)
     }
     r->upstream_addr = px->peer->name;
     r->resp_headers.n = 0;
+    r->resp_trailers.n = 0;
     r->resp_content_length = -1;
     px->st.on_event = px2_event;
     px->st.on_field = px2_field;

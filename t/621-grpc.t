@@ -6,7 +6,9 @@
 # grpc-message, custom) passed through, the client's cancel reaching the
 # server, grpc-timeout (DEADLINE_EXCEEDED by the gateway), and the errors
 # the gateway makes as trailers-only gRPC statuses: no upstream 14, denied 7,
-# rate limited 8, Lua tg.exit(401) 16, unknown route 12.
+# rate limited 8, Lua tg.exit(401) 16; the upstream killed mid-stream (14 in
+# the trailers), a reload during 100 long streams (none broken), and
+# $grpc_status in the access log.
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
@@ -21,17 +23,26 @@ my $lh = Tollgate::TLS::_issue($dir, 'localhost', 'rsa', 'localhost', "$dir/ca")
 my $up = node_upstream('grpc-server', env => { NAME => 'plain' });
 my $sec = node_upstream('grpc-server', env => { NAME => 'sec', CERT => $lh->{cert}, KEY => $lh->{key} });
 my $dead = free_port();
+my $victim = node_upstream('grpc-server', env => { NAME => 'victim' });
 
-my @errors_ok = (qr/connect\(\) to .* failed/, qr/no live upstream/);
+my @errors_ok = (qr/connect\(\) to .* failed/, qr/no live upstream/,
+                 qr/HTTP\/2 connection/, qr/reset the HTTP\/2 stream/);
 my $tg = tg_start(<<"C", errors_ok => \@errors_ok, files => { 'deny.lua' => "tg.exit(401)\n" });
+log_format grpc '\$request_uri \$status \$grpc_status';
 rate_limit_zone one key=\$remote_addr rate=1r/m burst=0 size=1m;
 client_max_body_size 16m;
 upstream g { server $up->{addr}; }
 upstream gs { server localhost:$sec->{port}; tls on; tls_trusted_ca $pki->{ca}; }
 upstream gone { server 127.0.0.1:$dead; protocol http2; }
+upstream victim { server $victim->{addr}; protocol http2; }
 server {
     listen %%PORT%% http2;
+    access_log %%DIR%%/grpc.log grpc;
     location /tgtest.Test/ { proxy_pass grpc://g; }
+}
+server {
+    listen %%PORT7%% http2;
+    location /tgtest.Test/ { proxy_pass victim; }
 }
 server {
     listen %%PORT2%% tls;
@@ -132,5 +143,30 @@ is($r->{code}, 8, 'rate limited: RESOURCE_EXHAUSTED');
 $r = call($tg->port(6), 'unary', 1);
 is($r->{code}, 16, 'Lua tg.exit(401): UNAUTHENTICATED');
 
+# ---- the upstream killed mid-stream
+open(my $k, '-|', "cd $root/t && timeout 60 node upstream/grpc-client.js 127.0.0.1:@{[$tg->port(7)]} - streams 3:200") or die;
+select(undef, undef, undef, 0.8);
+$victim->stop;
+$out = do { local $/; <$k> };
+close $k;
+$r = eval { decode_json((split /\n/, $out)[-1]) } // {};
+is_deeply($r->{codes}, [14, 14, 14], 'upstream killed mid-stream: each call ends UNAVAILABLE')
+    or diag $out;
+
+# ---- a reload during 100 long streams: none broken
+open(my $long, '-|', "cd $root/t && timeout 60 node upstream/grpc-client.js 127.0.0.1:$p - streams 100:75") or die;
+select(undef, undef, undef, 0.6);
+$tg->signal('HUP');
+$out = do { local $/; <$long> };
+close $long;
+$r = eval { decode_json((split /\n/, $out)[-1]) } // {};
+is($r->{ok}, 100, '100 streams of 1.5 s across a reload: all complete, in order, OK') or diag $out;
+is(call($p, 'unary', 5)->{code}, 0, 'after the reload: new calls OK');
+
+# ---- $grpc_status in the access log
 $tg->stop;
+my $log = do { local $/; open(my $f, '<', $tg->dir . '/grpc.log') or die; <$f> };
+like($log, qr{^/tgtest\.Test/Unary 200 0$}m, 'access log: $grpc_status 0 for an OK call');
+like($log, qr{^/tgtest\.Test/Unary 200 9$}m, "access log: the upstream's status 9");
+like($log, qr{^/tgtest\.Test/Unary 200 4$}m, "access log: the gateway's DEADLINE_EXCEEDED 4");
 done_testing;

@@ -115,6 +115,20 @@ const scenarios = {
             call.on('error', () => {});
         });
     },
+    // ARG "COUNT:N": COUNT concurrent paced server streams of N messages
+    // (20 ms apart); {ok: those that got all N in order and status OK, codes}
+    streams() {
+        const [count, n] = arg.split(':').map(Number);
+        const one = () => new Promise((resolve) => {
+            const call = client.ServerStream({ n, text: 'paced', data: Buffer.from('y') });
+            let got = 0, inOrder = true;
+            call.on('data', (m) => { if (+m.text !== got++) inOrder = false; });
+            call.on('status', (st) => resolve({ ok: st.code === 0 && got === n && inOrder, code: st.code }));
+            call.on('error', () => {});
+        });
+        return Promise.all(Array.from({ length: count }, one)).then((rs) => ({
+            ok: rs.filter((x) => x.ok).length, codes: rs.map((x) => x.code) }));
+    },
     deadline: () => unary({ text: 'slow', n: +arg }, { deadline: Date.now() + 5000 }),
     // a call with grpc-timeout and no deadline of the client's own: the
     // gateway must end it (raw http2, so grpc-js's timer cannot)
