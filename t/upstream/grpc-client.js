@@ -53,10 +53,13 @@ const scenarios = {
         const all = [];
         for (let i = 0; i < n; i++) {
             const data = Buffer.from('call ' + i);
-            all.push(unary({ data }).then((r) => r.code === 0 && r.sha === sha(data)));
+            all.push(unary({ data }).then((r) => (r.code === 0 && r.sha === sha(data) ? 'ok'
+                                                   : r.code + ' ' + r.details)));
         }
-        const ok = (await Promise.all(all)).filter(Boolean).length;
-        return { n, ok };
+        const rs = await Promise.all(all);
+        const failures = {};
+        for (const x of rs) if (x !== 'ok') failures[x] = (failures[x] || 0) + 1;
+        return { n, ok: rs.filter((x) => x === 'ok').length, failures };
     },
     serverStream() {
         // ARG: "N:SIZE:DELAY_MS" (DELAY_MS: pause reading that long every 100 messages)
