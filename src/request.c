@@ -824,6 +824,19 @@ static int respond_grpc(tg_request_t *r, int status)
     return 0;
 }
 
+int tg_request_grpc_status(const tg_request_t *r, tg_str_t *text)
+{
+    tg_header_t *h = tg_headers_find((tg_headers_t *)&r->resp_trailers, TG_STR("grpc-status"));
+    if (h == NULL)
+        h = tg_headers_find((tg_headers_t *)&r->resp_headers, TG_STR("grpc-status"));
+    int64_t v;
+    if (h == NULL)
+        return -1;
+    if (text)
+        *text = h->value;
+    return tg_parse_int(h->value, &v) == 0 && v <= 1000 ? (int)v : -1;
+}
+
 int tg_request_is_grpc(const tg_request_t *r)
 {
     tg_header_t *ct = tg_headers_find((tg_headers_t *)&r->headers, TG_STR("Content-Type"));

@@ -376,6 +376,10 @@ void tg_request_resume(tg_request_t *r);
  * error: trailers-only, HTTP 200, grpc-status (src/grpc.h's mapping) and
  * grpc-message. */
 int tg_request_is_grpc(const tg_request_t *r);
+/* The gRPC status the response ended with: its trailers' grpc-status, else
+ * its head's (trailers-only); -1 when there is none (or not a number).
+ * *text (may be NULL): the field's value as sent. */
+int tg_request_grpc_status(const tg_request_t *r, tg_str_t *text);
 /* Add `token` to the response's Vary unless a Vary line has it (or "*"). */
 int tg_request_vary_add(tg_request_t *r, const char *token);
 /* Add a response header (copies name and value into the arena). */

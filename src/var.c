@@ -288,13 +288,9 @@ static int var_upstream_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 static int var_grpc_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
-    tg_header_t *h = tg_headers_find(&r->resp_trailers, TG_STR("grpc-status"));
-    if (h == NULL)
-        h = tg_headers_find(&r->resp_headers, TG_STR("grpc-status"));
-    if (h == NULL)
-        return -1;
-    *out = h->value;
-    return 0;
+    *out = TG_NULL_STR;
+    tg_request_grpc_status(r, out);
+    return out->p ? 0 : -1;
 }
 
 static int var_bytes_sent(tg_request_t *r, tg_str_t arg, tg_str_t *out)

@@ -39,6 +39,7 @@ server {
     listen %%PORT%% http2;
     access_log %%DIR%%/grpc.log grpc;
     location /tgtest.Test/ { proxy_pass grpc://g; }
+    location = /__stats { stats; }
 }
 server {
     listen %%PORT7%% http2;
@@ -162,6 +163,20 @@ close $long;
 $r = eval { decode_json((split /\n/, $out)[-1]) } // {};
 is($r->{ok}, 100, '100 streams of 1.5 s across a reload: all complete, in order, OK') or diag $out;
 is(call($p, 'unary', 5)->{code}, 0, 'after the reload: new calls OK');
+
+# ---- stats by grpc-status, per location and upstream server
+my $st = decode_json($tg->http(GET => '/__stats')->{body});
+my ($srv) = grep { $st->{servers}{$_}{locations}{'/tgtest.Test/'} } keys %{$st->{servers}};
+my $lg = $st->{servers}{$srv}{locations}{'/tgtest.Test/'}{grpc} // {};
+ok(($lg->{0} // 0) > 1000, "stats: location's OK calls counted ($lg->{0})");
+ok(($lg->{9} // 0) >= 1 && ($lg->{4} // 0) >= 1, 'stats: the location counts status 9 and 4');
+my $ug = $st->{upstreams}{g}{servers}{$up->{addr}}{grpc} // {};
+ok(($ug->{0} // 0) > 1000 && ($ug->{9} // 0) >= 1, 'stats: the upstream server counts by grpc-status');
+my $prom = $tg->http(GET => '/__stats?format=prometheus')->{body};
+like($prom, qr/^tollgate_location_grpc_total\{[^}]*location="\/tgtest\.Test\/"[^}]*grpc_status="9"\} \d+/m,
+     'Prometheus: tollgate_location_grpc_total with grpc_status');
+like($prom, qr/^tollgate_upstream_grpc_total\{[^}]*grpc_status="0"\} \d+/m,
+     'Prometheus: tollgate_upstream_grpc_total');
 
 # ---- $grpc_status in the access log
 $tg->stop;
