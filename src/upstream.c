@@ -274,7 +274,8 @@ static const char *set_h2_streams(tg_conf_t *cf, const tg_directive_t *d, void *
     return NULL;
 }
 
-/* health_check [path=/healthz] [interval=5s] [timeout=1s] [fails=3] [passes=2] */
+/* health_check [grpc [service=NAME]] [path=/healthz] [interval=5s] [timeout=1s] [fails=3]
+ * [passes=2] */
 const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
 {
     h->enabled = 1;
@@ -286,7 +287,13 @@ const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t v;
         int64_t n;
-        if (tg_conf_arg_kv(cf, i, "path", &v)) {
+        if (i == 1 && tg_str_eq_lit(tg_conf_arg(cf, 1), "grpc")) {
+            h->grpc = 1;
+        } else if (h->grpc && tg_conf_arg_kv(cf, i, "service", &v)) {
+            if (v.len > 200)
+                return tg_conf_errf(cf, "service name too long in \"health_check\"");
+            h->service = tg_arena_str(cf->arena, v);
+        } else if (tg_conf_arg_kv(cf, i, "path", &v)) {
             if (v.len == 0 || v.p[0] != '/')
                 return tg_conf_errf(cf, "invalid path \"%.*s\" in \"health_check\"", TG_STR_FMT(v));
             for (size_t k = 0; k < v.len; k++)
@@ -313,7 +320,7 @@ const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
             h->passes = (int)n;
         } else {
             return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"health_check\", expected "
-                                    "path=, interval=, timeout=, fails= or passes=",
+                                    "grpc, service=, path=, interval=, timeout=, fails= or passes=",
                                 TG_STR_FMT(tg_conf_arg(cf, i)));
         }
     }
@@ -424,6 +431,12 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
+        if (u->health.grpc && !u->http2) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"health_check grpc\" needs \"protocol "
+                            "http2\" (or proxy_pass grpc://%.*s)\n",
+                    u->file, u->line, TG_STR_FMT(u->name), TG_STR_FMT(u->name));
+            errors++;
+        }
         if (u->h2_streams == TG_CONF_UNSET)
             u->h2_streams = 100;
         else if (!u->http2) {
@@ -470,7 +483,12 @@ const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
                             u->tls_verify ? "on" : "off", u->tls_ca ? u->tls_ca : "(system)");
     if (s && u->sticky_cookie.len)
         s = tg_arena_printf(a, "%s sticky=%.*s", s, TG_STR_FMT(u->sticky_cookie));
-    if (s && u->health.enabled)
+    if (s && u->health.enabled && u->health.grpc)
+        s = tg_arena_printf(a, "%s health_check=grpc,service=%.*s,interval=%lldms,timeout=%lldms,"
+                               "fails=%d,passes=%d",
+                            s, TG_STR_FMT(u->health.service), (long long)u->health.interval,
+                            (long long)u->health.timeout, u->health.fails, u->health.passes);
+    else if (s && u->health.enabled)
         s = tg_arena_printf(a, "%s health_check=path=%.*s,interval=%lldms,timeout=%lldms,"
                                "fails=%d,passes=%d",
                             s, TG_STR_FMT(u->health.path), (long long)u->health.interval,
@@ -493,7 +511,7 @@ static const tg_directive_t upstream_directives[] = {
     {"server", TG_SCOPE_UPSTREAM, 0, 1, 8, set_upstream_server, 0},
     {"balance", TG_SCOPE_UPSTREAM, 0, 1, 2, set_balance, 0},
     {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
-    {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
+    {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 7, set_health_check, 0},
     {"tls", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls, 0},
     {"tls_trusted_ca", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_trusted_ca, 0},
     {"tls_verify", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls_verify, 0},

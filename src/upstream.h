@@ -82,6 +82,8 @@ typedef struct {
     tg_str_t path; /* default "/" */
     tg_msec_t interval, timeout;
     int fails, passes; /* thresholds to mark down / up */
+    int grpc;          /* `grpc`: grpc.health.v1.Health/Check over HTTP/2 instead of GET path */
+    tg_str_t service;  /* its service=NAME (empty: the server as a whole) */
 } tg_health_conf_t;
 
 typedef struct tg_upstream_dyn_s tg_upstream_dyn_t;

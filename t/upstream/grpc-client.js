@@ -45,6 +45,10 @@ const scenarios = {
         return r;
     },
     fail: () => unary({ text: 'fail' }),
+    // ARG sick|well|checks: the server's health switch, or its count of checks
+    health: () => new Promise((resolve) => {
+        client.Unary({ text: arg }, (e, r) => resolve(e ? err(e) : { code: 0, n: r.n }));
+    }),
     cancels: () => new Promise((resolve) => {
         client.Unary({ text: 'cancels' }, (e, r) => resolve(e ? err(e) : { text: r.text }));
     }),

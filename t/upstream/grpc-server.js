@@ -9,7 +9,10 @@
 //   ClientStream(stream) {n: messages received, data: their bytes joined}
 //   Bidi(stream)        echoes each message as it comes
 // GET-free: the log of cancelled calls is a unary call with text "cancels"
-// (returns them joined in text).
+// (returns them joined in text); text "sick" / "well" switches what the
+// health service (grpc.health.v1.Health/Check, grpc-health.proto) answers:
+// SERVING for "" and "tgtest.Test" while well, NOT_SERVING while sick,
+// NOT_FOUND (5) for another service. Checks are counted: text "checks".
 'use strict';
 const grpc = require('@grpc/grpc-js');
 const loader = require('@grpc/proto-loader');
@@ -20,6 +23,9 @@ const def = loader.loadSync(path.join(__dirname, 'grpc-test.proto'));
 const proto = grpc.loadPackageDefinition(def).tgtest;
 const NAME = process.env.NAME || 'grpc';
 const cancels = [];
+const healthDef = loader.loadSync(path.join(__dirname, 'grpc-health.proto'), { enums: String });
+const health = grpc.loadPackageDefinition(healthDef).grpc.health.v1;
+let sick = false, checks = 0;
 
 function unary(call, cb) {
     const m = call.request;
@@ -28,6 +34,8 @@ function unary(call, cb) {
     md.set('x-server', NAME);
     call.sendMetadata(md);
     if (m.text === 'cancels') return cb(null, { text: cancels.join(',') });
+    if (m.text === 'sick' || m.text === 'well') { sick = m.text === 'sick'; return cb(null, {}); }
+    if (m.text === 'checks') return cb(null, { n: checks });
     if (m.text === 'fail') {
         const t = new grpc.Metadata();
         t.set('x-why', 'asked');
@@ -72,6 +80,14 @@ const server = new grpc.Server({ 'grpc.max_receive_message_length': -1,
                                  'grpc.max_send_message_length': -1 });
 server.addService(proto.Test.service, { Unary: unary, ServerStream: serverStream,
                                         ClientStream: clientStream, Bidi: bidi });
+server.addService(health.Health.service, {
+    Check(call, cb) {
+        checks++;
+        const svc = call.request.service;
+        if (svc !== '' && svc !== 'tgtest.Test') return cb({ code: 5, details: 'unknown service' });
+        cb(null, { status: sick ? 'NOT_SERVING' : 'SERVING' });
+    },
+});
 const creds = process.env.CERT
     ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(process.env.CERT),
                                                 private_key: fs.readFileSync(process.env.KEY) }])
