@@ -173,6 +173,9 @@ static void count_peer(stats_conf_t *mc, tg_stats_worker_t *b, tg_request_t *r)
         return;
     tg_stats_peer_t *p = &b->peers[slot];
     tg_stats_add(&p->requests, 1);
+    int grpc = tg_request_grpc_status(r, NULL);
+    if (grpc >= 0 && grpc < TG_STATS_GRPC_CODES)
+        tg_stats_add(&p->grpc[grpc], 1);
     if (r->upstream_status == 0 || (r->resp_local && r->status >= 502))
         tg_stats_add(&p->failures, 1);
     double t = r->upstream_time > 0 ? r->upstream_time : 0;
@@ -184,11 +187,13 @@ static void count_peer(stats_conf_t *mc, tg_stats_worker_t *b, tg_request_t *r)
     tg_stats_add(&p->buckets[i], 1);
 }
 
-static void count_class(tg_stats_class_t *c, int klass)
+static void count_class(tg_stats_class_t *c, int klass, int grpc)
 {
     tg_stats_add(&c->requests, 1);
     if (klass >= 0)
         tg_stats_add(&c->status[klass], 1);
+    if (grpc >= 0)
+        tg_stats_add(&c->grpc[grpc], 1);
 }
 
 static void stats_log(tg_request_t *r, void *conf)
@@ -208,10 +213,13 @@ static void stats_log(tg_request_t *r, void *conf)
     }
     tg_stats_add(&b->bytes_in, r->bytes_in);
     tg_stats_add(&b->bytes_out, r->bytes_out);
+    int grpc = tg_request_grpc_status(r, NULL);
+    if (grpc >= TG_STATS_GRPC_CODES)
+        grpc = -1;
     if (lc->srv_slot >= 0)
-        count_class(&b->servers[lc->srv_slot], klass);
+        count_class(&b->servers[lc->srv_slot], klass, grpc);
     if (lc->loc_slot >= 0)
-        count_class(&b->locations[lc->loc_slot], klass);
+        count_class(&b->locations[lc->loc_slot], klass, grpc);
     if (r->upstream && r->upstream_addr.len)
         count_peer(mc, b, r);
 }
@@ -287,6 +295,7 @@ static void put_prom_label(sb_t *sb, tg_str_t s)
 typedef struct {
     uint64_t total;
     uint64_t by_class[6]; /* 1xx..5xx, other */
+    uint64_t grpc[TG_STATS_GRPC_CODES]; /* gRPC calls by grpc-status */
 } class_view_t;
 
 typedef struct {
@@ -299,6 +308,7 @@ typedef struct {
     int64_t active, up, down_workers;
     const char *health; /* "up", "partial", "down" */
     hist_view_t latency;
+    uint64_t grpc[TG_STATS_GRPC_CODES]; /* gRPC calls by grpc-status */
 } peer_view_t;
 
 typedef struct {
@@ -326,8 +336,11 @@ typedef struct {
     int nents[ENT_COUNT];
 } snapshot_t;
 
-static void class_view(class_view_t *v, uint64_t total, const uint64_t status[5])
+static void class_view(class_view_t *v, const tg_stats_class_t *sum)
 {
+    uint64_t total = sum->requests;
+    const uint64_t *status = sum->status;
+    memcpy(v->grpc, sum->grpc, sizeof(v->grpc));
     v->total = total;
     uint64_t classed = 0;
     for (int k = 0; k < 5; k++)
@@ -353,7 +366,9 @@ static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
     tg_stats_shm_t *s = mc->st->shm;
     memset(sn, 0, sizeof(*sn));
     tg_stats_sum_totals(c, &sn->top.t);
-    class_view(&sn->top.requests, sn->top.t.requests, sn->top.t.status);
+    tg_stats_class_t all = {.requests = sn->top.t.requests};
+    memcpy(all.status, sn->top.t.status, sizeof(all.status));
+    class_view(&sn->top.requests, &all);
     sn->top.version = TG_VERSION;
 
     int nloc = 0, npeers = 0;
@@ -410,7 +425,7 @@ static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
         tg_stats_class_t sum;
         tg_stats_slot_name(s, TG_STATS_SERVER, srv[i], &se[i].name, NULL);
         tg_stats_sum_class(s, TG_STATS_SERVER, srv[i], &sum);
-        class_view(cv, sum.requests, sum.status);
+        class_view(cv, &sum);
         se[i].parent = -1;
         se[i].view = cv;
     }
@@ -426,7 +441,7 @@ static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
             continue; /* its server block is not counted on its own */
         tg_stats_slot_name(s, TG_STATS_LOCATION, loc[i], &srv_name, &le[i].name);
         tg_stats_sum_class(s, TG_STATS_LOCATION, loc[i], &sum);
-        class_view(cv, sum.requests, sum.status);
+        class_view(cv, &sum);
         le[i].view = cv++;
     }
     sn->nents[ENT_LOCATION] = nloc;
@@ -443,8 +458,9 @@ static int snapshot(tg_arena_t *a, stats_conf_t *mc, snapshot_t *sn)
             *v = (peer_view_t){ps.p.requests, ps.p.failures, ps.p.retries, ps.p.active,
                                ps.down == 0, ps.down,
                                ps.down == 0 ? "up" : ps.down >= ps.nworkers ? "down" : "partial",
-                               {ps.p.latency_us, {0}}};
+                               {ps.p.latency_us, {0}}, {0}};
             memcpy(v->latency.buckets, ps.p.buckets, sizeof(v->latency.buckets));
+            memcpy(v->grpc, ps.p.grpc, sizeof(v->grpc));
             peers[sn->nents[ENT_PEER]++] = (ent_t){su->peer_names[k], i, v};
         }
     }
@@ -483,8 +499,10 @@ typedef enum {
 } vkind_t;
 
 /* Label sets of a metric's own: its samples, each a JSON key and a label value. */
-typedef enum { SET_NONE = 0, SET_STATE, SET_CLASS, SET_CODE, SET_RESULT, SET_CACHE, SET_ACTION,
-               SET_RCACHE } set_t;
+typedef enum {
+    SET_NONE = 0, SET_STATE, SET_CLASS, SET_CODE, SET_RESULT, SET_CACHE, SET_ACTION, SET_RCACHE,
+    SET_GRPC
+} set_t;
 
 enum {
     F_JSON = 1,
@@ -540,6 +558,7 @@ static const set_def_t sets[] = {
     [SET_CACHE] = {"event", cache_samples, 6},
     [SET_ACTION] = {"action", action_samples, 2},
     [SET_RCACHE] = {"event", rcache_samples, 8},
+    [SET_GRPC] = {"grpc_status", NULL, TG_STATS_GRPC_CODES}, /* from the index: status i */
 };
 
 typedef struct {
@@ -688,6 +707,11 @@ static const metric_t metrics[] = {
                    "Requests by location (stats_name or path) and response status class.", V_U64,
                    by_class, SET_CLASS, F_BOTH),
             END,
+            OBJ("grpc"),
+                OF(class_view_t, NULL, "tollgate_location_grpc_total", "counter",
+                   "gRPC calls by location and the grpc-status they ended with (statuses seen).",
+                   V_U64, grpc, SET_GRPC, F_BOTH | F_NONZERO),
+            END,
         END,
     END,
     EACH("caches", ENT_CACHE),
@@ -723,6 +747,12 @@ static const metric_t metrics[] = {
                F_BOTH),
             OF(peer_view_t, "latency_ms", "tollgate_upstream_latency_seconds", "histogram",
                "Upstream response time.", V_HIST, latency, SET_NONE, F_BOTH),
+            OBJ("grpc"),
+                OF(peer_view_t, NULL, "tollgate_upstream_grpc_total", "counter",
+                   "gRPC calls whose last attempt went to this upstream server, by the "
+                   "grpc-status they ended with (statuses seen).",
+                   V_U64, grpc, SET_GRPC, F_BOTH | F_NONZERO),
+            END,
         END,
     END,
 };
@@ -791,9 +821,9 @@ static const char *str_at(const void *view, size_t off)
 /* Sample i of a set: its label value / JSON key (codes: made in buf). */
 static const sample_t *sample_of(set_t set, int i, sample_t *tmp, char *buf, size_t bufsz)
 {
-    if (set != SET_CODE)
+    if (set != SET_CODE && set != SET_GRPC)
         return &sets[set].s[i];
-    snprintf(buf, bufsz, "%d", i + 100);
+    snprintf(buf, bufsz, "%d", set == SET_CODE ? i + 100 : i);
     *tmp = (sample_t){buf, buf, (size_t)i * sizeof(uint64_t), F_BOTH};
     return tmp;
 }

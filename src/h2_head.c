@@ -148,6 +148,26 @@ static nghttp2_nv make_nv(tg_str_t n, tg_str_t v)
     return (nghttp2_nv){(uint8_t *)n.p, (uint8_t *)v.p, n.len, v.len, NGHTTP2_NV_FLAG_NONE};
 }
 
+/* Append hs as fields with lowercased names, without the connection-specific
+ * ones (HTTP/2 frames the message itself). 0, -1 out of memory. */
+static int add_fields(tg_arena_t *a, const tg_headers_t *hs, nghttp2_nv *nva, size_t *n)
+{
+    for (uint32_t i = 0; i < hs->n; i++) {
+        const tg_header_t *h = &hs->h[i];
+        if (is_connection_specific(h->name))
+            continue;
+        char *lower = tg_arena_alloc_nz(a, h->name.len + 1);
+        if (lower == NULL)
+            return -1;
+        for (size_t k = 0; k < h->name.len; k++) {
+            char ch = h->name.p[k];
+            lower[k] = (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
+        }
+        nva[(*n)++] = make_nv((tg_str_t){lower, h->name.len}, h->value);
+    }
+    return 0;
+}
+
 nghttp2_nv *tg_h2_head_response(tg_request_t *r, size_t *count)
 {
     int st = r->status;
@@ -169,19 +189,18 @@ nghttp2_nv *tg_h2_head_response(tg_request_t *r, size_t *count)
         nva[n++] = make_nv(TG_STR("content-length"),
                            (tg_str_t){len, tg_fmt_dec(len, (uint64_t)r->resp_content_length)});
     }
-    for (uint32_t i = 0; i < r->resp_headers.n; i++) {
-        tg_header_t *h = &r->resp_headers.h[i];
-        if (is_connection_specific(h->name))
-            continue; /* HTTP/2 frames the message itself */
-        char *lower = tg_arena_alloc_nz(r->arena, h->name.len + 1);
-        if (lower == NULL)
-            return NULL;
-        for (size_t k = 0; k < h->name.len; k++) {
-            char ch = h->name.p[k];
-            lower[k] = (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
-        }
-        nva[n++] = make_nv((tg_str_t){lower, h->name.len}, h->value);
-    }
+    if (add_fields(r->arena, &r->resp_headers, nva, &n) != 0)
+        return NULL;
+    *count = n;
+    return nva;
+}
+
+nghttp2_nv *tg_h2_head_trailers(tg_request_t *r, size_t *count)
+{
+    nghttp2_nv *nva = tg_arena_alloc_nz(r->arena, (r->resp_trailers.n + 1) * sizeof(*nva));
+    size_t n = 0;
+    if (nva == NULL || add_fields(r->arena, &r->resp_trailers, nva, &n) != 0)
+        return NULL;
     *count = n;
     return nva;
 }

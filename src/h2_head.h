@@ -45,4 +45,9 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri);
  * count. NULL: out of memory. */
 nghttp2_nv *tg_h2_head_response(tg_request_t *r, size_t *n);
 
+/* The response's trailer fields (r->resp_trailers) as nghttp2 pairs in
+ * r->arena, names lowercased, connection-specific ones left out. NULL: out
+ * of memory. */
+nghttp2_nv *tg_h2_head_trailers(tg_request_t *r, size_t *n);
+
 #endif

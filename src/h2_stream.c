@@ -126,8 +126,6 @@ void tg_h2_stream_over(tg_h2_stream_t *s)
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-    (void)ng;
-    (void)id;
     (void)ud;
     tg_h2_stream_t *s = src->ptr;
     tg_iovq_t *q = &s->out;
@@ -151,6 +149,13 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     }
     if (q->pending == 0 && s->resp_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* trailers end the stream instead (gRPC's grpc-status); only while
+         * the request lives: its arena holds them */
+        size_t tn;
+        nghttp2_nv *tv;
+        if (s->active && s->r.resp_trailers.n && (tv = tg_h2_head_trailers(&s->r, &tn)) &&
+            nghttp2_submit_trailer(ng, id, tv, tn) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         return (ssize_t)n;
     }
     if (n == 0) {

@@ -11,7 +11,13 @@
  * certificate; tls_io.c's upstream functions on an embedded tg_upconn_t), so a
  * server whose certificate fails verification fails its checks. The
  * handshake is non-blocking on the loop, within the same `timeout`. A check
- * is a small state machine: connect, handshake (TLS only), send, read. */
+ * is a small state machine: connect, handshake (TLS only), send, read.
+ *
+ * `health_check grpc [service=NAME]`: the standard gRPC health check
+ * (grpc.health.v1.Health/Check with HealthCheckRequest{service}) as a stream
+ * on the upstream's HTTP/2 connections (src/upstream_h2.c, the pool the
+ * traffic uses, TLS included); a pass is HTTP 200, grpc-status 0 and a
+ * HealthCheckResponse whose status is SERVING (1). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +28,20 @@
 #include "health.h"
 #include "core.h"
 #include "upstream.h"
+#include "upstream_h2.h"
 #include "worker.h"
 #include "log.h"
 
 typedef enum { CHECK_CONNECT = 0, CHECK_HANDSHAKE, CHECK_SEND, CHECK_READ } check_state_t;
 
 typedef struct {
+    tg_h2up_stream_t st; /* grpc checks: the stream (first: its callbacks get &st) */
+    nghttp2_nv nv[6];
+    char frame[5 + 2 + 200]; /* the request message, length-prefixed */
+    struct iovec body;
+    tg_spans_t src;
+    char grpc_status[8];     /* the answer's grpc-status field, "" when none */
+    unsigned grpc_open : 1;  /* the stream is open */
     ev_timer timer;  /* interval, then the timeout of a check */
     ev_io io;
     int fd;
@@ -194,17 +208,117 @@ static void check_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     check_result(k, status >= 200 && status < 400, why);
 }
 
+/* ---- grpc.health.v1 --------------------------------------------------------- */
+
+static int grpc_field(tg_h2up_stream_t *st, tg_str_t name, tg_str_t value, int trailer)
+{
+    (void)trailer;
+    check_t *k = (check_t *)st;
+    if (tg_str_eq_lit(name, "grpc-status") && value.len < sizeof(k->grpc_status)) {
+        memcpy(k->grpc_status, value.p, value.len);
+        k->grpc_status[value.len] = '\0';
+    }
+    return 0;
+}
+
+/* The answer's message: 5-byte prefix, then HealthCheckResponse, whose
+ * field 1 (status, varint) must be 1, SERVING. */
+static int grpc_serving(tg_h2up_stream_t *st)
+{
+    unsigned char m[16];
+    size_t n = 0;
+    for (int i = 0; i < st->nin && n < sizeof(m); i++) {
+        size_t k = tg_buf_len(st->in[i]);
+        if (k > sizeof(m) - n)
+            k = sizeof(m) - n;
+        memcpy(m + n, st->in[i]->pos, k);
+        n += k;
+    }
+    return n >= 7 && m[0] == 0 && m[5] == 0x08 && m[6] == 1;
+}
+
+static void grpc_close(check_t *k)
+{
+    if (k->grpc_open) {
+        k->grpc_open = 0;
+        tg_h2up_close(&k->st);
+    }
+}
+
+static void grpc_event(tg_h2up_stream_t *st)
+{
+    check_t *k = (check_t *)st;
+    if (!k->grpc_open)
+        return;
+    if (st->closed && !st->ended) {
+        grpc_close(k);
+        check_result(k, 0, st->conn_failed ? "cannot connect" : "stream reset, no answer");
+        return;
+    }
+    if (!st->ended)
+        return; /* the answer is not complete yet */
+    int ok = st->status == 200 && strcmp(k->grpc_status, "0") == 0 && grpc_serving(st);
+    const char *why = st->status != 200 ? "HTTP status not 200"
+                      : strcmp(k->grpc_status, "0") ? "grpc-status not 0"
+                                                    : "not SERVING";
+    grpc_close(k);
+    check_result(k, ok, why);
+}
+
+static void grpc_start(check_t *k)
+{
+    tg_upstream_t *u = k->u;
+    size_t sl = u->health.service.len;
+    k->frame[0] = 0;
+    uint32_t mlen = sl ? (uint32_t)(2 + sl) : 0;
+    k->frame[1] = 0, k->frame[2] = 0, k->frame[3] = 0, k->frame[4] = (char)mlen;
+    if (sl) {
+        k->frame[5] = 0x0a; /* field 1, length-delimited: service */
+        k->frame[6] = (char)sl;
+        memcpy(k->frame + 7, u->health.service.p, sl);
+    }
+    k->body = (struct iovec){k->frame, 5 + mlen};
+    k->src = (tg_spans_t){.n = 1, .len = 5 + mlen};
+    k->src.v[0] = k->body;
+#define NV(n, v, vl) (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), \
+                                  NGHTTP2_NV_FLAG_NONE}
+    k->nv[0] = NV(":method", "POST", 4);
+    k->nv[1] = NV(":scheme", u->tls ? "https" : "http", u->tls ? 5 : 4);
+    k->nv[2] = NV(":authority", k->peer->name.p, k->peer->name.len);
+    k->nv[3] = NV(":path", "/grpc.health.v1.Health/Check", 28);
+    k->nv[4] = NV("content-type", "application/grpc", 16);
+    k->nv[5] = NV("te", "trailers", 8);
+#undef NV
+    k->grpc_status[0] = '\0';
+    k->st.on_event = grpc_event;
+    k->st.on_field = grpc_field;
+    k->st.src = &k->src;
+    k->st.src_last = 1;
+    if (tg_h2up_open(&k->st, u, k->peer, k->nv, 6, 1, u->health.timeout) != 0) {
+        check_result(k, 0, strerror(errno));
+        return;
+    }
+    k->grpc_open = 1;
+    ev_timer_set(&k->timer, (double)u->health.timeout / 1000.0, 0.);
+    ev_timer_start(tg_worker->loop, &k->timer);
+}
+
 static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     check_t *k = t->data;
-    if (k->fd >= 0) {
+    if (k->fd >= 0 || k->grpc_open) {
+        grpc_close(k);
         check_result(k, 0, "timeout");
         return;
     }
     if (k->peer->absent) { /* a resolve server's slot without an address now */
         ev_timer_set(t, (double)k->u->health.interval / 1000.0, 0.);
         ev_timer_start(loop, t);
+        return;
+    }
+    if (k->u->health.grpc) {
+        grpc_start(k);
         return;
     }
     /* start a check */
@@ -268,6 +382,7 @@ static void health_stop(tg_config_t *cf)
         ev_io_stop(tg_worker->loop, &checks[i].io);
         ev_timer_stop(tg_worker->loop, &checks[i].timer);
         tg_upconn_tls_free(&checks[i].uc);
+        grpc_close(&checks[i]);
         if (checks[i].fd >= 0)
             close(checks[i].fd);
     }

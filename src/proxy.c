@@ -32,6 +32,7 @@
 #include "proxy.h"
 #include "proxy_conf.h"
 #include "proxy_head.h"
+#include "proxy_h2.h"
 #include "var.h"
 #include "log.h"
 #include "sendq.h"
@@ -315,6 +316,8 @@ static tg_rc_t px_content(tg_request_t *r, void *conf)
         tg_request_error(r, 404);
         return TG_AGAIN;
     }
+    if (r->upstream->http2)
+        return tg_proxy_h2_content(r, px_conf(r));
     tg_proxy_t *px = tg_arena_alloc(r->arena, sizeof(*px));
     if (px == NULL)
         return TG_ERROR;

@@ -71,7 +71,8 @@ static const char *set_pass_uri(tg_conf_t *cf, tg_proxy_conf_t *pc, tg_str_t arg
     return NULL;
 }
 
-/* proxy_pass [http://|https://]NAME|HOST:PORT[/URI] */
+/* proxy_pass [http://|https://|grpc://|grpcs://]NAME|HOST:PORT[/URI]; grpc(s)://
+ * is http(s):// over HTTP/2 (the upstream gets `protocol http2`) */
 static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
@@ -80,7 +81,7 @@ static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *
         return "\"proxy_pass\" directive is duplicate";
     tg_str_t arg = tg_conf_arg(cf, 1), scheme, name, uri;
     if (tg_proxy_uri_split(arg, &scheme, &name, &uri) != 0)
-        return tg_conf_errf(cf, "invalid scheme in \"proxy_pass %.*s\", expected http:// or https://",
+        return tg_conf_errf(cf, "invalid scheme in \"proxy_pass %.*s\", expected http://, https://, grpc:// or grpcs://",
                             TG_STR_FMT(arg));
     if (name.len == 0)
         return tg_conf_errf(cf, "\"proxy_pass %.*s\" names no upstream (variables are allowed in "
@@ -93,7 +94,10 @@ static const char *set_proxy_pass(tg_conf_t *cf, const tg_directive_t *d, void *
     if (pc->upstream == NULL)
         return tg_conf_errf(cf, "invalid upstream \"%.*s\" in \"proxy_pass\"", TG_STR_FMT(arg));
     if (scheme.len)
-        tg_upstream_note_scheme(cf, pc->upstream, tg_str_caseeq_lit(scheme, "https"));
+        tg_upstream_note_scheme(cf, pc->upstream, tg_str_caseeq_lit(scheme, "https") ||
+                                                      tg_str_caseeq_lit(scheme, "grpcs"));
+    if (scheme.len >= 4 && tg_str_has_caseprefix(scheme, "grpc"))
+        pc->upstream->http2 = 1;
     return NULL;
 }
 

@@ -54,12 +54,10 @@ static int px_overridden(const tg_proxy_conf_t *pc, tg_str_t name)
     return 0;
 }
 
-int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket, tg_str_t *head)
+int tg_proxy_head_fields(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket,
+                         tg_headers_t *outp)
 {
-    /* the upstream's header list only lives until it is serialized below:
-     * on the stack, in the arena only past 32 headers */
-    tg_header_t first[32];
-    tg_headers_t out = {first, 0, 32};
+    tg_headers_t out = *outp;
     int xff = -1; /* its index: the array may move when it grows */
     int has_connection = tg_headers_find(&r->headers, TG_STR("Connection")) != NULL;
     for (uint32_t i = 0; i < r->headers.n; i++) {
@@ -130,7 +128,18 @@ int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocke
             tg_headers_add(r->arena, &out, TG_STR("Upgrade"), up->value) != 0)
             return -1;
     }
+    *outp = out;
+    return 0;
+}
 
+int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket, tg_str_t *head)
+{
+    /* the upstream's header list only lives until it is serialized below:
+     * on the stack, in the arena only past 32 headers */
+    tg_header_t first[32];
+    tg_headers_t out = {first, 0, 32};
+    if (tg_proxy_head_fields(r, pc, websocket, &out) != 0)
+        return -1;
     char lenbuf[48] = "Content-Length: ";
     tg_str_t framing = TG_NULL_STR;
     if (r->chunked) {

@@ -16,6 +16,11 @@
  * (keep-alive, or upgrade for a `websocket` request) and the body framing.
  * 0, or -1 (out of memory, or a template that failed). */
 int tg_proxy_head_build(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket, tg_str_t *head);
+/* The header fields of that head, without the request line and the body
+ * framing, appended to *out (an empty list whose array may be the caller's:
+ * it moves to r's arena when it grows). 0, or -1. */
+int tg_proxy_head_fields(tg_request_t *r, const tg_proxy_conf_t *pc, int websocket,
+                         tg_headers_t *out);
 /* The end of a chunked request body for the upstream: the last chunk, the
  * request's trailer fields (r->trailers) less those a trailer must not
  * carry (framing, routing, authentication, content metadata: RFC 9110

@@ -14,7 +14,8 @@ int tg_proxy_uri_split(tg_str_t arg, tg_str_t *scheme, tg_str_t *authority, tg_s
     const char *sep = arg.len >= 3 ? memmem(arg.p, arg.len, "://", 3) : NULL;
     if (sep) {
         *scheme = (tg_str_t){p, (size_t)(sep - p)};
-        if (!tg_str_caseeq_lit(*scheme, "http") && !tg_str_caseeq_lit(*scheme, "https"))
+        if (!tg_str_caseeq_lit(*scheme, "http") && !tg_str_caseeq_lit(*scheme, "https") &&
+            !tg_str_caseeq_lit(*scheme, "grpc") && !tg_str_caseeq_lit(*scheme, "grpcs"))
             return -1;
         p = sep + 3;
     }

@@ -23,6 +23,7 @@
 #include "uri.h"
 #include "error_page.h"
 #include "file_io.h"
+#include "grpc.h"
 
 void tg_request_init(tg_request_t *r, tg_arena_t *a, const tg_carrier_t *carrier, tg_conn_t *c)
 {
@@ -290,6 +291,7 @@ void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *
     /* what the first answer had begun */
     r->status = 0;
     r->resp_headers.n = 0;
+    r->resp_trailers.n = 0;
     r->resp_body = NULL;
     r->resp_content_length = -1;
     r->resp_local = r->resp_no_body = r->header_hold = r->header_pending = r->body_filter = 0;
@@ -805,8 +807,49 @@ void tg_request_tunnel_active(tg_request_t *r)
 
 /* ---- local answers and response headers ----------------------------------- */
 
+/* A gRPC call the gateway ends (an error, a denial, a rate limit, Lua's
+ * tg.exit): trailers-only, HTTP 200, grpc-status and grpc-message in the
+ * head (grpc/doc/PROTOCOL-HTTP2.md), for the client reads nothing else. */
+static int respond_grpc(tg_request_t *r, int status)
+{
+    char *code = tg_arena_printf(r->arena, "%d", tg_grpc_status_for_http(status));
+    if (code == NULL ||
+        tg_headers_set(r->arena, &r->resp_headers, TG_STR("Content-Type"),
+                       TG_STR("application/grpc")) != 0 ||
+        tg_headers_set(r->arena, &r->resp_headers, TG_STR("grpc-status"), tg_str_c(code)) != 0 ||
+        tg_headers_set(r->arena, &r->resp_headers, TG_STR("grpc-message"),
+                       tg_str_c(tg_status_reason(status))) != 0)
+        return -1;
+    r->status = 200;
+    r->resp_body = NULL;
+    r->resp_content_length = 0;
+    r->resp_no_body = 1;
+    return 0;
+}
+
+int tg_request_grpc_status(const tg_request_t *r, tg_str_t *text)
+{
+    tg_header_t *h = tg_headers_find((tg_headers_t *)&r->resp_trailers, TG_STR("grpc-status"));
+    if (h == NULL)
+        h = tg_headers_find((tg_headers_t *)&r->resp_headers, TG_STR("grpc-status"));
+    int64_t v;
+    if (h == NULL)
+        return -1;
+    if (text)
+        *text = h->value;
+    return tg_parse_int(h->value, &v) == 0 && v <= 1000 ? (int)v : -1;
+}
+
+int tg_request_is_grpc(const tg_request_t *r)
+{
+    tg_header_t *ct = tg_headers_find((tg_headers_t *)&r->headers, TG_STR("Content-Type"));
+    return ct && r->method == HTTP_POST && tg_grpc_is_content_type(ct->value);
+}
+
 int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t body)
 {
+    if (status >= 300 && tg_request_is_grpc(r))
+        return respond_grpc(r, status);
     r->status = status;
     if (ctype && body.len &&
         tg_headers_set(r->arena, &r->resp_headers, TG_STR("Content-Type"), tg_str_c(ctype)) != 0)

@@ -175,6 +175,10 @@ struct tg_request_s {
     tg_headers_t resp_headers;
     int64_t resp_content_length; /* -1: unknown (chunked or until close) */
     tg_chain_t *resp_body;       /* a local response's body (tg_request_respond) */
+    /* Trailer fields after the response body (an HTTP/2 upstream's, gRPC's
+     * grpc-status): sent by carriers that can (HTTP/2 streams), dropped by
+     * the others. Set before the body's last byte is queued. */
+    tg_headers_t resp_trailers;
     unsigned resp_local : 1;     /* answered by the gateway itself */
     unsigned resp_no_body : 1;   /* HEAD, 204, 304 */
     unsigned header_sent : 1;    /* the header is final (written, or held: see below) */
@@ -367,6 +371,15 @@ void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *
 /* Continue a request parked by a hook that returned TG_AGAIN: the same hook
  * runs again. Safe to call from any event callback. */
 void tg_request_resume(tg_request_t *r);
+/* Is the request a gRPC call (POST with content-type application/grpc*, not
+ * gRPC-Web)? Then tg_request_respond answers a status >= 300 as a gRPC
+ * error: trailers-only, HTTP 200, grpc-status (src/grpc.h's mapping) and
+ * grpc-message. */
+int tg_request_is_grpc(const tg_request_t *r);
+/* The gRPC status the response ended with: its trailers' grpc-status, else
+ * its head's (trailers-only); -1 when there is none (or not a number).
+ * *text (may be NULL): the field's value as sent. */
+int tg_request_grpc_status(const tg_request_t *r, tg_str_t *text);
 /* Add `token` to the response's Vary unless a Vary line has it (or "*"). */
 int tg_request_vary_add(tg_request_t *r, const char *token);
 /* A filter changes the response's bytes: a strong ETag becomes weak (the

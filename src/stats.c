@@ -10,7 +10,7 @@
 #include "shm.h"
 #include "worker.h"
 
-#define TG_STATS_MAGIC 0x74677374617473ULL
+#define TG_STATS_MAGIC 0x74677374617474ULL /* changes with the layout */
 #define PART_MAX 47 /* bytes of each name part kept */
 
 const unsigned tg_stats_bucket_ms[TG_STATS_NBUCKETS - 1] = {5,   10,  25,   50,   100,
@@ -269,6 +269,8 @@ void tg_stats_sum_peer(tg_stats_shm_t *s, int slot, tg_stats_peer_sum_t *out)
         out->p.failures += tg_stats_read(&p->failures);
         out->p.latency_us += tg_stats_read(&p->latency_us);
         out->p.retries += tg_stats_read(&p->retries);
+        for (int k = 0; k < TG_STATS_GRPC_CODES; k++)
+            out->p.grpc[k] += tg_stats_read(&p->grpc[k]);
         for (int k = 0; k < TG_STATS_NBUCKETS; k++)
             out->p.buckets[k] += tg_stats_read(&p->buckets[k]);
         if ((uint64_t)w < nw) {
@@ -287,6 +289,8 @@ void tg_stats_sum_class(tg_stats_shm_t *s, tg_stats_kind_t kind, int slot, tg_st
         out->requests += tg_stats_read(&c->requests);
         for (int k = 0; k < 5; k++)
             out->status[k] += tg_stats_read(&c->status[k]);
+        for (int k = 0; k < TG_STATS_GRPC_CODES; k++)
+            out->grpc[k] += tg_stats_read(&c->grpc[k]);
     }
 }
 

@@ -87,12 +87,15 @@ typedef enum {
  * tg_peer_health_t values, checked in stats_collect.c). */
 enum { TG_STATS_UP = 0, TG_STATS_DOWN_PASSIVE = 1, TG_STATS_DOWN_ACTIVE = 2 };
 
+#define TG_STATS_GRPC_CODES 17 /* gRPC statuses 0 (OK) .. 16 (UNAUTHENTICATED) */
+
 typedef struct {
     uint64_t requests;  /* responses whose last attempt went to this server */
     uint64_t failures;  /* of those: no upstream status, or a 502+ made by the proxy */
     uint64_t latency_us; /* sum of upstream_time, microseconds */
     uint64_t buckets[TG_STATS_NBUCKETS]; /* per bucket, not cumulative */
     uint64_t retries;   /* failed attempts on this server followed by another attempt */
+    uint64_t grpc[TG_STATS_GRPC_CODES]; /* of those, gRPC calls by the grpc-status they ended with */
     int64_t active;     /* gauge: attempts in flight from this worker */
     int64_t health;     /* gauge: TG_STATS_UP or why this worker skips it */
     uint64_t reserved;
@@ -102,6 +105,7 @@ typedef struct {
 typedef struct {
     uint64_t requests;
     uint64_t status[5]; /* by class: [0] 1xx ... [4] 5xx */
+    uint64_t grpc[TG_STATS_GRPC_CODES]; /* gRPC calls by the grpc-status they ended with */
 } tg_stats_class_t;
 
 typedef struct {

@@ -849,6 +849,8 @@ static int build_upstream_ctx(tg_conf_t *cf, tg_upstream_t *u)
     cf->line = u->line;
     SSL_CTX *ctx = client_ctx_new(cf);
     if (ctx == NULL) return -1;
+    if (u->http2) /* h2 or nothing: an upstream that cannot is refused at the handshake */
+        SSL_CTX_set_alpn_protos(ctx, alpn_protos_h2, 3);
     u->tls_ctx = ctx;
     if (u->tls_verify) {
         ERR_clear_error();

@@ -48,6 +48,7 @@ static tg_upstream_t *upstream_add(tg_conf_t *cf, tg_str_t name)
         return NULL;
     u->name = tg_arena_str(cf->arena, name);
     u->keepalive = TG_CONF_UNSET;
+    u->h2_streams = TG_CONF_UNSET;
     u->tls_verify = 1;
     u->file = cf->file;
     u->line = cf->line;
@@ -244,7 +245,37 @@ static const char *set_keepalive(tg_conf_t *cf, const tg_directive_t *d, void *c
     return NULL;
 }
 
-/* health_check [path=/healthz] [interval=5s] [timeout=1s] [fails=3] [passes=2] */
+/* protocol http1|http2: how requests reach the upstream's servers */
+static const char *set_protocol(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "http2") || tg_str_eq_lit(v, "http1")) {
+        u->http2 = v.p[4] == '2';
+        return NULL;
+    }
+    return tg_conf_errf(cf, "invalid protocol \"%.*s\", expected \"http1\" or \"http2\"",
+                        TG_STR_FMT(v));
+}
+
+/* http2_streams_per_connection N: streams one HTTP/2 connection carries at
+ * once before the next request opens another connection */
+static const char *set_h2_streams(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    tg_upstream_t *u = conf;
+    int64_t n;
+    if (tg_parse_int(tg_conf_arg(cf, 1), &n) != 0 || n < 1 || n > 10000)
+        return tg_conf_errf(cf, "invalid number \"%.*s\" in \"http2_streams_per_connection\", "
+                                "expected 1 to 10000",
+                            TG_STR_FMT(tg_conf_arg(cf, 1)));
+    u->h2_streams = (int)n;
+    return NULL;
+}
+
+/* health_check [grpc [service=NAME]] [path=/healthz] [interval=5s] [timeout=1s] [fails=3]
+ * [passes=2] */
 const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
 {
     h->enabled = 1;
@@ -256,7 +287,13 @@ const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
     for (int i = 1; i <= cf->nargs; i++) {
         tg_str_t v;
         int64_t n;
-        if (tg_conf_arg_kv(cf, i, "path", &v)) {
+        if (i == 1 && tg_str_eq_lit(tg_conf_arg(cf, 1), "grpc")) {
+            h->grpc = 1;
+        } else if (h->grpc && tg_conf_arg_kv(cf, i, "service", &v)) {
+            if (v.len > 200)
+                return tg_conf_errf(cf, "service name too long in \"health_check\"");
+            h->service = tg_arena_str(cf->arena, v);
+        } else if (tg_conf_arg_kv(cf, i, "path", &v)) {
             if (v.len == 0 || v.p[0] != '/')
                 return tg_conf_errf(cf, "invalid path \"%.*s\" in \"health_check\"", TG_STR_FMT(v));
             for (size_t k = 0; k < v.len; k++)
@@ -283,7 +320,7 @@ const char *tg_upstream_parse_health(tg_conf_t *cf, tg_health_conf_t *h)
             h->passes = (int)n;
         } else {
             return tg_conf_errf(cf, "invalid parameter \"%.*s\" in \"health_check\", expected "
-                                    "path=, interval=, timeout=, fails= or passes=",
+                                    "grpc, service=, path=, interval=, timeout=, fails= or passes=",
                                 TG_STR_FMT(tg_conf_arg(cf, i)));
         }
     }
@@ -394,6 +431,20 @@ static const char *upstream_init_conf(tg_conf_t *cf, void *main_conf)
                      (unsigned long long)tg_hash64(u->peers[i].name.p, u->peers[i].name.len));
         if (u->keepalive == TG_CONF_UNSET)
             u->keepalive = 32;
+        if (u->health.grpc && !u->http2) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"health_check grpc\" needs \"protocol "
+                            "http2\" (or proxy_pass grpc://%.*s)\n",
+                    u->file, u->line, TG_STR_FMT(u->name), TG_STR_FMT(u->name));
+            errors++;
+        }
+        if (u->h2_streams == TG_CONF_UNSET)
+            u->h2_streams = 100;
+        else if (!u->http2) {
+            fprintf(stderr, "%s:%d: upstream \"%.*s\": \"http2_streams_per_connection\" "
+                            "without \"protocol http2\"\n",
+                    u->file, u->line, TG_STR_FMT(u->name));
+            errors++;
+        }
         if (!u->tls && (u->tls_ca || u->tls_cert || !u->tls_verify)) {
             fprintf(stderr, "%s:%d: upstream \"%.*s\": TLS settings without \"tls on\"\n",
                     u->file, u->line, TG_STR_FMT(u->name));
@@ -424,12 +475,20 @@ const char *tg_upstream_describe(tg_arena_t *a, const tg_upstream_t *u)
         s = tg_arena_printf(a, "%s %.*s", s, TG_STR_FMT(u->hash_key->src));
     if (s)
         s = tg_arena_printf(a, "%s keepalive=%d tls=%s", s, u->keepalive, u->tls ? "on" : "off");
+    if (s && u->http2)
+        s = tg_arena_printf(a, "%s protocol=http2 http2_streams_per_connection=%d", s,
+                            u->h2_streams);
     if (s && u->tls)
         s = tg_arena_printf(a, "%s tls_verify=%s tls_trusted_ca=%s", s,
                             u->tls_verify ? "on" : "off", u->tls_ca ? u->tls_ca : "(system)");
     if (s && u->sticky_cookie.len)
         s = tg_arena_printf(a, "%s sticky=%.*s", s, TG_STR_FMT(u->sticky_cookie));
-    if (s && u->health.enabled)
+    if (s && u->health.enabled && u->health.grpc)
+        s = tg_arena_printf(a, "%s health_check=grpc,service=%.*s,interval=%lldms,timeout=%lldms,"
+                               "fails=%d,passes=%d",
+                            s, TG_STR_FMT(u->health.service), (long long)u->health.interval,
+                            (long long)u->health.timeout, u->health.fails, u->health.passes);
+    else if (s && u->health.enabled)
         s = tg_arena_printf(a, "%s health_check=path=%.*s,interval=%lldms,timeout=%lldms,"
                                "fails=%d,passes=%d",
                             s, TG_STR_FMT(u->health.path), (long long)u->health.interval,
@@ -452,11 +511,13 @@ static const tg_directive_t upstream_directives[] = {
     {"server", TG_SCOPE_UPSTREAM, 0, 1, 8, set_upstream_server, 0},
     {"balance", TG_SCOPE_UPSTREAM, 0, 1, 2, set_balance, 0},
     {"keepalive", TG_SCOPE_UPSTREAM, 0, 1, 1, set_keepalive, 0},
-    {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 5, set_health_check, 0},
+    {"health_check", TG_SCOPE_UPSTREAM, 0, 0, 7, set_health_check, 0},
     {"tls", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls, 0},
     {"tls_trusted_ca", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_trusted_ca, 0},
     {"tls_verify", TG_SCOPE_UPSTREAM, 0, 1, 1, set_upstream_tls_verify, 0},
     {"sticky", TG_SCOPE_UPSTREAM, 0, 2, 2, set_sticky, 0},
+    {"protocol", TG_SCOPE_UPSTREAM, 0, 1, 1, set_protocol, 0},
+    {"http2_streams_per_connection", TG_SCOPE_UPSTREAM, 0, 1, 1, set_h2_streams, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -644,5 +705,6 @@ void tg_upstream_close_idle_all(tg_config_t *cf)
             tg_upconn_destroy(uc);
         }
         u->nidle = 0;
+        tg_h2up_close_idle(u);
     }
 }

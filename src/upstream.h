@@ -82,6 +82,8 @@ typedef struct {
     tg_str_t path; /* default "/" */
     tg_msec_t interval, timeout;
     int fails, passes; /* thresholds to mark down / up */
+    int grpc;          /* `grpc`: grpc.health.v1.Health/Check over HTTP/2 instead of GET path */
+    tg_str_t service;  /* its service=NAME (empty: the server as a whole) */
 } tg_health_conf_t;
 
 typedef struct tg_upstream_dyn_s tg_upstream_dyn_t;
@@ -99,6 +101,9 @@ typedef struct tg_upstream_s {
     tg_tpl_t *hash_key;   /* balance hash $VAR */
     tg_hash_ring_t *ring; /* consistent-hash ring, built by tg_balance_init */
     int keepalive;        /* idle connections kept per worker (default 32) */
+    unsigned http2 : 1;   /* protocol http2: requests go as streams of HTTP/2 connections
+                           * (h2c with prior knowledge, or h2 by ALPN over tls) */
+    int h2_streams;       /* http2_streams_per_connection (default 100) */
     tg_health_conf_t health;
     tg_str_t sticky_cookie; /* sticky cookie NAME; empty when off */
     unsigned implicit : 1; /* made by proxy_pass HOST:PORT */
@@ -120,6 +125,7 @@ typedef struct tg_upstream_s {
     /* runtime, per worker */
     tg_upconn_t *idle; /* idle keep-alive connections (LIFO list) */
     int nidle;
+    struct tg_h2up_s *h2conns; /* protocol http2: this worker's connections (upstream_h2.c) */
     uint32_t rr_seed; /* random balancing, least_conn tie start */
     struct tg_upstream_s *next;
 } tg_upstream_t;
@@ -245,6 +251,9 @@ void tg_upstream_pool_put(tg_upconn_t *uc, tg_msec_t keepalive_ms);
 tg_upconn_t *tg_upconn_create(tg_upstream_t *u, tg_peer_t *p);
 void tg_upconn_destroy(tg_upconn_t *uc);
 void tg_upstream_close_idle_all(tg_config_t *cf);
+/* upstream_h2.c: close u's HTTP/2 connections that carry no stream; the
+ * others take no new stream and close when their last one ends. */
+void tg_h2up_close_idle(tg_upstream_t *u);
 typedef struct tg_module_s tg_module_t;
 extern tg_module_t tg_upstream_module;
 

@@ -282,6 +282,17 @@ static int var_upstream_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
     return tg_var_upstream_status(r, out);
 }
 
+/* $grpc_status: the gRPC status the client got (the trailers' grpc-status,
+ * else a trailers-only head's: the upstream's, or the gateway's own);
+ * unset when the response carried none (not a gRPC call, or cut short). */
+static int var_grpc_status(tg_request_t *r, tg_str_t arg, tg_str_t *out)
+{
+    (void)arg;
+    *out = TG_NULL_STR;
+    tg_request_grpc_status(r, out);
+    return out->p ? 0 : -1;
+}
+
 static int var_bytes_sent(tg_request_t *r, tg_str_t arg, tg_str_t *out)
 {
     (void)arg;
@@ -425,6 +436,7 @@ static const tg_var_def_t core_vars[] = {
     {"status", 0, var_status},
     {"upstream_addr", 0, var_upstream_addr},
     {"upstream_status", 0, var_upstream_status},
+    {"grpc_status", 0, var_grpc_status},
     {"request_time", 0, var_request_time},
     {"upstream_response_time", 0, var_upstream_response_time},
     {"bytes_sent", 0, var_bytes_sent},
