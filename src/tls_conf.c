@@ -92,6 +92,11 @@ typedef struct {
     tg_tls_cache_t *cache;     /* the shared session cache, NULL when off */
     const char *ca_file;     /* where tls_client_ca was written */
     int ca_line;
+    /* a certificate given in memory (tg_tls_server_set_cert: ACME) instead
+     * of tls_certificate files; references held until the config goes */
+    X509 *mem_leaf;
+    STACK_OF(X509) *mem_chain;
+    EVP_PKEY *mem_key;
     SSL_CTX *ctx; /* built at init_conf for servers with a tls listener */
 } tls_conf_t;
 
@@ -757,6 +762,11 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     }
     SSL_CTX_set_timeout(ctx, (long)(t->session_timeout / 1000));
+    if (t->mem_leaf &&
+        SSL_CTX_use_cert_and_key(ctx, t->mem_leaf, t->mem_key, t->mem_chain, 1) != 1) {
+        tg_conf_error(cf, "cannot use the certificate: %s", tg_tls_error_reason());
+        return NULL;
+    }
     for (int i = 0; i < t->npairs; i++)
         if (load_pair(cf, ctx, &t->pairs[i]) != 0)
             return NULL;
@@ -784,6 +794,42 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
                            NULL);
     }
     return ctx;
+}
+
+static void mem_cert_free(void *data)
+{
+    tls_conf_t *t = data;
+    X509_free(t->mem_leaf);
+    sk_X509_pop_free(t->mem_chain, X509_free);
+    EVP_PKEY_free(t->mem_key);
+    t->mem_leaf = NULL;
+    t->mem_chain = NULL;
+    t->mem_key = NULL;
+}
+
+int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X509) *chain,
+                           EVP_PKEY *key)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    if (t->ctx) {
+        int ok = SSL_CTX_use_cert_and_key(t->ctx, leaf, key, chain, 1) == 1;
+        ERR_clear_error();
+        return ok ? 0 : -1;
+    }
+    if (cf == NULL)
+        return -1;
+    if (t->mem_leaf == NULL && tg_arena_on_reset(cf->arena, mem_cert_free, t) != 0)
+        return -1;
+    STACK_OF(X509) *c = chain ? X509_chain_up_ref(chain) : sk_X509_new_null();
+    if (c == NULL)
+        return -1;
+    X509_up_ref(leaf);
+    EVP_PKEY_up_ref(key);
+    mem_cert_free(t);
+    t->mem_leaf = leaf;
+    t->mem_chain = c;
+    t->mem_key = key;
+    return 0;
 }
 
 /* ---- upstream contexts ----------------------------------------------------- */
@@ -909,7 +955,7 @@ static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
                 tg_conf_warn(cf, "\"tls_certificate\" in a server without \"listen ... tls\"");
             continue;
         }
-        if (t->npairs == 0) {
+        if (t->npairs == 0 && t->mem_leaf == NULL) {
             tg_conf_error(cf, "server listens with \"tls\" but has no \"tls_certificate\"");
             continue;
         }

@@ -20,10 +20,22 @@
 #include "module.h"
 #include "core.h"
 #include "tls_cache.h"
+#include <openssl/ssl.h>
 
 /* The shared session cache's counters (src/tls_cache.h) for the stats
  * endpoint: 0 and *st filled, or -1 when the config has no cache. */
 int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
+
+/* Serve `leaf` (with `chain`, may be NULL, and `key`) for the server block
+ * whose module configs are `mconf`, instead of tls_certificate files (the
+ * ACME client's certificates, src/acme_conf.c). At config load (cf set,
+ * before the tls module's init_conf builds the context) it is remembered
+ * until the config goes; in a worker (cf NULL) it replaces the certificate
+ * of the same key type in the built context: handshakes from then on use
+ * it, connections already made keep theirs. References are taken; the
+ * caller keeps its own. 0, or -1. */
+int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X509) *chain,
+                           EVP_PKEY *key);
 
 extern tg_module_t tg_tls_module;
 
