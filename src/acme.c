@@ -659,6 +659,11 @@ static void publish(tg_acme_slot_t *sl, const tg_acme_cert_t *cert, const char *
     sl->seq++;
 }
 
+static double mono_at(int64_t unix_time)
+{
+    return now_sec() + (double)(unix_time - wall());
+}
+
 /* When the certificate (notBefore nb, notAfter na) is due for renewal: at
  * two thirds of its lifetime. */
 static int64_t renew_at(int64_t nb, int64_t na)
@@ -666,9 +671,15 @@ static int64_t renew_at(int64_t nb, int64_t na)
     return nb + (na - nb) * 2 / 3;
 }
 
-static double mono_at(int64_t unix_time)
+/* The monotonic time to renew a certificate issued just now: at
+ * renew_at, but never sooner than a tenth of its lifetime (at most a
+ * minute) from now, so a CA whose clock is ahead, or a certificate born
+ * almost expired, cannot make the helper order in a loop. */
+static double renew_due(int64_t nb, int64_t na)
 {
-    return now_sec() + (double)(unix_time - wall());
+    int64_t floor_secs = (na - nb) / 10 < 60 ? (na - nb) / 10 : 60;
+    int64_t at = renew_at(nb, na), min_at = wall() + floor_secs;
+    return mono_at(at > min_at ? at : min_at);
 }
 
 /* The stored certificate when it fits and is not due: publish it (when not
@@ -739,8 +750,8 @@ static int store_and_publish(client_t *cl, int i, cert_state_t *cs, char *chain,
     int64_t nb = tg_acme_asn1_time(X509_get0_notBefore(leaf));
     int64_t na = tg_acme_asn1_time(X509_get0_notAfter(leaf));
     cs->served = na;
-    cs->due = mono_at(renew_at(nb, na));
-    cl->run->shm->slots[i].next_attempt = renew_at(nb, na);
+    cs->due = renew_due(nb, na);
+    cl->run->shm->slots[i].next_attempt = wall() + (int64_t)(cs->due - now_sec());
     X509_free(leaf);
     sk_X509_pop_free(stack, X509_free);
     EVP_PKEY_free(pkey);
