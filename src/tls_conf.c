@@ -832,6 +832,22 @@ int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X50
     return 0;
 }
 
+int tg_tls_server_leaves(void **mconf, X509 **out, int max)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    int n = 0;
+    if (t == NULL || t->ctx == NULL)
+        return 0;
+    for (int rc = SSL_CTX_set_current_cert(t->ctx, SSL_CERT_SET_FIRST); rc == 1 && n < max;
+         rc = SSL_CTX_set_current_cert(t->ctx, SSL_CERT_SET_NEXT)) {
+        X509 *x = SSL_CTX_get0_certificate(t->ctx);
+        if (x)
+            out[n++] = x;
+    }
+    ERR_clear_error();
+    return n;
+}
+
 /* ---- upstream contexts ----------------------------------------------------- */
 
 /* A new session ticket from an upstream: keep a copy on the peer (per

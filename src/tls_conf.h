@@ -37,6 +37,11 @@ int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
 int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X509) *chain,
                            EVP_PKEY *key);
 
+/* The leaf certificates the server block's context serves now in this
+ * process (one per key type), up to `max` into out (not referenced): how
+ * many; 0 for a server without TLS. */
+int tg_tls_server_leaves(void **mconf, X509 **out, int max);
+
 extern tg_module_t tg_tls_module;
 
 #endif

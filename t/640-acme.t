@@ -39,6 +39,7 @@ my $ca = Tollgate::Pebble->start(http_port => $p80, tls_port => $p443);
 my $store_parent = tempdir('tg-acme-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TG_KEEP});
 chmod 0755, $store_parent;    # the workers' user walks into the storage below it
 my $storage = "$store_parent/acme";
+my $pki = make_pki();
 my $conf = <<"C";
 workers 2;
 acme_directory $ca->{directory};
@@ -51,6 +52,17 @@ server {
     server_name a.test www.a.test;
     acme on;
     return 200 "hi \$scheme\\n";
+}
+server {
+    listen $p443 tls;
+    server_name b.test;
+    tls_certificate $pki->{'a.test'}{cert};
+    tls_certificate_key $pki->{'a.test'}{key};
+    return 200 "b\\n";
+}
+server {
+    listen %%PORT%%;
+    location = /__stats { stats; }
 }
 C
 
@@ -111,6 +123,32 @@ my $r = curl_https($p443, '/', host => 'a.test', cacert => $root);
 is($r->{status}, 200, 'curl verifies a.test against pebble\'s root') or diag $r->{raw};
 $r = curl_https($p443, '/', host => 'www.a.test', cacert => $root);
 is($r->{status}, 200, 'and www.a.test (same certificate)') or diag $r->{raw};
+
+# stats: the served certificates, ACME and file, and the Prometheus gauge
+use JSON::PP qw(decode_json);
+my $stats = decode_json($tg->http(GET => '/__stats')->{body});
+my ($acme) = grep { $_->{source} eq 'acme' } @{$stats->{certificates}};
+my ($file) = grep { $_->{source} eq 'file' } @{$stats->{certificates}};
+is($acme->{names}, 'a.test www.a.test', 'stats: the ACME certificate\'s names');
+ok(!$acme->{placeholder} && $acme->{last_result} eq 'ok' && $acme->{last_attempt} > time - 120,
+   'stats: not the placeholder, last attempt ok, recent');
+ok($acme->{expiry_seconds} > 86400 && $acme->{not_after} > time + 86400, 'stats: its expiry');
+ok($acme->{next_attempt} > time, 'stats: the renewal is planned');
+is($file->{names}, 'a.test', 'stats: the tls_certificate file too');
+my $prom = $tg->http(GET => '/__stats?format=prometheus')->{body};
+like($prom, qr/^tollgate_tls_certificate_expiry_seconds\{server="a\.test",names="a\.test www\.a\.test",source="acme"\} \d+$/m,
+     'Prometheus: tollgate_tls_certificate_expiry_seconds for the ACME certificate');
+like($prom, qr/^tollgate_tls_certificate_expiry_seconds\{server="b\.test",names="a\.test",source="file"\} \d+$/m,
+     'and for the file');
+like($prom, qr/^tollgate_acme_last_result\{names="a\.test www\.a\.test",result="ok"\} 1$/m,
+     'tollgate_acme_last_result');
+my ($n_help) = scalar(() = $prom =~ /^# TYPE tollgate_tls_certificate_expiry_seconds gauge$/mg);
+is($n_help, 1, 'one TYPE line');
+SKIP: {
+    skip 'promtool is not installed', 1 unless -x '/usr/bin/promtool';
+    my ($out, $rc) = run_cmd($prom, 'promtool', 'check', 'metrics');
+    is($rc, 0, 'promtool accepts the exposition') or diag $out;
+}
 
 # storage
 my @st = stat($storage);
