@@ -832,7 +832,7 @@ static void process(client_t *cl, int i, cert_state_t *cs)
     cs->due = now_sec() + delay;
     sl->last_result = TG_ACME_RES_FAILED;
     sl->next_attempt = wall() + delay;
-    snprintf(sl->last_error, sizeof(sl->last_error), "%s", cl->err);
+    snprintf(sl->last_error, sizeof(sl->last_error), "%.*s", (int)sizeof(sl->last_error) - 1, cl->err);
     tg_log(TG_LOG_ERROR, "acme: %s: %s; %s, next attempt in %ds", cert->names_text, cl->err,
            cs->served ? "the current certificate is kept" : "the placeholder is served", delay);
 }
