@@ -467,6 +467,72 @@ static void token_set(tg_acme_shm_t *shm, const char *token, const char *keyauth
     tg_shm_mutex_unlock(&shm->lock);
 }
 
+/* Publish (pem non-NULL) or withdraw the tls-alpn-01 certificate for
+ * `name`. 0, or -1 when no entry is free or it is too big. */
+static int alpn_set(tg_acme_shm_t *shm, const char *name, const char *cert, const char *key)
+{
+    size_t cl = cert ? strlen(cert) : 0, kl = key ? strlen(key) : 0;
+    if (cl + kl > TG_ACME_ALPN_PEM || strlen(name) >= sizeof(shm->alpn[0].name) ||
+        tg_shm_mutex_lock(&shm->lock) < 0)
+        return -1;
+    int free_i = -1;
+    for (int i = 0; i < TG_ACME_ALPN; i++) {
+        tg_acme_alpn_t *e = &shm->alpn[i];
+        if (strcmp(e->name, name) == 0) {
+            free_i = i;
+            break;
+        }
+        if (e->name[0] == '\0' && free_i < 0)
+            free_i = i;
+    }
+    if (free_i >= 0) {
+        tg_acme_alpn_t *e = &shm->alpn[free_i];
+        OPENSSL_cleanse(e, sizeof(*e));
+        if (cert) {
+            memcpy(e->pem, cert, cl);
+            memcpy(e->pem + cl, key, kl);
+            e->cert_len = (uint32_t)cl;
+            e->key_len = (uint32_t)kl;
+            snprintf(e->name, sizeof(e->name), "%s", name);
+        }
+    }
+    tg_shm_mutex_unlock(&shm->lock);
+    return free_i >= 0 ? 0 : -1;
+}
+
+static char *cert_pem(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *out = NULL;
+    if (b && PEM_write_bio_X509(b, x) == 1) {
+        long n = BIO_get_mem_data(b, &data);
+        if (n > 0 && (out = malloc((size_t)n + 1)) != NULL) {
+            memcpy(out, data, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+/* Make and publish the tls-alpn-01 certificate for `name`. */
+static int alpn_publish(client_t *cl, const char *name, const char *keyauth)
+{
+    EVP_PKEY *k = tg_acme_key_new(TG_ACME_KEY_EC256);
+    X509 *x = k ? tg_acme_alpn_cert(k, name, keyauth, 3600) : NULL;
+    char *c = x ? cert_pem(x) : NULL, *kp = c ? key_pem(k) : NULL;
+    int rc = kp ? alpn_set(cl->run->shm, name, c, kp) : -1;
+    if (rc != 0)
+        set_err(cl, "cannot make the tls-alpn-01 certificate for %s", name);
+    if (kp)
+        OPENSSL_cleanse(kp, strlen(kp));
+    free(kp);
+    free(c);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
 /* Wait `secs` (the CA's Retry-After, at least 1 s, at most 10 s). */
 static void pause_for(long secs)
 {
@@ -512,8 +578,8 @@ static json_t *poll_status(client_t *cl, const char *what, const char *url, cons
     return NULL;
 }
 
-/* Complete one authorization over http-01. */
-static int authorize(client_t *cl, const char *url)
+/* Complete one authorization over the certificate's challenge type. */
+static int authorize(client_t *cl, const tg_acme_cert_t *cert, const char *url)
 {
     json_t *az = post_json(cl, "authorization", url, "", NULL);
     if (az == NULL)
@@ -525,28 +591,35 @@ static int authorize(client_t *cl, const char *url)
         return 0;
     }
     json_t *chs = json_object_get(az, "challenges"), *ch;
-    const char *token = NULL, *chal_url = NULL;
+    const char *token = NULL, *chal_url = NULL, *want = cert->tls_alpn ? "tls-alpn-01" : "http-01";
     size_t i;
     json_array_foreach(chs, i, ch) {
         const char *type = json_string_value(json_object_get(ch, "type"));
-        if (type && strcmp(type, "http-01") == 0) {
+        if (type && strcmp(type, want) == 0) {
             token = json_string_value(json_object_get(ch, "token"));
             chal_url = json_string_value(json_object_get(ch, "url"));
         }
     }
-    if (token == NULL || chal_url == NULL || strlen(token) >= 128) {
-        set_err(cl, "authorization for %s offers no http-01 challenge", name ? name : "?");
+    if (token == NULL || chal_url == NULL || name == NULL || strlen(token) >= 128) {
+        set_err(cl, "authorization for %s offers no %s challenge", name ? name : "?", want);
         json_decref(az);
         return -1;
     }
     char keyauth[256];
     snprintf(keyauth, sizeof(keyauth), "%s.%s", token, cl->thumbprint);
-    token_set(cl->run->shm, token, keyauth);
-    tg_log(TG_LOG_INFO, "acme: http-01 challenge for %s, token %s", name ? name : "?", token);
+    if (cert->tls_alpn ? alpn_publish(cl, name, keyauth) != 0
+                       : (token_set(cl->run->shm, token, keyauth), 0)) {
+        json_decref(az);
+        return -1;
+    }
+    tg_log(TG_LOG_INFO, "acme: %s challenge for %s, token %s", want, name, token);
     json_t *r = post_json(cl, "challenge", chal_url, "{}", NULL);
     json_decref(r);
     json_t *done = r ? poll_status(cl, "authorization", url, "valid") : NULL;
-    token_set(cl->run->shm, token, NULL);
+    if (cert->tls_alpn)
+        alpn_set(cl->run->shm, name, NULL, NULL);
+    else
+        token_set(cl->run->shm, token, NULL);
     json_decref(az);
     json_decref(done);
     return done ? 0 : -1;
@@ -582,7 +655,7 @@ static int issue(client_t *cl, tg_acme_cert_t *cert, char **chain_pem, char **ke
     }
     json_array_foreach(json_object_get(order, "authorizations"), i, az) {
         const char *u = json_string_value(az);
-        if (u == NULL || authorize(cl, u) != 0)
+        if (u == NULL || authorize(cl, cert, u) != 0)
             goto done;
     }
     const char *finalize = json_string_value(json_object_get(order, "finalize"));
@@ -832,7 +905,8 @@ static void process(client_t *cl, int i, cert_state_t *cs)
     cs->due = now_sec() + delay;
     sl->last_result = TG_ACME_RES_FAILED;
     sl->next_attempt = wall() + delay;
-    snprintf(sl->last_error, sizeof(sl->last_error), "%.*s", (int)sizeof(sl->last_error) - 1, cl->err);
+    snprintf(sl->last_error, sizeof(sl->last_error), "%.*s", (int)sizeof(sl->last_error) - 1,
+             cl->err);
     tg_log(TG_LOG_ERROR, "acme: %s: %s; %s, next attempt in %ds", cert->names_text, cl->err,
            cs->served ? "the current certificate is kept" : "the placeholder is served", delay);
 }

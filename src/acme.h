@@ -22,7 +22,7 @@
 #include "shm.h"
 #include "acme_jws.h"
 
-#define TG_ACME_ZONE_TAG "acme/1"
+#define TG_ACME_ZONE_TAG "acme/2"
 #define TG_ACME_TOKENS 16
 #define TG_ACME_PEM_MAX (24 * 1024) /* chain and key of one certificate */
 #define TG_ACME_NAMES_MAX 1024      /* the names, space separated */
@@ -34,6 +34,16 @@ typedef struct {
     char token[128];
     char keyauth[256];
 } tg_acme_token_t;
+
+/* A tls-alpn-01 challenge certificate (RFC 8737) for one name, PEM
+ * certificate then key; empty name: a free entry. */
+#define TG_ACME_ALPN 4
+#define TG_ACME_ALPN_PEM 4096
+typedef struct {
+    char name[256];
+    uint32_t cert_len, key_len;
+    char pem[TG_ACME_ALPN_PEM];
+} tg_acme_alpn_t;
 
 /* Result of the last attempt to get a certificate (the stats). */
 typedef enum {
@@ -59,6 +69,7 @@ typedef struct {
     tg_shm_mutex_t lock; /* the tokens */
     int32_t lock_ready;
     tg_acme_token_t tokens[TG_ACME_TOKENS];
+    tg_acme_alpn_t alpn[TG_ACME_ALPN];    /* under `lock` too */
     tg_acme_slot_t slots[]; /* one per certificate, in tg_acme_main_t.certs order */
 } tg_acme_shm_t;
 
@@ -69,6 +80,7 @@ typedef struct {
     int nnames;
     char *names_text;   /* "a.test b.test" */
     tg_acme_key_type_t key_type;
+    int tls_alpn;       /* acme_challenge tls-alpn-01 (else http-01) */
     const char *crt_path, *key_path; /* in the storage directory */
 } tg_acme_cert_t;
 

@@ -42,6 +42,7 @@ typedef struct acme_conf_s {
     const char *file;    /* where `acme on` was written */
     int line;
     int64_t key_type;    /* acme_key_type: tg_acme_key_type_t */
+    int64_t tls_alpn;    /* acme_challenge: 1 tls-alpn-01, 0 http-01 */
     const char *directory, *ca_root, *email, *storage; /* main scope */
     struct acme_conf_s *main; /* servers: the main scope's config (set by init_conf) */
     tg_acme_main_t run;  /* main scope: what init_conf built */
@@ -64,6 +65,7 @@ static void *acme_create_conf(tg_conf_t *cf)
         return NULL;
     a->on = TG_CONF_UNSET;
     a->key_type = TG_CONF_UNSET;
+    a->tls_alpn = TG_CONF_UNSET;
     return a;
 }
 
@@ -73,6 +75,7 @@ static const char *acme_merge_conf(tg_conf_t *cf, void *parent, void *child)
     acme_conf_t *p = parent, *c = child;
     TG_CONF_MERGE(c->on, p->on, 0);
     TG_CONF_MERGE(c->key_type, p->key_type, TG_ACME_KEY_EC256);
+    TG_CONF_MERGE(c->tls_alpn, p->tls_alpn, 0);
     return NULL;
 }
 
@@ -97,6 +100,22 @@ static const char *set_key_type(tg_conf_t *cf, const tg_directive_t *d, void *co
     else
         return tg_conf_errf(cf, "invalid value \"%.*s\" in \"acme_key_type\", expected "
                                 "ecdsa-p256 or rsa-2048",
+                            TG_STR_FMT(v));
+    return NULL;
+}
+
+static const char *set_challenge(tg_conf_t *cf, const tg_directive_t *d, void *conf)
+{
+    (void)d;
+    acme_conf_t *a = conf;
+    tg_str_t v = tg_conf_arg(cf, 1);
+    if (tg_str_eq_lit(v, "http-01"))
+        a->tls_alpn = 0;
+    else if (tg_str_eq_lit(v, "tls-alpn-01"))
+        a->tls_alpn = 1;
+    else
+        return tg_conf_errf(cf, "invalid value \"%.*s\" in \"acme_challenge\", expected "
+                                "http-01 or tls-alpn-01",
                             TG_STR_FMT(v));
     return NULL;
 }
@@ -340,6 +359,7 @@ static const char *acme_init_conf(tg_conf_t *cf, void *main_conf)
         tg_acme_cert_t *cert = &run->certs[run->ncerts];
         cert->server = s;
         cert->key_type = (tg_acme_key_type_t)a->key_type;
+        cert->tls_alpn = a->tls_alpn == 1;
         if (cert_names(cf, s, a, cert) != 0)
             continue;
         if (!has_tls_listen(s)) {
@@ -405,6 +425,64 @@ static tg_rc_t acme_server_rewrite(tg_request_t *r, void *conf)
     return TG_DONE;
 }
 
+/* ---- workers: tls-alpn-01 answers ---- */
+
+static SSL_CTX *alpn_ctx;       /* per worker: selects acme-tls/1, no certificate of its own */
+static tg_acme_shm_t *alpn_shm; /* per worker: where the challenge certificates are */
+
+static int select_acme_tls(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                           const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x0a" "acme-tls/1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* The CA's validation handshake (RFC 8737): answer with the challenge
+ * certificate the helper published for this name, or fail it. */
+static int alpn_challenge(SSL *ssl, tg_str_t host)
+{
+    char *copy = malloc(TG_ACME_ALPN_PEM);
+    uint32_t cl = 0, kl = 0;
+    int found = 0;
+    if (copy == NULL || tg_shm_mutex_lock(&alpn_shm->lock) < 0) {
+        free(copy);
+        return 0;
+    }
+    for (int i = 0; i < TG_ACME_ALPN && !found; i++) {
+        tg_acme_alpn_t *e = &alpn_shm->alpn[i];
+        if (e->name[0] && strlen(e->name) == host.len && memcmp(e->name, host.p, host.len) == 0 &&
+            e->cert_len + e->key_len <= TG_ACME_ALPN_PEM) {
+            cl = e->cert_len;
+            kl = e->key_len;
+            memcpy(copy, e->pem, cl + kl);
+            found = 1;
+        }
+    }
+    tg_shm_mutex_unlock(&alpn_shm->lock);
+    X509 *x = NULL;
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *key = NULL;
+    int ok = found && tg_acme_pem_load(copy, cl, copy + cl, kl, &x, &chain, &key) == 0 &&
+             SSL_set_SSL_CTX(ssl, alpn_ctx) != NULL &&
+             SSL_use_cert_and_key(ssl, x, key, NULL, 1) == 1;
+    ERR_clear_error();
+    X509_free(x);
+    if (chain)
+        sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+    free(copy);
+    tg_log(ok ? TG_LOG_INFO : TG_LOG_WARN, "acme: %s the tls-alpn-01 challenge for %.*s",
+           ok ? "answered" : "no answer to", TG_STR_FMT(host));
+    return ok;
+}
+
 /* ---- workers: new certificates ---- */
 
 static ev_timer poll_timer;           /* per worker: the check for new certificates */
@@ -465,10 +543,20 @@ static int acme_init_worker(tg_worker_t *w)
     if ((seen_seq = calloc((size_t)run->ncerts, sizeof(*seen_seq))) == NULL)
         return -1;
     install_all(run);
+    int alpn = 0;
+    for (int i = 0; i < run->ncerts; i++)
+        alpn |= run->certs[i].tls_alpn;
+    if (alpn) {
+        if ((alpn_ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+            return -1;
+        SSL_CTX_set_min_proto_version(alpn_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_alpn_select_cb(alpn_ctx, select_acme_tls, NULL);
+        alpn_shm = run->shm;
+        tg_tls_set_challenge_hook(alpn_challenge);
+    }
     ev_timer_init(&poll_timer, on_poll, 1.0, 1.0);
     poll_timer.data = run;
     ev_timer_start(w->loop, &poll_timer);
-    ev_unref(w->loop); /* the check alone does not keep a stopping worker alive */
     return 0;
 }
 
@@ -476,8 +564,12 @@ static void acme_exit_worker(tg_worker_t *w)
 {
     if (seen_seq == NULL)
         return;
-    ev_ref(w->loop);
     ev_timer_stop(w->loop, &poll_timer);
+    if (alpn_ctx) {
+        tg_tls_set_challenge_hook(NULL);
+        SSL_CTX_free(alpn_ctx);
+        alpn_ctx = NULL;
+    }
     free(seen_seq);
     seen_seq = NULL;
 }
@@ -489,6 +581,7 @@ static const tg_directive_t acme_directives[] = {
     {"acme_email", TG_SCOPE_MAIN, 0, 1, 1, set_email, 0},
     {"acme_storage", TG_SCOPE_MAIN, 0, 1, 1, set_storage, 0},
     {"acme_key_type", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_key_type, 0},
+    {"acme_challenge", TG_SCOPE_MAIN | TG_SCOPE_SERVER, 0, 1, 1, set_challenge, 0},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 

@@ -236,3 +236,30 @@ X509 *tg_acme_self_signed(EVP_PKEY *key, const char *const *names, int n, long s
     }
     return x;
 }
+
+X509 *tg_acme_alpn_cert(EVP_PKEY *key, const char *name, const char *keyauth, long secs)
+{
+    unsigned char der[2 + 32];
+    unsigned int n = 0;
+    X509 *x = tg_acme_self_signed(key, &name, 1, secs);
+    /* extnValue: the DER of an OCTET STRING of the digest (04 20 ...) */
+    der[0] = 0x04;
+    der[1] = 32;
+    ASN1_OBJECT *obj = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+    ASN1_OCTET_STRING *val = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *ext = NULL;
+    int ok = x && obj && val &&
+             EVP_Digest(keyauth, strlen(keyauth), der + 2, &n, EVP_sha256(), NULL) && n == 32 &&
+             ASN1_OCTET_STRING_set(val, der, sizeof(der)) &&
+             (ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 1, val)) != NULL &&
+             X509_add_ext(x, ext, -1) && X509_sign(x, key, EVP_sha256());
+    ERR_clear_error();
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(val);
+    ASN1_OBJECT_free(obj);
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}

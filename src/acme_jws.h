@@ -46,4 +46,9 @@ char *tg_acme_csr(EVP_PKEY *key, const char *const *names, int n);
  * certificate arrives. */
 X509 *tg_acme_self_signed(EVP_PKEY *key, const char *const *names, int n, long secs);
 
+/* The tls-alpn-01 challenge certificate (RFC 8737 3): self-signed for
+ * `name` alone, with the critical acmeIdentifier extension holding
+ * SHA-256(keyauth), valid for `secs` seconds; or NULL. */
+X509 *tg_acme_alpn_cert(EVP_PKEY *key, const char *name, const char *keyauth, long secs);
+
 #endif

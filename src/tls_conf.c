@@ -451,6 +451,36 @@ static tg_str_t sni_from_hello(SSL *ssl, char *buf, size_t size)
     return (tg_str_t){buf, n};
 }
 
+static tg_tls_challenge_fn challenge_hook; /* per process: set by the acme module */
+
+void tg_tls_set_challenge_hook(tg_tls_challenge_fn fn)
+{
+    challenge_hook = fn;
+}
+
+/* Does the client hello offer ALPN acme-tls/1 (an ACME CA validating)? */
+static int offers_acme_tls(SSL *ssl)
+{
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                   &len) ||
+        len < 2)
+        return 0;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list + 2 > len)
+        return 0;
+    for (size_t i = 2; i < list + 2;) {
+        size_t n = p[i];
+        if (i + 1 + n > list + 2)
+            return 0;
+        if (n == 10 && memcmp(p + i + 1, "acme-tls/1", 10) == 0)
+            return 1;
+        i += 1 + n;
+    }
+    return 0;
+}
+
 /* Pick the server block by SNI and switch to its SSL_CTX. SSL_set_SSL_CTX
  * moves the certificates and session id context; the settings SSL_new
  * copied from the first context are copied again here. */
@@ -461,6 +491,8 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     tg_listen_t *ls = SSL_get_app_data(ssl);
     char buf[256];
     tg_str_t host = sni_from_hello(ssl, buf, sizeof(buf));
+    if (challenge_hook && offers_acme_tls(ssl))
+        return challenge_hook(ssl, host) ? SSL_CLIENT_HELLO_SUCCESS : SSL_CLIENT_HELLO_ERROR;
     tg_server_t *s = tg_core_find_server(ls, host);
     tls_conf_t *t = tls_conf(s->mconf);
     if (t->ctx == NULL || t->ctx == SSL_get_SSL_CTX(ssl))

@@ -42,6 +42,14 @@ int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X50
  * many; 0 for a server without TLS. */
 int tg_tls_server_leaves(void **mconf, X509 **out, int max);
 
+/* tls-alpn-01 (RFC 8737): a handshake whose client hello offers the ALPN
+ * protocol acme-tls/1 goes to this hook (set in a worker by the acme
+ * module) with its SNI name, instead of the server's context: it switches
+ * the SSL to a context that selects acme-tls/1 and sets the challenge
+ * certificate, returning 1; 0 fails the handshake. NULL: no hook. */
+typedef int (*tg_tls_challenge_fn)(SSL *ssl, tg_str_t host);
+void tg_tls_set_challenge_hook(tg_tls_challenge_fn fn);
+
 extern tg_module_t tg_tls_module;
 
 #endif
