@@ -916,6 +916,12 @@ static void helper_main(tg_config_t *c, SSL_CTX *ctx)
     tg_acme_main_t *run = tg_acme_main(c);
     client_t cl = {.run = run, .ctx = ctx};
     umask(077);
+    /* challenges a previous helper (stopped by a reload) left published */
+    if (tg_shm_mutex_lock(&run->shm->lock) >= 0) {
+        memset(run->shm->tokens, 0, sizeof(run->shm->tokens));
+        OPENSSL_cleanse(run->shm->alpn, sizeof(run->shm->alpn));
+        tg_shm_mutex_unlock(&run->shm->lock);
+    }
     cert_state_t *st = calloc((size_t)run->ncerts, sizeof(*st));
     if (st == NULL)
         _exit(1);

@@ -175,6 +175,19 @@ unlike($tg->error_log, qr/requesting a certificate/, 'and asks the CA for nothin
 my $orders2 = () = $ca->log =~ /There are now \d+ orders/g;
 is($orders2, $orders, 'pebble got no new order');
 is(Tollgate::Test::_slurp("$storage/a.test.crt"), $crt, 'storage unchanged');
+
+# ---- reload: a new helper, the certificate kept, no order ----
+my $off = $tg->signal('HUP');
+ok($tg->wait_log(qr/reloaded: generation 2/, 10, $off), 'reloaded');
+ok($tg->wait_log(qr/acme: helper process \d+ started/, 10, $off), 'a new ACME helper');
+ok($tg->wait_log(qr/acme: a\.test www\.a\.test: using the stored certificate/, 10, $off),
+   'which takes the stored certificate');
+$s = tls_conn();
+like($s ? issuer($s) : '', qr/Pebble/, 'the new workers serve it from the first handshake');
+is($s ? get($s) : undef, 200, 'and answer');
+sleep 1;
+my $orders3 = () = $ca->log =~ /There are now \d+ orders/g;
+is($orders3, $orders, 'still no new order');
 $tg->stop;
 
 done_testing;
