@@ -44,6 +44,8 @@ typedef struct acme_conf_s {
     int64_t key_type;    /* acme_key_type: tg_acme_key_type_t */
     int64_t tls_alpn;    /* acme_challenge: 1 tls-alpn-01, 0 http-01 */
     const char *directory, *ca_root, *email, *storage; /* main scope */
+    int any;             /* main: some server has `acme on` (set while parsing) */
+    int answers;         /* servers, locations: the main scope's `any`: answer challenges */
     struct acme_conf_s *main; /* servers: the main scope's config (set by init_conf) */
     tg_acme_main_t run;  /* main scope: what init_conf built */
 } acme_conf_t;
@@ -76,6 +78,7 @@ static const char *acme_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->on, p->on, 0);
     TG_CONF_MERGE(c->key_type, p->key_type, TG_ACME_KEY_EC256);
     TG_CONF_MERGE(c->tls_alpn, p->tls_alpn, 0);
+    c->answers = p->any || p->answers;
     return NULL;
 }
 
@@ -83,8 +86,11 @@ static const char *set_acme(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     acme_conf_t *a = conf;
     const char *err = tg_conf_set_flag(cf, d, conf);
+    acme_conf_t *m = cf->config->mconf ? cf->config->mconf[tg_acme_module.index] : NULL;
     a->file = cf->file;
     a->line = cf->line;
+    if (err == NULL && a->on == 1 && m)
+        m->any = 1; /* every server then answers http-01 (see acme_is_active) */
     return err;
 }
 
@@ -393,6 +399,13 @@ static const char *acme_init_conf(tg_conf_t *cf, void *main_conf)
 
 /* ---- workers: http-01 answers ---- */
 
+/* Only when some server has `acme on`, but then on every server: the CA's
+ * request may reach the port-80 listener of another server block. */
+static int acme_is_active(void *conf)
+{
+    return ((acme_conf_t *)conf)->answers;
+}
+
 static tg_rc_t acme_server_rewrite(tg_request_t *r, void *conf)
 {
     acme_conf_t *a = conf;
@@ -591,6 +604,7 @@ tg_module_t tg_acme_module = {
     .create_conf = acme_create_conf,
     .merge_conf = acme_merge_conf,
     .init_conf = acme_init_conf,
+    .is_active = acme_is_active,
     .init_worker = acme_init_worker,
     .exit_worker = acme_exit_worker,
     .on_server_rewrite = acme_server_rewrite,
