@@ -18,7 +18,8 @@ BUILD="build-essential pkg-config libev-dev node-llhttp libssl-dev libpcre2-dev
        libcrypt-dev libnghttp2-dev libc-ares-dev libsystemd-dev libjansson-dev nodejs"
 TEST="perl curl openssl gzip brotli zstd procps iproute2 valgrind redis-server wrk
       chromium chromium-driver prometheus nghttp2-client systemd man-db groff-base logrotate
-       dpkg-dev debhelper fakeroot lintian nginx-light dnsmasq-base"
+       dpkg-dev debhelper fakeroot lintian nginx-light dnsmasq-base pebble
+      libio-socket-ssl-perl"
 BENCH="nginx-light haproxy wrk nghttp2-client"
 FUZZ="clang"
 PACKAGE="dpkg-dev debhelper fakeroot lintian"

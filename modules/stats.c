@@ -39,6 +39,7 @@
 #include "upstream_dyn.h"
 #include "app_stats.h"
 #include "cache_store.h"
+#include "tls_stats.h"
 
 typedef struct stats_conf_s {
     int enabled;    /* location: `stats;` answers here */
@@ -993,6 +994,17 @@ static void render_apps(sb_t *sb, tg_config_t *c, int prom)
         sb_printf(sb, "%s", s);
 }
 
+/* "certificates" (JSON) or tollgate_tls_certificate_expiry_seconds and the
+ * tollgate_acme_* series: the certificates TLS servers serve (src/tls_stats.c). */
+static void render_certs(sb_t *sb, tg_config_t *c, int prom)
+{
+    const char *s = tg_tls_stats_render(sb->a, "", ",\n  \"certificates\": [", c, prom);
+    if (s == NULL)
+        sb->oom = 1;
+    else
+        sb_printf(sb, "%s", s);
+}
+
 static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
 {
     json_t j = {sb, sn, 0};
@@ -1000,6 +1012,7 @@ static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
     json_rows(&j, 0, NMETRICS, &sn->top, -1);
     render_resolve(sb, c);
     render_apps(sb, c, 0);
+    render_certs(sb, c, 0);
     sb_printf(sb, "}\n");
 }
 
@@ -1117,6 +1130,7 @@ static void render_prometheus(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
         }
     }
     render_apps(sb, c, 1);
+    render_certs(sb, c, 1);
 }
 
 typedef enum { FMT_JSON = 0, FMT_PROMETHEUS, FMT_HTML } stats_format_t;

@@ -48,6 +48,7 @@
 #include "log_syslog.h"
 #include "app_run.h"
 #include "watchdog.h"
+#include "acme.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -464,7 +465,7 @@ static void reap(void)
             upgrade_failed(status);
             continue;
         }
-        if (tg_app_reaped(pid, status))
+        if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status))
             continue;
         int slot = -1;
         for (int i = 0; i < nworkers; i++)
@@ -618,6 +619,7 @@ static void reload(void)
         kill(olds[i], SIGTERM);
         remember_old(olds[i], old_slot_of[i]);
     }
+    tg_acme_start(current); /* the new generation's certificates */
     tg_config_destroy(prev);
     tg_log(TG_LOG_INFO, "reloaded: generation %d, %d workers", current->generation, n);
 }
@@ -642,6 +644,7 @@ static int any_alive(void)
 /* Stop: send `sig`, wait for the workers up to `grace` seconds, then kill. */
 static void stop_all(int sig, double grace)
 {
+    tg_acme_stop();
     for (int i = 0; i < nworkers; i++)
         slots[i].respawn_at = 0;
     signal_all(sig);
@@ -655,7 +658,7 @@ static void stop_all(int sig, double grace)
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            if (tg_app_reaped(pid, status))
+            if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status))
                 continue;
             for (int i = 0; i < nworkers; i++)
                 if (slots[i].pid == pid)
@@ -707,6 +710,7 @@ int tg_master_run(tg_config_t *config, const char *path)
     (void)tg_watchdog_init(); /* without it the workers still serve, unwatched */
     for (int i = 0; i < nworkers; i++)
         spawn(i);
+    tg_acme_start(current); /* after the workers: they answer its challenges */
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
 
     for (;;) {
@@ -746,6 +750,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         reap();
         stall_check();
         tg_app_tick();
+        tg_acme_tick(current);
         respawn_due();
         check_ready();
         if (upgrade_check()) {

@@ -20,6 +20,7 @@
 #include "h2_conf.h"
 
 extern tg_module_t tg_upstream_dyn_module;
+extern tg_module_t tg_acme_module;
 extern tg_module_t tg_app_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
@@ -51,6 +52,8 @@ tg_module_t *const tg_modules[] = {
     &tg_cache_module, /* before every response hook: it stores the upstream's own head and
                        * identity body; its content hook answers before return and the proxy */
     &tg_request_id_module, /* sets the id header before anything can answer */
+    &tg_acme_module, /* answers http-01 challenges before any rewrite or redirect; its
+                      * init_conf gives certificates to the tls module, which comes later */
     &tg_redirect_https_module, /* redirect_https answers before any other rewrite */
     &tg_rewrite_module, /* rewrite/return/break: before lua_rewrite, as nginx; its content
                          * hook (return) is the first */

@@ -92,6 +92,11 @@ typedef struct {
     tg_tls_cache_t *cache;     /* the shared session cache, NULL when off */
     const char *ca_file;     /* where tls_client_ca was written */
     int ca_line;
+    /* a certificate given in memory (tg_tls_server_set_cert: ACME) instead
+     * of tls_certificate files; references held until the config goes */
+    X509 *mem_leaf;
+    STACK_OF(X509) *mem_chain;
+    EVP_PKEY *mem_key;
     SSL_CTX *ctx; /* built at init_conf for servers with a tls listener */
 } tls_conf_t;
 
@@ -446,6 +451,36 @@ static tg_str_t sni_from_hello(SSL *ssl, char *buf, size_t size)
     return (tg_str_t){buf, n};
 }
 
+static tg_tls_challenge_fn challenge_hook; /* per process: set by the acme module */
+
+void tg_tls_set_challenge_hook(tg_tls_challenge_fn fn)
+{
+    challenge_hook = fn;
+}
+
+/* Does the client hello offer ALPN acme-tls/1 (an ACME CA validating)? */
+static int offers_acme_tls(SSL *ssl)
+{
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                   &len) ||
+        len < 2)
+        return 0;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list + 2 > len)
+        return 0;
+    for (size_t i = 2; i < list + 2;) {
+        size_t n = p[i];
+        if (i + 1 + n > list + 2)
+            return 0;
+        if (n == 10 && memcmp(p + i + 1, "acme-tls/1", 10) == 0)
+            return 1;
+        i += 1 + n;
+    }
+    return 0;
+}
+
 /* Pick the server block by SNI and switch to its SSL_CTX. SSL_set_SSL_CTX
  * moves the certificates and session id context; the settings SSL_new
  * copied from the first context are copied again here. */
@@ -456,6 +491,8 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     tg_listen_t *ls = SSL_get_app_data(ssl);
     char buf[256];
     tg_str_t host = sni_from_hello(ssl, buf, sizeof(buf));
+    if (challenge_hook && offers_acme_tls(ssl))
+        return challenge_hook(ssl, host) ? SSL_CLIENT_HELLO_SUCCESS : SSL_CLIENT_HELLO_ERROR;
     tg_server_t *s = tg_core_find_server(ls, host);
     tls_conf_t *t = tls_conf(s->mconf);
     if (t->ctx == NULL || t->ctx == SSL_get_SSL_CTX(ssl))
@@ -761,6 +798,11 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     }
     SSL_CTX_set_timeout(ctx, (long)(t->session_timeout / 1000));
+    if (t->mem_leaf &&
+        SSL_CTX_use_cert_and_key(ctx, t->mem_leaf, t->mem_key, t->mem_chain, 1) != 1) {
+        tg_conf_error(cf, "cannot use the certificate: %s", tg_tls_error_reason());
+        return NULL;
+    }
     for (int i = 0; i < t->npairs; i++)
         if (load_pair(cf, ctx, &t->pairs[i]) != 0)
             return NULL;
@@ -788,6 +830,58 @@ static SSL_CTX *build_ctx(tg_conf_t *cf, tg_server_t *s, tls_conf_t *t)
                            NULL);
     }
     return ctx;
+}
+
+static void mem_cert_free(void *data)
+{
+    tls_conf_t *t = data;
+    X509_free(t->mem_leaf);
+    sk_X509_pop_free(t->mem_chain, X509_free);
+    EVP_PKEY_free(t->mem_key);
+    t->mem_leaf = NULL;
+    t->mem_chain = NULL;
+    t->mem_key = NULL;
+}
+
+int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X509) *chain,
+                           EVP_PKEY *key)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    if (t->ctx) {
+        int ok = SSL_CTX_use_cert_and_key(t->ctx, leaf, key, chain, 1) == 1;
+        ERR_clear_error();
+        return ok ? 0 : -1;
+    }
+    if (cf == NULL)
+        return -1;
+    if (t->mem_leaf == NULL && tg_arena_on_reset(cf->arena, mem_cert_free, t) != 0)
+        return -1;
+    STACK_OF(X509) *c = chain ? X509_chain_up_ref(chain) : sk_X509_new_null();
+    if (c == NULL)
+        return -1;
+    X509_up_ref(leaf);
+    EVP_PKEY_up_ref(key);
+    mem_cert_free(t);
+    t->mem_leaf = leaf;
+    t->mem_chain = c;
+    t->mem_key = key;
+    return 0;
+}
+
+int tg_tls_server_leaves(void **mconf, X509 **out, int max)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    int n = 0;
+    if (t == NULL || t->ctx == NULL)
+        return 0;
+    for (int rc = SSL_CTX_set_current_cert(t->ctx, SSL_CERT_SET_FIRST); rc == 1 && n < max;
+         rc = SSL_CTX_set_current_cert(t->ctx, SSL_CERT_SET_NEXT)) {
+        X509 *x = SSL_CTX_get0_certificate(t->ctx);
+        if (x)
+            out[n++] = x;
+    }
+    ERR_clear_error();
+    return n;
 }
 
 /* ---- upstream contexts ----------------------------------------------------- */
@@ -939,7 +1033,7 @@ static const char *tls_init_conf(tg_conf_t *cf, void *main_conf)
                 tg_conf_warn(cf, "\"tls_certificate\" in a server without \"listen ... tls\"");
             continue;
         }
-        if (t->npairs == 0) {
+        if (t->npairs == 0 && t->mem_leaf == NULL) {
             tg_conf_error(cf, "server listens with \"tls\" but has no \"tls_certificate\"");
             continue;
         }

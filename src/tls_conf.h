@@ -20,10 +20,35 @@
 #include "module.h"
 #include "core.h"
 #include "tls_cache.h"
+#include <openssl/ssl.h>
 
 /* The shared session cache's counters (src/tls_cache.h) for the stats
  * endpoint: 0 and *st filled, or -1 when the config has no cache. */
 int tg_tls_session_cache_stats(tg_config_t *c, tg_tls_cache_stats_t *st);
+
+/* Serve `leaf` (with `chain`, may be NULL, and `key`) for the server block
+ * whose module configs are `mconf`, instead of tls_certificate files (the
+ * ACME client's certificates, src/acme_conf.c). At config load (cf set,
+ * before the tls module's init_conf builds the context) it is remembered
+ * until the config goes; in a worker (cf NULL) it replaces the certificate
+ * of the same key type in the built context: handshakes from then on use
+ * it, connections already made keep theirs. References are taken; the
+ * caller keeps its own. 0, or -1. */
+int tg_tls_server_set_cert(tg_conf_t *cf, void **mconf, X509 *leaf, STACK_OF(X509) *chain,
+                           EVP_PKEY *key);
+
+/* The leaf certificates the server block's context serves now in this
+ * process (one per key type), up to `max` into out (not referenced): how
+ * many; 0 for a server without TLS. */
+int tg_tls_server_leaves(void **mconf, X509 **out, int max);
+
+/* tls-alpn-01 (RFC 8737): a handshake whose client hello offers the ALPN
+ * protocol acme-tls/1 goes to this hook (set in a worker by the acme
+ * module) with its SNI name, instead of the server's context: it switches
+ * the SSL to a context that selects acme-tls/1 and sets the challenge
+ * certificate, returning 1; 0 fails the handshake. NULL: no hook. */
+typedef int (*tg_tls_challenge_fn)(SSL *ssl, tg_str_t host);
+void tg_tls_set_challenge_hook(tg_tls_challenge_fn fn);
 
 extern tg_module_t tg_tls_module;
 

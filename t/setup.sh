@@ -13,7 +13,7 @@ set -e
 cd "$(dirname "$0")"
 for c in perl curl openssl gzip brotli zstd ps ip valgrind redis-server wrk chromium \
          chromedriver promtool nghttp systemd-analyze npm man groff logrotate \
-         dpkg-buildpackage fakeroot lintian nginx dnsmasq; do
+         dpkg-buildpackage fakeroot lintian nginx dnsmasq pebble; do
     if ! command -v "$c" >/dev/null 2>&1; then
         ../contrib/install-deps.sh test
         break
