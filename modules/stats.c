@@ -936,69 +936,12 @@ static void json_rows(json_t *j, int from, int to, const void *view, int parent)
     }
 }
 
-/* "resolve": the upstreams with `server ... resolve`, their current
- * addresses and where each came from, and each name's last resolution (the
- * shared records of src/upstream_dyn.c; per-server counters cover only
- * static servers, whose names are fixed). */
-static void render_resolve(sb_t *sb, tg_config_t *c)
+/* A part rendered by the core into the answer's arena (NULL: out of memory):
+ * "resolve" (src/upstream_dyn.c), "apps" or the tollgate_app_* series
+ * (src/app_stats.c), "certificates" or tollgate_tls_certificate_expiry_seconds
+ * and the tollgate_acme_* series (src/tls_stats.c). */
+static void put_part(sb_t *sb, const char *s)
 {
-    int nu = 0;
-    for (tg_upstream_t *u = c->upstreams; u; u = u->next) {
-        if (u->dyn == NULL)
-            continue;
-        tg_upstream_dyn_sync(u);
-        sb_printf(sb, "%s\"", nu++ ? "," : ",\n  \"resolve\": {");
-        put_escaped(sb, u->name);
-        sb_printf(sb, "\": {\"names\": [");
-        int first = 1;
-        for (const tg_dyn_server_t *d = u->dyn->servers; d; d = d->next, first = 0) {
-            const tg_dyn_record_t *r = d->rec;
-            sb_printf(sb, "%s{\"server\": \"", first ? "" : ", ");
-            put_escaped(sb, d->spec);
-            sb_printf(sb, "\", \"type\": \"%s\", \"addresses\": [", d->srv ? "SRV" : "A/AAAA");
-            for (int i = d->first, k = 0; i < d->first + d->max; i++) {
-                if (u->peers[i].absent)
-                    continue;
-                sb_printf(sb, "%s\"", k++ ? ", " : "");
-                put_escaped(sb, u->peers[i].name);
-                sb_printf(sb, "\"");
-            }
-            sb_printf(sb, "], \"resolved_at\": %lld, \"lookups\": %llu, \"failures\": %llu, "
-                          "\"last_error\": ",
-                      r ? (long long)r->resolved_at : 0LL, r ? (unsigned long long)r->lookups : 0ULL,
-                      r ? (unsigned long long)r->failures : 0ULL);
-            if (r && r->failed_at > r->resolved_at) {
-                sb_printf(sb, "\"");
-                put_escaped(sb, tg_str_c(r->error));
-                sb_printf(sb, "\"}");
-            } else {
-                sb_printf(sb, "null}");
-            }
-        }
-        sb_printf(sb, "]}");
-    }
-    if (nu)
-        sb_printf(sb, "}");
-}
-
-/* "apps" (JSON) or the tollgate_app_* series: the app blocks' instances, as
- * the `app_status` location renders them (src/app_stats.c); none without apps. */
-static void render_apps(sb_t *sb, tg_config_t *c, int prom)
-{
-    if (c->apps == NULL)
-        return;
-    const char *s = tg_app_stats_render(sb->a, prom ? "" : ",\n  \"apps\": ", c->apps, prom);
-    if (s == NULL)
-        sb->oom = 1;
-    else
-        sb_printf(sb, "%s", s);
-}
-
-/* "certificates" (JSON) or tollgate_tls_certificate_expiry_seconds and the
- * tollgate_acme_* series: the certificates TLS servers serve (src/tls_stats.c). */
-static void render_certs(sb_t *sb, tg_config_t *c, int prom)
-{
-    const char *s = tg_tls_stats_render(sb->a, "", ",\n  \"certificates\": [", c, prom);
     if (s == NULL)
         sb->oom = 1;
     else
@@ -1010,9 +953,10 @@ static void render_json(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
     json_t j = {sb, sn, 0};
     json_open(&j);
     json_rows(&j, 0, NMETRICS, &sn->top, -1);
-    render_resolve(sb, c);
-    render_apps(sb, c, 0);
-    render_certs(sb, c, 0);
+    put_part(sb, tg_upstream_dyn_stats_render(sb->a, c));
+    if (c->apps)
+        put_part(sb, tg_app_stats_render(sb->a, ",\n  \"apps\": ", c->apps, 0));
+    put_part(sb, tg_tls_stats_render(sb->a, "", ",\n  \"certificates\": [", c, 0));
     sb_printf(sb, "}\n");
 }
 
@@ -1129,8 +1073,9 @@ static void render_prometheus(sb_t *sb, const snapshot_t *sn, tg_config_t *c)
             prom_each(&p, m, 0, -1);
         }
     }
-    render_apps(sb, c, 1);
-    render_certs(sb, c, 1);
+    if (c->apps)
+        put_part(sb, tg_app_stats_render(sb->a, "", c->apps, 1));
+    put_part(sb, tg_tls_stats_render(sb->a, "", ",\n  \"certificates\": [", c, 1));
 }
 
 typedef enum { FMT_JSON = 0, FMT_PROMETHEUS, FMT_HTML } stats_format_t;

@@ -161,3 +161,14 @@ size_t tg_json_escape_len(tg_str_t s)
     }
     return total;
 }
+
+char *tg_json_escape_dup(tg_arena_t *a, tg_str_t s, int prom)
+{
+    size_t cap = s.len * TG_JSON_ESCAPE_MAX + 1;
+    char *out = tg_arena_alloc_nz(a, cap);
+    if (out == NULL)
+        return NULL;
+    size_t n = prom ? tg_json_escape_prom(out, cap - 1, s, NULL) : tg_json_escape(out, cap - 1, s, NULL);
+    out[n] = '\0';
+    return out;
+}

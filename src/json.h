@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include "str.h"
+#include "arena.h"
 
 /* Most output bytes one input byte can become ("\u0001", "\ufffd"). */
 #define TG_JSON_ESCAPE_MAX 6
@@ -35,5 +36,9 @@ size_t tg_json_escape_len(tg_str_t s);
  * three bytes of U+FFFD (label values must be UTF-8, and the format has no
  * \u escape). Same contract as tg_json_escape. */
 size_t tg_json_escape_prom(char *dst, size_t cap, tg_str_t s, size_t *used);
+
+/* `s` escaped for a JSON string (prom 0) or a Prometheus label value
+ * (prom 1), NUL-terminated in the arena; NULL when out of memory. */
+char *tg_json_escape_dup(tg_arena_t *a, tg_str_t s, int prom);
 
 #endif

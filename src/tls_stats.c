@@ -14,15 +14,7 @@ static const char *const result_names[] = {"none", "ok", "failed"};
 /* `s` escaped for a JSON string or a Prometheus label, in the arena. */
 static char *esc(tg_arena_t *a, const char *s, int prom)
 {
-    tg_str_t in = tg_str_c(s);
-    size_t cap = in.len * TG_JSON_ESCAPE_MAX + 1;
-    char *out = tg_arena_alloc_nz(a, cap);
-    if (out == NULL)
-        return NULL;
-    size_t n = prom ? tg_json_escape_prom(out, cap - 1, in, NULL)
-                    : tg_json_escape(out, cap - 1, in, NULL);
-    out[n] = '\0';
-    return out;
+    return tg_json_escape_dup(a, tg_str_c(s), prom);
 }
 
 /* The leaf's DNS names, space separated (its CN when it has none). */

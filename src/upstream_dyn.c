@@ -24,6 +24,7 @@
 #include "module.h"
 #include "worker.h"
 #include "log.h"
+#include "json.h"
 
 #define ZONE_NAME "__upstream_dyn"
 #define OVR_ZONE_NAME "__upstream_api"
@@ -880,3 +881,44 @@ tg_module_t tg_upstream_dyn_module = {
     .init_worker = dyn_init_worker,
     .exit_worker = dyn_exit_worker,
 };
+
+char *tg_upstream_dyn_stats_render(tg_arena_t *a, tg_config_t *c)
+{
+    char *o = "";
+    int nu = 0;
+    for (tg_upstream_t *u = c->upstreams; o && u; u = u->next) {
+        if (u->dyn == NULL)
+            continue;
+        tg_upstream_dyn_sync(u);
+        char *un = tg_json_escape_dup(a, u->name, 0);
+        o = un ? tg_arena_printf(a, "%s%s\"%s\": {\"names\": [", o, nu++ ? "," : ",\n  \"resolve\": {", un)
+               : NULL;
+        int first = 1;
+        for (const tg_dyn_server_t *d = u->dyn->servers; o && d; d = d->next, first = 0) {
+            const tg_dyn_record_t *r = d->rec;
+            char *sp = tg_json_escape_dup(a, d->spec, 0);
+            o = sp ? tg_arena_printf(a, "%s%s{\"server\": \"%s\", \"type\": \"%s\", \"addresses\": [", o,
+                                     first ? "" : ", ", sp, d->srv ? "SRV" : "A/AAAA")
+                   : NULL;
+            for (int i = d->first, k = 0; o && i < d->first + d->max; i++) {
+                if (u->peers[i].absent)
+                    continue;
+                char *pn = tg_json_escape_dup(a, u->peers[i].name, 0);
+                o = pn ? tg_arena_printf(a, "%s%s\"%s\"", o, k++ ? ", " : "", pn) : NULL;
+            }
+            if (o == NULL)
+                break;
+            char *err = NULL;
+            if (r && r->failed_at > r->resolved_at && (err = tg_json_escape_dup(a, tg_str_c(r->error), 0)) == NULL)
+                return NULL;
+            o = tg_arena_printf(a,
+                                "%s], \"resolved_at\": %lld, \"lookups\": %llu, \"failures\": %llu, "
+                                "\"last_error\": %s%s%s}",
+                                o, r ? (long long)r->resolved_at : 0LL, r ? (unsigned long long)r->lookups : 0ULL,
+                                r ? (unsigned long long)r->failures : 0ULL, err ? "\"" : "null", err ? err : "",
+                                err ? "\"" : "");
+        }
+        o = o ? tg_arena_printf(a, "%s]}", o) : NULL;
+    }
+    return o && nu ? tg_arena_printf(a, "%s}", o) : o;
+}

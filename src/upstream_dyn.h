@@ -144,4 +144,11 @@ static inline void tg_upstream_dyn_sync(tg_upstream_t *u)
 typedef struct tg_module_s tg_module_t;
 extern tg_module_t tg_upstream_dyn_module;
 
+/* Stats: the `"resolve"` member of the stats JSON (with its leading
+ * ",\n  "), or "" when no upstream resolves names: each upstream with
+ * `server ... resolve`, its current addresses and each name's last
+ * resolution (per-server counters cover only static servers, whose names are
+ * fixed). In the arena; NULL when out of memory. */
+char *tg_upstream_dyn_stats_render(tg_arena_t *a, tg_config_t *c);
+
 #endif
