@@ -72,6 +72,7 @@ void tg_h2_stream_free(tg_h2_stream_t *s)
 {
     tg_h2_conn_t *hc = s->hc;
     ev_timer_stop(tg_worker->loop, &s->timer);
+    free(s->trailers);
     tg_h2_stream_release_body(s);
     tg_arena_destroy(&s->arena);
     if (!s->ng_closed)
@@ -149,12 +150,13 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     }
     if (q->pending == 0 && s->resp_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        /* trailers end the stream instead (gRPC's grpc-status); only while
-         * the request lives: its arena holds them */
-        size_t tn;
-        nghttp2_nv *tv;
-        if (s->active && s->r.resp_trailers.n && (tv = tg_h2_head_trailers(&s->r, &tn)) &&
-            nghttp2_submit_trailer(ng, id, tv, tn) == 0)
+        /* trailers end the stream instead (gRPC's grpc-status): from the
+         * request while it lives, else the copy h2_finalize kept */
+        size_t tn = s->ntrailers;
+        nghttp2_nv *tv = s->trailers;
+        if (tv == NULL && s->active && s->r.resp_trailers.n)
+            tv = tg_h2_head_trailers(&s->r, &tn);
+        if (tv && nghttp2_submit_trailer(ng, id, tv, tn) == 0) /* nghttp2 copies them */
             *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         return (ssize_t)n;
     }
@@ -240,6 +242,33 @@ static int h2_flush(tg_request_t *r, int batched)
     return 0;
 }
 
+/* The response trailers in one malloc'd block that outlives the request's
+ * arena, for a data provider that reaches the end after the request ended
+ * (frames are written when the loop round ends). 0, or -1 out of memory. */
+static int keep_trailers(tg_h2_stream_t *s)
+{
+    size_t n, size = 0;
+    nghttp2_nv *nv = tg_h2_head_trailers(&s->r, &n);
+    if (nv == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        size += nv[i].namelen + nv[i].valuelen;
+    nghttp2_nv *t = malloc(n * sizeof(*t) + size);
+    if (t == NULL)
+        return -1;
+    uint8_t *p = (uint8_t *)(t + n);
+    for (size_t i = 0; i < n; i++) {
+        t[i] = nv[i];
+        t[i].name = memcpy(p, nv[i].name, nv[i].namelen);
+        p += nv[i].namelen;
+        t[i].value = memcpy(p, nv[i].value, nv[i].valuelen);
+        p += nv[i].valuelen;
+    }
+    s->trailers = t;
+    s->ntrailers = n;
+    return 0;
+}
+
 static void h2_finalize(tg_request_t *r, int abort)
 {
     tg_h2_stream_t *s = HS(r);
@@ -252,6 +281,9 @@ static void h2_finalize(tg_request_t *r, int abort)
     tg_worker->h2_streams--;
     hc->c->nrequests++;
     ev_timer_stop(tg_worker->loop, &s->timer);
+    if (!abort && s->resp_done && !s->ng_closed && r->resp_trailers.n && !r->resp_no_body &&
+        keep_trailers(s) != 0)
+        abort = 1; /* the stream cannot end as the upstream ended it */
     if ((abort || !s->resp_done) && !s->ng_closed) {
         tg_iovq_reset(&s->out); /* the handler's memory: not read again */
         s->resp_done = 1;

@@ -37,6 +37,10 @@ struct tg_h2_stream_s {
     int64_t body_received;
     /* response body queued by the handler, taken by the data provider */
     tg_iovq_t out;
+    /* the response trailers, copied out of the request's arena when it ends
+     * before the data provider reached the end (malloc, one block) */
+    nghttp2_nv *trailers;
+    size_t ntrailers;
     /* events for dispatch */
     unsigned ev_ready : 1;   /* the request head is complete */
     unsigned ev_body : 1;    /* body bytes (or the end) arrived */
