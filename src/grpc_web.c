@@ -208,7 +208,7 @@ tg_spans_t *tg_grpc_web_request_body(tg_grpc_web_t *w, tg_request_t *r, tg_spans
 int tg_grpc_web_response_head(tg_grpc_web_t *w, tg_request_t *r)
 {
     tg_headers_remove(&r->resp_headers, TG_STR("content-length"));
-    r->resp_content_length = -1;
+    r->resp_content_length = r->resp_no_body ? 0 : -1; /* trailers-only: empty */
     return tg_headers_set(r->arena, &r->resp_headers, TG_STR("content-type"), w->resp_type);
 }
 

@@ -53,7 +53,8 @@ int tg_grpc_web_field(const tg_grpc_web_t *w, tg_str_t name, tg_str_t *value);
  * the spans to send, valid until the next call; NULL on malformed base64 or
  * a body that ends inside a quantum (logged), or out of memory. */
 tg_spans_t *tg_grpc_web_request_body(tg_grpc_web_t *w, tg_request_t *r, tg_spans_t *in, int last);
-/* The response head: the gRPC-Web content-type, no content-length. 0 or -1. */
+/* The response head: the gRPC-Web content-type, no content-length (0 for a
+ * trailers-only answer). 0 or -1. */
 int tg_grpc_web_response_head(tg_grpc_web_t *w, tg_request_t *r);
 /* A round of the response body for the client (base64 in text mode), with
  * the trailer frame after the last (r->resp_trailers: they go in the body,

@@ -25,6 +25,7 @@
  * once the response started). */
 #include <stdlib.h>
 #include <string.h>
+#include <llhttp.h>
 #include "proxy_conf.h"
 #include "proxy_head.h"
 #include "proxy_h2.h"
@@ -359,12 +360,15 @@ static int px2_send_head(px2_t *px)
     if (cl && tg_parse_int(cl->value, &len) == 0 && len >= 0)
         r->resp_content_length = len;
     tg_proxy_head_clean_response(&r->resp_headers);
+    if (px->st.ended && !px->st.trailers && tg_h2up_buffered(&px->st) == 0) {
+        r->resp_no_body = 1; /* HEADERS with END_STREAM (gRPC's trailers-only) */
+        if (r->resp_content_length < 0 && r->method != HTTP_HEAD)
+            r->resp_content_length = 0; /* how an HTTP/1.1 client learns the end */
+    }
     if (px->web.kind && tg_grpc_web_response_head(&px->web, r) != 0) {
         px2_give_up(px, 502);
         return -1;
     }
-    if (px->st.ended && !px->st.trailers && tg_h2up_buffered(&px->st) == 0)
-        r->resp_no_body = 1; /* HEADERS with END_STREAM (gRPC's trailers-only) */
     if (!px->req_done)
         r->keepalive = 0; /* answered before the body was read */
     if (tg_request_send_header(r) != 0) {

@@ -5,7 +5,8 @@
 # mode: unary and server streaming, messages arriving one by one before the
 # stream ends, the upstream's trailers as the body's last frame (0x80), its
 # error status there, base64 sent in several padded pieces, a gateway error
-# (no upstream: 14 in the head, trailers-only), grpc-timeout, the CORS
+# (no upstream: 14 in the head, trailers-only), the upstream's trailers-only
+# answer, grpc-timeout, the CORS
 # preflight with the recommended cors config, malformed base64 (13), a 4 MB
 # message in text mode with the worker's memory bounded, $grpc_status and
 # the stats for gRPC-Web calls, and the config check for an HTTP/1.1
@@ -128,6 +129,14 @@ for my $text (0, 1) {
        "no upstream ($text): a gRPC-Web content-type");
     is($r->{frames}, 0, "no upstream ($text): no body");
 }
+
+# ---- the upstream's trailers-only answer (unknown method: 12) keeps gRPC-Web's head
+my $h = $tg->http(POST => '/tgtest.Test/Nope', body => "\0\0\0\0\0",
+                  headers => { 'Content-Type' => 'application/grpc-web+proto' });
+ok($h->{status} == 200 && ($h->{headers}{'grpc-status'} // '') eq '12'
+   && $h->{headers}{'content-type'} eq 'application/grpc-web+proto',
+   "upstream's trailers-only answer: grpc-status 12 in the head, gRPC-Web content-type") or diag explain $h;
+is($h->{headers}{'content-length'}, '0', '... with Content-Length: 0 (an HTTP/1.1 client sees its end)');
 
 # ---- deadlines
 $r = call(msgText => 'slow', n => 100, headers => { 'grpc-timeout' => '5S' });
