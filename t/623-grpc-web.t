@@ -1,4 +1,6 @@
-# gRPC-Web through the gateway (`grpc_web on`): a browser-style client built
+# gRPC-Web through the gateway (`grpc_web on`): what the upstream receives
+# (an HTTP/2 echo server: the gRPC head, the base64 body decoded), and a
+# browser-style client built
 # by hand (t/upstream/grpc-web-client.js) calls the @grpc/grpc-js server
 # (t/upstream/grpc-server.js) over HTTP/1.1 and h2c, in binary
 # (application/grpc-web+proto) and text (application/grpc-web-text, base64)
@@ -14,10 +16,13 @@
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json encode_json);
+use MIME::Base64 qw(encode_base64 decode_base64);
+use Digest::SHA qw(sha256_hex);
 use lib 't/lib';
 use Tollgate::Test;
 
 my $up = node_upstream('grpc-server', env => { NAME => 'plain' });
+my $echo = node_upstream('h2-echo');
 my $dead = free_port();
 my $root = Tollgate::Test::repo_root();
 
@@ -27,11 +32,13 @@ log_format grpc '\$request_uri \$status \$grpc_status';
 client_max_body_size 16m;
 upstream g { server $up->{addr}; }
 upstream gone { server 127.0.0.1:$dead; protocol http2; }
+upstream echo { server $echo->{addr}; protocol http2; }
 server {
     listen %%PORT%%;
     access_log %%DIR%%/grpc.log grpc;
     location /tgtest.Test/ { grpc_web on; $cors; proxy_pass grpc://g; }
     location = /__stats { stats; }
+    location /echo/ { grpc_web on; proxy_pass echo; }
 }
 server {
     listen %%PORT2%% http2;
@@ -40,8 +47,10 @@ server {
 }
 server {
     listen %%PORT3%%;
+    listen %%PORT4%% http2;
     grpc_web on;
     location /tgtest.Test/ { proxy_pass grpc://gone; }
+    location /deny/ { deny all; proxy_pass grpc://g; }
 }
 C
 
@@ -51,6 +60,29 @@ sub call(%o) {
     $arg =~ s/'/'\\''/g;
     my $out = `cd $root/t && timeout 60 node upstream/grpc-web-client.js '$arg' 2>&1`;
     return eval { decode_json((split /\n/, $out)[-1]) } // { error => $out };
+}
+
+# ---- what the upstream receives (an HTTP/2 echo server): the gRPC head and the decoded body
+{
+    my $frame = "\0\0\0\0\x05hello";
+    my $b64 = encode_base64(substr($frame, 0, 4), '') . encode_base64(substr($frame, 4), '');
+    my $h = $tg->http(POST => '/echo/x', body => $b64, headers => {
+        'Content-Type' => 'application/grpc-web-text+proto', 'X-Grpc-Web' => '1',
+        'X-User-Agent' => 'grpc-web-javascript/0.1', 'grpc-timeout' => '5S', 'x-meta' => 'm1' });
+    my $raw = join '', map { decode_base64($_) } unpack('(A4)*', $h->{body});
+    my ($json, $trailer) = $raw =~ /\A(\{.*\})(.*)\z/s;
+    my $e = eval { decode_json($json) } // {};
+    is($e->{headers}{'content-type'}, 'application/grpc+proto', 'upstream: content-type application/grpc+proto');
+    is($e->{headers}{te}, 'trailers', 'upstream: te: trailers');
+    ok(!exists $e->{headers}{'x-grpc-web'}, 'upstream: x-grpc-web dropped');
+    is($e->{headers}{'x-user-agent'}, 'grpc-web-javascript/0.1', 'upstream: x-user-agent kept');
+    is($e->{headers}{'grpc-timeout'}, '5S', 'upstream: grpc-timeout kept');
+    is($e->{headers}{'x-meta'}, 'm1', 'upstream: metadata kept');
+    ok(!exists $e->{headers}{'content-length'}, 'upstream: no content-length (the base64 one is wrong)');
+    ok($e->{length} == 10 && $e->{sha256} eq sha256_hex($frame),
+       'upstream: the body decoded from 2 padded base64 pieces, byte-exact') or diag explain $e;
+    is($h->{headers}{'content-type'}, 'application/grpc-web-text+proto', 'client: text content-type');
+    is($trailer, "\x80\0\0\0\0", 'client: an empty trailer frame closes the body (no trailers upstream)');
 }
 
 # ---- unary and server streaming: HTTP/1.1 and h2, binary and text
@@ -121,14 +153,18 @@ for my $bad (['not base64' => '!!!!AAAA'], ['truncated quantum' => 'AAAAAAU'],
 }
 
 # ---- errors the gateway makes: gRPC statuses in the head (trailers-only)
-for my $text (0, 1) {
-    $r = call(port => $tg->port(3), text => $text, size => 1);
-    is($r->{status}, 200, "no upstream ($text): HTTP 200");
-    is($r->{headers}{'grpc-status'}, '14', "no upstream ($text): grpc-status 14 in the head");
+for my $c ([0, 0], [0, 1], [1, 0], [1, 1]) {
+    my ($h2, $text) = @$c;
+    my $name = ($h2 ? 'h2' : 'HTTP/1.1') . ($text ? ' text' : ' binary');
+    $r = call(port => $tg->port($h2 ? 4 : 3), h2 => $h2, text => $text, size => 1);
+    is($r->{status}, 200, "no upstream, $name: HTTP 200");
+    is($r->{headers}{'grpc-status'}, '14', "no upstream, $name: grpc-status 14 in the head");
     is($r->{headers}{'content-type'}, $text ? 'application/grpc-web-text' : 'application/grpc-web+proto',
-       "no upstream ($text): a gRPC-Web content-type");
-    is($r->{frames}, 0, "no upstream ($text): no body");
+       "no upstream, $name: a gRPC-Web content-type");
+    is($r->{frames}, 0, "no upstream, $name: no body");
 }
+$r = call(port => $tg->port(3), path => '/deny/tgtest.Test/Unary', size => 1);
+ok($r->{status} == 200 && $r->{headers}{'grpc-status'} eq '7', 'denied: PERMISSION_DENIED (7) in the head');
 
 # ---- the upstream's trailers-only answer (unknown method: 12) keeps gRPC-Web's head
 my $h = $tg->http(POST => '/tgtest.Test/Nope', body => "\0\0\0\0\0",
