@@ -1,7 +1,7 @@
 # gRPC-Web through the gateway (`grpc_web on`): what the upstream receives
-# (an HTTP/2 echo server: the gRPC head, the base64 body decoded), and a
-# browser-style client built
-# by hand (t/upstream/grpc-web-client.js) calls the @grpc/grpc-js server
+# (an HTTP/2 echo server: the gRPC head, the base64 body decoded); a
+# browser-style client built by hand (t/upstream/grpc-web-client.js) calls
+# the @grpc/grpc-js server
 # (t/upstream/grpc-server.js) over HTTP/1.1 and h2c, in binary
 # (application/grpc-web+proto) and text (application/grpc-web-text, base64)
 # mode: unary and server streaming, messages arriving one by one before the
