@@ -12,6 +12,29 @@ int tg_grpc_is_content_type(tg_str_t ct)
     return ct.len == 16 || ct.p[16] == '+' || ct.p[16] == ';';
 }
 
+int tg_grpc_web_kind(tg_str_t ct)
+{
+    size_t n = 20;
+    int kind = TG_GRPC_WEB;
+    if (!tg_str_has_caseprefix(ct, "application/grpc-web"))
+        return 0;
+    if (tg_str_has_caseprefix(ct, "application/grpc-web-text")) {
+        n = 25;
+        kind = TG_GRPC_WEB_TEXT;
+    }
+    return ct.len == n || ct.p[n] == '+' || ct.p[n] == ';' ? kind : 0;
+}
+
+tg_str_t tg_grpc_web_format(tg_str_t ct)
+{
+    size_t n = tg_grpc_web_kind(ct) == TG_GRPC_WEB_TEXT ? 25 : 20, e = n;
+    if (ct.len <= n || ct.p[n] != '+')
+        return (tg_str_t){"", 0};
+    while (e < ct.len && ct.p[e] != ';' && ct.p[e] != ' ' && ct.p[e] != '\t')
+        e++;
+    return (tg_str_t){ct.p + n, e - n};
+}
+
 int tg_grpc_status_for_http(int status)
 {
     switch (status) {

@@ -19,9 +19,18 @@
 #define TG_GRPC_UNAVAILABLE 14
 #define TG_GRPC_UNAUTHENTICATED 16
 
+/* gRPC-Web (grpc/doc/PROTOCOL-WEB.md) content-types: */
+#define TG_GRPC_WEB 1      /* application/grpc-web[+FORMAT]: gRPC's framing */
+#define TG_GRPC_WEB_TEXT 2 /* application/grpc-web-text[+FORMAT]: the same, base64 */
+
 /* Is this content-type a gRPC call's ("application/grpc", "application/grpc+proto",
  * "application/grpc;..."; not gRPC-Web)? */
 int tg_grpc_is_content_type(tg_str_t ctype);
+/* Which gRPC-Web content-type this is (TG_GRPC_WEB, TG_GRPC_WEB_TEXT, with
+ * or without "+FORMAT" and parameters), or 0. */
+int tg_grpc_web_kind(tg_str_t ctype);
+/* The "+FORMAT" of a gRPC-Web content-type ("+proto"; empty when none). */
+tg_str_t tg_grpc_web_format(tg_str_t ctype);
 /* The gRPC status for an answer the gateway would give as this HTTP status
  * (the gRPC project's HTTP-to-gRPC mapping, with the gateway's own: 429 and
  * 413 RESOURCE_EXHAUSTED, 504 DEADLINE_EXCEEDED, 500 INTERNAL). */

@@ -1,6 +1,6 @@
 /* The proxy's directives (proxy_pass with nginx's URI rule, proxy_timeouts,
  * proxy_set_header, proxy_remove_header, proxy_next_upstream_tries,
- * websocket_idle_timeout, proxy_intercept_errors) and their per-scope config (tg_proxy_conf_t),
+ * websocket_idle_timeout, proxy_intercept_errors, grpc_web) and their per-scope config (tg_proxy_conf_t),
  * read by the proxy (proxy.c) and the head builder (proxy_head.c). */
 #include <stddef.h>
 #include <string.h>
@@ -19,6 +19,7 @@ void *tg_proxy_create_conf(tg_conf_t *cf)
     pc->next_upstream_tries = TG_CONF_UNSET;
     pc->websocket_idle_timeout = TG_CONF_UNSET;
     pc->intercept_errors = TG_CONF_UNSET;
+    pc->grpc_web = TG_CONF_UNSET;
     return pc;
 }
 
@@ -29,6 +30,7 @@ const char *tg_proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
     TG_CONF_MERGE(c->connect_timeout, p->connect_timeout, 5000);
     TG_CONF_MERGE(c->websocket_idle_timeout, p->websocket_idle_timeout, 3600000);
     TG_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
+    TG_CONF_MERGE(c->grpc_web, p->grpc_web, 0);
     TG_CONF_MERGE(c->read_timeout, p->read_timeout, 60000);
     TG_CONF_MERGE(c->send_timeout, p->send_timeout, 60000);
     TG_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
@@ -42,6 +44,11 @@ const char *tg_proxy_merge_conf(tg_conf_t *cf, void *parent, void *child)
         c->upstream = p->upstream;
         c->pass_uri = p->pass_uri;
     }
+    if (c->grpc_web && c->upstream && !c->upstream->http2)
+        return tg_arena_printf(cf->arena, "\"grpc_web on\" needs an HTTP/2 upstream: upstream "
+                                          "\"%.*s\" is HTTP/1.1 (use \"proxy_pass grpc://%.*s\" "
+                                          "or \"protocol http2\" in its block)",
+                               TG_STR_FMT(c->upstream->name), TG_STR_FMT(c->upstream->name));
     return NULL;
 }
 
@@ -173,6 +180,8 @@ const tg_directive_t tg_proxy_directives[] = {
      offsetof(tg_proxy_conf_t, websocket_idle_timeout)},
     {"proxy_intercept_errors", TG_SCOPE_HTTP, 0, 1, 1, tg_conf_set_flag,
      offsetof(tg_proxy_conf_t, intercept_errors)},
+    {"grpc_web", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, tg_conf_set_flag,
+     offsetof(tg_proxy_conf_t, grpc_web)},
     {NULL, 0, 0, 0, 0, NULL, 0},
 };
 
@@ -189,10 +198,11 @@ const char *tg_proxy_explain(tg_arena_t *a, void *conf, const tg_explain_req_t *
                             TG_STR_FMT(c->pass_uri.prefix));
     if (s)
         s = tg_arena_printf(a, "%s connect=%lldms read=%lldms send=%lldms websocket_idle=%lldms "
-                               "next_upstream_tries=%lld intercept_errors=%s",
+                               "next_upstream_tries=%lld intercept_errors=%s grpc_web=%s",
                             s, (long long)c->connect_timeout, (long long)c->read_timeout,
                             (long long)c->send_timeout, (long long)c->websocket_idle_timeout,
-                            (long long)c->next_upstream_tries, c->intercept_errors ? "on" : "off");
+                            (long long)c->next_upstream_tries, c->intercept_errors ? "on" : "off",
+                            c->grpc_web ? "on" : "off");
     for (int i = 0; s && i < c->nset_headers; i++)
         s = tg_arena_printf(a, "%s set_header %.*s=%.*s", s, TG_STR_FMT(c->set_headers[i].name),
                             TG_STR_FMT(c->set_headers[i].value->src));

@@ -23,6 +23,7 @@ typedef struct {
     int set_headers_given; /* 1 when this scope had its own list */
     tg_msec_t websocket_idle_timeout;
     int intercept_errors; /* proxy_intercept_errors: a status >= 300 with an error_page gets it */
+    int grpc_web;         /* grpc_web: gRPC-Web calls translated to gRPC (src/grpc_web.c) */
 } tg_proxy_conf_t;
 
 /* The proxy module's directive table and config create/merge. */

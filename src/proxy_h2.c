@@ -25,12 +25,14 @@
  * once the response started). */
 #include <stdlib.h>
 #include <string.h>
+#include <llhttp.h>
 #include "proxy_conf.h"
 #include "proxy_head.h"
 #include "proxy_h2.h"
 #include "upstream_h2.h"
 #include "upstream_dyn.h"
 #include "grpc.h"
+#include "grpc_web.h"
 #include "log.h"
 #include "stats.h"
 #include "var.h"
@@ -52,6 +54,7 @@ typedef struct {
     size_t inflight;    /* its bytes */
     ev_timer timer;     /* read_timeout: the upstream silent for so long */
     ev_timer deadline;  /* a gRPC call's grpc-timeout */
+    tg_grpc_web_t web;  /* a gRPC-Web call translated (web.kind != 0) */
     unsigned replayable : 1;    /* the body is whole in memory (or there is none) */
     unsigned body_consumed : 1; /* a body round was handed back: no more attempts */
     unsigned body_wait : 1;     /* the client's next body round is awaited */
@@ -105,7 +108,7 @@ static int px2_head(px2_t *px)
         if (tg_str_caseeq_lit(hs.h[i].name, "host"))
             authority = hs.h[i].value;
     char *len = NULL;
-    if (r->content_length >= 0 && !r->chunked &&
+    if (r->content_length >= 0 && !r->chunked && px->web.kind != TG_GRPC_WEB_TEXT &&
         (len = tg_arena_printf(r->arena, "%lld", (long long)r->content_length)) == NULL)
         return -1;
     tg_header_t *te = tg_headers_find(&r->headers, TG_STR("TE"));
@@ -115,13 +118,17 @@ static int px2_head(px2_t *px)
         nv_add(r->arena, nv, &n, TG_STR(":authority"), authority, 0) != 0 ||
         nv_add(r->arena, nv, &n, TG_STR(":path"), target, 0) != 0 ||
         (len && nv_add(r->arena, nv, &n, TG_STR("content-length"), tg_str_c(len), 0) != 0) ||
-        (te && tg_str_has_token(te->value, "trailers") &&
+        (((te && tg_str_has_token(te->value, "trailers")) || px->web.kind) &&
          nv_add(r->arena, nv, &n, TG_STR("te"), TG_STR("trailers"), 0) != 0))
         return -1;
-    for (uint32_t i = 0; i < hs.n; i++)
-        if (!tg_str_caseeq_lit(hs.h[i].name, "host") &&
-            nv_add(r->arena, nv, &n, hs.h[i].name, hs.h[i].value, 1) != 0)
+    for (uint32_t i = 0; i < hs.n; i++) {
+        tg_str_t value = hs.h[i].value;
+        if (tg_str_caseeq_lit(hs.h[i].name, "host") ||
+            (px->web.kind && !tg_grpc_web_field(&px->web, hs.h[i].name, &value)))
+            continue;
+        if (nv_add(r->arena, nv, &n, hs.h[i].name, value, 1) != 0)
             return -1;
+    }
     px->nv = nv;
     px->nnv = n;
     return 0;
@@ -177,13 +184,14 @@ static void px2_give_up(px2_t *px, int status)
         return;
     }
     char *code = tg_arena_printf(r->arena, "%d", tg_grpc_status_for_http(status));
-    tg_spans_t none = {.n = 0};
+    tg_spans_t none = {.n = 0}, *out = &none;
     r->resp_trailers.n = 0;
     if (!px->grpc || px->client_blocked || px->last_sent || code == NULL ||
         tg_headers_add(r->arena, &r->resp_trailers, TG_STR("grpc-status"), tg_str_c(code)) ||
         tg_headers_add(r->arena, &r->resp_trailers, TG_STR("grpc-message"),
                        tg_str_c(tg_status_reason(status))) ||
-        tg_request_send_body(r, &none, 1) != 0 || tg_request_flush(r) < 0) {
+        (px->web.kind && (out = tg_grpc_web_response_body(&px->web, r, &none, 1)) == NULL) ||
+        tg_request_send_body(r, out, 1) != 0 || tg_request_flush(r) < 0) {
         tg_request_finalize(r, 1);
         return;
     }
@@ -259,6 +267,8 @@ static void px2_pull(px2_t *px)
         return;
     }
     px->body_wait = 0;
+    if (rc > 0 && px->web.kind && (spans = tg_grpc_web_request_body(&px->web, r, spans, done)) == NULL)
+        rc = -400; /* malformed base64: INTERNAL, as a gRPC status */
     if (rc < 0) {
         int status = -rc;
         px2_detach(px);
@@ -350,8 +360,15 @@ static int px2_send_head(px2_t *px)
     if (cl && tg_parse_int(cl->value, &len) == 0 && len >= 0)
         r->resp_content_length = len;
     tg_proxy_head_clean_response(&r->resp_headers);
-    if (px->st.ended && !px->st.trailers && tg_h2up_buffered(&px->st) == 0)
+    if (px->st.ended && !px->st.trailers && tg_h2up_buffered(&px->st) == 0) {
         r->resp_no_body = 1; /* HEADERS with END_STREAM (gRPC's trailers-only) */
+        if (r->resp_content_length < 0 && r->method != HTTP_HEAD)
+            r->resp_content_length = 0; /* how an HTTP/1.1 client learns the end */
+    }
+    if (px->web.kind && tg_grpc_web_response_head(&px->web, r) != 0) {
+        px2_give_up(px, 502);
+        return -1;
+    }
     if (!px->req_done)
         r->keepalive = 0; /* answered before the body was read */
     if (tg_request_send_header(r) != 0) {
@@ -376,7 +393,9 @@ static int px2_forward(px2_t *px)
         for (int i = 0; i < st->nin; i++)
             if (tg_buf_len(st->in[i]))
                 tg_spans_add(&px->out, st->in[i]->pos, tg_buf_len(st->in[i]));
-        if (tg_request_send_body(r, &px->out, last) != 0) {
+        tg_spans_t *out = &px->out;
+        if ((px->web.kind && (out = tg_grpc_web_response_body(&px->web, r, out, last)) == NULL) ||
+            tg_request_send_body(r, out, last) != 0) {
             px2_detach(px);
             tg_request_finalize(r, 1);
             return 1;
@@ -499,13 +518,20 @@ tg_rc_t tg_proxy_h2_content(tg_request_t *r, tg_proxy_conf_t *pc)
         ev_timer_set(&px->deadline, (double)ms / 1000.0, 0);
         ev_timer_start(tg_worker->loop, &px->deadline);
     }
-    if (px2_head(px) != 0)
+    if (tg_grpc_web_start(&px->web, r, pc->grpc_web) < 0 || px2_head(px) != 0) {
+        ev_timer_stop(tg_worker->loop, &px->deadline);
         return TG_ERROR;
+    }
     tg_spans_t *spans;
     int done = 0;
     if (!r->has_body) {
         px->replayable = 1;
     } else if (tg_request_body_pull(r, &spans, &done) == 1 && done) {
+        if (px->web.kind && (spans = tg_grpc_web_request_body(&px->web, r, spans, 1)) == NULL) {
+            ev_timer_stop(tg_worker->loop, &px->deadline);
+            tg_request_error(r, 400); /* malformed base64: INTERNAL, as a gRPC status */
+            return TG_AGAIN;
+        }
         if (spans->n && (px->replay = tg_arena_alloc_nz(r->arena, sizeof(*spans))) == NULL)
             return TG_ERROR;
         if (spans->n)

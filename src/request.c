@@ -809,13 +809,20 @@ void tg_request_tunnel_active(tg_request_t *r)
 
 /* A gRPC call the gateway ends (an error, a denial, a rate limit, Lua's
  * tg.exit): trailers-only, HTTP 200, grpc-status and grpc-message in the
- * head (grpc/doc/PROTOCOL-HTTP2.md), for the client reads nothing else. */
+ * head (grpc/doc/PROTOCOL-HTTP2.md), for the client reads nothing else; a
+ * gRPC-Web call's content-type is its own kind (PROTOCOL-WEB.md: a
+ * trailers-only answer is unchanged). */
 static int respond_grpc(tg_request_t *r, int status)
 {
     char *code = tg_arena_printf(r->arena, "%d", tg_grpc_status_for_http(status));
-    if (code == NULL ||
-        tg_headers_set(r->arena, &r->resp_headers, TG_STR("Content-Type"),
-                       TG_STR("application/grpc")) != 0 ||
+    tg_header_t *ct = tg_headers_find(&r->headers, TG_STR("Content-Type"));
+    int web = tg_grpc_web_kind(ct->value);
+    char *type = web ? tg_arena_printf(r->arena, "application/grpc-web%s%.*s",
+                                       web == TG_GRPC_WEB_TEXT ? "-text" : "",
+                                       TG_STR_FMT(tg_grpc_web_format(ct->value)))
+                     : "application/grpc";
+    if (code == NULL || type == NULL ||
+        tg_headers_set(r->arena, &r->resp_headers, TG_STR("Content-Type"), tg_str_c(type)) != 0 ||
         tg_headers_set(r->arena, &r->resp_headers, TG_STR("grpc-status"), tg_str_c(code)) != 0 ||
         tg_headers_set(r->arena, &r->resp_headers, TG_STR("grpc-message"),
                        tg_str_c(tg_status_reason(status))) != 0)
@@ -843,7 +850,8 @@ int tg_request_grpc_status(const tg_request_t *r, tg_str_t *text)
 int tg_request_is_grpc(const tg_request_t *r)
 {
     tg_header_t *ct = tg_headers_find((tg_headers_t *)&r->headers, TG_STR("Content-Type"));
-    return ct && r->method == HTTP_POST && tg_grpc_is_content_type(ct->value);
+    return ct && r->method == HTTP_POST &&
+           (tg_grpc_is_content_type(ct->value) || tg_grpc_web_kind(ct->value));
 }
 
 int tg_request_respond(tg_request_t *r, int status, const char *ctype, tg_str_t body)

@@ -371,10 +371,11 @@ void tg_request_internal_redirect(tg_request_t *r, tg_str_t uri, tg_location_t *
 /* Continue a request parked by a hook that returned TG_AGAIN: the same hook
  * runs again. Safe to call from any event callback. */
 void tg_request_resume(tg_request_t *r);
-/* Is the request a gRPC call (POST with content-type application/grpc*, not
- * gRPC-Web)? Then tg_request_respond answers a status >= 300 as a gRPC
- * error: trailers-only, HTTP 200, grpc-status (src/grpc.h's mapping) and
- * grpc-message. */
+/* Is the request a gRPC call (POST with content-type application/grpc*,
+ * or gRPC-Web's application/grpc-web*, translated or not)? Then
+ * tg_request_respond answers a status >= 300 as a gRPC error: trailers-only,
+ * HTTP 200, the call's content-type kind, grpc-status (src/grpc.h's
+ * mapping) and grpc-message. */
 int tg_request_is_grpc(const tg_request_t *r);
 /* The gRPC status the response ended with: its trailers' grpc-status, else
  * its head's (trailers-only); -1 when there is none (or not a number).

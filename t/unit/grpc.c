@@ -1,6 +1,7 @@
 /* Unit tests for src/grpc.c: which content-types are gRPC calls (not
- * gRPC-Web), the gRPC status for each HTTP status the gateway answers, and
+ * gRPC-Web) and which are gRPC-Web, the gRPC status for each HTTP status the gateway answers, and
  * grpc-timeout in every unit with its rejects. */
+#include <string.h>
 #include "grpc.h"
 #include "tap.h"
 
@@ -20,6 +21,18 @@ int main(void)
     ok(!tg_grpc_is_content_type(TG_STR("application/grpc-web-text")), "not gRPC-Web text");
     ok(!tg_grpc_is_content_type(TG_STR("application/json")), "not JSON");
     ok(!tg_grpc_is_content_type(TG_STR("application/grp")), "not a prefix of it");
+
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc-web")), TG_GRPC_WEB, "grpc-web");
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc-web+proto")), TG_GRPC_WEB, "grpc-web+proto");
+    is_int(tg_grpc_web_kind(TG_STR("Application/gRPC-Web-Text")), TG_GRPC_WEB_TEXT, "grpc-web-text, case");
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc-web-text+proto; x=1")), TG_GRPC_WEB_TEXT,
+           "grpc-web-text+proto with a parameter");
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc")), 0, "gRPC is not gRPC-Web");
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc-webx")), 0, "not a prefix of it");
+    is_int(tg_grpc_web_kind(TG_STR("application/grpc-web-text-base64")), 0, "no -base64 variant");
+    tg_str_t f = tg_grpc_web_format(TG_STR("application/grpc-web-text+json;charset=x"));
+    ok(f.len == 5 && memcmp(f.p, "+json", 5) == 0, "format +json, parameters dropped");
+    ok(tg_grpc_web_format(TG_STR("application/grpc-web")).len == 0, "no format");
 
     is_int(tg_grpc_status_for_http(502), TG_GRPC_UNAVAILABLE, "502: UNAVAILABLE");
     is_int(tg_grpc_status_for_http(503), TG_GRPC_UNAVAILABLE, "503: UNAVAILABLE");
