@@ -6,7 +6,8 @@
 # signed by the wrong key (not stapled; stapled with tls_stapling_verify off),
 # no AIA URL and tls_stapling off (stats "none"), the responder down after a
 # good fetch (the last good response kept) and past nextUpdate (dropped),
-# the Prometheus series, config errors as file:line.
+# the Prometheus series, config errors as file:line; and an ACME certificate
+# from pebble (its AIA names our responder) stapled once issued.
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
@@ -177,4 +178,57 @@ ok($tg->wait_log(qr/a\.test: the response expired/, 5), 'past nextUpdate: logged
 
 $tg->stop;
 responder_stop($rogue_port);
+
+# --- an ACME certificate: pebble names our responder in its certificates'
+# AIA; the responder signs with pebble's intermediate and knows the serial
+SKIP: {
+    skip 'pebble not installed', 6 unless grep { -x "$_/pebble" } split /:/, $ENV{PATH};
+    require Tollgate::Pebble;
+    my ($p80, $p443, $aport) = (free_port(), free_port(), free_port());
+    my $ca = Tollgate::Pebble->start(http_port => $p80, tls_port => $p443,
+                                     ocsp_url => "http://127.0.0.1:$aport/");
+    my $storage = tempdir('tg-ocsp-acme-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TG_KEEP});
+    chmod 0755, $storage;
+    $tg = tg_start("acme_directory $ca->{directory};\nacme_ca_root $ca->{ca_root};\n"
+                   . "acme_storage $storage/acme;\n"
+                   . "server {\n listen $p80;\n listen $p443 tls;\n server_name acme.test;\n"
+                   . " acme on;\n return 200 ok;\n}\n"
+                   . "server {\n listen %%PORT%%;\n location = /__stats { stats; }\n}\n",
+                   errors_ok => [qr/ocsp: /]);
+    my $acme_ocsp = sub {
+        my $s = eval { decode_json($tg->http(GET => '/__stats')->{body}) } // {};
+        my ($c) = grep { $_->{server} eq 'acme.test' } @{$s->{certificates} // []};
+        return $c && !$c->{placeholder} ? $c->{ocsp} : undef;
+    };
+    ok(wait_until(sub { my $o = $acme_ocsp->(); $o && ($o->{last_result} // '') eq 'failed' }, 90),
+       'ACME: once issued, the OCSP helper asks the responder its AIA names (down yet)');
+    for my $what ('intermediates', 'intermediate-keys') {
+        my ($pem, $rc) = run_cmd(undef, 'curl', '-sS', '--max-time', '10', '--cacert',
+                                 $ca->{ca_root}, "https://127.0.0.1:$ca->{mport}/$what/0");
+        die "pebble $what: $pem" if $rc;
+        spew("$dir/pebble-$what.pem", $pem);
+    }
+    my $leaf = ossl('s_client', '-connect', "127.0.0.1:$p443", '-servername', 'acme.test');
+    my ($pem) = $leaf =~ /(-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----)/s;
+    spew("$dir/acme-leaf.pem", "$pem\n");
+    my ($serial) = ossl('x509', '-in', "$dir/acme-leaf.pem", '-noout', '-serial') =~ /serial=(\w+)/;
+    $serial =~ s/^(?:00)+(?=..)//;
+    spew("$dir/index.txt", "V\t491231235959Z\t\t$serial\tunknown\t/CN=acme.test\n");
+    $resp{$aport} = Tollgate::Test::_spawn(
+        ['openssl', 'ocsp', '-index', "$dir/index.txt", '-port', $aport, '-rsigner',
+         "$dir/pebble-intermediates.pem", '-rkey', "$dir/pebble-intermediate-keys.pem", '-CA',
+         "$dir/pebble-intermediates.pem", '-nmin', '5', '-ignore_err'], "$dir/responder-$aport.log");
+    my $got = '';
+    ok(wait_until(sub {
+        $got = s_client($p443, servername => 'acme.test', args => ['-status'], input => '');
+        $got =~ /Cert Status: good/ }, 60), 'ACME: the certificate\'s response is stapled (good)')
+        or diag $got;
+    my $o = $acme_ocsp->();
+    is($o->{status}, 'good', 'ACME: stats say good');
+    ok($o->{stapled} && $o->{next_update} > time, 'ACME: stapled until its nextUpdate');
+    like($tg->error_log, qr/ocsp: acme\.test: good response stapled/, 'ACME: logged');
+    $tg->stop;
+    responder_stop($aport);
+    $ca->stop;
+}
 done_testing;
