@@ -189,6 +189,8 @@ static int state_set(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *sl, 
     for (int i = 0; i < sk_X509_num(chain); i++)
         if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
             issuer = sk_X509_value(chain, i);
+    if (issuer == NULL && e->leaf == leaf)
+        issuer = e->issuer; /* found at load, maybe in tls_stapling_trusted */
     const char *url = e->url;
     STACK_OF(OPENSSL_STRING) *urls = NULL;
     if (url == NULL) {
@@ -204,8 +206,11 @@ static int state_set(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *sl, 
         return -1;
     }
     X509_STORE *store = X509_STORE_new();
-    if (store == NULL || X509_STORE_add_cert(store, issuer) != 1 ||
-        (e->trusted && X509_STORE_load_file(store, e->trusted) != 1)) {
+    int ok = store && X509_STORE_add_cert(store, issuer) == 1;
+    for (int i = 0; ok && i < sk_X509_num(e->trusted); i++)
+        ok = X509_STORE_add_cert(store, sk_X509_value(e->trusted, i)) == 1 ||
+             ERR_GET_REASON(ERR_peek_last_error()) == X509_R_CERT_ALREADY_IN_HASH_TABLE;
+    if (!ok) {
         tg_log(TG_LOG_ERROR, "ocsp: %s: cannot make the trusted store", st->name);
         X509_STORE_free(store);
         X509_email_free(urls);

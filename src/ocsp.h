@@ -60,7 +60,7 @@ typedef struct {
     const char *url;     /* tls_stapling_responder, else the certificate's AIA URL */
     int url_override;    /* 1: tls_stapling_responder (the URL holds for renewals) */
     int verify;          /* tls_stapling_verify */
-    const char *trusted; /* tls_stapling_trusted (PEM), NULL: the issuer alone is trusted */
+    STACK_OF(X509) *trusted; /* tls_stapling_trusted, NULL: the issuer alone is trusted */
     int acme_slot;       /* >= 0: follow this acme zone slot's certificate */
 } tg_ocsp_entry_t;
 

@@ -19,7 +19,7 @@
 typedef struct {
     int stapling;        /* tls_stapling (tg_conf_set_flag writes an int) */
     int verify;          /* tls_stapling_verify */
-    const char *trusted; /* tls_stapling_trusted */
+    STACK_OF(X509) *trusted; /* tls_stapling_trusted, read at load (the helper is not root) */
     const char *responder;
     const char *file;    /* where tls_stapling_trusted / responder was written */
     int line;
@@ -61,20 +61,34 @@ static const char *ocsp_merge_conf(tg_conf_t *cf, void *parent, void *child)
     return NULL;
 }
 
-/* tls_stapling_trusted FILE: PEM certificates, checked now. */
+static void certs_free(void *data)
+{
+    sk_X509_pop_free(data, X509_free);
+}
+
+/* tls_stapling_trusted FILE: PEM certificates, read now. */
 static const char *set_trusted(tg_conf_t *cf, const tg_directive_t *d, void *conf)
 {
     (void)d;
     ocsp_conf_t *o = conf;
     const char *path = tg_conf_path(cf, tg_conf_arg(cf, 1));
+    if (o->trusted)
+        return "\"tls_stapling_trusted\" is duplicate";
     X509_STORE *st = X509_STORE_new();
-    int ok = st && X509_STORE_load_file(st, path) == 1;
+    STACK_OF(X509) *certs = NULL;
+    if (st && X509_STORE_load_file(st, path) == 1)
+        certs = X509_STORE_get1_all_certs(st);
     X509_STORE_free(st);
-    if (!ok) {
+    if (certs == NULL || sk_X509_num(certs) == 0) {
+        sk_X509_pop_free(certs, X509_free);
         const char *why = tg_tls_error_reason();
         return tg_conf_errf(cf, "cannot load \"tls_stapling_trusted\" \"%s\": %s", path, why);
     }
-    o->trusted = path;
+    if (tg_arena_on_reset(cf->arena, certs_free, certs) != 0) {
+        sk_X509_pop_free(certs, X509_free);
+        return "out of memory";
+    }
+    o->trusted = certs;
     o->file = cf->file;
     o->line = cf->line;
     return NULL;
@@ -140,12 +154,17 @@ static int add_entry(tg_conf_t *cf, tg_ocsp_main_t *run, tg_server_t *s, ocsp_co
                          e.url, name);
             return 0;
         }
+        /* the issuer: in the chain served, else in tls_stapling_trusted */
         for (int i = 0; i < sk_X509_num(chain); i++)
             if (X509_check_issued(sk_X509_value(chain, i), x) == X509_V_OK)
                 e.issuer = sk_X509_value(chain, i);
+        for (int i = 0; e.issuer == NULL && i < sk_X509_num(o->trusted); i++)
+            if (X509_check_issued(sk_X509_value(o->trusted, i), x) == X509_V_OK)
+                e.issuer = sk_X509_value(o->trusted, i);
         if (e.issuer == NULL) {
             tg_conf_warn(cf, "the certificate of \"%s\" is served without its issuer, its OCSP "
-                             "response is not fetched (add the issuer to the certificate file)",
+                             "response is not fetched (add the issuer to the certificate file "
+                             "or to \"tls_stapling_trusted\")",
                          name);
             return 0;
         }

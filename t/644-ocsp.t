@@ -4,7 +4,8 @@
 # start (served, nothing stapled, stats say error, stapled after the retry),
 # fetched and stapled (s_client -status), revoked (not stapled), a response
 # signed by the wrong key (not stapled; stapled with tls_stapling_verify off),
-# no AIA URL and tls_stapling off (stats "none"), the responder down after a
+# no AIA URL and tls_stapling off (stats "none"), the issuer found in
+# tls_stapling_trusted, a reload keeping the responses, the responder down after a
 # good fetch (the last good response kept) and past nextUpdate (dropped),
 # the Prometheus series, config errors as file:line; and an ACME certificate
 # from pebble (its AIA names our responder) stapled once issued.
@@ -38,7 +39,7 @@ spew("$dir/ca.cnf", "[ca]\ndefault_ca = d\n[d]\ndatabase = $dir/index.txt\nseria
 spew("$dir/index.txt", '');
 spew("$dir/serial", "1000\n");
 my %cert;
-for my $name ('a.test', 'r.test', 'w.test', 'v.test', 'n.test', 'off.test') {
+for my $name ('a.test', 'r.test', 'w.test', 'v.test', 'n.test', 'off.test', 't.test') {
     ossl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/$name.key", '-out',
          "$dir/$name.csr", '-subj', "/CN=$name");
     my $aia = $name eq 'n.test' ? '' : "authorityInfoAccess=OCSP;URI:http://127.0.0.1:$rport/\n";
@@ -49,6 +50,7 @@ for my $name ('a.test', 'r.test', 'w.test', 'v.test', 'n.test', 'off.test') {
     spew("$dir/$name.pem", slurp("$dir/$name.crt") . slurp("$dir/ca.pem")); # with its issuer
     $cert{$name} = "$dir/$name.pem";
 }
+$cert{'t.test'} = "$dir/t.test.crt"; # without its issuer: found in tls_stapling_trusted
 ossl('ca', '-config', "$dir/ca.cnf", '-cert', "$dir/ca.pem", '-keyfile', "$dir/ca.key",
      '-revoke', "$dir/r.test.crt");
 
@@ -82,7 +84,8 @@ my $conf = "server {\n listen %%PORT%%;\n server_name stats;\n location = /__sta
     . srv('w.test', " tls_stapling_responder http://127.0.0.1:$rogue_port/;\n")
     . srv('v.test', " tls_stapling_responder http://127.0.0.1:$rogue_port/;\n"
                     . " tls_stapling_verify off;\n")
-    . srv('n.test') . srv('off.test', " tls_stapling off;\n");
+    . srv('n.test') . srv('off.test', " tls_stapling off;\n")
+    . srv('t.test', " tls_stapling_trusted $dir/ca.pem;\n");
 $conf =~ s/listen %%PORT%% tls;/listen %%PORT2%% tls;/g;
 
 # --- config errors
@@ -92,6 +95,9 @@ like(tg_conf_error(srv('a.test', " tls_stapling_trusted $dir/missing.pem;\n")),
      qr/^\S+:6: cannot load "tls_stapling_trusted" "\S+missing\.pem"/m, 'trusted file: file:line');
 like(tg_conf_error(srv('a.test', " tls_stapling maybe;\n")), qr/^\S+:6: .*tls_stapling/m,
      'tls_stapling on|off');
+like(tg_conf_test(srv('t.test'))->{output},
+     qr/^\S+:1: warning: the certificate of "t\.test" is served without its issuer/m,
+     'a certificate without its issuer: a warning at -t');
 
 # --- responder down at start: served, nothing stapled, stats say error
 responder($rogue_port, 'rogue');
@@ -142,6 +148,17 @@ ok(wait_until(sub { ($stats->('w.test')->{last_error} // '') =~ /does not verify
 is($stats->('w.test')->{status}, 'error', 'wrong signer: status error');
 is($status->('w.test')->{stapled}, 0, 'wrong signer: nothing stapled');
 ok(wait_until(sub { $status->('v.test')->{stapled} }, 15), 'tls_stapling_verify off: stapled');
+
+ok(wait_until(sub { $status->('t.test')->{good} }, 15),
+   'the issuer from tls_stapling_trusted: stapled (good)');
+
+# --- a reload keeps the responses still valid: stapled at once, not fetched again
+my $fetches = () = $tg->error_log =~ /ocsp: a\.test: good response stapled/g;
+my $off = $tg->reload($conf);
+ok($tg->wait_log(qr/reloaded: generation 2/, 10, $off), 'reloaded');
+ok($status->('a.test')->{good}, 'after the reload: stapled at once');
+is(scalar(() = $tg->error_log =~ /ocsp: a\.test: good response stapled/g), $fetches,
+   'after the reload: not fetched again');
 
 # --- nothing to fetch: no AIA URL, tls_stapling off
 is($stats->('n.test')->{status}, 'none', 'no OCSP URL: status none');
