@@ -175,6 +175,16 @@ like($prom, qr/^tollgate_tls_ocsp_status\{server="r\.test",names="r\.test",statu
 like($prom, qr/^tollgate_tls_ocsp_next_update_seconds\{server="a\.test",names="a\.test"\} \d+$/m,
      'prometheus: seconds to nextUpdate');
 
+# --- the dashboard's certificates table
+SKIP: {
+    skip 'chromium is not installed', 1 unless -x '/usr/bin/chromium';
+    my ($html) = run_cmd(undef, 'timeout', '60', '/usr/bin/chromium', '--headless', '--no-sandbox',
+        '--disable-gpu', '--user-data-dir=' . $tg->dir . '/chromium', '--virtual-time-budget=3000',
+        '--dump-dom', 'http://127.0.0.1:' . $tg->port . '/__stats?format=html');
+    like($html, qr/<tr data-cert="a\.test">.*?<td[^>]*data-col="ocsp"[^>]*>good</s,
+         'dashboard: a.test OCSP good');
+}
+
 # --- responder down after a good fetch: the last good response kept, then
 # dropped at its nextUpdate
 responder_stop($rport);
