@@ -49,6 +49,7 @@
 #include "app_run.h"
 #include "watchdog.h"
 #include "acme.h"
+#include "ocsp.h"
 
 typedef struct {
     pid_t pid;        /* 0 = not running */
@@ -465,7 +466,8 @@ static void reap(void)
             upgrade_failed(status);
             continue;
         }
-        if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status))
+        if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status) ||
+            tg_ocsp_reaped(pid, status))
             continue;
         int slot = -1;
         for (int i = 0; i < nworkers; i++)
@@ -620,6 +622,7 @@ static void reload(void)
         remember_old(olds[i], old_slot_of[i]);
     }
     tg_acme_start(current); /* the new generation's certificates */
+    tg_ocsp_start(current);
     tg_config_destroy(prev);
     tg_log(TG_LOG_INFO, "reloaded: generation %d, %d workers", current->generation, n);
 }
@@ -645,6 +648,7 @@ static int any_alive(void)
 static void stop_all(int sig, double grace)
 {
     tg_acme_stop();
+    tg_ocsp_stop();
     for (int i = 0; i < nworkers; i++)
         slots[i].respawn_at = 0;
     signal_all(sig);
@@ -658,7 +662,8 @@ static void stop_all(int sig, double grace)
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status))
+            if (tg_app_reaped(pid, status) || tg_acme_reaped(pid, status) ||
+                tg_ocsp_reaped(pid, status))
                 continue;
             for (int i = 0; i < nworkers; i++)
                 if (slots[i].pid == pid)
@@ -711,6 +716,7 @@ int tg_master_run(tg_config_t *config, const char *path)
     for (int i = 0; i < nworkers; i++)
         spawn(i);
     tg_acme_start(current); /* after the workers: they answer its challenges */
+    tg_ocsp_start(current);
     tg_log(TG_LOG_INFO, "started: %d workers, config %s", nworkers, conf_path);
 
     for (;;) {
@@ -751,6 +757,7 @@ int tg_master_run(tg_config_t *config, const char *path)
         stall_check();
         tg_app_tick();
         tg_acme_tick(current);
+        tg_ocsp_tick(current);
         respawn_due();
         check_ready();
         if (upgrade_check()) {

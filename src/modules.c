@@ -21,6 +21,7 @@
 
 extern tg_module_t tg_upstream_dyn_module;
 extern tg_module_t tg_acme_module;
+extern tg_module_t tg_ocsp_module;
 extern tg_module_t tg_app_module;
 extern tg_module_t tg_realip_module;
 extern tg_module_t tg_redirect_https_module;
@@ -60,6 +61,7 @@ tg_module_t *const tg_modules[] = {
     &tg_map_module,
     &tg_error_page_module,
     &tg_tls_module,
+    &tg_ocsp_module, /* after tls: its init_conf reads the contexts tls built */
     &tg_h2_module,
     &tg_limit_conn_module, /* a refused connection costs nothing further */
     &tg_rate_limit_module,

@@ -671,7 +671,15 @@ static int load_staple(tg_conf_t *cf, cert_pair_t *p)
     return 0;
 }
 
-/* Staple the response of the certificate the handshake chose, if any. */
+static tg_tls_status_fn status_hook; /* per process: set by the ocsp module */
+
+void tg_tls_set_status_hook(tg_tls_status_fn fn)
+{
+    status_hook = fn;
+}
+
+/* Staple the response of the certificate the handshake chose: its
+ * tls_stapling_file, else what the status hook (fetched responses) has. */
 static int status_cb(SSL *ssl, void *arg)
 {
     (void)arg;
@@ -688,7 +696,7 @@ static int status_cb(SSL *ssl, void *arg)
         }
         return SSL_TLSEXT_ERR_OK;
     }
-    return SSL_TLSEXT_ERR_NOACK;
+    return status_hook && x ? status_hook(ssl, x) : SSL_TLSEXT_ERR_NOACK;
 }
 
 static int load_pair(tg_conf_t *cf, SSL_CTX *ctx, cert_pair_t *p)
@@ -882,6 +890,21 @@ int tg_tls_server_leaves(void **mconf, X509 **out, int max)
     }
     ERR_clear_error();
     return n;
+}
+
+SSL_CTX *tg_tls_server_get_ctx(void **mconf)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    return t ? t->ctx : NULL;
+}
+
+int tg_tls_leaf_has_staple_file(void **mconf, X509 *leaf)
+{
+    tls_conf_t *t = tls_conf(mconf);
+    for (int i = 0; t && i < t->npairs; i++)
+        if (t->pairs[i].leaf == leaf && t->pairs[i].staple)
+            return 1;
+    return 0;
 }
 
 /* ---- upstream contexts ----------------------------------------------------- */

@@ -50,6 +50,20 @@ int tg_tls_server_leaves(void **mconf, X509 **out, int max);
 typedef int (*tg_tls_challenge_fn)(SSL *ssl, tg_str_t host);
 void tg_tls_set_challenge_hook(tg_tls_challenge_fn fn);
 
+/* OCSP stapling of fetched responses: the status request of a handshake
+ * whose certificate `leaf` has no tls_stapling_file goes to this hook (set
+ * in a worker by the ocsp module), which staples with
+ * SSL_set_tlsext_status_ocsp_resp and returns SSL_TLSEXT_ERR_OK, or
+ * SSL_TLSEXT_ERR_NOACK. NULL: no hook. */
+typedef int (*tg_tls_status_fn)(SSL *ssl, X509 *leaf);
+void tg_tls_set_status_hook(tg_tls_status_fn fn);
+
+/* The server block's context (NULL without a tls listener), for the ocsp
+ * module's init_conf, which comes after the tls module's; and whether the
+ * leaf loaded into it is stapled from a tls_stapling_file. */
+SSL_CTX *tg_tls_server_get_ctx(void **mconf);
+int tg_tls_leaf_has_staple_file(void **mconf, X509 *leaf);
+
 extern tg_module_t tg_tls_module;
 
 /* Config time: a TLS client context verifying servers against the CA file

@@ -5,6 +5,7 @@
 #include "tls_stats.h"
 #include "tls_conf.h"
 #include "acme.h"
+#include "ocsp.h"
 #include "json.h"
 
 #define MAX_LEAVES 4
@@ -63,6 +64,54 @@ static const char *const prom_acme_help =
     "retry) is planned.\n"
     "# TYPE tollgate_acme_next_attempt_timestamp_seconds gauge\n";
 
+/* The certificate's OCSP state (ocsp.h): "none" when nothing fetches for it. */
+static tg_ocsp_slot_t ocsp_state(tg_config_t *c, X509 *x)
+{
+    tg_ocsp_slot_t sl;
+    if (tg_ocsp_lookup(c, x, &sl) != 0 || sl.status < 0 || sl.status > TG_OCSP_ERROR)
+        memset(&sl, 0, offsetof(tg_ocsp_slot_t, der));
+    return sl;
+}
+
+static char *ocsp_json(tg_arena_t *a, char *o, tg_config_t *c, X509 *x)
+{
+    tg_ocsp_slot_t sl = ocsp_state(c, x);
+    sl.last_error[sizeof(sl.last_error) - 1] = '\0';
+    char *ee = esc(a, sl.last_error, 0);
+    int stapled = sl.status == TG_OCSP_GOOD && sl.next_update > (int64_t)time(NULL);
+    return ee ? tg_arena_printf(a,
+                                "%s,\"ocsp\":{\"status\":\"%s\",\"stapled\":%s,"
+                                "\"this_update\":%lld,\"next_update\":%lld,\"last_fetch\":%lld,"
+                                "\"last_result\":\"%s\",\"last_error\":\"%s\",\"next_fetch\":%lld}",
+                                o, tg_ocsp_status_names[sl.status], stapled ? "true" : "false",
+                                (long long)sl.this_update, (long long)sl.next_update,
+                                (long long)sl.last_fetch,
+                                sl.last_fetch == 0 ? "none" : sl.last_ok ? "ok" : "failed", ee,
+                                (long long)sl.next_fetch)
+              : NULL;
+}
+
+static const char *const prom_ocsp_help =
+    "# HELP tollgate_tls_ocsp_status The OCSP status of the certificate (the label with value "
+    "1; only good is stapled).\n"
+    "# TYPE tollgate_tls_ocsp_status gauge\n"
+    "# HELP tollgate_tls_ocsp_next_update_seconds Seconds until the held OCSP response's "
+    "nextUpdate (negative once past; absent without a response).\n"
+    "# TYPE tollgate_tls_ocsp_next_update_seconds gauge\n";
+
+static char *ocsp_prom(tg_arena_t *a, char *o, tg_config_t *c, X509 *x, const char *es,
+                       const char *en, int first)
+{
+    tg_ocsp_slot_t sl = ocsp_state(c, x);
+    o = tg_arena_printf(a, "%s%stollgate_tls_ocsp_status{server=\"%s\",names=\"%s\",status=\"%s\"} 1\n",
+                        o, first ? prom_ocsp_help : "", es, en, tg_ocsp_status_names[sl.status]);
+    if (o && sl.next_update)
+        o = tg_arena_printf(a, "%stollgate_tls_ocsp_next_update_seconds{server=\"%s\",names=\"%s\"} "
+                               "%lld\n",
+                            o, es, en, (long long)(sl.next_update - (int64_t)time(NULL)));
+    return o;
+}
+
 char *tg_tls_stats_render(tg_arena_t *a, const char *out, const char *sep, tg_config_t *c,
                           int prom)
 {
@@ -92,6 +141,7 @@ char *tg_tls_stats_render(tg_arena_t *a, const char *out, const char *sep, tg_co
                                     "%s%stollgate_tls_certificate_expiry_seconds{server=\"%s\","
                                     "names=\"%s\",source=\"%s\"} %lld\n",
                                     o, k == 0 ? prom_help : "", es, en, src, (long long)(na - now));
+                o = o ? ocsp_prom(a, o, c, x, es, en, k == 0) : NULL;
             } else {
                 o = tg_arena_printf(a,
                                     "%s%s{\"server\":\"%s\",\"names\":\"%s\",\"source\":\"%s\","
@@ -109,6 +159,7 @@ char *tg_tls_stats_render(tg_arena_t *a, const char *out, const char *sep, tg_co
                                              (long long)sl->next_attempt)
                            : NULL;
                 }
+                o = o ? ocsp_json(a, o, c, x) : NULL;
                 o = o ? tg_arena_printf(a, "%s}", o) : NULL;
             }
             k++;
