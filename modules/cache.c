@@ -1075,14 +1075,14 @@ static tg_rc_t ca_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
         if (l == 0)
             continue;
         if (n == (int)(sizeof(v) / sizeof(v[0]))) {
-            if (tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, v, n,
+            if (tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, x->vkey, v, n,
                                         ev_now(tg_worker->loop)) != 0)
                 goto failed;
             n = 0;
         }
         v[n++] = (struct iovec){cl->buf->pos, l};
     }
-    if (n && tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, v, n,
+    if (n && tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, x->vkey, v, n,
                                      ev_now(tg_worker->loop)) != 0)
         goto failed;
     if (last) {

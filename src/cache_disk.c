@@ -73,29 +73,25 @@ static int write_all(int fd, const struct iovec *v, int n, off_t off)
     return 0;
 }
 
-int tg_cache_disk_fill_head(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
-                            const tg_cache_meta_t *m, tg_str_t key, tg_str_t head, int64_t clen,
-                            double now)
+/* Create the temporary file `fid` of entry e with its header, key and head
+ * (the body follows at f->base). 0, -1 (logged, nothing left behind). */
+static int file_create(tg_cache_file_t *f, tg_cache_store_t *s, uint64_t fid,
+                       const tg_cache_meta_t *m, tg_str_t key, tg_str_t head)
 {
-    if (tg_cache_fill_head(s, e, m, head, clen, now) != 0)
-        return -1;
-    if (e->fid == 0)
-        return 0;
     char path[CD_PATH], b[TG_CACHE_FILE_HEAD] = {0};
     char *kh = malloc(key.len + head.len + 1);
     int fd = -1;
-    if (kh && tg_cache_file_path(s, e->fid, 1, path, sizeof(path)) == 0)
+    if (kh && tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         tg_log_errno(TG_LOG_ERROR, "cache: cannot create a file in %s", tg_cache_store_dir(s));
         free(kh);
-        tg_cache_fill_end(s, e, 0);
         return -1;
     }
     memcpy(kh, key.p, key.len);
     memcpy(kh + key.len, head.p, head.len);
     cd_head_t *h = (cd_head_t *)b;
-    *h = (cd_head_t){.magic = CD_MAGIC, .fid = e->fid, .klen = (uint32_t)key.len,
+    *h = (cd_head_t){.magic = CD_MAGIC, .fid = fid, .klen = (uint32_t)key.len,
                      .hlen = (uint32_t)head.len, .meta = *m,
                      .sum = {sum64(kh, key.len + head.len), 0}};
     head_seal(b);
@@ -105,22 +101,74 @@ int tg_cache_disk_fill_head(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_en
     if (rc != 0) {
         tg_log_errno(TG_LOG_ERROR, "cache: cannot write %s", path);
         close(fd);
-        tg_cache_fill_end(s, e, 0);
+        unlink(path);
         return -1;
     }
-    *f = (tg_cache_file_t){.fd = fd, .fid = e->fid, .base = sizeof(b) + key.len + head.len,
+    *f = (tg_cache_file_t){.fd = fd, .fid = fid, .base = sizeof(b) + key.len + head.len,
                            .open = 1, .writing = 1};
     return 0;
 }
 
-int tg_cache_disk_fill_body(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
-                            const struct iovec *v, int n, double now)
+int tg_cache_disk_fill_head(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
+                            const tg_cache_meta_t *m, tg_str_t key, tg_str_t head, int64_t clen,
+                            double now)
 {
-    if (e->fid == 0)
-        return tg_cache_fill_body(s, e, v, n, now);
+    if (tg_cache_fill_head(s, e, m, head, clen, now) != 0)
+        return -1;
+    if (e->fid && file_create(f, s, e->fid, m, key, head) != 0) {
+        tg_cache_fill_end(s, e, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* A fill in memory outgrew max_entry: write what it has to file `fid`,
+ * then move the entry there. 0, -1 (the entry is gone). */
+static int move_to_disk(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
+                        uint64_t fid, tg_str_t key)
+{
+    char path[CD_PATH];
+    size_t room = 64 * 1024;
+    char *head = malloc(e->hlen + 1), *buf = malloc(room);
+    int rc = head && buf && tg_cache_read(s, e, 0, head, e->hlen) == (long)e->hlen &&
+                     file_create(f, s, fid, &e->meta, key, (tg_str_t){head, e->hlen}) == 0
+                 ? 0
+                 : -1;
+    int created = rc == 0;
+    /* only this fill appends: the body so far stays as it is meanwhile */
+    for (uint64_t off = 0; rc == 0 && off < e->blen;) {
+        long n = tg_cache_read(s, e, e->hlen + off, buf, room);
+        struct iovec v = {buf, n > 0 ? (size_t)n : 0};
+        rc = n > 0 && write_all(f->fd, &v, 1, (off_t)(f->base + off)) == 0 ? 0 : -1;
+        off += n > 0 ? (uint64_t)n : 0;
+    }
+    if (rc == 0)
+        rc = tg_cache_to_disk(s, e, fid, (tg_str_t){head, e->hlen});
+    if (rc != 0 && created) {
+        tg_cache_disk_close(f);
+        if (tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
+            unlink(path);
+    }
+    free(head);
+    free(buf);
+    return rc;
+}
+
+int tg_cache_disk_fill_body(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
+                            tg_str_t key, const struct iovec *v, int n, double now)
+{
     uint64_t len = 0;
     for (int i = 0; i < n; i++)
         len += v[i].iov_len;
+    if (e->fid == 0) {
+        uint64_t fid = tg_cache_disk_due(s, e, len);
+        if (fid == 0)
+            return tg_cache_fill_body(s, e, v, n, now);
+        if (move_to_disk(f, s, e, fid, key) != 0) {
+            tg_cache_fill_end(s, e, 0);
+            return -1;
+        }
+    }
     if (!f->writing || write_all(f->fd, v, n, (off_t)(f->base + e->blen)) != 0) {
         if (f->writing)
             tg_log_errno(TG_LOG_ERROR, "cache: cannot write to %s", tg_cache_store_dir(s));

@@ -1,8 +1,11 @@
 /* @public The response cache's files (src/cache_store.h keeps the index):
- * a zone with `path=` keeps the bodies of large entries, or of entries whose
- * length is unknown when they start, in files of its directory, one per
- * entry, while the key, the metadata and the response head stay in the
+ * a zone with `path=` keeps the bodies of large entries in files of its
+ * directory, one per entry, while the key, the metadata and the response head stay in the
  * shared zone.
+ *
+ * An entry goes to a file when its announced length is over the memory
+ * limit (max_entry), or when its body passes that limit (what it has so far
+ * is then copied to the file and its memory freed).
  *
  * A file is written by the request that fills the entry, under a temporary
  * name ("tmp.ID"), and renamed to its final name ("ID", 16 hex digits) only
@@ -39,9 +42,10 @@ int tg_cache_disk_fill_head(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_en
                             const tg_cache_meta_t *m, tg_str_t key, tg_str_t head, int64_t clen,
                             double now);
 /* Append body bytes: to the file of an entry on disk, else into the zone
- * (tg_cache_fill_body). 0, -1 (the entry is gone). */
+ * (tg_cache_fill_body); an entry of `key` in memory that they take over
+ * max_entry moves to a file first. 0, -1 (the entry is gone). */
 int tg_cache_disk_fill_body(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
-                            const struct iovec *v, int n, double now);
+                            tg_str_t key, const struct iovec *v, int n, double now);
 /* The end of a fill (tg_cache_fill_end): a complete file gets its final
  * header and name before the entry is READY. */
 void tg_cache_disk_fill_end(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,

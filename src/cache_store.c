@@ -323,12 +323,13 @@ int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_
         return -1;
     int rc = -1;
     cs_entry_t *ce = still(s, e);
-    /* with disk storage, a body that may not fit the memory limit (or whose
-     * length is unknown) goes to a file; the key and head stay here too */
+    /* with disk storage, a body announced over the memory limit goes to a
+     * file (one of unknown length when it passes the limit: tg_cache_to_disk);
+     * the key and head stay here too */
     uint64_t mem = ce ? ce->klen + head.len + (uint64_t)(clen > 0 ? clen : 0) : 0;
-    int disk = s->max_disk && (clen < 0 || mem > s->max_entry);
+    int disk = s->max_disk && clen >= 0 && mem > s->max_entry;
     uint64_t fsize = TG_CACHE_FILE_HEAD + mem;
-    if (ce && ce->state == TG_CACHE_LOCKED && (disk || clen < 0 || mem <= s->max_entry) &&
+    if (ce && ce->state == TG_CACHE_LOCKED && (disk || mem <= s->max_entry) &&
         (!disk || disk_room(s, fsize) == 0)) {
         if (run_write(s, e->ref, 0, head.p, head.len) == 0) {
             ce = entry(s, e->ref);
@@ -397,6 +398,48 @@ int tg_cache_fill_commit(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t n, d
         s->disk_bytes += n;
         ce->lock_until = now + fill_grace(ce);
         e->blen = ce->blen;
+    }
+    unlock(s);
+    return rc;
+}
+
+uint64_t tg_cache_disk_due(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t add)
+{
+    if (lock(s) != 0)
+        return 0;
+    cs_entry_t *ce = still(s, e);
+    uint64_t fid = 0;
+    if (ce && ce->state == TG_CACHE_FILLING && ce->fid == 0 && s->max_disk &&
+        ce->klen + ce->hlen + ce->blen + add > s->max_entry)
+        fid = ++s->fseq;
+    unlock(s);
+    return fid;
+}
+
+int tg_cache_to_disk(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t fid, tg_str_t head)
+{
+    if (lock(s) != 0)
+        return -1;
+    int rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ce->state == TG_CACHE_FILLING && ce->fid == 0 && ce->hlen == head.len) {
+        uint64_t fsize = TG_CACHE_FILE_HEAD + ce->klen + ce->hlen + ce->blen;
+        /* the run keeps the key and the head only */
+        tg_shm_table_chain_free(&s->t, ce->chain);
+        ce->chain = ce->tail = ce->nslots = 0;
+        if (disk_room(s, fsize) == 0 && run_write(s, e->ref, 0, head.p, head.len) == 0) {
+            ce = entry(s, e->ref);
+            ce->fid = fid;
+            ce->dsize = fsize;
+            s->disk_bytes += fsize;
+            s->disk_entries++;
+            copy_out(s, e->ref, e);
+            rc = 0;
+        } else {
+            entry_remove(s, e->ref);
+        }
+    } else if (ce) {
+        entry_remove(s, e->ref);
     }
     unlock(s);
     return rc;

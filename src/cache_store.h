@@ -143,6 +143,14 @@ int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct io
 /* An entry on disk (e->fid): `n` more body bytes are in its file, publish
  * them (room is made on disk). 0; -1: gone or no room (removed). */
 int tg_cache_fill_commit(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t n, double now);
+/* A fill in memory that `add` more body bytes take over max_entry, in a
+ * zone with disk storage: a file id for it (the caller writes the entry so
+ * far to that file, then tg_cache_to_disk), else 0. */
+uint64_t tg_cache_disk_due(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t add);
+/* The entry's body is now in file `fid`: its memory beyond the key and
+ * `head` (the entry's own) is freed. 0; -1: gone or no room on disk
+ * (removed; the caller deletes the file). */
+int tg_cache_to_disk(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t fid, tg_str_t head);
 /* The end of a fill: `ok` makes the entry READY (and drops an older entry
  * of the same key it replaces), else the entry is removed. */
 void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok);

@@ -63,16 +63,18 @@ subtest 'a large entry is stored on disk and served from there' => sub {
     is(count('/big'), 1, 'one upstream request');
     my $h = $tg->http(HEAD => '/big?size=2000000');
     is($h->{headers}{'content-length'}, 2000000, 'HEAD from the disk entry');
-    # small: in memory; unknown length: on disk
+    # small: in memory, with or without Content-Length
     $tg->http(GET => '/small?size=1000') for 1 .. 2;
-    is(count('/small'), 1, 'a small entry is cached');
-    is(nfiles(($dir)), 1, 'in memory, no file');
+    $tg->http(GET => '/smallc?size=1000&cl=0') for 1 .. 2;
+    is(count('/small') + count('/smallc'), 2, 'small entries are cached');
+    is(nfiles($dir), 1, 'in memory, no file');
+    # unknown length: in memory until it passes max_entry_size, then moved to disk
     $tg->http(GET => '/chunked?size=300000&cl=0') for 1 .. 2;
     my $r3 = $tg->http(GET => '/chunked?size=300000&cl=0');
     like($r3->{headers}{'cache-status'}, qr/hit/, 'a chunked response: a hit');
     ok($r3->{body} eq pattern(300000), 'byte-identical');
     is(count('/chunked'), 1, 'one upstream request');
-    is(nfiles(($dir)), 2, 'its body on disk');
+    is(nfiles($dir), 2, 'its body on disk');
     my $s = stats($tg);
     is($s->{disk_entries}, 2, 'stats: disk_entries');
     my $total = 0;
@@ -84,10 +86,13 @@ subtest 'a large entry is stored on disk and served from there' => sub {
     $tg->stop;
 };
 
-subtest 'collapsing: followers read the file as it is written' => sub {
+for my $cl (1, 0) {
+subtest "collapsing: followers read the file as it is written (cl=$cl)" => sub {
     my $tg = tg_start(conf($dir));
     my $n = 8;
-    my $url = 'http://127.0.0.1:' . $tg->port . '/slow?size=1500000&chunk=65536&ms=40';
+    my $path = $cl ? '/slow' : '/slowc';
+    my $q = "$path?size=1500000&chunk=65536&ms=40&cl=$cl";
+    my $url = 'http://127.0.0.1:' . $tg->port . $q;
     my @pids;
     for my $i (1 .. $n) {
         my $pid = fork // die "fork: $!";
@@ -104,7 +109,7 @@ subtest 'collapsing: followers read the file as it is written' => sub {
             sleep 0.05;
         }
     }
-    is(count('/slow'), 1, "$n concurrent clients: one upstream request");
+    is(count($path), 1, "$n concurrent clients: one upstream request");
     my $want = pattern(1500000);
     my ($same, $collapsed) = (0, 0);
     for my $i (1 .. $n) {
@@ -117,20 +122,23 @@ subtest 'collapsing: followers read the file as it is written' => sub {
     }
     is($same, $n, 'every answer byte-identical');
     cmp_ok($collapsed, '>=', 1, "followers were collapsed ($collapsed)");
+    like($tg->http(GET => $q, timeout => 20)->{headers}{'cache-status'},
+         qr/^tollgate; hit/, 'then a hit');
     $tg->stop;
 };
+}
 
 subtest 'restart: disk entries are hits again' => sub {
     my $before = count('/big');
     my $tg = tg_start(conf($dir));
-    like($tg->error_log, qr/cache: 3 entries read back from \Q$dir\E, 0 files deleted/,
+    like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 0 files deleted/,
          'read back at start');
     my $r = $tg->http(GET => '/big?size=2000000', timeout => 20);
     like($r->{headers}{'cache-status'}, qr/^tollgate; hit/, 'a hit after a restart');
     like($r->{headers}{age} // '', qr/^\d+$/, 'with Age');
     ok($r->{body} eq pattern(2000000), 'byte-identical');
     is(count('/big'), $before, 'upstream count unchanged');
-    is(stats($tg)->{disk_entries}, 3, 'stats after the restart');
+    is(stats($tg)->{disk_entries}, 4, 'stats after the restart');
     $tg->stop;
 };
 
@@ -153,7 +161,7 @@ subtest 'kill -9 during a fill: no half entry, temporary file swept' => sub {
     ok(-e "$dir/$tmp", 'the temporary file is left by the crash');
     my $tg2 = tg_start(conf($dir));
     ok(!grep({ /^tmp\./ } files($dir)), 'swept at start');
-    like($tg2->error_log, qr/cache: 3 entries read back from \Q$dir\E, 1 files deleted/,
+    like($tg2->error_log, qr/cache: 4 entries read back from \Q$dir\E, 1 files deleted/,
          'the complete entries read back, the partial one deleted');
     my $r = $tg2->http(GET => '/cut?size=4000000&chunk=65536&ms=0', timeout => 30);
     like($r->{headers}{'cache-status'}, qr/fwd=miss/, 'the cut response is not served');
@@ -171,7 +179,7 @@ subtest 'a broken file is deleted at start' => sub {
     print $fh "not a cache file";
     close $fh;
     my $tg = tg_start(conf($dir));
-    like($tg->error_log, qr/cache: 3 entries read back from \Q$dir\E, 2 files deleted/,
+    like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 2 files deleted/,
          'the truncated and the foreign file deleted');
     ok(!-e "$dir/$f" && !-e "$dir/0123456789abcdef", 'gone');
     $tg->stop;
@@ -187,7 +195,7 @@ subtest 'max_disk: least recently used files go' => sub {
     my $s = stats($tg);
     cmp_ok($s->{disk_bytes}, '<=', 5 * 1024 * 1024, "disk bytes within max_disk ($s->{disk_bytes})");
     is($s->{disk_entries}, 2, 'two entries on disk');
-    is(nfiles(($d)), 2, 'two files');
+    is(nfiles($d), 2, 'two files');
     like($tg->http(GET => '/e3?size=2000000', timeout => 20)->{headers}{'cache-status'}, qr/hit/,
          'the newest is a hit');
     like($tg->http(GET => '/e1?size=2000000', timeout => 20)->{headers}{'cache-status'},
