@@ -388,11 +388,15 @@ static const char *ca_init_conf(tg_conf_t *cf, void *conf)
         char err[TG_CACHE_DIR_MAX + 128];
         const char *e = z->path ? tg_cache_disk_prepare(z->path, &cf->config->main->user, 1,
                                                         err, sizeof(err)) : NULL;
-        if (e || tg_cache_store_options(z->store, (double)z->inactive / 1000.0, z->path,
-                                        (uint64_t)z->max_disk) != 0) {
+        int rc = e ? 0 : tg_cache_store_options(z->store, (double)z->inactive / 1000.0,
+                                                z->path, (uint64_t)z->max_disk);
+        if (e || rc != 0) {
             cf->file = z->file;
             cf->line = z->line;
-            tg_conf_error(cf, "%s", e ? e : "cache_zone path= is too long");
+            tg_conf_error(cf, "%s", e ? e : rc == -2 ? "cache_zone path= cannot change while "
+                                                        "the zone has entries on disk (change "
+                                                        "its size= too: a new zone)"
+                                                     : "cache_zone path= is too long");
             return TG_CONF_REPORTED;
         }
         if (z->shm->reused)

@@ -224,8 +224,11 @@ long tg_cache_disk_read(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_
 {
     if (e->fid == 0 || off < e->hlen)
         return tg_cache_read(s, e, off, buf, len);
-    /* the entry as it is now: still there, its committed length */
-    if (tg_cache_read(s, e, off, NULL, 0) < 0 || e->fid == 0)
+    /* a complete file once open is read to its end, even when its entry
+     * goes meanwhile (evicted, purged: its file is unlinked, not changed);
+     * else the entry as it is now: still there, its committed length */
+    int done = f->open && !f->writing && f->fid == e->fid && e->state == TG_CACHE_READY;
+    if (!done && (tg_cache_read(s, e, off, NULL, 0) < 0 || e->fid == 0))
         return -1;
     uint64_t boff = off - e->hlen;
     if (boff >= e->blen)

@@ -74,6 +74,9 @@ int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir
 {
     if (dir && strlen(dir) >= sizeof(s->dir))
         return -1;
+    /* the entries on disk are named in the directory they are in */
+    if (__atomic_load_n(&s->disk_entries, __ATOMIC_RELAXED) && strcmp(s->dir, dir ? dir : ""))
+        return -2;
     s->inactive = inactive;
     s->max_disk = dir ? max_disk : 0;
     snprintf(s->dir, sizeof(s->dir), "%s", dir ? dir : "");

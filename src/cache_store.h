@@ -18,7 +18,10 @@
  * is noticed, never read half reused. Memory is bounded by the zone: entries
  * are evicted least recently used first (never one being filled), within
  * the slots and `max_entries`; an entry larger than `max_entry` bytes is
- * never stored. */
+ * not kept in memory: without disk storage it is not stored, with it its
+ * body goes to a file (src/cache_disk.c; the entry names its file by `fid`,
+ * `max_disk` bounds the files' bytes). `inactive` removes entries not
+ * looked up for that long, at the next lookups. */
 #ifndef TG_CACHE_STORE_H
 #define TG_CACHE_STORE_H
 
@@ -101,7 +104,8 @@ tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entri
 /* The zone's options (in the master at config load, a reload included):
  * entries not looked up for `inactive` seconds go (0: never); with `dir`,
  * bodies of entries over max_entry (or of unknown length) are kept in files
- * there, up to `max_disk` bytes of files. -1 when dir is too long. */
+ * there, up to `max_disk` bytes of files. -1 when dir is too long, -2
+ * when the zone has entries on disk in another directory (a reload). */
 #define TG_CACHE_DIR_MAX 512
 int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir,
                            uint64_t max_disk);

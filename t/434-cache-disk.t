@@ -130,7 +130,7 @@ subtest "collapsing: followers read the file as it is written (cl=$cl)" => sub {
 
 subtest 'restart: disk entries are hits again' => sub {
     my $before = count('/big');
-    my $tg = tg_start(conf($dir));
+    my $tg = tg_start(conf($dir), errors_ok => [qr/path= cannot change/, qr/reload failed/]);
     like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 0 files deleted/,
          'read back at start');
     my $r = $tg->http(GET => '/big?size=2000000', timeout => 20);
@@ -139,6 +139,14 @@ subtest 'restart: disk entries are hits again' => sub {
     ok($r->{body} eq pattern(2000000), 'byte-identical');
     is(count('/big'), $before, 'upstream count unchanged');
     is(stats($tg)->{disk_entries}, 4, 'stats after the restart');
+    my $off = $tg->reload(conf($dir));
+    ok($tg->wait_log(qr/cache zone "disk": entries kept/, 10, $off), 'reloaded');
+    like($tg->http(GET => '/big?size=2000000', timeout => 20)->{headers}{'cache-status'},
+         qr/^tollgate; hit/, 'a hit after a reload');
+    $off = $tg->reload(conf("$root/other"));
+    ok($tg->wait_log(qr/reload failed/, 10, $off), 'path= of a zone with files cannot change');
+    like($tg->error_log, qr/path= cannot change while the zone has entries on disk/, 'said so');
+    is(count('/big'), $before, 'upstream count unchanged');
     $tg->stop;
 };
 
