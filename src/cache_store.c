@@ -43,6 +43,7 @@ struct tg_cache_store_s {
     uint64_t max_disk; /* 0: no disk storage */
     uint64_t disk_bytes, disk_entries;
     uint64_t fseq; /* the last file id handed out */
+    uint64_t resets; /* t.resets when the disk gauges were last right */
     char dir[TG_CACHE_DIR_MAX];
 };
 
@@ -102,7 +103,15 @@ static double fill_grace(const cs_entry_t *e)
 
 static int lock(tg_cache_store_t *s)
 {
-    return tg_shm_table_lock(&s->t) < 0 ? -1 : 0;
+    if (tg_shm_table_lock(&s->t) < 0)
+        return -1;
+    if (s->t.resets != s->resets) {
+        /* emptied after a worker died holding the lock: the files it had
+         * are no entries now (read back at the next start) */
+        s->resets = s->t.resets;
+        s->disk_bytes = s->disk_entries = 0;
+    }
+    return 0;
 }
 
 static void unlock(tg_cache_store_t *s)

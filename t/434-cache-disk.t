@@ -29,6 +29,7 @@ server {
     cache_status_header on;
     location / { proxy_pass $up->{addr}; }
     location = /stats { cache off; stats; }
+    location = /__purge { cache_purge disk; }
 }
 EOF
 }
@@ -190,6 +191,23 @@ subtest 'a broken file is deleted at start' => sub {
     like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 2 files deleted/,
          'the truncated and the foreign file deleted');
     ok(!-e "$dir/$f" && !-e "$dir/0123456789abcdef", 'gone');
+    $tg->stop;
+};
+
+subtest 'a purge deletes the file' => sub {
+    my $d = "$root/purge";
+    my $tg = tg_start(conf($d));
+    $tg->http(GET => '/p1?size=300000');
+    $tg->http(GET => '/p2?size=300000');
+    is(nfiles($d), 2, 'two files');
+    my $r = $tg->http(PURGE => '/__purge?key=http127.0.0.1%2Fp1%3Fsize%3D300000');
+    like($r->{body}, qr/"purged": 1/, 'purged by key');
+    is(nfiles($d), 1, 'its file is deleted');
+    $r = $tg->http(PURGE => '/__purge?prefix=http127.0.0.1%2Fp');
+    like($r->{body}, qr/"purged": 1/, 'purged by prefix');
+    is(nfiles($d), 0, 'the other file too');
+    is(stats($tg)->{disk_entries}, 0, 'no entry on disk');
+    is(stats($tg)->{disk_bytes}, 0, 'no bytes on disk');
     $tg->stop;
 };
 
