@@ -386,8 +386,8 @@ static const char *ca_init_conf(tg_conf_t *cf, void *conf)
             return TG_CONF_REPORTED;
         }
         char err[TG_CACHE_DIR_MAX + 128];
-        const char *e = z->path ? tg_cache_disk_prepare(z->path, &cf->config->main->user, 1,
-                                                        err, sizeof(err)) : NULL;
+        const char *e = z->path ? tg_cache_disk_prepare(z->path, &cf->config->main->user, err,
+                                                        sizeof(err)) : NULL;
         int rc = e ? 0 : tg_cache_store_options(z->store, (double)z->inactive / 1000.0,
                                                 z->path, (uint64_t)z->max_disk);
         if (e || rc != 0) {

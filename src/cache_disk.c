@@ -251,12 +251,11 @@ void tg_cache_disk_close(tg_cache_file_t *f)
     f->open = f->writing = 0;
 }
 
-const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, int make, char *err,
-                                  size_t len)
+const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, char *err, size_t len)
 {
     struct stat st;
-    if (stat(dir, &st) != 0 && (errno != ENOENT || !make || mkdir(dir, 0700) != 0 ||
-                                stat(dir, &st) != 0)) {
+    if (stat(dir, &st) != 0 &&
+        (errno != ENOENT || mkdir(dir, 0700) != 0 || stat(dir, &st) != 0)) {
         snprintf(err, len, "cannot make the cache directory \"%s\": %s", dir, strerror(errno));
         return err;
     }
@@ -264,8 +263,6 @@ const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, int make,
         snprintf(err, len, "cache path \"%s\" is not a directory", dir);
         return err;
     }
-    if (!make)
-        return NULL;
     if ((tg_user_switches(u) && st.st_uid != u->uid && chown(dir, u->uid, u->gid) != 0) ||
         ((st.st_mode & 07777) != 0700 && chmod(dir, 0700) != 0)) {
         snprintf(err, len, "cannot give the cache directory \"%s\" to the workers: %s", dir,

@@ -56,10 +56,9 @@ long tg_cache_disk_read(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_
                         uint64_t off, void *buf, size_t len);
 void tg_cache_disk_close(tg_cache_file_t *f);
 
-/* At config load: the directory, made 0700 if missing (when `make`) and
- * given to the workers' user `u`. NULL, or an error message in `err`. */
-const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, int make, char *err,
-                                  size_t len);
+/* At config load: the directory, made 0700 if missing and given to the
+ * workers' user `u`. NULL, or an error message in `err`. */
+const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, char *err, size_t len);
 /* In the master before workers start, once per new zone: read the files of
  * its directory back as entries, delete temporary and broken files. Returns
  * the entries read back. */
