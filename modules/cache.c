@@ -2,7 +2,8 @@
  * kept in a shared-memory zone (src/cache_store.c) that every worker reads,
  * following RFC 9111's rules for a shared cache, and answered from there.
  *
- *   cache_zone NAME size=SIZE [max_entries=N] [max_entry_size=SIZE];   (main)
+ *   cache_zone NAME size=SIZE [max_entries=N] [max_entry_size=SIZE]
+ *              [path=DIR max_disk=SIZE] [inactive=TIME];   (main)
  *   cache ZONE | off;   cache_key TEMPLATE;   cache_methods GET [HEAD];
  *   cache_bypass TEMPLATE...;   cache_valid [CODE...] TIME;
  *   cache_lock_timeout TIME;   cache_status_header on | off;
@@ -39,6 +40,7 @@
 #include "shm.h"
 #include "worker.h"
 #include "cache_store.h"
+#include "cache_disk.h"
 #include "cache_policy.h"
 #include "request_bg.h"
 #include "http_cond.h"
@@ -54,6 +56,9 @@ typedef struct ca_zone_s {
     tg_shm_zone_t *shm;
     tg_cache_store_t *store;
     int64_t max_entries, max_entry;
+    const char *path; /* disk storage: the directory, NULL none */
+    int64_t max_disk;
+    tg_msec_t inactive;
     const char *file;
     int line;
     struct ca_zone_s *next;
@@ -110,6 +115,7 @@ typedef struct {
     ev_timer timer;
     tg_buf_t *buf[CA_BUFS]; /* serving: the round's copies */
     uint64_t off;      /* serving: next byte of the run (head + body) */
+    tg_cache_file_t file; /* the entry's file (on disk): read, or written by the fill */
     unsigned finishing : 1;
 } ca_ctx_t;
 
@@ -164,9 +170,22 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
     z->name = tg_conf_arg(cf, 1);
     int64_t size = -1;
     z->max_entry = -1;
+    z->inactive = 600000;
     for (int i = 2; i <= cf->nargs; i++) {
         tg_str_t v;
-        if (tg_conf_arg_kv(cf, i, "size", &v)) {
+        if (tg_conf_arg_kv(cf, i, "path", &v)) {
+            if (v.len == 0)
+                return "empty path= in \"cache_zone\"";
+            z->path = tg_conf_path(cf, v);
+        } else if (tg_conf_arg_kv(cf, i, "max_disk", &v)) {
+            if (tg_parse_size(v, &z->max_disk) != 0 || z->max_disk < 64 * 1024)
+                return tg_conf_errf(cf, "invalid size \"%.*s\" in \"cache_zone\" max_disk, "
+                                        "expected 64k or more", TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "inactive", &v)) {
+            if (tg_parse_msec(v, &z->inactive) != 0 || z->inactive < 1000)
+                return tg_conf_errf(cf, "invalid time \"%.*s\" in \"cache_zone\" inactive, "
+                                        "expected 1s or more", TG_STR_FMT(v));
+        } else if (tg_conf_arg_kv(cf, i, "size", &v)) {
             if (tg_parse_size(v, &size) != 0 || size < 256 * 1024)
                 return tg_conf_errf(cf, "invalid size \"%.*s\" in \"cache_zone\", expected 256k "
                                         "or more", TG_STR_FMT(v));
@@ -181,11 +200,16 @@ static const char *set_zone(tg_conf_t *cf, const tg_directive_t *d, void *conf)
                                         "max_entry_size, expected 1k or more", TG_STR_FMT(v));
         } else {
             return tg_conf_errf(cf, "unknown parameter \"%s\" in \"cache_zone\", expected size=, "
-                                    "max_entries= or max_entry_size=", cf->args[i].text.p);
+                                    "max_entries=, max_entry_size=, path=, max_disk= or "
+                                    "inactive=", cf->args[i].text.p);
         }
     }
     if (size < 0)
         return "\"cache_zone\" needs size=";
+    if ((z->path == NULL) != (z->max_disk == 0))
+        return "\"cache_zone\" path= and max_disk= go together";
+    if (z->path && strlen(z->path) > TG_CACHE_DIR_MAX - 32)
+        return "\"cache_zone\" path= is too long";
     if (z->max_entry < 0)
         z->max_entry = size / 4 < 1024 * 1024 ? size / 4 : 1024 * 1024;
     if (z->max_entry > size / 2)
@@ -361,11 +385,35 @@ static const char *ca_init_conf(tg_conf_t *cf, void *conf)
             tg_conf_error(cf, "cannot set up cache_zone \"%.*s\"", TG_STR_FMT(z->name));
             return TG_CONF_REPORTED;
         }
+        char err[TG_CACHE_DIR_MAX + 128];
+        const char *e = z->path ? tg_cache_disk_prepare(z->path, &cf->config->main->user, err,
+                                                        sizeof(err)) : NULL;
+        int rc = e ? 0 : tg_cache_store_options(z->store, (double)z->inactive / 1000.0,
+                                                z->path, (uint64_t)z->max_disk);
+        if (e || rc != 0) {
+            cf->file = z->file;
+            cf->line = z->line;
+            tg_conf_error(cf, "%s", e ? e : rc == -2 ? "cache_zone path= cannot change while "
+                                                        "the zone has entries on disk (change "
+                                                        "its size= too: a new zone)"
+                                                     : "cache_zone path= is too long");
+            return TG_CONF_REPORTED;
+        }
         if (z->shm->reused)
             tg_log(TG_LOG_INFO, "cache zone \"%.*s\": entries kept from the running config",
                    TG_STR_FMT(z->name));
     }
     return NULL;
+}
+
+/* In the master before workers start: a new zone with disk storage reads
+ * its directory back (entries survive a restart). */
+static void ca_own_files(tg_config_t *c)
+{
+    ca_conf_t *m = c->mconf[tg_cache_module.index];
+    for (ca_zone_t *z = m->zones; z; z = z->next)
+        if (tg_cache_store_claim_index(z->store))
+            tg_cache_disk_index(z->store, ev_time());
 }
 
 static int ca_is_active(void *conf)
@@ -395,6 +443,7 @@ static void ctx_release(void *p)
 {
     ca_ctx_t *x = p;
     ev_timer_stop(tg_worker->loop, &x->timer);
+    tg_cache_disk_close(&x->file);
     for (int i = 0; i < CA_BUFS; i++) {
         if (x->buf[i])
             tg_buf_put(x->buf[i]);
@@ -484,7 +533,7 @@ static void serve(tg_request_t *r)
             if (x->buf[i] == NULL && (x->buf[i] = tg_buf_get()) == NULL)
                 break;
             size_t room = (size_t)(x->buf[i]->end - x->buf[i]->start);
-            long n = tg_cache_read(st, &x->e, x->off, x->buf[i]->start, room);
+            long n = tg_cache_disk_read(&x->file, st, &x->e, x->off, x->buf[i]->start, room);
             if (n < 0) { /* evicted or the fill failed: the answer cannot be completed */
                 tg_request_finalize(r, 1);
                 return;
@@ -906,7 +955,8 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
             return;
         x->locked = 1;
     }
-    if (tg_cache_fill_head(st, &x->e, &m, head, r->resp_content_length, now) != 0) {
+    if (tg_cache_disk_fill_head(&x->file, st, &x->e, &m, x->vkey, head, r->resp_content_length,
+                                now) != 0) {
         x->locked = 0;
         return;
     }
@@ -1029,16 +1079,18 @@ static tg_rc_t ca_response_body(tg_request_t *r, void *conf, tg_chain_t **io)
         if (l == 0)
             continue;
         if (n == (int)(sizeof(v) / sizeof(v[0]))) {
-            if (tg_cache_fill_body(x->c->zone->store, &x->e, v, n, ev_now(tg_worker->loop)) != 0)
+            if (tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, x->vkey, v, n,
+                                        ev_now(tg_worker->loop)) != 0)
                 goto failed;
             n = 0;
         }
         v[n++] = (struct iovec){cl->buf->pos, l};
     }
-    if (n && tg_cache_fill_body(x->c->zone->store, &x->e, v, n, ev_now(tg_worker->loop)) != 0)
+    if (n && tg_cache_disk_fill_body(&x->file, x->c->zone->store, &x->e, x->vkey, v, n,
+                                     ev_now(tg_worker->loop)) != 0)
         goto failed;
     if (last) {
-        tg_cache_fill_end(x->c->zone->store, &x->e, 1);
+        tg_cache_disk_fill_end(&x->file, x->c->zone->store, &x->e, 1);
         x->locked = x->filling = 0;
     }
     return TG_OK;
@@ -1086,7 +1138,7 @@ static const tg_var_def_t ca_variables[] = {
 };
 
 static const tg_directive_t ca_directives[] = {
-    {"cache_zone", TG_SCOPE_MAIN, 0, 2, 4, set_zone, 0},
+    {"cache_zone", TG_SCOPE_MAIN, 0, 2, 7, set_zone, 0},
     {"cache", TG_SCOPE_SERVER | TG_SCOPE_LOCATION, 0, 1, 1, set_cache, 0},
     {"cache_key", TG_SCOPE_HTTP, 0, 1, 1, set_key, 0},
     {"cache_methods", TG_SCOPE_HTTP, 0, 1, 2, set_methods, 0},
@@ -1110,6 +1162,7 @@ tg_module_t tg_cache_module = {
     .create_conf = ca_create_conf,
     .merge_conf = ca_merge_conf,
     .init_conf = ca_init_conf,
+    .own_logs = ca_own_files,
     .is_active = ca_is_active,
     .on_content = ca_content,
     .on_response_headers = ca_response_headers,

@@ -5,11 +5,13 @@
  * slots, which grows at its tail as the body comes in. Every function takes
  * the table lock for its whole operation and copies in or out; nothing
  * points into the zone once the lock is released. */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "cache_store.h"
 #include "shm_table.h"
 
-#define CS_MAGIC 0x3130686361677400ULL /* "\0tgcach01" */
+#define CS_MAGIC 0x3230686361677400ULL /* "\0tgcach02" */
 #define CS_SLOT 4096                    /* bytes of a slot */
 #define CS_DATA (CS_SLOT - TG_SHM_SLOT_HEADER)
 
@@ -23,6 +25,9 @@ typedef struct {
     uint32_t pad;
     double lock_until; /* LOCKED/FILLING: taken over after this (moved on by progress) */
     double lock_s;
+    double atime;  /* last looked up (inactive=) */
+    uint64_t fid;  /* the body is in this file (0: in the run) */
+    uint64_t dsize; /* bytes of its file */
     tg_cache_meta_t meta;
 } cs_entry_t;
 
@@ -32,8 +37,14 @@ struct tg_cache_store_s {
     tg_shm_table_t t; /* first: the shared table */
     uint64_t max_entries, max_entry;
     uint32_t gen; /* the last generation handed out */
-    uint32_t pad;
+    uint32_t indexed; /* the files were read back into this zone */
     uint64_t counters[TG_CACHE_C_COUNT];
+    double inactive;  /* s: entries not looked up for this long go (0: never) */
+    uint64_t max_disk; /* 0: no disk storage */
+    uint64_t disk_bytes, disk_entries;
+    uint64_t fseq; /* the last file id handed out */
+    uint64_t resets; /* t.resets when the disk gauges were last right */
+    char dir[TG_CACHE_DIR_MAX];
 };
 
 static cs_entry_t *entry(tg_cache_store_t *s, uint32_t ref)
@@ -59,6 +70,27 @@ tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entri
     return s;
 }
 
+int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir,
+                           uint64_t max_disk)
+{
+    if (dir && strlen(dir) >= sizeof(s->dir))
+        return -1;
+    /* the entries on disk are named in the directory they are in */
+    if (__atomic_load_n(&s->disk_entries, __ATOMIC_RELAXED) && strcmp(s->dir, dir ? dir : ""))
+        return -2;
+    s->inactive = inactive;
+    s->max_disk = dir ? max_disk : 0;
+    snprintf(s->dir, sizeof(s->dir), "%s", dir ? dir : "");
+    return 0;
+}
+
+int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s/%s%016llx", s->dir, tmp ? "tmp." : "",
+                     (unsigned long long)fid);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
 /* How long a fill with its head in may go without progress before the next
  * lookup takes it for dead: its pace is its client's, which may pause for a
  * while, and its followers are cut off when it is taken over. */
@@ -71,7 +103,15 @@ static double fill_grace(const cs_entry_t *e)
 
 static int lock(tg_cache_store_t *s)
 {
-    return tg_shm_table_lock(&s->t) < 0 ? -1 : 0;
+    if (tg_shm_table_lock(&s->t) < 0)
+        return -1;
+    if (s->t.resets != s->resets) {
+        /* emptied after a worker died holding the lock: the files it had
+         * are no entries now (read back at the next start) */
+        s->resets = s->t.resets;
+        s->disk_bytes = s->disk_entries = 0;
+    }
+    return 0;
 }
 
 static void unlock(tg_cache_store_t *s)
@@ -98,8 +138,24 @@ static int key_eq(tg_shm_table_t *t, uint32_t ref, const void *key, void *ctx)
 
 static const tg_shm_table_ops_t ops = {key_eq, NULL};
 
+/* An entry on disk goes: its file (either name while it is being filled:
+ * the writer renames it at the end) and its bytes. */
+static void file_drop(tg_cache_store_t *s, cs_entry_t *e)
+{
+    char path[TG_CACHE_DIR_MAX + 32];
+    if (e->state != TG_CACHE_READY && tg_cache_file_path(s, e->fid, 1, path, sizeof(path)) == 0)
+        unlink(path);
+    if (tg_cache_file_path(s, e->fid, 0, path, sizeof(path)) == 0)
+        unlink(path);
+    s->disk_bytes -= e->dsize;
+    s->disk_entries--;
+    e->fid = 0;
+}
+
 static void entry_remove(tg_cache_store_t *s, uint32_t ref)
 {
+    if (entry(s, ref)->fid)
+        file_drop(s, entry(s, ref));
     tg_shm_table_chain_free(&s->t, entry(s, ref)->chain);
     tg_shm_table_remove(&s->t, ref);
 }
@@ -113,6 +169,7 @@ static void copy_out(tg_cache_store_t *s, uint32_t ref, tg_cache_entry_t *out)
     out->hlen = e->hlen;
     out->blen = e->blen;
     out->clen = e->clen;
+    out->fid = e->fid;
     out->meta = e->meta;
 }
 
@@ -144,6 +201,42 @@ static int make_room(tg_cache_store_t *s, uint32_t n, int for_entry)
                : -1;
 }
 
+/* Room for `n` more bytes on disk: the least recently used entries on disk
+ * go (not those being filled). -1 when that is not enough. */
+static int disk_room(tg_cache_store_t *s, uint64_t n)
+{
+    for (uint32_t ref = tg_shm_table_oldest(&s->t); ref && s->disk_bytes + n > s->max_disk;) {
+        uint32_t newer = tg_shm_table_newer(&s->t, ref);
+        cs_entry_t *e = entry(s, ref);
+        if (e->fid && e->state == TG_CACHE_READY) {
+            entry_remove(s, ref);
+            __atomic_add_fetch(&s->counters[TG_CACHE_C_EVICTED], 1, __ATOMIC_RELAXED);
+        }
+        ref = newer;
+    }
+    return s->disk_bytes + n <= s->max_disk ? 0 : -1;
+}
+
+/* inactive=: entries not looked up for that long go, oldest first (the
+ * recency list is in lookup order), a bounded number per call. */
+#define CS_EXPIRE_MAX 64
+
+static void expire(tg_cache_store_t *s, double now)
+{
+    int n = 0;
+    for (uint32_t ref = tg_shm_table_oldest(&s->t); ref && s->inactive > 0 && n < CS_EXPIRE_MAX;) {
+        uint32_t newer = tg_shm_table_newer(&s->t, ref);
+        cs_entry_t *e = entry(s, ref);
+        if (e->state == TG_CACHE_READY) {
+            if (e->atime + s->inactive >= now)
+                break;
+            entry_remove(s, ref);
+            n++;
+        }
+        ref = newer;
+    }
+}
+
 static uint32_t add_locked(tg_cache_store_t *s, tg_str_t key, uint64_t h, double now,
                            double lock_s)
 {
@@ -159,6 +252,7 @@ static uint32_t add_locked(tg_cache_store_t *s, tg_str_t key, uint64_t h, double
     e->clen = -1;
     e->lock_s = lock_s;
     e->lock_until = now + lock_s;
+    e->atime = now;
     memcpy(e + 1, key.p, key.len);
     return ref;
 }
@@ -168,6 +262,7 @@ int tg_cache_lookup(tg_cache_store_t *s, tg_str_t key, double now, double lock_s
 {
     if (lock(s) != 0)
         return -1;
+    expire(s, now);
     uint64_t h = key_hash(s, key);
     uint32_t ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
     if (ref) {
@@ -179,8 +274,10 @@ int tg_cache_lookup(tg_cache_store_t *s, tg_str_t key, double now, double lock_s
     }
     int rc = 1;
     if (ref) {
-        if (entry(s, ref)->state == TG_CACHE_READY)
+        if (entry(s, ref)->state == TG_CACHE_READY) {
             tg_shm_table_touch(&s->t, ref);
+            entry(s, ref)->atime = now;
+        }
     } else {
         rc = lock_s > 0 && (ref = add_locked(s, key, h, now, lock_s)) ? 0 : -1;
     }
@@ -238,10 +335,22 @@ int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_
         return -1;
     int rc = -1;
     cs_entry_t *ce = still(s, e);
-    if (ce && ce->state == TG_CACHE_LOCKED &&
-        (clen < 0 || ce->klen + head.len + (uint64_t)clen <= s->max_entry)) {
+    /* with disk storage, a body announced over the memory limit goes to a
+     * file (one of unknown length when it passes the limit: tg_cache_to_disk);
+     * the key and head stay here too */
+    uint64_t mem = ce ? ce->klen + head.len + (uint64_t)(clen > 0 ? clen : 0) : 0;
+    int disk = s->max_disk && clen >= 0 && mem > s->max_entry;
+    uint64_t fsize = TG_CACHE_FILE_HEAD + mem;
+    if (ce && ce->state == TG_CACHE_LOCKED && (disk || mem <= s->max_entry) &&
+        (!disk || disk_room(s, fsize) == 0)) {
         if (run_write(s, e->ref, 0, head.p, head.len) == 0) {
             ce = entry(s, e->ref);
+            if (disk) {
+                ce->fid = ++s->fseq;
+                ce->dsize = fsize - (uint64_t)(clen > 0 ? clen : 0);
+                s->disk_bytes += ce->dsize;
+                s->disk_entries++;
+            }
             ce->hlen = (uint32_t)head.len;
             ce->clen = clen;
             ce->meta = *m;
@@ -266,7 +375,7 @@ int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct io
     if (lock(s) != 0)
         return -1;
     cs_entry_t *ce = still(s, e);
-    int rc = ce && ce->state == TG_CACHE_FILLING ? 0 : -1;
+    int rc = ce && ce->state == TG_CACHE_FILLING && ce->fid == 0 ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) {
         ce = entry(s, e->ref);
         if (run_write(s, e->ref, ce->hlen + ce->blen, v[i].iov_base, v[i].iov_len) != 0) {
@@ -281,6 +390,69 @@ int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct io
     }
     if (rc == 0)
         e->blen = entry(s, e->ref)->blen;
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_fill_commit(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t n, double now)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    int rc = ce && ce->state == TG_CACHE_FILLING && ce->fid ? 0 : -1;
+    if (rc == 0 && disk_room(s, n) != 0) {
+        entry_remove(s, e->ref);
+        rc = -1;
+    }
+    if (rc == 0) {
+        ce->blen += n;
+        ce->dsize += n;
+        s->disk_bytes += n;
+        ce->lock_until = now + fill_grace(ce);
+        e->blen = ce->blen;
+    }
+    unlock(s);
+    return rc;
+}
+
+uint64_t tg_cache_disk_due(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t add)
+{
+    if (lock(s) != 0)
+        return 0;
+    cs_entry_t *ce = still(s, e);
+    uint64_t fid = 0;
+    if (ce && ce->state == TG_CACHE_FILLING && ce->fid == 0 && s->max_disk &&
+        ce->klen + ce->hlen + ce->blen + add > s->max_entry)
+        fid = ++s->fseq;
+    unlock(s);
+    return fid;
+}
+
+int tg_cache_to_disk(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t fid, tg_str_t head)
+{
+    if (lock(s) != 0)
+        return -1;
+    int rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce && ce->state == TG_CACHE_FILLING && ce->fid == 0 && ce->hlen == head.len) {
+        uint64_t fsize = TG_CACHE_FILE_HEAD + ce->klen + ce->hlen + ce->blen;
+        /* the run keeps the key and the head only */
+        tg_shm_table_chain_free(&s->t, ce->chain);
+        ce->chain = ce->tail = ce->nslots = 0;
+        if (disk_room(s, fsize) == 0 && run_write(s, e->ref, 0, head.p, head.len) == 0) {
+            ce = entry(s, e->ref);
+            ce->fid = fid;
+            ce->dsize = fsize;
+            s->disk_bytes += fsize;
+            s->disk_entries++;
+            copy_out(s, e->ref, e);
+            rc = 0;
+        } else {
+            entry_remove(s, e->ref);
+        }
+    } else if (ce) {
+        entry_remove(s, e->ref);
+    }
     unlock(s);
     return rc;
 }
@@ -322,7 +494,7 @@ long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void 
     long rc = -1;
     cs_entry_t *ce = still(s, e);
     if (ce && ce->state != TG_CACHE_LOCKED) {
-        uint64_t have = ce->hlen + ce->blen;
+        uint64_t have = ce->hlen + (ce->fid ? 0 : ce->blen);
         size_t n = off >= have ? 0 : (have - off < len ? (size_t)(have - off) : len);
         tg_shm_span_t sp = span(s, e->ref);
         if (n)
@@ -461,6 +633,52 @@ tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z)
     return strcmp(z->tag, TG_CACHE_ZONE_TAG) == 0 && s->t.magic == CS_MAGIC ? s : NULL;
 }
 
+int tg_cache_store_index(tg_cache_store_t *s, tg_str_t key, tg_str_t head,
+                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, double now)
+{
+    if (lock(s) != 0)
+        return -1;
+    if (fid > s->fseq)
+        s->fseq = fid;
+    uint64_t h = key_hash(s, key), fsize = TG_CACHE_FILE_HEAD + key.len + head.len + blen;
+    uint32_t ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
+    if (ref && entry(s, ref)->meta.stored >= m->stored)
+        ref = UINT32_MAX; /* a newer response of the key is in: this file goes */
+    else if (ref)
+        entry_remove(s, ref);
+    int rc = -1;
+    if (ref != UINT32_MAX && disk_room(s, fsize) == 0 &&
+        (ref = add_locked(s, key, h, now, 1)) != 0) {
+        if (run_write(s, ref, 0, head.p, head.len) == 0) {
+            cs_entry_t *e = entry(s, ref);
+            e->state = TG_CACHE_READY;
+            e->hlen = (uint32_t)head.len;
+            e->blen = blen;
+            e->clen = (int64_t)blen;
+            e->meta = *m;
+            e->fid = fid;
+            e->dsize = fsize;
+            s->disk_bytes += fsize;
+            s->disk_entries++;
+            rc = 0;
+        } else {
+            entry_remove(s, ref);
+        }
+    }
+    unlock(s);
+    return rc;
+}
+
+int tg_cache_store_claim_index(tg_cache_store_t *s)
+{
+    return s->max_disk && __atomic_exchange_n(&s->indexed, 1, __ATOMIC_RELAXED) == 0;
+}
+
+const char *tg_cache_store_dir(tg_cache_store_t *s)
+{
+    return s->dir;
+}
+
 void tg_cache_count(tg_cache_store_t *s, tg_cache_counter_t c)
 {
     __atomic_add_fetch(&s->counters[c], 1, __ATOMIC_RELAXED);
@@ -476,6 +694,9 @@ void tg_cache_stats(tg_cache_store_t *s, tg_cache_stats_t *out)
     out->bytes = (uint64_t)(s->t.capacity - free_slots) * CS_SLOT;
     out->size = (uint64_t)s->t.capacity * CS_SLOT;
     out->max_entries = s->max_entries;
+    out->disk_bytes = __atomic_load_n(&s->disk_bytes, __ATOMIC_RELAXED);
+    out->disk_entries = __atomic_load_n(&s->disk_entries, __ATOMIC_RELAXED);
+    out->max_disk = s->max_disk;
     uint64_t *c = out->c;
     uint64_t served = c[TG_CACHE_C_HIT] + c[TG_CACHE_C_STALE] + c[TG_CACHE_C_COLLAPSED];
     out->hit_ratio = served + c[TG_CACHE_C_MISS]

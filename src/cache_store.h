@@ -18,7 +18,10 @@
  * is noticed, never read half reused. Memory is bounded by the zone: entries
  * are evicted least recently used first (never one being filled), within
  * the slots and `max_entries`; an entry larger than `max_entry` bytes is
- * never stored. */
+ * not kept in memory: without disk storage it is not stored, with it its
+ * body goes to a file (src/cache_disk.c; the entry names its file by `fid`,
+ * `max_disk` bounds the files' bytes). `inactive` removes entries not
+ * looked up for that long, at the next lookups. */
 #ifndef TG_CACHE_STORE_H
 #define TG_CACHE_STORE_H
 
@@ -62,6 +65,7 @@ typedef struct {
     uint32_t hlen;     /* head bytes */
     uint64_t blen;     /* body bytes committed */
     int64_t clen;      /* announced body length, -1 unknown */
+    uint64_t fid;      /* the body is in this file of the zone's directory (0: in memory) */
     tg_cache_meta_t meta;
 } tg_cache_entry_t;
 
@@ -82,6 +86,7 @@ typedef struct {
     uint64_t c[TG_CACHE_C_COUNT];
     uint64_t entries, bytes; /* gauges: entries (Vary records included), bytes of slots used */
     uint64_t size, max_entries;
+    uint64_t disk_bytes, disk_entries, max_disk; /* gauges: the files, their bytes; the limit */
     double hit_ratio; /* answers from the cache (hit, stale, collapsed, revalidated) / lookups */
 } tg_cache_stats_t;
 
@@ -95,6 +100,27 @@ tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z);
  * NULL when the block is too small. */
 tg_cache_store_t *tg_cache_store_init(void *mem, size_t size, uint32_t max_entries,
                                       uint64_t max_entry);
+
+/* The zone's options (in the master at config load, a reload included):
+ * entries not looked up for `inactive` seconds go (0: never); with `dir`,
+ * bodies of entries over max_entry (or of unknown length) are kept in files
+ * there, up to `max_disk` bytes of files. -1 when dir is too long, -2
+ * when the zone has entries on disk in another directory (a reload). */
+#define TG_CACHE_DIR_MAX 512
+int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir,
+                           uint64_t max_disk);
+/* The bytes before the key in an entry's file (src/cache_disk.c). */
+#define TG_CACHE_FILE_HEAD 128
+/* The name of file `fid` (or of its temporary name while being filled). */
+int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len);
+const char *tg_cache_store_dir(tg_cache_store_t *s);
+/* 1 the first time it is asked of a zone with disk storage (the master
+ * then reads the files back), else 0. */
+int tg_cache_store_claim_index(tg_cache_store_t *s);
+/* A READY entry for a file read back: 0, -1 no room (or a newer response
+ * of the key is in): the caller deletes the file. */
+int tg_cache_store_index(tg_cache_store_t *s, tg_str_t key, tg_str_t head,
+                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, double now);
 
 /* Look `key` up at time `now`. Returns 1 and *e when an entry is there
  * (any state); 0 when there is none and, if lock_s > 0, a fill lock was
@@ -118,11 +144,22 @@ int tg_cache_fill_head(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_
  * (removed). */
 int tg_cache_fill_body(tg_cache_store_t *s, tg_cache_entry_t *e, const struct iovec *v, int n,
                        double now);
+/* An entry on disk (e->fid): `n` more body bytes are in its file, publish
+ * them (room is made on disk). 0; -1: gone or no room (removed). */
+int tg_cache_fill_commit(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t n, double now);
+/* A fill in memory that `add` more body bytes take over max_entry, in a
+ * zone with disk storage: a file id for it (the caller writes the entry so
+ * far to that file, then tg_cache_to_disk), else 0. */
+uint64_t tg_cache_disk_due(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t add);
+/* The entry's body is now in file `fid`: its memory beyond the key and
+ * `head` (the entry's own) is freed. 0; -1: gone or no room on disk
+ * (removed; the caller deletes the file). */
+int tg_cache_to_disk(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t fid, tg_str_t head);
 /* The end of a fill: `ok` makes the entry READY (and drops an older entry
  * of the same key it replaces), else the entry is removed. */
 void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok);
 /* Copy up to `len` bytes at `off` of the entry's head + body run (the head
- * is at 0, the body at e->hlen) into `buf`, and refresh *e's state and
+ * is at 0, the body at e->hlen; of an entry on disk only the head) into `buf`, and refresh *e's state and
  * lengths. Returns the bytes copied (0: none committed there yet), or -1
  * when the entry is gone (evicted, failed, replaced). */
 long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void *buf, size_t len);
