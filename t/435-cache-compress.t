@@ -169,10 +169,10 @@ subtest 'a 304 keeps the variants; a new body drops them' => sub {
     is($c1->{compressed}, $c0->{compressed}, 'not compressed again');
     is($c1->{served} - $c0->{served}, 1, 'served from the variant');
     # the JSON body tells the upstream's count: a new body on every fetch
-    my $n = '/json/nv?h=Cache-Control:%20max-age=1';
+    my $n = '/json/nv?h=Cache-Control:%20max-age=3';
     my $old = get($n, 'Accept-Encoding' => 'gzip');
     is(decode_json(decode('gzip', $old->{body}) // '{}')->{n}, 1, 'the first body');
-    sleep 2;
+    sleep 4;
     $c0 = counters();
     $r = get($n, 'Accept-Encoding' => 'gzip');
     is(count('/json/nv'), 2, 'expired: fetched again');
@@ -182,6 +182,34 @@ subtest 'a 304 keeps the variants; a new body drops them' => sub {
     $r = get($n, 'Accept-Encoding' => 'gzip');
     is(decode_json(decode('gzip', $r->{body}) // '{}')->{n}, 2, 'the next hit: the new body');
     is(counters()->{served} - $c1->{served}, 1, 'from the new variant');
+};
+
+subtest 'a chunked upstream body (compress decides on its first bytes)' => sub {
+    my $u = "/chunked?size=$N&cl=0&chunks=3&$cc";
+    my $c0 = counters();
+    my $a = get($u, 'Accept-Encoding' => 'gzip');
+    is($a->{headers}{'content-encoding'}, 'gzip', 'miss: gzip');
+    ok((decode('gzip', $a->{body}) // '') eq body_pattern($N), 'miss: the identity body');
+    is(counters()->{stored} - $c0->{stored}, 1, 'the variant stored from the fill');
+    my $b = get($u, 'Accept-Encoding' => 'gzip');
+    ok($b->{body} eq $a->{body}, 'hit: the same bytes');
+    is($b->{headers}{'content-length'}, length $a->{body}, 'hit: with a Content-Length');
+};
+
+subtest 'concurrent clients on a cold key: one fill of the variant' => sub {
+    my $u = "/par?size=200000&chunks=4&ms=100&$cc";
+    my $url = "http://127.0.0.1:@{[$tg->port]}$u";
+    my $c0 = counters();
+    my $dir = $tg->dir;
+    system('sh', '-c', "for i in 1 2 3 4 5 6 7 8 9 10; do timeout 20 curl -s -H 'Accept-Encoding: gzip' "
+                     . "-o \"$dir/par.\$i\" '$url' & done; wait");
+    my $ok = grep { (decode('gzip', Tollgate::Test::_slurp("$dir/par.$_")) // '') eq body_pattern(200000) } 1 .. 10;
+    is($ok, 10, 'ten gzip answers of the identity body') or diag(join " ", map { length Tollgate::Test::_slurp("$dir/par.$_") } 1 .. 10);
+    is(count('/par'), 1, 'one upstream request');
+    is(counters()->{stored} - $c0->{stored}, 1, 'one variant stored');
+    my $c1 = counters();
+    get($u, 'Accept-Encoding' => 'gzip');
+    is(counters()->{served} - $c1->{served}, 1, 'the next hit: from it');
 };
 
 subtest 'HTTP/2 clients get the variant too' => sub {
