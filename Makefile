@@ -143,6 +143,7 @@ bench: all
 	@$(DEPS_INSTALL) bench
 	contrib/bench/run
 	contrib/bench/lua-compare
+	contrib/bench/cache-offload
 
 # contrib/fuzz/Makefile has the same two stages (it installs clang)
 fuzz:
