@@ -20,7 +20,8 @@
  * the other modules' response hooks (src/modules.c), so what is stored is
  * the upstream's response, identity-coded, without what the gateway adds
  * per request (security headers, CORS, compression), which every hit gets
- * anew.
+ * anew; compression once per coding, kept beside the entry as a variant
+ * (modules/cache_variant.c).
  *
  * Vary: the entry under the plain key is then a Vary record whose head is
  * the list of header names; the response itself is stored under the key
@@ -429,20 +430,6 @@ static void poll_later(ca_ctx_t *x)
     ev_timer_start(tg_worker->loop, &x->timer);
 }
 
-/* A compressed variant of x->e answers (x->ve), else this answer may store
- * one. 0, -1. */
-static int variant(tg_request_t *r, ca_ctx_t *x, tg_str_t head)
-{
-    tg_cache_store_t *st = x->c->zone->store;
-    int rc = tg_cache_variant_find(r, st, x->vkey, &x->e, &x->ve);
-    if (rc != 0) {
-        x->variant = rc > 0;
-        return rc < 0 ? -1 : 0;
-    }
-    return tg_cache_variant_offer(r, st, x->vkey, head, &x->e,
-                                  (double)x->c->lock_timeout / 1000.0);
-}
-
 /* Start answering from x->e (READY, or FILLING with its head in): the head,
  * then serve() streams the body. TG_AGAIN (the handler owns the request). */
 static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
@@ -472,10 +459,16 @@ static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
             r->resp_content_length = -1;
         }
     }
-    if (r->status != 304 && variant(r, x, (tg_str_t){head, x->e.hlen}) != 0) {
+    /* a compressed variant of the entry answers, else this answer may store one */
+    int v = r->status == 304 ? 0 : tg_cache_variant_hit(r, x->c->zone->store, x->vkey,
+                                                        (tg_str_t){head, x->e.hlen}, &x->e,
+                                                        (double)x->c->lock_timeout / 1000.0,
+                                                        &x->ve);
+    if (v < 0) {
         tg_request_error(r, 500);
         return TG_AGAIN;
     }
+    x->variant = v > 0;
     x->serving = 1;
     x->off = x->variant ? x->ve.hlen : x->e.hlen;
     if (tg_request_send_header(r) != 0) {

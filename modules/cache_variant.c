@@ -7,14 +7,15 @@
  * zone beside it, once per coding, under the entry's key + "\x01\x03" + the
  * coding ("gzip", "br" or "zstd"):
  *
- * - A hit (modules/cache.c) asks tg_cache_variant_find: when the compress
+ * - A hit (modules/cache.c) asks tg_cache_variant_hit: when the compress
  *   module would compress this answer (its own decision: types, min length,
  *   levels, Accept-Encoding, Range, HEAD, no-transform) and the variant for
  *   that coding made from this very entry is stored, the answer is the
  *   variant's bytes, with the compressed answer's headers and a known
  *   Content-Length; the compress module leaves an encoded answer alone.
- * - Otherwise the hit, or the fill of the entry, is offered
- *   (tg_cache_variant_offer): this module's body filter, after the compress
+ * - Otherwise the hit (when the answer will be compressed), or the fill of
+ *   the entry, is offered (tg_cache_variant_offer): this module's body
+ *   filter, after the compress
  *   module's, takes the variant key's fill lock once the compress module
  *   compresses, and stores its output as the variant. A variant locked or
  *   being filled by another request is left to it: one fill per variant.
@@ -70,8 +71,8 @@ static int made_from(const tg_cache_entry_t *v, const tg_cache_entry_t *id)
     return v->meta.age == (double)id->gen;
 }
 
-int tg_cache_variant_find(tg_request_t *r, tg_cache_store_t *st, tg_str_t key,
-                          const tg_cache_entry_t *id, tg_cache_entry_t *ve)
+int tg_cache_variant_hit(tg_request_t *r, tg_cache_store_t *st, tg_str_t key, tg_str_t head,
+                         const tg_cache_entry_t *id, double lock_s, tg_cache_entry_t *ve)
 {
     const char *coding = tg_compress_choice(r);
     if (coding == NULL)
@@ -81,7 +82,7 @@ int tg_cache_variant_find(tg_request_t *r, tg_cache_store_t *st, tg_str_t key,
         return -1;
     if (tg_cache_lookup(st, k, ev_now(tg_worker->loop), 0, ve) != 1 ||
         ve->state != TG_CACHE_READY || !made_from(ve, id))
-        return 0;
+        return tg_cache_variant_offer(r, st, key, head, id, lock_s);
     if (tg_compress_mark(r, coding) != 0)
         return -1;
     r->resp_content_length = (int64_t)ve->blen;

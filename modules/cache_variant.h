@@ -6,13 +6,15 @@
 #include "request.h"
 #include "cache_store.h"
 
-/* A hit on entry `id` (stored under `key`), its head in r->resp_headers: if
- * the compress module would compress this answer and a variant made from
- * `id` for that coding is stored, r's response headers become those of the
- * compressed answer (Content-Length: the variant's) and *ve the entry to
- * send the body from. 1 so, 0 none, -1 out of memory. */
-int tg_cache_variant_find(tg_request_t *r, tg_cache_store_t *st, tg_str_t key,
-                          const tg_cache_entry_t *id, tg_cache_entry_t *ve);
+/* A hit on entry `id` (stored under `key`, its head `head`), the head in
+ * r->resp_headers: when the compress module would compress this answer and
+ * the variant made from `id` for that coding is stored, r's response headers
+ * become those of the compressed answer (Content-Length: the variant's) and
+ * *ve the entry to send the body from: 1. When it would and no such variant
+ * is stored, the answer is offered (tg_cache_variant_offer): 0, as when it
+ * would not compress. -1 out of memory. */
+int tg_cache_variant_hit(tg_request_t *r, tg_cache_store_t *st, tg_str_t key, tg_str_t head,
+                         const tg_cache_entry_t *id, double lock_s, tg_cache_entry_t *ve);
 /* r answers with entry `id` (a hit without a variant, or the fill of `id`,
  * its stored head `head`): when the compress module compresses the answer,
  * store its output as the variant of `id` for that coding, unless another
