@@ -169,10 +169,10 @@ subtest 'a 304 keeps the variants; a new body drops them' => sub {
     is($c1->{compressed}, $c0->{compressed}, 'not compressed again');
     is($c1->{served} - $c0->{served}, 1, 'served from the variant');
     # the JSON body tells the upstream's count: a new body on every fetch
-    my $n = '/json/nv?h=Cache-Control:%20max-age=3';
+    my $n = '/json/nv?h=Cache-Control:%20max-age=5';
     my $old = get($n, 'Accept-Encoding' => 'gzip');
     is(decode_json(decode('gzip', $old->{body}) // '{}')->{n}, 1, 'the first body');
-    sleep 4;
+    sleep 6;
     $c0 = counters();
     $r = get($n, 'Accept-Encoding' => 'gzip');
     is(count('/json/nv'), 2, 'expired: fetched again');
