@@ -144,6 +144,7 @@ bench: all
 	contrib/bench/run
 	contrib/bench/lua-compare
 	contrib/bench/grpc-compare
+	contrib/bench/cache-offload
 
 # contrib/fuzz/Makefile has the same two stages (it installs clang)
 fuzz:

@@ -21,7 +21,8 @@
  * the other modules' response hooks (src/modules.c), so what is stored is
  * the upstream's response, identity-coded, without what the gateway adds
  * per request (security headers, CORS, compression), which every hit gets
- * anew.
+ * anew; compression once per coding, kept beside the entry as a variant
+ * (modules/cache_variant.c).
  *
  * Vary: the entry under the plain key is then a Vary record whose head is
  * the list of header names; the response itself is stored under the key
@@ -44,6 +45,7 @@
 #include "cache_policy.h"
 #include "request_bg.h"
 #include "http_cond.h"
+#include "cache_variant.h"
 
 #define CA_POLL 0.002            /* s: a waiter or follower looks at the entry again */
 #define CA_MAX_VALID 16          /* cache_valid lines per scope */
@@ -116,6 +118,8 @@ typedef struct {
     tg_buf_t *buf[CA_BUFS]; /* serving: the round's copies */
     uint64_t off;      /* serving: next byte of the run (head + body) */
     tg_cache_file_t file; /* the entry's file (on disk): read, or written by the fill */
+    tg_cache_entry_t ve; /* serving a compressed variant of e: its body (cache_variant.c) */
+    unsigned variant : 1;
     unsigned finishing : 1;
 } ca_ctx_t;
 
@@ -504,8 +508,18 @@ static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
             r->resp_content_length = -1;
         }
     }
+    /* a compressed variant of the entry answers, else this answer may store one */
+    int v = r->status == 304 ? 0 : tg_cache_variant_hit(r, x->c->zone->store, x->vkey,
+                                                        (tg_str_t){head, x->e.hlen}, &x->e,
+                                                        (double)x->c->lock_timeout / 1000.0,
+                                                        &x->ve);
+    if (v < 0) {
+        tg_request_error(r, 500);
+        return TG_AGAIN;
+    }
+    x->variant = v > 0;
     x->serving = 1;
-    x->off = x->e.hlen;
+    x->off = x->variant ? x->ve.hlen : x->e.hlen;
     if (tg_request_send_header(r) != 0) {
         tg_request_finalize(r, 1);
         return TG_AGAIN;
@@ -523,6 +537,7 @@ static void serve(tg_request_t *r)
 {
     ca_ctx_t *x = r->handler_ctx;
     tg_cache_store_t *st = x->c->zone->store;
+    tg_cache_entry_t *e = x->variant ? &x->ve : &x->e;
     if (x->finishing) {
         tg_request_finalize(r, 0);
         return;
@@ -533,7 +548,8 @@ static void serve(tg_request_t *r)
             if (x->buf[i] == NULL && (x->buf[i] = tg_buf_get()) == NULL)
                 break;
             size_t room = (size_t)(x->buf[i]->end - x->buf[i]->start);
-            long n = tg_cache_disk_read(&x->file, st, &x->e, x->off, x->buf[i]->start, room);
+            /* a variant is in memory (it is filled with an unknown length) */
+            long n = tg_cache_disk_read(&x->file, st, e, x->off, x->buf[i]->start, room);
             if (n < 0) { /* evicted or the fill failed: the answer cannot be completed */
                 tg_request_finalize(r, 1);
                 return;
@@ -544,7 +560,7 @@ static void serve(tg_request_t *r)
                 break; /* no more committed now */
         }
         int done = r->resp_no_body ||
-                   (x->e.state == TG_CACHE_READY && x->off == x->e.hlen + x->e.blen);
+                   (e->state == TG_CACHE_READY && x->off == e->hlen + e->blen);
         if (s.len == 0 && !done) {
             if (x->buf[0] == NULL)
                 tg_request_finalize(r, 1); /* no buffer */
@@ -962,6 +978,10 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
     }
     x->filling = 1;
     x->stored = 1;
+    tg_cache_variant_drop(r, st, target);
+    if (tg_cache_variant_offer(r, st, x->vkey, head, &x->e,
+                               (double)x->c->lock_timeout / 1000.0) != 0)
+        tg_log(TG_LOG_WARN, "cache: no compressed variant for this fill (out of memory)");
 }
 
 /* A refresh got 304 (RFC 9111 4.3.4): the stale entry is fresh again, for
@@ -983,7 +1003,7 @@ static void revalidated(tg_request_t *r, ca_ctx_t *x)
         m.sie_until += shift;
     }
     m.status = o->status;
-    m.flags |= o->flags & TG_CACHE_F_AUTH_OK;
+    m.flags |= o->flags & (TG_CACHE_F_AUTH_OK | TG_CACHE_F_VARIANTS);
     m.flags &= ~(TG_CACHE_F_UPDATING | TG_CACHE_F_ERRORS);
     if (tg_cache_update_meta(st, &x->old, &m) == 0)
         tg_cache_count(st, TG_CACHE_C_REVALIDATED);

@@ -42,6 +42,7 @@
 #include "accept_encoding.h"
 #include "log.h"
 #include "stats.h"
+#include "compress.h"
 
 enum { CZ_GZIP = 0, CZ_BR, CZ_ZSTD, CZ_NCODINGS };
 
@@ -531,6 +532,18 @@ static void ctx_cleanup(void *data)
     c->nhold = c->nout = 0;
 }
 
+/* The header changes of a response compressed with `coding`. 0 or -1. */
+int tg_compress_mark(tg_request_t *r, const char *coding)
+{
+    tg_headers_t *hs = &r->resp_headers;
+    if (tg_headers_set(r->arena, hs, TG_STR("Content-Encoding"), tg_str_c(coding)))
+        return -1;
+    tg_headers_remove(hs, TG_STR("Content-Length"));
+    tg_headers_remove(hs, TG_STR("Accept-Ranges"));
+    return tg_request_etag_weaken(r) != 0 || tg_request_vary_add(r, "Accept-Encoding") != 0
+               ? -1 : 0;
+}
+
 /* Switch compression on: the encoder, and the header changes that go with
  * it. Returns 0 or -1. */
 static int compress_start(tg_request_t *r, cz_ctx_t *c)
@@ -540,17 +553,58 @@ static int compress_start(tg_request_t *r, cz_ctx_t *c)
                cz_names[c->coding]);
         return -1;
     }
-    tg_headers_t *hs = &r->resp_headers;
-    if (tg_headers_set(r->arena, hs, TG_STR("Content-Encoding"), tg_str_c(cz_names[c->coding])))
-        return -1;
-    tg_headers_remove(hs, TG_STR("Content-Length"));
-    tg_headers_remove(hs, TG_STR("Accept-Ranges"));
-    if (tg_request_etag_weaken(r) != 0)
+    if (tg_compress_mark(r, cz_names[c->coding]) != 0)
         return -1;
     r->resp_content_length = -1;
     c->state = CZ_ON;
     tg_stats_count(TG_STATS_COMPRESSED, 1);
     return 0;
+}
+
+/* What happens to the response as it is now: CD_NONE left alone, CD_VARY
+ * only Vary: Accept-Encoding, CD_ON compressed with c->codings[*k] (or
+ * decided on its first min_length bytes when its length is unknown). */
+enum { CD_NONE = 0, CD_VARY, CD_ON };
+
+static int decide(tg_request_t *r, const cz_conf_t *c, int *k)
+{
+    int st = r->status;
+    if (st < 200 || st == 204 || st == 206 || r->upgrade ||
+        tg_headers_find(&r->headers, TG_STR("Range")))
+        return CD_NONE;
+    tg_header_t *ct = tg_headers_find(&r->resp_headers, TG_STR("Content-Type"));
+    if (ct == NULL || !type_listed(c, media_type(ct->value)))
+        return CD_NONE;
+    if (has_no_transform(&r->resp_headers) || has_no_transform(&r->headers))
+        return CD_NONE;
+    tg_header_t *ce = tg_headers_find(&r->resp_headers, TG_STR("Content-Encoding"));
+    if ((ce && !tg_str_caseeq_lit(tg_str_trim(ce->value), "identity")) ||
+        r->method == HTTP_HEAD || st == 304)
+        return CD_VARY;
+    int64_t len = r->resp_content_length;
+    if ((*k = negotiate(r, c)) < 0 || len == 0 || (len > 0 && len < c->min_length))
+        return CD_VARY;
+    return CD_ON;
+}
+
+const char *tg_compress_choice(tg_request_t *r)
+{
+    cz_conf_t *c = tg_module_conf(r, &tg_compress_module);
+    int k;
+    if (!cz_is_active(c) || decide(r, c, &k) != CD_ON)
+        return NULL;
+    return cz_names[c->codings[k]];
+}
+
+int tg_compress_state(tg_request_t *r, const char **coding)
+{
+    cz_ctx_t *x = tg_module_ctx(r, &tg_compress_module);
+    if (x == NULL || x->state == CZ_PASS)
+        return -1;
+    if (x->state == CZ_HOLD)
+        return 0;
+    *coding = cz_names[x->coding];
+    return 1;
 }
 
 static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
@@ -560,33 +614,17 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
         tg_module_ctx(r, &tg_compress_module) = NULL;
         r->header_hold = 0;
     }
-    int st = r->status;
-    if (st < 200 || st == 204 || st == 206 || r->upgrade ||
-        tg_headers_find(&r->headers, TG_STR("Range")))
+    int k = -1, d = decide(r, c, &k);
+    if (d == CD_NONE)
         return TG_OK;
-    tg_header_t *ct = tg_headers_find(&r->resp_headers, TG_STR("Content-Type"));
-    if (ct == NULL)
-        return TG_OK;
-    tg_str_t mt = media_type(ct->value);
-    if (!type_listed(c, mt))
-        return TG_OK;
-    if (has_no_transform(&r->resp_headers) || has_no_transform(&r->headers))
-        return TG_OK;
-    tg_header_t *ce = tg_headers_find(&r->resp_headers, TG_STR("Content-Encoding"));
-    int encoded = ce && !tg_str_caseeq_lit(tg_str_trim(ce->value), "identity");
-    int ce_identity = ce != NULL && !encoded; /* (vary_add may move the header array) */
     /* Vary as the compression package adds it: also on an answer the app
      * encoded itself (it chose by Accept-Encoding too) */
     if (tg_request_vary_add(r, "Accept-Encoding") != 0)
         return TG_ERROR;
-    if (encoded || r->method == HTTP_HEAD || st == 304)
-        return TG_OK;
-    int k = negotiate(r, c);
-    if (k < 0)
+    if (d == CD_VARY)
         return TG_OK;
     int64_t len = r->resp_content_length;
-    if (len == 0 || (len > 0 && len < c->min_length))
-        return TG_OK;
+    tg_str_t mt = media_type(tg_headers_find(&r->resp_headers, TG_STR("Content-Type"))->value);
 
     cz_ctx_t *x = tg_arena_alloc(r->arena, sizeof(*x));
     if (x == NULL || tg_arena_on_reset(r->arena, ctx_cleanup, x) != 0)
@@ -599,8 +637,7 @@ static tg_rc_t cz_response_headers(tg_request_t *r, void *conf)
     x->end.flags = TG_BUF_F_LAST;
     tg_module_ctx(r, &tg_compress_module) = x;
     r->body_filter = 1; /* file bodies must come through the filter, not by sendfile */
-    if (ce_identity)
-        tg_headers_remove(&r->resp_headers, TG_STR("Content-Encoding"));
+    tg_headers_remove(&r->resp_headers, TG_STR("Content-Encoding")); /* identity */
     if (len < 0 && !x->flush && c->min_length > 0) {
         x->state = CZ_HOLD; /* decide on the first min_length bytes */
         r->header_hold = 1;

@@ -549,7 +549,9 @@ static const sample_t rcache_samples[] = {
     RC("hit", "hits", TG_CACHE_C_HIT), RC("miss", "misses", TG_CACHE_C_MISS),
     RC("stale", "stale", TG_CACHE_C_STALE), RC("revalidated", "revalidated", TG_CACHE_C_REVALIDATED),
     RC("collapsed", "collapsed", TG_CACHE_C_COLLAPSED), RC("bypass", "bypass", TG_CACHE_C_BYPASS),
-    RC("stored", "stored", TG_CACHE_C_STORED), RC("evicted", "evicted", TG_CACHE_C_EVICTED)};
+    RC("stored", "stored", TG_CACHE_C_STORED), RC("evicted", "evicted", TG_CACHE_C_EVICTED),
+    RC("variant_stored", "variants_stored", TG_CACHE_C_VARIANT_STORED),
+    RC("variant_served", "variants_served", TG_CACHE_C_VARIANT_SERVED)};
 static const set_def_t sets[] = {
     [SET_NONE] = {NULL, NULL, 0},
     [SET_STATE] = {"state", state_samples, 4},
@@ -558,7 +560,7 @@ static const set_def_t sets[] = {
     [SET_RESULT] = {"result", result_samples, 3},
     [SET_CACHE] = {"event", cache_samples, 6},
     [SET_ACTION] = {"action", action_samples, 2},
-    [SET_RCACHE] = {"event", rcache_samples, 8},
+    [SET_RCACHE] = {"event", rcache_samples, 10},
     [SET_GRPC] = {"grpc_status", NULL, TG_STATS_GRPC_CODES}, /* from the index: status i */
 };
 

@@ -606,7 +606,7 @@ long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
         uint64_t h = key_hash(s, arg);
         uint32_t ref;
         while ((ref = tg_shm_table_find(&s->t, h, &arg, &ops, NULL)) != 0) {
-            walk |= (entry(s, ref)->meta.flags & TG_CACHE_F_VARY) != 0;
+            walk |= (entry(s, ref)->meta.flags & (TG_CACHE_F_VARY | TG_CACHE_F_VARIANTS)) != 0;
             entry_remove(s, ref);
             n++;
         }

@@ -45,6 +45,9 @@ enum { TG_CACHE_LOCKED = 1, TG_CACHE_FILLING, TG_CACHE_READY };
 #define TG_CACHE_F_ERR_TIMEOUT 0x40
 #define TG_CACHE_F_ERR_5XX 0x80
 #define TG_CACHE_F_ERRORS (TG_CACHE_F_ERR_ERROR | TG_CACHE_F_ERR_TIMEOUT | TG_CACHE_F_ERR_5XX)
+/* compressed variants were stored beside it (modules/cache_variant.c), under
+ * its key + "\x01\x03" + the coding: a purge of its key takes them too */
+#define TG_CACHE_F_VARIANTS 0x100
 
 /* What the cache knows of a response, kept with the entry. Times are Unix
  * seconds (ev_now). */
@@ -79,6 +82,8 @@ typedef enum {
     TG_CACHE_C_BYPASS,
     TG_CACHE_C_STORED,      /* responses stored */
     TG_CACHE_C_EVICTED,
+    TG_CACHE_C_VARIANT_STORED, /* compressed variants stored */
+    TG_CACHE_C_VARIANT_SERVED, /* hits answered from a compressed variant */
     TG_CACHE_C_COUNT
 } tg_cache_counter_t;
 
@@ -174,7 +179,7 @@ int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until
 /* Set then clear flags of an entry's metadata. 0, -1 gone. */
 int tg_cache_set_flags(tg_cache_store_t *s, tg_cache_entry_t *e, uint32_t set, uint32_t clear);
 /* Remove entries (those being filled too: their fill fails): TG_CACHE_PURGE_KEY
- * the entry of key `arg` and its Vary variants; _PREFIX every key starting
+ * the entry of key `arg`, its Vary variants and compressed variants; _PREFIX every key starting
  * with `arg`; _TAG every response whose Surrogate-Key (space-separated) or
  * Cache-Tag (comma-separated) lists `arg` (heads over TG_CACHE_TAG_HEAD_MAX
  * bytes are not searched). Returns how many went. */

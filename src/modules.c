@@ -34,6 +34,7 @@ extern tg_module_t tg_security_headers_module;
 extern tg_module_t tg_cors_module;
 extern tg_module_t tg_lua_module;
 extern tg_module_t tg_compress_module;
+extern tg_module_t tg_cache_variant_module;
 extern tg_module_t tg_headers_module;
 extern tg_module_t tg_access_module;
 extern tg_module_t tg_stats_module;
@@ -70,6 +71,7 @@ tg_module_t *const tg_modules[] = {
     &tg_cors_module,
     &tg_lua_module,
     &tg_compress_module,
+    &tg_cache_variant_module, /* after compress: stores its output for a cache entry */
     &tg_headers_module,
     &tg_admin_module, /* the runtime API: its access hook reads a PATCH body after allow/deny */
     &tg_stats_module, /* content handlers: return (rewrite), stats, static, then the
