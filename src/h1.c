@@ -841,7 +841,7 @@ static int h1_flush(tg_request_t *r, int batch)
     if (!batch)
         tg_sendq_cancel(&HR(r)->out); /* written now: the batch must not write it again */
     int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
-             : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out)
+             : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out, 0)
                      : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
     if (rc == 2)
         return 2; /* in the send batch: nothing to arm */

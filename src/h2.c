@@ -7,8 +7,9 @@
  * the tg_request_t and its own arena (blocks from the worker's cache,
  * released when the request ends), so one connection carries many requests
  * at once. This file is the connection; h2_stream.c the stream and the
- * carrier functions; h2_mem.c nghttp2's allocator (its frame buffer's pages
- * go back to the kernel while the connection is idle).
+ * carrier functions; h2_mem.c nghttp2's allocator (its frame buffer's and
+ * empty stream map's pages go back to the kernel once the connection has been
+ * idle for REST_MS).
  *
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
@@ -70,6 +71,7 @@
 #define FLOOD_RATE 100.0     /* ... and per second after that */
 #define RST_RATE 33.0        /* RST_STREAM per second after a burst of 2 x http2_max_streams */
 #define BOMB_FACTOR 4        /* a header block decoding past 4 x the limit: abuse, close */
+#define REST_MS 250          /* idle this long: the session's spare pages go back (h2_mem.c) */
 
 static const tg_proto_t h2_proto;
 static nghttp2_session_callbacks *callbacks;
@@ -89,6 +91,16 @@ static void pump(tg_h2_conn_t *hc);
 
 
 /* ---- helpers --------------------------------------------------------------- */
+
+/* The idle connection's timer: first the rest, at the end of which the
+ * session's spare pages go back (h2_on_timeout), then what is left of
+ * idle_timeout. Not at once: a busy connection is idle between its bursts. */
+static void idle_timer(tg_h2_conn_t *hc)
+{
+    tg_msec_t t = hc->cc->idle_timeout;
+    hc->resting = t <= 0 || t > REST_MS;
+    tg_conn_timer(hc->c, hc->resting ? REST_MS : t);
+}
 
 static void conn_fail(tg_h2_conn_t *hc)
 {
@@ -481,6 +493,7 @@ static int conn_send(tg_h2_conn_t *hc)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 hc->blocked = 1;
+                hc->resting = 0;
                 tg_conn_want(c, EV_READ | EV_WRITE);
                 tg_conn_timer(c, hc->cc->send_timeout);
                 return 0;
@@ -576,7 +589,7 @@ static void settle(tg_h2_conn_t *hc)
     if (hc->nactive == 0 && c->state != TG_CONN_IDLE) {
         c->state = TG_CONN_IDLE;
         if (!hc->blocked)
-            tg_conn_timer(c, hc->cc->idle_timeout);
+            idle_timer(hc);
     } else if (hc->nactive && c->state == TG_CONN_BUSY && !hc->blocked &&
                ev_is_active(&c->timer)) {
         ev_timer_stop(tg_worker->loop, &c->timer); /* the streams have their timers */
@@ -587,8 +600,6 @@ static void settle(tg_h2_conn_t *hc)
         tg_buf_put(hc->out);
         hc->out = NULL;
     }
-    if (hc->nactive == 0 && hc->npend == 0 && !nghttp2_session_want_write(hc->ng))
-        tg_h2_mem_idle(&hc->mem); /* no frame half sent: its buffer's pages go back */
 }
 
 /* In an open round: put the connection on the flush list and say so (1);
@@ -718,7 +729,7 @@ static void h2_on_io(tg_conn_t *c, int revents)
         if (c->state == TG_CONN_BUSY)
             ev_timer_stop(tg_worker->loop, &c->timer);
         else
-            tg_conn_timer(c, hc->cc->idle_timeout);
+            idle_timer(hc);
     }
     /* reading goes on while the socket does not take our bytes: uploads
      * proceed; what nghttp2 queues meanwhile is bounded by its limits */
@@ -738,6 +749,14 @@ static void h2_on_timeout(tg_conn_t *c)
         tg_log(TG_LOG_INFO, "client %s: HTTP/2 connection not read for send_timeout",
                tg_conn_peer(c));
         tg_conn_close(c);
+        return;
+    }
+    if (hc->nactive == 0 && hc->resting) {
+        hc->resting = 0;
+        if (hc->npend == 0 && !nghttp2_session_want_write(hc->ng))
+            tg_h2_mem_idle(&hc->mem); /* no frame half sent: its buffer is dead */
+        tg_msec_t t = hc->cc->idle_timeout;
+        tg_conn_timer(c, t > 0 ? t - REST_MS : 0);
         return;
     }
     if (hc->nactive == 0) {
@@ -891,7 +910,7 @@ void tg_h2_start(tg_conn_t *c)
         tg_conn_close(c);
         return;
     }
-    tg_conn_timer(c, hc->cc->idle_timeout);
+    idle_timer(hc);
     tg_conn_want(c, EV_READ);
     conn_read(hc); /* the preface is in c->ibuf; more is often there too */
     pump(hc);

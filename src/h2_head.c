@@ -114,11 +114,16 @@ int tg_h2_head_request(tg_request_t *r, const tg_h2_head_t *h, int64_t max_uri)
         return 414;
     r->uri = h->path;
     /* $request and the combined log's request line */
-    char *line = tg_arena_printf(r->arena, "%.*s %.*s HTTP/2.0", TG_STR_FMT(h->method),
-                                 TG_STR_FMT(h->path));
+    /* by hand: tg_arena_printf's vsnprintf cost ~1,400 instructions per request */
+    size_t ll = h->method.len + 1 + h->path.len + sizeof(" HTTP/2.0") - 1;
+    char *line = tg_arena_alloc_nz(r->arena, ll + 1);
     if (line == NULL)
         return 500;
-    r->request_line = tg_str_c(line);
+    memcpy(line, h->method.p, h->method.len);
+    line[h->method.len] = ' ';
+    memcpy(line + h->method.len + 1, h->path.p, h->path.len);
+    memcpy(line + ll - (sizeof(" HTTP/2.0") - 1), " HTTP/2.0", sizeof(" HTTP/2.0"));
+    r->request_line = (tg_str_t){line, ll};
     tg_uri_t u;
     if (tg_uri_split(r->uri, &u) != 0 || u.authority.p)
         return 400;

@@ -65,7 +65,7 @@ struct tg_h2_stream_s {
 
 struct tg_h2_conn_s {
     tg_conn_t *c;
-    tg_h2_mem_t mem; /* nghttp2's allocator: its frame buffer returned when idle */
+    tg_h2_mem_t mem; /* nghttp2's allocator: spare pages returned when resting */
     nghttp2_session *ng;
     tg_h2_conf_t *conf;
     tg_core_conf_t *cc; /* the listener's default server's */
@@ -94,6 +94,7 @@ struct tg_h2_conn_s {
     unsigned notice : 1;    /* graceful stop: shutdown notice sent */
     unsigned goaway : 1;    /* GOAWAY submitted: no new streams, close when done */
     unsigned flood : 1;     /* closed for abuse (counted once) */
+    unsigned resting : 1;   /* idle, its timer is the rest's (h2.c idle_timer) */
     /* send what nghttp2 has and run the events (h2.c): the streams call it
      * after they queued or consumed bytes */
     void (*pump)(tg_h2_conn_t *hc);

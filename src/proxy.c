@@ -676,7 +676,7 @@ static void px_send(tg_proxy_t *px)
             continue;
         }
         int rc = px->uc->ssl ? tg_iovq_send(&px->out, px_upconn_writev, px->uc, &px->sent)
-                             : tg_sendq_write(&px->out, px->uc->fd, &px->uc->io, &px->sent);
+                             : tg_sendq_write(&px->out, px->uc->fd, &px->uc->io, &px->sent, 1);
         if (rc == 1)
             continue;
         if (rc == 2)

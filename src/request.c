@@ -503,8 +503,11 @@ static void file_buf_release(void *p)
         tg_file_io_cancel(r->file_io);
     else
         tg_buf_put(r->file_buf);
+    if (r->file_buf2)
+        tg_buf_put(r->file_buf2);
     r->file_io = NULL;
     r->file_buf = NULL;
+    r->file_buf2 = NULL;
 }
 
 /* Bytes read into the file buffer: through the body filters to the carrier.
@@ -512,7 +515,10 @@ static void file_buf_release(void *p)
 static int file_pass(tg_request_t *r, size_t n)
 {
     tg_spans_t spans = {0};
-    tg_spans_add(&spans, r->file_buf->start, n);
+    size_t first = (size_t)(r->file_buf->end - r->file_buf->start);
+    tg_spans_add(&spans, r->file_buf->start, n < first ? n : first);
+    if (n > first)
+        tg_spans_add(&spans, r->file_buf2->start, n - first);
     if (tg_request_send_body(r, &spans, 0) != 0)
         return -1;
     return tg_request_flush(r);
@@ -554,8 +560,9 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
     int filtered = r->body_filter && r->loc && r->loc->hooks[TG_PHASE_RESPONSE_BODY];
     if (!filtered && !r->header_pending && r->carrier->send_file)
         return r->carrier->send_file(r, fd, off, len, sent);
-    /* copied (body filters, TLS, HTTP/2): one pool buffer per call, reused
-     * once the carrier wrote it (the caller waits for on_drained after a 0) */
+    /* copied (body filters, TLS, HTTP/2): up to two pool buffers per call
+     * (one read of 32 KB instead of two of 16), reused once the carrier wrote
+     * them (the caller waits for on_drained after a 0) */
     if (r->file_buf == NULL) {
         if ((r->file_buf = tg_buf_get()) == NULL)
             return -1;
@@ -566,15 +573,20 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         }
     }
     tg_buf_t *b = r->file_buf;
-    size_t want = (size_t)(b->end - b->start);
-    if (want > len)
-        want = len;
+    size_t cap = (size_t)(b->end - b->start);
+    struct iovec iov[2] = {{b->start, len < cap ? len : cap}};
+    int niov = 1;
+    if (len > cap && (r->file_buf2 || (r->file_buf2 = tg_buf_get()))) {
+        iov[1].iov_base = r->file_buf2->start;
+        iov[1].iov_len = len - cap < cap ? len - cap : cap;
+        niov = 2;
+    }
+    size_t want = iov[0].iov_len;
     /* from the page cache without blocking; what is not there is read by a
-     * file thread (without a pool, or with its queue full: here) */
-    struct iovec iov = {b->start, want};
+     * file thread (one buffer; without a pool, or with its queue full: here) */
     ssize_t n;
     do
-        n = preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+        n = preadv2(fd, iov, niov, (off_t)off, RWF_NOWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) {
         if ((r->file_io = tg_file_io_read(fd, b, want, off, file_read_done, r)) != NULL) {

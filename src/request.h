@@ -224,6 +224,7 @@ struct tg_request_s {
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
     tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
     tg_buf_t *file_buf;    /* tg_request_send_file's read buffer (copied file bodies) */
+    tg_buf_t *file_buf2;   /* ... and its second, for 2-buffer reads from the page cache */
     struct tg_file_io_s *file_io; /* a read of file_buf in a file thread (src/file_io.h) */
     unsigned file_failed : 1;     /* that read failed: the next send_file returns -1 */
     size_t held_cap;

@@ -28,8 +28,11 @@ void tg_sendq_init(struct ev_loop *loop, int enable);
  * for EV_WRITE on `w`), 2 when the bytes wait in the batch (the caller arms
  * nothing: the callback of `w` runs with EV_WRITE after the batch, and
  * writes on), -1 on error. `q`, the memory its ranges point to and
- * `written` must stay until then, or until tg_sendq_cancel_fd(fd). */
-int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written);
+ * `written` must stay until then, or until tg_sendq_cancel_fd(fd).
+ * `lasting`: they stay that long anyway (a request to an upstream waits for
+ * its response), so the write may take any slot of the batch; otherwise
+ * (a response) only one of its first slots, as it keeps its request alive. */
+int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting);
 /* Forget a deferred write of `fd` (call before closing it). */
 void tg_sendq_cancel_fd(int fd);
 /* Forget the deferred write of `q`, if any. */

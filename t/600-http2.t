@@ -175,9 +175,9 @@ is($j->{bodyLength}, 20_000_000, '20 MB upload over h2');
 my $grow = rss($tg) - $rss0;
 cmp_ok($grow, '<', 8000, "worker RSS grew by $grow KB (bounded)");
 
-# --- one connection, idle between large and small responses: the frame
-# buffer's pages go back to the kernel when it is idle (src/h2_mem.c) and
-# the next responses are whole
+# --- one connection, idle between large and small responses: the next
+# responses are whole (the frame buffer's pages go back to the kernel once
+# a connection rests, src/h2_mem.c: t/607-http2-rest.t)
 {
     my $d = $tg->dir;
     my @sizes = (300_000, 5_000, 300_000, 70_000);
