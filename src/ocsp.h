@@ -58,7 +58,6 @@ typedef struct {
     X509 *issuer;        /* its issuer (referenced; NULL for acme until known) */
     STACK_OF(X509) *chain; /* the chain served with it (untrusted certificates) */
     const char *url;     /* tls_stapling_responder, else the certificate's AIA URL */
-    int url_override;    /* 1: tls_stapling_responder (the URL holds for renewals) */
     int verify;          /* tls_stapling_verify */
     STACK_OF(X509) *trusted; /* tls_stapling_trusted, NULL: the issuer alone is trusted */
     int acme_slot;       /* >= 0: follow this acme zone slot's certificate */

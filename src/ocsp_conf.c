@@ -142,7 +142,7 @@ static void entries_free(void *data)
 static int add_entry(tg_conf_t *cf, tg_ocsp_main_t *run, tg_server_t *s, ocsp_conf_t *o, X509 *x,
                      STACK_OF(X509) *chain, int acme_slot)
 {
-    tg_ocsp_entry_t e = {.server = s, .url = o->responder, .url_override = o->responder != NULL,
+    tg_ocsp_entry_t e = {.server = s, .url = o->responder,
                          .verify = o->verify, .trusted = o->trusted, .acme_slot = acme_slot};
     char *name = s->nnames ? tg_arena_printf(cf->arena, "%.*s", TG_STR_FMT(s->names[0])) : "";
     if (x) {
