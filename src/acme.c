@@ -21,7 +21,6 @@
  * worker supervision (master). */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,14 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include "acme.h"
 #include "acme_http.h"
+#include "helper_proc.h"
 #include "log.h"
 #include "user.h"
 
@@ -44,20 +42,10 @@
 #define POLL_TRIES 60           /* authorization and order polls, about a second apart */
 #define BACKOFF_FIRST 5         /* seconds after the first failure, doubling */
 #define BACKOFF_MAX 3600
-#define RESPAWN_DELAY 5.0
 
 /* ---- master side ---- */
 
-static pid_t helper_pid;    /* 0: none */
-static pid_t stopping_pid;  /* the previous generation's helper, being stopped */
-static double respawn_at;   /* > 0: start again at this time */
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static tg_helper_t helper = {.name = "acme"};
 
 /* The storage directory, 0700 and the workers' user's, and the files in it
  * that user must write (left by a run as another user). */
@@ -113,72 +101,41 @@ static SSL_CTX *client_ctx(tg_acme_main_t *run)
     return ctx;
 }
 
+static void *helper_as_root(tg_config_t *c)
+{
+    return client_ctx(tg_acme_main(c));
+}
+
+static void helper_run(tg_config_t *c, void *ctx)
+{
+    helper_main(c, ctx);
+}
+
 void tg_acme_start(tg_config_t *c)
 {
-    tg_acme_stop();
-    respawn_at = 0;
+    tg_helper_stop(&helper);
     tg_acme_main_t *run = tg_acme_main(c);
     if (run == NULL || prepare_storage(run, &c->main->user) != 0)
         return;
-    pid_t master = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        tg_log_errno(TG_LOG_ERROR, "acme: fork()");
-        respawn_at = now_sec() + RESPAWN_DELAY;
-        return;
-    }
-    if (pid == 0) {
-        for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
-            for (int i = 0; i < TG_MAX_WORKERS; i++)
-                if (ls->fds[i] >= 0)
-                    close(ls->fds[i]); /* it serves nothing */
-        SSL_CTX *ctx = client_ctx(run);
-        if (tg_user_drop(&c->main->user) != 0)
-            _exit(2);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != master)
-            _exit(0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        helper_main(c, ctx);
-    }
-    helper_pid = pid;
-    tg_log(TG_LOG_INFO, "acme: helper process %d started for %d certificate%s", (int)pid,
-           run->ncerts, run->ncerts == 1 ? "" : "s");
+    char what[64];
+    snprintf(what, sizeof(what), "for %d certificate%s", run->ncerts, run->ncerts == 1 ? "" : "s");
+    tg_helper_fork(&helper, c, helper_as_root, helper_run, what);
 }
 
 void tg_acme_tick(tg_config_t *c)
 {
-    if (respawn_at > 0 && now_sec() >= respawn_at)
+    if (tg_helper_due(&helper))
         tg_acme_start(c);
 }
 
 int tg_acme_reaped(pid_t pid, int status)
 {
-    if (pid == stopping_pid && pid != 0) {
-        stopping_pid = 0;
-        return 1;
-    }
-    if (pid != helper_pid || pid == 0)
-        return 0;
-    helper_pid = 0;
-    tg_log(TG_LOG_ERROR, "acme: helper process %d %s %d, starting again in %.0fs", (int)pid,
-           WIFSIGNALED(status) ? "died on signal" : "exited with code",
-           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), RESPAWN_DELAY);
-    respawn_at = now_sec() + RESPAWN_DELAY;
-    return 1;
+    return tg_helper_reaped(&helper, pid, status);
 }
 
 void tg_acme_stop(void)
 {
-    respawn_at = 0;
-    if (helper_pid == 0)
-        return;
-    kill(helper_pid, SIGTERM);
-    stopping_pid = helper_pid;
-    helper_pid = 0;
+    tg_helper_stop(&helper);
 }
 
 /* ---- the helper: talking to the CA ---- */
@@ -734,7 +691,7 @@ static void publish(tg_acme_slot_t *sl, const tg_acme_cert_t *cert, const char *
 
 static double mono_at(int64_t unix_time)
 {
-    return now_sec() + (double)(unix_time - wall());
+    return tg_helper_now() + (double)(unix_time - wall());
 }
 
 /* When the certificate (notBefore nb, notAfter na) is due for renewal: at
@@ -824,7 +781,7 @@ static int store_and_publish(client_t *cl, int i, cert_state_t *cs, char *chain,
     int64_t na = tg_acme_asn1_time(X509_get0_notAfter(leaf));
     cs->served = na;
     cs->due = renew_due(nb, na);
-    cl->run->shm->slots[i].next_attempt = wall() + (int64_t)(cs->due - now_sec());
+    cl->run->shm->slots[i].next_attempt = wall() + (int64_t)(cs->due - tg_helper_now());
     X509_free(leaf);
     sk_X509_pop_free(stack, X509_free);
     EVP_PKEY_free(pkey);
@@ -862,7 +819,7 @@ static void process(client_t *cl, int i, cert_state_t *cs)
             tg_log(TG_LOG_INFO, "acme: %s: another gateway holds %s/lock, waiting",
                    cert->names_text, run->storage);
         cs->waiting = 1;
-        cs->due = now_sec() + 1.0;
+        cs->due = tg_helper_now() + 1.0;
         return;
     }
     cs->waiting = 0;
@@ -902,7 +859,7 @@ static void process(client_t *cl, int i, cert_state_t *cs)
     if (delay > BACKOFF_MAX)
         delay = BACKOFF_MAX;
     cs->failures++;
-    cs->due = now_sec() + delay;
+    cs->due = tg_helper_now() + delay;
     sl->last_result = TG_ACME_RES_FAILED;
     sl->next_attempt = wall() + delay;
     snprintf(sl->last_error, sizeof(sl->last_error), "%.*s", (int)sizeof(sl->last_error) - 1,
@@ -926,16 +883,16 @@ static void helper_main(tg_config_t *c, SSL_CTX *ctx)
     if (st == NULL)
         _exit(1);
     for (int i = 0; i < run->ncerts; i++)
-        st[i].due = now_sec();
+        st[i].due = tg_helper_now();
     for (;;) {
-        double next = now_sec() + 60;
+        double next = tg_helper_now() + 60;
         for (int i = 0; i < run->ncerts; i++) {
-            if (st[i].due <= now_sec())
+            if (st[i].due <= tg_helper_now())
                 process(&cl, i, &st[i]);
             if (st[i].due < next)
                 next = st[i].due;
         }
-        double wait = next - now_sec();
+        double wait = next - tg_helper_now();
         if (wait > 0) {
             struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
             nanosleep(&ts, NULL);

@@ -15,21 +15,6 @@
 #include "grpc.h"
 #include "log.h"
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
 long tg_b64_stream_decode(tg_b64_stream_t *d, const char *s, size_t n, unsigned char *out)
 {
     unsigned char *w = out;
@@ -41,7 +26,7 @@ long tg_b64_stream_decode(tg_b64_stream_t *d, const char *s, size_t n, unsigned 
             d->pad++;
             d->acc <<= 6;
         } else {
-            int v = b64_value(c);
+            int v = tg_base64_digit(c, TG_B64_STD);
             if (v < 0 || d->pad)
                 return -1;
             d->acc = d->acc << 6 | (uint32_t)v;

@@ -21,23 +21,20 @@
  * An `acme on` certificate is followed through the acme zone: when its slot
  * publishes a new certificate the entry starts again with it.
  *
- * Why a process: as for the ACME helper (src/acme.c), sequential code with
- * bounded waits, never on a worker's path nor in the master's loop. */
+ * Why a process: as for the ACME helper, see src/helper_proc.h. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 #include "ocsp.h"
 #include "acme.h"
 #include "acme_http.h"
+#include "helper_proc.h"
 #include "log.h"
 #include "user.h"
 
@@ -46,92 +43,44 @@
 #define BACKOFF_MAX 600
 #define NO_NEXT_UPDATE 3600 /* validity of a response without nextUpdate */
 #define CLOCK_SKEW 300      /* seconds of thisUpdate in the future accepted */
-#define RESPAWN_DELAY 5.0
 
 /* ---- master side ---- */
 
-static pid_t helper_pid;
-static pid_t stopping_pid;
-static double respawn_at;
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static tg_helper_t helper = {.name = "ocsp"};
 
 static int64_t wall(void)
 {
     return (int64_t)time(NULL);
 }
 
-static void helper_main(tg_config_t *c) __attribute__((noreturn));
+static void helper_main(tg_config_t *c, void *unused) __attribute__((noreturn));
 
 void tg_ocsp_start(tg_config_t *c)
 {
-    tg_ocsp_stop();
+    tg_helper_stop(&helper);
     tg_ocsp_main_t *run = tg_ocsp_main(c);
     if (run == NULL)
         return;
-    pid_t master = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        tg_log_errno(TG_LOG_ERROR, "ocsp: fork()");
-        respawn_at = now_sec() + RESPAWN_DELAY;
-        return;
-    }
-    if (pid == 0) {
-        for (tg_listen_t *ls = c->listens; ls; ls = ls->next)
-            for (int i = 0; i < TG_MAX_WORKERS; i++)
-                if (ls->fds[i] >= 0)
-                    close(ls->fds[i]); /* it serves nothing */
-        if (tg_user_drop(&c->main->user) != 0)
-            _exit(2);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != master)
-            _exit(0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        helper_main(c);
-    }
-    helper_pid = pid;
-    tg_log(TG_LOG_INFO, "ocsp: helper process %d started for %d certificate%s", (int)pid,
-           run->nentries, run->nentries == 1 ? "" : "s");
+    char what[64];
+    snprintf(what, sizeof(what), "for %d certificate%s", run->nentries,
+             run->nentries == 1 ? "" : "s");
+    tg_helper_fork(&helper, c, NULL, helper_main, what);
 }
 
 void tg_ocsp_tick(tg_config_t *c)
 {
-    if (respawn_at > 0 && now_sec() >= respawn_at)
+    if (tg_helper_due(&helper))
         tg_ocsp_start(c);
 }
 
 int tg_ocsp_reaped(pid_t pid, int status)
 {
-    if (pid == stopping_pid && pid != 0) {
-        stopping_pid = 0;
-        return 1;
-    }
-    if (pid != helper_pid || pid == 0)
-        return 0;
-    helper_pid = 0;
-    tg_log(TG_LOG_ERROR, "ocsp: helper process %d %s %d, starting again in %.0fs", (int)pid,
-           WIFSIGNALED(status) ? "died on signal" : "exited with code",
-           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), RESPAWN_DELAY);
-    respawn_at = now_sec() + RESPAWN_DELAY;
-    return 1;
+    return tg_helper_reaped(&helper, pid, status);
 }
 
 void tg_ocsp_stop(void)
 {
-    respawn_at = 0;
-    if (helper_pid == 0)
-        return;
-    kill(helper_pid, SIGTERM);
-    stopping_pid = helper_pid;
-    helper_pid = 0;
+    tg_helper_stop(&helper);
 }
 
 /* ---- the helper ---- */
@@ -233,10 +182,10 @@ static int state_set(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *sl, 
         state_clear(st);
         return -1;
     }
-    st->due = now_sec();
+    st->due = tg_helper_now();
     if (memcmp((const void *)sl->leaf_sha1, md, 20) == 0 && sl->status == TG_OCSP_GOOD &&
         sl->next_update > wall() && sl->next_fetch > wall()) {
-        st->due = now_sec() + (double)(sl->next_fetch - wall()); /* a reload kept it */
+        st->due = tg_helper_now() + (double)(sl->next_fetch - wall()); /* a reload kept it */
         return 0;
     }
     publish_begin(sl);
@@ -389,7 +338,7 @@ static void process(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *sl)
             memcpy((void *)sl->der, der, len);
         publish_end(sl);
         free(der);
-        st->due = now_sec() + (double)(refresh - now);
+        st->due = tg_helper_now() + (double)(refresh - now);
         if (st_code == TG_OCSP_REVOKED)
             tg_log(TG_LOG_ERROR, "ocsp: %s: the responder says the certificate is REVOKED, "
                                  "nothing is stapled; replace the certificate", st->name);
@@ -405,7 +354,7 @@ static void process(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *sl)
     if (delay > BACKOFF_MAX)
         delay = BACKOFF_MAX;
     st->failures++;
-    st->due = now_sec() + delay;
+    st->due = tg_helper_now() + delay;
     int kept = sl->status == TG_OCSP_GOOD && sl->next_update > now;
     publish_begin(sl);
     if (!kept) {
@@ -438,7 +387,7 @@ static void expire(state_t *st, tg_ocsp_slot_t *sl)
            st->name, (long long)sl->next_update);
 }
 
-static void helper_main(tg_config_t *c)
+static void helper_main(tg_config_t *c, void *unused)
 {
     tg_ocsp_main_t *run = tg_ocsp_main(c);
     tg_acme_main_t *am = tg_acme_main(c);
@@ -456,24 +405,24 @@ static void helper_main(tg_config_t *c)
         follow |= e->acme_slot >= 0;
     }
     for (;;) {
-        double next = now_sec() + (follow ? 1.0 : 60.0);
+        double next = tg_helper_now() + (follow ? 1.0 : 60.0);
         for (int i = 0; i < run->nentries; i++) {
             const tg_ocsp_entry_t *e = &run->entries[i];
             tg_ocsp_slot_t *sl = &run->slots[i];
             if (e->acme_slot >= 0 && am)
                 follow_acme(e, &st[i], sl, am);
-            if (st[i].due > 0 && st[i].due <= now_sec())
+            if (st[i].due > 0 && st[i].due <= tg_helper_now())
                 process(e, &st[i], sl);
             expire(&st[i], sl);
             if (st[i].due > 0 && st[i].due < next)
                 next = st[i].due;
             if (sl->status == TG_OCSP_GOOD) {
-                double exp = now_sec() + (double)(sl->next_update - wall() + 1);
+                double exp = tg_helper_now() + (double)(sl->next_update - wall() + 1);
                 if (exp < next)
                     next = exp;
             }
         }
-        double wait = next - now_sec();
+        double wait = next - tg_helper_now();
         if (wait > 0) {
             struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
             nanosleep(&ts, NULL);

@@ -259,7 +259,7 @@ void tg_siphash128(const uint64_t key[2], const void *data, size_t len, uint64_t
     out[1] = v0 ^ v1 ^ v2 ^ v3;
 }
 
-static int b64_digit(unsigned char c, int alphabets)
+int tg_base64_digit(unsigned char c, int alphabets)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -282,7 +282,7 @@ long tg_base64_decode(const char *s, size_t n, unsigned char *out, int alphabets
     int bits = 0;
     long o = 0;
     for (size_t i = 0; i < n; i++) {
-        int v = b64_digit((unsigned char)s[i], alphabets);
+        int v = tg_base64_digit((unsigned char)s[i], alphabets);
         if (v < 0)
             return -1;
         acc = acc << 6 | (uint32_t)v;

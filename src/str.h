@@ -79,6 +79,8 @@ size_t tg_fmt_hex(char *p, uint64_t v);
 #define TG_B64_STD 1
 #define TG_B64_URL 2
 long tg_base64_decode(const char *s, size_t n, unsigned char *out, int alphabets, int strict);
+/* One character's value (0 to 63) in `alphabets`, or -1. */
+int tg_base64_digit(unsigned char c, int alphabets);
 
 /* The one unkeyed hash: 64-bit FNV-1a, for tables whose keys a client does
  * not choose, and consistent hashing. Its values are part of behaviour:
