@@ -2,13 +2,6 @@
  * kept in a shared-memory zone (src/cache_store.c) that every worker reads,
  * following RFC 9111's rules for a shared cache, and answered from there.
  *
- *   cache_zone NAME size=SIZE [max_entries=N] [max_entry_size=SIZE]
- *              [path=DIR max_disk=SIZE] [inactive=TIME];   (main)
- *   cache ZONE | off;   cache_key TEMPLATE;   cache_methods GET [HEAD];
- *   cache_bypass TEMPLATE...;   cache_valid [CODE...] TIME;
- *   cache_lock_timeout TIME;   cache_status_header on | off;
- *   cache_store_set_cookie on | off;
- *
  * A content handler placed before the proxy. A request it may answer looks
  * its key up: a fresh entry is served (hit); an entry being filled by
  * another request, in any worker, is followed as its body comes in
@@ -120,6 +113,7 @@ typedef struct {
     tg_cache_file_t file; /* the entry's file (on disk): read, or written by the fill */
     tg_cache_entry_t ve; /* serving a compressed variant of e: its body (cache_variant.c) */
     unsigned variant : 1;
+    unsigned pinned : 1; /* e (and ve when variant) pinned while served: kept if replaced */
     unsigned finishing : 1;
 } ca_ctx_t;
 
@@ -448,6 +442,12 @@ static void ctx_release(void *p)
     ca_ctx_t *x = p;
     ev_timer_stop(tg_worker->loop, &x->timer);
     tg_cache_disk_close(&x->file);
+    if (x->pinned) {
+        tg_cache_unpin(x->c->zone->store, &x->e);
+        if (x->variant)
+            tg_cache_unpin(x->c->zone->store, &x->ve);
+        x->pinned = 0;
+    }
     for (int i = 0; i < CA_BUFS; i++) {
         if (x->buf[i])
             tg_buf_put(x->buf[i]);
@@ -483,9 +483,16 @@ static void poll_later(ca_ctx_t *x)
  * then serve() streams the body. TG_AGAIN (the handler owns the request). */
 static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
 {
+    tg_cache_store_t *st = x->c->zone->store;
+    double now = ev_now(tg_worker->loop);
     char *head = tg_arena_alloc(r->arena, x->e.hlen + 1);
-    if (head == NULL || tg_cache_read(x->c->zone->store, &x->e, 0, head, x->e.hlen) !=
-                            (long)x->e.hlen) {
+    /* pinned, a newer response of the key or a purge does not cut this answer */
+    if (head == NULL || tg_cache_pin(st, &x->e, now) != 0) {
+        tg_request_error(r, 500);
+        return TG_AGAIN;
+    }
+    x->pinned = 1;
+    if (tg_cache_read(st, &x->e, 0, head, x->e.hlen) != (long)x->e.hlen) {
         tg_request_error(r, 500);
         return TG_AGAIN;
     }
@@ -509,11 +516,11 @@ static tg_rc_t serve_begin(tg_request_t *r, ca_ctx_t *x)
         }
     }
     /* a compressed variant of the entry answers, else this answer may store one */
-    int v = r->status == 304 ? 0 : tg_cache_variant_hit(r, x->c->zone->store, x->vkey,
+    int v = r->status == 304 ? 0 : tg_cache_variant_hit(r, st, x->vkey,
                                                         (tg_str_t){head, x->e.hlen}, &x->e,
                                                         (double)x->c->lock_timeout / 1000.0,
                                                         &x->ve);
-    if (v < 0) {
+    if (v < 0 || (v > 0 && tg_cache_pin(st, &x->ve, now) != 0)) {
         tg_request_error(r, 500);
         return TG_AGAIN;
     }

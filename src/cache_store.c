@@ -11,7 +11,7 @@
 #include "cache_store.h"
 #include "shm_table.h"
 
-#define CS_MAGIC 0x3230686361677400ULL /* "\0tgcach02" */
+#define CS_MAGIC 0x3330686361677400ULL /* "\0tgcach03" */
 #define CS_SLOT 4096                    /* bytes of a slot */
 #define CS_DATA (CS_SLOT - TG_SHM_SLOT_HEADER)
 
@@ -22,14 +22,23 @@ typedef struct {
     int64_t clen;
     uint32_t chain, tail; /* raw slots: first and last */
     uint32_t nslots;      /* raw slots in the chain */
-    uint32_t pad;
+    uint32_t pins;        /* requests serving it (tg_cache_pin); CS_DROPPED: out of the index */
     double lock_until; /* LOCKED/FILLING: taken over after this (moved on by progress) */
     double lock_s;
     double atime;  /* last looked up (inactive=) */
     uint64_t fid;  /* the body is in this file (0: in the run) */
     uint64_t dsize; /* bytes of its file */
+    double pinned;  /* when last pinned: pins older than CS_PIN_MAX are a dead worker's */
     tg_cache_meta_t meta;
 } cs_entry_t;
+
+/* An entry replaced, purged or expired while requests are serving its body
+ * leaves the index at once (no lookup finds it) but keeps its slots until
+ * the last of them unpins it. A pin of a worker that died is never taken
+ * back: such an entry goes CS_PIN_MAX after it was last pinned, when room
+ * is needed (a reader still on it then is cut, as before pins). */
+#define CS_DROPPED 0x80000000u
+#define CS_PIN_MAX 600.0
 
 #define CS_INLINE (CS_DATA - sizeof(cs_entry_t))
 
@@ -44,6 +53,7 @@ struct tg_cache_store_s {
     uint64_t disk_bytes, disk_entries;
     uint64_t fseq; /* the last file id handed out */
     uint64_t resets; /* t.resets when the disk gauges were last right */
+    double clock;    /* `now` of the last lookup (for CS_PIN_MAX) */
     char dir[TG_CACHE_DIR_MAX];
 };
 
@@ -132,7 +142,7 @@ static int key_eq(tg_shm_table_t *t, uint32_t ref, const void *key, void *ctx)
     tg_cache_store_t *s = (tg_cache_store_t *)t;
     const tg_str_t *k = key;
     tg_shm_span_t sp = span(s, ref);
-    return entry(s, ref)->klen == k->len &&
+    return !(entry(s, ref)->pins & CS_DROPPED) && entry(s, ref)->klen == k->len &&
            tg_shm_span_io(t, &sp, 0, (void *)k->p, k->len, TG_SHM_SPAN_CMP) == 0;
 }
 
@@ -158,6 +168,21 @@ static void entry_remove(tg_cache_store_t *s, uint32_t ref)
         file_drop(s, entry(s, ref));
     tg_shm_table_chain_free(&s->t, entry(s, ref)->chain);
     tg_shm_table_remove(&s->t, ref);
+}
+
+/* Is the entry pinned by a request that may still serve it? */
+static int pinned(tg_cache_store_t *s, const cs_entry_t *e)
+{
+    return (e->pins & ~CS_DROPPED) && e->pinned + CS_PIN_MAX > s->clock;
+}
+
+/* Take an entry out of the cache: at once, or once its readers are done. */
+static void entry_drop(tg_cache_store_t *s, uint32_t ref)
+{
+    if (pinned(s, entry(s, ref)))
+        entry(s, ref)->pins |= CS_DROPPED;
+    else
+        entry_remove(s, ref);
 }
 
 static void copy_out(tg_cache_store_t *s, uint32_t ref, tg_cache_entry_t *out)
@@ -190,9 +215,11 @@ static int make_room(tg_cache_store_t *s, uint32_t n, int for_entry)
     while (ref && (tg_shm_table_free_slots(&s->t) < n ||
                    (for_entry && s->t.used >= s->max_entries))) {
         uint32_t newer = tg_shm_table_newer(&s->t, ref);
-        if (entry(s, ref)->state == TG_CACHE_READY) {
+        cs_entry_t *e = entry(s, ref);
+        if (e->state == TG_CACHE_READY && !pinned(s, e)) {
+            if (!(e->pins & CS_DROPPED))
+                __atomic_add_fetch(&s->counters[TG_CACHE_C_EVICTED], 1, __ATOMIC_RELAXED);
             entry_remove(s, ref);
-            __atomic_add_fetch(&s->counters[TG_CACHE_C_EVICTED], 1, __ATOMIC_RELAXED);
         }
         ref = newer;
     }
@@ -227,10 +254,10 @@ static void expire(tg_cache_store_t *s, double now)
     for (uint32_t ref = tg_shm_table_oldest(&s->t); ref && s->inactive > 0 && n < CS_EXPIRE_MAX;) {
         uint32_t newer = tg_shm_table_newer(&s->t, ref);
         cs_entry_t *e = entry(s, ref);
-        if (e->state == TG_CACHE_READY) {
+        if (e->state == TG_CACHE_READY && !(e->pins & CS_DROPPED)) {
             if (e->atime + s->inactive >= now)
                 break;
-            entry_remove(s, ref);
+            entry_drop(s, ref);
             n++;
         }
         ref = newer;
@@ -262,6 +289,7 @@ int tg_cache_lookup(tg_cache_store_t *s, tg_str_t key, double now, double lock_s
 {
     if (lock(s) != 0)
         return -1;
+    s->clock = now;
     expire(s, now);
     uint64_t h = key_hash(s, key);
     uint32_t ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
@@ -477,7 +505,7 @@ void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok)
             uint32_t next = tg_shm_table_bucket_next(&s->t, ref);
             if (ref != e->ref && key_eq(&s->t, ref, &key, NULL) &&
                 entry(s, ref)->state == TG_CACHE_READY)
-                entry_remove(s, ref);
+                entry_drop(s, ref);
             ref = next;
         }
         e->state = TG_CACHE_READY;
@@ -504,6 +532,29 @@ long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void 
     }
     unlock(s);
     return rc;
+}
+
+int tg_cache_pin(tg_cache_store_t *s, tg_cache_entry_t *e, double now)
+{
+    if (lock(s) != 0)
+        return -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce) {
+        ce->pins++;
+        ce->pinned = now;
+    }
+    unlock(s);
+    return ce ? 0 : -1;
+}
+
+void tg_cache_unpin(tg_cache_store_t *s, tg_cache_entry_t *e)
+{
+    if (lock(s) != 0)
+        return;
+    cs_entry_t *ce = still(s, e);
+    if (ce && (ce->pins & ~CS_DROPPED) && --ce->pins == CS_DROPPED)
+        entry_remove(s, e->ref); /* the last reader of an entry taken out */
+    unlock(s);
 }
 
 int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m)
@@ -583,6 +634,8 @@ static int purge_match(tg_cache_store_t *s, uint32_t ref, tg_str_t arg, tg_str_t
 {
     cs_entry_t *e = entry(s, ref);
     tg_shm_span_t sp = span(s, ref);
+    if (e->pins & CS_DROPPED)
+        return 0; /* purged already, still being served */
     if (how == TG_CACHE_PURGE_TAG) {
         if (e->state == TG_CACHE_LOCKED || (e->meta.flags & TG_CACHE_F_VARY) ||
             e->hlen > TG_CACHE_TAG_HEAD_MAX)
@@ -593,6 +646,16 @@ static int purge_match(tg_cache_store_t *s, uint32_t ref, tg_str_t arg, tg_str_t
     tg_str_t k = how == TG_CACHE_PURGE_PREFIX ? arg : vkey;
     return e->klen >= k.len && tg_shm_span_io(&s->t, &sp, 0, (void *)k.p, k.len,
                                               TG_SHM_SPAN_CMP) == 0;
+}
+
+/* A purged entry being filled goes at once (its fill fails, as do its
+ * followers); one READY goes once its readers are done. */
+static void purge_one(tg_cache_store_t *s, uint32_t ref)
+{
+    if (entry(s, ref)->state == TG_CACHE_READY)
+        entry_drop(s, ref);
+    else
+        entry_remove(s, ref);
 }
 
 long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
@@ -607,7 +670,7 @@ long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
         uint32_t ref;
         while ((ref = tg_shm_table_find(&s->t, h, &arg, &ops, NULL)) != 0) {
             walk |= (entry(s, ref)->meta.flags & (TG_CACHE_F_VARY | TG_CACHE_F_VARIANTS)) != 0;
-            entry_remove(s, ref);
+            purge_one(s, ref);
             n++;
         }
     }
@@ -618,7 +681,7 @@ long tg_cache_purge(tg_cache_store_t *s, tg_str_t arg, int how)
     for (uint32_t ref = walk ? tg_shm_table_oldest(&s->t) : 0; ref;) {
         uint32_t newer = tg_shm_table_newer(&s->t, ref);
         if (purge_match(s, ref, arg, vkey, how, buf)) {
-            entry_remove(s, ref);
+            purge_one(s, ref);
             n++;
         }
         ref = newer;

@@ -166,8 +166,14 @@ void tg_cache_fill_end(tg_cache_store_t *s, tg_cache_entry_t *e, int ok);
 /* Copy up to `len` bytes at `off` of the entry's head + body run (the head
  * is at 0, the body at e->hlen; of an entry on disk only the head) into `buf`, and refresh *e's state and
  * lengths. Returns the bytes copied (0: none committed there yet), or -1
- * when the entry is gone (evicted, failed, replaced). */
+ * when the entry is gone (its fill failed, or it was taken out unpinned). */
 long tg_cache_read(tg_cache_store_t *s, tg_cache_entry_t *e, uint64_t off, void *buf, size_t len);
+/* A request serving the entry's body pins it, and unpins it when done: a
+ * pinned entry that is replaced, purged or expires leaves the index at
+ * once but keeps its body for its readers until the last unpins it (not
+ * evicted meanwhile). 0, -1 gone. */
+int tg_cache_pin(tg_cache_store_t *s, tg_cache_entry_t *e, double now);
+void tg_cache_unpin(tg_cache_store_t *s, tg_cache_entry_t *e);
 /* Replace the metadata of a READY entry (a 304 refreshed it; UPDATING
  * set or cleared). 0, -1 gone. */
 int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m);

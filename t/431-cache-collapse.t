@@ -8,6 +8,7 @@ use lib 't/lib';
 use Tollgate::Test;
 use IO::Select;
 use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 use JSON::PP qw(decode_json);
 use POSIX ();
 use Time::HiRes qw(time);
@@ -16,6 +17,7 @@ my $up = node_upstream('cache');
 my $tg = tg_start(<<"EOF");
 workers 2;
 cache_zone main size=16m;
+cache_zone big size=64m max_entry_size=16m;
 server {
     listen %%PORT%%;
     listen %%PORT2%% http2;
@@ -23,6 +25,7 @@ server {
     cache_status_header on;
     location / { proxy_pass $up->{addr}; }
     location /lt/ { cache_lock_timeout 300ms; proxy_pass $up->{addr}; }
+    location /big/ { cache big; proxy_pass $up->{addr}; }
 }
 EOF
 
@@ -146,6 +149,49 @@ subtest 'HTTP/2: hits and collapsed answers on streams' => sub {
     ok($body eq body_pattern(300000), 'byte-identical');
     is(`timeout 10 $nghttp '$u'`, body_pattern(300000), 'a hit over HTTP/2: the whole body');
     is(count('/h2'), 1, 'one upstream request') or diag($up->http(GET => '/__count')->{body});
+};
+
+# A client still reading an entry when a newer response of its key is stored
+# (or the entry is purged) gets the whole old body: the entry is pinned while
+# served and leaves the index at once, its memory once the reader is done.
+subtest 'a slow reader is not cut when its entry is replaced' => sub {
+    my $n = 12_000_000;
+    my $path = "/big/r?size=$n&h=Cache-Control:%20max-age=3";
+    my $r = $tg->http(GET => $path);
+    like($r->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored (a miss)');
+    is(length($r->{body}), $n, 'whole');
+    # a small receive buffer, so the answer stays in flight in the gateway
+    my $s = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!";
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) or die "SO_RCVBUF: $!";
+    connect($s, pack_sockaddr_in($tg->port, inet_aton('127.0.0.1'))) or die "connect: $!";
+    syswrite($s, "GET $path HTTP/1.1\r\nHost: 127.0.0.1:@{[$tg->port]}\r\nConnection: close\r\n\r\n");
+    my $buf = '';
+    my $deadline = time + 5;
+    while (length($buf) < 65536 && time < $deadline) {
+        my $got = sysread($s, $buf, 65536, length $buf);
+        last unless $got;
+    }
+    ok($buf =~ /cache-status: tollgate; hit/i, 'the slow reader is on the stored entry')
+        or diag(substr($buf, 0, 300));
+    # once stale (max-age=3 from a whole-second Date), a request fetches a newer response
+    my $fresh;
+    ok(wait_until(sub {
+        my $x = $tg->http(GET => $path);
+        $fresh = $x if ($x->{headers}{'cache-status'} // '') =~ /fwd=/;
+        defined $fresh;
+    }, 8, 0.3), 'a later request is forwarded (the entry went stale)');
+    is(length($fresh->{body}), $n, 'and answered whole');
+    is(count('/big/r'), 2, 'the upstream asked twice') or diag(explain $fresh->{headers});
+    like($tg->http(GET => $path)->{headers}{'cache-status'} // '', qr/hit/, 'the newer response is the entry now');
+    $deadline = time + 30;
+    while (time < $deadline) {
+        my $got = sysread($s, $buf, 1 << 20, length $buf);
+        last unless $got;
+    }
+    close $s;
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    is(length($body), $n, 'the slow reader got the whole body') or diag($head);
+    ok($body eq body_pattern($n), 'byte-identical');
 };
 
 done_testing;
