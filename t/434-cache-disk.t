@@ -132,6 +132,7 @@ subtest "collapsing: followers read the file as it is written (cl=$cl)" => sub {
 subtest 'restart: disk entries are hits again' => sub {
     my $before = count('/big');
     my $tg = tg_start(conf($dir), errors_ok => [qr/path= cannot change/, qr/reload failed/]);
+    wait_until(sub { $tg->error_log =~ /entries read back/ }, 15);
     like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 0 files deleted/,
          'read back at start');
     my $r = $tg->http(GET => '/big?size=2000000', timeout => 20);
@@ -170,6 +171,9 @@ subtest 'kill -9 during a fill: no half entry, temporary file swept' => sub {
     ok(-e "$dir/$tmp", 'the temporary file is left by the crash');
     my $tg2 = tg_start(conf($dir));
     ok(!grep({ /^tmp\./ } files($dir)), 'swept at start');
+    # the master reads the directory back after it opens the listeners: waited for
+    ok(wait_until(sub { $tg2->error_log =~ /cache: \d+ entries read back from \Q$dir\E/ }, 15),
+       'the directory read back');
     like($tg2->error_log, qr/cache: 4 entries read back from \Q$dir\E, 1 files deleted/,
          'the complete entries read back, the partial one deleted');
     my $r = $tg2->http(GET => '/cut?size=4000000&chunk=65536&ms=0', timeout => 30);
@@ -188,6 +192,8 @@ subtest 'a broken file is deleted at start' => sub {
     print $fh "not a cache file";
     close $fh;
     my $tg = tg_start(conf($dir));
+    ok(wait_until(sub { $tg->error_log =~ /cache: \d+ entries read back from \Q$dir\E/ }, 15),
+       'the directory read back');
     like($tg->error_log, qr/cache: 4 entries read back from \Q$dir\E, 2 files deleted/,
          'the truncated and the foreign file deleted');
     ok(!-e "$dir/$f" && !-e "$dir/0123456789abcdef", 'gone');
