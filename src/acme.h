@@ -106,6 +106,11 @@ int tg_acme_pem_load(const char *crt, size_t crt_len, const char *key, size_t ke
                      X509 **leaf, STACK_OF(X509) **chain, EVP_PKEY **pkey);
 int tg_acme_pem_load_files(const char *crt_path, const char *key_path, X509 **leaf,
                            STACK_OF(X509) **chain, EVP_PKEY **pkey);
+/* Copy slot `sl`'s chain and key under its seqlock, at `seq` (an even
+ * sequence read before), and parse them: 0 and the three set (the caller
+ * frees them), -1 when the slot changed meanwhile or they do not parse. */
+int tg_acme_slot_load(const tg_acme_slot_t *sl, uint64_t seq, X509 **leaf,
+                      STACK_OF(X509) **chain, EVP_PKEY **pkey);
 /* Does `leaf` name every name of `cert`, is it valid now, and of its key type? */
 int tg_acme_cert_fits(const tg_acme_cert_t *cert, X509 *leaf, EVP_PKEY *key);
 /* Unix time of an ASN.1 time. */

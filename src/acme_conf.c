@@ -496,6 +496,26 @@ static int alpn_challenge(SSL *ssl, tg_str_t host)
     return ok;
 }
 
+int tg_acme_slot_load(const tg_acme_slot_t *sl, uint64_t seq, X509 **leaf,
+                      STACK_OF(X509) **chain, EVP_PKEY **pkey)
+{
+    char *copy = malloc(TG_ACME_PEM_MAX);
+    if (copy == NULL)
+        return -1;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    uint32_t cl = sl->chain_len, kl = sl->key_len;
+    if (cl + kl <= TG_ACME_PEM_MAX)
+        memcpy(copy, sl->pem, cl + kl);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    int rc = sl->seq == seq && cl + kl <= TG_ACME_PEM_MAX &&
+                     tg_acme_pem_load(copy, cl, copy + cl, kl, leaf, chain, pkey) == 0
+                 ? 0
+                 : -1;
+    OPENSSL_cleanse(copy, TG_ACME_PEM_MAX);
+    free(copy);
+    return rc;
+}
+
 /* ---- workers: new certificates ---- */
 
 static ev_timer poll_timer;           /* per worker: the check for new certificates */
@@ -510,29 +530,18 @@ static void install(tg_acme_main_t *run, int i)
     if (seq == seen_seq[i] || (seq & 1) || sl->chain_len == 0 ||
         strcmp(sl->names, cert->names_text) != 0)
         return;
-    char *copy = malloc(TG_ACME_PEM_MAX);
-    if (copy == NULL)
-        return;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    uint32_t cl = sl->chain_len, kl = sl->key_len;
-    if (cl + kl <= TG_ACME_PEM_MAX)
-        memcpy(copy, sl->pem, cl + kl);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
     X509 *leaf;
     STACK_OF(X509) *chain;
     EVP_PKEY *key;
-    if (sl->seq == seq && cl + kl <= TG_ACME_PEM_MAX &&
-        tg_acme_pem_load(copy, cl, copy + cl, kl, &leaf, &chain, &key) == 0) {
-        if (tg_tls_server_set_cert(NULL, cert->server->mconf, leaf, chain, key) == 0) {
-            seen_seq[i] = seq;
-            tg_log(TG_LOG_INFO, "acme: certificate for %s installed", cert->names_text);
-        }
-        X509_free(leaf);
-        sk_X509_pop_free(chain, X509_free);
-        EVP_PKEY_free(key);
+    if (tg_acme_slot_load(sl, seq, &leaf, &chain, &key) != 0)
+        return;
+    if (tg_tls_server_set_cert(NULL, cert->server->mconf, leaf, chain, key) == 0) {
+        seen_seq[i] = seq;
+        tg_log(TG_LOG_INFO, "acme: certificate for %s installed", cert->names_text);
     }
-    OPENSSL_cleanse(copy, TG_ACME_PEM_MAX);
-    free(copy);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
 }
 
 static void install_all(tg_acme_main_t *run)

@@ -205,29 +205,18 @@ static void follow_acme(const tg_ocsp_entry_t *e, state_t *st, tg_ocsp_slot_t *s
     uint64_t seq = as->seq;
     if (seq == st->acme_seq || (seq & 1) || as->chain_len == 0)
         return;
-    char *copy = malloc(TG_ACME_PEM_MAX);
-    if (copy == NULL)
-        return;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    uint32_t cl = as->chain_len, kl = as->key_len;
-    if (cl + kl <= TG_ACME_PEM_MAX)
-        memcpy(copy, as->pem, cl + kl);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
     X509 *leaf;
     STACK_OF(X509) *chain;
     EVP_PKEY *key;
-    if (as->seq == seq && cl + kl <= TG_ACME_PEM_MAX &&
-        tg_acme_pem_load(copy, cl, copy + cl, kl, &leaf, &chain, &key) == 0) {
-        st->acme_seq = seq;
-        if (state_set(e, st, sl, leaf, chain) != 0)
-            tg_log(TG_LOG_INFO, "ocsp: %s: the ACME certificate has no OCSP URL or issuer, "
-                                "not stapled", st->name);
-        X509_free(leaf);
-        sk_X509_pop_free(chain, X509_free);
-        EVP_PKEY_free(key);
-    }
-    OPENSSL_cleanse(copy, TG_ACME_PEM_MAX);
-    free(copy);
+    if (tg_acme_slot_load(as, seq, &leaf, &chain, &key) != 0)
+        return;
+    st->acme_seq = seq;
+    if (state_set(e, st, sl, leaf, chain) != 0)
+        tg_log(TG_LOG_INFO, "ocsp: %s: the ACME certificate has no OCSP URL or issuer, "
+                            "not stapled", st->name);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
 }
 
 /* Ask the responder. The checked response (DER in *der, malloc'd) with its
