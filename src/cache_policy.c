@@ -199,8 +199,10 @@ int tg_cache_storable(tg_request_t *r, double now, double valid, int store_cooki
     int64_t av;
     if (ah && tg_parse_int(tg_str_trim(ah->value), &av) == 0 && av > 0)
         age = (double)av;
-    if (date >= 0 && now - date > age)
-        age = now - date;
+    /* Date has whole seconds: the time since it counts in whole seconds too
+     * (a response made at x.9 s and dated x is not 0.9 s old on arrival) */
+    if (date >= 0 && floor(now) - date > age)
+        age = floor(now) - date;
     if (age > lifetime + 1e9)
         age = lifetime;
     m->status = st;

@@ -90,6 +90,20 @@ subtest 'expiry: max-age=1 runs out' => sub {
     is(decode_json(get($u)->{body})->{n}, 2, 'and that one is served now');
 };
 
+subtest 'max-age=1 late in the Date second: fresh for a whole second' => sub {
+    # Date has whole seconds: a response made at x.8 s is dated x; it is not
+    # 0.8 s old on arrival (it would then go stale at x+1, 0.2 s later, and
+    # under load every refresh of a max-age=1 endpoint arrived stale)
+    my $t = Time::HiRes::time();
+    sleep(1.8 - ($t - int $t) + ($t - int($t) > 0.8 ? 1 : 0));
+    my $u = p('/late', 'Cache-Control: max-age=1');
+    get($u);
+    sleep 0.4;
+    my $r = get($u);
+    like($r->{headers}{'cache-status'}, qr/^tollgate; hit/, '0.4 s later, past the next second: a hit');
+    is(count('/late'), 1, 'upstream asked once');
+};
+
 subtest 'Expires and Date' => sub {
     my $now = time;
     get(p('/ex', 'Expires: ' . httpdate($now + 60))) for 1 .. 2;
