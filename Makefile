@@ -132,14 +132,18 @@ $(BUILD)/unit/%: t/unit/%.c $(UNIT_OBJS) t/unit/tap.h
 
 unit: $(UNITS)
 
-# The longest files first (mostly waiting on timers: OCSP nextUpdate, ACME
-# renewal), so they overlap the rest instead of ending the run alone.
-TESTS_FIRST := t/644-ocsp.t t/642-acme-renew.t t/434-cache-disk.t
-TESTS := $(TESTS_FIRST) $(filter-out $(TESTS_FIRST),$(sort $(wildcard t/*.t)))
+# Files that mostly wait on timers (OCSP nextUpdate, DNS TTLs and a minute
+# of DNS down, ACME renewal): t/run.sh runs them one by one beside
+# `prove -j2` of the rest, so they do not hold a slot of its two.
+TESTS_WAITING := t/644-ocsp.t t/232-upstream-resolve.t t/642-acme-renew.t
+# the longest of the rest first, so that none ends the run alone
+TESTS_LONG := t/125-deb-package.t t/702-app-rolling.t t/621-grpc.t t/950-valgrind.t \
+              t/603-http2-websocket.t t/272-static-large.t t/434-cache-disk.t
+TESTS := $(TESTS_LONG) $(filter-out $(TESTS_WAITING) $(TESTS_LONG),$(sort $(wildcard t/*.t)))
 
 test: all unit
 	@t/setup.sh
-	TG_UNIT_DIR=$(BUILD)/unit TG_BIN=$(BUILD)/tollgate prove -j2 $(TESTS)
+	TG_UNIT_DIR=$(BUILD)/unit TG_BIN=$(BUILD)/tollgate t/run.sh $(TESTS_WAITING) -- $(TESTS)
 
 run: all
 	@contrib/run-demo
