@@ -942,6 +942,8 @@ static int write_vary_record(ca_ctx_t *x, tg_str_t names, double now)
     return 0;
 }
 
+static void refresh_end(tg_request_t *r, ca_ctx_t *x);
+
 /* The upstream's response head, for a request that holds (or may take) a
  * fill lock: store it when RFC 9111 allows. */
 static void store_head(tg_request_t *r, ca_ctx_t *x)
@@ -991,28 +993,25 @@ static void store_head(tg_request_t *r, ca_ctx_t *x)
         tg_log(TG_LOG_WARN, "cache: no compressed variant for this fill (out of memory)");
 }
 
-/* A refresh got 304 (RFC 9111 4.3.4): the stale entry is fresh again, for
- * the lifetime the 304 gives, or else for the one it had. */
+/* A refresh got 304 (RFC 9111 4.3.4): the stale entry takes the 304's
+ * header fields and is fresh again, for the lifetime its new head gives
+ * (src/cache_policy.c); a new entry of the same body and generation
+ * replaces it (its file, on disk, gets a head file: src/cache_disk.c). */
 static void revalidated(tg_request_t *r, ca_ctx_t *x)
 {
     tg_cache_store_t *st = x->c->zone->store;
     double now = ev_now(tg_worker->loop);
-    tg_cache_meta_t m, *o = &x->old.meta;
-    r->status = o->status;
-    int ok = tg_cache_storable(r, now, -1, 1, &m);
-    r->status = 304;
-    if (!ok) {
-        double shift = now - o->stored;
-        m = *o;
-        m.stored = now;
-        m.fresh_until += shift;
-        m.swr_until += shift;
-        m.sie_until += shift;
+    tg_cache_meta_t m;
+    tg_str_t head;
+    char *old = tg_arena_alloc(r->arena, x->old.hlen + 1);
+    if (old == NULL || tg_cache_read(st, &x->old, 0, old, x->old.hlen) != (long)x->old.hlen ||
+        tg_cache_revalidate(r, (tg_str_t){old, x->old.hlen}, &x->old.meta, now, &head, &m) != 0) {
+        refresh_end(r, x);
+        return;
     }
-    m.status = o->status;
-    m.flags |= o->flags & (TG_CACHE_F_AUTH_OK | TG_CACHE_F_VARIANTS);
-    m.flags &= ~(TG_CACHE_F_UPDATING | TG_CACHE_F_ERRORS);
-    if (tg_cache_update_meta(st, &x->old, &m) == 0)
+    /* no room for the copy: the old head, fresh again */
+    if (tg_cache_disk_rehead(st, &x->old, x->vkey, &m, head, now) == 0 ||
+        tg_cache_update_meta(st, &x->old, &m) == 0)
         tg_cache_count(st, TG_CACHE_C_REVALIDATED);
     x->status = S_REVALIDATED;
 }

@@ -10,7 +10,8 @@
 #include "cache_disk.h"
 #include "log.h"
 
-#define CD_MAGIC 0x31656c6966636774ULL /* "tgcfile1" */
+#define CD_MAGIC 0x31656c6966636774ULL      /* "tgcfile1" */
+#define CD_MAGIC_HEAD 0x3164616568636774ULL /* "tgchead1": a head file */
 #define CD_PATH (TG_CACHE_DIR_MAX + 32)
 #define CD_HEAD_MAX (16u << 20) /* key + head bytes a file read back may have */
 
@@ -73,39 +74,78 @@ static int write_all(int fd, const struct iovec *v, int n, off_t off)
     return 0;
 }
 
-/* Create the temporary file `fid` of entry e with its header, key and head
- * (the body follows at f->base). 0, -1 (logged, nothing left behind). */
-static int file_create(tg_cache_file_t *f, tg_cache_store_t *s, uint64_t fid,
-                       const tg_cache_meta_t *m, tg_str_t key, tg_str_t head)
+/* Write a header (`magic`, the body length `blen`), `key` and `head` at
+ * the start of fd. 0, -1. */
+static int write_head(int fd, uint64_t magic, uint64_t fid, const tg_cache_meta_t *m,
+                      tg_str_t key, tg_str_t head, uint64_t blen)
 {
-    char path[CD_PATH], b[TG_CACHE_FILE_HEAD] = {0};
+    char b[TG_CACHE_FILE_HEAD] = {0};
     char *kh = malloc(key.len + head.len + 1);
-    int fd = -1;
-    if (kh && tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        tg_log_errno(TG_LOG_ERROR, "cache: cannot create a file in %s", tg_cache_store_dir(s));
-        free(kh);
+    if (kh == NULL)
         return -1;
-    }
     memcpy(kh, key.p, key.len);
     memcpy(kh + key.len, head.p, head.len);
     cd_head_t *h = (cd_head_t *)b;
-    *h = (cd_head_t){.magic = CD_MAGIC, .fid = fid, .klen = (uint32_t)key.len,
-                     .hlen = (uint32_t)head.len, .meta = *m,
+    *h = (cd_head_t){.magic = magic, .fid = fid, .klen = (uint32_t)key.len,
+                     .hlen = (uint32_t)head.len, .blen = blen, .meta = *m,
                      .sum = {sum64(kh, key.len + head.len), 0}};
     head_seal(b);
     struct iovec v[2] = {{b, sizeof(b)}, {kh, key.len + head.len}};
     int rc = write_all(fd, v, 2, 0);
     free(kh);
-    if (rc != 0) {
+    return rc;
+}
+
+/* Read and check the header of an open file (`magic`, of entry `fid`,
+ * its size what the header says) and its key + head. 0, *h and *kh
+ * (malloc'd: the caller frees it), or -1. */
+static int read_head(int fd, uint64_t magic, uint64_t fid, cd_head_t *out, char **kh)
+{
+    char b[TG_CACHE_FILE_HEAD];
+    cd_head_t *h = (cd_head_t *)b;
+    struct stat st;
+    *kh = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        pread(fd, b, sizeof(b), 0) != (ssize_t)sizeof(b) || h->magic != magic ||
+        h->fid != fid || h->klen == 0 || (uint64_t)h->klen + h->hlen > CD_HEAD_MAX ||
+        (uint64_t)st.st_size != sizeof(b) + (uint64_t)h->klen + h->hlen +
+                                    (magic == CD_MAGIC ? h->blen : 0))
+        return -1;
+    uint64_t sum = h->sum[1];
+    head_seal(b);
+    size_t khlen = (size_t)h->klen + h->hlen;
+    if (sum != h->sum[1] || (*kh = malloc(khlen + 1)) == NULL ||
+        pread(fd, *kh, khlen, sizeof(b)) != (ssize_t)khlen || sum64(*kh, khlen) != h->sum[0]) {
+        free(*kh);
+        *kh = NULL;
+        return -1;
+    }
+    *out = *h;
+    return 0;
+}
+
+/* Create the temporary file `fid` of entry e with its header, key and head
+ * (the body follows at f->base). 0, -1 (logged, nothing left behind). */
+static int file_create(tg_cache_file_t *f, tg_cache_store_t *s, uint64_t fid,
+                       const tg_cache_meta_t *m, tg_str_t key, tg_str_t head)
+{
+    char path[CD_PATH];
+    int fd = -1;
+    if (tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        tg_log_errno(TG_LOG_ERROR, "cache: cannot create a file in %s", tg_cache_store_dir(s));
+        return -1;
+    }
+    if (write_head(fd, CD_MAGIC, fid, m, key, head, 0) != 0) {
         tg_log_errno(TG_LOG_ERROR, "cache: cannot write %s", path);
         close(fd);
         unlink(path);
         return -1;
     }
-    *f = (tg_cache_file_t){.fd = fd, .fid = fid, .base = sizeof(b) + key.len + head.len,
-                           .open = 1, .writing = 1};
+    *f = (tg_cache_file_t){.fd = fd, .fid = fid,
+                           .base = TG_CACHE_FILE_HEAD + key.len + head.len, .open = 1,
+                           .writing = 1};
     return 0;
 }
 
@@ -196,6 +236,46 @@ void tg_cache_disk_fill_end(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_en
     tg_cache_fill_end(s, e, ok);
 }
 
+int tg_cache_disk_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, tg_str_t key,
+                         const tg_cache_meta_t *m, tg_str_t head, double now)
+{
+    if (e->fid == 0)
+        return tg_cache_rehead(s, e, m, head, 0, now);
+    char body[CD_PATH], path[CD_PATH], tmp[CD_PATH];
+    struct stat st, hst;
+    uint64_t fid = e->fid;
+    int n = snprintf(tmp, sizeof(tmp), "%s/tmp.%016llx.%ld.h", tg_cache_store_dir(s),
+                     (unsigned long long)fid, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof(tmp) || tg_cache_file_path(s, fid, 0, body, sizeof(body)) ||
+        tg_cache_file_path(s, fid, 2, path, sizeof(path)) || stat(body, &st) != 0)
+        return -1; /* the entry went (its file is deleted first) */
+    /* the head file is complete before it gets its name: a crash leaves
+     * the old one (or none) and a temporary file the next start deletes */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int written = fd >= 0 && write_head(fd, CD_MAGIC_HEAD, fid, m, key, head, e->blen) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!written) {
+        tg_log_errno(TG_LOG_ERROR, "cache: cannot write %s", tmp);
+        unlink(tmp);
+    }
+    uint64_t dsize = (uint64_t)st.st_size;
+    if (written)
+        dsize += TG_CACHE_FILE_HEAD + key.len + head.len;
+    else if (stat(path, &hst) == 0)
+        dsize += (uint64_t)hst.st_size;
+    /* the entry in memory first: the new head serves at once, and when the
+     * file cannot follow, the file read back later is the older response,
+     * whole */
+    int rc = tg_cache_rehead(s, e, m, head, dsize, now);
+    if (written && (rc != 0 || rename(tmp, path) != 0)) {
+        if (rc == 0)
+            tg_log_errno(TG_LOG_ERROR, "cache: cannot rename %s", tmp);
+        unlink(tmp);
+    }
+    return rc;
+}
+
 /* Open the file of entry e for reading: the temporary name while it is
  * being filled, else (or when the fill was renamed meanwhile) the final. */
 static int open_entry(tg_cache_file_t *f, tg_cache_store_t *s, const tg_cache_entry_t *e)
@@ -276,36 +356,41 @@ const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, char *err
     return NULL;
 }
 
-/* Read file `name` (fid) of the directory back into the zone: 0, or -1
- * when it is not a complete entry file (the caller deletes it). */
+/* Read file `name` (fid) of the directory back into the zone, with the
+ * head and metadata of its head file when it has a good one (a 304
+ * updated them; a bad one is deleted). 0, or -1 when it is not a complete
+ * entry file (the caller deletes it). */
 static int index_file(tg_cache_store_t *s, int dfd, const char *name, uint64_t fid, double now)
 {
-    char b[TG_CACHE_FILE_HEAD];
-    cd_head_t *h = (cd_head_t *)b;
-    struct stat st;
+    cd_head_t h, hh;
+    char *kh = NULL, *hkh = NULL, hname[32];
+    int rc = -1, hfd = -1;
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -1;
-    char *kh = NULL;
-    int rc = -1;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        pread(fd, b, sizeof(b), 0) != (ssize_t)sizeof(b) || h->magic != CD_MAGIC ||
-        h->fid != fid || h->klen == 0 || (uint64_t)h->klen + h->hlen > CD_HEAD_MAX ||
-        (uint64_t)st.st_size != sizeof(b) + (uint64_t)h->klen + h->hlen + h->blen)
+    if (fd < 0 || read_head(fd, CD_MAGIC, fid, &h, &kh) != 0)
         goto done;
-    uint64_t sum = h->sum[1];
-    head_seal(b);
-    size_t khlen = (size_t)h->klen + h->hlen;
-    if (sum != h->sum[1] || (kh = malloc(khlen)) == NULL ||
-        pread(fd, kh, khlen, sizeof(b)) != (ssize_t)khlen || sum64(kh, khlen) != h->sum[0])
-        goto done;
-    tg_cache_meta_t m = h->meta;
+    tg_cache_meta_t m = h.meta;
+    tg_str_t head = {kh + h.klen, h.hlen};
+    uint64_t dsize = TG_CACHE_FILE_HEAD + (uint64_t)h.klen + h.hlen + h.blen;
+    snprintf(hname, sizeof(hname), "%s.h", name);
+    if ((hfd = openat(dfd, hname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        if (read_head(hfd, CD_MAGIC_HEAD, fid, &hh, &hkh) == 0 && hh.klen == h.klen &&
+            hh.blen == h.blen && memcmp(hkh, kh, h.klen) == 0) {
+            m = hh.meta;
+            head = (tg_str_t){hkh + hh.klen, hh.hlen};
+            dsize += TG_CACHE_FILE_HEAD + (uint64_t)hh.klen + hh.hlen;
+        } else {
+            unlinkat(dfd, hname, 0);
+        }
+    }
     m.flags &= ~(TG_CACHE_F_UPDATING | TG_CACHE_F_ERRORS);
-    rc = tg_cache_store_index(s, (tg_str_t){kh, h->klen}, (tg_str_t){kh + h->klen, h->hlen}, &m,
-                              fid, h->blen, now);
+    rc = tg_cache_store_index(s, (tg_str_t){kh, h.klen}, head, &m, fid, h.blen, dsize, now);
 done:
     free(kh);
-    close(fd);
+    free(hkh);
+    if (hfd >= 0)
+        close(hfd);
+    if (fd >= 0)
+        close(fd);
     return rc;
 }
 
@@ -328,13 +413,30 @@ long tg_cache_disk_index(tg_cache_store_t *s, double now)
             dropped++;
             continue;
         }
-        if (strlen(name) != 16 || strspn(name, "0123456789abcdef") != 16)
+        size_t len = strlen(name);
+        if ((len != 16 && !(len == 18 && strcmp(name + 16, ".h") == 0)) ||
+            strspn(name, "0123456789abcdef") != 16)
             continue; /* not one of ours */
+        if (len == 18) {
+            /* a head file goes with its entry's; alone (a crash while its
+             * entry was deleted), it goes */
+            char body[17];
+            memcpy(body, name, 16);
+            body[16] = 0;
+            if (faccessat(dirfd(d), body, F_OK, 0) != 0 && errno == ENOENT) {
+                unlinkat(dirfd(d), name, 0);
+                dropped++;
+            }
+            continue;
+        }
         uint64_t fid = strtoull(name, &end, 16);
         if (index_file(s, dirfd(d), name, fid, now) == 0) {
             n++;
         } else {
+            char hname[32];
+            snprintf(hname, sizeof(hname), "%s.h", name);
             unlinkat(dirfd(d), name, 0);
+            unlinkat(dirfd(d), hname, 0);
             dropped++;
         }
     }

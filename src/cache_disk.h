@@ -12,9 +12,14 @@
  * once the body is complete; followers in any worker read the temporary
  * file up to the committed length meanwhile. It starts with a header (the
  * key and head lengths, the body length, the metadata, a SipHash of the
- * header, key and head), then the key, the head, the body. At start the
- * master reads the directory back into a new zone: temporary files (a fill
- * a crash cut) go, as do files whose header, sum or length do not check.
+ * header, key and head), then the key, the head, the body. A 304 that
+ * updates the head (RFC 9111 4.3.4) leaves that file alone: the new head
+ * and metadata go to a head file beside it ("ID.h": the same header, the
+ * key and the head), written under a temporary name and renamed over the
+ * last one. At start the master reads the directory back into a new zone:
+ * temporary files (a fill a crash cut) go, as do files whose header, sum
+ * or length do not check and head files of no entry; an entry with a good
+ * head file comes back with its head and metadata.
  *
  * Reads are pread(2) of at most the caller's buffer at a time, on the loop:
  * the pages of a file being served are usually in the page cache (it was
@@ -50,6 +55,14 @@ int tg_cache_disk_fill_body(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_en
  * header and name before the entry is READY. */
 void tg_cache_disk_fill_end(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,
                             int ok);
+/* A 304 updated the head of READY entry e (of `key`) to `head` and its
+ * metadata to `m`: tg_cache_rehead, and for an entry on disk its head file
+ * ("ID.h": a header, the key and the head, no body) is written beside its
+ * file, which is left as it is. Written under a temporary name and renamed,
+ * so that a start reads back either the old head or the new one, whole. 0
+ * and *e the entry now, -1 (nothing changed in memory). */
+int tg_cache_disk_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, tg_str_t key,
+                         const tg_cache_meta_t *m, tg_str_t head, double now);
 /* tg_cache_read for any entry: the body of one on disk comes from its file
  * (opened at the first read, the temporary one while it is being filled). */
 long tg_cache_disk_read(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_t *e,

@@ -1,8 +1,10 @@
 /* RFC 9111 for the response cache (modules/cache.c): whether a response may
  * be stored by a shared cache and for how long, the Vary list and variant
- * keys, and the stored form of a response head ("Name: value" lines). Pure
- * functions of a request and its response; memory from the request arena. */
+ * keys, the stored form of a response head ("Name: value" lines) and what
+ * a 304 makes of it. Pure functions of a request and its response; memory
+ * from the request arena. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include "cache_policy.h"
@@ -247,3 +249,89 @@ int tg_cache_head_serialize(tg_request_t *r, tg_str_t *out)
     return 0;
 }
 
+
+/* May a 304's field of this name replace the stored ones (RFC 9111 3.2)?
+ * Not those a stored head never has, nor Content-Encoding: it describes
+ * the stored body, which the 304 does not change. */
+static int updatable_header(tg_str_t n)
+{
+    return stored_header(n) && !tg_str_caseeq_lit(n, "Content-Encoding");
+}
+
+/* The stored head `old` with the 304's fields (r->resp_headers) in: each
+ * name the 304 has replaces the stored lines of that name, in the place of
+ * the first of them; names the stored head lacks are appended. */
+static int head_merge(tg_request_t *r, tg_str_t old, tg_str_t *out)
+{
+    tg_headers_t *nh = &r->resp_headers;
+    size_t len = old.len;
+    for (uint32_t i = 0; i < nh->n; i++)
+        len += nh->h[i].name.len + nh->h[i].value.len + 3;
+    char *b = tg_arena_alloc(r->arena, len + 1), *w = b;
+    char *placed = tg_arena_alloc(r->arena, nh->n + 1); /* zeroed */
+    if (b == NULL || placed == NULL)
+        return -1;
+    for (const char *p = old.p, *end = old.p + old.len; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || colon == NULL || colon > eol)
+            return -1;
+        tg_str_t name = {p, (size_t)(colon - p)};
+        int replaced = 0;
+        for (uint32_t i = 0; updatable_header(name) && i < nh->n; i++) {
+            if (!tg_str_caseeq(nh->h[i].name, name))
+                continue;
+            replaced = 1;
+            if (placed[i])
+                continue; /* put in place of an earlier line of the name */
+            placed[i] = 1;
+            w += sprintf(w, "%.*s: %.*s\n", TG_STR_FMT(nh->h[i].name), TG_STR_FMT(nh->h[i].value));
+        }
+        if (!replaced) {
+            memcpy(w, p, (size_t)(eol + 1 - p));
+            w += eol + 1 - p;
+        }
+        p = eol + 1;
+    }
+    for (uint32_t i = 0; i < nh->n; i++)
+        if (!placed[i] && updatable_header(nh->h[i].name))
+            w += sprintf(w, "%.*s: %.*s\n", TG_STR_FMT(nh->h[i].name), TG_STR_FMT(nh->h[i].value));
+    *out = (tg_str_t){b, (size_t)(w - b)};
+    return 0;
+}
+
+int tg_cache_revalidate(tg_request_t *r, tg_str_t old, const tg_cache_meta_t *om, double now,
+                        tg_str_t *head, tg_cache_meta_t *m)
+{
+    if (head_merge(r, old, head) != 0)
+        return -1;
+    /* the freshness of the merged head, as if it came now with the 304's
+     * status line replaced by the stored one (and the 304's Age) */
+    char *copy = tg_arena_alloc(r->arena, head->len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, head->p, head->len);
+    tg_headers_t saved = r->resp_headers;
+    tg_header_t *age = tg_headers_find(&saved, TG_STR("Age"));
+    int status = r->status;
+    r->resp_headers = (tg_headers_t){0};
+    r->status = om->status;
+    int ok = tg_cache_head_parse(r, copy, head->len) == 0 &&
+             (age == NULL || tg_headers_add(r->arena, &r->resp_headers, age->name, age->value) == 0);
+    ok = ok && tg_cache_storable(r, now, -1, 1, m);
+    r->resp_headers = saved;
+    r->status = status;
+    if (!ok) {
+        /* nothing there says how long: the lifetime it had, from now */
+        double shift = now - om->stored;
+        *m = *om;
+        m->stored = now;
+        m->fresh_until += shift;
+        m->swr_until += shift;
+        m->sie_until += shift;
+    }
+    m->status = om->status;
+    m->flags |= om->flags & (TG_CACHE_F_AUTH_OK | TG_CACHE_F_VARIANTS);
+    m->flags &= ~(TG_CACHE_F_UPDATING | TG_CACHE_F_ERRORS);
+    return 0;
+}

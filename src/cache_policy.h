@@ -21,5 +21,14 @@ int tg_cache_variant_key(tg_request_t *r, tg_str_t key, tg_str_t names, tg_str_t
  * lines left out), and back into r->resp_headers. 0, -1. */
 int tg_cache_head_serialize(tg_request_t *r, tg_str_t *out);
 int tg_cache_head_parse(tg_request_t *r, char *p, size_t len);
+/* A refresh got 304 (r->resp_headers its fields) for a stored response of
+ * head `old` (as stored) and metadata `om` (RFC 9111 4.3.4). *head: the
+ * stored head with the 304's fields in (RFC 9111 3.2: each field the 304
+ * carries replaces the stored ones of its name; not the framing and
+ * hop-by-hop ones, Age, Set-Cookie, nor Content-Encoding, which describes
+ * the stored body); *m: its freshness computed from that head, else (it
+ * gives none) the lifetime it had counted from now. 0, -1 out of memory. */
+int tg_cache_revalidate(tg_request_t *r, tg_str_t old, const tg_cache_meta_t *om, double now,
+                        tg_str_t *head, tg_cache_meta_t *m);
 
 #endif

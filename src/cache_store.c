@@ -11,7 +11,7 @@
 #include "cache_store.h"
 #include "shm_table.h"
 
-#define CS_MAGIC 0x3330686361677400ULL /* "\0tgcach03" */
+#define CS_MAGIC 0x3430686361677400ULL /* "\0tgcach04" */
 #define CS_SLOT 4096                    /* bytes of a slot */
 #define CS_DATA (CS_SLOT - TG_SHM_SLOT_HEADER)
 
@@ -29,6 +29,9 @@ typedef struct {
     uint64_t fid;  /* the body is in this file (0: in the run) */
     uint64_t dsize; /* bytes of its file */
     double pinned;  /* when last pinned: pins older than CS_PIN_MAX are a dead worker's */
+    uint32_t lent;  /* its file went to the newer entry of its key that a 304 made
+                       (tg_cache_rehead): it stays for this one's readers, is not its */
+    uint32_t pad;
     tg_cache_meta_t meta;
 } cs_entry_t;
 
@@ -96,8 +99,8 @@ int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir
 
 int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s/%s%016llx", s->dir, tmp ? "tmp." : "",
-                     (unsigned long long)fid);
+    int n = snprintf(buf, len, "%s/%s%016llx%s", s->dir, tmp == 1 ? "tmp." : "",
+                     (unsigned long long)fid, tmp == 2 ? ".h" : "");
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
@@ -157,6 +160,10 @@ static void file_drop(tg_cache_store_t *s, cs_entry_t *e)
         unlink(path);
     if (tg_cache_file_path(s, e->fid, 0, path, sizeof(path)) == 0)
         unlink(path);
+    /* after the body's: a crash in between leaves a head file with no
+     * body, which the next start deletes, never an entry back */
+    if (tg_cache_file_path(s, e->fid, 2, path, sizeof(path)) == 0)
+        unlink(path);
     s->disk_bytes -= e->dsize;
     s->disk_entries--;
     e->fid = 0;
@@ -164,7 +171,7 @@ static void file_drop(tg_cache_store_t *s, cs_entry_t *e)
 
 static void entry_remove(tg_cache_store_t *s, uint32_t ref)
 {
-    if (entry(s, ref)->fid)
+    if (entry(s, ref)->fid && !entry(s, ref)->lent)
         file_drop(s, entry(s, ref));
     tg_shm_table_chain_free(&s->t, entry(s, ref)->chain);
     tg_shm_table_remove(&s->t, ref);
@@ -235,7 +242,7 @@ static int disk_room(tg_cache_store_t *s, uint64_t n)
     for (uint32_t ref = tg_shm_table_oldest(&s->t); ref && s->disk_bytes + n > s->max_disk;) {
         uint32_t newer = tg_shm_table_newer(&s->t, ref);
         cs_entry_t *e = entry(s, ref);
-        if (e->fid && e->state == TG_CACHE_READY) {
+        if (e->fid && !e->lent && e->state == TG_CACHE_READY) {
             entry_remove(s, ref);
             __atomic_add_fetch(&s->counters[TG_CACHE_C_EVICTED], 1, __ATOMIC_RELAXED);
         }
@@ -570,6 +577,78 @@ int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cach
     return ce ? 0 : -1;
 }
 
+/* Copy the body of entry `from` (in the run) to `to`'s run after its head,
+ * a slot's worth at a time. 0, -1 (no room). */
+static int body_copy(tg_cache_store_t *s, uint32_t from, uint32_t to)
+{
+    char buf[CS_DATA];
+    uint64_t blen = entry(s, from)->blen;
+    for (uint64_t off = 0; off < blen;) {
+        cs_entry_t *f = entry(s, from);
+        size_t n = blen - off < sizeof(buf) ? (size_t)(blen - off) : sizeof(buf);
+        tg_shm_span_t sp = span(s, from);
+        tg_shm_span_io(&s->t, &sp, f->klen + f->hlen + off, buf, n, TG_SHM_SPAN_READ);
+        if (run_write(s, to, entry(s, to)->hlen + off, buf, n) != 0)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
+int tg_cache_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m,
+                    tg_str_t head, uint64_t dsize, double now)
+{
+    char kb[CS_INLINE];
+    if (lock(s) != 0)
+        return -1;
+    int rc = -1;
+    cs_entry_t *ce = still(s, e);
+    if (ce == NULL || ce->state != TG_CACHE_READY || (ce->pins & CS_DROPPED)) {
+        unlock(s);
+        return -1;
+    }
+    /* pinned meanwhile: the room its copy needs is not made by evicting it */
+    double pinned_at = ce->pinned;
+    ce->pins++;
+    ce->pinned = now;
+    uint32_t klen = ce->klen;
+    tg_shm_span_t sp = span(s, e->ref);
+    tg_shm_span_io(&s->t, &sp, 0, kb, klen, TG_SHM_SPAN_READ);
+    tg_str_t key = {kb, klen};
+    uint32_t ref = add_locked(s, key, key_hash(s, key), now, ce->lock_s);
+    if (ref) {
+        cs_entry_t *ne = entry(s, ref);
+        ne->hlen = (uint32_t)head.len;
+        if (run_write(s, ref, 0, head.p, head.len) != 0 ||
+            (entry(s, e->ref)->fid == 0 && body_copy(s, e->ref, ref) != 0)) {
+            entry_remove(s, ref);
+            ref = 0;
+        }
+    }
+    ce = entry(s, e->ref);
+    ce->pins--;
+    ce->pinned = pinned_at;
+    if (ref) {
+        cs_entry_t *ne = entry(s, ref);
+        ne->state = TG_CACHE_READY;
+        ne->gen = ce->gen; /* the same response: its variants stay its own */
+        ne->blen = ce->blen;
+        ne->clen = ce->clen;
+        ne->meta = *m;
+        if (ce->fid) {
+            ne->fid = ce->fid;
+            ne->dsize = dsize;
+            s->disk_bytes = s->disk_bytes - ce->dsize + dsize;
+            ce->lent = 1;
+        }
+        entry_drop(s, e->ref);
+        copy_out(s, ref, e);
+        rc = 0;
+    }
+    unlock(s);
+    return rc;
+}
+
 int tg_cache_claim_update(tg_cache_store_t *s, tg_cache_entry_t *e, double until)
 {
     if (lock(s) != 0)
@@ -697,13 +776,14 @@ tg_cache_store_t *tg_cache_store_of(const tg_shm_zone_t *z)
 }
 
 int tg_cache_store_index(tg_cache_store_t *s, tg_str_t key, tg_str_t head,
-                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, double now)
+                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, uint64_t dsize,
+                         double now)
 {
     if (lock(s) != 0)
         return -1;
     if (fid > s->fseq)
         s->fseq = fid;
-    uint64_t h = key_hash(s, key), fsize = TG_CACHE_FILE_HEAD + key.len + head.len + blen;
+    uint64_t h = key_hash(s, key), fsize = dsize;
     uint32_t ref = tg_shm_table_find(&s->t, h, &key, &ops, NULL);
     if (ref && entry(s, ref)->meta.stored >= m->stored)
         ref = UINT32_MAX; /* a newer response of the key is in: this file goes */

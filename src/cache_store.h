@@ -116,16 +116,19 @@ int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir
                            uint64_t max_disk);
 /* The bytes before the key in an entry's file (src/cache_disk.c). */
 #define TG_CACHE_FILE_HEAD 128
-/* The name of file `fid` (or of its temporary name while being filled). */
+/* The name of file `fid`: `tmp` 0 the entry's file, 1 its temporary name
+ * while being filled, 2 its head file (a head a 304 updated, src/cache_disk.c). */
 int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len);
 const char *tg_cache_store_dir(tg_cache_store_t *s);
 /* 1 the first time it is asked of a zone with disk storage (the master
  * then reads the files back), else 0. */
 int tg_cache_store_claim_index(tg_cache_store_t *s);
-/* A READY entry for a file read back: 0, -1 no room (or a newer response
- * of the key is in): the caller deletes the file. */
+/* A READY entry for a file read back (its files are `dsize` bytes): 0, -1
+ * no room (or a newer response of the key is in): the caller deletes the
+ * file. */
 int tg_cache_store_index(tg_cache_store_t *s, tg_str_t key, tg_str_t head,
-                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, double now);
+                         const tg_cache_meta_t *m, uint64_t fid, uint64_t blen, uint64_t dsize,
+                         double now);
 
 /* Look `key` up at time `now`. Returns 1 and *e when an entry is there
  * (any state); 0 when there is none and, if lock_s > 0, a fill lock was
@@ -177,6 +180,16 @@ void tg_cache_unpin(tg_cache_store_t *s, tg_cache_entry_t *e);
 /* Replace the metadata of a READY entry (a 304 refreshed it; UPDATING
  * set or cleared). 0, -1 gone. */
 int tg_cache_update_meta(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m);
+/* A 304 updated the head of READY entry *e (RFC 9111 4.3.4): a new READY
+ * entry of its key takes its place, in one step under the lock, with
+ * `head`, metadata `m` and the same body (copied when in memory; when on
+ * disk, its file passes to the new entry, whose file bytes are `dsize`)
+ * and the same generation (the same response: its compressed variants,
+ * made from that generation, stay valid). The old entry leaves the index
+ * and stays for the requests still serving it (tg_cache_pin). 0 and *e the
+ * new entry; -1 gone, or no room for the copy (nothing changed). */
+int tg_cache_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_meta_t *m,
+                    tg_str_t head, uint64_t dsize, double now);
 /* Set TG_CACHE_F_UPDATING on a READY entry unless it is set already (and
  * not run out: `until` is the claim's end), clearing the error flags of an
  * earlier refresh: 1 when this caller set it (it refreshes), 0 when

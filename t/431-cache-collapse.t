@@ -194,4 +194,50 @@ subtest 'a slow reader is not cut when its entry is replaced' => sub {
     ok($body eq body_pattern($n), 'byte-identical');
 };
 
+# A 304 that updates the stored head makes a new entry with a copy of the
+# body (in memory); a client still reading the old one gets it whole.
+subtest 'a slow reader is not cut when a 304 updates its entry' => sub {
+    my $n = 12_000_000;
+    my $path = "/big/r304?size=$n&etag=v1&h=X-Version:1&h=Cache-Control:%20max-age=2";
+    my $r = $tg->http(GET => $path);
+    like($r->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored (a miss)');
+    my $s = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!";
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) or die "SO_RCVBUF: $!";
+    connect($s, pack_sockaddr_in($tg->port, inet_aton('127.0.0.1'))) or die "connect: $!";
+    syswrite($s, "GET $path HTTP/1.1\r\nHost: 127.0.0.1:@{[$tg->port]}\r\nConnection: close\r\n\r\n");
+    my $buf = '';
+    my $deadline = time + 5;
+    while (length($buf) < 65536 && time < $deadline) {
+        my $got = sysread($s, $buf, 65536, length $buf);
+        last unless $got;
+    }
+    ok($buf =~ /cache-status: tollgate; hit/i, 'the slow reader is on the stored entry')
+        or diag(substr($buf, 0, 300));
+    $up->http(POST => '/__r304?path=/big/r304&h=ETag:%20"v2"&h=X-Version:%202'
+                      . '&h=Cache-Control:%20max-age=60');
+    my $rv;
+    ok(wait_until(sub {
+        my $x = $tg->http(GET => $path);
+        $rv = $x if ($x->{headers}{'cache-status'} // '') =~ /fwd=/;
+        defined $rv;
+    }, 8, 0.3), 'once stale, a request revalidates');
+    like($rv->{headers}{'cache-status'}, qr/fwd-status=304/, 'by a 304');
+    is($rv->{headers}{'x-version'}, '2', 'the updated head');
+    ok(length($rv->{body}) == $n && $rv->{body} eq body_pattern($n), 'the copied body, whole');
+    my $h = $tg->http(GET => $path);
+    like($h->{headers}{'cache-status'} // '', qr/^tollgate; hit/, 'then a hit');
+    is($h->{headers}{'x-version'}, '2', 'on the updated entry');
+    is(count('/big/r304'), 2, 'the upstream asked twice');
+    $deadline = time + 30;
+    while (time < $deadline) {
+        my $got = sysread($s, $buf, 1 << 20, length $buf);
+        last unless $got;
+    }
+    close $s;
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    like($head, qr/\r\nx-version: 1\r\n/i, 'the slow reader: the old head');
+    is(length($body), $n, 'and the whole body') or diag($head);
+    ok($body eq body_pattern($n), 'byte-identical');
+};
+
 done_testing;

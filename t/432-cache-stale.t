@@ -1,5 +1,6 @@
 # Stale entries (docs/cache.md): revalidation with If-None-Match and
-# If-Modified-Since (a 304 refreshes the entry), stale-while-revalidate
+# If-Modified-Since (a 304 refreshes the entry and updates its stored
+# header fields), stale-while-revalidate
 # (stale at once, one background refresh), stale-if-error and
 # cache_use_stale with the upstream failing and then killed.
 use v5.36;
@@ -54,6 +55,62 @@ subtest 'If-Modified-Since' => sub {
     is($r2->{body}, $r1->{body}, 'stored body after 304');
     like($r2->{headers}{'cache-status'}, qr/fwd-status=304/, 'revalidated');
     is(count('/lm'), 2, 'two requests');
+};
+
+sub r304($path, @h) {
+    $up->http(POST => "/__r304?path=$path" . join('', map { '&h=' . ($_ =~ s/ /%20/gr) } @h));
+}
+
+subtest 'a 304 updates the stored header fields (RFC 9111 4.3.4)' => sub {
+    my $u = '/upd?etag=v1&h=X-Version:1&h=X-Keep:k&' . cc('max-age=1');
+    my $r1 = get($u);
+    is($r1->{headers}{etag}, '"v1"', 'stored with ETag v1');
+    r304('/upd', 'ETag: "v2"', 'X-Version: 2', 'Cache-Control: max-age=60', 'Content-Length: 5');
+    sleep 1.3;
+    my $r2 = get($u);
+    like($r2->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304; ttl=(59|60)$/,
+         'revalidated, fresh for the 304\'s max-age');
+    is($r2->{headers}{etag}, '"v2"', 'the answer to the revalidating request: new ETag');
+    is($r2->{body}, $r1->{body}, 'the stored body');
+    is(count('/upd'), 2, 'one conditional request');
+    sleep 1.3; # past the lifetime the entry had (max-age=1)
+    my $r3 = get($u);
+    like($r3->{headers}{'cache-status'}, qr/^tollgate; hit; ttl=5\d$/, 'still fresh: a hit');
+    is(count('/upd'), 2, 'no request');
+    is($r3->{headers}{etag}, '"v2"', 'ETag from the 304');
+    is($r3->{headers}{'x-version'}, '2', 'X-Version from the 304');
+    is($r3->{headers}{'cache-control'}, 'max-age=60', 'Cache-Control from the 304');
+    is($r3->{headers}{'x-keep'}, 'k', 'a field the 304 lacks is kept');
+    is($r3->{headers}{'content-type'}, 'application/json', 'Content-Type kept (the 304 has none)');
+    is($r3->{headers}{'content-length'}, length($r1->{body}),
+       "Content-Length is the body's, not the 304's");
+    is($r3->{body}, $r1->{body}, 'the same body');
+    for my $n (qw(date etag cache-control)) {
+        is(scalar(grep { lc $_->[0] eq $n } @{$r3->{header_list}}), 1, "one $n line");
+    }
+    my $c = $tg->http(GET => $u, headers => { 'If-None-Match' => '"v2"' });
+    is($c->{status}, 304, "the client's If-None-Match is checked against the new ETag");
+};
+
+subtest 'a 304 that carries Content-Type replaces it; a later 304 updates again' => sub {
+    my $u = '/upd2?etag=v1&' . cc('max-age=1');
+    my $r1 = get($u);
+    r304('/upd2', 'ETag: "v2"', 'Content-Type: text/x-new', 'Cache-Control: max-age=1');
+    sleep 1.3;
+    my $r2 = get($u);
+    like($r2->{headers}{'cache-status'}, qr/fwd-status=304/, 'revalidated');
+    is($r2->{headers}{'content-type'}, 'text/x-new', 'Content-Type from the 304');
+    r304('/upd2', 'ETag: "v3"', 'X-Third: 3', 'Cache-Control: max-age=60');
+    sleep 1.3;
+    my $r3 = get($u);
+    like($r3->{headers}{'cache-status'}, qr/fwd-status=304/, 'revalidated again');
+    my $r4 = get($u);
+    like($r4->{headers}{'cache-status'}, qr/^tollgate; hit/, 'a hit');
+    is($r4->{headers}{etag}, '"v3"', 'the second 304\'s ETag');
+    is($r4->{headers}{'x-third'}, '3', 'its new field');
+    is($r4->{headers}{'content-type'}, 'text/x-new', 'the first 304\'s Content-Type kept');
+    is($r4->{body}, $r1->{body}, 'the same body');
+    is(count('/upd2'), 3, 'two conditional requests');
 };
 
 subtest 'a changed resource replaces the entry' => sub {

@@ -257,6 +257,82 @@ subtest 'inactive=: entries not looked up go' => sub {
     $tg->stop;
 };
 
+subtest 'a 304 updates a disk entry: its head file, read back after a restart' => sub {
+    my $d = "$root/rv";
+    my $u = '/rv?size=300000&maxage=1&etag=v1';
+    my $tg = tg_start(conf($d));
+    my $r1 = $tg->http(GET => $u, timeout => 20);
+    like($r1->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored');
+    my ($body) = files($d);
+    my $bsize = -s "$d/$body";
+    cmp_ok($bsize, '>', 300000, 'on disk');
+    $up->http(POST => '/__r304?path=/rv&h=ETag:%20"v2"&h=X-Version:%202'
+                      . '&h=Cache-Control:%20max-age=60');
+    sleep 1.3;
+    my $r2 = $tg->http(GET => $u, timeout => 20);
+    like($r2->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304/, 'revalidated');
+    is($r2->{headers}{etag}, '"v2"', 'with the new ETag');
+    ok($r2->{body} eq pattern(300000), 'the body from the file');
+    my $r3 = $tg->http(GET => $u, timeout => 20);
+    like($r3->{headers}{'cache-status'}, qr/^tollgate; hit; ttl=5\d$/, 'a hit, fresh for 60 s');
+    is($r3->{headers}{'x-version'}, '2', 'X-Version from the 304');
+    is_deeply([files($d)], [$body, "$body.h"], 'the entry\'s file and its head file');
+    is(-s "$d/$body", $bsize, 'the entry\'s file is left as it is');
+    is(stats($tg)->{disk_bytes}, $bsize + -s "$d/$body.h", 'stats: disk_bytes count both');
+    $tg->stop;
+
+    $tg = tg_start(conf($d));
+    ok(wait_until(sub { $tg->error_log =~ /cache: \d+ entries read back from \Q$d\E/ }, 15),
+       'the directory read back');
+    like($tg->error_log, qr/cache: 1 entries read back from \Q$d\E, 0 files deleted/,
+         'the entry read back');
+    my $r4 = $tg->http(GET => $u, timeout => 20);
+    like($r4->{headers}{'cache-status'}, qr/^tollgate; hit; ttl=\d+$/,
+         'after the restart: a hit, still fresh (its first lifetime ran out long ago)');
+    is($r4->{headers}{etag}, '"v2"', 'the new ETag');
+    is($r4->{headers}{'x-version'}, '2', 'X-Version');
+    is($r4->{headers}{'cache-control'}, 'max-age=60', 'Cache-Control');
+    is($r4->{headers}{'content-type'}, 'application/octet-stream', 'Content-Type kept');
+    is($r4->{headers}{'content-length'}, 300000, 'Content-Length');
+    ok($r4->{body} eq pattern(300000), 'byte-identical body');
+    is(count('/rv'), 2, 'no upstream request since the 304');
+    is(stats($tg)->{disk_bytes}, $bsize + -s "$d/$body.h", 'stats: disk_bytes after the restart');
+    $tg->stop;
+
+    # a head file that does not check is deleted: the entry comes back as
+    # it was first stored (expired: revalidated again)
+    open(my $fh, '+<', "$d/$body.h") or die;
+    seek($fh, -3, 2);
+    print $fh 'XYZ';
+    close $fh;
+    $tg = tg_start(conf($d));
+    ok(wait_until(sub { $tg->error_log =~ /cache: \d+ entries read back from \Q$d\E/ }, 15),
+       'read back');
+    ok(!-e "$d/$body.h" && -e "$d/$body", 'the broken head file deleted, the entry kept');
+    my $r5 = $tg->http(GET => $u, timeout => 20);
+    like($r5->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304/,
+         'its first head: stale, revalidated');
+    ok($r5->{body} eq pattern(300000), 'the body');
+    is(count('/rv'), 3, 'one more conditional request');
+    ok(-e "$d/$body.h", 'a new head file');
+    # a purge deletes both files
+    like($tg->http(PURGE => '/__purge?prefix=http127.0.0.1%2Frv')->{body}, qr/"purged": 1/,
+         'purged');
+    is_deeply([files($d)], [], 'both files deleted');
+    is(stats($tg)->{disk_bytes}, 0, 'no bytes on disk');
+    $tg->stop;
+    open($fh, '>', "$d/00000000000000ff.h") or die;
+    print $fh 'orphan';
+    close $fh;
+    $tg = tg_start(conf($d));
+    ok(wait_until(sub { $tg->error_log =~ /cache: \d+ entries read back from \Q$d\E/ }, 15),
+       'read back');
+    like($tg->error_log, qr/cache: 0 entries read back from \Q$d\E, 1 files deleted/,
+         'a head file with no entry file is deleted');
+    is_deeply([files($d)], [], 'none left');
+    $tg->stop;
+};
+
 subtest 'bad configs' => sub {
     my $file = "$root/plain";
     open(my $fh, '>', $file) or die;

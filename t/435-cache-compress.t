@@ -4,7 +4,8 @@
 # variant without compressing again (the compression counter stays put),
 # byte-identical each time. Identity clients, HEAD, Range, a response the
 # upstream encoded itself, purge, a body changed by a refresh, a 304 that
-# keeps the variants, a body under compress_min_length, HTTP/2.
+# keeps the variants (served with the head it updated), a body under
+# compress_min_length, HTTP/2.
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
@@ -182,6 +183,31 @@ subtest 'a 304 keeps the variants; a new body drops them' => sub {
     $r = get($n, 'Accept-Encoding' => 'gzip');
     is(decode_json(decode('gzip', $r->{body}) // '{}')->{n}, 2, 'the next hit: the new body');
     is(counters()->{served} - $c1->{served}, 1, 'from the new variant');
+};
+
+subtest 'a variant served after a 304 carries the header fields the 304 updated' => sub {
+    my $u = "/rv2?size=$N&etag=e&h=X-Version:1&h=Cache-Control:%20max-age=1";
+    my $first = get($u, 'Accept-Encoding' => 'gzip');
+    is($first->{headers}{'x-version'}, '1', 'stored with X-Version: 1');
+    $up->http(POST => '/__r304?path=/rv2&h=ETag:%20"e2"&h=X-Version:%202'
+                      . '&h=Cache-Control:%20max-age=60');
+    sleep 1.3;
+    my $c0 = counters();
+    my $r = get($u, 'Accept-Encoding' => 'gzip');
+    like($r->{headers}{'cache-status'} // '', qr/fwd=stale; fwd-status=304/, 'revalidated by a 304');
+    ok($r->{body} eq $first->{body}, 'the same variant');
+    is($r->{headers}{'x-version'}, '2', 'with X-Version from the 304');
+    like($r->{headers}{etag} // '', qr/"e2"/, 'and its ETag');
+    $r = get($u, 'Accept-Encoding' => 'gzip');
+    like($r->{headers}{'cache-status'} // '', qr/^tollgate; hit/, 'then a hit');
+    is($r->{headers}{'x-version'}, '2', 'X-Version: 2');
+    is($r->{headers}{'content-encoding'}, 'gzip', 'gzip');
+    ok((decode('gzip', $r->{body}) // '') eq body_pattern($N), 'the body');
+    my $c1 = counters();
+    is($c1->{compressed}, $c0->{compressed}, 'not compressed again');
+    is($c1->{served} - $c0->{served}, 2, 'both served from the variant');
+    is(get($u)->{headers}{'x-version'}, '2', 'identity: X-Version: 2 too');
+    is(count('/rv2'), 2, 'one conditional request');
 };
 
 subtest 'a chunked upstream body (compress decides on its first bytes)' => sub {

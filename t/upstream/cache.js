@@ -19,6 +19,9 @@
 //     ?delay=MS             answer after MS milliseconds
 //   POST /__set?status=S&delay=MS   from now on every answer has status S
 //                           (0: its own) and comes MS ms late (not counted)
+//   POST /__r304?path=P&h=Name:value...   from now on a request for P with
+//                           If-None-Match or If-Modified-Since gets 304 with
+//                           exactly these headers (counted as a request)
 'use strict';
 const http = require('http');
 
@@ -27,6 +30,7 @@ let counts = {};
 let total = 0;
 let forceStatus = 0;
 let forceDelay = 0;
+const r304 = {}; // path -> the headers of its 304
 const LM = 'Mon, 01 Jan 2024 00:00:00 GMT';
 
 function pattern(off, len) {
@@ -35,14 +39,25 @@ function pattern(off, len) {
     return b;
 }
 
-function answer(req, res, u) {
-    const q = u.searchParams;
+function queryHeaders(q) {
     const headers = {};
     for (const h of q.getAll('h')) {
         const i = h.indexOf(':');
         const name = h.slice(0, i).trim();
         const v = h.slice(i + 1).trim();
         headers[name] = headers[name] === undefined ? v : [].concat(headers[name], v);
+    }
+    return headers;
+}
+
+function answer(req, res, u) {
+    const q = u.searchParams;
+    const headers = queryHeaders(q);
+    if (r304[u.pathname] && !forceStatus &&
+        (req.headers['if-none-match'] || req.headers['if-modified-since'])) {
+        res.writeHead(304, r304[u.pathname]);
+        res.end();
+        return;
     }
     const etag = q.get('etag');
     if (etag !== null && !forceStatus) {
@@ -99,6 +114,12 @@ http.createServer((req, res) => {
         if (req.method === 'DELETE') { counts = {}; total = 0; }
         res.writeHead(200, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify({ total, paths: counts }));
+        return;
+    }
+    if (u.pathname === '/__r304') {
+        r304[u.searchParams.get('path')] = queryHeaders(u.searchParams);
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok');
         return;
     }
     if (u.pathname === '/__set') {

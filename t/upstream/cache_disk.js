@@ -8,11 +8,15 @@
 //                     ?size=N pattern bytes (byte i is 'a' + i % 26) in
 //                     ?chunk=K byte writes (64 KB), ?ms=T ms apart (0), with
 //                     Content-Length unless ?cl=0 (then chunked)
+//     ?etag=V         ETag: "V"
+//   POST /__r304?path=P&h=Name:value...   from now on a request for P with
+//                     If-None-Match gets 304 with exactly these headers
 'use strict';
 const http = require('http');
 
 const PORT = parseInt(process.env.PORT || '0', 10);
 const counts = {};
+const r304 = {}; // path -> the headers of its 304
 let total = 0;
 const BLOCK = 1 << 20;
 const pat = Buffer.allocUnsafe(BLOCK + 26);
@@ -25,9 +29,25 @@ http.createServer((req, res) => {
         res.end(JSON.stringify({ total, paths: counts }));
         return;
     }
+    const q = u.searchParams;
+    if (u.pathname === '/__r304') {
+        const h = {};
+        for (const kv of q.getAll('h')) {
+            const i = kv.indexOf(':');
+            h[kv.slice(0, i).trim()] = kv.slice(i + 1).trim();
+        }
+        r304[q.get('path')] = h;
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok');
+        return;
+    }
     counts[u.pathname] = (counts[u.pathname] || 0) + 1;
     total++;
-    const q = u.searchParams;
+    if (r304[u.pathname] && req.headers['if-none-match']) {
+        res.writeHead(304, r304[u.pathname]);
+        res.end();
+        return;
+    }
     const size = parseInt(q.get('size') || '0', 10);
     const chunk = Math.min(BLOCK, parseInt(q.get('chunk') || '65536', 10));
     const ms = parseInt(q.get('ms') || '0', 10);
@@ -35,6 +55,7 @@ http.createServer((req, res) => {
         'Content-Type': 'application/octet-stream',
         'Cache-Control': 'max-age=' + (q.get('maxage') || '600'),
     };
+    if (q.get('etag') !== null) headers['ETag'] = '"' + q.get('etag') + '"';
     if (q.get('cl') !== '0') headers['Content-Length'] = String(size);
     res.writeHead(200, headers);
     let off = 0;
