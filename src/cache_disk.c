@@ -371,7 +371,7 @@ static int index_file(tg_cache_store_t *s, int dfd, const char *name, uint64_t f
     tg_cache_meta_t m = h.meta;
     tg_str_t head = {kh + h.klen, h.hlen};
     uint64_t dsize = TG_CACHE_FILE_HEAD + (uint64_t)h.klen + h.hlen + h.blen;
-    snprintf(hname, sizeof(hname), "%s.h", name);
+    snprintf(hname, sizeof(hname), "%.16s.h", name); /* name: 16 hex digits */
     if ((hfd = openat(dfd, hname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         if (read_head(hfd, CD_MAGIC_HEAD, fid, &hh, &hkh) == 0 && hh.klen == h.klen &&
             hh.blen == h.blen && memcmp(hkh, kh, h.klen) == 0) {
@@ -434,7 +434,7 @@ long tg_cache_disk_index(tg_cache_store_t *s, double now)
             n++;
         } else {
             char hname[32];
-            snprintf(hname, sizeof(hname), "%s.h", name);
+            snprintf(hname, sizeof(hname), "%.16s.h", name); /* name: 16 hex digits */
             unlinkat(dirfd(d), name, 0);
             unlinkat(dirfd(d), hname, 0);
             dropped++;

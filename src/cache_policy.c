@@ -317,7 +317,8 @@ int tg_cache_revalidate(tg_request_t *r, tg_str_t old, const tg_cache_meta_t *om
     r->resp_headers = (tg_headers_t){0};
     r->status = om->status;
     int ok = tg_cache_head_parse(r, copy, head->len) == 0 &&
-             (age == NULL || tg_headers_add(r->arena, &r->resp_headers, age->name, age->value) == 0);
+             (age == NULL ||
+              tg_headers_add(r->arena, &r->resp_headers, age->name, age->value) == 0);
     ok = ok && tg_cache_storable(r, now, -1, 1, m);
     r->resp_headers = saved;
     r->status = status;

@@ -630,7 +630,6 @@ int tg_cache_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_met
     ce->pinned = pinned_at;
     if (ref) {
         cs_entry_t *ne = entry(s, ref);
-        ne->state = TG_CACHE_READY;
         ne->gen = ce->gen; /* the same response: its variants stay its own */
         ne->blen = ce->blen;
         ne->clen = ce->clen;
@@ -640,7 +639,11 @@ int tg_cache_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, const tg_cache_met
             ne->dsize = dsize;
             s->disk_bytes = s->disk_bytes - ce->dsize + dsize;
             ce->lent = 1;
+            /* a longer head file: within max_disk (neither entry is taken:
+             * the new one is not READY yet, the old one has no file now) */
+            disk_room(s, 0);
         }
+        ne->state = TG_CACHE_READY;
         entry_drop(s, e->ref);
         copy_out(s, ref, e);
         rc = 0;

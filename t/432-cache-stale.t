@@ -68,7 +68,7 @@ subtest 'a 304 updates the stored header fields (RFC 9111 4.3.4)' => sub {
     r304('/upd', 'ETag: "v2"', 'X-Version: 2', 'Cache-Control: max-age=60', 'Content-Length: 5');
     sleep 1.3;
     my $r2 = get($u);
-    like($r2->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304; ttl=(59|60)$/,
+    like($r2->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304; ttl=(5[89]|60)$/,
          'revalidated, fresh for the 304\'s max-age');
     is($r2->{headers}{etag}, '"v2"', 'the answer to the revalidating request: new ETag');
     is($r2->{body}, $r1->{body}, 'the stored body');

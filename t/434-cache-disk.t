@@ -2,7 +2,9 @@
 # max_entry_size go to files in path= (written under a temporary name,
 # renamed when complete), served from there, read back after a restart and
 # after kill -9 (never a half entry), evicted within max_disk, dropped after
-# inactive=; a 1 GB response with the workers' memory flat; bad paths.
+# inactive=; a 304 that updates an entry's head (a head file beside it, read
+# back after a restart); a 1 GB response with the workers' memory flat; bad
+# paths.
 use v5.36;
 use Test::More;
 use lib 't/lib';
