@@ -1006,6 +1006,14 @@ static const tg_carrier_t h1_carrier = {
     .send_file = h1_send_file,
 };
 
+/* TLS: a queued head shorter than TG_TLS_GATHER_MAX goes out in one record
+ * with the body bytes that follow it (tg_tls_writev gathers them). */
+static size_t h1_tls_body_lead(tg_request_t *r)
+{
+    size_t n = HR(r)->out.pending;
+    return n < TG_TLS_GATHER_MAX ? n : 0;
+}
+
 /* TLS: file bodies are copied by the request layer (no send_file) */
 static const tg_carrier_t h1_tls_carrier = {
     .protocol = "HTTP/1.1",
@@ -1017,6 +1025,7 @@ static const tg_carrier_t h1_tls_carrier = {
     .body_consumed = h1_body_consumed,
     .tunnel_begin = h1_tunnel_begin,
     .tunnel_active = h1_tunnel_active,
+    .body_lead = h1_tls_body_lead,
 };
 
 static const tg_proto_t h1_proto = {

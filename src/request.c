@@ -512,10 +512,9 @@ static void file_buf_release(void *p)
 
 /* Bytes read into the file buffer: through the body filters to the carrier.
  * 1: the caller may go on; 0: wait for on_drained; -1: abort. */
-static int file_pass(tg_request_t *r, size_t n)
+static int file_pass(tg_request_t *r, size_t n, size_t first)
 {
     tg_spans_t spans = {0};
-    size_t first = (size_t)(r->file_buf->end - r->file_buf->start);
     tg_spans_add(&spans, r->file_buf->start, n < first ? n : first);
     if (n > first)
         tg_spans_add(&spans, r->file_buf2->start, n - first);
@@ -539,7 +538,7 @@ static void file_read_done(void *data, tg_file_io_t *io)
     r->file_io = NULL;
     int rc = -1;
     if (io->res == (ssize_t)io->len)
-        rc = file_pass(r, io->len);
+        rc = file_pass(r, io->len, io->len);
     else
         file_read_failed(r, io->off + (io->res > 0 ? io->res : 0), io->res, io->err);
     if (rc < 0)
@@ -573,12 +572,18 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         }
     }
     tg_buf_t *b = r->file_buf;
-    size_t cap = (size_t)(b->end - b->start);
-    struct iovec iov[2] = {{b->start, len < cap ? len : cap}};
+    size_t cap = (size_t)(b->end - b->start), first = cap;
+    if (r->carrier->body_lead) {
+        /* the head shares the first buffer's record: read that much less */
+        size_t lead = r->carrier->body_lead(r);
+        if (lead < cap)
+            first = cap - lead;
+    }
+    struct iovec iov[2] = {{b->start, len < first ? len : first}};
     int niov = 1;
-    if (len > cap && (r->file_buf2 || (r->file_buf2 = tg_buf_get()))) {
+    if (len > first && (r->file_buf2 || (r->file_buf2 = tg_buf_get()))) {
         iov[1].iov_base = r->file_buf2->start;
-        iov[1].iov_len = len - cap < cap ? len - cap : cap;
+        iov[1].iov_len = len - first < cap ? len - first : cap;
         niov = 2;
     }
     size_t want = iov[0].iov_len;
@@ -604,7 +609,7 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         return -1;
     }
     *sent = (size_t)n;
-    return file_pass(r, (size_t)n);
+    return file_pass(r, (size_t)n, iov[0].iov_len);
 }
 
 int tg_request_flush(tg_request_t *r)

@@ -101,6 +101,11 @@ typedef struct {
      * the file into a pool buffer (in a file thread when the page cache
      * does not have the bytes, src/file_io.h) and uses send_body. */
     int (*send_file)(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
+    /* body_lead (may be NULL): the bytes queued ahead of the body (the head)
+     * that the carrier sends in one TLS record with the first body bytes.
+     * The request layer's first file read is that much shorter, so head and
+     * read end on a record boundary and no short record is left over. */
+    size_t (*body_lead)(tg_request_t *r);
 } tg_carrier_t;
 
 /* The events a content handler that took a request over (returned TG_AGAIN

@@ -27,8 +27,8 @@
 #include "tls_io.h"
 #include "stats.h"
 
-#define TLS_RECORD 16384
-#define TLS_DIRECT_MIN 4096 /* ranges this big go to SSL_write without a copy */
+#define TLS_RECORD TG_TLS_RECORD
+#define TLS_DIRECT_MIN TG_TLS_GATHER_MAX /* ranges this big go to SSL_write without a copy */
 
 const char *tg_tls_error_reason(void)
 {

@@ -19,6 +19,12 @@
 
 typedef struct ssl_st tg_ssl_t; /* OpenSSL's SSL */
 
+/* Writes (tg_tls_writev) gather a range shorter than TG_TLS_GATHER_MAX and
+ * what follows it into one record of TG_TLS_RECORD bytes; longer ranges go
+ * to SSL_write as they are. */
+#define TG_TLS_RECORD 16384
+#define TG_TLS_GATHER_MAX 4096
+
 /* A connection's TLS state bits. */
 #define TG_TLS_F_WANT_WRITE 0x01 /* the TLS layer waits for the socket to take bytes */
 #define TG_TLS_F_FAILED 0x02     /* fatal TLS error: no close_notify */
