@@ -832,7 +832,7 @@ static int h1_send_body(tg_request_t *r, const struct iovec *v, int n, size_t le
 
 static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
 {
-    return tg_conn_writev(c, iov, n);
+    return tg_conn_tls_writev_batch(c, iov, n);
 }
 
 static int h1_flush(tg_request_t *r, int batch)
@@ -843,6 +843,8 @@ static int h1_flush(tg_request_t *r, int batch)
     int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
              : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out, 0)
                      : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
+    if (rc == 1 && c->ssl)
+        rc = tg_conn_tls_flush(c); /* records the batch wrote only in part */
     if (rc == 2)
         return 2; /* in the send batch: nothing to arm */
     if (rc == 1) {
@@ -1026,6 +1028,7 @@ static const tg_carrier_t h1_tls_carrier = {
     .tunnel_begin = h1_tunnel_begin,
     .tunnel_active = h1_tunnel_active,
     .body_lead = h1_tls_body_lead,
+    .file_bufs = TG_REQUEST_FILE_BUFS, /* 64 KB: one batch of records (tls_batch.h) */
 };
 
 static const tg_proto_t h1_proto = {
