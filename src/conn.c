@@ -176,6 +176,20 @@ ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
     return w;
 }
 
+ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    int log_it;
+    ssize_t w = tg_tls_writev_batch(c->ssl, &c->tls_flags, iov, n, &log_it);
+    if (log_it)
+        tls_log(c, "write");
+    return w;
+}
+
+int tg_conn_tls_flush(tg_conn_t *c)
+{
+    return tg_tls_flush(c->ssl, &c->tls_flags);
+}
+
 void tg_conn_tls_shutdown(tg_conn_t *c)
 {
     tg_tls_shutdown(c->ssl, c->tls_flags);

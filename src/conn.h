@@ -147,6 +147,11 @@ void tg_conn_ext_release_all(void);
  * (at info: a client's TLS trouble is the client's). */
 ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len);
 ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n);
+/* The same, several records per write (tg_tls_writev_batch): bytes may stay
+ * held after a write that counted them; tg_conn_tls_flush sends them, with
+ * tg_iovq_send's result (1 all gone, 0 wait for EV_WRITE, -1 failed). */
+ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n);
+int tg_conn_tls_flush(tg_conn_t *c);
 /* Send close_notify (TLS connections; best effort, never waits). */
 void tg_conn_tls_shutdown(tg_conn_t *c);
 

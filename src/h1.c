@@ -832,7 +832,7 @@ static int h1_send_body(tg_request_t *r, const struct iovec *v, int n, size_t le
 
 static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
 {
-    return tg_conn_writev(c, iov, n);
+    return tg_conn_tls_writev_batch(c, iov, n);
 }
 
 static int h1_flush(tg_request_t *r, int batch)
@@ -843,6 +843,8 @@ static int h1_flush(tg_request_t *r, int batch)
     int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
              : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out, 0)
                      : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
+    if (rc == 1 && c->ssl)
+        rc = tg_conn_tls_flush(c); /* records the batch wrote only in part */
     if (rc == 2)
         return 2; /* in the send batch: nothing to arm */
     if (rc == 1) {
@@ -1006,6 +1008,14 @@ static const tg_carrier_t h1_carrier = {
     .send_file = h1_send_file,
 };
 
+/* TLS: a queued head shorter than TG_TLS_GATHER_MAX goes out in one record
+ * with the body bytes that follow it (tg_tls_writev gathers them). */
+static size_t h1_tls_body_lead(tg_request_t *r)
+{
+    size_t n = HR(r)->out.pending;
+    return n < TG_TLS_GATHER_MAX ? n : 0;
+}
+
 /* TLS: file bodies are copied by the request layer (no send_file) */
 static const tg_carrier_t h1_tls_carrier = {
     .protocol = "HTTP/1.1",
@@ -1017,6 +1027,8 @@ static const tg_carrier_t h1_tls_carrier = {
     .body_consumed = h1_body_consumed,
     .tunnel_begin = h1_tunnel_begin,
     .tunnel_active = h1_tunnel_active,
+    .body_lead = h1_tls_body_lead,
+    .file_bufs = TG_REQUEST_FILE_BUFS, /* 64 KB: one batch of records (tls_batch.h) */
 };
 
 static const tg_proto_t h1_proto = {

@@ -503,22 +503,28 @@ static void file_buf_release(void *p)
         tg_file_io_cancel(r->file_io);
     else
         tg_buf_put(r->file_buf);
-    if (r->file_buf2)
-        tg_buf_put(r->file_buf2);
+    for (int i = 0; i < TG_REQUEST_FILE_BUFS - 1; i++)
+        if (r->file_more[i]) {
+            tg_buf_put(r->file_more[i]);
+            r->file_more[i] = NULL;
+        }
     r->file_io = NULL;
     r->file_buf = NULL;
-    r->file_buf2 = NULL;
 }
 
 /* Bytes read into the file buffer: through the body filters to the carrier.
  * 1: the caller may go on; 0: wait for on_drained; -1: abort. */
-static int file_pass(tg_request_t *r, size_t n)
+static int file_pass(tg_request_t *r, size_t n, size_t first)
 {
     tg_spans_t spans = {0};
-    size_t first = (size_t)(r->file_buf->end - r->file_buf->start);
     tg_spans_add(&spans, r->file_buf->start, n < first ? n : first);
-    if (n > first)
-        tg_spans_add(&spans, r->file_buf2->start, n - first);
+    n -= n < first ? n : first;
+    for (int i = 0; n > 0; i++) {
+        size_t cap = (size_t)(r->file_more[i]->end - r->file_more[i]->start);
+        size_t take = n < cap ? n : cap;
+        tg_spans_add(&spans, r->file_more[i]->start, take);
+        n -= take;
+    }
     if (tg_request_send_body(r, &spans, 0) != 0)
         return -1;
     return tg_request_flush(r);
@@ -539,7 +545,7 @@ static void file_read_done(void *data, tg_file_io_t *io)
     r->file_io = NULL;
     int rc = -1;
     if (io->res == (ssize_t)io->len)
-        rc = file_pass(r, io->len);
+        rc = file_pass(r, io->len, io->len);
     else
         file_read_failed(r, io->off + (io->res > 0 ? io->res : 0), io->res, io->err);
     if (rc < 0)
@@ -561,8 +567,9 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
     if (!filtered && !r->header_pending && r->carrier->send_file)
         return r->carrier->send_file(r, fd, off, len, sent);
     /* copied (body filters, TLS, HTTP/2): up to two pool buffers per call
-     * (one read of 32 KB instead of two of 16), reused once the carrier wrote
-     * them (the caller waits for on_drained after a 0) */
+     * (one read of 32 KB instead of two of 16; the carrier's file_bufs, four
+     * for HTTP/1.1 on TLS), reused once the carrier wrote them (the caller
+     * waits for on_drained after a 0) */
     if (r->file_buf == NULL) {
         if ((r->file_buf = tg_buf_get()) == NULL)
             return -1;
@@ -573,13 +580,22 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         }
     }
     tg_buf_t *b = r->file_buf;
-    size_t cap = (size_t)(b->end - b->start);
-    struct iovec iov[2] = {{b->start, len < cap ? len : cap}};
-    int niov = 1;
-    if (len > cap && (r->file_buf2 || (r->file_buf2 = tg_buf_get()))) {
-        iov[1].iov_base = r->file_buf2->start;
-        iov[1].iov_len = len - cap < cap ? len - cap : cap;
-        niov = 2;
+    size_t cap = (size_t)(b->end - b->start), first = cap;
+    if (r->carrier->body_lead) {
+        /* the head shares the first buffer's record: read that much less */
+        size_t lead = r->carrier->body_lead(r);
+        if (lead < cap)
+            first = cap - lead;
+    }
+    struct iovec iov[TG_REQUEST_FILE_BUFS] = {{b->start, len < first ? len : first}};
+    int niov = 1, nbufs = r->carrier->file_bufs ? r->carrier->file_bufs : 2;
+    for (size_t got = iov[0].iov_len; got < len && niov < nbufs; niov++) {
+        tg_buf_t **m = &r->file_more[niov - 1];
+        if (*m == NULL && (*m = tg_buf_get()) == NULL)
+            break;
+        iov[niov].iov_base = (*m)->start;
+        iov[niov].iov_len = len - got < cap ? len - got : cap;
+        got += iov[niov].iov_len;
     }
     size_t want = iov[0].iov_len;
     /* from the page cache without blocking; what is not there is read by a
@@ -604,7 +620,7 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         return -1;
     }
     *sent = (size_t)n;
-    return file_pass(r, (size_t)n);
+    return file_pass(r, (size_t)n, iov[0].iov_len);
 }
 
 int tg_request_flush(tg_request_t *r)

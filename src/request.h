@@ -72,6 +72,8 @@ typedef struct tg_conn_s tg_conn_t;
  *     RFC 8441: the client's bytes come through body_pull/body_consumed,
  *     the upstream's go through send_body/flush; r->tunnel is set); -1.
  *     tunnel_active restarts its idle timer. */
+#define TG_REQUEST_FILE_BUFS 4 /* at most, per read round of a copied file body */
+
 typedef struct {
     const char *protocol; /* "HTTP/1.1", for $server_protocol */
     int (*send_header)(tg_request_t *r);
@@ -101,6 +103,15 @@ typedef struct {
      * the file into a pool buffer (in a file thread when the page cache
      * does not have the bytes, src/file_io.h) and uses send_body. */
     int (*send_file)(tg_request_t *r, int fd, int64_t off, size_t len, size_t *sent);
+    /* body_lead (may be NULL): the bytes queued ahead of the body (the head)
+     * that the carrier sends in one TLS record with the first body bytes.
+     * The request layer's first file read is that much shorter, so head and
+     * read end on a record boundary and no short record is left over. */
+    size_t (*body_lead)(tg_request_t *r);
+    /* file_bufs: pool buffers the request layer reads a copied file body
+     * into per round, 2 (when 0) to TG_REQUEST_FILE_BUFS: more for a
+     * carrier that writes several TLS records in one call. */
+    int file_bufs;
 } tg_carrier_t;
 
 /* The events a content handler that took a request over (returned TG_AGAIN
@@ -224,7 +235,7 @@ struct tg_request_s {
     tg_buf_t *filter_bufs; /* body filter input descriptors (filter_body) */
     tg_str_t held;         /* body bytes read into memory for a hook (request arena) */
     tg_buf_t *file_buf;    /* tg_request_send_file's read buffer (copied file bodies) */
-    tg_buf_t *file_buf2;   /* ... and its second, for 2-buffer reads from the page cache */
+    tg_buf_t *file_more[TG_REQUEST_FILE_BUFS - 1]; /* ... and the others of one read round */
     struct tg_file_io_s *file_io; /* a read of file_buf in a file thread (src/file_io.h) */
     unsigned file_failed : 1;     /* that read failed: the next send_file returns -1 */
     size_t held_cap;

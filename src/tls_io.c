@@ -25,10 +25,11 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include "tls_io.h"
+#include "tls_batch.h"
 #include "stats.h"
 
-#define TLS_RECORD 16384
-#define TLS_DIRECT_MIN 4096 /* ranges this big go to SSL_write without a copy */
+#define TLS_RECORD TG_TLS_RECORD
+#define TLS_DIRECT_MIN TG_TLS_GATHER_MAX /* ranges this big go to SSL_write without a copy */
 
 const char *tg_tls_error_reason(void)
 {
@@ -53,7 +54,8 @@ tg_ssl_t *tg_tls_server_new(void *ctx, int fd, void *app)
     SSL *ssl = SSL_new(ctx);
     if (ssl == NULL)
         return NULL;
-    if (!SSL_set_fd(ssl, fd)) {
+    /* writes through the batch filter (tls_batch.h); without it, as usual */
+    if (tg_tls_batch_attach(ssl, fd) != 0 && !SSL_set_fd(ssl, fd)) {
         SSL_free(ssl);
         return NULL;
     }
@@ -177,6 +179,73 @@ ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, in
     if (w == INT_MIN)
         return 0;
     return w > 0 ? w : io_result(ssl, w, 0, flags, log_it);
+}
+
+/* Several records in one write (tls_batch.h): io_writev as long as the ranges
+ * last and the batch has room for another record, then one write of them
+ * all. OpenSSL writes one record per SSL_write here (partial writes are on),
+ * and in a batch the filter takes every record, so SSL_write does not ask
+ * to be retried. */
+ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n,
+                            int *log_it)
+{
+    *log_it = 0;
+    int rc = tg_tls_batch_begin(ssl);
+    if (rc == 0)
+        return tg_tls_writev(ssl, flags, iov, n, log_it);
+    if (rc < 0)
+        goto fail;
+    struct iovec v[TG_TLS_BATCH_IOV];
+    if (n > TG_TLS_BATCH_IOV)
+        n = TG_TLS_BATCH_IOV;
+    memcpy(v, iov, (size_t)n * sizeof(*v));
+    ssize_t total = 0;
+    int i = 0, w = INT_MIN;
+    while (i < n && tg_tls_batch_room() >= TLS_RECORD + 512) {
+        w = io_writev(ssl, v + i, n - i);
+        if (w <= 0)
+            break;
+        total += w;
+        for (size_t k = (size_t)w; k > 0 && i < n;) {
+            size_t take = k < v[i].iov_len ? k : v[i].iov_len;
+            v[i].iov_base = (char *)v[i].iov_base + take;
+            v[i].iov_len -= take;
+            k -= take;
+            if (v[i].iov_len == 0)
+                i++;
+        }
+        while (i < n && v[i].iov_len == 0)
+            i++;
+    }
+    rc = tg_tls_batch_end(ssl);
+    if (rc < 0)
+        goto fail;
+    if (rc == 0)
+        *flags |= TG_TLS_F_WANT_WRITE;
+    if (total > 0)
+        return total;
+    if (w == INT_MIN)
+        return 0;
+    return io_result(ssl, w, 0, flags, log_it);
+fail:
+    if (errno == EAGAIN) {
+        *flags |= TG_TLS_F_WANT_WRITE;
+    } else {
+        *flags |= TG_TLS_F_FAILED;
+        if (errno == 0)
+            errno = EPIPE;
+    }
+    return -1;
+}
+
+int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags)
+{
+    int rc = tg_tls_batch_flush(ssl);
+    if (rc == 0)
+        *flags |= TG_TLS_F_WANT_WRITE;
+    else if (rc < 0)
+        *flags |= TG_TLS_F_FAILED;
+    return rc;
 }
 
 tg_ssl_t *tg_tls_client_new(void *ctx, int fd, const char *host, int host_is_ip, int verify,

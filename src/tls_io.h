@@ -19,6 +19,12 @@
 
 typedef struct ssl_st tg_ssl_t; /* OpenSSL's SSL */
 
+/* Writes (tg_tls_writev) gather a range shorter than TG_TLS_GATHER_MAX and
+ * what follows it into one record of TG_TLS_RECORD bytes; longer ranges go
+ * to SSL_write as they are. */
+#define TG_TLS_RECORD 16384
+#define TG_TLS_GATHER_MAX 4096
+
 /* A connection's TLS state bits. */
 #define TG_TLS_F_WANT_WRITE 0x01 /* the TLS layer waits for the socket to take bytes */
 #define TG_TLS_F_FAILED 0x02     /* fatal TLS error: no close_notify */
@@ -57,6 +63,17 @@ void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
  * clears the queue with tg_tls_clear_errors(). */
 ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it);
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it);
+/* tg_tls_writev for a response's bytes: several records go to the socket in
+ * one write (tls_batch.h), from at most the first TG_TLS_BATCH_IOV ranges.
+ * What the socket does not take stays with the session (the result counts
+ * it as written): call tg_tls_flush before taking the bytes as sent. */
+#define TG_TLS_BATCH_IOV 32
+ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n,
+                            int *log_it);
+/* Write what the session holds from tg_tls_writev_batch: 1 nothing is left,
+ * 0 wait until the socket is writable (TG_TLS_F_WANT_WRITE set), -1 the
+ * connection failed (TG_TLS_F_FAILED set, errno). */
+int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags);
 /* Bytes the TLS layer took off the socket and no read has returned yet:
  * plaintext, or whole records read ahead (server contexts read ahead up to
  * 16 KB per read call). No socket event comes for them: a reader that goes
