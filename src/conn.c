@@ -167,22 +167,24 @@ ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len)
     return n;
 }
 
-ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+static ssize_t tls_writev(tg_conn_t *c, const struct iovec *iov, int n, int batch)
 {
     int log_it;
-    ssize_t w = tg_tls_writev(c->ssl, &c->tls_flags, iov, n, &log_it);
+    ssize_t w = batch ? tg_tls_writev_batch(c->ssl, &c->tls_flags, iov, n, &log_it)
+                      : tg_tls_writev(c->ssl, &c->tls_flags, iov, n, &log_it);
     if (log_it)
         tls_log(c, "write");
     return w;
 }
 
+ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
+{
+    return tls_writev(c, iov, n, 0);
+}
+
 ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n)
 {
-    int log_it;
-    ssize_t w = tg_tls_writev_batch(c->ssl, &c->tls_flags, iov, n, &log_it);
-    if (log_it)
-        tls_log(c, "write");
-    return w;
+    return tls_writev(c, iov, n, 1);
 }
 
 int tg_conn_tls_flush(tg_conn_t *c)

@@ -151,16 +151,9 @@ subtest 'HTTP/2: hits and collapsed answers on streams' => sub {
     is(count('/h2'), 1, 'one upstream request') or diag($up->http(GET => '/__count')->{body});
 };
 
-# A client still reading an entry when a newer response of its key is stored
-# (or the entry is purged) gets the whole old body: the entry is pinned while
-# served and leaves the index at once, its memory once the reader is done.
-subtest 'a slow reader is not cut when its entry is replaced' => sub {
-    my $n = 12_000_000;
-    my $path = "/big/r?size=$n&h=Cache-Control:%20max-age=3";
-    my $r = $tg->http(GET => $path);
-    like($r->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored (a miss)');
-    is(length($r->{body}), $n, 'whole');
-    # a small receive buffer, so the answer stays in flight in the gateway
+# A client with a 4 KB receive buffer that reads the first 64 KB of $path
+# (a hit) and stalls, so the answer stays in flight in the gateway.
+sub slow_reader($path) {
     my $s = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!";
     setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) or die "SO_RCVBUF: $!";
     connect($s, pack_sockaddr_in($tg->port, inet_aton('127.0.0.1'))) or die "connect: $!";
@@ -173,6 +166,30 @@ subtest 'a slow reader is not cut when its entry is replaced' => sub {
     }
     ok($buf =~ /cache-status: tollgate; hit/i, 'the slow reader is on the stored entry')
         or diag(substr($buf, 0, 300));
+    return ($s, $buf);
+}
+
+# The rest of the slow reader's answer (30 s at most): (head, body).
+sub slow_reader_end($s, $buf) {
+    my $deadline = time + 30;
+    while (time < $deadline) {
+        my $got = sysread($s, $buf, 1 << 20, length $buf);
+        last unless $got;
+    }
+    close $s;
+    return split /\r\n\r\n/, $buf, 2;
+}
+
+# A client still reading an entry when a newer response of its key is stored
+# (or the entry is purged) gets the whole old body: the entry is pinned while
+# served and leaves the index at once, its memory once the reader is done.
+subtest 'a slow reader is not cut when its entry is replaced' => sub {
+    my $n = 12_000_000;
+    my $path = "/big/r?size=$n&h=Cache-Control:%20max-age=3";
+    my $r = $tg->http(GET => $path);
+    like($r->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored (a miss)');
+    is(length($r->{body}), $n, 'whole');
+    my ($s, $buf) = slow_reader($path);
     # once stale (max-age=3 from a whole-second Date), a request fetches a newer response
     my $fresh;
     ok(wait_until(sub {
@@ -183,13 +200,7 @@ subtest 'a slow reader is not cut when its entry is replaced' => sub {
     is(length($fresh->{body}), $n, 'and answered whole');
     is(count('/big/r'), 2, 'the upstream asked twice') or diag(explain $fresh->{headers});
     like($tg->http(GET => $path)->{headers}{'cache-status'} // '', qr/hit/, 'the newer response is the entry now');
-    $deadline = time + 30;
-    while (time < $deadline) {
-        my $got = sysread($s, $buf, 1 << 20, length $buf);
-        last unless $got;
-    }
-    close $s;
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    my ($head, $body) = slow_reader_end($s, $buf);
     is(length($body), $n, 'the slow reader got the whole body') or diag($head);
     ok($body eq body_pattern($n), 'byte-identical');
 };
@@ -201,18 +212,7 @@ subtest 'a slow reader is not cut when a 304 updates its entry' => sub {
     my $path = "/big/r304?size=$n&etag=v1&h=X-Version:1&h=Cache-Control:%20max-age=2";
     my $r = $tg->http(GET => $path);
     like($r->{headers}{'cache-status'}, qr/fwd=miss; stored/, 'stored (a miss)');
-    my $s = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!";
-    setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096) or die "SO_RCVBUF: $!";
-    connect($s, pack_sockaddr_in($tg->port, inet_aton('127.0.0.1'))) or die "connect: $!";
-    syswrite($s, "GET $path HTTP/1.1\r\nHost: 127.0.0.1:@{[$tg->port]}\r\nConnection: close\r\n\r\n");
-    my $buf = '';
-    my $deadline = time + 5;
-    while (length($buf) < 65536 && time < $deadline) {
-        my $got = sysread($s, $buf, 65536, length $buf);
-        last unless $got;
-    }
-    ok($buf =~ /cache-status: tollgate; hit/i, 'the slow reader is on the stored entry')
-        or diag(substr($buf, 0, 300));
+    my ($s, $buf) = slow_reader($path);
     $up->http(POST => '/__r304?path=/big/r304&h=ETag:%20"v2"&h=X-Version:%202'
                       . '&h=Cache-Control:%20max-age=60');
     my $rv;
@@ -228,13 +228,7 @@ subtest 'a slow reader is not cut when a 304 updates its entry' => sub {
     like($h->{headers}{'cache-status'} // '', qr/^tollgate; hit/, 'then a hit');
     is($h->{headers}{'x-version'}, '2', 'on the updated entry');
     is(count('/big/r304'), 2, 'the upstream asked twice');
-    $deadline = time + 30;
-    while (time < $deadline) {
-        my $got = sysread($s, $buf, 1 << 20, length $buf);
-        last unless $got;
-    }
-    close $s;
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    my ($head, $body) = slow_reader_end($s, $buf);
     like($head, qr/\r\nx-version: 1\r\n/i, 'the slow reader: the old head');
     is(length($body), $n, 'and the whole body') or diag($head);
     ok($body eq body_pattern($n), 'byte-identical');
