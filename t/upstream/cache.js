@@ -109,6 +109,13 @@ function answer(req, res, u) {
 }
 
 http.createServer((req, res) => {
+    // Date: the exact time the head goes out, not Node's cached date string
+    // (it lags on a busy machine: max-age=1 answers would arrive stale)
+    const writeHead = res.writeHead;
+    res.writeHead = function (...args) {
+        this.setHeader('Date', new Date().toUTCString());
+        return writeHead.apply(this, args);
+    };
     const u = new URL(req.url, 'http://x');
     if (u.pathname === '/__count') {
         if (req.method === 'DELETE') { counts = {}; total = 0; }

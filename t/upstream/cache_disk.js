@@ -23,6 +23,13 @@ const pat = Buffer.allocUnsafe(BLOCK + 26);
 for (let i = 0; i < pat.length; i++) pat[i] = 97 + (i % 26);
 
 http.createServer((req, res) => {
+    // Date: the exact time the head goes out, not Node's cached date string
+    // (it lags on a busy machine: max-age=1 answers would arrive stale)
+    const writeHead = res.writeHead;
+    res.writeHead = function (...args) {
+        this.setHeader('Date', new Date().toUTCString());
+        return writeHead.apply(this, args);
+    };
     const u = new URL(req.url, 'http://x');
     if (u.pathname === '/__count') {
         res.writeHead(200, { 'Content-Type': 'application/json' });
