@@ -137,21 +137,21 @@ int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov,
     return 1;
 }
 
+void tg_iov_advance(struct iovec *v, int cnt, int *i, size_t n)
+{
+    while (*i < cnt && n >= v[*i].iov_len)
+        n -= v[(*i)++].iov_len;
+    if (*i < cnt) {
+        v[*i].iov_base = (char *)v[*i].iov_base + n;
+        v[*i].iov_len -= n;
+    }
+}
+
 void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written)
 {
     *written += n;
     q->pending -= n;
-    while (n > 0) {
-        struct iovec *v = &q->iov[q->i];
-        if (n >= v->iov_len) {
-            n -= v->iov_len;
-            q->i++;
-        } else {
-            v->iov_base = (char *)v->iov_base + n;
-            v->iov_len -= n;
-            n = 0;
-        }
-    }
+    tg_iov_advance(q->iov, q->n, &q->i, n);
     if (q->pending == 0)
         tg_iovq_reset(q); /* drained: the next round starts at the first slot */
 }

@@ -84,6 +84,10 @@ int tg_iovq_write(tg_iovq_t *q, int fd, uint64_t *written);
 int tg_iovq_send(tg_iovq_t *q, ssize_t (*wv)(void *ctx, const struct iovec *iov, int n), void *ctx,
                  uint64_t *written);
 void tg_iovq_reset(tg_iovq_t *q);
+/* Skip `n` bytes of the ranges v[*i .. cnt) (they were written): *i moves
+ * past the ranges used up (and empty ones), the next starts after the
+ * skipped bytes. */
+void tg_iov_advance(struct iovec *v, int cnt, int *i, size_t n);
 /* Drop the first `n` queued bytes (they were written); *written += n. A
  * queue drained this way is reset, ready for its next round. */
 void tg_iovq_consume(tg_iovq_t *q, size_t n, uint64_t *written);

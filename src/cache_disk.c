@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include "buf.h"
 #include "cache_disk.h"
 #include "log.h"
 
@@ -63,12 +64,7 @@ static int write_all(int fd, const struct iovec *v, int n, off_t off)
             if (w <= 0)
                 return -1;
             off += w;
-            while (i < k && (size_t)w >= iov[i].iov_len)
-                w -= (ssize_t)iov[i++].iov_len;
-            if (i < k) {
-                iov[i].iov_base = (char *)iov[i].iov_base + w;
-                iov[i].iov_len -= (size_t)w;
-            }
+            tg_iov_advance(iov, k, &i, (size_t)w);
         }
     }
     return 0;
@@ -131,7 +127,7 @@ static int file_create(tg_cache_file_t *f, tg_cache_store_t *s, uint64_t fid,
 {
     char path[CD_PATH];
     int fd = -1;
-    if (tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
+    if (tg_cache_file_path(s, fid, TG_CACHE_PATH_TMP, path, sizeof(path)) == 0)
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         tg_log_errno(TG_LOG_ERROR, "cache: cannot create a file in %s", tg_cache_store_dir(s));
@@ -186,7 +182,7 @@ static int move_to_disk(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_entry_
         rc = tg_cache_to_disk(s, e, fid, (tg_str_t){head, e->hlen});
     if (rc != 0 && created) {
         tg_cache_disk_close(f);
-        if (tg_cache_file_path(s, fid, 1, path, sizeof(path)) == 0)
+        if (tg_cache_file_path(s, fid, TG_CACHE_PATH_TMP, path, sizeof(path)) == 0)
             unlink(path);
     }
     free(head);
@@ -227,8 +223,8 @@ void tg_cache_disk_fill_end(tg_cache_file_t *f, tg_cache_store_t *s, tg_cache_en
             ((cd_head_t *)b)->blen = e->blen;
             head_seal(b);
             ok = pwrite(f->fd, b, sizeof(b), 0) == (ssize_t)sizeof(b) &&
-                 tg_cache_file_path(s, e->fid, 1, tmp, sizeof(tmp)) == 0 &&
-                 tg_cache_file_path(s, e->fid, 0, path, sizeof(path)) == 0 &&
+                 tg_cache_file_path(s, e->fid, TG_CACHE_PATH_TMP, tmp, sizeof(tmp)) == 0 &&
+                 tg_cache_file_path(s, e->fid, TG_CACHE_PATH_BODY, path, sizeof(path)) == 0 &&
                  rename(tmp, path) == 0; /* fails when the entry went meanwhile */
         }
         tg_cache_disk_close(f);
@@ -246,8 +242,8 @@ int tg_cache_disk_rehead(tg_cache_store_t *s, tg_cache_entry_t *e, tg_str_t key,
     uint64_t fid = e->fid;
     int n = snprintf(tmp, sizeof(tmp), "%s/tmp.%016llx.%ld.h", tg_cache_store_dir(s),
                      (unsigned long long)fid, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp) || tg_cache_file_path(s, fid, 0, body, sizeof(body)) ||
-        tg_cache_file_path(s, fid, 2, path, sizeof(path)) || stat(body, &st) != 0)
+    if (n < 0 || (size_t)n >= sizeof(tmp) || tg_cache_file_path(s, fid, TG_CACHE_PATH_BODY, body, sizeof(body)) ||
+        tg_cache_file_path(s, fid, TG_CACHE_PATH_HEAD, path, sizeof(path)) || stat(body, &st) != 0)
         return -1; /* the entry went (its file is deleted first) */
     /* the head file is complete before it gets its name: a crash leaves
      * the old one (or none) and a temporary file the next start deletes */
@@ -282,8 +278,9 @@ static int open_entry(tg_cache_file_t *f, tg_cache_store_t *s, const tg_cache_en
 {
     char path[CD_PATH], b[TG_CACHE_FILE_HEAD];
     int fd = -1;
-    for (int tmp = e->state != TG_CACHE_READY; fd < 0 && tmp >= 0; tmp--)
-        if (tg_cache_file_path(s, e->fid, tmp, path, sizeof(path)) == 0)
+    int first = e->state != TG_CACHE_READY ? TG_CACHE_PATH_TMP : TG_CACHE_PATH_BODY;
+    for (int kind = first; fd < 0 && kind >= TG_CACHE_PATH_BODY; kind--) /* TMP, then BODY */
+        if (tg_cache_file_path(s, e->fid, kind, path, sizeof(path)) == 0)
             fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -357,13 +354,14 @@ const char *tg_cache_disk_prepare(const char *dir, const tg_user_t *u, char *err
 }
 
 /* Read file `name` (fid) of the directory back into the zone, with the
- * head and metadata of its head file when it has a good one (a 304
+ * head and metadata of its head file `hname` when it has a good one (a 304
  * updated them; a bad one is deleted). 0, or -1 when it is not a complete
- * entry file (the caller deletes it). */
-static int index_file(tg_cache_store_t *s, int dfd, const char *name, uint64_t fid, double now)
+ * entry file (the caller deletes both). */
+static int index_file(tg_cache_store_t *s, int dfd, const char *name, const char *hname,
+                      uint64_t fid, double now)
 {
     cd_head_t h, hh;
-    char *kh = NULL, *hkh = NULL, hname[32];
+    char *kh = NULL, *hkh = NULL;
     int rc = -1, hfd = -1;
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || read_head(fd, CD_MAGIC, fid, &h, &kh) != 0)
@@ -371,7 +369,6 @@ static int index_file(tg_cache_store_t *s, int dfd, const char *name, uint64_t f
     tg_cache_meta_t m = h.meta;
     tg_str_t head = {kh + h.klen, h.hlen};
     uint64_t dsize = TG_CACHE_FILE_HEAD + (uint64_t)h.klen + h.hlen + h.blen;
-    snprintf(hname, sizeof(hname), "%.16s.h", name); /* name: 16 hex digits */
     if ((hfd = openat(dfd, hname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         if (read_head(hfd, CD_MAGIC_HEAD, fid, &hh, &hkh) == 0 && hh.klen == h.klen &&
             hh.blen == h.blen && memcmp(hkh, kh, h.klen) == 0) {
@@ -430,11 +427,11 @@ long tg_cache_disk_index(tg_cache_store_t *s, double now)
             continue;
         }
         uint64_t fid = strtoull(name, &end, 16);
-        if (index_file(s, dirfd(d), name, fid, now) == 0) {
+        char hname[19];
+        snprintf(hname, sizeof(hname), "%s.h", name); /* name: 16 hex digits */
+        if (index_file(s, dirfd(d), name, hname, fid, now) == 0) {
             n++;
         } else {
-            char hname[32];
-            snprintf(hname, sizeof(hname), "%.16s.h", name); /* name: 16 hex digits */
             unlinkat(dirfd(d), name, 0);
             unlinkat(dirfd(d), hname, 0);
             dropped++;

@@ -97,10 +97,10 @@ int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir
     return 0;
 }
 
-int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len)
+int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int kind, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s/%s%016llx%s", s->dir, tmp == 1 ? "tmp." : "",
-                     (unsigned long long)fid, tmp == 2 ? ".h" : "");
+    int n = snprintf(buf, len, "%s/%s%016llx%s", s->dir, kind == TG_CACHE_PATH_TMP ? "tmp." : "",
+                     (unsigned long long)fid, kind == TG_CACHE_PATH_HEAD ? ".h" : "");
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
@@ -156,13 +156,13 @@ static const tg_shm_table_ops_t ops = {key_eq, NULL};
 static void file_drop(tg_cache_store_t *s, cs_entry_t *e)
 {
     char path[TG_CACHE_DIR_MAX + 32];
-    if (e->state != TG_CACHE_READY && tg_cache_file_path(s, e->fid, 1, path, sizeof(path)) == 0)
+    if (e->state != TG_CACHE_READY && tg_cache_file_path(s, e->fid, TG_CACHE_PATH_TMP, path, sizeof(path)) == 0)
         unlink(path);
-    if (tg_cache_file_path(s, e->fid, 0, path, sizeof(path)) == 0)
+    if (tg_cache_file_path(s, e->fid, TG_CACHE_PATH_BODY, path, sizeof(path)) == 0)
         unlink(path);
     /* after the body's: a crash in between leaves a head file with no
      * body, which the next start deletes, never an entry back */
-    if (tg_cache_file_path(s, e->fid, 2, path, sizeof(path)) == 0)
+    if (tg_cache_file_path(s, e->fid, TG_CACHE_PATH_HEAD, path, sizeof(path)) == 0)
         unlink(path);
     s->disk_bytes -= e->dsize;
     s->disk_entries--;

@@ -116,9 +116,11 @@ int tg_cache_store_options(tg_cache_store_t *s, double inactive, const char *dir
                            uint64_t max_disk);
 /* The bytes before the key in an entry's file (src/cache_disk.c). */
 #define TG_CACHE_FILE_HEAD 128
-/* The name of file `fid`: `tmp` 0 the entry's file, 1 its temporary name
- * while being filled, 2 its head file (a head a 304 updated, src/cache_disk.c). */
-int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int tmp, char *buf, size_t len);
+/* The names of file `fid` (tg_cache_file_path's `kind`): the entry's file,
+ * its temporary name while being filled, its head file (a head a 304
+ * updated, src/cache_disk.c). */
+enum { TG_CACHE_PATH_BODY = 0, TG_CACHE_PATH_TMP = 1, TG_CACHE_PATH_HEAD = 2 };
+int tg_cache_file_path(tg_cache_store_t *s, uint64_t fid, int kind, char *buf, size_t len);
 const char *tg_cache_store_dir(tg_cache_store_t *s);
 /* 1 the first time it is asked of a zone with disk storage (the master
  * then reads the files back), else 0. */

@@ -219,9 +219,9 @@ int tg_tls_batch_begin(struct ssl_st *ssl)
     return 1;
 }
 
-size_t tg_tls_batch_room(void)
+int tg_tls_batch_fits_record(void)
 {
-    return BATCH_SIZE - batch.len;
+    return BATCH_SIZE - batch.len >= BATCH_RECORD;
 }
 
 int tg_tls_batch_end(struct ssl_st *ssl)

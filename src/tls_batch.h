@@ -26,8 +26,8 @@ int tg_tls_batch_attach(struct ssl_st *ssl, int fd);
  * (write as usual); -1 with errno: held bytes could not all go (EAGAIN:
  * wait until the socket is writable) or the socket failed. */
 int tg_tls_batch_begin(struct ssl_st *ssl);
-/* Room left in the open batch, in bytes of records. */
-size_t tg_tls_batch_room(void);
+/* Has the open batch room for one more whole record? */
+int tg_tls_batch_fits_record(void);
 /* Close the batch and write it: 1 everything went; 0 some bytes are held
  * (wait until the socket is writable, then tg_tls_batch_flush); -1 with
  * errno: the socket failed or no pool buffer for the held bytes. */

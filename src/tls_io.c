@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include "tls_io.h"
+#include "buf.h"
 #include "tls_batch.h"
 #include "stats.h"
 
@@ -201,21 +202,12 @@ ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *i
     memcpy(v, iov, (size_t)n * sizeof(*v));
     ssize_t total = 0;
     int i = 0, w = INT_MIN;
-    while (i < n && tg_tls_batch_room() >= TLS_RECORD + 512) {
+    while (i < n && tg_tls_batch_fits_record()) {
         w = io_writev(ssl, v + i, n - i);
         if (w <= 0)
             break;
         total += w;
-        for (size_t k = (size_t)w; k > 0 && i < n;) {
-            size_t take = k < v[i].iov_len ? k : v[i].iov_len;
-            v[i].iov_base = (char *)v[i].iov_base + take;
-            v[i].iov_len -= take;
-            k -= take;
-            if (v[i].iov_len == 0)
-                i++;
-        }
-        while (i < n && v[i].iov_len == 0)
-            i++;
+        tg_iov_advance(v, n, &i, (size_t)w);
     }
     rc = tg_tls_batch_end(ssl);
     if (rc < 0)
