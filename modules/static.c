@@ -898,7 +898,7 @@ static int cache_headers(tg_request_t *r, st_conf_t *c)
     if (c->expires == EXP_MAX)
         strcpy(d, "Thu, 31 Dec 2037 23:55:55 GMT");
     else
-        tg_http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
+        tg_fmt_http_date(d, (time_t)ev_now(tg_worker->loop) + (time_t)secs);
     if (add_headerf(r, "Expires", "%s", d) != 0)
         return -1;
     return add_headerf(r, "Cache-Control", "max-age=%lld", (long long)secs);
@@ -922,7 +922,7 @@ static tg_rc_t serve_file(tg_request_t *r, st_conf_t *c, tg_str_t path, tg_str_t
     int64_t len = (int64_t)f->st.st_size;
     time_t mtime = f->st.st_mtim.tv_sec;
     char lm[40], et[48];
-    tg_http_date(lm, mtime);
+    tg_fmt_http_date(lm, mtime);
     size_t en = 0;
     et[en++] = '"';
     en += tg_fmt_hex(et + en, (uint64_t)mtime);

@@ -4,13 +4,6 @@
 #include <time.h>
 #include "http_cond.h"
 
-size_t tg_http_date(char *out, time_t t)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    return strftime(out, 32, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
 time_t tg_http_date_parse(tg_str_t v)
 {
     char buf[64];

@@ -15,8 +15,6 @@ typedef struct {
     int64_t start, end; /* inclusive */
 } tg_http_range_t;
 
-/* IMF-fixdate of `t` into out (at least 32 bytes); its length. */
-size_t tg_http_date(char *out, time_t t);
 /* IMF-fixdate, RFC 850 and asctime dates (RFC 9110 5.6.7); -1: none. */
 time_t tg_http_date_parse(tg_str_t v);
 /* Does a list of entity tags (If-Match, If-None-Match) hold `etag`? Weak

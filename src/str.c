@@ -8,6 +8,7 @@
 #include "str.h"
 
 #include <stdint.h>
+#include <time.h>
 
 static inline unsigned char lower(unsigned char c)
 {
@@ -186,6 +187,61 @@ size_t tg_fmt_hex(char *p, uint64_t v)
     for (size_t i = 0; i < n; i++)
         p[i] = digits[(v >> (4 * (n - 1 - i))) & 0xf];
     return n;
+}
+
+static char *put2(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+/* By hand: gmtime_r and strftime cost ~1,500 instructions, and a static
+ * file's Last-Modified is formatted per request. The calendar from the day
+ * count is the proleptic Gregorian one (days from 0000-03-01 in 400-year
+ * eras). */
+size_t tg_fmt_http_date(char *out, time_t t)
+{
+    static const char wdays[] = "ThuFriSatSunMonTueWed"; /* 1970-01-01: a Thursday */
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    int64_t day = (int64_t)t / 86400, sec = (int64_t)t % 86400;
+    if (sec < 0) {
+        sec += 86400;
+        day--;
+    }
+    int64_t z = day + 719468; /* days since 0000-03-01 */
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;                                     /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);              /* from March 1 */
+    int64_t mp = (5 * doy + 2) / 153;
+    unsigned mday = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    unsigned mon = (unsigned)(mp < 10 ? mp + 2 : mp - 10); /* 0 = January */
+    int64_t year = yoe + era * 400 + (mon < 2);
+    if (year < 0 || year > 9999) { /* not four digits: the C library says it */
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        return strftime(out, 32, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    }
+    unsigned wd = (unsigned)(((day % 7) + 7) % 7);
+    char *p = out;
+    memcpy(p, wdays + 3 * wd, 3);
+    p[3] = ',';
+    p[4] = ' ';
+    p = put2(p + 5, mday);
+    *p++ = ' ';
+    memcpy(p, months + 3 * mon, 3);
+    p[3] = ' ';
+    p = put2(p + 4, (unsigned)(year / 100));
+    p = put2(p, (unsigned)(year % 100));
+    *p++ = ' ';
+    p = put2(p, (unsigned)(sec / 3600));
+    *p++ = ':';
+    p = put2(p, (unsigned)(sec / 60 % 60));
+    *p++ = ':';
+    p = put2(p, (unsigned)(sec % 60));
+    memcpy(p, " GMT", 5);
+    return (size_t)(p + 4 - out);
 }
 
 uint64_t tg_hash64(const void *data, size_t len)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     const char *p; /* not NUL-terminated unless documented */
@@ -70,6 +71,9 @@ int tg_parse_int(tg_str_t s, int64_t *out);
  * call, which shows on the per-request path. */
 size_t tg_fmt_dec(char *p, uint64_t v);
 size_t tg_fmt_hex(char *p, uint64_t v);
+/* IMF-fixdate of t ("Tue, 14 Nov 2023 22:13:20 GMT", RFC 9110 5.6.7) at p
+ * (room for 32); its length. */
+size_t tg_fmt_http_date(char *p, time_t t);
 
 /* Base64 (RFC 4648) without padding (strip '=' first) into `out`, which has
  * room for n * 3 / 4 + 1 bytes. `alphabets`: TG_B64_STD ('+' '/'),

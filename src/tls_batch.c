@@ -150,6 +150,11 @@ static long filter_ctrl(BIO *b, int cmd, long num, void *ptr)
         return n + (next ? BIO_ctrl(next, cmd, num, ptr) : 0);
     } else if (cmd == BIO_CTRL_DUP) {
         return 0;
+    } else if (cmd == BIO_CTRL_GET_KTLS_SEND || cmd == BIO_CTRL_GET_KTLS_RECV) {
+        /* no kernel TLS under the filter (the socket BIO under it never has
+         * it switched on); libssl asks up to eight times a record, and
+         * passing each question down doubled its cost */
+        return 0;
     }
     return next ? BIO_ctrl(next, cmd, num, ptr) : 0;
 }

@@ -15,10 +15,7 @@ tg_str_t tg_worker_date(void)
     tg_worker_t *w = tg_worker;
     double now = ev_now(w->loop);
     if ((time_t)now != (time_t)w->date_at || w->date_len == 0) {
-        time_t t = (time_t)now;
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        w->date_len = strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        w->date_len = tg_fmt_http_date(w->date, (time_t)now);
         w->date_at = now;
     }
     return (tg_str_t){w->date, w->date_len};

@@ -1,11 +1,13 @@
 /* Unit tests for src/str.c: case-insensitive compares, token lists, trim,
  * the size/duration/integer parsers (accepted forms, their values, and every
  * class of reject: empty, sign, junk, bad unit, overflow), FNV-1a 64 and
- * SipHash-2-4-128 against the reference vectors. */
+ * SipHash-2-4-128 against the reference vectors, number and HTTP date
+ * formatting against printf and strftime. */
 #include "str.h"
 #include "tap.h"
 
 #include <stdint.h>
+#include <time.h>
 
 static void test_size_ok(const char *in, int64_t want)
 {
@@ -104,6 +106,35 @@ static void test_base64(void)
            "tg_base64_decode(\"%s\", %d, %d) = %ld", cases[i].in, cases[i].alphabets,
            cases[i].strict, n);
     }
+}
+
+static void test_http_date(void)
+{
+    char d[32];
+    size_t n = tg_fmt_http_date(d, 1700000000);
+    is_str(d, "Tue, 14 Nov 2023 22:13:20 GMT", "formatted");
+    is_int((long long)n, 29, "its length");
+    /* the hand-made calendar against the C library's, over leap days, century
+     * years, before 1970 and far ahead (one day in 291 from the year 1000 on;
+     * strftime has no leading zeros before it) */
+    static const time_t edge[] = {0, -1, 951782400, 951868799, 4107542400, 253402300799,
+                                  -30610224000, 68256000, 1709164800, 1709251199};
+    int bad = 0;
+    char want[64];
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]) + 3800; i++) {
+        time_t t = i < sizeof(edge) / sizeof(edge[0])
+                       ? edge[i]
+                       : -30610224000 + (time_t)(i - 10) * 291 * 86400 + (time_t)i * 7919 % 86400;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t wn = strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        n = tg_fmt_http_date(d, t);
+        if (n != wn || memcmp(d, want, n) != 0) {
+            if (bad++ < 3)
+                diag("%lld: got %.*s, want %s", (long long)t, (int)n, d, want);
+        }
+    }
+    is_int(bad, 0, "formatted as strftime formats, years 1000 to 9999");
 }
 
 int main(void)
@@ -243,5 +274,6 @@ int main(void)
 
     test_siphash();
     test_base64();
+    test_http_date();
     return done_testing();
 }
