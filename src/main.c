@@ -19,6 +19,7 @@
 #include "upgrade.h"
 #include "shm.h"
 #include "app_run.h"
+#include "tls_mem.h"
 
 
 static void usage(FILE *f)
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
     static const char *headers[64]; /* -H for --explain */
     int test = 0, dump = 0, daemon = 0, explain = 0, nheaders = 0, opt;
     static char cwd[4096];
+    tg_tls_mem_init(); /* before OpenSSL allocates */
     tg_upgrade_set_argv(argc, argv); /* before getopt reorders it */
     while ((opt = getopt_long(argc, argv, "c:p:s:tTdvVhH:", longopts, NULL)) != -1) {
         switch (opt) {
