@@ -78,6 +78,8 @@ struct tg_proxy_s {
     unsigned resp_done : 1;
     unsigned client_blocked : 1;  /* waiting for the client to drain */
     unsigned upstream_close : 1;  /* upstream asked to close, or framing needs it */
+    unsigned readable : 1;        /* the loop reported the upstream readable: the
+                                   * next read may go to the send batch */
     tg_msec_t keepalive_ms;
     int error_status;
     unsigned websocket : 1;  /* a WebSocket upgrade was asked for */
@@ -287,7 +289,7 @@ static void px_release_conn(tg_proxy_t *px, int reuse)
     px->uc = NULL;
     uc->r = NULL;
     ev_timer_stop(tg_worker->loop, &uc->timer);
-    if (reuse) {
+    if (reuse && uc->rbatch == 0) { /* (a read in the batch: bytes it would lose) */
         uc->requests++;
         /* retire it a second before the upstream would close it */
         tg_msec_t ms = px->keepalive_ms ? px->keepalive_ms - 1000 : 60000;
@@ -849,7 +851,16 @@ static void px_receive(tg_proxy_t *px)
             }
             b->pos = b->last = b->start; /* all parsed and forwarded */
         }
-        ssize_t n = tg_upconn_read(px->uc, b->last, (size_t)(b->end - b->last));
+        tg_upconn_t *uc = px->uc;
+        ssize_t n;
+        if (uc->ssl == NULL && (px->readable || uc->rbatch)) {
+            px->readable = 0;
+            n = tg_sendq_read(&uc->rbatch, uc->fd, &uc->io, b->last, (size_t)(b->end - b->last));
+            if (n == TG_SENDQ_WAIT)
+                return; /* px_io_cb runs again after the batch */
+        } else {
+            n = tg_upconn_read(uc, b->last, (size_t)(b->end - b->last));
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -967,6 +978,7 @@ static void px_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if ((revents & EV_READ) ||
         ((revents & EV_WRITE) && px->state == PX_RECEIVING && (uc->tls_flags & TG_TLS_F_WANT_WRITE))) {
+        px->readable = (revents & EV_READ) != 0;
         px_receive(px);
         return;
     }

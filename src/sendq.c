@@ -1,17 +1,28 @@
 /* The worker's send batch (see sendq.h). An ev_check watcher opens the
- * batch when the loop has polled; callbacks then add their writes; the
- * ev_prepare watcher, which libev runs before it reifies watchers and polls
- * again, sends them all with one io_uring_enter and waits for their
- * completions (MSG_DONTWAIT: a full socket completes at once with -EAGAIN,
- * nothing stays in flight), then wakes the owners. The batch is closed while
- * they run, so what they write goes out directly: nothing is left for a loop
- * that is about to block. */
+ * batch when the loop has polled; callbacks then add their writes and
+ * reads; two ev_prepare watchers, which libev runs before it reifies
+ * watchers and polls again, give them to the kernel with one io_uring_enter
+ * each and wait for their completions (MSG_DONTWAIT: a full socket, or one
+ * with nothing to read, completes at once with -EAGAIN; nothing stays in
+ * flight), then wake the owners. The early flush leaves the batch open for
+ * what its owners write (the answers to what they read); the late one
+ * closes it while its owners run, so what they write goes out directly:
+ * nothing is left for a loop that is about to block. */
 #include <errno.h>
 #include <limits.h>
 #include <liburing.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h> /* bytes the kernel read in through io_uring */
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
 #include "log.h"
 #include "sendq.h"
 #include "stats.h"
@@ -24,25 +35,30 @@
  * only; a request to an upstream, whose memory lives until its response
  * anyway, any of them (HTTP/2 with 10 x 100 streams of small GETs: 13 % of
  * the upstream writes went in the batch with 32 slots). */
-#define SENDQ_MAX 256
+#define SENDQ_MAX 1024
 #define SENDQ_HELD 32
 #define RES_NONE INT_MIN          /* not sent */
 #define RES_UNKNOWN (INT_MIN + 1) /* given to the kernel, outcome not seen */
 
 typedef struct {
-    tg_iovq_t *q; /* NULL once cancelled or done */
+    tg_iovq_t *q; /* a write: NULL once cancelled or done */
+    int *slot;    /* a read: its owner's slot; NULL once cancelled or collected */
     ev_io *w;
     uint64_t *written;
+    void *buf; /* a read's */
+    size_t len;
     int fd;
-    int res; /* bytes written or -errno; RES_NONE until known */
+    int res; /* bytes written or read, or -errno; RES_NONE until known */
     struct msghdr mh;
 } entry_t;
+
+#define LIVE(e) ((e)->q != NULL || (e)->slot != NULL)
 
 static struct io_uring ring;
 static int on, open_now;
 static entry_t ents[SENDQ_MAX];
 static int nents;
-static ev_prepare prepare_w;
+static ev_prepare early_w, late_w;
 static ev_check check_w;
 
 static void set_msg(entry_t *e)
@@ -59,11 +75,14 @@ static void batch_direct(int n)
 {
     for (int i = 0; i < n; i++) {
         entry_t *e = &ents[i];
-        if (e->q == NULL)
+        if (!LIVE(e))
             continue;
         if (e->res == RES_UNKNOWN) {
             shutdown(e->fd, SHUT_RDWR);
             e->res = -EIO;
+        } else if (e->res == RES_NONE && e->slot) {
+            ssize_t r = recv(e->fd, e->buf, e->len, MSG_DONTWAIT);
+            e->res = r < 0 ? -errno : (int)r;
         } else if (e->res == RES_NONE) {
             set_msg(e);
             ssize_t w = sendmsg(e->fd, &e->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -80,13 +99,17 @@ static int batch_submit(int n)
     int m = 0;
     for (int i = 0; i < n; i++) {
         entry_t *e = &ents[i];
-        if (e->q == NULL)
+        if (!LIVE(e))
             continue;
-        set_msg(e);
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
         if (sqe == NULL)
             return -1;
-        io_uring_prep_sendmsg(sqe, e->fd, &e->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (e->slot) {
+            io_uring_prep_recv(sqe, e->fd, e->buf, e->len, MSG_DONTWAIT);
+        } else {
+            set_msg(e);
+            io_uring_prep_sendmsg(sqe, e->fd, &e->mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
         io_uring_sqe_set_data64(sqe, (uint64_t)i);
         e->res = RES_UNKNOWN;
         m++;
@@ -115,7 +138,10 @@ static int batch_submit(int n)
                    strerror(-w));
             return -1;
         }
-        ents[cqe->user_data].res = cqe->res;
+        entry_t *e = &ents[cqe->user_data];
+        e->res = cqe->res;
+        if (e->slot && e->res > 0) /* valgrind does not see the kernel write it */
+            VALGRIND_MAKE_MEM_DEFINED(e->buf, (size_t)e->res);
         io_uring_cqe_seen(&ring, cqe);
         got++;
     }
@@ -129,25 +155,30 @@ static int batch_submit(int n)
     return -1;
 }
 
-static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+/* Send and read the first n entries, wake their owners, and move what they
+ * added meanwhile to the front. */
+static void flush(struct ev_loop *loop, int n)
 {
-    (void)p;
-    (void)revents;
-    open_now = 0;
-    int n = nents;
-    if (n == 0)
-        return;
     int m = batch_submit(n);
     if (m > 0) {
         tg_stats_count(TG_STATS_SENDQ_BATCHES, 1);
         tg_stats_count(TG_STATS_SENDQ_WRITES, (uint64_t)m);
     }
     if (m < 0) {
-        on = 0; /* the rest, and every later write, directly */
+        on = open_now = 0; /* the rest, and every later write, directly */
         batch_direct(n);
     }
     for (int i = 0; i < n; i++) {
         entry_t *e = &ents[i];
+        if (e->slot) {
+            /* the owner reads on, and its first read takes this outcome */
+            ev_invoke(loop, e->w, EV_READ);
+            if (e->slot) { /* it did not: the bytes are lost to it */
+                *e->slot = 0;
+                e->slot = NULL;
+            }
+            continue;
+        }
         tg_iovq_t *q = e->q;
         if (q == NULL)
             continue; /* cancelled while an earlier owner ran */
@@ -159,7 +190,42 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
          * the error, or the rest would block and it waits for the socket */
         ev_invoke(loop, e->w, EV_WRITE);
     }
-    nents = 0;
+    int k = 0;
+    for (int i = n; i < nents; i++) {
+        entry_t *e = &ents[i];
+        if (!LIVE(e))
+            continue;
+        ents[k] = *e;
+        if (ents[k].q)
+            ents[k].q->batch = k + 1;
+        else
+            *ents[k].slot = k + 1;
+        k++;
+    }
+    nents = k;
+}
+
+/* Two flushes before the loop polls. The early one runs before the other
+ * prepare watchers: the reads it does give their owners bytes to answer
+ * with, and the HTTP/2 round (src/h2.c, a prepare watcher too) then sends
+ * what their streams got in one write per connection; the batch stays open
+ * meanwhile, so what the owners write joins the late flush, which runs
+ * after every other prepare watcher and closes the batch. */
+static void early_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)p;
+    (void)revents;
+    if (nents)
+        flush(loop, nents);
+}
+
+static void late_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)p;
+    (void)revents;
+    open_now = 0;
+    if (nents)
+        flush(loop, nents);
 }
 
 static void check_cb(struct ev_loop *loop, ev_check *c, int revents)
@@ -188,9 +254,14 @@ void tg_sendq_init(struct ev_loop *loop, int enable)
         return;
     }
     on = 1;
-    ev_prepare_init(&prepare_w, prepare_cb);
-    ev_prepare_start(loop, &prepare_w);
+    ev_prepare_init(&early_w, early_cb);
+    ev_set_priority(&early_w, EV_MAXPRI);
+    ev_prepare_start(loop, &early_w);
     ev_unref(loop); /* the batch alone does not keep the loop running */
+    ev_prepare_init(&late_w, late_cb);
+    ev_set_priority(&late_w, EV_MINPRI);
+    ev_prepare_start(loop, &late_w);
+    ev_unref(loop);
     ev_check_init(&check_w, check_cb);
     ev_check_start(loop, &check_w);
     ev_unref(loop);
@@ -203,6 +274,7 @@ int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lastin
     if (open_now && q->pending && nents < (lasting ? SENDQ_MAX : SENDQ_HELD)) {
         entry_t *e = &ents[nents++];
         e->q = q;
+        e->slot = NULL;
         e->w = w;
         e->written = written;
         e->fd = fd;
@@ -221,11 +293,51 @@ void tg_sendq_cancel(tg_iovq_t *q)
     }
 }
 
+ssize_t tg_sendq_read(int *slot, int fd, ev_io *w, void *buf, size_t len)
+{
+    if (*slot) {
+        entry_t *e = &ents[*slot - 1];
+        if (e->res == RES_NONE || e->res == RES_UNKNOWN)
+            return TG_SENDQ_WAIT; /* the batch has not run */
+        *slot = 0;
+        e->slot = NULL;
+        if (e->buf != buf) { /* the bytes went elsewhere: cannot go on */
+            errno = EIO;
+            return -1;
+        }
+        if (e->res < 0) {
+            errno = -e->res;
+            return -1;
+        }
+        return e->res;
+    }
+    if (open_now && nents < SENDQ_MAX) {
+        entry_t *e = &ents[nents++];
+        e->q = NULL;
+        e->slot = slot;
+        e->w = w;
+        e->buf = buf;
+        e->len = len;
+        e->fd = fd;
+        e->res = RES_NONE;
+        *slot = nents;
+        return TG_SENDQ_WAIT;
+    }
+    return read(fd, buf, len);
+}
+
 void tg_sendq_cancel_fd(int fd)
 {
-    for (int i = 0; i < nents; i++)
-        if (ents[i].q && ents[i].fd == fd) {
+    for (int i = 0; i < nents; i++) {
+        if (ents[i].fd != fd)
+            continue;
+        if (ents[i].q) {
             ents[i].q->batch = 0;
             ents[i].q = NULL;
         }
+        if (ents[i].slot) {
+            *ents[i].slot = 0;
+            ents[i].slot = NULL;
+        }
+    }
 }

@@ -1,7 +1,8 @@
 /* The worker's send batch: writes to plain sockets on the proxy's hot path
- * (a response to its client, a request to its upstream) are collected while
- * the loop runs its callbacks and go to the kernel together, one
- * io_uring_enter for all of them, just before the loop waits for events.
+ * (a response to its client, a request to its upstream), and reads of
+ * upstream responses, are collected while the loop runs its callbacks and
+ * go to the kernel together, one io_uring_enter for all of them, just
+ * before the loop waits for events.
  *
  * On the machine this was measured on a syscall costs about 1 µs and a
  * request crosses four of them (two reads, two writes); a send inside the
@@ -18,6 +19,7 @@
 
 #include <ev.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "buf.h"
 
 /* Start the batch on the worker's loop (enable = the `io_uring` directive).
@@ -33,7 +35,17 @@ void tg_sendq_init(struct ev_loop *loop, int enable);
  * its response), so the write may take any slot of the batch; otherwise
  * (a response) only one of its first slots, as it keeps its request alive. */
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting);
-/* Forget a deferred write of `fd` (call before closing it). */
+/* Like read(2), but may leave the read to the batch, where it goes to the
+ * kernel with the writes (a socket the loop just reported readable: on this
+ * machine's kind a read(2) is a syscall of ~1 µs of its own). Returns what
+ * read(2) returns, or TG_SENDQ_WAIT: the read waits in the batch (the caller
+ * arms nothing and returns; the callback of `w` runs with EV_READ after the
+ * batch, and its next tg_sendq_read with the same `slot` and `buf` returns
+ * the outcome). `*slot` (0 when no read waits) and `buf` must stay until
+ * then, or until tg_sendq_cancel_fd(fd). */
+#define TG_SENDQ_WAIT (-2)
+ssize_t tg_sendq_read(int *slot, int fd, ev_io *w, void *buf, size_t len);
+/* Forget the deferred write and read of `fd` (call before closing it). */
 void tg_sendq_cancel_fd(int fd);
 /* Forget the deferred write of `q`, if any. */
 void tg_sendq_cancel(tg_iovq_t *q);

@@ -195,6 +195,7 @@ struct tg_upconn_s {
     uint32_t requests; /* served on this connection */
     tg_ssl_t *ssl;     /* TLS upstreams: the session, else NULL */
     uint8_t tls_flags; /* TG_TLS_F_* (tls_io.h) */
+    int rbatch;        /* a read of it in the send batch (tg_sendq_read); 0: none */
     struct tg_upconn_s *next;
 };
 
