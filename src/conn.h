@@ -82,12 +82,15 @@ struct tg_conn_s {
     unsigned paused : 1; /* the codec stopped parsing at the end of a message */
     unsigned closing : 1;
     unsigned pp_done : 1;        /* PROXY protocol header read */
+    unsigned readable : 1;       /* the loop reported it readable: the codec's next
+                                  * read may go to the send batch (src/sendq.h) */
+    int rbatch;                  /* a read of it in the send batch; 0: none */
     tg_ssl_t *ssl;               /* TLS listeners: the session (tls_io.c), else NULL */
     tg_conn_ext_t *ext; /* rarely used per-connection state (modules', the PROXY
                          * header's address): NULL mostly, so an idle
                          * connection does not pay for it */
     struct sockaddr_in6 sa;      /* peer address (AF_INET fits too) */
-    int fd; /* last: in the tail after sa, not a hole before io (248 bytes, not 256) */
+    int fd; /* last: in the tail after sa, not a hole before io (256 bytes, not 264) */
 };
 
 /* This worker's client connections by what they are doing (the stats

@@ -348,7 +348,15 @@ static void h1_read(tg_conn_t *c)
                 conn_fail_request(c, st);
                 return;
             }
-            ssize_t n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
+            ssize_t n;
+            if (c->ssl == NULL && (c->readable || c->rbatch)) {
+                c->readable = 0;
+                n = tg_sendq_read(&c->rbatch, c->fd, &c->io, b->last, (size_t)(b->end - b->last));
+                if (n == TG_SENDQ_WAIT)
+                    return; /* h1_on_io runs again after the batch */
+            } else {
+                n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
+            }
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -414,6 +422,7 @@ static void h1_on_io(tg_conn_t *c, int revents)
     switch (c->state) {
     case TG_CONN_IDLE:
     case TG_CONN_HEADERS:
+        c->readable = (revents & EV_READ) != 0;
         h1_read(c);
         return;
     case TG_CONN_TUNNEL:
@@ -887,7 +896,11 @@ static int h1_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_t
             *sent = (size_t)n;
             if (tg_iovq_add(&hr->out, hr->fbuf->start, (size_t)n) != 0)
                 return -1;
-            int rc = h1_flush(r, 0);
+            /* all of it read: the response may go with the send batch (the
+             * drain that follows it wakes the handler, as after a wait) */
+            int rc = h1_flush(r, *sent == len);
+            if (rc == 2)
+                return 0;
             if (rc <= 0 || *sent == len)
                 return rc;
         }

@@ -27,14 +27,15 @@
 #include "sendq.h"
 #include "stats.h"
 
-/* Writes per batch; more in one round go out directly. A deferred response
- * keeps its request (buffers, arena) alive until the batch, so many of them
- * would raise the peak of live requests in a burst, and the block caches
- * keep that peak: 256 cost 100 bytes per connection more in the 10,000-idle
- * benchmark than 32. Responses therefore take the first SENDQ_HELD slots
- * only; a request to an upstream, whose memory lives until its response
- * anyway, any of them (HTTP/2 with 10 x 100 streams of small GETs: 13 % of
- * the upstream writes went in the batch with 32 slots). */
+/* Writes and reads per batch; more in one round go directly. A deferred
+ * response keeps its request (buffers, arena) alive until the batch, so many
+ * of them would raise the peak of live requests in a burst, and the block
+ * caches keep that peak: 256 cost 100 bytes per connection more in the
+ * 10,000-idle benchmark than 32. Responses therefore take SENDQ_HELD slots
+ * at most; a request to an upstream, whose memory lives until its response
+ * anyway, and a read, any of them (HTTP/2 with 10 x 100 streams of small
+ * GETs: 13 % of the upstream writes went in the batch with 32 slots; with
+ * the upstream reads in it too, 256 slots overflowed at 50 x 10). */
 #define SENDQ_MAX 1024
 #define SENDQ_HELD 32
 #define RES_NONE INT_MIN          /* not sent */
@@ -58,6 +59,7 @@ static struct io_uring ring;
 static int on, open_now;
 static entry_t ents[SENDQ_MAX];
 static int nents;
+static int nheld; /* responses' writes queued since the last flush began */
 static ev_prepare early_w, late_w;
 static ev_check check_w;
 
@@ -161,13 +163,18 @@ static void flush(struct ev_loop *loop, int n)
 {
     int m = batch_submit(n);
     if (m > 0) {
+        int reads = 0;
+        for (int i = 0; i < n; i++)
+            reads += ents[i].slot != NULL;
         tg_stats_count(TG_STATS_SENDQ_BATCHES, 1);
-        tg_stats_count(TG_STATS_SENDQ_WRITES, (uint64_t)m);
+        tg_stats_count(TG_STATS_SENDQ_WRITES, (uint64_t)(m - reads));
+        tg_stats_count(TG_STATS_SENDQ_READS, (uint64_t)reads);
     }
     if (m < 0) {
         on = open_now = 0; /* the rest, and every later write, directly */
         batch_direct(n);
     }
+    nheld = 0; /* what the owners add from now on */
     for (int i = 0; i < n; i++) {
         entry_t *e = &ents[i];
         if (e->slot) {
@@ -271,8 +278,9 @@ int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lastin
 {
     if (q->batch)
         return 2; /* already waiting in the batch */
-    if (open_now && q->pending && nents < (lasting ? SENDQ_MAX : SENDQ_HELD)) {
+    if (open_now && q->pending && nents < SENDQ_MAX && (lasting || nheld < SENDQ_HELD)) {
         entry_t *e = &ents[nents++];
+        nheld += !lasting;
         e->q = q;
         e->slot = NULL;
         e->w = w;

@@ -63,6 +63,7 @@ typedef enum {
     TG_STATS_H2_GOAWAY,        /* HTTP/2 GOAWAY frames sent */
     TG_STATS_H2_RESETS,        /* HTTP/2 RST_STREAM frames received */
     TG_STATS_H2_FLOOD,         /* HTTP/2 connections closed for abuse (ENHANCE_YOUR_CALM) */
+    TG_STATS_SENDQ_READS,      /* reads the send batches carried */
     TG_STATS_EVENT_COUNT
 } tg_stats_event_t;
 

@@ -1,9 +1,11 @@
 # The send batch (src/sendq.c, `io_uring on|off`): proxied requests and
-# responses written together through io_uring are byte-exact, in order and
-# complete under keep-alive, pipelining, 50 concurrent clients, large
-# responses read slowly (short writes inside a batch), uploads and clients
-# that leave; the stats endpoint counts the batches; `io_uring off` writes
-# directly and gives the same answers; the directive is checked.
+# responses written together through io_uring, and upstream responses and
+# request heads read through it, are byte-exact, in order and complete under
+# keep-alive, pipelining, 50 concurrent clients, large responses read slowly
+# (short writes inside a batch), request heads in pieces, uploads and clients
+# that leave; the stats endpoint counts the batches, their writes and reads;
+# `io_uring off` writes and reads directly and gives the same answers; the
+# directive is checked.
 use v5.36;
 use Test::More;
 use JSON::PP qw(decode_json);
@@ -119,6 +121,31 @@ for my $mode (qw(on off)) {
         is($e->{bodySha256} // '', sha256_hex($body), "$mode: 5 MB upload arrives intact");
     }
 
+    # request heads in three pieces 30 ms apart, twice on one connection:
+    # each piece is a read of its own (the first through the batch)
+    {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $tg->port) or die;
+        my @urls;
+        for my $i (1 .. 2) {
+            for my $piece ("GET /echo/pieces$i HT", "TP/1.1\r\nHost: x\r\nX-A:", " b\r\n\r\n") {
+                syswrite($s, $piece);
+                sleep 0.03;
+            }
+            my ($data, $buf) = ('', '');
+            my $deadline = time + 10;
+            while (time < $deadline && $data !~ /\r\n\r\n.*\}/s) {
+                my $n = sysread($s, $buf, 65536);
+                last unless $n;
+                $data .= $buf;
+            }
+            my ($body) = $data =~ /\r\n\r\n(.*)\z/s;
+            my $e = eval { decode_json($body // '') } // {};
+            push @urls, ($e->{url} // '?') . '/' . ($e->{headers}{'x-a'} // '?');
+        }
+        is_deeply(\@urls, [ '/echo/pieces1/b', '/echo/pieces2/b' ],
+                  "$mode: request heads in three pieces, two on one connection, answered right");
+    }
+
     # a body sent in 60 pieces 5 ms apart: each piece is a round of its own,
     # written through the batch one after another (a queue the batch emptied
     # must start again at its first slot, or the 25th round would not fit)
@@ -152,6 +179,7 @@ for my $mode (qw(on off)) {
     my $s = stats($tg);
     my $w = $s->{io_uring}{writes} // -1;
     my $b = $s->{io_uring}{batches} // -1;
+    my $rd = $s->{io_uring}{reads} // -1;
     if ($mode eq 'on') {
         # every proxied request writes twice (upstream, client); pipelined ones
         # after the first are written directly (they start as the batch ends),
@@ -159,12 +187,18 @@ for my $mode (qw(on off)) {
         cmp_ok($w, '>=', 2 * 120 + 50 * 30, 'on: most proxied writes went in batches')
             or diag "writes $w";
         cmp_ok($b, '>', 0, 'on: batches counted');
-        cmp_ok($w / ($b || 1), '>', 1.2, 'on: batches carry several writes under concurrency')
-            or diag "writes $w batches $b";
+        cmp_ok(($w + $rd) / ($b || 1), '>', 1.2, 'on: batches carry several writes and reads under concurrency')
+            or diag "writes $w reads $rd batches $b";
+        # every keep-alive request is read (its head) and answered (the
+        # upstream's response) through the batch, the first read of each
+        cmp_ok($rd, '>=', 2 * 120, 'on: request heads and upstream responses read in batches')
+            or diag "reads $rd";
         my $p = $tg->http(GET => '/stats?format=prometheus');
         like($p->{body}, qr/^tollgate_io_uring_writes_total $w$/m, 'on: the same count for Prometheus');
+        like($p->{body}, qr/^tollgate_io_uring_reads_total $rd$/m, 'on: and the reads');
     } else {
         is($w, 0, 'off: nothing batched');
+        is($rd, 0, 'off: nothing read in batches');
         is($b, 0, 'off: no batches');
     }
     $tg->stop;
