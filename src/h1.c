@@ -331,6 +331,11 @@ static void conn_fail_request(tg_conn_t *c, int status)
 
 static void h1_read(tg_conn_t *c)
 {
+    int readable = c->readable;
+    c->readable = 0;
+    if (readable && c->ssl == NULL && (c->ibuf == NULL || c->ibuf->pos == c->ibuf->last) &&
+        tg_sendq_read_start(&c->rbatch, c->fd, &c->io))
+        return; /* h1_on_io runs again after the batch */
     for (;;) {
         if ((c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) ||
             (c->codec == NULL && (c->codec = parser_get(c)) == NULL)) {
@@ -348,15 +353,11 @@ static void h1_read(tg_conn_t *c)
                 conn_fail_request(c, st);
                 return;
             }
-            ssize_t n;
-            if (c->ssl == NULL && (c->readable || c->rbatch)) {
-                c->readable = 0;
-                n = tg_sendq_read(&c->rbatch, c->fd, &c->io, b->last, (size_t)(b->end - b->last));
-                if (n == TG_SENDQ_WAIT)
-                    return; /* h1_on_io runs again after the batch */
-            } else {
-                n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
-            }
+            size_t room = (size_t)(b->end - b->last);
+            ssize_t n = c->rbatch ? tg_sendq_read_take(&c->rbatch, b->last, room)
+                                  : tg_conn_read(c, b->last, room);
+            if (n == TG_SENDQ_WAIT)
+                return; /* h1_on_io runs again after the batch */
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -444,6 +445,8 @@ static void h1_on_io(tg_conn_t *c, int revents)
              * upstream side. A full buffer stops the reading. */
             tg_buf_t *b = c->ibuf;
             char ch;
+            if (c->rbatch) /* a read of the batch holds the next bytes: after this response */
+                return;
             ssize_t n = (b && b->last < b->end)
                             ? tg_conn_read(c, b->last, (size_t)(b->end - b->last))
                             : recv(c->fd, &ch, 1, MSG_PEEK);
@@ -977,7 +980,7 @@ static void h1_finalize(tg_request_t *r, int abort)
     c->paused = 0;
     c->state = TG_CONN_IDLE;
     tg_conn_timer(c, tg_core_conf(c->listen->default_server->mconf)->idle_timeout);
-    if (left || tg_conn_has_pending(c)) {
+    if (left || tg_conn_has_pending(c) || c->rbatch) {
         /* pipelined: serve it from the loop, not from this stack (TLS:
          * bytes wait in the TLS layer, no socket event comes) */
         tg_conn_want(c, EV_READ);

@@ -836,6 +836,11 @@ static void px_receive(tg_proxy_t *px)
         px_want(px, 0, 0);
         return;
     }
+    int readable = px->readable;
+    px->readable = 0;
+    if (readable && px->uc->ssl == NULL &&
+        tg_sendq_read_start(&px->uc->rbatch, px->uc->fd, &px->uc->io))
+        return; /* px_io_cb runs again after the batch */
     if (px->buf == NULL && (px->buf = tg_buf_get()) == NULL) {
         px_fail(px, 500, 0);
         return;
@@ -852,15 +857,11 @@ static void px_receive(tg_proxy_t *px)
             b->pos = b->last = b->start; /* all parsed and forwarded */
         }
         tg_upconn_t *uc = px->uc;
-        ssize_t n;
-        if (uc->ssl == NULL && (px->readable || uc->rbatch)) {
-            px->readable = 0;
-            n = tg_sendq_read(&uc->rbatch, uc->fd, &uc->io, b->last, (size_t)(b->end - b->last));
-            if (n == TG_SENDQ_WAIT)
-                return; /* px_io_cb runs again after the batch */
-        } else {
-            n = tg_upconn_read(uc, b->last, (size_t)(b->end - b->last));
-        }
+        size_t room = (size_t)(b->end - b->last);
+        ssize_t n = uc->rbatch ? tg_sendq_read_take(&uc->rbatch, b->last, room)
+                               : tg_upconn_read(uc, b->last, room);
+        if (n == TG_SENDQ_WAIT)
+            return; /* px_io_cb runs again after the batch */
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -35,16 +35,20 @@ void tg_sendq_init(struct ev_loop *loop, int enable);
  * its response), so the write may take any slot of the batch; otherwise
  * (a response) only one of its first slots, as it keeps its request alive. */
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting);
-/* Like read(2), but may leave the read to the batch, where it goes to the
- * kernel with the writes (a socket the loop just reported readable: on this
- * machine's kind a read(2) is a syscall of ~1 µs of its own). Returns what
- * read(2) returns, or TG_SENDQ_WAIT: the read waits in the batch (the caller
- * arms nothing and returns; the callback of `w` runs with EV_READ after the
- * batch, and its next tg_sendq_read with the same `slot` and `buf` returns
- * the outcome). `*slot` (0 when no read waits) and `buf` must stay until
- * then, or until tg_sendq_cancel_fd(fd). */
+/* A read of `fd` for the batch, where it goes to the kernel with the writes
+ * (for a socket the loop just reported readable: on this machine's kind a
+ * read(2) is a syscall of ~1 µs of its own). 1: queued; the caller arms
+ * nothing and returns, and the callback of `w` runs with EV_READ after the
+ * batch, where tg_sendq_read_take gives the outcome. 0: not queued (outside
+ * the batch, or it is full): read directly. The bytes (up to 1 KB; the rest
+ * stays in the socket) wait in the batch, so the caller holds no buffer
+ * meanwhile. `*slot` is 0 while no read of the caller waits, and must stay
+ * until the outcome is taken or tg_sendq_cancel_fd(fd). */
+int tg_sendq_read_start(int *slot, int fd, ev_io *w);
+/* The outcome of the caller's read (*slot not 0): TG_SENDQ_WAIT while the
+ * batch has not run, else as read(2) into buf (room for len >= 1 KB). */
 #define TG_SENDQ_WAIT (-2)
-ssize_t tg_sendq_read(int *slot, int fd, ev_io *w, void *buf, size_t len);
+ssize_t tg_sendq_read_take(int *slot, void *buf, size_t len);
 /* Forget the deferred write and read of `fd` (call before closing it). */
 void tg_sendq_cancel_fd(int fd);
 /* Forget the deferred write of `q`, if any. */
