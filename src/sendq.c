@@ -13,6 +13,7 @@
 #include <liburing.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #if defined(__has_include)
@@ -63,7 +64,15 @@ typedef struct {
 static struct io_uring ring;
 static int on, open_now;
 static entry_t ents[SENDQ_MAX];
-static char stage[SENDQ_MAX][SENDQ_STAGE]; /* the reads' bytes; pages touched as used */
+/* The reads' bytes. Its pages become resident as rounds use slots, and a
+ * burst of hundreds of reads in one round would keep them so; a worker
+ * that has not used more than the first page's slots for REST_S seconds
+ * gives the others back (MADV_DONTNEED: they read back as zeros). */
+static char stage[SENDQ_MAX][SENDQ_STAGE] __attribute__((aligned(4096)));
+#define STAGE_KEEP (4096 / SENDQ_STAGE) /* slots on the page that stays */
+#define REST_S 1.0
+static int stage_used; /* the slots up to this one were used since the last check */
+static ev_timer rest_w;
 static int nents;
 static int nheld; /* responses' writes queued in this round of the loop */
 static int nread_sub; /* reads among the last submission */
@@ -112,6 +121,8 @@ static int batch_submit(int n)
         if (!LIVE(e) || e->res != RES_NONE) /* a read done, not taken yet */
             continue;
         nread_sub += e->slot != NULL;
+        if (e->slot && i >= stage_used)
+            stage_used = i + 1;
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
         if (sqe == NULL)
             return -1;
@@ -241,6 +252,21 @@ static void late_cb(struct ev_loop *loop, ev_prepare *p, int revents)
     nheld = 0; /* the next round's */
     if (nents)
         flush(loop, nents);
+    if (stage_used > STAGE_KEEP && !ev_is_active(&rest_w)) {
+        ev_timer_set(&rest_w, REST_S, REST_S);
+        ev_timer_start(loop, &rest_w);
+    }
+}
+
+static void rest_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    if (stage_used > STAGE_KEEP || nents) { /* used since the last check */
+        stage_used = 0;
+        return;
+    }
+    ev_timer_stop(loop, t);
+    madvise(stage[STAGE_KEEP], sizeof(stage) - STAGE_KEEP * SENDQ_STAGE, MADV_DONTNEED);
 }
 
 static void check_cb(struct ev_loop *loop, ev_check *c, int revents)
@@ -280,6 +306,7 @@ void tg_sendq_init(struct ev_loop *loop, int enable)
     ev_check_init(&check_w, check_cb);
     ev_check_start(loop, &check_w);
     ev_unref(loop);
+    ev_init(&rest_w, rest_cb);
 }
 
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting)
