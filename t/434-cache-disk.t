@@ -172,10 +172,11 @@ subtest 'kill -9 during a fill: no half entry, temporary file swept' => sub {
     waitpid($pid, 0);
     ok(-e "$dir/$tmp", 'the temporary file is left by the crash');
     my $tg2 = tg_start(conf($dir));
-    ok(!grep({ /^tmp\./ } files($dir)), 'swept at start');
-    # the master reads the directory back after it opens the listeners: waited for
+    # the master reads the directory back (and sweeps it) after it opens the
+    # listeners: waited for
     ok(wait_until(sub { $tg2->error_log =~ /cache: \d+ entries read back from \Q$dir\E/ }, 15),
        'the directory read back');
+    ok(!grep({ /^tmp\./ } files($dir)), 'swept at start');
     like($tg2->error_log, qr/cache: 4 entries read back from \Q$dir\E, 1 files deleted/,
          'the complete entries read back, the partial one deleted');
     my $r = $tg2->http(GET => '/cut?size=4000000&chunk=65536&ms=0', timeout => 30);
