@@ -309,20 +309,26 @@ void tg_sendq_init(struct ev_loop *loop, int enable)
     ev_init(&rest_w, rest_cb);
 }
 
+/* A new entry at the end: a write (q) or a read (slot); its 1-based index. */
+static int entry_add(tg_iovq_t *q, int *slot, ev_io *w, int fd)
+{
+    entry_t *e = &ents[nents++];
+    e->q = q;
+    e->slot = slot;
+    e->w = w;
+    e->fd = fd;
+    e->res = RES_NONE;
+    return nents;
+}
+
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting)
 {
     if (q->batch)
         return 2; /* already waiting in the batch */
     if (open_now && q->pending && nents < SENDQ_MAX && (lasting || nheld < SENDQ_HELD)) {
-        entry_t *e = &ents[nents++];
         nheld += !lasting;
-        e->q = q;
-        e->slot = NULL;
-        e->w = w;
-        e->written = written;
-        e->fd = fd;
-        e->res = RES_NONE;
-        q->batch = nents;
+        q->batch = entry_add(q, NULL, w, fd);
+        ents[q->batch - 1].written = written;
         return 2;
     }
     return tg_iovq_write(q, fd, written);
@@ -340,13 +346,7 @@ int tg_sendq_read_start(int *slot, int fd, ev_io *w)
 {
     if (*slot || !open_now || nents == SENDQ_MAX)
         return 0;
-    entry_t *e = &ents[nents++];
-    e->q = NULL;
-    e->slot = slot;
-    e->w = w;
-    e->fd = fd;
-    e->res = RES_NONE;
-    *slot = nents;
+    *slot = entry_add(NULL, slot, w, fd);
     return 1;
 }
 
