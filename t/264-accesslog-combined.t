@@ -85,8 +85,11 @@ like($last, qr{^\d+ 1 HTTP/1\.1 "GET /size/500 HTTP/1\.1" user=bob body=500 sent
 my ($sent) = $last =~ /sent=(\d+)/;
 is($sent, length($r->{raw}), '$bytes_sent: header and body as on the wire');
 my ($msec) = $last =~ /msec=(\d+\.\d{3}) /;
-ok(defined $msec && $msec >= int($before) && $msec <= $after + 1, '$msec: seconds with milliseconds')
-    or diag $last;
+# libev's time (ev_now) is its monotonic clock plus an offset to the wall
+# clock that it resynchronises about once a second: under load (the ASan
+# suite) it was seen up to a second behind this process's time()
+ok(defined $msec && $msec >= int($before) - 1 && $msec <= $after + 1, '$msec: seconds with milliseconds')
+    or diag "$last (before $before, after $after)";
 my ($local) = $last =~ /local=\[([^\]]+)\]/;
 my ($iso) = $last =~ /iso=(\S+)/;
 like($iso // '', qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30$/, '$time_iso8601: local time, offset with a colon');
