@@ -948,6 +948,8 @@ sub _write_conf($self, $conf, $files = undef) {
     my $top = _top_level($text);
     my @pre;
     push @pre, "pid $self->{dir}/tollgate.pid;" unless $top->{pid};
+    # the master writes it after it opened the listeners: start-up waits for both
+    $self->{pid_file} = $top->{pid} || $self->{opts}{raw} ? undef : "$self->{dir}/tollgate.pid";
     push @pre, "error_log $self->{dir}/error.log info;" unless $top->{error_log};
     push @pre, 'workers 1;' unless $top->{workers};
     $text = join(' ', @pre, '') . $text if @pre && !$self->{opts}{raw};
@@ -978,6 +980,7 @@ sub _launch($self, $conf) {
     my $up = Tollgate::Test::wait_until(sub {
         $exited = Tollgate::Test::_reap($self->{pid});
         return 'exited' if defined $exited;
+        return 0 if defined $self->{pid_file} && !-s $self->{pid_file};
         return Tollgate::Test::_port_open($port);
     }, $timeout, 0.02);
     return if $up && $up ne 'exited';
