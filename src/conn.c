@@ -167,10 +167,34 @@ ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len)
     return n;
 }
 
+int tg_conn_read_batch_start(tg_conn_t *c)
+{
+    if (c->ssl && !tg_tls_can_stage(c->ssl, c->tls_flags))
+        return 0;
+    return tg_sendq_read_start(&c->rbatch, c->fd, &c->io);
+}
+
+ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len)
+{
+    if (c->ssl == NULL)
+        return tg_sendq_read_take(&c->rbatch, buf, len);
+    char raw[1024]; /* tg_sendq_read_take's most */
+    ssize_t n = tg_sendq_read_take(&c->rbatch, raw, sizeof(raw));
+    if (n <= 0)
+        return n; /* waiting, end of stream or failed, as a read of the socket */
+    int log_it;
+    n = tg_tls_read_staged(c->ssl, &c->tls_flags, raw, (size_t)n, buf, len, &log_it);
+    if (log_it)
+        tls_log(c, "read");
+    return n;
+}
+
+/* batch: 0 one record per write, 1 several, 2 several and the last may
+ * wait for the send batch */
 static ssize_t tls_writev(tg_conn_t *c, const struct iovec *iov, int n, int batch)
 {
     int log_it;
-    ssize_t w = batch ? tg_tls_writev_batch(c->ssl, &c->tls_flags, iov, n, &log_it)
+    ssize_t w = batch ? tg_tls_writev_batch(c->ssl, &c->tls_flags, iov, n, batch == 2, &log_it)
                       : tg_tls_writev(c->ssl, &c->tls_flags, iov, n, &log_it);
     if (log_it)
         tls_log(c, "write");
@@ -182,14 +206,14 @@ ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n)
     return tls_writev(c, iov, n, 0);
 }
 
-ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n)
+ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n, int defer)
 {
-    return tls_writev(c, iov, n, 1);
+    return tls_writev(c, iov, n, defer ? 2 : 1);
 }
 
-int tg_conn_tls_flush(tg_conn_t *c)
+int tg_conn_tls_flush(tg_conn_t *c, int batch)
 {
-    return tg_tls_flush(c->ssl, &c->tls_flags);
+    return tg_tls_flush(c->ssl, &c->tls_flags, batch ? &c->io : NULL);
 }
 
 void tg_conn_tls_shutdown(tg_conn_t *c)

@@ -146,15 +146,26 @@ int tg_conn_ext_set(tg_conn_t *c, const void *owner, void *data, void (*release)
 /* Release every connection's module state (a worker exiting fast). */
 void tg_conn_ext_release_all(void);
 
+/* A read of the connection in the send batch (sendq.h), after the loop
+ * reported it readable: 1 queued (the codec returns; its on_io runs again
+ * with EV_READ after the batch, and reads with tg_conn_read_batched while
+ * c->rbatch is set), 0 read directly (the batch is closed or full, or TLS
+ * holds bytes for the read). tg_conn_read_batched: as tg_conn_read, or
+ * TG_SENDQ_WAIT while the batch has not run; through TLS the batch's bytes
+ * go to SSL_read first. */
+int tg_conn_read_batch_start(tg_conn_t *c);
+ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len);
 /* Through TLS (c->ssl set): like read(2)/writev(2); failures are logged
  * (at info: a client's TLS trouble is the client's). */
 ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len);
 ssize_t tg_conn_tls_writev(tg_conn_t *c, const struct iovec *iov, int n);
 /* The same, several records per write (tg_tls_writev_batch): bytes may stay
- * held after a write that counted them; tg_conn_tls_flush sends them, with
- * tg_iovq_send's result (1 all gone, 0 wait for EV_WRITE, -1 failed). */
-ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n);
-int tg_conn_tls_flush(tg_conn_t *c);
+ * held after a write that counted them (`defer`: a last record may be held
+ * for the send batch); tg_conn_tls_flush sends them, with tg_sendq_write's
+ * result (1 all gone, 0 wait for EV_WRITE, 2 in the send batch, only when
+ * `batch`, -1 failed). */
+ssize_t tg_conn_tls_writev_batch(tg_conn_t *c, const struct iovec *iov, int n, int defer);
+int tg_conn_tls_flush(tg_conn_t *c, int batch);
 /* Send close_notify (TLS connections; best effort, never waits). */
 void tg_conn_tls_shutdown(tg_conn_t *c);
 

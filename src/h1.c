@@ -333,8 +333,8 @@ static void h1_read(tg_conn_t *c)
 {
     int readable = c->readable;
     c->readable = 0;
-    if (readable && c->ssl == NULL && (c->ibuf == NULL || c->ibuf->pos == c->ibuf->last) &&
-        tg_sendq_read_start(&c->rbatch, c->fd, &c->io))
+    if (readable && (c->ibuf == NULL || c->ibuf->pos == c->ibuf->last) &&
+        tg_conn_read_batch_start(c))
         return; /* h1_on_io runs again after the batch */
     for (;;) {
         if ((c->ibuf == NULL && (c->ibuf = tg_buf_get()) == NULL) ||
@@ -354,7 +354,7 @@ static void h1_read(tg_conn_t *c)
                 return;
             }
             size_t room = (size_t)(b->end - b->last);
-            ssize_t n = c->rbatch ? tg_sendq_read_take(&c->rbatch, b->last, room)
+            ssize_t n = c->rbatch ? tg_conn_read_batched(c, b->last, room)
                                   : tg_conn_read(c, b->last, room);
             if (n == TG_SENDQ_WAIT)
                 return; /* h1_on_io runs again after the batch */
@@ -844,7 +844,13 @@ static int h1_send_body(tg_request_t *r, const struct iovec *v, int n, size_t le
 
 static ssize_t conn_writev(void *c, const struct iovec *iov, int n)
 {
-    return tg_conn_tls_writev_batch(c, iov, n);
+    return tg_conn_tls_writev_batch(c, iov, n, 0);
+}
+
+/* the same, and a last record may wait for the send batch */
+static ssize_t conn_writev_defer(void *c, const struct iovec *iov, int n)
+{
+    return tg_conn_tls_writev_batch(c, iov, n, 1);
 }
 
 static int h1_flush(tg_request_t *r, int batch)
@@ -852,11 +858,12 @@ static int h1_flush(tg_request_t *r, int batch)
     tg_conn_t *c = r->conn;
     if (!batch)
         tg_sendq_cancel(&HR(r)->out); /* written now: the batch must not write it again */
-    int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, conn_writev, c, &r->bytes_out)
+    int rc = c->ssl  ? tg_iovq_send(&HR(r)->out, batch ? conn_writev_defer : conn_writev, c,
+                                    &r->bytes_out)
              : batch ? tg_sendq_write(&HR(r)->out, c->fd, &c->io, &r->bytes_out, 0)
                      : tg_iovq_write(&HR(r)->out, c->fd, &r->bytes_out);
     if (rc == 1 && c->ssl)
-        rc = tg_conn_tls_flush(c); /* records the batch wrote only in part */
+        rc = tg_conn_tls_flush(c, batch); /* records written only in part, or held */
     if (rc == 2)
         return 2; /* in the send batch: nothing to arm */
     if (rc == 1) {

@@ -513,8 +513,10 @@ static void file_buf_release(void *p)
 }
 
 /* Bytes read into the file buffer: through the body filters to the carrier.
- * 1: the caller may go on; 0: wait for on_drained; -1: abort. */
-static int file_pass(tg_request_t *r, size_t n, size_t first)
+ * 1: the caller may go on; 0: wait for on_drained; -1: abort. `batched`:
+ * the bytes may go with the send batch (the drain after it wakes the
+ * handler, as after a wait). */
+static int file_pass(tg_request_t *r, size_t n, size_t first, int batched)
 {
     tg_spans_t spans = {0};
     tg_spans_add(&spans, r->file_buf->start, n < first ? n : first);
@@ -527,7 +529,8 @@ static int file_pass(tg_request_t *r, size_t n, size_t first)
     }
     if (tg_request_send_body(r, &spans, 0) != 0)
         return -1;
-    return tg_request_flush(r);
+    int rc = batched ? tg_request_flush_batched(r) : tg_request_flush(r);
+    return rc == 2 ? 0 : rc;
 }
 
 static void file_read_failed(tg_request_t *r, int64_t off, ssize_t n, int err)
@@ -545,7 +548,7 @@ static void file_read_done(void *data, tg_file_io_t *io)
     r->file_io = NULL;
     int rc = -1;
     if (io->res == (ssize_t)io->len)
-        rc = file_pass(r, io->len, io->len);
+        rc = file_pass(r, io->len, io->len, 0);
     else
         file_read_failed(r, io->off + (io->res > 0 ? io->res : 0), io->res, io->err);
     if (rc < 0)
@@ -620,7 +623,8 @@ int tg_request_send_file(tg_request_t *r, int fd, int64_t off, size_t len, size_
         return -1;
     }
     *sent = (size_t)n;
-    return file_pass(r, (size_t)n, iov[0].iov_len);
+    /* all of it read: it may go with the send batch */
+    return file_pass(r, (size_t)n, iov[0].iov_len, (size_t)n == len);
 }
 
 int tg_request_flush(tg_request_t *r)

@@ -321,11 +321,16 @@ static int entry_add(tg_iovq_t *q, int *slot, ev_io *w, int fd)
     return nents;
 }
 
+int tg_sendq_open(void)
+{
+    return open_now && nents < SENDQ_MAX && nheld < SENDQ_HELD;
+}
+
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting)
 {
     if (q->batch)
         return 2; /* already waiting in the batch */
-    if (open_now && q->pending && nents < SENDQ_MAX && (lasting || nheld < SENDQ_HELD)) {
+    if (q->pending && (lasting ? open_now && nents < SENDQ_MAX : tg_sendq_open())) {
         nheld += !lasting;
         q->batch = entry_add(q, NULL, w, fd);
         ents[q->batch - 1].written = written;

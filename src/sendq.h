@@ -35,6 +35,8 @@ void tg_sendq_init(struct ev_loop *loop, int enable);
  * its response), so the write may take any slot of the batch; otherwise
  * (a response) only one of its first slots, as it keeps its request alive. */
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting);
+/* Would a response's write (lasting 0) go to the batch now? */
+int tg_sendq_open(void);
 /* A read of `fd` for the batch, where it goes to the kernel with the writes
  * (for a socket the loop just reported readable: on this machine's kind a
  * read(2) is a syscall of ~1 µs of its own). 1: queued; the caller arms

@@ -1,16 +1,32 @@
 /* The write batch of client TLS connections (see tls_batch.h). The filter
- * BIO's data pointer is its list of held bytes (pool buffers linked by
- * `next`, oldest first; NULL when it holds nothing), so an idle connection
- * keeps no memory for it. Held bytes always go before newer ones: a batch
- * opens only on an empty list, a write outside a batch first empties it,
- * and a batch whose write meets held bytes adds to them. */
+ * BIO's data pointer is its held bytes (a held_t: pool buffers and the
+ * ranges of them not written yet; NULL when it holds nothing), so an idle
+ * connection keeps no memory for them. Held bytes always go before newer
+ * ones: a batch opens only when none are held, a write outside a batch
+ * first empties them, a batch whose write meets held bytes adds to them,
+ * and a batch held for the send batch is one record that waits alone.
+ *
+ * The filter is the read BIO too: a read of the socket that went in the
+ * send batch is staged here (tg_tls_batch_stage) for the SSL_read that
+ * follows, which takes it before it reads the socket itself. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include "buf.h"
+#include "sendq.h"
 #include "tls_batch.h"
+
+/* A connection's bytes not written yet, as ranges of pool buffers: the
+ * filter's data while there are any (NULL otherwise: an idle connection
+ * keeps nothing for them). */
+typedef struct {
+    tg_iovq_t q;    /* the ranges, oldest first (in the send batch: q.batch) */
+    tg_buf_t *bufs; /* their buffers, oldest first; the last one takes more */
+    uint64_t sent;
+} held_t;
 
 #define BATCH_RECORD (16384 + 512) /* a record's plaintext and its TLS overhead */
 #define BATCH_SIZE (4 * BATCH_RECORD)
@@ -23,37 +39,66 @@ static struct {
     char buf[BATCH_SIZE];
 } batch;
 
+/* the bytes of a batched read, for one SSL_read of `bio` */
+static struct {
+    BIO *bio;
+    const char *p;
+    size_t len;
+} staged;
+
 static int bio_fd(BIO *b)
 {
     return (int)BIO_get_fd(BIO_next(b), NULL);
 }
 
-/* Write the held bytes: 1 none left, 0 the socket is full, -1 with errno. */
-static int held_write(BIO *b)
+/* Forget the held bytes (all written, or the connection is done). */
+static void held_free(BIO *b)
 {
-    tg_buf_t *h = BIO_get_data(b);
-    int fd = h ? bio_fd(b) : -1;
-    while (h) {
-        ssize_t n = send(fd, h->pos, (size_t)(h->last - h->pos), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-        h->pos += n;
-        if (h->pos == h->last) {
-            tg_buf_t *next = h->next;
-            tg_buf_put(h);
-            h = next;
-            BIO_set_data(b, h);
-        }
+    held_t *h = BIO_get_data(b);
+    if (h == NULL)
+        return;
+    tg_sendq_cancel(&h->q);
+    while (h->bufs) {
+        tg_buf_t *next = h->bufs->next;
+        tg_buf_put(h->bufs);
+        h->bufs = next;
     }
-    return 1;
+    free(h);
+    BIO_set_data(b, NULL);
+}
+
+/* Write the held bytes, directly or (w) in the worker's send batch: 1 none
+ * left, 0 the socket is full, 2 in the send batch (w's callback runs with
+ * EV_WRITE after it), -1 with errno. */
+static int held_write(BIO *b, ev_io *w)
+{
+    held_t *h = BIO_get_data(b);
+    if (h == NULL)
+        return 1;
+    int rc;
+    if (w) {
+        rc = tg_sendq_write(&h->q, bio_fd(b), w, &h->sent, 0);
+    } else {
+        tg_sendq_cancel(&h->q); /* written now: the batch must not write it again */
+        rc = tg_iovq_write(&h->q, bio_fd(b), &h->sent);
+    }
+    if (rc == 1)
+        held_free(b);
+    return rc;
 }
 
 /* Add bytes behind the held ones, in pool buffers. 0, or -1 (ENOMEM). */
 static int held_add(BIO *b, const char *p, size_t len)
 {
-    tg_buf_t *h = BIO_get_data(b), *tail = h;
+    held_t *h = BIO_get_data(b);
+    if (h == NULL) {
+        if ((h = calloc(1, sizeof(*h))) == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        BIO_set_data(b, h);
+    }
+    tg_buf_t *tail = h->bufs;
     while (tail && tail->next)
         tail = tail->next;
     while (len) {
@@ -67,12 +112,20 @@ static int held_add(BIO *b, const char *p, size_t len)
             if (tail)
                 tail->next = nb;
             else
-                BIO_set_data(b, nb);
+                h->bufs = nb;
             tail = nb;
         }
         size_t take = (size_t)(tail->end - tail->last);
         if (take > len)
             take = len;
+        struct iovec *last = h->q.n > h->q.i ? &h->q.iov[h->q.n - 1] : NULL;
+        if (last && (char *)last->iov_base + last->iov_len == tail->last) {
+            last->iov_len += take;
+            h->q.pending += take;
+        } else if (tg_iovq_add(&h->q, tail->last, take) != 0) {
+            errno = ENOMEM; /* never: at most a batch and a few records are held */
+            return -1;
+        }
         memcpy(tail->last, p, take);
         tail->last += take;
         p += take;
@@ -81,12 +134,13 @@ static int held_add(BIO *b, const char *p, size_t len)
     return 0;
 }
 
-/* The batch's bytes to the socket, what it does not take to the held list.
- * 1, 0 (bytes held) or -1 with errno. */
-static int batch_write(BIO *b)
+/* The batch's bytes to the socket, what it does not take to the held list;
+ * `defer`: all of them to the held list, for the send batch. 1, 0 (bytes
+ * held) or -1 with errno. */
+static int batch_write(BIO *b, int defer)
 {
     size_t off = 0;
-    if (BIO_get_data(b) == NULL) {
+    if (BIO_get_data(b) == NULL && !defer) {
         while (off < batch.len) {
             ssize_t n = send(bio_fd(b), batch.buf + off, batch.len - off, MSG_NOSIGNAL);
             if (n < 0 && errno == EINTR)
@@ -113,7 +167,7 @@ static int filter_write(BIO *b, const char *in, int inl)
     if (inl <= 0)
         return 0;
     if (batch.bio == b) {
-        if ((size_t)inl > BATCH_SIZE - batch.len && batch_write(b) < 0)
+        if ((size_t)inl > BATCH_SIZE - batch.len && batch_write(b, 0) < 0)
             return -1;
         if ((size_t)inl > BATCH_SIZE) /* not a record: never seen */
             return held_add(b, in, (size_t)inl) == 0 ? inl : -1;
@@ -121,7 +175,7 @@ static int filter_write(BIO *b, const char *in, int inl)
         batch.len += (size_t)inl;
         return inl;
     }
-    int rc = held_write(b);
+    int rc = held_write(b, NULL);
     if (rc <= 0) {
         if (rc == 0)
             BIO_set_retry_write(b);
@@ -132,21 +186,37 @@ static int filter_write(BIO *b, const char *in, int inl)
     return n;
 }
 
+static int filter_read(BIO *b, char *out, int outl)
+{
+    BIO_clear_retry_flags(b);
+    if (outl <= 0)
+        return 0;
+    if (staged.bio == b && staged.len) {
+        size_t n = staged.len < (size_t)outl ? staged.len : (size_t)outl;
+        memcpy(out, staged.p, n);
+        staged.p += n;
+        staged.len -= n;
+        return (int)n;
+    }
+    int n = BIO_read(BIO_next(b), out, outl);
+    BIO_copy_next_retry(b);
+    return n;
+}
+
 static long filter_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     BIO *next = BIO_next(b);
     if (cmd == BIO_CTRL_FLUSH) {
         BIO_clear_retry_flags(b);
-        int rc = held_write(b);
+        int rc = held_write(b, NULL);
         if (rc <= 0) {
             if (rc == 0)
                 BIO_set_retry_write(b);
             return rc;
         }
     } else if (cmd == BIO_CTRL_WPENDING) {
-        long n = 0;
-        for (tg_buf_t *h = BIO_get_data(b); h; h = h->next)
-            n += (long)(h->last - h->pos);
+        held_t *h = BIO_get_data(b);
+        long n = h ? (long)h->q.pending : 0;
         return n + (next ? BIO_ctrl(next, cmd, num, ptr) : 0);
     } else if (cmd == BIO_CTRL_DUP) {
         return 0;
@@ -168,17 +238,13 @@ static int filter_create(BIO *b)
 
 static int filter_destroy(BIO *b)
 {
-    tg_buf_t *h = BIO_get_data(b);
-    while (h) {
-        tg_buf_t *next = h->next;
-        tg_buf_put(h);
-        h = next;
-    }
-    BIO_set_data(b, NULL);
+    held_free(b);
     if (batch.bio == b) {
         batch.bio = NULL;
         batch.len = 0;
     }
+    if (staged.bio == b)
+        staged.bio = NULL;
     return 1;
 }
 
@@ -187,7 +253,7 @@ int tg_tls_batch_attach(struct ssl_st *ssl, int fd)
     if (method == NULL) {
         int type = BIO_get_new_index();
         BIO_METHOD *m = type > 0 ? BIO_meth_new(type | BIO_TYPE_FILTER, "tollgate batch") : NULL;
-        if (m == NULL || !BIO_meth_set_write(m, filter_write) ||
+        if (m == NULL || !BIO_meth_set_write(m, filter_write) || !BIO_meth_set_read(m, filter_read) ||
             !BIO_meth_set_ctrl(m, filter_ctrl) || !BIO_meth_set_create(m, filter_create) ||
             !BIO_meth_set_destroy(m, filter_destroy)) {
             BIO_meth_free(m);
@@ -197,23 +263,49 @@ int tg_tls_batch_attach(struct ssl_st *ssl, int fd)
         method_type = type | BIO_TYPE_FILTER;
     }
     BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE), *filter = BIO_new(method);
-    if (sock == NULL || filter == NULL || !BIO_up_ref(sock)) {
+    if (sock == NULL || filter == NULL) {
         BIO_free(sock);
         BIO_free(filter);
         return -1;
     }
-    /* one reference of the socket BIO is the read BIO's, one the filter's */
+    /* the filter owns the socket BIO; SSL_set_bio takes the filter's one
+     * reference for both directions */
     BIO_push(filter, sock);
-    SSL_set_bio(ssl, sock, filter);
+    SSL_set_bio(ssl, filter, filter);
     return 0;
+}
+
+static BIO *filter_of(BIO *b)
+{
+    return b && method && BIO_method_type(b) == method_type ? b : NULL;
+}
+
+int tg_tls_batch_can_stage(struct ssl_st *ssl)
+{
+    return filter_of(SSL_get_rbio(ssl)) != NULL;
+}
+
+void tg_tls_batch_stage(struct ssl_st *ssl, const void *p, size_t len)
+{
+    staged.bio = filter_of(SSL_get_rbio(ssl));
+    staged.p = p;
+    staged.len = len;
+}
+
+size_t tg_tls_batch_unstage(void)
+{
+    size_t left = staged.bio ? staged.len : 0;
+    staged.bio = NULL;
+    staged.len = 0;
+    return left;
 }
 
 int tg_tls_batch_begin(struct ssl_st *ssl)
 {
-    BIO *b = SSL_get_wbio(ssl);
-    if (b == NULL || method == NULL || BIO_method_type(b) != method_type)
+    BIO *b = filter_of(SSL_get_wbio(ssl));
+    if (b == NULL)
         return 0;
-    int rc = held_write(b);
+    int rc = held_write(b, NULL);
     if (rc <= 0) {
         if (rc == 0)
             errno = EAGAIN;
@@ -229,18 +321,24 @@ int tg_tls_batch_fits_record(void)
     return BATCH_SIZE - batch.len >= BATCH_RECORD;
 }
 
-int tg_tls_batch_end(struct ssl_st *ssl)
+int tg_tls_batch_end(struct ssl_st *ssl, int defer)
 {
     BIO *b = batch.bio;
     (void)ssl;
     batch.bio = NULL;
-    return b ? batch_write(b) : 1;
+    if (b == NULL)
+        return 1;
+    /* one record, the send batch open: it waits there (the copy costs less
+     * than the send(2) it saves); more goes now */
+    defer = defer && batch.len <= BATCH_RECORD && BIO_get_data(b) == NULL && tg_sendq_open();
+    int rc = batch_write(b, defer);
+    return defer && rc == 0 ? 1 : rc;
 }
 
-int tg_tls_batch_flush(struct ssl_st *ssl)
+int tg_tls_batch_flush(struct ssl_st *ssl, ev_io *w)
 {
-    BIO *b = SSL_get_wbio(ssl);
-    if (b == NULL || method == NULL || BIO_method_type(b) != method_type)
+    BIO *b = filter_of(SSL_get_wbio(ssl));
+    if (b == NULL)
         return 1;
-    return held_write(b);
+    return held_write(b, w);
 }

@@ -11,16 +11,24 @@
  * with the connection in pool buffers, at most one batch, until the socket
  * takes it: any later write through the BIO (a record, close_notify) and
  * tg_tls_batch_flush send the held bytes first, so the stream stays in
- * order. Outside a batch the filter passes writes straight on. */
+ * order. Outside a batch the filter passes writes straight on.
+ *
+ * The filter is the read BIO as well. A read of the socket that went in the
+ * worker's send batch (sendq.h: one io_uring_enter for many sockets) is
+ * handed to the SSL_read that follows with tg_tls_batch_stage: the filter
+ * gives those bytes first, then reads the socket as usual. Server contexts
+ * read ahead (tls_conf.c), so SSL_read takes every staged byte into its own
+ * buffer in one read call. */
 #ifndef TG_TLS_BATCH_H
 #define TG_TLS_BATCH_H
 
 #include <stddef.h>
 
 struct ssl_st;
+struct ev_io;
 
-/* Make the filter the write BIO of `ssl`, a server session on socket `fd`
- * (the socket BIO stays the read BIO). 0, or -1 when out of memory. */
+/* Make the filter the read and write BIO of `ssl`, a server session on
+ * socket `fd`. 0, or -1 when out of memory. */
 int tg_tls_batch_attach(struct ssl_st *ssl, int fd);
 /* Open a batch on `ssl`: 1 batching; 0 the write BIO is not the filter
  * (write as usual); -1 with errno: held bytes could not all go (EAGAIN:
@@ -30,10 +38,23 @@ int tg_tls_batch_begin(struct ssl_st *ssl);
 int tg_tls_batch_fits_record(void);
 /* Close the batch and write it: 1 everything went; 0 some bytes are held
  * (wait until the socket is writable, then tg_tls_batch_flush); -1 with
- * errno: the socket failed or no pool buffer for the held bytes. */
-int tg_tls_batch_end(struct ssl_st *ssl);
-/* Write what `ssl` holds: 1 nothing left (also for any other BIO), 0 would
- * block, -1 with errno. */
-int tg_tls_batch_flush(struct ssl_st *ssl);
+ * errno: the socket failed or no pool buffer for the held bytes. `defer`:
+ * a batch of one record may be held instead, for the worker's send batch
+ * (sendq.h), when that is open; 1 then, and tg_tls_batch_flush with a
+ * watcher gives it to the send batch. */
+int tg_tls_batch_end(struct ssl_st *ssl, int defer);
+/* Write what `ssl` holds: directly, or (w not NULL) in the worker's send
+ * batch. 1 nothing left (also for any other BIO), 0 would block, 2 in the
+ * send batch (w's callback runs with EV_WRITE after it; then flush again),
+ * -1 with errno. */
+int tg_tls_batch_flush(struct ssl_st *ssl, struct ev_io *w);
+
+/* Is the filter the read BIO of `ssl` (so tg_tls_batch_stage works)? */
+int tg_tls_batch_can_stage(struct ssl_st *ssl);
+/* Bytes read off the socket of `ssl` elsewhere, for its next read: the
+ * filter gives them before anything the socket holds. They must stay until
+ * tg_tls_batch_unstage, which returns how many the read did not take. */
+void tg_tls_batch_stage(struct ssl_st *ssl, const void *p, size_t len);
+size_t tg_tls_batch_unstage(void);
 
 #endif

@@ -173,6 +173,26 @@ ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *l
     return io_result(ssl, n, 1, flags, log_it);
 }
 
+int tg_tls_can_stage(tg_ssl_t *ssl, uint8_t flags)
+{
+    return !(flags & TG_TLS_F_WANT_WRITE) && !tg_tls_pending(ssl, flags) &&
+           tg_tls_batch_can_stage(ssl);
+}
+
+ssize_t tg_tls_read_staged(tg_ssl_t *ssl, uint8_t *flags, const void *raw, size_t rawlen,
+                           void *buf, size_t len, int *log_it)
+{
+    tg_tls_batch_stage(ssl, raw, rawlen);
+    ssize_t n = tg_tls_read(ssl, flags, buf, len, log_it);
+    if (tg_tls_batch_unstage() != 0) {
+        /* never: reading ahead, SSL_read takes what it is given whole */
+        *flags |= TG_TLS_F_FAILED;
+        errno = EIO;
+        return -1;
+    }
+    return n;
+}
+
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it)
 {
     int w = io_writev(ssl, iov, n);
@@ -188,7 +208,7 @@ ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, in
  * and in a batch the filter takes every record, so SSL_write does not ask
  * to be retried. */
 ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n,
-                            int *log_it)
+                            int defer, int *log_it)
 {
     *log_it = 0;
     int rc = tg_tls_batch_begin(ssl);
@@ -209,7 +229,7 @@ ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *i
         total += w;
         tg_iov_advance(v, n, &i, (size_t)w);
     }
-    rc = tg_tls_batch_end(ssl);
+    rc = tg_tls_batch_end(ssl, defer && i == n);
     if (rc < 0)
         goto fail;
     if (rc == 0)
@@ -230,9 +250,9 @@ fail:
     return -1;
 }
 
-int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags)
+int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags, struct ev_io *w)
 {
-    int rc = tg_tls_batch_flush(ssl);
+    int rc = tg_tls_batch_flush(ssl, w);
     if (rc == 0)
         *flags |= TG_TLS_F_WANT_WRITE;
     else if (rc < 0)

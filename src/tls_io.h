@@ -17,6 +17,8 @@
 #include "str.h"
 #include "arena.h"
 
+struct ev_io;
+
 typedef struct ssl_st tg_ssl_t; /* OpenSSL's SSL */
 
 /* Writes (tg_tls_writev) gather a range shorter than TG_TLS_GATHER_MAX and
@@ -63,17 +65,28 @@ void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
  * clears the queue with tg_tls_clear_errors(). */
 ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it);
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it);
+/* tg_tls_read of `rawlen` bytes that a batched read took off the socket
+ * (sendq.h) and then of the socket; -1 with EIO (the connection is done)
+ * if the read left some of them. tg_tls_can_stage: may the next read of
+ * `ssl` go to the batch (nothing held for it, no write wanted first)? */
+int tg_tls_can_stage(tg_ssl_t *ssl, uint8_t flags);
+ssize_t tg_tls_read_staged(tg_ssl_t *ssl, uint8_t *flags, const void *raw, size_t rawlen,
+                           void *buf, size_t len, int *log_it);
 /* tg_tls_writev for a response's bytes: several records go to the socket in
  * one write (tls_batch.h), from at most the first TG_TLS_BATCH_IOV ranges.
  * What the socket does not take stays with the session (the result counts
- * it as written): call tg_tls_flush before taking the bytes as sent. */
+ * it as written): call tg_tls_flush before taking the bytes as sent.
+ * `defer`: the last ranges, if they make one record, may stay with the
+ * session for the worker's send batch (tg_tls_flush with a watcher). */
 #define TG_TLS_BATCH_IOV 32
 ssize_t tg_tls_writev_batch(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n,
-                            int *log_it);
+                            int defer, int *log_it);
 /* Write what the session holds from tg_tls_writev_batch: 1 nothing is left,
- * 0 wait until the socket is writable (TG_TLS_F_WANT_WRITE set), -1 the
- * connection failed (TG_TLS_F_FAILED set, errno). */
-int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags);
+ * 0 wait until the socket is writable (TG_TLS_F_WANT_WRITE set), 2 in the
+ * worker's send batch (only with `w`, the connection's watcher: its callback
+ * runs with EV_WRITE after the batch, and flushes again), -1 the connection
+ * failed (TG_TLS_F_FAILED set, errno). */
+int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags, struct ev_io *w);
 /* Bytes the TLS layer took off the socket and no read has returned yet:
  * plaintext, or whole records read ahead (server contexts read ahead up to
  * 16 KB per read call). No socket event comes for them: a reader that goes
