@@ -321,16 +321,22 @@ static int entry_add(tg_iovq_t *q, int *slot, ev_io *w, int fd)
     return nents;
 }
 
+/* Has the open batch a slot for a write (see tg_sendq_write's `lasting`)? */
+static int write_room(int lasting)
+{
+    return open_now && nents < SENDQ_MAX && (lasting || nheld < SENDQ_HELD);
+}
+
 int tg_sendq_open(void)
 {
-    return open_now && nents < SENDQ_MAX && nheld < SENDQ_HELD;
+    return write_room(0);
 }
 
 int tg_sendq_write(tg_iovq_t *q, int fd, ev_io *w, uint64_t *written, int lasting)
 {
     if (q->batch)
         return 2; /* already waiting in the batch */
-    if (q->pending && (lasting ? open_now && nents < SENDQ_MAX : tg_sendq_open())) {
+    if (q->pending && write_room(lasting)) {
         nheld += !lasting;
         q->batch = entry_add(q, NULL, w, fd);
         ents[q->batch - 1].written = written;

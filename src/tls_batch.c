@@ -25,7 +25,7 @@
 typedef struct {
     tg_iovq_t q;    /* the ranges, oldest first (in the send batch: q.batch) */
     tg_buf_t *bufs; /* their buffers, oldest first; the last one takes more */
-    uint64_t sent;
+    uint64_t sent;  /* where the writes count (tg_iovq_write's `written`): unused */
 } held_t;
 
 #define BATCH_RECORD (16384 + 512) /* a record's plaintext and its TLS overhead */
