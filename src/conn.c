@@ -174,12 +174,18 @@ int tg_conn_read_batch_start(tg_conn_t *c)
     return tg_sendq_read_start(&c->rbatch, c->fd, &c->io);
 }
 
-ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len)
+ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len, int *more)
 {
-    if (c->ssl == NULL)
-        return tg_sendq_read_take(&c->rbatch, buf, len);
-    char raw[1024]; /* tg_sendq_read_take's most */
+    if (c->ssl == NULL) {
+        ssize_t n = tg_sendq_read_take(&c->rbatch, buf, len);
+        if (more)
+            *more = n == TG_SENDQ_READ_MAX;
+        return n;
+    }
+    char raw[TG_SENDQ_READ_MAX];
     ssize_t n = tg_sendq_read_take(&c->rbatch, raw, sizeof(raw));
+    if (more)
+        *more = n == TG_SENDQ_READ_MAX;
     if (n <= 0)
         return n; /* waiting, end of stream or failed, as a read of the socket */
     int log_it;

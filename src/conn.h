@@ -152,9 +152,10 @@ void tg_conn_ext_release_all(void);
  * c->rbatch is set), 0 read directly (the batch is closed or full, or TLS
  * holds bytes for the read). tg_conn_read_batched: as tg_conn_read, or
  * TG_SENDQ_WAIT while the batch has not run; through TLS the batch's bytes
- * go to SSL_read first. */
+ * go to SSL_read first. `more` (may be NULL): set to 1 when the socket may
+ * hold more (the read took all it could), else 0. */
 int tg_conn_read_batch_start(tg_conn_t *c);
-ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len);
+ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len, int *more);
 /* Through TLS (c->ssl set): like read(2)/writev(2); failures are logged
  * (at info: a client's TLS trouble is the client's). */
 ssize_t tg_conn_tls_read(tg_conn_t *c, void *buf, size_t len);

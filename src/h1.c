@@ -354,7 +354,7 @@ static void h1_read(tg_conn_t *c)
                 return;
             }
             size_t room = (size_t)(b->end - b->last);
-            ssize_t n = c->rbatch ? tg_conn_read_batched(c, b->last, room)
+            ssize_t n = c->rbatch ? tg_conn_read_batched(c, b->last, room, NULL)
                                   : tg_conn_read(c, b->last, room);
             if (n == TG_SENDQ_WAIT)
                 return; /* h1_on_io runs again after the batch */

@@ -13,8 +13,9 @@
  *
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
- * into one output buffer per connection and written with tg_conn_write
- * (TLS included), once per round of the loop (see flush_later). nghttp2's
+ * into one output buffer per connection and written once per round of the
+ * loop (see flush_later): over TLS several records per write, and a round's
+ * frames that make one record wait for the send batch (conn_send). nghttp2's
  * callbacks only record what happened (a request head is complete, body
  * bytes arrived, a stream closed, queued bytes were taken); the request
  * layer and the content handlers are called afterwards, from one place
@@ -63,6 +64,7 @@
 #include "request.h"
 #include "conn.h"
 #include "log.h"
+#include "sendq.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -85,6 +87,7 @@ static struct ev_loop *round_loop;
 static ev_check round_open_w;
 static ev_prepare round_flush_w;
 static int round_open;
+static int round_ending; /* in round_flush_cb: the send batch is about to go */
 static tg_h2_conn_t *flush_list;
 
 static void pump(tg_h2_conn_t *hc);
@@ -454,8 +457,21 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err
 
 /* ---- output ------------------------------------------------------------------- */
 
+/* The socket does not take more: wait for it, within send_timeout. */
+static void conn_blocked(tg_h2_conn_t *hc)
+{
+    hc->blocked = 1;
+    hc->resting = 0;
+    tg_conn_want(hc->c, EV_READ | EV_WRITE);
+    tg_conn_timer(hc->c, hc->cc->send_timeout);
+}
+
 /* Frames into the output buffer, the buffer to the socket, until nghttp2 has
- * nothing more or the socket is full. 0, or -1: the connection failed. */
+ * nothing more or the socket is full. Over TLS, at the end of a round (the
+ * send batch open), a last write that makes one record waits for the batch
+ * as ciphertext (tls_batch.h): the connection counts as blocked until the
+ * batch has run and calls h2_on_io with EV_WRITE. 0, or -1: the connection
+ * failed. */
 static int conn_send(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
@@ -486,16 +502,20 @@ static int conn_send(tg_h2_conn_t *hc)
             hc->npend -= k;
         }
         if (o->pos == o->last)
-            return 0;
-        ssize_t w = tg_conn_write(c, o->pos, tg_buf_len(o));
+            break;
+        ssize_t w;
+        if (c->ssl) {
+            /* the last of the round's frames (nghttp2 had no more) may wait */
+            struct iovec iov = {o->pos, tg_buf_len(o)};
+            w = tg_conn_tls_writev_batch(c, &iov, 1, round_ending && o->last < o->end);
+        } else {
+            w = tg_conn_write(c, o->pos, tg_buf_len(o));
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                hc->blocked = 1;
-                hc->resting = 0;
-                tg_conn_want(c, EV_READ | EV_WRITE);
-                tg_conn_timer(c, hc->cc->send_timeout);
+                conn_blocked(hc);
                 return 0;
             }
             return -1;
@@ -503,6 +523,21 @@ static int conn_send(tg_h2_conn_t *hc)
         o->pos += w;
         if (o->pos == o->last)
             o->pos = o->last = o->start;
+    }
+    if (c->ssl == NULL)
+        return 0;
+    /* records the socket did not take, or one held for the send batch */
+    switch (tg_conn_tls_flush(c, round_ending)) {
+    case 1:
+        return 0;
+    case 2:
+        hc->blocked = 1; /* nothing to arm: the batch calls back */
+        return 0;
+    case 0:
+        conn_blocked(hc);
+        return 0;
+    default:
+        return -1;
     }
 }
 
@@ -575,14 +610,13 @@ static void settle(tg_h2_conn_t *hc)
     }
     if (hc->dead)
         return;
-    if (!nghttp2_session_want_read(hc->ng) && !nghttp2_session_want_write(hc->ng) &&
-        hc->npend == 0 && (hc->out == NULL || hc->out->pos == hc->out->last)) {
+    int sent = !hc->blocked && hc->npend == 0 && (hc->out == NULL || hc->out->pos == hc->out->last);
+    if (sent && !nghttp2_session_want_read(hc->ng) && !nghttp2_session_want_write(hc->ng)) {
         conn_fail(hc); /* GOAWAY sent (or the session ended): close */
         return;
     }
-    if (hc->goaway && hc->nstreams == 0 && tg_worker->shutting_down &&
-        !nghttp2_session_want_write(hc->ng) && hc->npend == 0 &&
-        (hc->out == NULL || hc->out->pos == hc->out->last)) {
+    if (sent && hc->goaway && hc->nstreams == 0 && tg_worker->shutting_down &&
+        !nghttp2_session_want_write(hc->ng)) {
         conn_fail(hc);
         return;
     }
@@ -642,11 +676,13 @@ static void round_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop, (void)w, (void)revents;
     round_open = 0;
+    round_ending = 1;
     while (flush_list) {
         tg_h2_conn_t *hc = flush_list;
         flush_unlink(hc);
         pump(hc);
     }
+    round_ending = 0;
 }
 
 static void pump(tg_h2_conn_t *hc)
@@ -678,13 +714,28 @@ static void conn_read(tg_h2_conn_t *hc)
             return;
         }
         tg_buf_t *b = c->ibuf;
+        int drained = 0; /* the socket had no more (nothing decrypted waits either) */
         if (b->pos == b->last) {
             b->pos = b->last = b->start;
-            ssize_t n = tg_conn_read(c, b->last, (size_t)(b->end - b->last));
+            size_t room = (size_t)(b->end - b->last);
+            int more;
+            ssize_t n;
+            if (c->rbatch) {
+                n = tg_conn_read_batched(c, b->last, room, &more);
+            } else {
+                n = tg_conn_read(c, b->last, room);
+                more = n == (ssize_t)room;
+            }
+            if (n == TG_SENDQ_WAIT)
+                return; /* h2_on_io runs again after the batch */
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 return;
+            /* a short read took what the socket had: the next read would
+             * only say EAGAIN, and more bytes wake the loop again (level-
+             * triggered epoll) */
+            drained = n > 0 && !more && !tg_conn_has_pending(c);
             if (n <= 0) {
                 if (hc->nactive)
                     tg_log(TG_LOG_INFO, "client %s closed its HTTP/2 connection with %u "
@@ -710,6 +761,8 @@ static void conn_read(tg_h2_conn_t *hc)
         }
         b->pos += rv;
         pump(hc); /* requests whose head arrived start before the next read */
+        if (drained)
+            return;
     }
     /* more may wait, in the socket or decrypted in TLS: come back after others */
     if (!hc->dead)
@@ -732,9 +785,14 @@ static void h2_on_io(tg_conn_t *c, int revents)
             idle_timer(hc);
     }
     /* reading goes on while the socket does not take our bytes: uploads
-     * proceed; what nghttp2 queues meanwhile is bounded by its limits */
-    if (revents & EV_READ)
-        conn_read(hc);
+     * proceed; what nghttp2 queues meanwhile is bounded by its limits. The
+     * first read of a readable socket goes in the send batch when it can:
+     * conn_read comes back with its bytes after the batch. */
+    if (revents & EV_READ) {
+        if (c->rbatch || (c->ibuf && c->ibuf->pos < c->ibuf->last) ||
+            !tg_conn_read_batch_start(c))
+            conn_read(hc);
+    }
     pump(hc);
 }
 

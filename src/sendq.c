@@ -45,7 +45,7 @@
  * hundreds of upstream responses does not leave hundreds of buffers in the
  * worker's free list (the idle benchmark: 490 -> 600 bytes per connection
  * when it did). Bytes beyond it are read directly, after. */
-#define SENDQ_STAGE 512
+#define SENDQ_STAGE TG_SENDQ_READ_MAX
 #define RES_NONE INT_MIN          /* not sent */
 #define RES_UNKNOWN (INT_MIN + 1) /* given to the kernel, outcome not seen */
 

@@ -42,13 +42,17 @@ int tg_sendq_open(void);
  * read(2) is a syscall of ~1 µs of its own). 1: queued; the caller arms
  * nothing and returns, and the callback of `w` runs with EV_READ after the
  * batch, where tg_sendq_read_take gives the outcome. 0: not queued (outside
- * the batch, or it is full): read directly. The bytes (up to 1 KB; the rest
- * stays in the socket) wait in the batch, so the caller holds no buffer
+ * the batch, or it is full): read directly. The bytes (up to TG_SENDQ_READ_MAX;
+ * the rest stays in the socket) wait in the batch, so the caller holds no buffer
  * meanwhile. `*slot` is 0 while no read of the caller waits, and must stay
  * until the outcome is taken or tg_sendq_cancel_fd(fd). */
 int tg_sendq_read_start(int *slot, int fd, ev_io *w);
+/* The most a read of the batch takes: one that took this much may have left
+ * bytes in the socket. */
+#define TG_SENDQ_READ_MAX 512
 /* The outcome of the caller's read (*slot not 0): TG_SENDQ_WAIT while the
- * batch has not run, else as read(2) into buf (room for len >= 1 KB). */
+ * batch has not run, else as read(2) into buf (room for len >=
+ * TG_SENDQ_READ_MAX). */
 #define TG_SENDQ_WAIT (-2)
 ssize_t tg_sendq_read_take(int *slot, void *buf, size_t len);
 /* Forget the deferred write and read of `fd` (call before closing it). */

@@ -17,6 +17,7 @@ use File::Temp qw(tempdir);
 use lib 't/lib';
 use Tollgate::Test;
 use Tollgate::TLS;
+use Tollgate::H2;
 
 my $pki = make_pki();
 my $a = $pki->{'a.test'};
@@ -95,6 +96,15 @@ sub check($r, $path) {
     }
     my ($name) = $path =~ m{^/(.*)$};
     return sha256_hex($r->{body}) eq $sha{$name};
+}
+
+sub stats($port) {
+    my $s = tls_conn($port);
+    my $buf = '';
+    print $s "GET /stats HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    my $st = eval { decode_json(read_resp($s, \$buf)->{body}) } // {};
+    close $s;
+    return $st;
 }
 
 my @paths = ('/1k.bin', '/15k.bin', '/echo/a', '/17k.bin', '/1k.bin', '/300k.bin', '/15k.bin', '/echo/b');
@@ -196,11 +206,57 @@ for my $mode (qw(on off)) {
         close $s;
     }
 
-    my $s = tls_conn($port);
-    my $buf = '';
-    print $s "GET /stats HTTP/1.1\r\nHost: a.test\r\n\r\n";
-    my $st = eval { decode_json(read_resp($s, \$buf)->{body}) } // {};
-    close $s;
+    my $st1 = stats($port);
+
+    # HTTP/2: a round's frames that make one record wait for the batch
+    {
+        # many streams of mixed sizes on one connection, each body exact
+        my @urls = map { $paths[$_ % @paths] } 0 .. 39;
+        my $tmp = tempdir('tg-uring-h2-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my @args = map { ("https://a.test:$port$urls[$_]", '-o', "$tmp/$_") } 0 .. $#urls;
+        system('curl', '-sk', '--http2', '--parallel', '--parallel-immediate', '--parallel-max', '20',
+               '--max-time', '30', '--resolve', "a.test:$port:127.0.0.1", @args);
+        my $ok = 0;
+        for my $i (0 .. $#urls) {
+            open my $fh, '<', "$tmp/$i" or next;
+            local $/;
+            my $body = <$fh>;
+            $ok++ if check({ status => 200, body => $body }, $urls[$i]);
+        }
+        is($ok, 40, "$mode: 40 HTTP/2 streams of mixed sizes on one connection, every body exact");
+
+        # 10 connections x 20 streams of small files: every byte arrives
+        my $out = `h2load -n 2000 -c 10 -m 20 https://127.0.0.1:$port/1k.bin 2>&1`;
+        like($out, qr/2000 succeeded.*?\n.*?2000 2xx/s, "$mode: h2load: 2,000 GETs over 10 connections, all 200");
+        like($out, qr/\(2000000\) data/, "$mode: h2load: 2,000,000 body bytes") or diag $out;
+
+        # a reader that stops: the socket fills behind a held record
+        my @big = qw(/1k.bin /300k.bin /15k.bin /300k.bin /1k.bin);
+        my $h2 = Tollgate::H2->connect($port, tls => 1, host => 'a.test');
+        $h2->window_update(0, 2_000_000);
+        for my $i (0 .. $#big) {
+            my $id = 2 * $i + 1;
+            $h2->headers($id, Tollgate::H2::request_fields($big[$i], authority => 'a.test'),
+                         end_stream => 1);
+            $h2->window_update($id, 2_000_000);
+        }
+        sleep 0.7;    # the socket fills while nothing is read
+        my (%body, %end);
+        my $deadline = time + 15;
+        while (time < $deadline && keys %end < @big) {
+            my @f = $h2->read_frames(timeout => 1, until => sub ($f) { $f->{type} == 0 && $f->{flags} & 1 });
+            last unless @f;
+            for my $f (grep { $_->{type} == 0 } @f) {
+                $body{$f->{stream}} .= $f->{payload};
+                $end{$f->{stream}} = 1 if $f->{flags} & 1;
+            }
+        }
+        my $whole = grep { check({ status => 200, body => $body{2 * $_ + 1} // '' }, $big[$_]) } 0 .. $#big;
+        is($whole, 5, "$mode: an HTTP/2 reader that paused gets every body whole");
+        $h2->close;
+    }
+
+    my $st = stats($port);
     my ($w, $rd) = ($st->{io_uring}{writes} // -1, $st->{io_uring}{reads} // -1);
     if ($mode eq 'on') {
         # every request head on an established connection is read through the
@@ -208,6 +264,8 @@ for my $mode (qw(on off)) {
         # or after it); every response of one record is written through it
         cmp_ok($rd, '>=', $served - 60, 'on: TLS request heads read in batches') or diag "reads $rd";
         cmp_ok($w, '>=', 150, 'on: one-record TLS responses written in batches') or diag "writes $w";
+        cmp_ok($w - ($st1->{io_uring}{writes} // 0), '>=', 100, 'on: HTTP/2 rounds written in batches')
+            or diag "writes $w";
     } else {
         is($rd, 0, 'off: nothing read in batches');
         is($w, 0, 'off: nothing written in batches');

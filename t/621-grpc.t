@@ -155,8 +155,12 @@ is_deeply($r->{codes}, [14, 14, 14], 'upstream killed mid-stream: each call ends
     or diag $out;
 
 # ---- a reload during 100 long streams: none broken
+# the reload comes once the 100 streams are open (node may start slowly)
+my $h2_requests = sub { (eval { decode_json($tg->http(GET => '/__stats')->{body}) } // {})->{http2}{requests} // 0 };
+my $before = $h2_requests->();
 open(my $long, '-|', "cd $root/t && timeout 60 node upstream/grpc-client.js 127.0.0.1:$p - streams 100:75") or die;
-select(undef, undef, undef, 0.6);
+ok(wait_until(sub { $h2_requests->() >= $before + 100 }, 20, 0.05), '100 long streams open');
+select(undef, undef, undef, 0.2);
 $tg->signal('HUP');
 $out = do { local $/; <$long> };
 close $long;

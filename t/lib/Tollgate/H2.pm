@@ -5,6 +5,7 @@ package Tollgate::H2;
 # A raw frame client for h2c with prior knowledge (a `listen ... http2`
 # port), enough to write the frames attacks are made of by hand:
 #   my $h = Tollgate::H2->connect($port);       # preface + empty SETTINGS sent
+#   Tollgate::H2->connect($port, tls => 1, host => 'a.test')  # over TLS, ALPN h2
 #   $h->headers(1, [':method' => 'GET', ...], end_stream => 1);
 #   $h->rst(1, 8); $h->ping; $h->data(1, 'x'); $h->frame($type, $flags, $id, $payload)
 #   my @f = $h->read_frames(timeout => 2);      # [{type, flags, stream, payload}]
@@ -41,6 +42,12 @@ sub h2_type_name($t) { $NAMES[$t] // "type$t" }
 sub connect($class, $port, %o) {
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
                                   Timeout => 3) or return undef;
+    if ($o{tls}) {
+        require IO::Socket::SSL;
+        IO::Socket::SSL->start_SSL($s, SSL_hostname => $o{host} // 'localhost',
+                                   SSL_verify_mode => 0, SSL_alpn_protocols => ['h2'])
+            or return undef;
+    }
     $s->blocking(0);
     my $self = bless { sock => $s, buf => '', eof => 0 }, $class;
     $self->write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") unless $o{no_preface};
@@ -134,7 +141,8 @@ sub _fill($self, $deadline) {
     return 0 if $self->{eof};
     my $left = $deadline - time;
     return 0 if $left <= 0;
-    return 0 unless IO::Select->new($self->{sock})->can_read($left);
+    my $pending = $self->{sock}->can('pending') && $self->{sock}->pending; # TLS, decrypted
+    return 0 unless $pending || IO::Select->new($self->{sock})->can_read($left);
     my $n = sysread($self->{sock}, my $chunk, 65536);
     if (!defined $n) {
         return 1 if $!{EAGAIN} || $!{EINTR};
