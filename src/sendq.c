@@ -36,8 +36,13 @@
  * at most; a request to an upstream, whose memory lives until its response
  * anyway, and a read, any of them (HTTP/2 with 10 x 100 streams of small
  * GETs: 13 % of the upstream writes went in the batch with 32 slots; with
- * the upstream reads in it too, 256 slots overflowed at 50 x 10). */
-#define SENDQ_MAX 512
+ * the upstream reads in it too, 256 slots overflowed at 50 x 10, and with
+ * the HTTP/2 client reads too, 512 left 0.35 direct writev per request at
+ * 10 x 100: the requests those reads start come while the early flush's
+ * entries still hold their slots). Reads take the first SENDQ_READS slots
+ * only (each has its stage). */
+#define SENDQ_MAX 2048
+#define SENDQ_READS 512
 #define SENDQ_HELD 32
 /* A read in the batch lands in a small area of its slot and is copied to
  * its owner's buffer when the owner takes it: the owner need not hold a
@@ -68,15 +73,17 @@ static entry_t ents[SENDQ_MAX];
  * burst of hundreds of reads in one round would keep them so; a worker
  * that has not used more than the first page's slots for REST_S seconds
  * gives the others back (MADV_DONTNEED: they read back as zeros). */
-static char stage[SENDQ_MAX][SENDQ_STAGE] __attribute__((aligned(4096)));
+static char stage[SENDQ_READS][SENDQ_STAGE] __attribute__((aligned(4096)));
 #define STAGE_KEEP (4096 / SENDQ_STAGE) /* slots on the page that stays */
 #define REST_S 1.0
 static int stage_used; /* the slots up to this one were used since the last check */
 static ev_timer rest_w;
 static int nents;
+static int cap; /* entries: the ring's size */
 static int nheld; /* responses' writes queued in this round of the loop */
 static int nread_sub; /* reads among the last submission */
 static ev_prepare early_w, late_w;
+static struct ev_loop *sq_loop; /* the worker's */
 static ev_check check_w;
 
 static void set_msg(entry_t *e)
@@ -281,14 +288,22 @@ void tg_sendq_init(struct ev_loop *loop, int enable)
 {
     if (!enable)
         return;
+    sq_loop = loop;
     struct io_uring_params p;
-    memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
-    int rc = io_uring_queue_init_params(SENDQ_MAX, &ring, &p);
-    if (rc == -EINVAL) { /* a kernel before 6.1: without the newer flags */
+    int rc;
+    for (cap = SENDQ_MAX;; cap = SENDQ_READS) {
         memset(&p, 0, sizeof(p));
-        rc = io_uring_queue_init_params(SENDQ_MAX, &ring, &p);
+        p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+                  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+        rc = io_uring_queue_init_params((unsigned)cap, &ring, &p);
+        if (rc == -EINVAL) { /* a kernel before 6.1: without the newer flags */
+            memset(&p, 0, sizeof(p));
+            rc = io_uring_queue_init_params((unsigned)cap, &ring, &p);
+        }
+        /* a kernel before 5.12 counts the ring against RLIMIT_MEMLOCK
+         * (often 64 KB): a smaller one fits */
+        if (rc != -ENOMEM || cap == SENDQ_READS)
+            break;
     }
     if (rc < 0) {
         tg_log(TG_LOG_WARN, "io_uring is not available (%s): writing directly", strerror(-rc));
@@ -324,7 +339,7 @@ static int entry_add(tg_iovq_t *q, int *slot, ev_io *w, int fd)
 /* Has the open batch a slot for a write (see tg_sendq_write's `lasting`)? */
 static int write_room(int lasting)
 {
-    return open_now && nents < SENDQ_MAX && (lasting || nheld < SENDQ_HELD);
+    return open_now && nents < cap && (lasting || nheld < SENDQ_HELD);
 }
 
 int tg_sendq_open(void)
@@ -353,9 +368,18 @@ void tg_sendq_cancel(tg_iovq_t *q)
     }
 }
 
+void tg_sendq_cancel_wake(tg_iovq_t *q)
+{
+    if (q->batch == 0)
+        return;
+    ev_io *w = ents[q->batch - 1].w;
+    tg_sendq_cancel(q);
+    ev_feed_event(sq_loop, w, EV_WRITE);
+}
+
 int tg_sendq_read_start(int *slot, int fd, ev_io *w)
 {
-    if (*slot || !open_now || nents == SENDQ_MAX)
+    if (*slot || !open_now || nents >= SENDQ_READS)
         return 0;
     *slot = entry_add(NULL, slot, w, fd);
     return 1;

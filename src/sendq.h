@@ -59,5 +59,10 @@ ssize_t tg_sendq_read_take(int *slot, void *buf, size_t len);
 void tg_sendq_cancel_fd(int fd);
 /* Forget the deferred write of `q`, if any. */
 void tg_sendq_cancel(tg_iovq_t *q);
+/* The same when the bytes go directly now, written by someone else than
+ * the owner (OpenSSL answering a KeyUpdate inside SSL_read): the owner's
+ * watcher still gets its EV_WRITE, as after the batch (libev drops the
+ * event if the watcher is stopped first). */
+void tg_sendq_cancel_wake(tg_iovq_t *q);
 
 #endif

@@ -175,6 +175,13 @@ static int filter_write(BIO *b, const char *in, int inl)
         batch.len += (size_t)inl;
         return inl;
     }
+    /* a record outside the owner's writes (OpenSSL answering a KeyUpdate
+     * in SSL_read, close_notify) while its held bytes wait in the send
+     * batch: they go first, directly, and the owner still gets the
+     * callback it waits for */
+    held_t *h = BIO_get_data(b);
+    if (h && h->q.batch)
+        tg_sendq_cancel_wake(&h->q);
     int rc = held_write(b, NULL);
     if (rc <= 0) {
         if (rc == 0)
