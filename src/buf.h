@@ -39,6 +39,16 @@ static inline size_t tg_buf_room(const tg_buf_t *b)
 {
     return (size_t)(b->end - b->last);
 }
+/* Copy what fits of the `*n` bytes at `*p` to the end of `b`; *p and *n
+ * move past what was copied. */
+static inline void tg_buf_fill(tg_buf_t *b, const uint8_t **p, size_t *n)
+{
+    size_t k = tg_buf_room(b) < *n ? tg_buf_room(b) : *n;
+    memcpy(b->last, *p, k);
+    b->last += k;
+    *p += k;
+    *n -= k;
+}
 
 /* Per-worker pool of TG_BUF_F_OWNED buffers of `size` bytes; at most
  * `max_cached` kept when released. */

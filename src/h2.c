@@ -73,6 +73,7 @@
 #define FLOOD_RATE 100.0     /* ... and per second after that */
 #define RST_RATE 33.0        /* RST_STREAM per second after a burst of 2 x http2_max_streams */
 #define BOMB_FACTOR 4        /* a header block decoding past 4 x the limit: abuse, close */
+#define OUT_BUFS 4           /* over TLS: records per write (tls_batch.h's batch) */
 #define REST_MS 250          /* idle this long: the session's spare pages go back (h2_mem.c) */
 
 static const tg_proto_t h2_proto;
@@ -457,6 +458,56 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err
 
 /* ---- output ------------------------------------------------------------------- */
 
+/* nghttp2's frames into `o` until it is full (1: more may come) or nghttp2
+ * has nothing more (0); -1: nghttp2 failed. A frame that does not fit waits
+ * in hc->pend for the next buffer. */
+static int out_fill(tg_h2_conn_t *hc, tg_buf_t *o)
+{
+    while (o->last < o->end) {
+        if (hc->npend == 0) {
+            const uint8_t *d;
+            ssize_t n = nghttp2_session_mem_send(hc->ng, &d);
+            if (n < 0) {
+                tg_log(TG_LOG_ERROR, "HTTP/2: %s", nghttp2_strerror((int)n));
+                return -1;
+            }
+            if (n == 0)
+                return 0;
+            tg_h2_mem_sent(&hc->mem, d, (size_t)n);
+            hc->pend = d;
+            hc->npend = (size_t)n;
+        }
+        tg_buf_fill(o, &hc->pend, &hc->npend);
+    }
+    return 1;
+}
+
+/* `w` bytes of the output buffers were written: the buffers emptied go back
+ * to the pool, but the last, which stays for the next frames. */
+static void out_consume(tg_h2_conn_t *hc, size_t w)
+{
+    while (hc->out) {
+        tg_buf_t *o = hc->out;
+        size_t k = tg_buf_len(o) < w ? tg_buf_len(o) : w;
+        o->pos += k;
+        w -= k;
+        if (o->pos < o->last)
+            return; /* the socket took only part of it */
+        if (o->next == NULL) {
+            o->pos = o->last = o->start;
+            return;
+        }
+        hc->out = o->next;
+        tg_buf_put(o);
+    }
+}
+
+/* Nothing waits in the output buffers. */
+static int out_empty(const tg_h2_conn_t *hc)
+{
+    return hc->npend == 0 && (hc->out == NULL || (hc->out->pos == hc->out->last && hc->out->next == NULL));
+}
+
 /* The socket does not take more: wait for it, within send_timeout. */
 static void conn_blocked(tg_h2_conn_t *hc)
 {
@@ -466,51 +517,41 @@ static void conn_blocked(tg_h2_conn_t *hc)
     tg_conn_timer(hc->c, hc->cc->send_timeout);
 }
 
-/* Frames into the output buffer, the buffer to the socket, until nghttp2 has
- * nothing more or the socket is full. Over TLS, at the end of a round (the
- * send batch open), a last write that makes one record waits for the batch
- * as ciphertext (tls_batch.h): the connection counts as blocked until the
- * batch has run and calls h2_on_io with EV_WRITE. 0, or -1: the connection
- * failed. */
+/* Frames into the output buffers, the buffers to the socket, until nghttp2
+ * has nothing more or the socket is full. One buffer without TLS; over TLS
+ * up to OUT_BUFS, one record each, which the batched TLS write sends with
+ * one call; no more are filled while records the socket did not take are
+ * held (tls_batch.h). At the end of a round (the send batch open), a
+ * last write that makes one record waits for the batch as ciphertext: the
+ * connection counts as blocked until the batch has run and calls h2_on_io
+ * with EV_WRITE. 0, or -1: the connection failed. */
 static int conn_send(tg_h2_conn_t *hc)
 {
     tg_conn_t *c = hc->c;
     if (hc->blocked)
         return 0; /* the write event comes */
     for (;;) {
-        if (hc->out == NULL && (hc->out = tg_buf_get()) == NULL)
-            return -1;
-        tg_buf_t *o = hc->out;
-        while (o->last < o->end) {
-            if (hc->npend == 0) {
-                const uint8_t *d;
-                ssize_t n = nghttp2_session_mem_send(hc->ng, &d);
-                if (n < 0) {
-                    tg_log(TG_LOG_ERROR, "HTTP/2: %s", nghttp2_strerror((int)n));
+        struct iovec iov[OUT_BUFS];
+        int n = 0, more = 1;
+        for (tg_buf_t **bp = &hc->out; more && n < (c->ssl ? OUT_BUFS : 1); bp = &(*bp)->next) {
+            if (*bp == NULL) {
+                if ((*bp = tg_buf_get()) == NULL)
                     return -1;
-                }
-                if (n == 0)
-                    break;
-                tg_h2_mem_sent(&hc->mem, d, (size_t)n);
-                hc->pend = d;
-                hc->npend = (size_t)n;
+                (*bp)->next = NULL;
             }
-            size_t k = tg_buf_room(o) < hc->npend ? tg_buf_room(o) : hc->npend;
-            memcpy(o->last, hc->pend, k);
-            o->last += k;
-            hc->pend += k;
-            hc->npend -= k;
+            more = out_fill(hc, *bp);
+            if (more < 0)
+                return -1;
+            if ((*bp)->pos < (*bp)->last)
+                iov[n++] = (struct iovec){(*bp)->pos, tg_buf_len(*bp)};
         }
-        if (o->pos == o->last)
+        if (n == 0)
             break;
         ssize_t w;
-        if (c->ssl) {
-            /* the last of the round's frames (nghttp2 had no more) may wait */
-            struct iovec iov = {o->pos, tg_buf_len(o)};
-            w = tg_conn_tls_writev_batch(c, &iov, 1, round_ending && o->last < o->end);
-        } else {
-            w = tg_conn_write(c, o->pos, tg_buf_len(o));
-        }
+        if (c->ssl) /* the last of the round's frames (nghttp2 had no more) may wait */
+            w = tg_conn_tls_writev_batch(c, iov, n, round_ending && !more);
+        else
+            w = tg_conn_write(c, iov[0].iov_base, iov[0].iov_len);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -520,9 +561,17 @@ static int conn_send(tg_h2_conn_t *hc)
             }
             return -1;
         }
-        o->pos += w;
-        if (o->pos == o->last)
-            o->pos = o->last = o->start;
+        out_consume(hc, (size_t)w);
+        if (c->ssl && more) {
+            /* records the socket did not take go before more frames are made */
+            int rc = tg_conn_tls_flush(c, 0);
+            if (rc == 0) {
+                conn_blocked(hc);
+                return 0;
+            }
+            if (rc < 0)
+                return -1;
+        }
     }
     if (c->ssl == NULL)
         return 0;
@@ -610,7 +659,7 @@ static void settle(tg_h2_conn_t *hc)
     }
     if (hc->dead)
         return;
-    int sent = !hc->blocked && hc->npend == 0 && (hc->out == NULL || hc->out->pos == hc->out->last);
+    int sent = !hc->blocked && out_empty(hc);
     if (sent && !nghttp2_session_want_read(hc->ng) && !nghttp2_session_want_write(hc->ng)) {
         conn_fail(hc); /* GOAWAY sent (or the session ended): close */
         return;
@@ -630,7 +679,7 @@ static void settle(tg_h2_conn_t *hc)
     }
     if (hc->nactive == 0 && c->ibuf && c->ibuf->pos == c->ibuf->last)
         tg_conn_release_input(c);
-    if (hc->out && hc->out->pos == hc->out->last && hc->npend == 0) {
+    if (hc->out && out_empty(hc)) {
         tg_buf_put(hc->out);
         hc->out = NULL;
     }
@@ -871,8 +920,11 @@ static void h2_on_close(tg_conn_t *c)
         tg_h2_stream_free(s);
     }
     nghttp2_session_del(hc->ng);
-    if (hc->out)
+    while (hc->out) {
+        tg_buf_t *next = hc->out->next;
         tg_buf_put(hc->out);
+        hc->out = next;
+    }
     free(hc);
     c->codec = NULL;
 }

@@ -474,11 +474,7 @@ static int conn_send(tg_h2up_t *h)
                     break;
                 h->npend = (size_t)n;
             }
-            size_t k = tg_buf_room(b) < h->npend ? tg_buf_room(b) : h->npend;
-            memcpy(b->last, h->pend, k);
-            b->last += k;
-            h->pend += k;
-            h->npend -= k;
+            tg_buf_fill(b, &h->pend, &h->npend);
         }
         if (tg_buf_len(b) == 0) {
             tg_buf_put(b);
