@@ -128,7 +128,14 @@ my $broken = 0;
 local $SIG{IO} = sub { $broken++ }; # the kernel tells the lease holder to let go
 sub lease($p) {
     sysopen(my $fh, $p, O_RDONLY) or die "$p: $!";
-    fcntl($fh, F_SETLEASE, F_WRLCK) or die "lease: $!";
+    # EAGAIN while another descriptor of the file is open: the worker's
+    # released one (or a scanner of the machine's) may still close; retry
+    # for a while, bounded
+    my $deadline = time + 5;
+    until (fcntl($fh, F_SETLEASE, F_WRLCK)) {
+        die "lease: $!" unless $!{EAGAIN} && time < $deadline;
+        select(undef, undef, undef, 0.05);
+    }
     return $fh;
 }
 sub bg_curl($url) {
