@@ -530,9 +530,22 @@ static int conn_send(tg_h2_conn_t *hc)
     tg_conn_t *c = hc->c;
     if (hc->blocked)
         return 0; /* the write event comes */
-    for (;;) {
+    for (int more = 1;;) {
+        if (c->ssl && more) {
+            /* records the socket did not take go before more frames are made
+             * (not after a write that nghttp2 had no more for: it may wait
+             * for the send batch, and the loop ends there) */
+            int rc = tg_conn_tls_flush(c, 0);
+            if (rc == 0) {
+                conn_blocked(hc);
+                return 0;
+            }
+            if (rc < 0)
+                return -1;
+        }
         struct iovec iov[OUT_BUFS];
-        int n = 0, more = 1;
+        int n = 0;
+        more = 1;
         for (tg_buf_t **bp = &hc->out; more && n < (c->ssl ? OUT_BUFS : 1); bp = &(*bp)->next) {
             if (*bp == NULL) {
                 if ((*bp = tg_buf_get()) == NULL)
@@ -562,16 +575,6 @@ static int conn_send(tg_h2_conn_t *hc)
             return -1;
         }
         out_consume(hc, (size_t)w);
-        if (c->ssl && more) {
-            /* records the socket did not take go before more frames are made */
-            int rc = tg_conn_tls_flush(c, 0);
-            if (rc == 0) {
-                conn_blocked(hc);
-                return 0;
-            }
-            if (rc < 0)
-                return -1;
-        }
     }
     if (c->ssl == NULL)
         return 0;
