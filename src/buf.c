@@ -55,6 +55,15 @@ void tg_buf_put(tg_buf_t *b)
     nfree++;
 }
 
+void tg_buf_put_list(tg_buf_t *b)
+{
+    while (b) {
+        tg_buf_t *next = b->next;
+        tg_buf_put(b);
+        b = next;
+    }
+}
+
 tg_buf_t *tg_buf_ref(tg_arena_t *a, const char *p, size_t len)
 {
     tg_buf_t *b = tg_arena_alloc(a, sizeof(*b));

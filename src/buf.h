@@ -57,6 +57,8 @@ size_t tg_buf_pool_size(void);
 /* An empty owned buffer, or NULL when out of memory. */
 tg_buf_t *tg_buf_get(void);
 void tg_buf_put(tg_buf_t *b);
+/* tg_buf_put each buffer of a list linked by `next`. */
+void tg_buf_put_list(tg_buf_t *b);
 
 /* A buffer descriptor (not owned memory) in `a` pointing at `s`. */
 tg_buf_t *tg_buf_ref(tg_arena_t *a, const char *p, size_t len);

@@ -176,18 +176,13 @@ int tg_conn_read_batch_start(tg_conn_t *c)
 
 ssize_t tg_conn_read_batched(tg_conn_t *c, void *buf, size_t len, int *more)
 {
-    if (c->ssl == NULL) {
-        ssize_t n = tg_sendq_read_take(&c->rbatch, buf, len);
-        if (more)
-            *more = n == TG_SENDQ_READ_MAX;
-        return n;
-    }
-    char raw[TG_SENDQ_READ_MAX];
-    ssize_t n = tg_sendq_read_take(&c->rbatch, raw, sizeof(raw));
+    char raw[TG_SENDQ_READ_MAX]; /* through TLS: the ciphertext, for SSL_read */
+    ssize_t n = c->ssl ? tg_sendq_read_take(&c->rbatch, raw, sizeof(raw))
+                       : tg_sendq_read_take(&c->rbatch, buf, len);
     if (more)
         *more = n == TG_SENDQ_READ_MAX;
-    if (n <= 0)
-        return n; /* waiting, end of stream or failed, as a read of the socket */
+    if (c->ssl == NULL || n <= 0)
+        return n; /* plaintext, or waiting, end of stream or failed, as a read of the socket */
     int log_it;
     n = tg_tls_read_staged(c->ssl, &c->tls_flags, raw, (size_t)n, buf, len, &log_it);
     if (log_it)

@@ -13,9 +13,10 @@
  *
  * Bytes: tg_conn_read fills the connection's input buffer, which goes to
  * nghttp2_session_mem_recv; nghttp2_session_mem_send's frames are copied
- * into one output buffer per connection and written once per round of the
- * loop (see flush_later): over TLS several records per write, and a round's
- * frames that make one record wait for the send batch (conn_send). nghttp2's
+ * into the connection's output buffers (one, or up to OUT_BUFS over TLS)
+ * and written once per round of the loop (see flush_later): over TLS up to
+ * four records per write, and a round's frames that make one record wait
+ * for the send batch (conn_send). nghttp2's
  * callbacks only record what happened (a request head is complete, body
  * bytes arrived, a stream closed, queued bytes were taken); the request
  * layer and the content handlers are called afterwards, from one place
@@ -923,11 +924,7 @@ static void h2_on_close(tg_conn_t *c)
         tg_h2_stream_free(s);
     }
     nghttp2_session_del(hc->ng);
-    while (hc->out) {
-        tg_buf_t *next = hc->out->next;
-        tg_buf_put(hc->out);
-        hc->out = next;
-    }
+    tg_buf_put_list(hc->out);
     free(hc);
     c->codec = NULL;
 }

@@ -69,7 +69,7 @@ struct tg_h2_conn_s {
     nghttp2_session *ng;
     tg_h2_conf_t *conf;
     tg_core_conf_t *cc; /* the listener's default server's */
-    tg_buf_t *out;      /* frames for the socket: [pos,last) */
+    tg_buf_t *out;      /* frames for the socket: [pos,last) of a list (`next`, h2.c OUT_BUFS) */
     const uint8_t *pend; /* mem_send output not copied to `out` yet */
     size_t npend;
     tg_h2_stream_t *streams;

@@ -58,11 +58,7 @@ static void held_free(BIO *b)
     if (h == NULL)
         return;
     tg_sendq_cancel(&h->q);
-    while (h->bufs) {
-        tg_buf_t *next = h->bufs->next;
-        tg_buf_put(h->bufs);
-        h->bufs = next;
-    }
+    tg_buf_put_list(h->bufs);
     free(h);
     BIO_set_data(b, NULL);
 }
