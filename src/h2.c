@@ -330,6 +330,14 @@ static int stream_id_reused(tg_h2_conn_t *hc, int32_t id)
     return 1;
 }
 
+/* A connection error of type PROTOCOL_ERROR (the caller logged why). */
+static int protocol_error(tg_h2_conn_t *hc)
+{
+    nghttp2_session_terminate_session(hc->ng, NGHTTP2_PROTOCOL_ERROR);
+    hc->goaway = 1;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 /* Every frame's header: frames that carry no request pay the flood budget
  * (PRIORITY frames are not passed to on_frame_recv at all). */
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *ud)
@@ -343,17 +351,24 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
             tg_log(TG_LOG_INFO, "client %s: HTTP/2 HEADERS on stream %d, the last was %d: "
                                 "connection closed",
                    tg_conn_peer(hc->c), hd->stream_id, hc->last_id);
-            nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
-            hc->goaway = 1;
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
+            return protocol_error(hc);
         }
         break;
     case NGHTTP2_DATA:
         idle = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
         break;
+    case NGHTTP2_PRIORITY:
+        /* With SETTINGS_NO_RFC7540_PRIORITIES nghttp2 skips PRIORITY frames
+         * whole; their framing rule still holds (RFC 9113 6.3). */
+        if (hd->stream_id == 0) {
+            tg_log(TG_LOG_INFO, "client %s: HTTP/2 PRIORITY frame on stream 0: connection closed",
+                   tg_conn_peer(hc->c));
+            return protocol_error(hc);
+        }
+        idle = 1;
+        break;
     case NGHTTP2_SETTINGS:
     case NGHTTP2_PING:
-    case NGHTTP2_PRIORITY:
     case NGHTTP2_WINDOW_UPDATE:
     case NGHTTP2_RST_STREAM:
         idle = 1;

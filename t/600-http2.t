@@ -157,6 +157,23 @@ for my $b (@bad) {
 is(scalar(grep { $_->{url} eq '/bad' && $_->{complete} } $up->log->@*), 0,
    'no malformed request reached the upstream');
 
+# --- PRIORITY frames: RFC 7540 priorities are off (SETTINGS_NO_RFC7540_PRIORITIES),
+# so their content is ignored, a stream depending on itself included (RFC 9113
+# 5.3.2); the framing rule stays: stream 0 is a connection error (6.3)
+{
+    my $c = Tollgate::H2->connect($h2c);
+    $c->priority(3, 3);      # depends on itself: ignored
+    $c->priority(5, 1, 200); # an idle stream: ignored
+    $c->headers(1, Tollgate::H2::request_fields('/prio'), end_stream => 1);
+    my @g = $c->read_frames(until => sub ($f) { $f->{type} == 1 || $f->{type} == 7 });
+    is(join(' ', map { $_->{name} } grep { $_->{type} == 1 || $_->{type} == 7 } @g), 'HEADERS',
+       'PRIORITY frames on streams: ignored, the request is answered');
+    $c->priority(0);
+    ok($c->closed(5), 'PRIORITY on stream 0: connection closed');
+    my ($g) = grep { $_->{type} == 7 } @{$c->{seen}};
+    is($g && "$g->{code} $g->{last_stream}", '1 1', '... GOAWAY PROTOCOL_ERROR, last stream 1');
+}
+
 # --- response fields
 $r = curl_req($h2c, '/headers?x-a=1&keep-alive=timeout%3D5', proto => 'h2');
 is($r->{headers}{'x-a'}, '1', 'response fields pass');
