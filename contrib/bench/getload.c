@@ -14,12 +14,13 @@
  * on static_100k). getload reads up to 256 KB per call and skips the body by its length.
  * The server's work is the same; only the client costs less.
  *
- * Counted as in wrk: requests = complete answers; status = answers with a status above 399;
+ * Counted as in wrk: requests = complete answers (after one with Connection: close, a new
+ * connection takes over); status = answers with a status above 399;
  * read = connections that ended or failed before their answer was complete (the connection
  * is opened again); connect = connects or TLS handshakes that failed; timeout = answers not
  * complete TIMEOUT_SECS (default 10) after their request. Latency is from the request's
  * write to the answer's last byte. Answers must carry Content-Length (static files do);
- * one without it counts as a read error. Loopback only; every wait is bounded by SECS + 5.
+ * one without it counts as a read error. Loopback only; the run ends after SECS.
  *
  * Build: cc -O2 -o getload getload.c -lssl -lcrypto   (contrib/bench/run builds it) */
 #define _GNU_SOURCE
@@ -50,6 +51,7 @@ typedef struct {
     SSL *ssl;
     uint64_t sent_us;  /* when the request went out, 0: none in flight */
     uint64_t body_left;
+    int closing; /* the answer said Connection: close */
     size_t head_len;
     char head[HEAD_MAX];
 } conn_t;
@@ -154,18 +156,22 @@ static int parse_head(conn_t *c, size_t len)
         return -1;
     if (status > 399)
         err_status++;
+    int length = 0;
+    c->closing = 0;
     const char *p = c->head;
     while ((p = strstr(p, "\r\n")) != NULL) {
         p += 2;
         if (strncasecmp(p, "content-length:", 15) == 0) {
             c->body_left = strtoull(p + 15, NULL, 10);
-            return 0;
+            length = 1;
+        } else if (strncasecmp(p, "connection:", 11) == 0) {
+            c->closing = strncasecmp(p + 11 + strspn(p + 11, " \t"), "close", 5) == 0;
         }
     }
-    return -1;
+    return length ? 0 : -1;
 }
 
-/* Takes n bytes of the answer. 0, or -1 after a failure was counted. */
+/* Takes n bytes of the answer. 0, or -1: the connection was closed (and opened again). */
 static int take(conn_t *c, const char *buf, size_t n)
 {
     while (n > 0) {
@@ -200,6 +206,11 @@ static int take(conn_t *c, const char *buf, size_t n)
                 goto bad;
             requests++;
             record(now_us() - c->sent_us);
+            if (c->closing) { /* the server ends the connection: a new one, no error */
+                conn_close(c);
+                conn_open(c);
+                return -1;
+            }
             return send_request(c);
         }
     }
