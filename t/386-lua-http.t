@@ -138,10 +138,12 @@ is($j->{echo}{headers}{'content-length'}, '0', 'PUT without a body: Content-Leng
 
 $j = call('twice');
 is($j->{echo}{remotePort}, $j->{first_port}, 'keep-alive: the second call reuses the connection');
-my $p1 = call('get')->{echo}{remotePort};
-my $same = 0;
-$same += (call('get')->{echo}{remotePort} // -1) == $p1 ? 1 : 0 for 1 .. 6;
-ok($same >= 1, 'keep-alive: later requests reuse pooled connections');
+# each of the 2 workers has its pool, and a request may land on either: a port
+# seen twice among 12 calls is a reuse, whichever worker made it
+my %ports;
+$ports{ call('get')->{echo}{remotePort} // "none$_" }++ for 1 .. 12;
+ok((grep { $_ > 1 } values %ports), 'keep-alive: later requests reuse pooled connections')
+    or diag explain \%ports;
 
 is(call('status')->{status}, 404, 'status of the answer');
 $j = call('head');
