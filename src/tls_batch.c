@@ -176,8 +176,8 @@ static int filter_write(BIO *b, const char *in, int inl)
      * batch: they go first, directly, and the owner still gets the
      * callback it waits for */
     held_t *h = BIO_get_data(b);
-    if (h && h->q.batch)
-        tg_sendq_cancel_wake(&h->q);
+    if (h)
+        tg_sendq_cancel_wake(&h->q); /* nothing when no write of it waits */
     int rc = held_write(b, NULL);
     if (rc <= 0) {
         if (rc == 0)

@@ -55,19 +55,15 @@ sub server_bytes($out) {
     return $out;
 }
 
-# The HTTP/2 frames in server_bytes, from the server's first SETTINGS frame:
-# [type, flags, stream, payload] each, or undef where the bytes stop making frames.
+# The HTTP/2 frames in server_bytes, from the server's first SETTINGS frame
+# up to the first that is none (s_client's lines after the last).
 sub h2_frames($bytes) {
     my $i = index($bytes, "\x04\x00\x00\x00\x00\x00"); # type, flags, stream 0
     return [] if $i < 3;
-    $i -= 3;                                               # its length
     my @f;
-    while ($i + 9 <= length $bytes) {
-        my ($hi, $lo, $type, $flags, $id) = unpack('CnCCN', substr($bytes, $i, 9));
-        my $len = ($hi << 16) | $lo;
-        last if $type > 9 || $i + 9 + $len > length $bytes;
-        push @f, [$type, $flags, $id & 0x7fffffff, substr($bytes, $i + 9, $len)];
-        $i += 9 + $len;
+    for my $f (Tollgate::H2::parse_frames(substr($bytes, $i - 3))) { # from its length
+        last if $f->{type} > 9;
+        push @f, $f;
     }
     return \@f;
 }
@@ -125,15 +121,16 @@ C
                         . get_frame(1, "/size/$n"), 1,
                     "K\n", 0.5, $h2->(4, 1, 0, '') . $h2->(8, 0, 1, pack('N', $n)) . get_frame(3, '/h2after'), 1);
     my $f = h2_frames(server_bytes($out));
-    my $data1 = join('', map { $_->[3] } grep { $_->[0] == 0 && $_->[2] == 1 } @$f);
+    my $data1 = join('', map { $_->{payload} } grep { $_->{type} == 0 && $_->{stream} == 1 } @$f);
     ok($data1 eq Tollgate::Test::body_pattern($n), "io_uring $uring, HTTP/2: stream 1's $n bytes whole and in order")
         or diag length($data1) . ' bytes in ' . scalar(@$f) . ' frames';
     my $kpos = index($out, '<<< TLS 1.3, Handshake [length 0005], KeyUpdate');
     ok($kpos > 1_000_000 && $kpos < length($out) - 1_000_000,
        '... the worker answered K between the first megabyte and the rest')
         or diag "at $kpos of " . length($out);
-    ok((grep { $_->[0] == 0 && $_->[2] == 3 && $_->[3] =~ m{"url":"/h2after"} } @$f), '... stream 3 answered after it');
-    ok(!(grep { $_->[0] == 7 || $_->[0] == 3 } @$f), '... no GOAWAY, no RST_STREAM');
+    ok((grep { $_->{type} == 0 && $_->{stream} == 3 && $_->{payload} =~ m{"url":"/h2after"} } @$f),
+       '... stream 3 answered after it');
+    ok(!(grep { $_->{type} == 7 || $_->{type} == 3 } @$f), '... no GOAWAY, no RST_STREAM');
     ok(kill(0, $tg->worker_pids), '... the worker is alive');
     $tg->stop;
 }

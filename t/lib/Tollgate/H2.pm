@@ -178,6 +178,16 @@ sub _take_frame($self) {
     return $f;
 }
 
+# The frames in a byte string that came some other way (a client program's
+# output), as read_frames gives them, up to where the bytes stop making a
+# whole frame.
+sub parse_frames($bytes) {
+    my $p = bless { buf => $bytes, no_auto_ack => 1 }, __PACKAGE__;
+    my @out;
+    while (my $f = $p->_take_frame) { push @out, $f }
+    return @out;
+}
+
 # Frames until `until` returns true for one (it is included), the server
 # closes, or `timeout` (2 s) passes.
 sub read_frames($self, %o) {
