@@ -124,10 +124,12 @@ static void conn_close(conn_t *c)
     c->fd = -1;
 }
 
-/* The connection failed: count it and open it again. */
-static void conn_fail(conn_t *c, uint64_t *counter)
+/* The connection is over: count why (counter, or NULL: the server ended it
+ * after an answer) and open it again. */
+static void conn_reopen(conn_t *c, uint64_t *counter)
 {
-    (*counter)++;
+    if (counter)
+        (*counter)++;
     conn_close(c);
     conn_open(c);
 }
@@ -138,7 +140,7 @@ static int send_request(conn_t *c)
     ssize_t n = c->ssl ? SSL_write(c->ssl, request, (int)request_len)
                        : send(c->fd, request, request_len, MSG_NOSIGNAL);
     if (n != (ssize_t)request_len) { /* a 60-byte request always fits the socket buffer */
-        conn_fail(c, &err_write);
+        conn_reopen(c, &err_write);
         return -1;
     }
     c->sent_us = now_us();
@@ -207,8 +209,7 @@ static int take(conn_t *c, const char *buf, size_t n)
             requests++;
             record(now_us() - c->sent_us);
             if (c->closing) { /* the server ends the connection: a new one, no error */
-                conn_close(c);
-                conn_open(c);
+                conn_reopen(c, NULL);
                 return -1;
             }
             return send_request(c);
@@ -216,7 +217,7 @@ static int take(conn_t *c, const char *buf, size_t n)
     }
     return 0;
 bad:
-    conn_fail(c, &err_read);
+    conn_reopen(c, &err_read);
     return -1;
 }
 
@@ -230,7 +231,7 @@ static void on_readable(conn_t *c)
                 int e = SSL_get_error(c->ssl, (int)n);
                 if (e == SSL_ERROR_WANT_READ)
                     return;
-                conn_fail(c, &err_read);
+                conn_reopen(c, &err_read);
                 return;
             }
         } else {
@@ -238,12 +239,12 @@ static void on_readable(conn_t *c)
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
             if (n <= 0) {
-                conn_fail(c, &err_read);
+                conn_reopen(c, &err_read);
                 return;
             }
         }
         if (c->state != HEAD && c->state != BODY) {
-            conn_fail(c, &err_read);
+            conn_reopen(c, &err_read);
             return;
         }
         if (take(c, rbuf, (size_t)n) < 0)
@@ -260,7 +261,7 @@ static void on_event(conn_t *c, uint32_t ev)
         socklen_t len = sizeof err;
         getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err || (ev & (EPOLLERR | EPOLLHUP))) {
-            conn_fail(c, &err_connect);
+            conn_reopen(c, &err_connect);
             return;
         }
         if (!(ev & EPOLLOUT))
@@ -288,7 +289,7 @@ static void on_event(conn_t *c, uint32_t ev)
             watch(c, e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD);
             return;
         }
-        conn_fail(c, &err_connect);
+        conn_reopen(c, &err_connect);
         return;
     }
     on_readable(c);
@@ -383,7 +384,7 @@ int main(int argc, char **argv)
             for (int i = 0; i < nconns; i++)
                 if (conns[i].sent_us && (conns[i].state == HEAD || conns[i].state == BODY)
                     && t - conns[i].sent_us > (uint64_t)timeout * 1000000u)
-                    conn_fail(&conns[i], &err_timeout);
+                    conn_reopen(&conns[i], &err_timeout);
         }
     }
     uint64_t dur = now_us() - t0;
