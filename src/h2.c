@@ -805,10 +805,16 @@ static void conn_read(tg_h2_conn_t *hc)
              * triggered epoll) */
             drained = n > 0 && !more && !tg_conn_has_pending(c);
             if (n <= 0) {
-                if (hc->nactive)
+                if (hc->nactive && n == 0)
                     tg_log(TG_LOG_INFO, "client %s closed its HTTP/2 connection with %u "
                                         "requests in flight",
                            tg_conn_peer(c), hc->nactive);
+                else if (hc->nactive) {
+                    const char *why = strerror(errno);
+                    tg_log(TG_LOG_INFO, "client %s: reading its HTTP/2 connection failed "
+                                        "(%s) with %u requests in flight",
+                           tg_conn_peer(c), why, hc->nactive);
+                }
                 conn_fail(hc);
                 return;
             }

@@ -1,14 +1,18 @@
 /* The write batch of client TLS connections (see tls_batch.h). The filter
- * BIO's data pointer is its held bytes (a held_t: pool buffers and the
- * ranges of them not written yet; NULL when it holds nothing), so an idle
- * connection keeps no memory for them. Held bytes always go before newer
- * ones: a batch opens only when none are held, a write outside a batch
- * first empties them, a batch whose write meets held bytes adds to them,
- * and a batch held for the send batch is one record that waits alone.
+ * BIO's data pointer is what it holds (a held_t; NULL when it holds
+ * nothing), so an idle connection keeps no memory for it: bytes written
+ * and not sent yet (pool buffers and the ranges of them not written), and
+ * bytes of a staged read that SSL_read did not take. Held bytes always go
+ * before newer ones: a batch opens only when none are held, a write outside
+ * a batch first empties them, a batch whose write meets held bytes adds to
+ * them, and a batch held for the send batch is one record that waits alone.
  *
  * The filter is the read BIO too: a read of the socket that went in the
  * send batch is staged here (tg_tls_batch_stage) for the SSL_read that
- * follows, which takes it before it reads the socket itself. */
+ * follows, which takes it before it reads the socket itself. Reading ahead,
+ * SSL_read asks for no more than its buffer has room for: with most of a
+ * 16 KB record in, that is less than a staged read, and what it leaves is
+ * kept (held_t's rest) and given first to the next read. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,8 @@ typedef struct {
     tg_iovq_t q;    /* the ranges, oldest first (in the send batch: q.batch) */
     tg_buf_t *bufs; /* their buffers, oldest first; the last one takes more */
     uint64_t sent;  /* where the writes count (tg_iovq_write's `written`): unused */
+    size_t nrest;   /* read off the socket, not taken by SSL_read yet: rest[0..nrest) */
+    char rest[TG_SENDQ_READ_MAX];
 } held_t;
 
 #define BATCH_RECORD (16384 + 512) /* a record's plaintext and its TLS overhead */
@@ -51,7 +57,29 @@ static int bio_fd(BIO *b)
     return (int)BIO_get_fd(BIO_next(b), NULL);
 }
 
-/* Forget the held bytes (all written, or the connection is done). */
+/* The filter's held_t, made when `make` and there is none; NULL if none. */
+static held_t *held_of(BIO *b, int make)
+{
+    held_t *h = BIO_get_data(b);
+    if (h == NULL && make) {
+        if ((h = calloc(1, sizeof(*h))) == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        BIO_set_data(b, h);
+    }
+    return h;
+}
+
+/* Are written bytes waiting? */
+static int held_writes(BIO *b)
+{
+    held_t *h = BIO_get_data(b);
+    return h && h->bufs;
+}
+
+/* Forget the written bytes (all sent, or the connection is done); the
+ * held_t goes when nothing read waits in it either. */
 static void held_free(BIO *b)
 {
     held_t *h = BIO_get_data(b);
@@ -59,6 +87,10 @@ static void held_free(BIO *b)
         return;
     tg_sendq_cancel(&h->q);
     tg_buf_put_list(h->bufs);
+    h->bufs = NULL;
+    h->q = (tg_iovq_t){0};
+    if (h->nrest)
+        return;
     free(h);
     BIO_set_data(b, NULL);
 }
@@ -68,9 +100,9 @@ static void held_free(BIO *b)
  * EV_WRITE after it), -1 with errno. */
 static int held_write(BIO *b, ev_io *w)
 {
-    held_t *h = BIO_get_data(b);
-    if (h == NULL)
+    if (!held_writes(b))
         return 1;
+    held_t *h = BIO_get_data(b);
     int rc;
     if (w) {
         rc = tg_sendq_write(&h->q, bio_fd(b), w, &h->sent, 0);
@@ -86,14 +118,9 @@ static int held_write(BIO *b, ev_io *w)
 /* Add bytes behind the held ones, in pool buffers. 0, or -1 (ENOMEM). */
 static int held_add(BIO *b, const char *p, size_t len)
 {
-    held_t *h = BIO_get_data(b);
-    if (h == NULL) {
-        if ((h = calloc(1, sizeof(*h))) == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        BIO_set_data(b, h);
-    }
+    held_t *h = held_of(b, 1);
+    if (h == NULL)
+        return -1;
     tg_buf_t *tail = h->bufs;
     while (tail && tail->next)
         tail = tail->next;
@@ -136,7 +163,7 @@ static int held_add(BIO *b, const char *p, size_t len)
 static int batch_write(BIO *b, int defer)
 {
     size_t off = 0;
-    if (BIO_get_data(b) == NULL && !defer) {
+    if (!held_writes(b) && !defer) {
         while (off < batch.len) {
             ssize_t n = send(bio_fd(b), batch.buf + off, batch.len - off, MSG_NOSIGNAL);
             if (n < 0 && errno == EINTR)
@@ -194,6 +221,16 @@ static int filter_read(BIO *b, char *out, int outl)
     BIO_clear_retry_flags(b);
     if (outl <= 0)
         return 0;
+    held_t *h = BIO_get_data(b);
+    if (h && h->nrest) { /* these came first */
+        size_t n = h->nrest < (size_t)outl ? h->nrest : (size_t)outl;
+        memcpy(out, h->rest, n);
+        memmove(h->rest, h->rest + n, h->nrest - n);
+        h->nrest -= n;
+        if (h->nrest == 0 && h->bufs == NULL)
+            held_free(b);
+        return (int)n;
+    }
     if (staged.bio == b && staged.len) {
         size_t n = staged.len < (size_t)outl ? staged.len : (size_t)outl;
         memcpy(out, staged.p, n);
@@ -217,6 +254,10 @@ static long filter_ctrl(BIO *b, int cmd, long num, void *ptr)
                 BIO_set_retry_write(b);
             return rc;
         }
+    } else if (cmd == BIO_CTRL_PENDING) {
+        held_t *h = BIO_get_data(b);
+        long n = h ? (long)h->nrest : 0;
+        return n + (next ? BIO_ctrl(next, cmd, num, ptr) : 0);
     } else if (cmd == BIO_CTRL_WPENDING) {
         held_t *h = BIO_get_data(b);
         long n = h ? (long)h->q.pending : 0;
@@ -241,6 +282,9 @@ static int filter_create(BIO *b)
 
 static int filter_destroy(BIO *b)
 {
+    held_t *h = BIO_get_data(b);
+    if (h)
+        h->nrest = 0;
     held_free(b);
     if (batch.bio == b) {
         batch.bio = NULL;
@@ -295,12 +339,31 @@ void tg_tls_batch_stage(struct ssl_st *ssl, const void *p, size_t len)
     staged.len = len;
 }
 
-size_t tg_tls_batch_unstage(void)
+int tg_tls_batch_unstage(void)
 {
-    size_t left = staged.bio ? staged.len : 0;
+    BIO *b = staged.bio;
+    size_t left = b ? staged.len : 0;
     staged.bio = NULL;
     staged.len = 0;
-    return left;
+    if (left == 0)
+        return 0;
+    held_t *h = held_of(b, 1);
+    if (h == NULL)
+        return -1;
+    if (left > sizeof(h->rest) - h->nrest) { /* never: nothing is staged while some wait */
+        errno = EIO;
+        return -1;
+    }
+    memcpy(h->rest + h->nrest, staged.p, left);
+    h->nrest += left;
+    return 0;
+}
+
+int tg_tls_batch_rest(struct ssl_st *ssl)
+{
+    BIO *b = filter_of(SSL_get_rbio(ssl));
+    held_t *h = b ? BIO_get_data(b) : NULL;
+    return h && h->nrest;
 }
 
 int tg_tls_batch_begin(struct ssl_st *ssl)
@@ -333,7 +396,7 @@ int tg_tls_batch_end(struct ssl_st *ssl, int defer)
         return 1;
     /* one record, the send batch open: it waits there (the copy costs less
      * than the send(2) it saves); more goes now */
-    defer = defer && batch.len <= BATCH_RECORD && BIO_get_data(b) == NULL && tg_sendq_open();
+    defer = defer && batch.len <= BATCH_RECORD && !held_writes(b) && tg_sendq_open();
     int rc = batch_write(b, defer);
     return defer && rc == 0 ? 1 : rc;
 }

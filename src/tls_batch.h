@@ -17,8 +17,12 @@
  * worker's send batch (sendq.h: one io_uring_enter for many sockets) is
  * handed to the SSL_read that follows with tg_tls_batch_stage: the filter
  * gives those bytes first, then reads the socket as usual. Server contexts
- * read ahead (tls_conf.c), so SSL_read takes every staged byte into its own
- * buffer in one read call. */
+ * read ahead (tls_conf.c), so SSL_read mostly takes every staged byte into
+ * its own buffer in one read call; but no more than that buffer has room
+ * for, and with most of a 16 KB record in, that is less than a staged read.
+ * The filter keeps what it left (tg_tls_batch_unstage) and gives it to the
+ * next read first; meanwhile tg_tls_batch_rest says bytes wait (no socket
+ * event announces them). */
 #ifndef TG_TLS_BATCH_H
 #define TG_TLS_BATCH_H
 
@@ -53,8 +57,12 @@ int tg_tls_batch_flush(struct ssl_st *ssl, struct ev_io *w);
 int tg_tls_batch_can_stage(struct ssl_st *ssl);
 /* Bytes read off the socket of `ssl` elsewhere, for its next read: the
  * filter gives them before anything the socket holds. They must stay until
- * tg_tls_batch_unstage, which returns how many the read did not take. */
+ * tg_tls_batch_unstage, which keeps what the read did not take for the
+ * next read: 0, or -1 with errno (out of memory, or bytes staged while
+ * kept ones wait; the connection is done). */
 void tg_tls_batch_stage(struct ssl_st *ssl, const void *p, size_t len);
-size_t tg_tls_batch_unstage(void);
+int tg_tls_batch_unstage(void);
+/* Does the filter of `ssl` keep read bytes that no read has taken yet? */
+int tg_tls_batch_rest(struct ssl_st *ssl);
 
 #endif

@@ -184,12 +184,12 @@ ssize_t tg_tls_read_staged(tg_ssl_t *ssl, uint8_t *flags, const void *raw, size_
 {
     tg_tls_batch_stage(ssl, raw, rawlen);
     ssize_t n = tg_tls_read(ssl, flags, buf, len, log_it);
+    int err = errno;
     if (tg_tls_batch_unstage() != 0) {
-        /* never: reading ahead, SSL_read takes what it is given whole */
         *flags |= TG_TLS_F_FAILED;
-        errno = EIO;
         return -1;
     }
+    errno = err;
     return n;
 }
 
@@ -323,7 +323,8 @@ int tg_tls_handshake(tg_ssl_t *ssl, uint8_t *flags, char *why, size_t size)
 
 int tg_tls_pending(tg_ssl_t *ssl, uint8_t flags)
 {
-    return ssl && (SSL_pending(ssl) > 0 || (!(flags & TG_TLS_F_READ_DRY) && SSL_has_pending(ssl)));
+    return ssl && (SSL_pending(ssl) > 0 || (!(flags & TG_TLS_F_READ_DRY) && SSL_has_pending(ssl)) ||
+                   tg_tls_batch_rest(ssl));
 }
 
 int tg_tls_is_established(tg_ssl_t *ssl)

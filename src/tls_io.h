@@ -66,9 +66,10 @@ void tg_tls_shutdown(tg_ssl_t *ssl, uint8_t flags);
 ssize_t tg_tls_read(tg_ssl_t *ssl, uint8_t *flags, void *buf, size_t len, int *log_it);
 ssize_t tg_tls_writev(tg_ssl_t *ssl, uint8_t *flags, const struct iovec *iov, int n, int *log_it);
 /* tg_tls_read of `rawlen` bytes that a batched read took off the socket
- * (sendq.h) and then of the socket; -1 with EIO (the connection is done)
- * if the read left some of them. tg_tls_can_stage: may the next read of
- * `ssl` go to the batch (nothing held for it, no write wanted first)? */
+ * (sendq.h) and then of the socket; what it left of them comes first in
+ * the next read, and counts as pending (tg_tls_pending) until then.
+ * tg_tls_can_stage: may the next read of `ssl` go to the batch (nothing
+ * held for it, no write wanted first)? */
 int tg_tls_can_stage(tg_ssl_t *ssl, uint8_t flags);
 ssize_t tg_tls_read_staged(tg_ssl_t *ssl, uint8_t *flags, const void *raw, size_t rawlen,
                            void *buf, size_t len, int *log_it);
@@ -92,7 +93,8 @@ int tg_tls_flush(tg_ssl_t *ssl, uint8_t *flags, struct ev_io *w);
  * 16 KB per read call). No socket event comes for them: a reader that goes
  * back to the loop without having read to EAGAIN must check this. 0 after a
  * read that found the socket empty (TG_TLS_F_READ_DRY), whatever part of a
- * record is held. */
+ * record is held; but 1 while bytes of a batched read wait that SSL_read
+ * did not take (tg_tls_read_staged). */
 int tg_tls_pending(tg_ssl_t *ssl, uint8_t flags);
 /* Is the handshake finished? 0 for NULL. */
 int tg_tls_is_established(tg_ssl_t *ssl);
