@@ -977,6 +977,7 @@ static int setup_callbacks(void)
     nghttp2_option_set_max_continuations(options, 8);
     nghttp2_option_set_max_settings(options, 32);
     nghttp2_option_set_max_outbound_ack(options, 1000);
+    nghttp2_option_set_max_deflate_dynamic_table_size(options, 0);
     return 0;
 }
 

@@ -104,6 +104,24 @@ is("$e->{body} " . ($e->{headers}{'transfer-encoding'} // ''), 'abcdefg chunked'
    '... and went upstream chunked');
 $h->close;
 
+# responses are encoded without HPACK's dynamic table (as nginx does): the
+# first block sets the table to 0 bytes, and no field is added to it, in the
+# first response or in a second one with the same fields
+$h = Tollgate::H2->connect($h2c);
+my @reps;
+for my $id (1, 3) {
+    $h->headers($id, Tollgate::H2::request_fields("/hpack$id"), end_stream => 1);
+    @f = $h->read_frames(until => sub ($f) { $f->{type} == 0 && ($f->{flags} & 1) }, timeout => 5);
+    ($hd) = grep { $_->{type} == 1 } @f;
+    push @reps, [$hd ? Tollgate::H2::hpack_reps($hd->{payload}) : ()];
+}
+is_deeply($reps[0][0], [size_update => 0], 'first response block: dynamic table size update to 0');
+cmp_ok(scalar(@{$reps[0]}), '>=', 4, '... then its fields') or diag explain \@reps;
+is(scalar(grep { $_->[1] eq 'incremental' } map { @$_ } @reps), 0,
+   'no response field is added to the dynamic table');
+is(scalar(grep { $_->[0] eq 'size_update' } @{$reps[1]}), 0, 'the second block needs no update');
+$h->close;
+
 # HEADERS and DATA with END_STREAM in one packet: the body is still a body
 $up->clear_log;
 $h = Tollgate::H2->connect($h2c);

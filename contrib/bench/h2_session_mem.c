@@ -7,7 +7,7 @@
  * Build and run:  cc -O2 -o build/bench/h2_session_mem contrib/bench/h2_session_mem.c -lnghttp2
  *                 build/bench/h2_session_mem [deflate=N] [hdtable=N]
  *   deflate=N  nghttp2_option_set_max_deflate_dynamic_table_size(N): our HPACK
- *              encoder's table (Tollgate: http2_hpack_table_size)
+ *              encoder's table (default 0, as Tollgate sets it in src/h2.c)
  *   hdtable=N  SETTINGS_HEADER_TABLE_SIZE N: the client's encoder table, which
  *              our decoder mirrors */
 #include <stdio.h>
@@ -142,7 +142,7 @@ static int pump(nghttp2_session *from, nghttp2_session *to)
 
 int main(int argc, char **argv)
 {
-    long deflate = -1, hdtable = -1;
+    long deflate = 0, hdtable = -1;
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "deflate=", 8) == 0)
             deflate = atol(argv[i] + 8);

@@ -13,7 +13,8 @@ package Tollgate::H2;
 # HEADERS are HPACK "literal without indexing, new name" fields, no
 # Huffman: any name or value can be sent, uppercase and illegal ones too.
 # Of the server's HPACK only :status is decoded (static table and literal,
-# Huffman digits), which is what the tests look at.
+# Huffman digits), which is what the tests look at; hpack_reps($block) lists
+# a block's representations (how each field was encoded).
 #
 # And curl over either protocol, so one check runs over both:
 #   curl_req($port, $path, proto => 'h1'|'h2', tls => 0|1, host => 'a.test',
@@ -95,6 +96,37 @@ sub hpack(@fields) {
         $out .= "\x00" . _int(length $n, 7) . $n . _int(length $v, 7) . $v;
     }
     return $out;
+}
+
+# The representations of an HPACK block (RFC 7541 6), in order: [indexed,
+# INDEX], [indexed_name|new_name, KIND] with KIND incremental (added to the
+# dynamic table), without or never (indexing), or [size_update, SIZE].
+# Strings are skipped by their length (Huffman or not).
+sub hpack_reps($p) {
+    my $int = sub ($bits) {
+        my $max = (1 << $bits) - 1;
+        my $v = ord(substr($p, 0, 1, '')) & $max;
+        return $v if $v < $max;
+        for (my $m = 0;; $m += 7) {
+            my $b = ord(substr($p, 0, 1, ''));
+            $v += ($b & 0x7f) << $m;
+            return $v unless $b & 0x80;
+        }
+    };
+    my $skip_string = sub { my $len = $int->(7); substr($p, 0, $len, '') };
+    my @out;
+    while (length $p) {
+        my $b = ord $p;
+        if ($b & 0x80) { push @out, [indexed => $int->(7)]; next }
+        if (($b & 0xe0) == 0x20) { push @out, [size_update => $int->(5)]; next }
+        my ($kind, $bits) = ($b & 0xc0) == 0x40 ? ('incremental', 6)
+                          : ($b & 0xf0) == 0x10 ? ('never', 4) : ('without', 4);
+        my $name_idx = $int->($bits);
+        $skip_string->() if $name_idx == 0;
+        $skip_string->();
+        push @out, [$name_idx ? 'indexed_name' : 'new_name', $kind];
+    }
+    return @out;
 }
 
 # A header block: end_stream, end_headers (default 1), or split => N to
@@ -218,10 +250,16 @@ sub closed($self, $timeout = 5) {
 sub close($self) { CORE::close($self->{sock}) if $self->{sock}; $self->{sock} = undef }
 
 # :status of a response header block (first field): static table entries
-# 8-14, or a literal with name index 8 and a plain or Huffman value.
+# 8-14, or a literal with name index 8 and a plain or Huffman value. Dynamic
+# table size updates come first (the server's encoder keeps no table).
 my %STATIC = (8 => 200, 9 => 204, 10 => 206, 11 => 304, 12 => 400, 13 => 404, 14 => 500);
 sub _status($p, $flags) {
     if ($flags & 0x20) { substr($p, 0, 5, '') } # PRIORITY fields
+    while (length $p && (ord($p) & 0xe0) == 0x20) { # 001xxxxx: a size update
+        my $more = (ord($p) & 0x1f) == 0x1f;
+        substr($p, 0, 1, '');
+        while ($more && length $p) { $more = ord($p) & 0x80; substr($p, 0, 1, '') }
+    }
     my $b = ord $p;
     return $STATIC{$b & 0x7f} if $b & 0x80;
     my $idx = ($b & 0xc0) == 0x40 ? $b & 0x3f : $b & 0x0f;
