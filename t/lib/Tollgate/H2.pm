@@ -98,30 +98,34 @@ sub hpack(@fields) {
     return $out;
 }
 
+# An HPACK integer with a `bits`-bit prefix (RFC 7541 5.1), taken off the
+# front of $$pref (the reverse of _int).
+sub _take_int($pref, $bits) {
+    my $max = (1 << $bits) - 1;
+    my $v = ord(substr($$pref, 0, 1, '')) & $max;
+    return $v if $v < $max;
+    for (my $m = 0; length $$pref; $m += 7) {
+        my $b = ord(substr($$pref, 0, 1, ''));
+        $v += ($b & 0x7f) << $m;
+        return $v unless $b & 0x80;
+    }
+    return $v;
+}
+
 # The representations of an HPACK block (RFC 7541 6), in order: [indexed,
 # INDEX], [indexed_name|new_name, KIND] with KIND incremental (added to the
 # dynamic table), without or never (indexing), or [size_update, SIZE].
 # Strings are skipped by their length (Huffman or not).
 sub hpack_reps($p) {
-    my $int = sub ($bits) {
-        my $max = (1 << $bits) - 1;
-        my $v = ord(substr($p, 0, 1, '')) & $max;
-        return $v if $v < $max;
-        for (my $m = 0;; $m += 7) {
-            my $b = ord(substr($p, 0, 1, ''));
-            $v += ($b & 0x7f) << $m;
-            return $v unless $b & 0x80;
-        }
-    };
-    my $skip_string = sub { my $len = $int->(7); substr($p, 0, $len, '') };
+    my $skip_string = sub { my $len = _take_int(\$p, 7); substr($p, 0, $len, '') };
     my @out;
     while (length $p) {
         my $b = ord $p;
-        if ($b & 0x80) { push @out, [indexed => $int->(7)]; next }
-        if (($b & 0xe0) == 0x20) { push @out, [size_update => $int->(5)]; next }
+        if ($b & 0x80) { push @out, [indexed => _take_int(\$p, 7)]; next }
+        if (($b & 0xe0) == 0x20) { push @out, [size_update => _take_int(\$p, 5)]; next }
         my ($kind, $bits) = ($b & 0xc0) == 0x40 ? ('incremental', 6)
                           : ($b & 0xf0) == 0x10 ? ('never', 4) : ('without', 4);
-        my $name_idx = $int->($bits);
+        my $name_idx = _take_int(\$p, $bits);
         $skip_string->() if $name_idx == 0;
         $skip_string->();
         push @out, [$name_idx ? 'indexed_name' : 'new_name', $kind];
@@ -255,11 +259,7 @@ sub close($self) { CORE::close($self->{sock}) if $self->{sock}; $self->{sock} = 
 my %STATIC = (8 => 200, 9 => 204, 10 => 206, 11 => 304, 12 => 400, 13 => 404, 14 => 500);
 sub _status($p, $flags) {
     if ($flags & 0x20) { substr($p, 0, 5, '') } # PRIORITY fields
-    while (length $p && (ord($p) & 0xe0) == 0x20) { # 001xxxxx: a size update
-        my $more = (ord($p) & 0x1f) == 0x1f;
-        substr($p, 0, 1, '');
-        while ($more && length $p) { $more = ord($p) & 0x80; substr($p, 0, 1, '') }
-    }
+    _take_int(\$p, 5) while length $p && (ord($p) & 0xe0) == 0x20; # 001xxxxx: a size update
     my $b = ord $p;
     return $STATIC{$b & 0x7f} if $b & 0x80;
     my $idx = ($b & 0xc0) == 0x40 ? $b & 0x3f : $b & 0x0f;
